@@ -1,0 +1,370 @@
+"""The lab description: `lab.yml` parsed into typed, validated objects.
+
+Layers are merged in one order: built-in defaults, the lab file, the
+environment (REGLAB_*), then the command line. Every error names the file
+and the key path, so a bad lab file is one clear message, never a traceback.
+"""
+
+from __future__ import annotations
+
+import copy
+import ipaddress
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from lab.errors import ConfigError
+
+PROVIDERS = ("docker", "virtualbox", "libvirt")
+EDITIONS = ("modern", "as-written")
+IMAGE_SOURCES = ("pull", "preload", "build")
+OS_FAMILIES = ("debian", "rhel")
+ROLES = ("registry", "client")
+
+DEFAULTS: dict[str, Any] = {
+    "name": "reglab",
+    "provider": "docker",
+    "edition": "modern",
+    "os": "debian",
+    "domain": "myregistrydomain.com",
+    "machines": {
+        "registry": {"ip": "192.168.33.10"},
+        "client": {"ip": "192.168.33.11"},
+    },
+    "ports": {"registry": 5000, "proxy": 5043, "https": 443},
+    "users": [{"name": "student"}],
+    "images": {
+        "source": "pull",
+        "registry": "registry:2",
+        "proxy": "nginx:1.27",
+        "base": "debian:bookworm",
+    },
+    "boxes": {
+        "debian": {"name": "generic/debian12", "version": "4.3.12"},
+        "rhel": {"name": "generic/rocky9", "version": "4.3.12"},
+    },
+    "timeouts": {"command": 300, "boot": 300},
+}
+
+# Environment layer: variable -> key in the lab file.
+ENVIRONMENT = {
+    "REGLAB_PROVIDER": "provider",
+    "REGLAB_EDITION": "edition",
+    "REGLAB_IMAGES": "images.source",
+}
+
+_NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
+_USER = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
+_IMAGE = re.compile(r"^[a-z0-9][a-z0-9._/-]*(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?$")
+
+
+@dataclass(frozen=True)
+class Machine:
+    name: str
+    ip: str
+
+
+@dataclass(frozen=True)
+class Ports:
+    registry: int
+    proxy: int
+    https: int
+
+
+@dataclass(frozen=True)
+class User:
+    name: str
+    password: str | None  # None until secrets are resolved
+
+    def __repr__(self) -> str:  # a password never reaches a log through repr
+        return f"User(name={self.name!r}, password=***)"
+
+
+@dataclass(frozen=True)
+class Images:
+    source: str
+    registry: str
+    proxy: str
+    base: str
+
+
+@dataclass(frozen=True)
+class Box:
+    name: str
+    version: str
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    command: int
+    boot: int
+
+
+@dataclass(frozen=True)
+class Lab:
+    source: Path
+    name: str
+    provider: str
+    edition: str
+    os: str
+    domain: str
+    machines: tuple[Machine, ...]
+    ports: Ports
+    users: tuple[User, ...]
+    images: Images
+    boxes: dict[str, Box] = field(hash=False)
+    timeouts: Timeouts
+
+    @property
+    def root(self) -> Path:
+        """The project folder: the lab file's folder, where the Vagrantfile is."""
+        return self.source.parent
+
+    @property
+    def state_dir(self) -> Path:
+        return self.root / ".lab"
+
+    def machine(self, name: str) -> Machine:
+        for machine in self.machines:
+            if machine.name == name:
+                return machine
+        raise KeyError(name)
+
+    @property
+    def registry(self) -> Machine:
+        return self.machine("registry")
+
+    @property
+    def client(self) -> Machine:
+        return self.machine("client")
+
+    @property
+    def network(self) -> ipaddress.IPv4Network:
+        return ipaddress.ip_network(f"{self.registry.ip}/24", strict=False)
+
+
+def load(
+    path: Path,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, str | None] | None = None,
+) -> Lab:
+    """Read, layer and validate a lab file; raise ConfigError naming the key path."""
+    source = str(path)
+    try:
+        text = Path(path).read_text()
+    except FileNotFoundError:
+        raise ConfigError(source, "", "no such file") from None
+    except OSError as exc:
+        raise ConfigError(source, "", f"cannot read: {exc.strerror}") from None
+    raw = parse_yaml(text, source)
+    merged = layer(raw, environ if environ is not None else os.environ, overrides or {}, source)
+    return validate(merged, Path(path).resolve(), source)
+
+
+def parse_yaml(text: str, source: str) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(source, where, f"invalid YAML: {problem}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(source, "(top level)", f"expected a mapping, got {_kind(data)}")
+    return data
+
+
+def layer(
+    raw: Mapping[str, Any],
+    environ: Mapping[str, str],
+    overrides: Mapping[str, str | None],
+    source: str,
+) -> dict[str, Any]:
+    """Defaults, then the file, then the environment, then the command line."""
+    _check_keys(raw, DEFAULTS, "", source)
+    merged = _merge(copy.deepcopy(DEFAULTS), raw)
+    for variable, key in ENVIRONMENT.items():
+        if environ.get(variable):
+            _set(merged, key, environ[variable])
+    for key, value in overrides.items():
+        if value is not None:
+            _set(merged, key, value)
+    return merged
+
+
+def validate(data: Mapping[str, Any], path: Path, source: str) -> Lab:
+    v = _Validator(source)
+    machines = v.machines(data["machines"])
+    images = v.mapping(data["images"], "images")
+    ports = v.mapping(data["ports"], "ports")
+    timeouts = v.mapping(data["timeouts"], "timeouts")
+    boxes = v.mapping(data["boxes"], "boxes")
+    return Lab(
+        source=path,
+        name=v.match(data["name"], "name", _NAME, "a lower-case name like 'reglab'"),
+        provider=v.choice(data["provider"], "provider", PROVIDERS),
+        edition=v.choice(data["edition"], "edition", EDITIONS),
+        os=v.choice(data["os"], "os", OS_FAMILIES),
+        domain=v.match(data["domain"], "domain", _DOMAIN, "a DNS name like myregistrydomain.com"),
+        machines=machines,
+        ports=Ports(**{k: v.port(ports[k], f"ports.{k}") for k in ("registry", "proxy", "https")}),
+        users=v.users(data["users"]),
+        images=Images(
+            source=v.choice(images["source"], "images.source", IMAGE_SOURCES),
+            **{
+                k: v.match(images[k], f"images.{k}", _IMAGE, "an image reference like nginx:1.27")
+                for k in ("registry", "proxy", "base")
+            },
+        ),
+        boxes={
+            family: Box(
+                name=v.string(v.mapping(boxes[family], f"boxes.{family}")["name"], f"boxes.{family}.name"),
+                version=v.string(
+                    str(boxes[family]["version"]), f"boxes.{family}.version"
+                ),
+            )
+            for family in OS_FAMILIES
+        },
+        timeouts=Timeouts(
+            command=v.positive(timeouts["command"], "timeouts.command"),
+            boot=v.positive(timeouts["boot"], "timeouts.boot"),
+        ),
+    )
+
+
+class _Validator:
+    def __init__(self, source: str) -> None:
+        self.source = source
+
+    def fail(self, path: str, problem: str) -> ConfigError:
+        return ConfigError(self.source, path, problem)
+
+    def mapping(self, value: Any, path: str) -> Mapping[str, Any]:
+        if not isinstance(value, Mapping):
+            raise self.fail(path, f"expected a mapping, got {_kind(value)}")
+        return value
+
+    def string(self, value: Any, path: str) -> str:
+        if not isinstance(value, str) or not value:
+            raise self.fail(path, f"expected a non-empty string, got {_kind(value)}")
+        return value
+
+    def match(self, value: Any, path: str, pattern: re.Pattern[str], what: str) -> str:
+        text = self.string(value, path)
+        if not pattern.match(text):
+            raise self.fail(path, f"expected {what}, got {text!r}")
+        return text
+
+    def choice(self, value: Any, path: str, choices: tuple[str, ...]) -> str:
+        if value not in choices:
+            raise self.fail(path, f"expected one of {', '.join(choices)}, got {value!r}")
+        return value
+
+    def port(self, value: Any, path: str) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
+            raise self.fail(path, f"expected a port number 1-65535, got {value!r}")
+        return value
+
+    def positive(self, value: Any, path: str) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise self.fail(path, f"expected a positive number of seconds, got {value!r}")
+        return value
+
+    def machines(self, value: Any) -> tuple[Machine, ...]:
+        machines = self.mapping(value, "machines")
+        missing = [role for role in ROLES if role not in machines]
+        if missing:
+            raise self.fail("machines", f"missing machine {missing[0]!r} (the lab needs {' and '.join(ROLES)})")
+        unknown = [name for name in machines if name not in ROLES]
+        if unknown:
+            raise self.fail(f"machines.{unknown[0]}", f"unknown machine; expected only {', '.join(ROLES)}")
+        result = []
+        seen: dict[str, str] = {}
+        for name in ROLES:
+            spec = self.mapping(machines[name], f"machines.{name}")
+            _check_keys(spec, {"ip": None}, f"machines.{name}", self.source)
+            ip = self.ip(spec.get("ip"), f"machines.{name}.ip")
+            if ip in seen:
+                raise self.fail(f"machines.{name}.ip", f"{ip} is already the IP of machine {seen[ip]!r}")
+            seen[ip] = name
+            result.append(Machine(name=name, ip=ip))
+        net = ipaddress.ip_network(f"{result[0].ip}/24", strict=False)
+        for machine in result[1:]:
+            if ipaddress.ip_address(machine.ip) not in net:
+                raise self.fail(f"machines.{machine.name}.ip", f"{machine.ip} is not on the private network {net}")
+        return tuple(result)
+
+    def ip(self, value: Any, path: str) -> str:
+        try:
+            address = ipaddress.IPv4Address(value if isinstance(value, str) else "")
+        except ValueError:
+            raise self.fail(path, f"expected an IPv4 address, got {value!r}") from None
+        if not address.is_private or address.is_loopback:
+            raise self.fail(path, f"expected a private IPv4 address, got {value}")
+        return str(address)
+
+    def users(self, value: Any) -> tuple[User, ...]:
+        if not isinstance(value, list) or not value:
+            raise self.fail("users", f"expected a non-empty list of {{name, password}}, got {_kind(value)}")
+        users = []
+        for i, entry in enumerate(value):
+            path = f"users[{i}]"
+            spec = self.mapping(entry, path)
+            _check_keys(spec, {"name": None, "password": None}, path, self.source)
+            name = self.match(spec.get("name"), f"{path}.name", _USER, "a user name (letters, digits, . _ -)")
+            if any(u.name == name for u in users):
+                raise self.fail(f"{path}.name", f"user {name!r} is listed twice")
+            password = spec.get("password")
+            if password is not None:
+                password = str(password)
+                if not password or ":" in password or "\n" in password:
+                    raise self.fail(f"{path}.password", "expected a non-empty password without ':' or newlines")
+            users.append(User(name=name, password=password))
+        return tuple(users)
+
+
+def _check_keys(value: Mapping[str, Any], known: Mapping[str, Any], path: str, source: str) -> None:
+    if not isinstance(value, Mapping):
+        raise ConfigError(source, path or "(top level)", f"expected a mapping, got {_kind(value)}")
+    for key in value:
+        here = f"{path}.{key}" if path else str(key)
+        if key not in known:
+            raise ConfigError(source, here, f"unknown key; expected one of {', '.join(known)}")
+        sub = known[key]
+        # Nested sections with fixed keys are checked too (machines and boxes are
+        # checked by the validator, which knows their names).
+        if isinstance(sub, dict) and key not in ("machines", "boxes") and isinstance(value[key], Mapping):
+            _check_keys(value[key], sub, here, source)
+
+
+def _merge(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
+    for key, value in top.items():
+        if key in ("machines", "users"):
+            base[key] = value  # replaced whole: merging two machine sets would surprise
+        elif isinstance(value, Mapping) and isinstance(base.get(key), dict):
+            base[key] = _merge(base[key], value)
+        else:
+            base[key] = value
+    return base
+
+
+def _set(data: dict[str, Any], dotted: str, value: Any) -> None:
+    *parents, last = dotted.split(".")
+    for key in parents:
+        data = data[key]
+    data[last] = value
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "nothing"
+    names = {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean", int: "a number", float: "a number"}
+    return names.get(type(value), type(value).__name__)

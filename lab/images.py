@@ -1,0 +1,188 @@
+"""Images made on the host: the machine image for the docker provider, and the
+registry, proxy and base images built from Debian packages.
+
+Every image is tagged with what it really is (`reglab/nginx:1.22.1-debian12`,
+never `nginx:1.9`) and labelled with a hash of its recipe, so a recipe that
+did not change is never built twice. Images for the machines are saved once
+into `.lab/cache/images/` and loaded from there by every machine.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import shutil
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from lab.config import Lab
+from lab.errors import LabError
+from lab.remote import Host
+
+RECIPES = Path(__file__).parent / "images"
+SUITE = "bookworm"
+DEBIAN_MAJOR = "12"
+BASE_TAG = f"reglab/debian:{SUITE}-debootstrap"
+NODE_TAG = f"reglab/node:{SUITE}"
+MIRROR = "http://deb.debian.org/debian"
+RECIPE_LABEL = "org.reglab.recipe"
+CACHE_DIR_IN_MACHINE = "/var/cache/reglab"
+
+# What the host builds from Debian packages: image -> (recipe, Debian package, tag name).
+PACKAGED = {
+    "registry": ("registry.Dockerfile", "docker-registry", "reglab/docker-registry"),
+    "proxy": ("nginx.Dockerfile", "nginx", "reglab/nginx"),
+}
+
+
+@dataclass(frozen=True)
+class LabImages:
+    """The image references the lab's files use, once resolved for a source."""
+
+    registry: str
+    proxy: str
+    base: str
+
+    def all(self) -> list[str]:
+        return [self.registry, self.proxy, self.base]
+
+
+def upstream_version(debian_version: str) -> str:
+    """'1:2.8.2+ds1-1+b5' -> '2.8.2': the upstream part, as a tag-safe string."""
+    version = debian_version.split(":", 1)[-1]
+    version = version.rsplit("-", 1)[0] if "-" in version else version
+    version = re.split(r"[+~]", version, maxsplit=1)[0]
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", version)
+
+
+class Builder:
+    def __init__(self, lab: Lab, host: Host) -> None:
+        self.lab = lab
+        self.host = host
+        self.cache = lab.state_dir / "cache"
+
+    def exists(self, ref: str) -> bool:
+        return self.host.run(f"docker image inspect {ref}", warn=True).ok
+
+    def recipe_hash(self, *parts: str | bytes) -> str:
+        digest = hashlib.sha256()
+        for part in parts:
+            digest.update(part.encode() if isinstance(part, str) else part)
+        return digest.hexdigest()[:16]
+
+    def labelled(self, recipe: str) -> str | None:
+        """The tag of an image already built from this exact recipe, if any."""
+        out = self.host.run(
+            f"docker images --filter label={RECIPE_LABEL}={recipe} --format '{{{{.Repository}}}}:{{{{.Tag}}}}'",
+            warn=True,
+        ).stdout.split()
+        tags = [t for t in out if not t.endswith(":<none>")]
+        return tags[0] if tags else None
+
+    def base(self, source: str = "auto") -> str:
+        """A minimal Debian: `debian:bookworm` when asked for, else debootstrap.
+
+        `auto` uses a local `debian:bookworm` when the daemon has it and
+        otherwise debootstraps from the Debian mirror: it never probes Docker Hub.
+        """
+        if source == "hub" or (source == "auto" and self.exists(f"debian:{SUITE}")):
+            if source == "hub":
+                self.host.run(f"docker pull debian:{SUITE}", timeout=600)
+            return f"debian:{SUITE}"
+        if self.exists(BASE_TAG):
+            return BASE_TAG
+        if shutil.which("debootstrap") is None:
+            raise LabError("debootstrap is not installed; on Debian or Ubuntu: apt-get install debootstrap")
+        self.cache.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix="rootfs-", dir=self.cache) as tmp:
+            rootfs = Path(tmp) / SUITE
+            self.host.run(
+                f"debootstrap --variant=minbase --include=ca-certificates {SUITE} {rootfs} {MIRROR}",
+                timeout=900,
+            )
+            # What Docker's own Debian images do: no daemons started by package
+            # scripts, no caches in the image.
+            (rootfs / "usr/sbin/policy-rc.d").write_text("#!/bin/sh\nexit 101\n")
+            (rootfs / "usr/sbin/policy-rc.d").chmod(0o755)
+            self.host.run(
+                f"rm -rf {rootfs}/var/cache/apt/archives/*.deb {rootfs}/var/lib/apt/lists/* "
+                f"{rootfs}/var/cache/apt/*.bin"
+            )
+            self.host.run(
+                f"tar -C {rootfs} -c . | docker import -c 'CMD [\"/bin/bash\"]' "
+                f"-m 'debootstrap --variant=minbase {SUITE} {MIRROR}' - {BASE_TAG}",
+                timeout=600,
+            )
+        return BASE_TAG
+
+    def build(self, dockerfile: str, base: str, tag: str | None, context_files: Sequence[str] = ()) -> str:
+        """Build a recipe FROM base unless an image of the same recipe exists."""
+        recipe_text = (RECIPES / dockerfile).read_bytes()
+        files = [(RECIPES / f).read_bytes() for f in context_files]
+        base_id = self.host.run(f"docker image inspect -f '{{{{.Id}}}}' {base}").stdout.strip()
+        recipe = self.recipe_hash(recipe_text, base_id, *files)
+        found = self.labelled(recipe)
+        if found:
+            return found
+        with tempfile.TemporaryDirectory(prefix="build-") as ctx:
+            for name in (dockerfile, *context_files):
+                shutil.copy(RECIPES / name, Path(ctx) / name)
+            temp_tag = tag or f"reglab/building:{recipe}"
+            self.host.run(
+                f"docker build -q --build-arg BASE={base} --label {RECIPE_LABEL}={recipe} "
+                f"-t {temp_tag} -f {Path(ctx) / dockerfile} {ctx}",
+                timeout=900,
+            )
+        return temp_tag
+
+    def node(self, source: str = "auto") -> str:
+        """The machine image that Vagrant's docker provider boots."""
+        built = self.build("node.Dockerfile", self.base(source), None, ["vagrant.pub"])
+        if built != NODE_TAG:
+            self.host.run(f"docker tag {built} {NODE_TAG}")
+            if built.startswith("reglab/building:"):
+                self.host.run(f"docker rmi {built}")
+        return NODE_TAG
+
+    def packaged(self, role: str) -> str:
+        """registry or proxy from its Debian package, tagged with the package's version."""
+        dockerfile, package, name = PACKAGED[role]
+        extra = ["registry-config.yml"] if role == "registry" else []
+        built = self.build(dockerfile, self.base(), None, extra)
+        if not built.startswith("reglab/building:"):
+            return built
+        version = self.host.run(
+            f"docker run --rm --entrypoint dpkg-query {built} -W -f '${{Version}}' {package}"
+        ).stdout.strip()
+        tag = f"{name}:{upstream_version(version)}-debian{DEBIAN_MAJOR}"
+        self.host.run(f"docker tag {built} {tag}")
+        self.host.run(f"docker rmi {built}")
+        return tag
+
+    def lab_images(self) -> LabImages:
+        """The images the lab's files name, built here when the source is `build`."""
+        images = self.lab.images
+        if images.source != "build":
+            return LabImages(images.registry, images.proxy, images.base)
+        return LabImages(self.packaged("registry"), self.packaged("proxy"), self.base())
+
+    def bundle(self, images: LabImages) -> Path:
+        """One tarball of the lab's images (shared layers once), made once per set of IDs."""
+        if self.lab.images.source == "preload":
+            for ref in images.all():
+                if not self.exists(ref):
+                    self.host.run(f"docker pull {ref}", timeout=900)
+        ids = self.host.run("docker image inspect -f '{{.Id}}' " + " ".join(images.all())).stdout.split()
+        name = f"images-{self.recipe_hash(*sorted(ids), *images.all())}.tar"
+        target = self.cache / "images" / name
+        if not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            for old in target.parent.glob("images-*.tar"):
+                old.unlink()
+            partial = target.with_suffix(".partial")
+            self.host.run(f"docker save -o {partial} " + " ".join(images.all()), timeout=600)
+            partial.chmod(0o644)
+            partial.rename(target)
+        return target

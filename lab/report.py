@@ -1,0 +1,360 @@
+"""Reports of the last run per edition: Markdown, JUnit XML, HTML and JSON.
+
+Markdown is for people reading the repository, JUnit XML for CI, HTML for a
+browser, JSON so `reglab report` can re-render the others later.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+import xml.etree.ElementTree as ET
+from collections.abc import Sequence
+from pathlib import Path
+
+from lab.diagnosis import format_diagnosis
+from lab.results import RunResult, Status, StepResult
+
+SEEN_LINES = 40
+README_START = "<!-- reglab:results:start -->"
+README_END = "<!-- reglab:results:end -->"
+
+_EDITION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+_ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
+_XML_INVALID = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
+
+
+def format_seconds(seconds: float) -> str:
+    """Render a duration short enough for a table cell."""
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    whole = round(seconds)
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h {minutes:02d}m {secs:02d}s"
+    return f"{minutes}m {secs:02d}s"
+
+
+def truncate_lines(text: str, limit: int = SEEN_LINES) -> str:
+    """Keep the last `limit` lines, since tools print their error at the end."""
+    lines = text.splitlines()
+    if len(lines) <= limit:
+        return text
+    omitted = len(lines) - limit
+    return "\n".join([f"[... {omitted} earlier lines omitted ...]", *lines[-limit:]])
+
+
+def _seen(step: StepResult) -> str:
+    """Output as a reader should see it: no terminal colors, only the tail."""
+    return truncate_lines(_ANSI_ESCAPE.sub("", step.seen))
+
+
+def _status_label(step: StepResult) -> str:
+    """Short status for summary cells: the cause id tells most of the story."""
+    if step.status is Status.FAIL:
+        return f"FAIL ({step.diagnosis.id})" if step.diagnosis else "FAIL"
+    return step.status.value
+
+
+def _summary_line(result: RunResult) -> str:
+    counts = result.counts
+    return (
+        f"{counts[Status.PASS]} passed, {counts[Status.FAIL]} failed, "
+        f"{counts[Status.NOT_RUN]} not run, "
+        f"total time {format_seconds(result.total_time)}"
+    )
+
+
+def _run_date(result: RunResult) -> str:
+    return result.started.strftime("%Y-%m-%d %H:%M %Z").strip()
+
+
+def _md_cell(text: str) -> str:
+    """Keep a value inside one Markdown table cell."""
+    return " ".join(text.split()).replace("|", r"\|")
+
+
+def _md_fence(text: str) -> str:
+    """Fence text in a code block that no backtick run inside it can close."""
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return f"{fence}\n{text}\n{fence}"
+
+
+def _md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    lines = [
+        "| " + " | ".join(_md_cell(h) for h in header) + " |",
+        "|" + "|".join("---" for _ in header) + "|",
+    ]
+    lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in rows]
+    return lines
+
+
+def _failures(result: RunResult) -> list[StepResult]:
+    return [step for step in result.steps if step.status is Status.FAIL]
+
+
+def render_markdown(result: RunResult) -> str:
+    """Render a run as Markdown: summary, phase timings, steps, then failure details."""
+    lines = [
+        f"# reglab: {result.edition} ({_run_date(result)})",
+        "",
+        _summary_line(result),
+        "",
+    ]
+    if result.phases:
+        lines += ["## Phases", ""]
+        lines += _md_table(
+            ["phase", "time"],
+            [[name, format_seconds(secs)] for name, secs in result.phases.items()],
+        )
+        lines.append("")
+    lines += ["## Steps", ""]
+    lines += _md_table(
+        ["step", "title", "result", "time", "diagnosis"],
+        [
+            [
+                step.step_id,
+                step.title,
+                "**FAIL**" if step.status is Status.FAIL else step.status.value,
+                format_seconds(step.duration),
+                step.diagnosis.id if step.diagnosis else "",
+            ]
+            for step in result.steps
+        ],
+    )
+    lines.append("")
+    failures = _failures(result)
+    if failures:
+        lines += ["## Failures", ""]
+        for step in failures:
+            lines += [f"### {step.step_id}: {step.title}", ""]
+            lines += [f"- expected: {step.expected or '(not recorded)'}", "- seen:", ""]
+            lines += [_md_fence(_seen(step) or "(nothing)"), ""]
+            if step.diagnosis:
+                lines += [
+                    f"- likely cause: {step.diagnosis.cause}",
+                    f"- fix: {step.diagnosis.fix}",
+                ]
+            else:
+                lines.append("- likely cause: unknown (no known cause matched)")
+            if step.logs:
+                lines.append("- logs: " + ", ".join(f"`{log}`" for log in step.logs))
+            lines.append("")
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def _xml_text(text: str) -> str:
+    """Drop characters XML 1.0 cannot hold (ANSI escapes in tool output, for one)."""
+    return _XML_INVALID.sub("", text)
+
+
+def _failure_text(step: StepResult) -> str:
+    parts = [f"expected: {step.expected}", "seen:", _seen(step)]
+    if step.diagnosis:
+        parts.append(format_diagnosis(step.diagnosis))
+    if step.logs:
+        parts.append("logs: " + ", ".join(step.logs))
+    return _xml_text("\n".join(parts))
+
+
+def render_junit(result: RunResult) -> str:
+    """Render a run as JUnit XML, one testcase per step, for CI test reporting."""
+    suite_name = f"reglab.{result.edition}"
+    counts = result.counts
+    totals = {
+        "tests": str(len(result.steps)),
+        "failures": str(counts[Status.FAIL]),
+        "errors": "0",
+        "skipped": str(counts[Status.NOT_RUN]),
+        "time": f"{result.total_time:.3f}",
+    }
+    root = ET.Element("testsuites", {"name": "reglab", **totals})
+    suite = ET.SubElement(
+        root,
+        "testsuite",
+        {"name": suite_name, **totals, "timestamp": result.started.isoformat()},
+    )
+    for step in result.steps:
+        case = ET.SubElement(
+            suite,
+            "testcase",
+            {
+                "classname": suite_name,
+                "name": step.step_id,
+                "time": f"{step.duration:.3f}",
+            },
+        )
+        if step.status is Status.FAIL:
+            message = (
+                f"likely cause: {step.diagnosis.cause}"
+                if step.diagnosis
+                else f"expected: {step.expected}"
+            )
+            failure = ET.SubElement(
+                case,
+                "failure",
+                {
+                    "message": _xml_text(message),
+                    "type": step.diagnosis.id if step.diagnosis else "check-failed",
+                },
+            )
+            failure.text = _failure_text(step)
+        elif step.status is Status.NOT_RUN:
+            ET.SubElement(case, "skipped")
+    ET.indent(root)
+    return ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n"
+
+
+_CSS = """
+body { font-family: system-ui, sans-serif; margin: 2rem; color: #222; }
+table { border-collapse: collapse; margin: 1rem 0; }
+th, td { border: 1px solid #ccc; padding: .3rem .6rem; text-align: left; }
+td { vertical-align: top; }
+th { background: #f3f3f3; }
+.pass { background: #d8f5d0; }
+.fail { background: #f9d0d0; font-weight: bold; }
+.not-run { background: #eee; color: #666; }
+pre { background: #f6f6f6; padding: .6rem; overflow-x: auto; }
+"""
+
+
+def _status_class(status: Status) -> str:
+    return status.value.replace(" ", "-")
+
+
+def _html_failure(step: StepResult) -> list[str]:
+    e = html.escape
+    parts = [
+        f"<h3>{e(step.step_id)}: {e(step.title)}</h3>",
+        f"<p><b>expected:</b> {e(step.expected or '(not recorded)')}</p>",
+        "<p><b>seen:</b></p>",
+        f"<pre>{e(_seen(step) or '(nothing)')}</pre>",
+    ]
+    if step.diagnosis:
+        parts += [
+            f"<p><b>likely cause:</b> {e(step.diagnosis.cause)}</p>",
+            f"<p><b>fix:</b> {e(step.diagnosis.fix)}</p>",
+        ]
+    else:
+        parts.append("<p><b>likely cause:</b> unknown (no known cause matched)</p>")
+    if step.logs:
+        logs = ", ".join(f"<code>{e(log)}</code>" for log in step.logs)
+        parts.append(f"<p><b>logs:</b> {logs}</p>")
+    return parts
+
+
+def render_html(result: RunResult) -> str:
+    """Render a run as one self-contained HTML page with colored statuses."""
+    e = html.escape
+    title = f"reglab: {result.edition} ({_run_date(result)})"
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en">',
+        '<head><meta charset="utf-8">',
+        f"<title>{e(title)}</title>",
+        f"<style>{_CSS}</style>",
+        "</head>",
+        "<body>",
+        f"<h1>{e(title)}</h1>",
+        f"<p>{e(_summary_line(result))}</p>",
+    ]
+    if result.phases:
+        parts += ["<h2>Phases</h2>", "<table>", "<tr><th>phase</th><th>time</th></tr>"]
+        parts += [
+            f"<tr><td>{e(name)}</td><td>{e(format_seconds(secs))}</td></tr>"
+            for name, secs in result.phases.items()
+        ]
+        parts.append("</table>")
+    parts += [
+        "<h2>Steps</h2>",
+        "<table>",
+        "<tr><th>step</th><th>title</th><th>result</th><th>time</th><th>diagnosis</th></tr>",
+    ]
+    for step in result.steps:
+        diagnosis = step.diagnosis.id if step.diagnosis else ""
+        parts.append(
+            f"<tr><td>{e(step.step_id)}</td><td>{e(step.title)}</td>"
+            f'<td class="{_status_class(step.status)}">{e(step.status.value)}</td>'
+            f"<td>{e(format_seconds(step.duration))}</td><td>{e(diagnosis)}</td></tr>"
+        )
+    parts.append("</table>")
+    failures = _failures(result)
+    if failures:
+        parts.append("<h2>Failures</h2>")
+        for step in failures:
+            parts += _html_failure(step)
+    parts += ["</body>", "</html>"]
+    return "\n".join(parts) + "\n"
+
+
+def render_json(result: RunResult) -> str:
+    """Render a run as the JSON that load_result reads back."""
+    return json.dumps(result.to_dict(), indent=2, ensure_ascii=False) + "\n"
+
+
+def write_reports(result: RunResult, directory: Path) -> dict[str, Path]:
+    """Write <edition>.md, .xml, .html and .json; return their paths by kind."""
+    if not _EDITION_NAME.fullmatch(result.edition):
+        raise ValueError(f"edition name not usable as a file name: {result.edition!r}")
+    directory.mkdir(parents=True, exist_ok=True)
+    renderers = {
+        "md": render_markdown,
+        "xml": render_junit,
+        "html": render_html,
+        "json": render_json,
+    }
+    paths: dict[str, Path] = {}
+    for kind, render in renderers.items():
+        path = directory / f"{result.edition}.{kind}"
+        path.write_text(render(result), encoding="utf-8")
+        paths[kind] = path
+    return paths
+
+
+def load_result(path: Path) -> RunResult:
+    """Read a run written by write_reports, so reports can be re-rendered."""
+    return RunResult.from_dict(json.loads(path.read_text(encoding="utf-8")))
+
+
+def render_summary_table(results: Sequence[RunResult]) -> str:
+    """Render the README table: one row per step, one column per edition."""
+    if not results:
+        raise ValueError("no results to summarize")
+    editions = [r.edition for r in results]
+    if len(set(editions)) != len(editions):
+        raise ValueError(f"duplicate editions in results: {editions}")
+    step_ids: list[str] = []
+    for result in results:
+        step_ids += [s.step_id for s in result.steps if s.step_id not in step_ids]
+    by_edition = [{s.step_id: s for s in r.steps} for r in results]
+    header = ["step", *(f"{r.edition} ({r.started:%Y-%m-%d})" for r in results)]
+    rows = [
+        [
+            step_id,
+            *(
+                _status_label(steps[step_id]) if step_id in steps else "-"
+                for steps in by_edition
+            ),
+        ]
+        for step_id in step_ids
+    ]
+    return "\n".join(_md_table(header, rows)) + "\n"
+
+
+def update_readme(readme_text: str, table: str) -> str:
+    """Replace what lies between the README result markers with the table."""
+    for marker in (README_START, README_END):
+        found = readme_text.count(marker)
+        if found != 1:
+            raise ValueError(
+                f"README must contain {marker} exactly once, found {found}"
+            )
+    head, rest = readme_text.split(README_START)
+    if README_END not in rest:
+        raise ValueError(f"{README_END} must come after {README_START}")
+    _, tail = rest.split(README_END)
+    body = table.strip("\n")
+    return f"{head}{README_START}\n{body}\n{README_END}{tail}"

@@ -1,0 +1,183 @@
+"""Each known cause must be recognized from the real text the tools print."""
+
+import re
+
+import pytest
+
+from lab.diagnosis import (
+    CAUSES,
+    Cause,
+    cause_by_id,
+    diagnose,
+    diagnose_all,
+    format_diagnosis,
+)
+
+EXAMPLES: dict[str, list[str]] = {
+    "legacy-cn": [
+        'Error response from daemon: Get "https://myregistrydomain.com/v2/": '
+        "x509: certificate relies on legacy Common Name field, use SANs instead",
+        'Error response from daemon: Get "https://myregistrydomain.com/v2/": '
+        "x509: certificate relies on legacy Common Name field, use SANs or "
+        "temporarily enable Common Name matching with GODEBUG=x509ignoreCN=0",
+        "x509: certificate is not valid for any names, "
+        "but wanted to match myregistrydomain.com",
+        "certificate has no subjectAltName; it relies on the legacy Common Name field",
+    ],
+    "wrong-name": [
+        'Error response from daemon: Get "https://myregistrydomain.com/v2/": '
+        "tls: failed to verify certificate: x509: certificate is valid for "
+        "localhost, not myregistrydomain.com",
+        "hostname myregistrydomain.com is not in the certificate's subjectAltName "
+        "(it holds DNS:localhost)",
+        "curl: (60) SSL: no alternative certificate subject name matches target "
+        "host name 'myregistrydomain.com'",
+    ],
+    "http-to-https": [
+        'Error response from daemon: Get "https://myregistrydomain.com:5000/v2/": '
+        "http: server gave HTTP response to HTTPS client",
+        "curl: (35) error:0A00010B:SSL routines::wrong version number",
+    ],
+    "no-basic-auth": [
+        'Error response from daemon: Head "https://myregistrydomain.com/v2/'
+        'test-images/manifests/latest": no basic auth credentials',
+    ],
+    "compose-v1-file": [
+        "validating /root/docker-registry/docker-compose.yml: "
+        "(root) Additional property registry is not allowed",
+    ],
+    "unknown-ssl-directive": [
+        'nginx: [emerg] unknown directive "ssl" in /etc/nginx/conf.d/registry.conf:8',
+    ],
+    "ssl-on-deprecated": [
+        'nginx: [warn] the "ssl" directive is deprecated, use the "listen ... ssl" '
+        "directive instead in /etc/nginx/conf.d/registry.conf:8",
+    ],
+    "too-large": [
+        "error parsing HTTP 413 response body: invalid character '<' looking for "
+        'beginning of value: "<html>\\r\\n<head><title>413 Request Entity Too Large'
+        '</title></head>"',
+        "<center><h1>413 Request Entity Too Large</h1></center>",
+    ],
+    "unresolved-name": [
+        "curl: (6) Could not resolve host: myregistrydomain.com",
+        'Error response from daemon: Get "https://myregistrydomain.com/v2/": '
+        "dial tcp: lookup myregistrydomain.com on 127.0.0.53:53: no such host",
+        "ping: myregistrydomain.com: Name or service not known",
+        "ping: myregistrydomain.com: Temporary failure in name resolution",
+    ],
+    "untrusted-ca": [
+        'Error response from daemon: Get "https://myregistrydomain.com/v2/": '
+        "tls: failed to verify certificate: "
+        "x509: certificate signed by unknown authority",
+        "curl: (60) SSL certificate problem: unable to get local issuer certificate",
+        "curl: (60) SSL certificate problem: "
+        "self-signed certificate in certificate chain",
+        "curl: (60) SSL certificate problem: "
+        "self signed certificate in certificate chain",
+    ],
+    "unauthorized": [
+        "Error response from daemon: login attempt to https://myregistrydomain.com/v2/ "
+        "failed with status: 401 Unauthorized",
+        "unauthorized: authentication required",
+        'Error response from daemon: Get "https://myregistrydomain.com/v2/": '
+        "unauthorized: incorrect username or password",
+    ],
+    "connection-refused": [
+        "curl: (7) Failed to connect to localhost port 5043 after 0 ms: "
+        "Connection refused",
+        'Error response from daemon: Get "https://myregistrydomain.com/v2/": '
+        "dial tcp 192.168.33.10:443: connect: connection refused",
+    ],
+    "vbox-hostonly-range": [
+        "The IP address configured for the host-only network is not within the\n"
+        "allowed ranges. Please update the address used to be within the allowed\n"
+        "ranges and run the command again.",
+    ],
+    "schema1-manifest": [
+        "[DEPRECATION NOTICE] Docker Image Format v1 and Docker Image manifest "
+        "version 2, schema 1 support is disabled by default and will be removed in "
+        "an upcoming release. Suggest the author of docker.io/library/nginx:1.9 to "
+        "upgrade the image to the OCI Format or Docker Image manifest v2, schema 2.",
+        "[DEPRECATION NOTICE] registry v2 schema1 support will be removed in an "
+        "upcoming release. Please contact admins of the docker.io registry NOW to "
+        "avoid future disruption.",
+    ],
+    "pip-compose": [
+        "error: externally-managed-environment\n\n"
+        "× This environment is externally managed",
+        "AttributeError: cython_sources",
+        "TypeError: kwargs_from_env() got an unexpected keyword argument 'ssl_version'",
+    ],
+}
+
+CASES = [(cause_id, text) for cause_id, texts in EXAMPLES.items() for text in texts]
+
+
+def test_every_cause_has_examples() -> None:
+    assert set(EXAMPLES) == {cause.id for cause in CAUSES}
+
+
+def test_cause_ids_are_unique() -> None:
+    assert len({cause.id for cause in CAUSES}) == len(CAUSES)
+
+
+@pytest.mark.parametrize(("cause_id", "text"), CASES)
+def test_diagnose_finds_cause(cause_id: str, text: str) -> None:
+    cause = diagnose(text)
+    assert cause is not None
+    assert cause.id == cause_id
+
+
+@pytest.mark.parametrize(("cause_id", "text"), CASES)
+def test_diagnose_finds_cause_inside_longer_output(cause_id: str, text: str) -> None:
+    output = f"$ some command\nsome progress line\n{text}\nexit status 1\n"
+    cause = diagnose(output)
+    assert cause is not None
+    assert cause.id == cause_id
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "latest: digest: sha256:0123abcd size: 528",
+        "Login Succeeded",
+        "nginx: the configuration file /etc/nginx/nginx.conf syntax is ok",
+    ],
+)
+def test_unrelated_text_gives_none(text: str) -> None:
+    assert diagnose(text) is None
+    assert diagnose_all(text) == []
+
+
+def test_diagnose_all_lists_every_cause_in_table_order() -> None:
+    text = "\n".join(
+        [
+            "curl: (6) Could not resolve host: myregistrydomain.com",
+            'nginx: [emerg] unknown directive "ssl" in '
+            "/etc/nginx/conf.d/registry.conf:8",
+        ]
+    )
+    assert [c.id for c in diagnose_all(text)] == [
+        "unknown-ssl-directive",
+        "unresolved-name",
+    ]
+    assert diagnose(text) == cause_by_id("unknown-ssl-directive")
+
+
+def test_format_diagnosis_is_two_lines() -> None:
+    cause = cause_by_id("too-large")
+    lines = format_diagnosis(cause).splitlines()
+    assert lines == [f"likely cause: {cause.cause}", f"fix: {cause.fix}"]
+    assert "client_max_body_size 0;" in lines[1]
+
+
+def test_cause_by_id_rejects_unknown_id() -> None:
+    with pytest.raises(ValueError, match="no-such-cause"):
+        cause_by_id("no-such-cause")
+
+
+def test_cause_rejects_multiline_fix() -> None:
+    with pytest.raises(ValueError, match="fix"):
+        Cause("x", re.compile("x"), "a cause", "first line\nsecond line")

@@ -1,0 +1,332 @@
+"""Unit tests for lab.pki: making certs, checking served chains, ensure_pki's files."""
+
+from __future__ import annotations
+
+import stat
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+
+from lab.pki import (
+    LEGACY_CN_PROBLEM,
+    CertFacts,
+    PkiFiles,
+    cert_facts,
+    ensure_pki,
+    extract_pem_certs,
+    make_ca,
+    make_server_cert,
+    verify_chain,
+)
+
+DOMAIN = "registry.lab"
+IP = "192.168.56.10"
+
+
+@pytest.fixture(scope="module")
+def ca() -> tuple[bytes, bytes]:
+    return make_ca()
+
+
+@pytest.fixture(scope="module")
+def server(ca: tuple[bytes, bytes]) -> tuple[bytes, bytes]:
+    return make_server_cert(*ca, DOMAIN, [IP])
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def _resign(
+    cert_pem: bytes, ca_key_pem: bytes, algorithm: hashes.HashAlgorithm
+) -> bytes:
+    """Re-sign a cert unchanged but for the hash, to test the weak-hash check."""
+    cert = x509.load_pem_x509_certificate(cert_pem)
+    key = serialization.load_pem_private_key(ca_key_pem, password=None)
+    builder = x509.CertificateBuilder(
+        issuer_name=cert.issuer,
+        subject_name=cert.subject,
+        public_key=cert.public_key(),
+        serial_number=cert.serial_number,
+        not_valid_before=cert.not_valid_before_utc,
+        not_valid_after=cert.not_valid_after_utc,
+        extensions=list(cert.extensions),
+    )
+    return builder.sign(key, algorithm).public_bytes(serialization.Encoding.PEM)
+
+
+def test_ca_is_a_self_signed_ca(ca: tuple[bytes, bytes]) -> None:
+    key_pem, cert_pem = ca
+    assert key_pem.startswith(b"-----BEGIN PRIVATE KEY-----")
+    cert = x509.load_pem_x509_certificate(cert_pem)
+    assert cert.subject == cert.issuer
+    constraints = cert.extensions.get_extension_for_class(x509.BasicConstraints)
+    assert constraints.critical and constraints.value.ca
+    usage = cert.extensions.get_extension_for_class(x509.KeyUsage)
+    assert usage.critical and usage.value.key_cert_sign and usage.value.crl_sign
+    cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
+    assert cert.not_valid_before_utc < datetime.now(UTC) - timedelta(minutes=4)
+
+
+def test_server_cert_verifies_cleanly(
+    ca: tuple[bytes, bytes], server: tuple[bytes, bytes]
+) -> None:
+    assert verify_chain([server[1]], ca[1], DOMAIN) == []
+    assert verify_chain([server[1]], ca[1], IP) == []
+
+
+def test_chain_served_with_the_ca_appended_is_fine(
+    ca: tuple[bytes, bytes], server: tuple[bytes, bytes]
+) -> None:
+    assert verify_chain([server[1], ca[1]], ca[1], DOMAIN) == []
+
+
+def test_server_cert_extensions(server: tuple[bytes, bytes]) -> None:
+    cert = x509.load_pem_x509_certificate(server[1])
+    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert san.get_values_for_type(x509.DNSName) == [DOMAIN]
+    assert [str(ip) for ip in san.get_values_for_type(x509.IPAddress)] == [IP]
+    eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    assert list(eku) == [x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]
+    assert not cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    cert.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier)
+    assert isinstance(cert.signature_hash_algorithm, hashes.SHA256)
+
+
+def test_ip_domain_goes_into_san_as_ip(ca: tuple[bytes, bytes]) -> None:
+    _, cert_pem = make_server_cert(*ca, IP, [IP])
+    facts = cert_facts(cert_pem)
+    assert facts.dns_names == ()
+    assert facts.ip_addresses == (IP,)
+    assert verify_chain([cert_pem], ca[1], IP) == []
+
+
+def test_cn_only_cert_reports_legacy_common_name(ca: tuple[bytes, bytes]) -> None:
+    _, cert_pem = make_server_cert(*ca, DOMAIN, san=False)
+    assert verify_chain([cert_pem], ca[1], DOMAIN) == [LEGACY_CN_PROBLEM]
+    assert (
+        "x509: certificate relies on legacy Common Name field, use SANs instead"
+        in LEGACY_CN_PROBLEM
+    )
+
+
+def test_wrong_hostname_names_the_san(
+    ca: tuple[bytes, bytes], server: tuple[bytes, bytes]
+) -> None:
+    problems = verify_chain([server[1]], ca[1], "other.lab")
+    assert len(problems) == 1
+    assert "other.lab" in problems[0]
+    assert f"DNS:{DOMAIN}" in problems[0] and f"IP:{IP}" in problems[0]
+
+
+def test_ip_hostname_not_in_san(
+    ca: tuple[bytes, bytes], server: tuple[bytes, bytes]
+) -> None:
+    problems = verify_chain([server[1]], ca[1], "192.168.56.11")
+    assert len(problems) == 1
+    assert "192.168.56.11" in problems[0] and "subjectAltName" in problems[0]
+
+
+def test_cert_from_another_ca(server: tuple[bytes, bytes]) -> None:
+    _, other_ca = make_ca("someone else's CA")
+    problems = verify_chain([server[1]], other_ca, DOMAIN)
+    assert len(problems) == 1
+    assert "does not chain to the lab CA" in problems[0]
+    assert "CN=someone else's CA" in problems[0]
+    assert "CN=reglab development CA" in problems[0]
+
+
+def test_cert_from_regenerated_ca_with_same_name(server: tuple[bytes, bytes]) -> None:
+    _, regenerated_ca = make_ca()
+    problems = verify_chain([server[1]], regenerated_ca, DOMAIN)
+    assert len(problems) == 1
+    assert "not signed by the lab CA" in problems[0]
+
+
+def test_expired_cert(ca: tuple[bytes, bytes]) -> None:
+    long_ago = datetime.now(UTC) - timedelta(days=400)
+    _, cert_pem = make_server_cert(*ca, DOMAIN, days=30, now=long_ago)
+    problems = verify_chain([cert_pem], ca[1], DOMAIN)
+    assert len(problems) == 1
+    assert "expired on" in problems[0]
+    assert cert_facts(cert_pem).not_after.date().isoformat() in problems[0]
+
+
+def test_not_yet_valid(ca: tuple[bytes, bytes], server: tuple[bytes, bytes]) -> None:
+    yesterday = datetime.now(UTC) - timedelta(days=1)
+    problems = verify_chain([server[1]], ca[1], DOMAIN, now=yesterday)
+    assert any(p.startswith("server certificate is not valid until") for p in problems)
+
+
+def test_negative_days_is_refused(ca: tuple[bytes, bytes]) -> None:
+    with pytest.raises(ValueError, match="days must be positive"):
+        make_server_cert(*ca, DOMAIN, days=-1)
+
+
+def test_weak_signature_hash(
+    ca: tuple[bytes, bytes], server: tuple[bytes, bytes]
+) -> None:
+    weak = _resign(server[1], ca[0], hashes.SHA224())
+    assert verify_chain([weak], ca[1], DOMAIN) == [
+        "server certificate is signed with sha224, weaker than SHA-256"
+    ]
+    assert (
+        verify_chain([_resign(server[1], ca[0], hashes.SHA384())], ca[1], DOMAIN) == []
+    )
+
+
+def test_empty_chain() -> None:
+    assert verify_chain([], make_ca()[1], DOMAIN) == ["no certificate was presented"]
+
+
+def test_naive_now_is_refused(
+    ca: tuple[bytes, bytes], server: tuple[bytes, bytes]
+) -> None:
+    with pytest.raises(ValueError, match="timezone-aware"):
+        verify_chain([server[1]], ca[1], DOMAIN, now=datetime.now())
+
+
+def test_cert_facts(ca: tuple[bytes, bytes], server: tuple[bytes, bytes]) -> None:
+    facts = cert_facts(server[1])
+    cert = x509.load_pem_x509_certificate(server[1])
+    assert facts == CertFacts(
+        subject_cn=DOMAIN,
+        issuer_cn="reglab development CA",
+        dns_names=(DOMAIN,),
+        ip_addresses=(IP,),
+        not_after=cert.not_valid_after_utc,
+        signature_hash="sha256",
+    )
+    assert cert_facts(ca[1]).dns_names == ()
+
+
+def test_extract_pem_certs_from_s_client_transcript(
+    ca: tuple[bytes, bytes], server: tuple[bytes, bytes]
+) -> None:
+    leaf, root = server[1].decode(), ca[1].decode()
+    transcript = (
+        "CONNECTED(00000003)\n"
+        "depth=1 CN = reglab development CA\n"
+        "verify return:1\n"
+        f"depth=0 CN = {DOMAIN}\n"
+        "verify return:1\n"
+        "---\n"
+        "Certificate chain\n"
+        f" 0 s:CN = {DOMAIN}\n"
+        "   i:CN = reglab development CA\n"
+        "   a:PKEY: rsaEncryption, 2048 (bit); sigalg: RSA-SHA256\n"
+        f"{leaf}"
+        " 1 s:CN = reglab development CA\n"
+        "   i:CN = reglab development CA\n"
+        f"{root.replace(chr(10), chr(13) + chr(10))}"
+        "---\n"
+        "Server certificate\n"
+        f"subject=CN = {DOMAIN}\n"
+        "issuer=CN = reglab development CA\n"
+        "---\n"
+        "No client certificate CA names sent\n"
+        "SSL handshake has read 2145 bytes and written 393 bytes\n"
+        "Verify return code: 0 (ok)\n"
+        "DONE\n"
+    )
+    certs = extract_pem_certs(transcript)
+    assert certs == [server[1], ca[1]]
+    assert verify_chain(certs, ca[1], DOMAIN) == []
+
+
+def test_extract_pem_certs_without_certs() -> None:
+    assert extract_pem_certs("connect: Connection refused\nconnect:errno=111\n") == []
+
+
+def test_pki_files_use_tutorial_names(tmp_path: Path) -> None:
+    files = PkiFiles(tmp_path)
+    assert (files.ca_cert.name, files.ca_key.name, files.cert.name, files.key.name) == (
+        "devdockerCA.crt",
+        "devdockerCA.key",
+        "domain.crt",
+        "domain.key",
+    )
+
+
+def test_ensure_pki_modes_and_validity(tmp_path: Path) -> None:
+    directory = tmp_path / "pki"
+    files = ensure_pki(directory, DOMAIN, [IP])
+    assert files == PkiFiles(directory)
+    assert _mode(directory) == 0o700
+    assert _mode(files.ca_key) == 0o600
+    assert _mode(files.key) == 0o600
+    assert _mode(files.ca_cert) == 0o644
+    assert _mode(files.cert) == 0o644
+    assert sorted(p.name for p in directory.iterdir()) == [
+        "devdockerCA.crt",
+        "devdockerCA.key",
+        "domain.crt",
+        "domain.key",
+    ]
+    ca_pem, cert_pem = files.ca_cert.read_bytes(), files.cert.read_bytes()
+    assert verify_chain([cert_pem], ca_pem, DOMAIN) == []
+    assert verify_chain([cert_pem], ca_pem, IP) == []
+
+
+def test_ensure_pki_is_idempotent(tmp_path: Path) -> None:
+    files = ensure_pki(tmp_path / "pki", DOMAIN, [IP])
+    paths = (files.ca_cert, files.ca_key, files.cert, files.key)
+    before = [p.read_bytes() for p in paths]
+    ensure_pki(tmp_path / "pki", DOMAIN, [IP])
+    assert [p.read_bytes() for p in paths] == before
+
+
+def test_ensure_pki_regenerates_server_cert_on_domain_change(tmp_path: Path) -> None:
+    files = ensure_pki(tmp_path / "pki", DOMAIN, [IP])
+    ca_before, key_before = files.ca_cert.read_bytes(), files.key.read_bytes()
+    ensure_pki(tmp_path / "pki", "registry.example", [IP])
+    assert files.ca_cert.read_bytes() == ca_before
+    assert files.key.read_bytes() != key_before
+    facts = cert_facts(files.cert.read_bytes())
+    assert facts.dns_names == ("registry.example",)
+    assert verify_chain([files.cert.read_bytes()], ca_before, "registry.example") == []
+
+
+def test_ensure_pki_regenerates_on_added_ip(tmp_path: Path) -> None:
+    files = ensure_pki(tmp_path / "pki", DOMAIN, [IP])
+    ensure_pki(tmp_path / "pki", DOMAIN, [IP, "10.0.0.7"])
+    assert cert_facts(files.cert.read_bytes()).ip_addresses == (IP, "10.0.0.7")
+
+
+def test_ensure_pki_replaces_legacy_cn_cert(tmp_path: Path) -> None:
+    files = ensure_pki(tmp_path / "pki", DOMAIN, [])
+    key_pem, cert_pem = make_server_cert(
+        files.ca_key.read_bytes(), files.ca_cert.read_bytes(), DOMAIN, san=False
+    )
+    files.key.write_bytes(key_pem)
+    files.cert.write_bytes(cert_pem)
+    ensure_pki(tmp_path / "pki", DOMAIN, [])
+    assert (
+        verify_chain([files.cert.read_bytes()], files.ca_cert.read_bytes(), DOMAIN)
+        == []
+    )
+
+
+def test_ensure_pki_regenerates_server_cert_when_ca_is_replaced(tmp_path: Path) -> None:
+    files = ensure_pki(tmp_path / "pki", DOMAIN, [IP])
+    files.ca_key.unlink()
+    ensure_pki(tmp_path / "pki", DOMAIN, [IP])
+    assert (
+        verify_chain([files.cert.read_bytes()], files.ca_cert.read_bytes(), DOMAIN)
+        == []
+    )
+
+
+def test_ensure_pki_refuses_unreadable_files(tmp_path: Path) -> None:
+    files = ensure_pki(tmp_path / "pki", DOMAIN, [IP])
+    files.cert.write_text("not a certificate\n")
+    with pytest.raises(ValueError, match="domain.crt"):
+        ensure_pki(tmp_path / "pki", DOMAIN, [IP])
+
+
+def test_ensure_pki_rejects_bad_ip(tmp_path: Path) -> None:
+    with pytest.raises(ValueError):
+        ensure_pki(tmp_path / "pki", DOMAIN, ["not-an-ip"])
