@@ -1,0 +1,304 @@
+"""Checks: observations on a machine that say what was expected and what was seen.
+
+A check never changes a machine, so the same checks grade a student who did
+a step by hand. The parsers here are pure and tested without machines; the
+`run_*` functions fetch what they parse through the machine's connection.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import shlex
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from lab import pki
+from lab.errors import LabFailure
+
+if TYPE_CHECKING:
+    from lab.engine import Context
+    from lab.remote import Machine
+
+CURL_TIMEOUT = 10
+UNREACHABLE_EXITS = {7: "connection refused", 28: "timed out", 52: "empty reply", 56: "connection reset"}
+
+
+@dataclass
+class Outcome:
+    ok: bool
+    expected: str
+    seen: str
+    captured: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class HttpResponse:
+    status: int
+    headers: dict[str, str]
+    body: str
+
+
+def parse_http_response(text: str) -> HttpResponse:
+    """Parse `curl -i` output: the last response's status, headers and body.
+
+    Interim responses (100 Continue) come first; the last block wins.
+    """
+    text = text.replace("\r\n", "\n")
+    blocks = []
+    rest = text
+    while rest.startswith("HTTP/"):
+        head, sep, rest = rest.partition("\n\n")
+        blocks.append(head)
+        if not sep:
+            break
+    if not blocks:
+        raise ValueError(f"not an HTTP response: {text[:80]!r}")
+    lines = blocks[-1].split("\n")
+    match = re.match(r"HTTP/[\d.]+\s+(\d{3})", lines[0])
+    if not match:
+        raise ValueError(f"no status line in {lines[0]!r}")
+    headers = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return HttpResponse(int(match.group(1)), headers, rest)
+
+
+def curl_config(user: str, password: str) -> str:
+    """curl's config syntax for credentials, read from stdin (`-K -`): never on a command line."""
+    escaped = f"{user}:{password}".replace("\\", "\\\\").replace('"', '\\"')
+    return f'user = "{escaped}"\n'
+
+
+def docker_auth(config_json: str, registry: str) -> tuple[str, str] | None:
+    """The user and password `docker login` stored for a registry in ~/.docker/config.json."""
+    data = json.loads(config_json or "{}")
+    auths = data.get("auths", {})
+    for key in (registry, f"https://{registry}", f"https://{registry}/v1/", f"{registry}:443"):
+        entry = auths.get(key)
+        if entry and entry.get("auth"):
+            user, _, password = base64.b64decode(entry["auth"]).decode().partition(":")
+            return user, password
+    return None
+
+
+def match_text(item: dict[str, Any], text: str) -> tuple[bool, str]:
+    """The text expectations every check kind shares: equals, contains, regex, not_contains."""
+    expectations = []
+    ok = True
+    if "equals" in item:
+        expectations.append(f"exactly {item['equals']!r}")
+        ok &= text.strip() == str(item["equals"]).strip()
+    for needle in _as_list(item.get("contains")):
+        expectations.append(f"containing {needle!r}")
+        ok &= str(needle) in text
+    for needle in _as_list(item.get("not_contains")):
+        expectations.append(f"not containing {needle!r}")
+        ok &= str(needle) not in text
+    if "regex" in item:
+        expectations.append(f"matching /{item['regex']}/")
+        ok &= re.search(item["regex"], text) is not None
+    return ok, ", ".join(expectations)
+
+
+def _as_list(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    return value if isinstance(value, list) else [value]
+
+
+def _clip(text: str, lines: int = 30) -> str:
+    parts = text.strip().splitlines()
+    if len(parts) > lines:
+        parts = [*parts[:lines], f"... ({len(parts) - lines} more lines)"]
+    return "\n".join(parts)
+
+
+def run_command(item: dict[str, Any], machine: Machine, ctx: Context) -> Outcome:
+    command = item["command"]
+    stdin = item.get("stdin")
+    result = machine.sudo(command, warn=True, in_stream=ctx.stdin(stdin) if stdin is not None else False,
+                          timeout=item.get("timeout"))
+    text = result.stdout + result.stderr
+    want_exit = item.get("exit", 0)
+    exit_ok = (result.exited != 0) if want_exit == "nonzero" else (result.exited == want_exit)
+    text_ok, wanted = match_text(item, text)
+    captured = {}
+    for name, pattern in (item.get("capture") or {}).items():
+        found = re.search(pattern, text)
+        if found:
+            captured[name] = found.group(1) if found.groups() else found.group(0)
+        else:
+            text_ok = False
+            wanted += f"{', ' if wanted else ''}with a value for {name} matching /{pattern}/"
+    exit_text = "a non-zero exit" if want_exit == "nonzero" else f"exit {want_exit}"
+    expected = item.get("why") or f"`{command}` gives {exit_text}{', output ' + wanted if wanted else ''}"
+    seen = f"exit {result.exited}" + (f", output:\n{_clip(text)}" if text.strip() else ", no output")
+    return Outcome(exit_ok and text_ok, expected, seen, captured)
+
+
+def run_http(item: dict[str, Any], machine: Machine, ctx: Context) -> Outcome:
+    url = item["http"]
+    args = ["curl", "-sS", "-i", "--max-time", str(item.get("timeout", CURL_TIMEOUT))]
+    if item.get("head"):
+        args.append("-I")
+    if item.get("user_agent"):
+        args += ["-A", item["user_agent"]]
+    if item.get("accept"):
+        args += ["-H", f"Accept: {item['accept']}"]
+    if item.get("cacert"):
+        args += ["--cacert", item["cacert"]]
+    auth = item.get("auth", "none")
+    stdin = None
+    if auth != "none":
+        user = ctx.lab_user()
+        password = user.password if auth == "user" else f"{user.password}-wrong"
+        stdin = curl_config(user.name, password or "")
+        args += ["-K", "-"]
+    args.append(url)
+    result = machine.sudo(" ".join(shlex.quote(a) for a in args), warn=True,
+                          in_stream=ctx.stdin(stdin) if stdin else False)
+    who = {"none": "without credentials", "user": "as the lab user", "wrong": "with a wrong password"}[auth]
+    if item.get("unreachable"):
+        expected = item.get("why") or f"{url} does not answer from {machine.name}"
+        if result.exited in UNREACHABLE_EXITS:
+            return Outcome(True, expected, f"curl: {UNREACHABLE_EXITS[result.exited]}")
+        return Outcome(False, expected, f"curl exit {result.exited}:\n{_clip(result.stdout + result.stderr)}")
+    wants = []
+    if "status" in item:
+        wants.append(f"status {item['status']}")
+    if "body" in item:
+        wants.append(f"body {item['body']!r}")
+    if "body_contains" in item:
+        wants.append(f"a body containing {item['body_contains']!r}")
+    for name, value in (item.get("headers") or {}).items():
+        wants.append(f"header {name}: {value}")
+    expected = item.get("why") or f"GET {url} {who} answers {', '.join(wants)}"
+    if item.get("why"):
+        expected += f" (GET {url} {who}: {', '.join(wants)})"
+    if result.exited != 0:
+        return Outcome(False, expected, f"curl exit {result.exited}: {_clip(result.stderr or result.stdout)}")
+    try:
+        response = parse_http_response(result.stdout)
+    except ValueError as exc:
+        return Outcome(False, expected, str(exc))
+    ok = True
+    if "status" in item:
+        ok &= response.status == item["status"]
+    if "body" in item:
+        ok &= response.body.strip() == str(item["body"]).strip()
+    if "body_contains" in item:
+        ok &= str(item["body_contains"]) in response.body
+    for name, value in (item.get("headers") or {}).items():
+        ok &= response.headers.get(name.lower()) == str(value)
+    shown_headers = "".join(
+        f"\n{name}: {response.headers.get(name.lower(), '(absent)')}" for name in (item.get("headers") or {})
+    )
+    seen = f"status {response.status}{shown_headers}, body: {_clip(response.body, 10) or '(empty)'}"
+    return Outcome(ok, expected, seen)
+
+
+def run_tls(item: dict[str, Any], machine: Machine, ctx: Context) -> Outcome:
+    target = item["tls"]
+    servername = item.get("servername") or target.rsplit(":", 1)[0]
+    ca_pem = ctx.read_file(item["ca"], default_machine=machine.name).encode()
+    result = machine.sudo(
+        f"timeout {CURL_TIMEOUT} openssl s_client -connect {shlex.quote(target)} "
+        f"-servername {shlex.quote(servername)} -showcerts </dev/null 2>&1",
+        warn=True,
+    )
+    chain = pki.extract_pem_certs(result.stdout)
+    san = item.get("san", True)
+    expected = item.get("why") or (
+        f"the certificate served at {target} chains to the lab CA"
+        + (f" and names {servername} in its subjectAltName" if san else "")
+    )
+    if not chain:
+        return Outcome(False, expected, f"no certificate served (openssl exit {result.exited}):\n{_clip(result.stdout)}")
+    problems = pki.verify_chain(chain, ca_pem, servername)
+    if not san:
+        problems = [p for p in problems if p != pki.LEGACY_CN_PROBLEM and "not in the subjectAltName" not in p
+                    and "verification failed" not in p.lower()]
+    facts = pki.cert_facts(chain[0])
+    seen = (
+        f"subject CN={facts.subject_cn}, issuer CN={facts.issuer_cn}, "
+        f"SAN={', '.join((*facts.dns_names, *facts.ip_addresses)) or 'none'}, "
+        f"expires {facts.not_after:%Y-%m-%d}, signature {facts.signature_hash}"
+    )
+    if problems:
+        seen += "\n" + "\n".join(f"- {p}" for p in problems)
+    return Outcome(not problems, expected, seen)
+
+
+def run_file(item: dict[str, Any], machine: Machine, ctx: Context) -> Outcome:
+    path = item["file"]
+    quoted = shlex.quote(path)
+    result = machine.sudo(f"stat -c '%F %a %U' {quoted}", warn=True)
+    if item.get("absent"):
+        return Outcome(result.exited != 0, f"{path} does not exist", "it exists" if result.ok else "absent")
+    kind = item.get("type", "regular file")
+    wants = [kind]
+    if "mode" in item:
+        wants.append(f"mode {item['mode']}")
+    expected = item.get("why") or f"{path} exists ({', '.join(wants)})"
+    if result.exited != 0:
+        return Outcome(False, expected, f"{path} does not exist")
+    ftype, mode, owner = result.stdout.strip().rsplit(" ", 2)
+    ok = ftype.startswith(kind) or (kind == "regular file" and ftype == "regular empty file")
+    if "mode" in item:
+        ok &= int(mode, 8) == int(str(item["mode"]), 8)
+    seen = f"{ftype}, mode {int(mode, 8):04o}, owner {owner}"
+    if any(k in item for k in ("contains", "not_contains", "regex", "equals")):
+        text = machine.sudo(f"cat {quoted}", warn=True).stdout
+        text_ok, wanted = match_text(item, text)
+        ok &= text_ok
+        expected += f", its content {wanted}"
+        if not text_ok:
+            seen += f", content:\n{_clip(text)}"
+    return Outcome(ok, expected, seen)
+
+
+def run_docker_login(item: dict[str, Any], machine: Machine, ctx: Context) -> Outcome:
+    registry = item["docker_login"]
+    expected = item.get("why") or f"`docker login {registry}` stored credentials that {registry} accepts"
+    text = machine.sudo("cat ~/.docker/config.json", warn=True).stdout
+    try:
+        found = docker_auth(text, registry)
+    except (ValueError, KeyError) as exc:
+        return Outcome(False, expected, f"~/.docker/config.json is not readable JSON: {exc}")
+    if not found:
+        return Outcome(False, expected, f"no credentials for {registry} in root's ~/.docker/config.json")
+    user, password = found
+    ctx.redactor.add(password)
+    probe = _probe_with(machine, ctx, registry, user, password)
+    return Outcome(probe.ok, expected, f"stored user {user!r}; {probe.seen}")
+
+
+def _probe_with(machine: Machine, ctx: Context, registry: str, user: str, password: str) -> Outcome:
+    result = machine.sudo(
+        f"curl -sS -i --max-time {CURL_TIMEOUT} -K - https://{registry}/v2/", warn=True,
+        in_stream=ctx.stdin(curl_config(user, password)),
+    )
+    if result.exited != 0:
+        return Outcome(False, "", f"curl exit {result.exited}: {result.stderr.strip()}")
+    response = parse_http_response(result.stdout)
+    return Outcome(response.status == 200, "", f"GET https://{registry}/v2/ with them: status {response.status}")
+
+
+CHECKS: dict[str, Callable[[dict[str, Any], Machine, Context], Outcome]] = {
+    "command": run_command,
+    "http": run_http,
+    "tls": run_tls,
+    "file": run_file,
+    "docker_login": run_docker_login,
+}
+
+
+def run(item: dict[str, Any], machine: Machine, ctx: Context) -> Outcome:
+    kind = next((k for k in CHECKS if k in item), None)
+    if kind is None:
+        raise LabFailure(f"not a check: {item}")
+    return CHECKS[kind](item, machine, ctx)

@@ -1,0 +1,317 @@
+"""The scenario engine: solve and check steps on the lab's machines.
+
+`Context` is what one run knows (the lab, its machines, the resolved images,
+values captured by checks); `Engine` walks a scenario's steps with it. The
+state file `.lab/state.json` is rewritten after every change, so `reglab
+steps` shows progress and `reglab solve` skips what is already done.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import shlex
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from lab import checks, pki
+from lab.config import Lab, User
+from lab.credentials import Redactor
+from lab.diagnosis import diagnose
+from lab.errors import LabError, LabFailure, RemoteError
+from lab.images import LabImages
+from lab.osfamily import Family
+from lab.progress import Progress
+from lab.provision import detect_family
+from lab.remote import Machine
+from lab.results import RunResult, Status, StepResult
+from lab.scenario import ACTION_KINDS, Scenario, Step, kind_of
+
+TEMPLATES = Path(__file__).parent / "templates"
+WORKDIR = "/root/docker-registry"
+WAIT_TIMEOUT = 90
+
+
+class StepFailed(LabFailure):
+    def __init__(self, expected: str, seen: str) -> None:
+        super().__init__(f"expected {expected}; saw {seen}")
+        self.expected = expected
+        self.seen = seen
+
+
+class State:
+    """`.lab/state.json`: the edition, the resolved images and each step's last result."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.data: dict[str, Any] = {"steps": {}}
+        if path.exists():
+            try:
+                self.data = json.loads(path.read_text())
+            except json.JSONDecodeError:
+                raise LabError(f"{path} is not valid JSON; remove it (reglab down does)") from None
+        self._lock = threading.Lock()
+
+    def save(self) -> None:
+        with self._lock:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(self.data, indent=2, sort_keys=True))
+            tmp.replace(self.path)
+
+    def step_status(self, step_id: str) -> str:
+        return self.data["steps"].get(step_id, {}).get("status", Status.NOT_RUN.value)
+
+    def record(self, result: StepResult) -> None:
+        self.data["steps"][result.step_id] = {
+            "status": result.status.value,
+            "duration": result.duration,
+            "at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+        self.save()
+
+    @property
+    def images(self) -> LabImages | None:
+        found = self.data.get("images")
+        return LabImages(**found) if found else None
+
+    @images.setter
+    def images(self, images: LabImages) -> None:
+        self.data["images"] = asdict(images)
+        self.save()
+
+
+class Context:
+    """Everything a step's actions and checks may use, for one run."""
+
+    def __init__(self, lab: Lab, connect, images: LabImages, redactor: Redactor) -> None:  # noqa: ANN001
+        self.lab = lab
+        self._connect = connect
+        self.images = images
+        self.redactor = redactor
+        self.captured: dict[str, str] = {}
+        self._machines: dict[str, Machine] = {}
+        self._families: dict[str, Family] = {}
+        self._lock = threading.Lock()
+        self.jinja = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(TEMPLATES),
+            undefined=jinja2.StrictUndefined,
+            keep_trailing_newline=True,
+        )
+        self.jinja.filters["regex_escape"] = re.escape
+
+    def machine(self, name: str) -> Machine:
+        with self._lock:
+            if name not in self._machines:
+                self._machines[name] = self._connect(name)
+            return self._machines[name]
+
+    def family(self, name: str) -> Family:
+        if name not in self._families:
+            self._families[name] = detect_family(self.machine(name))
+        return self._families[name]
+
+    def lab_user(self) -> User:
+        return self.lab.users[0]
+
+    def stdin(self, text: str) -> io.StringIO:
+        """Secrets reach commands on stdin only, never on a command line."""
+        if not text.endswith("\n"):
+            text += "\n"
+        return io.StringIO(text)
+
+    def variables(self, machine: str) -> dict[str, Any]:
+        family = self.family(machine)
+        return {
+            "domain": self.lab.domain,
+            "ip": {m.name: m.ip for m in self.lab.machines},
+            "ports": self.lab.ports,
+            "images": self.images,
+            "user": self.lab_user(),
+            "users": self.lab.users,
+            "workdir": WORKDIR,
+            "compose": family.compose,
+            "ca_anchor": family.ca_path("devdockerCA.crt"),
+            "edition": self.lab.edition,
+            "captured": self.captured,
+        }
+
+    def render(self, value: Any, machine: str, extra: dict[str, Any] | None = None) -> Any:
+        if isinstance(value, str):
+            variables = self.variables(machine) | (extra or {})
+            try:
+                return self.jinja.from_string(value).render(variables)
+            except jinja2.UndefinedError as exc:
+                raise StepFailed(f"a value for {value!r}", f"none ({exc.message}); an earlier check captures it")
+        if isinstance(value, list):
+            return [self.render(v, machine, extra) for v in value]
+        if isinstance(value, dict):
+            return {k: self.render(v, machine, extra) for k, v in value.items()}
+        return value
+
+    def read_file(self, spec: str, default_machine: str) -> str:
+        """`machine:path` or `path` (on the default machine), read as root."""
+        name, _, path = spec.partition(":") if ":" in spec and not spec.startswith("/") else ("", "", spec)
+        machine = self.machine(name or default_machine)
+        return machine.sudo(f"cat {shlex.quote(path)}").stdout
+
+    def upload(self, machine: Machine, data: bytes, dest: str, mode: str = "0644") -> None:
+        tmp = f"/tmp/reglab-upload-{abs(hash((dest, time.monotonic())))}"
+        machine.put(io.BytesIO(data), tmp)
+        machine.sudo(f"install -D -m {mode} {tmp} {shlex.quote(dest)}; rc=$?; rm -f {tmp}; exit $rc")
+
+
+class Engine:
+    def __init__(self, scenario: Scenario, ctx: Context, state: State, progress: Progress) -> None:
+        self.scenario = scenario
+        self.ctx = ctx
+        self.state = state
+        self.progress = progress
+
+    # -- actions ---------------------------------------------------------------
+    def act(self, raw: dict[str, Any], machine_name: str) -> None:
+        kind = kind_of(raw, ACTION_KINDS)
+        machine = self.ctx.machine(machine_name)
+        if kind == "wait":
+            self.wait(raw["wait"], machine_name, raw.get("timeout", WAIT_TIMEOUT))
+            return
+        if kind == "check":
+            outcome = checks.run(self.ctx.render(raw["check"], machine_name), machine, self.ctx)
+            if not outcome.ok:
+                raise StepFailed(outcome.expected, outcome.seen)
+            return
+        item = self.ctx.render(raw, machine_name)
+        getattr(self, f"_do_{kind}")(item, machine)
+
+    def _do_run(self, item: dict[str, Any], machine: Machine) -> None:
+        stdin = item.get("stdin")
+        if stdin is not None:
+            self.ctx.redactor.add(stdin.strip())
+        outcome = checks.run_command(
+            {**item, "command": item["run"]}, machine, self.ctx
+        )
+        if not outcome.ok:
+            raise StepFailed(outcome.expected, outcome.seen)
+
+    def _do_file(self, item: dict[str, Any], machine: Machine) -> None:
+        variables = self.ctx.variables(machine.name) | (item.get("vars") or {})
+        if "template" in item:
+            text = self.ctx.jinja.get_template(item["template"]).render(variables)
+        else:
+            text = str(item["content"])
+        self.ctx.upload(machine, text.encode(), item["file"], str(item.get("mode", "0644")))
+
+    def _do_htpasswd(self, item: dict[str, Any], machine: Machine) -> None:
+        """The tutorial's `htpasswd -c` for the first user, then one line per user."""
+        path = shlex.quote(item["htpasswd"])
+        for i, user in enumerate(self.ctx.lab.users):
+            create = "-c " if i == 0 else ""
+            machine.sudo(f"htpasswd {create}-i {path} {shlex.quote(user.name)}",
+                         in_stream=self.ctx.stdin(user.password or ""))
+
+    def _do_pki(self, item: dict[str, Any], machine: Machine) -> None:
+        """The CA and server certificate, made with `cryptography` on the host."""
+        files = pki.ensure_pki(self.ctx.lab.state_dir / "pki", self.ctx.lab.domain, [self.ctx.lab.registry.ip])
+        folder = item["pki"]
+        for path, mode in ((files.ca_cert, "0644"), (files.ca_key, "0600"), (files.cert, "0644"), (files.key, "0600")):
+            self.ctx.upload(machine, path.read_bytes(), f"{folder}/{path.name}", mode)
+
+    def _do_ca_trust(self, item: dict[str, Any], machine: Machine) -> None:
+        family = self.ctx.family(machine.name)
+        machine.sudo(family.trust_ca(item["ca_trust"], item.get("name", "devdockerCA.crt")))
+
+    def _do_copy(self, item: dict[str, Any], machine: Machine) -> None:
+        data = self.ctx.read_file(item["copy"], machine.name)
+        self.ctx.upload(machine, data.encode(), item["to"], str(item.get("mode", "0644")))
+
+    def wait(self, raw: dict[str, Any], machine_name: str, timeout: float) -> None:
+        """Poll a check until it passes, within a bound (never a fixed sleep)."""
+        deadline = time.monotonic() + timeout
+        machine = self.ctx.machine(machine_name)
+        while True:
+            outcome = checks.run(self.ctx.render(raw, machine_name), machine, self.ctx)
+            if outcome.ok:
+                return
+            if time.monotonic() > deadline:
+                raise StepFailed(f"within {timeout:.0f}s: {outcome.expected}", outcome.seen)
+            time.sleep(1)
+
+    # -- steps -----------------------------------------------------------------
+    def solve(self, step: Step) -> None:
+        machines = list(step.solve)
+        if len(machines) > 1 and all(not any("copy" in a for a in step.solve[m]) for m in machines):
+            with ThreadPoolExecutor(max_workers=len(machines)) as pool:
+                for future in [pool.submit(self._solve_on, step, m) for m in machines]:
+                    future.result()
+        else:
+            for name in machines:
+                self._solve_on(step, name)
+
+    def _solve_on(self, step: Step, machine_name: str) -> None:
+        for action in step.solve[machine_name]:
+            self.act(action, machine_name)
+
+    def check(self, step: Step) -> None:
+        for machine_name, items in step.check.items():
+            machine = self.ctx.machine(machine_name)
+            for raw in items:
+                outcome = checks.run(self.ctx.render(raw, machine_name), machine, self.ctx)
+                if not outcome.ok:
+                    raise StepFailed(outcome.expected, f"on {machine_name}: {outcome.seen}")
+                self.ctx.captured.update(outcome.captured)
+
+    def run_step(self, step: Step, solve: bool) -> StepResult:
+        started = time.monotonic()
+        verb = "solve + check" if solve else "check"
+        self.progress.say(f"{step.id}: {verb} ({step.title})")
+        result = StepResult(step.id, step.title, Status.PASS, logs=self._logs(step))
+        try:
+            if solve:
+                self.solve(step)
+            self.check(step)
+        except StepFailed as exc:
+            result.status, result.expected, result.seen = Status.FAIL, exc.expected, exc.seen
+        except RemoteError as exc:
+            result.status = Status.FAIL
+            result.expected = f"every command of step {step.id} to succeed"
+            result.seen = str(exc)
+        result.seen = self.ctx.redactor.redact(result.seen)
+        result.expected = self.ctx.redactor.redact(result.expected)
+        result.duration = round(time.monotonic() - started, 1)
+        if result.status is Status.FAIL:
+            result.diagnosis = diagnose(result.seen)
+        self.state.record(result)
+        self.progress.say(f"{step.id}: {result.status.value.upper()} in {result.duration:.1f}s")
+        return result
+
+    def _logs(self, step: Step) -> list[str]:
+        return [str(Path(".lab/logs") / f"{m}.log") for m in step.machines()]
+
+    def run(self, steps: Sequence[Step], solve: bool, phases: dict[str, float]) -> RunResult:
+        """Steps in order; after a failure the rest are not run (they build on it)."""
+        run = RunResult(edition=self.ctx.lab.edition, started=datetime.now(timezone.utc), steps=[], phases=phases)
+        failed = False
+        for step in steps:
+            if failed:
+                run.steps.append(StepResult(step.id, step.title, Status.NOT_RUN))
+                continue
+            result = self.run_step(step, solve)
+            run.steps.append(result)
+            failed = result.status is Status.FAIL
+        run.finished = datetime.now(timezone.utc)
+        return run
+
+    def steps_to_solve(self, target: str) -> list[Step]:
+        """The steps up to target whose last result is not a pass, and target itself."""
+        index = self.scenario.index(target)
+        before = [s for s in self.scenario.steps[:index] if self.state.step_status(s.id) != Status.PASS.value]
+        return [*before, self.scenario.steps[index]]

@@ -1,0 +1,109 @@
+"""Provisioning: Docker, Compose, htpasswd, curl and openssl on every machine, and
+the lab's images loaded into each Docker daemon.
+
+Machines are provisioned in parallel. Packages are downloaded once: on a
+Debian machine with the shared cache mounted, the first machine fetches the
+package lists and .debs into `/var/cache/reglab/apt` under a lock and the
+other installs from there. Each part checks before it changes, so a second
+run changes nothing and says so.
+"""
+
+from __future__ import annotations
+
+import shlex
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lab.images import CACHE_DIR_IN_MACHINE, LabImages
+from lab.osfamily import DEBIAN, Family, family_of, parse_os_release
+from lab.progress import Progress
+from lab.remote import Machine
+
+NEEDS = ("docker", "compose", "htpasswd", "curl", "openssl")
+APT_CACHE = f"{CACHE_DIR_IN_MACHINE}/apt"
+LISTS_MAX_AGE_MINUTES = 360
+
+
+@dataclass
+class Provisioned:
+    machine: str
+    family: str
+    changes: list[str] = field(default_factory=list)
+
+
+def detect_family(machine: Machine) -> Family:
+    return family_of(parse_os_release(machine.run("cat /etc/os-release").stdout))
+
+
+def install_packages(machine: Machine, family: Family) -> list[str]:
+    missing = machine.sudo(family.missing(NEEDS)).stdout.split()
+    if not missing:
+        return []
+    shared = family is DEBIAN and machine.sudo(f"test -d {CACHE_DIR_IN_MACHINE} -a -w {CACHE_DIR_IN_MACHINE}",
+                                               warn=True).ok
+    names = " ".join(shlex.quote(p) for p in missing)
+    if shared:
+        apt = f"-o Dir::State::Lists={APT_CACHE}/lists -o Dir::Cache::Archives={APT_CACHE}/archives"
+        # One machine at a time downloads into the shared cache; the next finds it there.
+        machine.sudo(
+            f"mkdir -p {APT_CACHE}/lists/partial {APT_CACHE}/archives/partial && "
+            f"flock {APT_CACHE}/.lock sh -c '"
+            f"if [ -z \"$(find {APT_CACHE}/lists -maxdepth 1 -name \"*_Packages*\" -mmin -{LISTS_MAX_AGE_MINUTES})\" ]; "
+            f"then apt-get {apt} update -q; fi && "
+            f"DEBIAN_FRONTEND=noninteractive apt-get {apt} install -y -q --download-only "
+            f"--no-install-recommends {names}'",
+            timeout=900,
+        )
+        # Installing from a private copy lets both machines run dpkg at once.
+        machine.sudo(
+            f"cp -a {APT_CACHE}/lists/. /var/lib/apt/lists/ && "
+            f"cp -a {APT_CACHE}/archives/*.deb /var/cache/apt/archives/ && "
+            f"{family.install_command(missing)} && rm -f /var/cache/apt/archives/*.deb",
+            timeout=900,
+        )
+    else:
+        machine.sudo(f"{family.prepare} && {family.install_command(missing)}", timeout=900)
+    return [f"installed {' '.join(missing)}"]
+
+
+def start_docker(machine: Machine) -> list[str]:
+    if machine.sudo("systemctl is-active --quiet docker", warn=True).ok:
+        return []
+    machine.sudo("systemctl enable --now docker", timeout=120)
+    machine.sudo("for i in $(seq 60); do docker info >/dev/null 2>&1 && exit 0; sleep 1; done; docker info",
+                 timeout=90)
+    return ["started docker"]
+
+
+def load_images(machine: Machine, images: LabImages, bundle: Path | None) -> list[str]:
+    """Load the lab's images from the shared cache (or over SFTP where there is none)."""
+    refs = " ".join(shlex.quote(i) for i in images.all())
+    if bundle is None or machine.sudo(f"docker image inspect {refs} >/dev/null 2>&1", warn=True).ok:
+        return []
+    shared = f"{CACHE_DIR_IN_MACHINE}/images/{bundle.name}"
+    if not machine.sudo(f"test -r {shared}", warn=True).ok:
+        shared = f"/tmp/{bundle.name}"
+        machine.put(str(bundle), shared)
+    machine.sudo(f"docker load -q -i {shared}", timeout=600)
+    if shared.startswith("/tmp/"):
+        machine.sudo(f"rm -f {shared}")
+    return [f"loaded {', '.join(images.all())}"]
+
+
+def provision_one(machine: Machine, images: LabImages, bundle: Path | None, progress: Progress) -> Provisioned:
+    family = detect_family(machine)
+    done = Provisioned(machine.name, family.name)
+    progress.say(f"{machine.name}: {family.name} family; installing what is missing of {', '.join(NEEDS)}")
+    done.changes += install_packages(machine, family)
+    done.changes += start_docker(machine)
+    done.changes += load_images(machine, images, bundle)
+    progress.say(f"{machine.name}: {'; '.join(done.changes) if done.changes else 'nothing to change'}")
+    return done
+
+
+def provision(machines: list[Machine], images: LabImages, bundle: Path | None, progress: Progress) -> list[Provisioned]:
+    """Both machines at once: their work is independent."""
+    with ThreadPoolExecutor(max_workers=len(machines)) as pool:
+        futures = [pool.submit(provision_one, m, images, bundle, progress) for m in machines]
+        return [f.result() for f in futures]

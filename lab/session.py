@@ -1,0 +1,128 @@
+"""One lab in use: what the CLI commands and the pytest plugin both drive.
+
+It ties the parts together in the order the lab needs them: images on the
+host, machines booted (in parallel with the image builds they do not need),
+provisioning on both machines at once, then the scenario's steps.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from lab import config, report, scenario
+from lab.config import Lab
+from lab.credentials import Redactor, resolve_passwords
+from lab.engine import Context, Engine, State
+from lab.errors import LabError
+from lab.images import Builder, LabImages
+from lab.machines import Lifecycle
+from lab.progress import Progress
+from lab.provision import Provisioned, provision
+from lab.results import RunResult
+
+
+class Session:
+    def __init__(self, lab: Lab, progress: Progress | None = None, scenario_path: Path | None = None) -> None:
+        self.lab = resolve_passwords(lab)
+        self.redactor = Redactor.for_users(self.lab.users)
+        self.progress = progress or Progress()
+        self.lifecycle = Lifecycle(self.lab, self.redactor)
+        self.builder = Builder(self.lab, self.lifecycle.host)
+        self.state = State(self.lab.state_dir / "state.json")
+        self.scenario = scenario.load(scenario_path or scenario.default_path(), self.lab.edition)
+        self._ctx: Context | None = None
+
+    @classmethod
+    def from_file(cls, path: Path, overrides: dict[str, str | None] | None = None,
+                  progress: Progress | None = None) -> Session:
+        return cls(config.load(path, overrides=overrides), progress)
+
+    # -- machines --------------------------------------------------------------
+    def up(self, names: list[str] | None = None) -> None:
+        """Boot the machines; build the lab's images meanwhile, since booting does not need them."""
+        if self.lab.provider == "docker":
+            with self.progress.phase("node image", "machine image (reglab/node)"):
+                self.builder.node()
+        errors: list[BaseException] = []
+
+        def build_images() -> None:
+            try:
+                self.prepare_images()
+            except BaseException as exc:  # re-raised in the main thread below
+                errors.append(exc)
+
+        builder = threading.Thread(target=build_images, name="images")
+        builder.start()
+        try:
+            with self.progress.phase("boot", f"boot {', '.join(names or self.lifecycle.names)} ({self.lab.provider})"):
+                self.lifecycle.up(names or [])
+        finally:
+            builder.join()
+        if errors:
+            raise errors[0]
+
+    def prepare_images(self) -> tuple[LabImages, Path | None]:
+        with self.progress.phase("images", f"lab images ({self.lab.images.source})"):
+            images = self.builder.lab_images()
+            bundle = self.builder.bundle(images) if self.lab.images.source in ("build", "preload") else None
+        self.state.images = images
+        self.state.data["bundle"] = str(bundle) if bundle else None
+        self.state.save()
+        return images, bundle
+
+    def provision(self) -> list[Provisioned]:
+        images = self.state.images
+        bundle = self.state.data.get("bundle")
+        if images is None or (self.lab.images.source != "pull" and not (bundle and Path(bundle).exists())):
+            images, bundle_path = self.prepare_images()
+            bundle = str(bundle_path) if bundle_path else None
+        machines = [self.context().machine(name) for name in self.lifecycle.names]
+        with self.progress.phase("provision", "provision (both machines at once)"):
+            done = provision(machines, images, Path(bundle) if bundle else None, self.progress)
+        self.state.data["provisioned"] = True
+        self.state.save()
+        return done
+
+    def down(self) -> list[str]:
+        with self.progress.phase("down", "destroy machines"):
+            removed = self.lifecycle.down()
+        self.state.path.unlink(missing_ok=True)
+        return removed
+
+    # -- steps -----------------------------------------------------------------
+    def context(self) -> Context:
+        if self._ctx is None:
+            images = self.state.images or LabImages(
+                self.lab.images.registry, self.lab.images.proxy, self.lab.images.base
+            )
+            self._ctx = Context(self.lab, self.lifecycle.connect, images, self.redactor)
+        return self._ctx
+
+    def engine(self) -> Engine:
+        return Engine(self.scenario, self.context(), self.state, self.progress)
+
+    def require_running(self) -> None:
+        running = self.lifecycle.running()
+        missing = [n for n in self.lifecycle.names if n not in running]
+        if missing:
+            raise LabError(f"machine {missing[0]} is not running; start the lab with `reglab up` "
+                           f"(and `reglab provision`) first")
+
+    def step_ids(self, step: str | None) -> list[str]:
+        ids = [s.id for s in self.scenario.steps]
+        if step is not None and step not in ids:
+            raise LabError(f"no step {step!r} in {self.scenario.path.name}; steps: {', '.join(ids)}")
+        return ids
+
+    def run(self) -> RunResult:
+        """up, provision, solve and check every step: the whole lab."""
+        self.up()
+        self.provision()
+        result = self.engine().run(self.scenario.steps, solve=True, phases=self.progress.phases)
+        self.write_report(result)
+        return result
+
+    def write_report(self, result: RunResult) -> dict[str, Path]:
+        result.phases = dict(self.progress.phases)
+        return report.write_reports(result, self.lab.state_dir / "reports")
