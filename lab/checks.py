@@ -217,7 +217,8 @@ def run_tls(item: dict[str, Any], machine: Machine, ctx: Context) -> Outcome:
         + (f" and names {servername} in its subjectAltName" if san else "")
     )
     if not chain:
-        return Outcome(False, expected, f"no certificate served (openssl exit {result.exited}):\n{_clip(result.stdout)}")
+        seen = f"no certificate served (openssl exit {result.exited}):\n{_clip(result.stdout)}"
+        return Outcome(False, expected, seen)
     problems = pki.verify_chain(chain, ca_pem, servername)
     if not san:
         problems = [p for p in problems if p != pki.LEGACY_CN_PROBLEM and "not in the subjectAltName" not in p
@@ -288,7 +289,21 @@ def _probe_with(machine: Machine, ctx: Context, registry: str, user: str, passwo
     return Outcome(response.status == 200, "", f"GET https://{registry}/v2/ with them: status {response.status}")
 
 
+def run_any(item: dict[str, Any], machine: Machine, ctx: Context) -> Outcome:
+    """Passes when one alternative passes: a step's effect as it stands now or after later steps."""
+    outcomes = []
+    for alternative in item["any"]:
+        outcome = run(alternative, machine, ctx)
+        if outcome.ok:
+            return Outcome(True, item.get("why") or outcome.expected, outcome.seen, outcome.captured)
+        outcomes.append(outcome)
+    expected = item.get("why") or "one of: " + "; ".join(o.expected for o in outcomes)
+    seen = "\n".join(f"- {o.expected}: {o.seen}" for o in outcomes)
+    return Outcome(False, expected, seen)
+
+
 CHECKS: dict[str, Callable[[dict[str, Any], Machine, Context], Outcome]] = {
+    "any": run_any,
     "command": run_command,
     "http": run_http,
     "tls": run_tls,

@@ -51,6 +51,8 @@ DEFAULTS: dict[str, Any] = {
     "timeouts": {"command": 300, "boot": 300},
 }
 
+CHOICES = {"provider": PROVIDERS, "edition": EDITIONS, "images.source": IMAGE_SOURCES}
+
 # Environment layer: variable -> key in the lab file.
 ENVIRONMENT = {
     "REGLAB_PROVIDER": "provider",
@@ -192,11 +194,15 @@ def layer(
     _check_keys(raw, DEFAULTS, "", source)
     merged = _merge(copy.deepcopy(DEFAULTS), raw)
     for variable, key in ENVIRONMENT.items():
-        if environ.get(variable):
-            _set(merged, key, environ[variable])
+        value = environ.get(variable)
+        if value:
+            if value not in CHOICES[key]:
+                raise ConfigError(f"environment variable {variable}", "",
+                                  f"expected one of {', '.join(CHOICES[key])}, got {value!r}")
+            _set(merged, key, value, source)
     for key, value in overrides.items():
         if value is not None:
-            _set(merged, key, value)
+            _set(merged, key, value, source)
     return merged
 
 
@@ -224,15 +230,7 @@ def validate(data: Mapping[str, Any], path: Path, source: str) -> Lab:
                 for k in ("registry", "proxy", "base")
             },
         ),
-        boxes={
-            family: Box(
-                name=v.string(v.mapping(boxes[family], f"boxes.{family}")["name"], f"boxes.{family}.name"),
-                version=v.string(
-                    str(boxes[family]["version"]), f"boxes.{family}.version"
-                ),
-            )
-            for family in OS_FAMILIES
-        },
+        boxes={family: v.box(boxes, family) for family in OS_FAMILIES},
         timeouts=Timeouts(
             command=v.positive(timeouts["command"], "timeouts.command"),
             boot=v.positive(timeouts["boot"], "timeouts.boot"),
@@ -277,6 +275,18 @@ class _Validator:
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
             raise self.fail(path, f"expected a positive number of seconds, got {value!r}")
         return value
+
+    def box(self, boxes: Mapping[str, Any], family: str) -> Box:
+        unknown = [name for name in boxes if name not in OS_FAMILIES]
+        if unknown:
+            raise self.fail(f"boxes.{unknown[0]}", f"unknown OS family; expected {', '.join(OS_FAMILIES)}")
+        spec = self.mapping(boxes[family], f"boxes.{family}")
+        _check_keys(spec, {"name": None, "version": None}, f"boxes.{family}", self.source)
+        version = spec.get("version")
+        if isinstance(version, (int, float)) and not isinstance(version, bool):
+            version = str(version)
+        return Box(name=self.string(spec.get("name"), f"boxes.{family}.name"),
+                   version=self.string(version, f"boxes.{family}.version"))
 
     def machines(self, value: Any) -> tuple[Machine, ...]:
         machines = self.mapping(value, "machines")
@@ -325,8 +335,9 @@ class _Validator:
             password = spec.get("password")
             if password is not None:
                 password = str(password)
-                if not password or ":" in password or "\n" in password:
-                    raise self.fail(f"{path}.password", "expected a non-empty password without ':' or newlines")
+                if len(password) < 8 or ":" in password or "\n" in password:
+                    raise self.fail(f"{path}.password", "expected a password of 8 or more characters, "
+                                    "without ':' or newlines")
             users.append(User(name=name, password=password))
         return tuple(users)
 
@@ -356,10 +367,12 @@ def _merge(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
     return base
 
 
-def _set(data: dict[str, Any], dotted: str, value: Any) -> None:
+def _set(data: dict[str, Any], dotted: str, value: Any, source: str) -> None:
     *parents, last = dotted.split(".")
-    for key in parents:
+    for i, key in enumerate(parents):
         data = data[key]
+        if not isinstance(data, dict):
+            raise ConfigError(source, ".".join(parents[: i + 1]), f"expected a mapping, got {_kind(data)}")
     data[last] = value
 
 

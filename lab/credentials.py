@@ -33,9 +33,9 @@ def write_private(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # a leftover .tmp with looser bits is tightened before the secret goes in
     with os.fdopen(fd, "w") as handle:
         handle.write(text)
-    os.chmod(tmp, 0o600)
     os.replace(tmp, path)
 
 
@@ -58,7 +58,7 @@ def resolve_passwords(lab: Lab) -> Lab:
         if user.password is not None:
             users.append(user)
             continue
-        if user.name not in stored:
+        if not isinstance(stored.get(user.name), str) or not stored[user.name]:
             stored[user.name] = generate_password()
             changed = True
         users.append(replace(user, password=str(stored[user.name])))

@@ -151,7 +151,8 @@ class Context:
             try:
                 return self.jinja.from_string(value).render(variables)
             except jinja2.UndefinedError as exc:
-                raise StepFailed(f"a value for {value!r}", f"none ({exc.message}); an earlier check captures it")
+                seen = f"none ({exc.message}); an earlier check captures it"
+                raise StepFailed(f"a value for {value!r}", seen) from None
         if isinstance(value, list):
             return [self.render(v, machine, extra) for v in value]
         if isinstance(value, dict):

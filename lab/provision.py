@@ -49,7 +49,8 @@ def install_packages(machine: Machine, family: Family) -> list[str]:
         machine.sudo(
             f"mkdir -p {APT_CACHE}/lists/partial {APT_CACHE}/archives/partial && "
             f"flock {APT_CACHE}/.lock sh -c '"
-            f"if [ -z \"$(find {APT_CACHE}/lists -maxdepth 1 -name \"*_Packages*\" -mmin -{LISTS_MAX_AGE_MINUTES})\" ]; "
+            f"if [ -z \"$(find {APT_CACHE}/lists -maxdepth 1 -name \"*_Packages*\" "
+            f"-mmin -{LISTS_MAX_AGE_MINUTES})\" ]; "
             f"then apt-get {apt} update -q; fi && "
             f"DEBIAN_FRONTEND=noninteractive apt-get {apt} install -y -q --download-only "
             f"--no-install-recommends {names}'",

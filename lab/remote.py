@@ -9,9 +9,9 @@ names the machine instead of a paramiko traceback.
 
 from __future__ import annotations
 
+import io
 import logging
 import shlex
-import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -31,8 +31,8 @@ _TAIL_LINES = 30
 
 def machine_logger(log_dir: Path, name: str) -> logging.Logger:
     """A logger writing to `.lab/logs/NAME.log` (one file per machine, appended)."""
-    logger = logging.getLogger(f"reglab.{name}")
     path = (log_dir / f"{name}.log").resolve()
+    logger = logging.getLogger(f"reglab.{path}")
     if not any(getattr(h, "baseFilename", None) == str(path) for h in logger.handlers):
         log_dir.mkdir(parents=True, exist_ok=True)
         handler = logging.FileHandler(path)
@@ -58,8 +58,8 @@ class _Logged:
     def _run(self, runner: Any, command: str, **kwargs: Any) -> invoke.Result:
         kwargs.setdefault("timeout", self.default_timeout)
         kwargs.setdefault("hide", True)
-        if "in_stream" not in kwargs:
-            kwargs["in_stream"] = False
+        if kwargs.get("in_stream") in (None, False):
+            kwargs["in_stream"] = io.StringIO()  # EOF at once: nothing waits on a terminal
         shown = self.redactor.redact(command)
         started = time.monotonic()
         try:
@@ -74,7 +74,7 @@ class _Logged:
                 f"{self.name}: `{shown}` timed out after {exc.timeout}s"
                 + self._tail(exc.result)
             ) from None
-        except (OSError, socket.timeout, paramiko.SSHException, EOFError) as exc:
+        except (TimeoutError, OSError, paramiko.SSHException, EOFError) as exc:
             self.log.info("%s $ %s -> no connection: %s", self.name, shown, exc)
             raise RemoteError(
                 f"{self.name} does not answer ({type(exc).__name__}: {exc}); "
@@ -92,6 +92,14 @@ class _Logged:
                 if len(lines) > 200:
                     lines = [f"... ({len(lines) - 200} lines before)"] + lines[-200:]
                 self.log.info("  %s:\n    %s", stream, "\n    ".join(lines))
+
+    def sudo(self, command: str, **kwargs: Any) -> invoke.Result:  # type: ignore[override]
+        """Run as root in a login-less bash, so pipes and `cd` apply to the whole command.
+
+        NOTE: invoke's own sudo prefixes only the first word of a pipeline and
+        reads stdin for a password; the lab's machines have passwordless sudo.
+        """
+        return self.run(f"sudo -n -H bash -c {shlex.quote(command)}", **kwargs)
 
     def describe_failure(self, shown: str, result: invoke.Result) -> str:
         return f"{self.name}: `{shown}` exited {result.exited}" + self._tail(result)
@@ -126,14 +134,15 @@ class Machine(_Logged, Connection):
         self.redactor = redactor
         self.default_timeout = timeout
 
-    def sudo(self, command: str, **kwargs: Any) -> invoke.Result:  # type: ignore[override]
-        """Run as root in a login-less bash, so pipes and `cd` apply to the whole command.
-
-        NOTE: invoke's own sudo prefixes only the first word of a pipeline and
-        reads stdin for a password; the lab's machines have passwordless sudo.
-        """
-        return self.run(f"sudo -n -H bash -c {shlex.quote(command)}", **kwargs)
-
+    def open(self) -> Any:
+        """Connect, or say which machine does not answer (fabric opens before running)."""
+        try:
+            return super().open()
+        except (OSError, paramiko.SSHException, EOFError) as exc:
+            self.log.info("%s: no connection: %s", self.name, exc)
+            raise RemoteError(
+                f"{self.name} does not answer ({type(exc).__name__}: {exc}); is it up? Try `reglab status`."
+            ) from None
 
 class Host(_Logged, invoke.Context):
     """Commands on this computer (docker build, vagrant), logged like a machine's."""

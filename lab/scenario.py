@@ -19,7 +19,7 @@ from lab.errors import ConfigError
 
 SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
 ACTION_KINDS = ("run", "file", "htpasswd", "pki", "ca_trust", "copy", "wait", "check")
-CHECK_KINDS = ("command", "http", "tls", "file", "docker_login")
+CHECK_KINDS = ("command", "http", "tls", "file", "docker_login", "any")
 
 
 @dataclass(frozen=True)

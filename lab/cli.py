@@ -1,0 +1,228 @@
+"""The `reglab` command: `main(argv) -> ExitStatus`, called in-process by the tests.
+
+Exit 0: all good; 1: a check or a remote command failed; 2: bad input (lab
+file, step name, missing tool), with one message and never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TextIO
+
+from lab import report
+from lab.config import EDITIONS, IMAGE_SOURCES, PROVIDERS
+from lab.diagnosis import format_diagnosis
+from lab.errors import ExitStatus, LabError, LabFailure
+from lab.progress import Progress
+from lab.results import RunResult, Status, StepResult
+from lab.session import Session
+from lab.teaching import instructions, reset
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="reglab",
+        description="A lab for the private Docker registry tutorial: boot, provision, solve and check it.",
+    )
+    parser.add_argument("--lab", type=Path, default=Path(os.environ.get("REGLAB_LAB", "lab.yml")),
+                        help="the lab file (default: ./lab.yml, or $REGLAB_LAB)")
+    parser.add_argument("--provider", choices=PROVIDERS, help="override the lab's provider")
+    parser.add_argument("--edition", choices=EDITIONS, help="override the lab's edition")
+    parser.add_argument("--images", choices=IMAGE_SOURCES, help="where the lab's images come from")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    up = sub.add_parser("up", help="boot the machines and wait for SSH")
+    up.add_argument("machines", nargs="*", metavar="MACHINE")
+    sub.add_parser("status", help="machine, provider, state and IP")
+    ssh = sub.add_parser("ssh", help="a shell on a machine, or one command: reglab ssh MACHINE -- CMD...")
+    ssh.add_argument("machine")
+    ssh.add_argument("cmd", nargs=argparse.REMAINDER)
+    sub.add_parser("down", help="destroy the machines and their networks (caches are kept)")
+    sub.add_parser("provision", help="install Docker, Compose, htpasswd, curl, openssl; load the images")
+    sub.add_parser("steps", help="the steps, with their last result")
+    for name, text in (("solve", "apply the reference answer (steps before it first)"),
+                       ("check", "grade a step without changing anything")):
+        command = sub.add_parser(name, help=text)
+        target = command.add_mutually_exclusive_group(required=True)
+        target.add_argument("step", nargs="?")
+        target.add_argument("--all", action="store_true")
+    show = sub.add_parser("show", help="the commands to type for a step, per machine")
+    show.add_argument("step")
+    sub.add_parser("run", help="up, provision, solve and check every step; write the report")
+    sub.add_parser("reset", help="bring the machines back to the state after provisioning")
+    rep = sub.add_parser("report", help="print the last run's report; --readme updates README.md")
+    rep.add_argument("--readme", type=Path, nargs="?", const=Path("README.md"))
+    image = sub.add_parser("image", help="build images on the host")
+    image_sub = image.add_subparsers(dest="image_command", required=True, metavar="ACTION")
+    build = image_sub.add_parser("build", help="build an image: node (the machine image) or lab")
+    build.add_argument("what", choices=("node", "lab"))
+    build.add_argument("--from", dest="base_from", choices=("auto", "hub", "debootstrap"), default="auto",
+                       help="node only: debian:bookworm from Docker Hub, or debootstrap from the Debian mirror")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
+    out = stdout or sys.stdout
+    err = stderr or sys.stderr
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse has printed its usage message
+        return int(exc.code or 0)
+    try:
+        return int(dispatch(args, out, err))
+    except LabError as exc:
+        print(f"reglab: error: {exc}", file=err)
+        return ExitStatus.USAGE
+    except LabFailure as exc:
+        print(f"reglab: failed: {exc}", file=err)
+        return ExitStatus.FAILED
+    except KeyboardInterrupt:
+        print("reglab: interrupted. Machines may still be running: `reglab status` shows them, "
+              "`reglab down` removes them.", file=err)
+        return ExitStatus.INTERRUPTED
+
+
+def dispatch(args: argparse.Namespace, out: TextIO, err: TextIO) -> ExitStatus:
+    overrides = {"provider": args.provider, "edition": args.edition, "images.source": args.images}
+    session = Session.from_file(args.lab, overrides, Progress(err, quiet=args.quiet))
+    command = args.command
+
+    if command == "up":
+        session.up(args.machines)
+        print_status(session, out)
+    elif command == "status":
+        print_status(session, out)
+    elif command == "ssh":
+        return ssh(session, args.machine, args.cmd, err)
+    elif command == "down":
+        removed = session.down()
+        print("machines destroyed" + (f"; also removed {', '.join(removed)}" if removed else ""), file=out)
+    elif command == "provision":
+        session.require_running()
+        for done in session.provision():
+            print(f"{done.machine}: {'; '.join(done.changes) if done.changes else 'nothing to change'}", file=out)
+    elif command == "steps":
+        for step in session.scenario.steps:
+            print(f"{step.id:<18} {session.state.step_status(step.id):<8} {step.title}", file=out)
+    elif command == "show":
+        session.step_ids(args.step)
+        print(instructions(session, args.step), file=out)
+    elif command in ("solve", "check"):
+        return solve_or_check(session, command, None if args.all else args.step, out)
+    elif command == "run":
+        result = session.run()
+        for step_result in result.steps:
+            if step_result.status is Status.FAIL:
+                print_step(step_result, out)
+        print_summary(result, out)
+        return ExitStatus.OK if result.passed else ExitStatus.FAILED
+    elif command == "reset":
+        session.require_running()
+        reset(session)
+        print("machines reset to the state after provisioning", file=out)
+    elif command == "report":
+        return show_report(session, args.readme, out)
+    elif command == "image":
+        if args.what == "node":
+            print(session.builder.node(args.base_from), file=out)
+        else:
+            images = session.builder.lab_images()
+            print("\n".join(images.all()), file=out)
+    return ExitStatus.OK
+
+
+def solve_or_check(session: Session, command: str, step: str | None, out: TextIO) -> ExitStatus:
+    ids = session.step_ids(step)
+    session.require_running()
+    engine = session.engine()
+    if command == "solve":
+        steps = engine.steps_to_solve(step) if step else list(session.scenario.steps)
+        result = engine.run(steps, solve=True, phases={})
+    else:
+        targets = [session.scenario.step(step)] if step else list(session.scenario.steps)
+        if step:
+            # A check may need values captured by the checks before it (a digest).
+            earlier = session.scenario.steps[: ids.index(step)]
+            for before in earlier:
+                try:
+                    engine.check(before)
+                except LabFailure:
+                    pass  # only their captures matter here; the step's own check reports
+        result = engine.run(targets, solve=False, phases={})
+    for step_result in result.steps:
+        print_step(step_result, out)
+    if step is None:
+        session.write_report(result)
+        print_summary(result, out)
+    return ExitStatus.OK if result.passed else ExitStatus.FAILED
+
+
+def print_step(step: StepResult, out: TextIO) -> None:
+    mark = {Status.PASS: "ok  ", Status.FAIL: "FAIL", Status.NOT_RUN: "--  "}[step.status]
+    print(f"{mark} {step.step_id}: {step.title}", file=out)
+    if step.status is Status.FAIL:
+        print(f"     expected: {step.expected}", file=out)
+        print("     seen:     " + step.seen.replace("\n", "\n               "), file=out)
+        if step.diagnosis:
+            print("     " + format_diagnosis(step.diagnosis).replace("\n", "\n     "), file=out)
+        if step.logs:
+            print(f"     logs:     {', '.join(step.logs)}", file=out)
+
+
+def print_summary(result: RunResult, out: TextIO) -> None:
+    counts = result.counts
+    phases = ", ".join(f"{name} {seconds:.1f}s" for name, seconds in result.phases.items())
+    print(
+        f"\n{result.edition}: {counts[Status.PASS]} passed, {counts[Status.FAIL]} failed, "
+        f"{counts[Status.NOT_RUN]} not run" + (f"  ({phases})" if phases else ""),
+        file=out,
+    )
+    print("report: .lab/reports/" + result.edition + ".md (also .xml, .html)", file=out)
+
+
+def print_status(session: Session, out: TextIO) -> None:
+    rows = [("MACHINE", "PROVIDER", "STATE", "IP")]
+    rows += [(s.name, s.provider, s.state, s.ip) for s in session.lifecycle.status()]
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    for row in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip(), file=out)
+
+
+def ssh(session: Session, name: str, cmd: list[str], err: TextIO) -> ExitStatus | int:
+    session.lifecycle.connect(name)  # names an unknown machine clearly
+    if cmd and cmd[0] == "--":
+        cmd = cmd[1:]
+    if cmd:
+        machine = session.lifecycle.connect(name)
+        result = machine.run(" ".join(cmd), warn=True, hide=False, pty=False)
+        return result.exited
+    if shutil.which("ssh") is None:
+        raise LabError("ssh is not installed; on Debian or Ubuntu: apt-get install openssh-client")
+    config = session.lifecycle.write_ssh_config()
+    return subprocess.call(["ssh", "-F", str(config), name])
+
+
+def show_report(session: Session, readme: Path | None, out: TextIO) -> ExitStatus:
+    directory = session.lab.state_dir / "reports"
+    results = [report.load_result(p) for p in sorted(directory.glob("*.json"))] if directory.exists() else []
+    if not results:
+        raise LabError(f"no report in {directory}; `reglab run` writes one")
+    order = {"modern": 0, "as-written": 1}
+    results.sort(key=lambda r: order.get(r.edition, 9))
+    for result in results:
+        report.write_reports(result, directory)
+        print(report.render_markdown(result), file=out)
+    if readme is not None:
+        if not readme.exists():
+            raise LabError(f"{readme}: no such file")
+        readme.write_text(report.update_readme(readme.read_text(), report.render_summary_table(results)))
+        print(f"updated {readme}", file=out)
+    return ExitStatus.OK

@@ -1,0 +1,128 @@
+"""Teaching mode: a step's instructions in the lab's own words, and a reset to the
+state after provisioning (faster than down and up).
+"""
+
+from __future__ import annotations
+
+import shlex
+from typing import TYPE_CHECKING, Any
+
+from lab.engine import WORKDIR
+from lab.osfamily import DEBIAN, FAMILIES
+from lab.scenario import ACTION_KINDS, CHECK_KINDS, kind_of
+
+if TYPE_CHECKING:
+    from lab.session import Session
+
+# Where a student's work lives, so a reset can take it away again.
+RESET_COMMANDS = (
+    "docker ps -aq | xargs -r docker rm -f -v >/dev/null",
+    "docker network prune -f >/dev/null",
+    "docker image ls --format '{{{{.Repository}}}}:{{{{.Tag}}}}' | grep -vxF -e {keep} "
+    "| xargs -r docker rmi -f >/dev/null",
+    "docker volume prune -f >/dev/null",
+    f"rm -rf {WORKDIR} /root/.docker /root/devdockerCA.crt",
+    # /etc/hosts is a bind mount in a container: rewrite it in place, never rename.
+    "sed '/[[:space:]]{domain}$/d' /etc/hosts > /tmp/hosts.reglab && cat /tmp/hosts.reglab > /etc/hosts",
+    "rm -f {anchor_dir}/devdockerCA.crt {anchor_dir}/debdockerCA.crt && {ca_update}",
+    "systemctl restart docker",
+)
+
+
+def reset(session: Session) -> None:
+    ctx = session.context()
+    keep = " -e ".join(shlex.quote(i) for i in ctx.images.all())
+    with session.progress.phase("reset", "reset both machines"):
+        for name in session.lifecycle.names:
+            family = ctx.family(name)
+            machine = ctx.machine(name)
+            for command in RESET_COMMANDS:
+                machine.sudo(command.format(keep=keep, domain=session.lab.domain.replace(".", r"\."),
+                                            anchor_dir=family.ca_anchor_dir, ca_update=family.ca_update))
+    session.state.data["steps"] = {}
+    session.state.save()
+
+
+def instructions(session: Session, step_id: str) -> str:
+    """The commands to type for a step, per machine, for the edition in use."""
+    lab = session.lab
+    step = session.scenario.step(step_id)
+    family = DEBIAN if lab.provider == "docker" else FAMILIES[lab.os]
+    variables = {
+        "domain": lab.domain,
+        "ip": {m.name: m.ip for m in lab.machines},
+        "ports": lab.ports,
+        "images": session.context().images,
+        "user": _Shown(lab.users[0].name),
+        "users": lab.users,
+        "workdir": WORKDIR,
+        "compose": family.compose,
+        "ca_anchor": family.ca_path("devdockerCA.crt"),
+        "edition": lab.edition,
+        "captured": _Placeholders(),
+    }
+    jinja = session.context().jinja
+    lines = [f"# {step.id}: {step.title}", f"# tutorial section: {step.section} ({lab.edition} edition)", ""]
+    for machine, actions in step.solve.items():
+        lines.append(f"## on {machine} (vagrant ssh {machine}, then sudo -i)")
+        for action in actions:
+            lines += _describe(action, jinja, variables, family)
+        lines.append("")
+    lines.append("## then `reglab check " + step.id + "` checks:")
+    for machine, items in step.check.items():
+        for item in items:
+            kind = kind_of(item, CHECK_KINDS)
+            what = item.get("why") or f"{kind} {item[kind]}"
+            lines.append(f"- on {machine}: {jinja.from_string(str(what)).render(variables)}")
+    return "\n".join(lines)
+
+
+def _describe(action: dict[str, Any], jinja, variables: dict[str, Any], family) -> list[str]:  # noqa: ANN001
+    kind = kind_of(action, ACTION_KINDS)
+
+    def render(text: Any) -> str:
+        return jinja.from_string(str(text)).render(variables)
+
+    if kind == "run":
+        command = render(action["run"])
+        if "stdin" in action:
+            return [f"{command}    # type the password when asked, or pipe it on stdin"]
+        return [command]
+    if kind == "file":
+        body = jinja.get_template(action["template"]).render(variables | action.get("vars", {})) \
+            if "template" in action else str(action.get("content", ""))
+        body = render(body)
+        return [f"cat > {render(action['file'])} <<'EOF'", body.rstrip(), "EOF"]
+    if kind == "htpasswd":
+        path = render(action["htpasswd"])
+        return [f"htpasswd {'-c ' if i == 0 else ''}{path} {u.name}" for i, u in enumerate(variables["users"])]
+    if kind == "pki":
+        return [f"# copy the CA and server certificate that reglab made (in .lab/pki/) into {render(action['pki'])}:",
+                "#   devdockerCA.crt devdockerCA.key domain.crt domain.key (keys mode 0600)"]
+    if kind == "ca_trust":
+        return [family.trust_ca(render(action["ca_trust"]), action.get("name", "devdockerCA.crt"))]
+    if kind == "copy":
+        machine, _, path = render(action["copy"]).partition(":")
+        return [f"# copy {path} from the {machine} machine to {render(action['to'])}"]
+    if kind == "wait":
+        return [f"# wait until {render(_summary(action['wait']))}"]
+    return [f"# check: {render(_summary(action['check']))}"]
+
+
+def _summary(item: dict[str, Any]) -> str:
+    kind = kind_of(item, CHECK_KINDS)
+    extra = ", ".join(f"{k}={v}" for k, v in item.items() if k != kind)
+    return f"{kind} {item[kind]}" + (f" ({extra})" if extra else "")
+
+
+class _Shown:
+    """The user in printed instructions: the name, and a placeholder for the password."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.password = "PASSWORD"
+
+
+class _Placeholders(dict):
+    def __getattr__(self, name: str) -> str:
+        return name.upper()

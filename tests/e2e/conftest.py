@@ -1,0 +1,55 @@
+"""End-to-end tests: real Vagrant, real Docker daemons, the real registry and nginx.
+
+They share the lab booted by the reglab pytest plugin (`lab_session`); run
+them with `tox -e e2e`, never with the unit tests.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pytest
+
+from lab.cli import main
+from lab.results import Status
+
+pytestmark = pytest.mark.e2e
+
+
+@dataclass
+class CliResult:
+    status: int
+    out: str
+    err: str
+
+
+@pytest.fixture
+def reglab(lab_session, capfd) -> Callable[..., CliResult]:
+    """Run the `reglab` CLI in-process against the session's lab file."""
+
+    def run(*args: str) -> CliResult:
+        out, err = io.StringIO(), io.StringIO()
+        status = main(["--lab", str(lab_session.lab.source), "-q", *args], stdout=out, stderr=err)
+        captured = capfd.readouterr()
+        return CliResult(status, out.getvalue() + captured.out, err.getvalue() + captured.err)
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def solved(lab_session):
+    """The lab after every step of the scenario (solved here if this session has not)."""
+    engine = lab_session.engine()
+    pending = [s for s in lab_session.scenario.steps if lab_session.state.step_status(s.id) != Status.PASS.value]
+    result = engine.run(pending, solve=True, phases={})
+    failed = [s for s in result.steps if s.status is not Status.PASS]
+    assert not failed, f"{failed[0].step_id}: expected {failed[0].expected}; saw {failed[0].seen}"
+    return lab_session
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if "tests/e2e" in str(item.path):
+            item.add_marker(pytest.mark.e2e)

@@ -1,0 +1,324 @@
+"""Unit tests for lab.config: the shipped lab file, defaults, layering, and one clear error per bad input."""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+
+import pytest
+
+from lab.config import DEFAULTS, Lab, User, load
+from lab.errors import ConfigError, ExitStatus, LabError
+
+PROJECT = Path(__file__).resolve().parents[2]
+SHIPPED = PROJECT / "lab.yml"
+
+MACHINES_OK = "machines:\n  registry: {ip: 192.168.33.10}\n  client: {ip: 192.168.33.11}\n"
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "lab.yml"
+    path.write_text(text)
+    return path
+
+
+def load_text(tmp_path: Path, text: str, **kwargs) -> Lab:
+    kwargs.setdefault("environ", {})
+    return load(write(tmp_path, text), **kwargs)
+
+
+# --- the shipped lab file and the defaults ----------------------------------
+
+
+def test_shipped_lab_file_has_the_tutorials_values() -> None:
+    lab = load(SHIPPED, environ={})
+    assert lab.source == SHIPPED
+    assert lab.root == PROJECT
+    assert lab.state_dir == PROJECT / ".lab"
+    assert lab.name == "reglab"
+    assert lab.provider == "docker"
+    assert lab.edition == "modern"
+    assert lab.os == "debian"
+    assert lab.domain == "myregistrydomain.com"
+    assert lab.registry.ip == "192.168.33.10"
+    assert lab.client.ip == "192.168.33.11"
+    assert [m.name for m in lab.machines] == ["registry", "client"]
+    assert (lab.ports.registry, lab.ports.proxy, lab.ports.https) == (5000, 5043, 443)
+    assert lab.network == ipaddress.ip_network("192.168.33.0/24")
+    assert [u.name for u in lab.users] == ["student"]
+    assert lab.users[0].password is None  # generated later, never in the lab file
+    assert lab.images.source == "pull"
+    assert lab.images.registry == "registry:2"
+    assert lab.images.proxy == "nginx:1.27"
+    assert lab.boxes["debian"].name == "generic/debian12"
+    assert lab.boxes["rhel"].name == "generic/rocky9"
+    assert lab.timeouts.command > 0 and lab.timeouts.boot > 0
+
+
+@pytest.mark.parametrize("text", ["", "\n", "# only a comment\n", "---\n"])
+def test_empty_file_gives_the_defaults(tmp_path: Path, text: str) -> None:
+    lab = load_text(tmp_path, text)
+    assert lab.name == DEFAULTS["name"]
+    assert lab.provider == "docker"
+    assert lab.edition == "modern"
+    assert lab.os == "debian"
+    assert lab.domain == "myregistrydomain.com"
+    assert (lab.registry.ip, lab.client.ip) == ("192.168.33.10", "192.168.33.11")
+    assert (lab.ports.registry, lab.ports.proxy, lab.ports.https) == (5000, 5043, 443)
+    assert lab.users == (User(name="student", password=None),)
+    assert lab.images.source == "pull"
+    assert lab.images.base == "debian:bookworm"
+    assert lab.boxes["debian"].version == "4.3.12"
+    assert (lab.timeouts.command, lab.timeouts.boot) == (300, 300)
+
+
+def test_defaults_are_not_mutated_by_a_load(tmp_path: Path) -> None:
+    load_text(tmp_path, "ports:\n  proxy: 6000\nimages:\n  source: build\n")
+    lab = load_text(tmp_path, "")
+    assert lab.ports.proxy == 5043
+    assert lab.images.source == "pull"
+
+
+def test_file_values_merge_into_nested_defaults(tmp_path: Path) -> None:
+    lab = load_text(tmp_path, "ports:\n  proxy: 6043\nboxes:\n  debian:\n    version: 4.3.0\n")
+    assert (lab.ports.registry, lab.ports.proxy, lab.ports.https) == (5000, 6043, 443)
+    assert lab.boxes["debian"] == type(lab.boxes["debian"])(name="generic/debian12", version="4.3.0")
+
+
+def test_machines_and_users_are_replaced_whole(tmp_path: Path) -> None:
+    lab = load_text(
+        tmp_path,
+        "machines:\n  registry: {ip: 10.0.5.2}\n  client: {ip: 10.0.5.3}\n"
+        "users:\n  - name: alice\n    password: wonderland\n",
+    )
+    assert [(m.name, m.ip) for m in lab.machines] == [("registry", "10.0.5.2"), ("client", "10.0.5.3")]
+    assert lab.users == (User(name="alice", password="wonderland"),)
+    assert lab.network == ipaddress.ip_network("10.0.5.0/24")
+
+
+def test_lab_machine_lookup(tmp_path: Path) -> None:
+    lab = load_text(tmp_path, "")
+    assert lab.machine("client").ip == "192.168.33.11"
+    with pytest.raises(KeyError):
+        lab.machine("mirror")
+
+
+# --- layering: defaults < file < environment < overrides --------------------
+
+FILE_LAYER = "provider: virtualbox\nedition: as-written\nimages:\n  source: preload\n"
+
+
+def test_file_overrides_defaults(tmp_path: Path) -> None:
+    lab = load_text(tmp_path, FILE_LAYER)
+    assert (lab.provider, lab.edition, lab.images.source) == ("virtualbox", "as-written", "preload")
+
+
+def test_environment_overrides_file(tmp_path: Path) -> None:
+    environ = {"REGLAB_PROVIDER": "libvirt", "REGLAB_EDITION": "modern", "REGLAB_IMAGES": "build"}
+    lab = load_text(tmp_path, FILE_LAYER, environ=environ)
+    assert (lab.provider, lab.edition, lab.images.source) == ("libvirt", "modern", "build")
+    # Only the environment's one key changed in images; the rest still come from defaults.
+    assert lab.images.proxy == "nginx:1.27"
+
+
+def test_empty_environment_variables_are_ignored(tmp_path: Path) -> None:
+    environ = {"REGLAB_PROVIDER": "", "REGLAB_EDITION": "", "REGLAB_IMAGES": ""}
+    lab = load_text(tmp_path, FILE_LAYER, environ=environ)
+    assert (lab.provider, lab.edition, lab.images.source) == ("virtualbox", "as-written", "preload")
+
+
+def test_overrides_beat_environment(tmp_path: Path) -> None:
+    environ = {"REGLAB_PROVIDER": "libvirt", "REGLAB_EDITION": "modern", "REGLAB_IMAGES": "build"}
+    overrides = {"provider": "docker", "edition": "as-written", "images.source": None}
+    lab = load_text(tmp_path, FILE_LAYER, environ=environ, overrides=overrides)
+    assert lab.provider == "docker"
+    assert lab.edition == "as-written"
+    assert lab.images.source == "build"  # a None override leaves the layer below alone
+
+
+def test_environ_defaults_to_the_process_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REGLAB_PROVIDER", "libvirt")
+    monkeypatch.delenv("REGLAB_EDITION", raising=False)
+    monkeypatch.delenv("REGLAB_IMAGES", raising=False)
+    assert load(write(tmp_path, FILE_LAYER)).provider == "libvirt"
+    # An explicit environ replaces os.environ entirely.
+    assert load(write(tmp_path, FILE_LAYER), environ={}).provider == "virtualbox"
+
+
+# --- every bad input: one ConfigError naming file, key path and expectation --
+
+BAD = [
+    pytest.param("name: reglab\n  bad: indent\n", "line 2", ["invalid YAML"], id="yaml-syntax"),
+    pytest.param("ports:\n  proxy: [1,\n", "line 3", ["invalid YAML"], id="yaml-unclosed"),
+    pytest.param("- a\n- b\n", "(top level)", ["expected a mapping", "list"], id="top-level-list"),
+    pytest.param("just a string\n", "(top level)", ["expected a mapping", "string"], id="top-level-string"),
+    pytest.param("ports:\n  proxy: abc\n", "ports.proxy", ["port number", "1-65535", "'abc'"], id="port-type"),
+    pytest.param("ports:\n  https: 70000\n", "ports.https", ["port number", "70000"], id="port-range-high"),
+    pytest.param("ports:\n  registry: 0\n", "ports.registry", ["port number", "got 0"], id="port-range-zero"),
+    pytest.param("ports:\n  https: true\n", "ports.https", ["port number", "True"], id="port-boolean"),
+    pytest.param(
+        "machines:\n  registry: {ip: 192.168.33.10}\n  client: {ip: 300.1.1.1}\n",
+        "machines.client.ip",
+        ["IPv4 address", "300.1.1.1"],
+        id="ip-not-an-address",
+    ),
+    pytest.param(
+        "machines:\n  registry: {ip: 192.168.33.10}\n  client: {}\n",
+        "machines.client.ip",
+        ["IPv4 address", "None"],
+        id="ip-missing",
+    ),
+    pytest.param(
+        "machines:\n  registry: {ip: 8.8.8.8}\n  client: {ip: 8.8.8.9}\n",
+        "machines.registry.ip",
+        ["private", "8.8.8.8"],
+        id="ip-public",
+    ),
+    pytest.param(
+        "machines:\n  registry: {ip: 192.168.33.10}\n  client: {ip: 192.168.33.10}\n",
+        "machines.client.ip",
+        ["192.168.33.10", "already", "registry"],
+        id="ip-twice",
+    ),
+    pytest.param(
+        "machines:\n  registry: {ip: 192.168.33.10}\n  client: {ip: 192.168.34.11}\n",
+        "machines.client.ip",
+        ["192.168.34.11", "not on the private network", "192.168.33.0/24"],
+        id="ip-outside-the-24",
+    ),
+    pytest.param("provider: vmware\n", "provider", ["docker", "virtualbox", "libvirt", "'vmware'"], id="provider"),
+    pytest.param("edition: latest\n", "edition", ["modern", "as-written", "'latest'"], id="edition"),
+    pytest.param("os: suse\n", "os", ["debian", "rhel", "'suse'"], id="os"),
+    pytest.param("images:\n  source: mirror\n", "images.source", ["pull", "preload", "build"], id="image-source"),
+    pytest.param("nmae: reglab\n", "nmae", ["unknown key", "name", "provider"], id="unknown-top-level-key"),
+    pytest.param("ports:\n  foo: 1\n", "ports.foo", ["unknown key", "registry", "proxy", "https"], id="ports.foo"),
+    pytest.param(
+        "machines:\n  registry: {ip: 192.168.33.10}\n  client: {ip: 192.168.33.11, memory: 2048}\n",
+        "machines.client.memory",
+        ["unknown key", "ip"],
+        id="machines.client.memory",
+    ),
+    pytest.param(
+        "machines:\n  registry: {ip: 192.168.33.10}\n",
+        "machines",
+        ["missing machine", "'client'"],
+        id="missing-machine",
+    ),
+    pytest.param(
+        MACHINES_OK + "  mirror: {ip: 192.168.33.12}\n",
+        "machines.mirror",
+        ["unknown machine", "registry", "client"],
+        id="unknown-machine",
+    ),
+    pytest.param("machines:\n", "machines", ["expected a mapping", "nothing"], id="machines-empty"),
+    pytest.param("ports: 5000\n", "ports", ["expected a mapping", "number"], id="ports-not-a-mapping"),
+    pytest.param("users: {name: student}\n", "users", ["list", "mapping"], id="users-not-a-list"),
+    pytest.param("users: []\n", "users", ["non-empty list"], id="users-empty"),
+    pytest.param("users:\n  - name: ann\n  - name: ann\n", "users[1].name", ["'ann'", "twice"], id="duplicate-user"),
+    pytest.param("users:\n  - name: 'a b'\n", "users[0].name", ["user name", "'a b'"], id="bad-user-name"),
+    pytest.param("users:\n  - name: ann\n    role: admin\n", "users[0].role", ["unknown key"], id="user-unknown-key"),
+    pytest.param(
+        "users:\n  - name: ann\n    password: 'a:b'\n", "users[0].password", ["without ':'"], id="password-colon"
+    ),
+    pytest.param(
+        "images:\n  proxy: 'Nginx:latest'\n",
+        "images.proxy",
+        ["image reference", "'Nginx:latest'"],
+        id="bad-image-ref",
+    ),
+    pytest.param("images:\n  registry: 'registry:'\n", "images.registry", ["image reference"], id="empty-image-tag"),
+    pytest.param("domain: My_Registry\n", "domain", ["DNS name", "'My_Registry'"], id="bad-domain"),
+    pytest.param("name: Reglab\n", "name", ["lower-case name", "'Reglab'"], id="bad-name"),
+    pytest.param("timeouts:\n  boot: 0\n", "timeouts.boot", ["positive", "got 0"], id="timeout-zero"),
+    pytest.param("boxes:\n  debian: generic\n", "boxes.debian", ["expected a mapping", "string"], id="box-string"),
+]
+
+
+@pytest.mark.parametrize(("text", "key_path", "words"), BAD)
+def test_bad_lab_file_is_one_config_error(tmp_path: Path, text: str, key_path: str, words: list[str]) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        load(path, environ={})
+    message = str(info.value)
+    assert message.startswith(f"{path}: "), message
+    assert key_path in info.value.path
+    assert key_path in message
+    for word in words:
+        assert word in message, f"{word!r} not in {message!r}"
+    assert "Traceback" not in message
+    assert isinstance(info.value, LabError)
+    assert info.value.exit_status == ExitStatus.USAGE
+
+
+def test_missing_file_names_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "nowhere" / "lab.yml"
+    with pytest.raises(ConfigError) as info:
+        load(path, environ={})
+    assert str(info.value) == f"{path}: no such file"
+    assert info.value.source == str(path)
+
+
+def test_unreadable_path_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read"):
+        load(tmp_path, environ={})  # a directory
+
+
+@pytest.mark.parametrize(
+    ("environ", "key_path", "words"),
+    [
+        ({"REGLAB_EDITION": "2016"}, "REGLAB_EDITION", ["modern", "as-written", "'2016'"]),
+        ({"REGLAB_PROVIDER": "vmware"}, "REGLAB_PROVIDER", ["docker", "'vmware'"]),
+        ({"REGLAB_IMAGES": "mirror"}, "REGLAB_IMAGES", ["pull", "preload", "build", "'mirror'"]),
+    ],
+)
+def test_bad_value_from_environment(tmp_path: Path, environ: dict[str, str], key_path: str, words: list[str]) -> None:
+    """A bad value from the environment names the variable, not the lab file."""
+    path = write(tmp_path, "")
+    with pytest.raises(ConfigError) as info:
+        load(path, environ=environ)
+    message = str(info.value)
+    assert message.startswith(f"environment variable {key_path}: ")
+    for word in words:
+        assert word in message
+
+
+def test_bad_value_from_overrides(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"provider: expected one of .*'hyperv'"):
+        load_text(tmp_path, "", overrides={"provider": "hyperv"})
+
+
+def test_environment_into_a_non_mapping_section_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="images"):
+        load_text(tmp_path, "images: foo\n", environ={"REGLAB_IMAGES": "build"})
+
+
+# --- users never show their password ----------------------------------------
+
+
+def test_user_repr_hides_the_password() -> None:
+    user = User(name="student", password="hunter2-very-secret")
+    assert "hunter2-very-secret" not in repr(user)
+    assert "student" in repr(user)
+    assert "hunter2-very-secret" not in repr((user,))
+    assert "hunter2-very-secret" not in f"{user!r} {[user]}"
+
+
+def test_lab_repr_hides_passwords(tmp_path: Path) -> None:
+    lab = load_text(tmp_path, "users:\n  - name: ann\n    password: pa55word-xyz\n")
+    assert lab.users[0].password == "pa55word-xyz"
+    assert "pa55word-xyz" not in repr(lab)
+
+
+@pytest.mark.parametrize(
+    ("text", "key_path"),
+    [
+        ("boxes:\n  debian: {name: generic/debian12, version: null}\n", "boxes.debian.version"),
+        ("boxes:\n  debian: {nmae: generic/debian11}\n", "boxes.debian.nmae"),
+        ("boxes:\n  suse: {name: opensuse/leap}\n", "boxes.suse"),
+    ],
+    ids=["null-version", "unknown-box-key", "unknown-box-family"],
+)
+def test_bad_boxes_are_config_errors(tmp_path: Path, text: str, key_path: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_text(tmp_path, text)
+    assert key_path in str(info.value)

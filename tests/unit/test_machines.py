@@ -1,0 +1,217 @@
+"""Unit tests for lab.machines: VirtualBox's host-only range, and TimedVagrant's bounds and errors.
+
+TimedVagrant is pointed at a fake `vagrant` script in tmp_path; Vagrant itself never runs.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+import lab.machines as machines
+from lab.errors import LabFailure, RemoteError
+from lab.machines import VBOX_NETWORKS, TimedVagrant, timed, vbox_range_problem, wait_for_ssh
+
+LAB_IPS = ["192.168.33.10", "192.168.33.11"]
+
+# --- vbox_range_problem ---------------------------------------------------------
+
+
+def test_no_networks_conf_refuses_the_tutorial_ips() -> None:
+    problem = vbox_range_problem(LAB_IPS, None)
+    assert problem is not None
+    assert "192.168.56.0/21" in problem
+    assert "192.168.33.10, 192.168.33.11" in problem
+    assert str(VBOX_NETWORKS) == "/etc/vbox/networks.conf"
+    assert "/etc/vbox/networks.conf" in problem
+    assert "* 192.168.33.0/24 192.168.56.0/21" in problem  # the line to add
+
+
+def test_default_range_accepts_its_own_ips() -> None:
+    assert vbox_range_problem(["192.168.56.10", "192.168.63.254"], None) is None
+
+
+def test_networks_conf_allowing_the_lab_subnet() -> None:
+    assert vbox_range_problem(LAB_IPS, "* 192.168.33.0/24 192.168.56.0/21\n") is None
+
+
+def test_networks_conf_with_comments_and_other_lines() -> None:
+    conf = "# VirtualBox host-only ranges\n\n* 10.0.0.0/8\n* 192.168.33.0/24\n"
+    assert vbox_range_problem(LAB_IPS, conf) is None
+
+
+def test_networks_conf_replaces_the_default_range() -> None:
+    problem = vbox_range_problem(["192.168.56.10"], "* 10.0.0.0/8\n")
+    assert problem is not None
+    assert "only in 10.0.0.0/8" in problem
+
+
+def test_only_the_ips_outside_are_named() -> None:
+    problem = vbox_range_problem(["192.168.33.10", "10.1.2.3"], "* 192.168.33.0/24\n")
+    assert problem is not None
+    assert "refuse 10.1.2.3 " in problem
+    assert "* 10.1.2.0/24 192.168.56.0/21" in problem
+
+
+def test_empty_networks_conf_allows_nothing() -> None:
+    problem = vbox_range_problem(LAB_IPS, "")
+    assert problem is not None
+    assert "no range" in problem
+
+
+def test_garbage_ranges_are_ignored() -> None:
+    assert vbox_range_problem(LAB_IPS, "* not-a-net 192.168.33.0/24\n") is None
+
+
+# --- TimedVagrant -----------------------------------------------------------------
+
+
+def fake_vagrant(tmp_path: Path, body: str) -> Path:
+    script = tmp_path / "bin" / "vagrant"
+    script.parent.mkdir(parents=True, exist_ok=True)
+    script.write_text("#!/bin/sh\n" + body)
+    script.chmod(0o755)
+    return script
+
+
+def make_vagrant(tmp_path: Path, body: str, timeout: int = 10) -> TimedVagrant:
+    (tmp_path / "Vagrantfile").write_text("# not read by the fake\n")
+    tv = TimedVagrant(tmp_path, dict(os.environ), tmp_path / ".lab" / "logs" / "vagrant.log", timeout)
+    tv._vagrant_exe = str(fake_vagrant(tmp_path, body))
+    return tv
+
+
+def _gone(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return True
+    return state in ("Z", "X")  # a zombie waiting for init still counts as ended
+
+
+def test_timeout_raises_remote_error_and_kills_the_process_group(tmp_path: Path) -> None:
+    # The script leaves a grandchild, as Vagrant's ruby does with ssh and docker.
+    tv = make_vagrant(tmp_path, f"sleep 30 &\necho $! > {tmp_path}/child.pid\necho booting\nwait\n", timeout=1)
+    started = time.monotonic()
+    with pytest.raises(RemoteError) as info:
+        tv.up()
+    assert time.monotonic() - started < 5
+    message = str(info.value)
+    assert isinstance(info.value, LabFailure)
+    assert "did not finish within 1s" in message
+    assert "up" in message
+    assert str(tv.log_path) in message
+    child = int((tmp_path / "child.pid").read_text())
+    deadline = time.monotonic() + 3
+    while not _gone(child) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _gone(child), "the whole process group is ended, not just vagrant"
+    log = tv.log_path.read_text()
+    assert "$ " in log and " up" in log
+    assert "booting" in log
+
+
+def test_nonzero_exit_raises_remote_error_with_output_and_log_path(tmp_path: Path) -> None:
+    tv = make_vagrant(
+        tmp_path,
+        "echo 'Bringing machine up...'\necho \"The provider 'libvirt' could not be found\" >&2\nexit 1\n",
+    )
+    with pytest.raises(RemoteError) as info:
+        tv.up(provider="libvirt")
+    message = str(info.value)
+    assert message.startswith("`vagrant up --provider=libvirt` failed (exit 1):")
+    assert "The provider 'libvirt' could not be found" in message
+    assert f"full log: {tv.log_path}" in message
+    assert "The provider 'libvirt' could not be found" in tv.log_path.read_text()
+
+
+def test_success_appends_to_the_log(tmp_path: Path) -> None:
+    tv = make_vagrant(tmp_path, 'echo "args: $*"\n')
+    tv.up(vm_name="registry", provider="docker")
+    tv.destroy()
+    log = tv.log_path.read_text()
+    assert "args: up registry --provider=docker" in log
+    assert "args: destroy --force" in log
+    assert log.index("up registry") < log.index("destroy")
+
+
+def test_runs_in_the_lab_root_with_the_given_environment(tmp_path: Path) -> None:
+    (tmp_path / "Vagrantfile").write_text("")
+    env = dict(os.environ, REGLAB_PROVIDER="docker-from-env")
+    tv = TimedVagrant(tmp_path, env, tmp_path / "vagrant.log", 10)
+    tv._vagrant_exe = str(fake_vagrant(tmp_path, 'echo "cwd=$(pwd) provider=$REGLAB_PROVIDER"\n'))
+    assert tv.ssh_config().strip() == f"cwd={tmp_path} provider=docker-from-env"
+
+
+def test_captured_output_is_returned(tmp_path: Path) -> None:
+    tv = make_vagrant(tmp_path, "printf 'Host registry\\n  HostName 127.0.0.1\\n'\necho noise >&2\n")
+    assert tv.ssh_config(vm_name="registry") == "Host registry\n  HostName 127.0.0.1\n"
+    assert "noise" in tv.log_path.read_text()  # stderr still goes to the log
+
+
+def test_captured_command_timeout(tmp_path: Path) -> None:
+    tv = make_vagrant(tmp_path, "exec sleep 30\n", timeout=1)
+    with pytest.raises(RemoteError, match="did not finish within 1s"):
+        tv.ssh_config()
+
+
+def test_captured_command_failure(tmp_path: Path) -> None:
+    tv = make_vagrant(tmp_path, "echo 'A Vagrant environment is required' >&2\nexit 2\n")
+    with pytest.raises(RemoteError) as info:
+        tv.ssh_config()
+    assert "failed (exit 2)" in str(info.value)
+    assert "A Vagrant environment is required" in str(info.value)
+
+
+# --- wait_for_ssh and timed ---------------------------------------------------------
+
+
+class FlakyMachine:
+    """Answers after `failures` RemoteErrors."""
+
+    name = "registry"
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.calls = 0
+        self.closed = 0
+
+    def run(self, command: str, **kwargs: object) -> None:
+        self.calls += 1
+        assert command == "true" and kwargs == {"timeout": 20}
+        if self.calls <= self.failures:
+            raise RemoteError("registry does not answer")
+
+    def close(self) -> None:
+        self.closed += 1
+
+
+def test_wait_for_ssh_retries_until_it_answers(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(machines.time, "sleep", lambda _s: None)
+    machine = FlakyMachine(failures=3)
+    wait_for_ssh(machine, timeout=60)  # type: ignore[arg-type]
+    assert machine.calls == 4
+    assert machine.closed == 3
+
+
+def test_wait_for_ssh_gives_up_after_its_bound(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = iter(range(0, 10_000, 10))
+    monkeypatch.setattr(machines.time, "monotonic", lambda: next(clock))
+    monkeypatch.setattr(machines.time, "sleep", lambda _s: None)
+    with pytest.raises(RemoteError) as info:
+        wait_for_ssh(FlakyMachine(failures=10_000), timeout=30)  # type: ignore[arg-type]
+    assert str(info.value).startswith("registry: SSH did not answer within 30s")
+    assert "does not answer" in str(info.value)
+
+
+def test_timed_records_a_phase_even_on_error() -> None:
+    phases: dict[str, float] = {}
+    with timed(phases, "boot"):
+        pass
+    with pytest.raises(ZeroDivisionError), timed(phases, "fail"):
+        1 / 0  # noqa: B018
+    assert set(phases) == {"boot", "fail"}
+    assert all(isinstance(v, float) and v >= 0 for v in phases.values())
