@@ -32,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--lab", type=Path, default=Path(os.environ.get("REGLAB_LAB", "lab.yml")),
                         help="the lab file (default: ./lab.yml, or $REGLAB_LAB)")
-    parser.add_argument("--provider", choices=PROVIDERS, help="override the lab's provider")
+    parser.add_argument("--provider", choices=(*PROVIDERS, "auto"), help="override the lab's provider")
     parser.add_argument("--edition", choices=EDITIONS, help="override the lab's edition")
     parser.add_argument("--images", choices=IMAGE_SOURCES, help="where the lab's images come from")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress lines")

@@ -51,7 +51,7 @@ DEFAULTS: dict[str, Any] = {
     "timeouts": {"command": 300, "boot": 300},
 }
 
-CHOICES = {"provider": PROVIDERS, "edition": EDITIONS, "images.source": IMAGE_SOURCES}
+CHOICES = {"provider": (*PROVIDERS, "auto"), "edition": EDITIONS, "images.source": IMAGE_SOURCES}
 
 # Environment layer: variable -> key in the lab file.
 ENVIRONMENT = {
@@ -132,6 +132,11 @@ class Lab:
     def state_dir(self) -> Path:
         return self.root / ".lab"
 
+    @property
+    def cache_dir(self) -> Path:
+        """Downloads and built bundles, shared by every checkout on this host (REGLAB_CACHE)."""
+        return cache_dir(os.environ)
+
     def machine(self, name: str) -> Machine:
         for machine in self.machines:
             if machine.name == name:
@@ -149,6 +154,14 @@ class Lab:
     @property
     def network(self) -> ipaddress.IPv4Network:
         return ipaddress.ip_network(f"{self.registry.ip}/24", strict=False)
+
+
+def cache_dir(environ: Mapping[str, str]) -> Path:
+    """REGLAB_CACHE, else $XDG_CACHE_HOME/reglab, else ~/.cache/reglab; the Vagrantfile agrees."""
+    if environ.get("REGLAB_CACHE"):
+        return Path(environ["REGLAB_CACHE"])
+    base = environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "reglab"
 
 
 def load(
@@ -216,7 +229,7 @@ def validate(data: Mapping[str, Any], path: Path, source: str) -> Lab:
     return Lab(
         source=path,
         name=v.match(data["name"], "name", _NAME, "a lower-case name like 'reglab'"),
-        provider=v.choice(data["provider"], "provider", PROVIDERS),
+        provider=v.provider(data["provider"]),
         edition=v.choice(data["edition"], "edition", EDITIONS),
         os=v.choice(data["os"], "os", OS_FAMILIES),
         domain=v.match(data["domain"], "domain", _DOMAIN, "a DNS name like myregistrydomain.com"),
@@ -265,6 +278,14 @@ class _Validator:
         if value not in choices:
             raise self.fail(path, f"expected one of {', '.join(choices)}, got {value!r}")
         return value
+
+    def provider(self, value: Any) -> str:
+        """`auto` is the provider this host can run: VirtualBox or libvirt where usable, else docker."""
+        if value == "auto":
+            from lab.hostsetup import usable_provider
+
+            return usable_provider()
+        return self.choice(value, "provider", PROVIDERS)
 
     def port(self, value: Any, path: str) -> int:
         if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:

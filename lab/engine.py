@@ -312,7 +312,10 @@ class Engine:
         return run
 
     def steps_to_solve(self, target: str) -> list[Step]:
-        """The steps up to target whose last result is not a pass, and target itself."""
+        """What `reglab solve STEP` does: the steps before it not done yet, the step, and
+        again the later steps already done, whose files the step's answer rewrites."""
         index = self.scenario.index(target)
-        before = [s for s in self.scenario.steps[:index] if self.state.step_status(s.id) != Status.PASS.value]
-        return [*before, self.scenario.steps[index]]
+        passed = {s.id for s in self.scenario.steps if self.state.step_status(s.id) == Status.PASS.value}
+        before = [s for s in self.scenario.steps[:index] if s.id not in passed]
+        after = [s for s in self.scenario.steps[index + 1:] if s.id in passed]
+        return [*before, self.scenario.steps[index], *after]

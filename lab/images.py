@@ -4,7 +4,7 @@ registry, proxy and base images built from Debian packages.
 Every image is tagged with what it really is (`reglab/nginx:1.22.1-debian12`,
 never `nginx:1.9`) and labelled with a hash of its recipe, so a recipe that
 did not change is never built twice. Images for the machines are saved once
-into `.lab/cache/images/` and loaded from there by every machine.
+into the host cache (`~/.cache/reglab/images/`) and loaded from there by every machine.
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ class Builder:
     def __init__(self, lab: Lab, host: Host) -> None:
         self.lab = lab
         self.host = host
-        self.cache = lab.state_dir / "cache"
+        self.cache = lab.cache_dir
 
     def exists(self, ref: str) -> bool:
         return self.host.run(f"docker image inspect {ref}", warn=True).ok

@@ -9,7 +9,7 @@ def test_both_machines_run_at_their_ips(reglab, lab_session):
     status = reglab("status")
     assert status.status == 0, status.err
     for machine in lab_session.lab.machines:
-        assert any(line.split()[:4] == [machine.name, "docker", "running", machine.ip]
+        assert any(line.split()[:4] == [machine.name, lab_session.lab.provider, "running", machine.ip]
                    for line in status.out.splitlines()), status.out
 
 
