@@ -35,6 +35,20 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="keep the machines running after the tests (REGLAB_KEEP=1)")
 
 
+class _TerminalStream:
+    """Progress lines to pytest's terminal, which its output capture does not swallow."""
+
+    def __init__(self, pytest_config: pytest.Config) -> None:
+        self.reporter = pytest_config.pluginmanager.get_plugin("terminalreporter")
+
+    def write(self, text: str) -> None:
+        if self.reporter is not None and text.strip():
+            self.reporter.write_line(text.rstrip("\n"))
+
+    def flush(self) -> None:
+        pass
+
+
 class LabRun:
     """The lab of one pytest session, booted and provisioned on first use."""
 
@@ -53,7 +67,7 @@ class LabRun:
         if self._session is None:
             try:
                 lab = config.load(self.lab_path, overrides={"edition": self.edition})
-                session = Session(lab, Progress())
+                session = Session(lab, Progress(_TerminalStream(self.config)))
                 session.up()
                 session.provision()
             except (LabError, LabFailure) as exc:

@@ -18,8 +18,10 @@ if TYPE_CHECKING:
 RESET_COMMANDS = (
     "docker ps -aq | xargs -r docker rm -f -v >/dev/null",
     "docker network prune -f >/dev/null",
-    "docker image ls --format '{{{{.Repository}}}}:{{{{.Tag}}}}' | grep -vxF -e {keep} "
-    "| xargs -r docker rmi -f >/dev/null",
+    # Untag by name (an ID may carry a kept tag too), then drop what is left untagged.
+    "docker image ls --format '{{{{.Repository}}}}:{{{{.Tag}}}}' | grep -v '<none>' | grep -vxF -e {keep} "
+    "| xargs -r docker rmi >/dev/null",
+    "docker image prune -f >/dev/null",
     "docker volume prune -f >/dev/null",
     f"rm -rf {WORKDIR} /root/.docker /root/devdockerCA.crt",
     # /etc/hosts is a bind mount in a container: rewrite it in place, never rename.
