@@ -25,8 +25,21 @@ from lab.session import Session
 from lab.teaching import instructions, reset
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+class _Parser(argparse.ArgumentParser):
+    """argparse writing to main()'s streams, so in-process callers see its messages."""
+
+    out: TextIO = sys.stdout
+    err: TextIO = sys.stderr
+
+    def _print_message(self, message: str, file: TextIO | None = None) -> None:  # noqa: ARG002
+        if message:
+            (self.err if file is sys.stderr else self.out).write(message)
+
+
+def build_parser(out: TextIO | None = None, err: TextIO | None = None) -> argparse.ArgumentParser:
+    _Parser.out = out or sys.stdout
+    _Parser.err = err or sys.stderr
+    parser = _Parser(
         prog="reglab",
         description="A lab for the private Docker registry tutorial: boot, provision, solve and check it.",
     )
@@ -71,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None, stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
     out = stdout or sys.stdout
     err = stderr or sys.stderr
-    parser = build_parser()
+    parser = build_parser(out, err)
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse has printed its usage message

@@ -285,7 +285,7 @@ class _Validator:
             from lab.hostsetup import usable_provider
 
             return usable_provider()
-        return self.choice(value, "provider", PROVIDERS)
+        return self.choice(value, "provider", (*PROVIDERS, "auto"))
 
     def port(self, value: Any, path: str) -> int:
         if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:

@@ -58,7 +58,9 @@ class State:
             try:
                 self.data = json.loads(path.read_text())
             except json.JSONDecodeError:
-                raise LabError(f"{path} is not valid JSON; remove it (reglab down does)") from None
+                self.data = None
+            if not isinstance(self.data, dict) or not isinstance(self.data.get("steps"), dict):
+                raise LabError(f"{path} is not a reglab state file; remove it (reglab down does)")
         self._lock = threading.Lock()
 
     def save(self) -> None:

@@ -91,7 +91,9 @@ DEBIAN = Family(
     ca_update="update-ca-certificates --fresh >/dev/null",
     install_template=(
         "export DEBIAN_FRONTEND=noninteractive; "
-        "apt-get -o DPkg::Lock::Timeout=120 install -y --no-install-recommends {packages}"
+        # unsafe-io: no fsync per unpacked file; a lab machine trades that for half the install time.
+        "apt-get -o DPkg::Lock::Timeout=120 -o Dpkg::Options::=--force-unsafe-io "
+        "install -y --no-install-recommends {packages}"
     ),
     installed_check="dpkg-query -W -f='${Status}' \"$p\" 2>/dev/null | grep -q 'ok installed'",
     compose="docker-compose",

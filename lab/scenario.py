@@ -8,6 +8,7 @@ one place, without a second copy of the scenario.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from lab.errors import ConfigError
 
 SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
 ACTION_KINDS = ("run", "file", "htpasswd", "pki", "ca_trust", "copy", "wait", "check")
+_MODE = re.compile(r"^0?[0-7]{3,4}$")
 CHECK_KINDS = ("command", "http", "tls", "file", "docker_login", "any")
 
 
@@ -110,21 +112,38 @@ def _per_machine(value: Any, where: str, source: str, edition: str, kinds: tuple
             raise ConfigError(source, here, f"unknown machine; expected one of {', '.join(ROLES)}")
         if not isinstance(items, list):
             raise ConfigError(source, here, "expected a list")
-        kept = []
-        for j, item in enumerate(items):
-            item_where = f"{here}[{j}]"
-            if not isinstance(item, dict):
-                raise ConfigError(source, item_where, "expected a mapping")
-            only = item.get("only")
-            if only is not None and only not in EDITIONS:
-                raise ConfigError(source, f"{item_where}.only", f"expected one of {', '.join(EDITIONS)}")
-            present = [k for k in kinds if k in item]
-            if len(present) != 1:
-                raise ConfigError(source, item_where, f"expected exactly one of {', '.join(kinds)}")
-            if only is None or only == edition:
-                kept.append({k: v for k, v in item.items() if k != "only"})
-        result[machine] = kept
+        kept = [_item(item, f"{here}[{j}]", source, edition, kinds) for j, item in enumerate(items)]
+        result[machine] = [item for item in kept if item is not None]
     return result
+
+
+def _item(item: Any, where: str, source: str, edition: str, kinds: tuple[str, ...]) -> dict[str, Any] | None:
+    """Validate one action or check (and the checks nested in it); None when its edition is another."""
+    if not isinstance(item, dict):
+        raise ConfigError(source, where, "expected a mapping")
+    only = item.get("only")
+    if only is not None and only not in EDITIONS:
+        raise ConfigError(source, f"{where}.only", f"expected one of {', '.join(EDITIONS)}")
+    present = [k for k in kinds if k in item]
+    if len(present) != 1:
+        raise ConfigError(source, where, f"expected exactly one of {', '.join(kinds)}")
+    mode = item.get("mode")
+    if mode is not None and not (isinstance(mode, str) and _MODE.match(mode)):
+        raise ConfigError(source, f"{where}.mode", f"expected a quoted octal mode like '0600', got {mode!r}")
+    if only is not None and only != edition:
+        return None
+    kept = {k: v for k, v in item.items() if k != "only"}
+    kind = present[0]
+    if kind in ("wait", "check") and kinds is ACTION_KINDS:
+        kept[kind] = _item(item[kind], f"{where}.{kind}", source, edition, CHECK_KINDS)
+        if kept[kind] is None:
+            raise ConfigError(source, f"{where}.{kind}.only", "goes on the action, not on the check inside it")
+    if kind == "any":
+        if not isinstance(item["any"], list) or not item["any"]:
+            raise ConfigError(source, f"{where}.any", "expected a non-empty list of checks")
+        alternatives = [_item(a, f"{where}.any[{i}]", source, edition, CHECK_KINDS) for i, a in enumerate(item["any"])]
+        kept["any"] = [a for a in alternatives if a is not None]
+    return kept
 
 
 def kind_of(item: dict[str, Any], kinds: tuple[str, ...] = ACTION_KINDS + CHECK_KINDS) -> str:

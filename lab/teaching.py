@@ -91,9 +91,11 @@ def _describe(action: dict[str, Any], jinja, variables: dict[str, Any], family) 
             return [f"{command}    # type the password when asked, or pipe it on stdin"]
         return [command]
     if kind == "file":
-        body = jinja.get_template(action["template"]).render(variables | action.get("vars", {})) \
-            if "template" in action else str(action.get("content", ""))
-        body = render(body)
+        if "template" in action:
+            values = {k: render(v) if isinstance(v, str) else v for k, v in action.get("vars", {}).items()}
+            body = jinja.get_template(action["template"]).render(variables | values)
+        else:
+            body = render(action.get("content", ""))
         return [f"cat > {render(action['file'])} <<'EOF'", body.rstrip(), "EOF"]
     if kind == "htpasswd":
         path = render(action["htpasswd"])

@@ -1,0 +1,248 @@
+"""Unit tests for lab.cli: `main()` in-process, on commands that need no machine.
+
+A guard makes any subprocess (Vagrant, Docker, invoke) fail the test, so these
+tests prove that bad input and the read-only commands never reach the host's tools.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import invoke.runners
+import pytest
+
+from lab.cli import main
+
+PROJECT = Path(__file__).resolve().parents[2]
+SHIPPED = PROJECT / "lab.yml"
+PASSWORD = "Sup3r-s3cret-pw"
+STEP_IDS = [
+    "local-registry",
+    "hosts",
+    "compose-registry",
+    "nginx-proxy",
+    "basic-auth",
+    "tls",
+    "port-443",
+    "client-trust",
+    "client-login",
+    "client-push",
+    "server-pull",
+]
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """No REGLAB_* from the caller's shell, no cache outside tmp_path, no subprocess at all."""
+    for name in ("REGLAB_PROVIDER", "REGLAB_EDITION", "REGLAB_IMAGES", "REGLAB_LAB"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("REGLAB_CACHE", str(tmp_path / "cache"))
+
+    def no_process(*args: object, **kwargs: object) -> None:
+        raise AssertionError(f"a unit test started a process: {args[0] if args else kwargs}")
+
+    monkeypatch.setattr(subprocess, "Popen", no_process)
+    monkeypatch.setattr(invoke.runners, "Popen", no_process)
+    yield
+    # Session opens .lab/logs/*.log through process-wide loggers; close this test's files.
+    for logger in list(logging.Logger.manager.loggerDict.values()):
+        if isinstance(logger, logging.Logger) and logger.name.startswith(f"reglab.{tmp_path}"):
+            for handler in list(logger.handlers):
+                logger.removeHandler(handler)
+                handler.close()
+
+
+def reglab(*argv: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    code = main(list(argv), stdout=out, stderr=err)
+    return code, out.getvalue(), err.getvalue()
+
+
+def lab_file(tmp_path: Path, text: str | None = None) -> Path:
+    """A lab file in tmp_path: the shipped one, or the given text."""
+    path = tmp_path / "lab.yml"
+    path.write_text(SHIPPED.read_text() if text is None else text)
+    return path
+
+
+def with_password(tmp_path: Path) -> Path:
+    text = SHIPPED.read_text()
+    assert "  - name: student\n" in text
+    return lab_file(tmp_path, text.replace("  - name: student\n", f"  - name: student\n    password: {PASSWORD}\n"))
+
+
+# --- bad lab files: one line, exit 2 -------------------------------------------------
+
+BAD_LABS = [
+    pytest.param("name: reglab\n  bad: indent\n", "line 2", id="yaml-syntax"),
+    pytest.param("ports:\n  proxy: abc\n", "ports.proxy", id="wrong-type"),
+    pytest.param(
+        "machines:\n  registry: {ip: 192.168.33.10}\n  client: {ip: 300.1.1.1}\n", "machines.client.ip", id="ip"
+    ),
+    pytest.param(
+        "machines:\n  registry: {ip: 192.168.33.10}\n  client: {ip: 192.168.33.10}\n",
+        "machines.client.ip",
+        id="same-ip",
+    ),
+    pytest.param("provider: vmware\n", "provider", id="unknown-provider"),
+    pytest.param("nmae: reglab\n", "nmae", id="unknown-key"),
+    pytest.param("users:\n  - name: ann\n    password: 'a:bcdefgh'\n", "users[0].password", id="bad-password"),
+]
+
+
+def assert_one_error_line(err: str, *words: str) -> None:
+    lines = err.splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("reglab: error: "), err
+    assert "Traceback" not in err
+    for word in words:
+        assert word in lines[0], f"{word!r} not in {lines[0]!r}"
+
+
+@pytest.mark.parametrize(("text", "key_path"), BAD_LABS)
+def test_bad_lab_file_is_one_error_line(tmp_path: Path, text: str, key_path: str) -> None:
+    path = lab_file(tmp_path, text)
+    code, out, err = reglab("--lab", str(path), "status")
+    assert code == 2
+    assert out == ""
+    assert_one_error_line(err, f"{path}: {key_path}")
+    assert not (tmp_path / ".lab").exists()  # nothing written for a lab that does not load
+
+
+def test_missing_lab_file(tmp_path: Path) -> None:
+    path = tmp_path / "nowhere.yml"
+    code, _, err = reglab("--lab", str(path), "status")
+    assert code == 2
+    assert err == f"reglab: error: {path}: no such file\n"
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["status"],
+        ["up"],
+        ["down"],
+        ["provision"],
+        ["steps"],
+        ["show", "tls"],
+        ["solve", "--all"],
+        ["check", "tls"],
+        ["run"],
+        ["reset"],
+        ["report"],
+        ["ssh", "registry"],
+        ["image", "build", "node"],
+    ],
+    ids=lambda c: "-".join(c),
+)
+def test_every_command_reports_a_bad_lab_file_first(tmp_path: Path, command: list[str]) -> None:
+    path = lab_file(tmp_path, "provider: vmware\n")
+    code, _, err = reglab("--lab", str(path), *command)
+    assert code == 2
+    assert_one_error_line(err, f"{path}: provider", "'vmware'")
+
+
+def test_bad_environment_variable_is_one_error_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REGLAB_EDITION", "2016")
+    code, _, err = reglab("--lab", str(lab_file(tmp_path)), "steps")
+    assert code == 2
+    assert_one_error_line(err, "environment variable REGLAB_EDITION", "'2016'")
+
+
+# --- argparse -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [[], ["nosuch"], ["show"], ["solve"], ["solve", "tls", "--all"], ["--edition", "2016", "steps"], ["image"]],
+    ids=[
+        "no-command",
+        "unknown-command",
+        "show-without-step",
+        "solve-without-target",
+        "step-and-all",
+        "bad-edition",
+        "image-without-action",
+    ],
+)
+def test_usage_errors_exit_2(argv: list[str]) -> None:
+    code, out, err = reglab(*argv)
+    assert code == 2
+    assert "usage: reglab" in err  # argparse writes to main()'s stderr
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["show", "--help"], ["image", "build", "--help"]])
+def test_help_exits_0(argv: list[str]) -> None:
+    code, out, _ = reglab(*argv)
+    assert code == 0
+    assert "usage: reglab" in out
+
+
+# --- commands that need no machine ----------------------------------------------------
+
+
+def test_steps_lists_every_step_not_run(tmp_path: Path) -> None:
+    code, out, err = reglab("--lab", str(lab_file(tmp_path)), "steps")
+    assert code == 0, err
+    rows = out.splitlines()
+    assert [row.split()[0] for row in rows] == STEP_IDS
+    assert all(row.split(None, 1)[1].startswith("not run ") for row in rows), out
+    assert (tmp_path / ".lab" / "secrets.yml").is_file()  # the generated password lives beside the lab file
+
+
+def test_steps_shows_the_recorded_status(tmp_path: Path) -> None:
+    path = lab_file(tmp_path)
+    (tmp_path / ".lab").mkdir()
+    (tmp_path / ".lab" / "state.json").write_text('{"steps": {"hosts": {"status": "pass"}}}')
+    code, out, _ = reglab("--lab", str(path), "steps")
+    assert code == 0
+    statuses = {row.split()[0]: row.split()[1] for row in out.splitlines()}
+    assert statuses["hosts"] == "pass"
+    assert statuses["local-registry"] == "not"
+
+
+def test_show_basic_auth_never_prints_the_password(tmp_path: Path) -> None:
+    code, out, err = reglab("--lab", str(with_password(tmp_path)), "show", "basic-auth")
+    assert code == 0, err
+    assert "htpasswd -c /root/docker-registry/nginx/registry.password student" in out
+    assert "auth_basic" in out
+    assert PASSWORD not in out
+    assert PASSWORD not in err
+
+
+def test_show_client_login_uses_a_placeholder_for_the_password(tmp_path: Path) -> None:
+    code, out, _ = reglab("--lab", str(with_password(tmp_path)), "show", "client-login")
+    assert code == 0
+    assert "docker login myregistrydomain.com -u student --password-stdin" in out
+    assert PASSWORD not in out
+
+
+def test_show_unknown_step(tmp_path: Path) -> None:
+    code, out, err = reglab("--lab", str(lab_file(tmp_path)), "show", "nosuch")
+    assert code == 2
+    assert out == ""
+    assert_one_error_line(err, "'nosuch'", "tutorial.yaml", "basic-auth")
+
+
+def test_show_tls_as_written(tmp_path: Path) -> None:
+    code, out, err = reglab("--lab", str(lab_file(tmp_path)), "--edition", "as-written", "show", "tls")
+    assert code == 0, err
+    assert "(as-written edition)" in out
+    assert "ssl on;" in [line.strip() for line in out.splitlines()]
+    assert "openssl genrsa -out devdockerCA.key 2048" in out
+    assert "openssl req -x509 -new -nodes -key devdockerCA.key" in out
+    assert "openssl x509 -req -in dev-docker-registry.com.csr" in out
+    assert "/CN=myregistrydomain.com" in out
+
+
+def test_show_tls_modern(tmp_path: Path) -> None:
+    code, out, _ = reglab("--lab", str(lab_file(tmp_path)), "show", "tls")
+    assert code == 0
+    assert "listen 443 ssl;" in out
+    assert "ssl on;" not in [line.strip() for line in out.splitlines()]
+    assert "openssl genrsa" not in out
+    assert ".lab/pki/" in out

@@ -1,0 +1,132 @@
+"""Unit tests for lab.engine: what `reglab solve STEP` runs, and the state file it reads.
+
+`steps_to_solve` needs only the scenario and the state, so the Engine is built
+without a Context (no machines).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from lab import scenario
+from lab.engine import Engine, State
+from lab.errors import LabError
+from lab.images import LabImages
+from lab.progress import Progress
+from lab.results import Status, StepResult
+
+SHIPPED = scenario.load(scenario.default_path(), "modern")
+IDS = [s.id for s in SHIPPED.steps]
+
+
+@pytest.fixture
+def state(tmp_path: Path) -> State:
+    return State(tmp_path / ".lab" / "state.json")
+
+
+def engine(state: State) -> Engine:
+    return Engine(SHIPPED, ctx=None, state=state, progress=Progress(quiet=True))  # type: ignore[arg-type]
+
+
+def mark(state: State, status: Status, *step_ids: str) -> None:
+    for step_id in step_ids:
+        state.record(StepResult(step_id, step_id, status, duration=1.0))
+
+
+def solving(state: State, target: str) -> list[str]:
+    return [s.id for s in engine(state).steps_to_solve(target)]
+
+
+# --- steps_to_solve ---------------------------------------------------------------
+
+
+def test_nothing_done_solves_every_earlier_step_first(state: State) -> None:
+    assert solving(state, "tls") == ["local-registry", "hosts", "compose-registry", "nginx-proxy", "basic-auth", "tls"]
+
+
+def test_the_first_step_needs_nothing_before_it(state: State) -> None:
+    assert solving(state, "local-registry") == ["local-registry"]
+
+
+def test_earlier_steps_passed_solve_only_the_target(state: State) -> None:
+    mark(state, Status.PASS, *IDS[: IDS.index("tls")])
+    assert solving(state, "tls") == ["tls"]
+
+
+def test_earlier_failed_or_not_run_steps_are_solved_again(state: State) -> None:
+    mark(state, Status.PASS, "local-registry", "hosts", "nginx-proxy")
+    mark(state, Status.FAIL, "compose-registry")
+    assert solving(state, "basic-auth") == ["compose-registry", "basic-auth"]
+
+
+def test_later_passed_steps_follow_the_target(state: State) -> None:
+    """Solving a step rewrites files later steps changed, so the later done steps run again after it."""
+    mark(state, Status.PASS, *IDS)
+    assert solving(state, "basic-auth") == ["basic-auth", *IDS[IDS.index("basic-auth") + 1 :]]
+
+
+def test_later_steps_not_passed_are_left_alone(state: State) -> None:
+    mark(state, Status.PASS, *IDS[:7])  # up to port-443
+    mark(state, Status.FAIL, "client-trust")
+    assert solving(state, "nginx-proxy") == ["nginx-proxy", "basic-auth", "tls", "port-443"]
+
+
+def test_target_is_solved_even_when_it_passed(state: State) -> None:
+    mark(state, Status.PASS, "local-registry", "hosts")
+    assert solving(state, "hosts") == ["hosts"]
+
+
+def test_unknown_target(state: State) -> None:
+    with pytest.raises(ValueError):
+        engine(state).steps_to_solve("nosuch")
+
+
+# --- State -------------------------------------------------------------------------
+
+
+def test_new_state_has_no_results(state: State) -> None:
+    assert not state.path.exists()
+    assert state.step_status("tls") == Status.NOT_RUN.value == "not run"
+    assert state.images is None
+
+
+def test_state_round_trips(state: State) -> None:
+    mark(state, Status.PASS, "hosts")
+    mark(state, Status.FAIL, "tls")
+    state.images = LabImages("reglab/docker-registry:2.8.2-debian12", "reglab/nginx:1.22.1-debian12", "debian:bookworm")
+    state.data["provisioned"] = True
+    state.save()
+
+    again = State(state.path)
+    assert again.data == state.data
+    assert again.step_status("hosts") == "pass"
+    assert again.step_status("tls") == "fail"
+    assert again.step_status("client-push") == "not run"
+    assert again.images == state.images
+    recorded = json.loads(state.path.read_text())["steps"]["tls"]
+    assert recorded["duration"] == 1.0
+    assert recorded["at"].endswith("+00:00")
+
+
+def test_state_save_leaves_no_temporary_file(state: State) -> None:
+    mark(state, Status.PASS, "hosts")
+    assert sorted(p.name for p in state.path.parent.iterdir()) == ["state.json"]
+
+
+def test_record_overwrites_the_previous_result(state: State) -> None:
+    mark(state, Status.FAIL, "hosts")
+    mark(state, Status.PASS, "hosts")
+    assert State(state.path).step_status("hosts") == "pass"
+
+
+@pytest.mark.parametrize("text", ["{not json", "", '{"steps": {', "{}", "[]", "null", '{"steps": []}'])
+def test_invalid_state_is_a_lab_error(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "state.json"
+    path.write_text(text)
+    with pytest.raises(LabError) as info:
+        State(path)
+    assert str(info.value).startswith(f"{path} is not a reglab state file")
+    assert "reglab down" in str(info.value)

@@ -1,0 +1,136 @@
+"""Unit tests for lab.images: version tags, the shipped Dockerfiles, and image resolution without Docker."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from lab.config import Lab, load
+from lab.images import PACKAGED, RECIPES, Builder, LabImages, upstream_version
+
+PROJECT = Path(__file__).resolve().parents[2]
+DOCKERFILES = sorted(RECIPES.glob("*.Dockerfile"))
+
+
+@pytest.mark.parametrize(
+    ("debian", "upstream"),
+    [
+        ("2.8.2+ds1-1", "2.8.2"),
+        ("1.22.1-9+deb12u11", "1.22.1"),
+        ("1:2.8.2+ds1-1+b5", "2.8.2"),
+        ("20.10.24+dfsg1-1+deb12u1", "20.10.24"),
+        ("3.0", "3.0"),
+        ("2.0~rc1-1", "2.0"),
+    ],
+)
+def test_upstream_version(debian: str, upstream: str) -> None:
+    assert upstream_version(debian) == upstream
+
+
+def test_upstream_version_is_tag_safe() -> None:
+    """Whatever dpkg says, the result goes into an image tag: only [A-Za-z0-9_.-]."""
+    assert re.fullmatch(r"[A-Za-z0-9_.-]+", upstream_version("1:1.2.3 weird/ver-1"))
+
+
+# --- the shipped Dockerfiles ------------------------------------------------------
+
+
+def _instructions(path: Path) -> list[str]:
+    """Instructions with continuation lines joined and comments dropped."""
+    text = re.sub(r"\\\n", " ", path.read_text())
+    return [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+
+
+def _installed(path: Path) -> list[str]:
+    packages = []
+    for line in _instructions(path):
+        for found in re.findall(r"apt-get install ([^&]*)", line):
+            packages += [word for word in found.split() if not word.startswith("-")]
+    return packages
+
+
+def test_the_recipes_are_shipped() -> None:
+    assert {p.name for p in DOCKERFILES} == {"node.Dockerfile", "registry.Dockerfile", "nginx.Dockerfile"}
+    assert {recipe for recipe, _, _ in PACKAGED.values()} <= {p.name for p in DOCKERFILES}
+
+
+@pytest.mark.parametrize("path", DOCKERFILES, ids=lambda p: p.name)
+def test_dockerfile_builds_from_the_base_argument(path: Path) -> None:
+    """Builder passes `--build-arg BASE=...`: every recipe must build FROM it and nothing else."""
+    lines = _instructions(path)
+    assert lines[0] == "ARG BASE"
+    assert [line for line in lines if line.upper().startswith("FROM ")] == ["FROM ${BASE}"]
+    assert lines[1] == "FROM ${BASE}"
+
+
+@pytest.mark.parametrize("path", DOCKERFILES, ids=lambda p: p.name)
+def test_dockerfile_copies_only_shipped_files(path: Path) -> None:
+    for line in _instructions(path):
+        if line.startswith(("COPY", "ADD")):
+            sources = [w for w in line.split()[1:-1] if not w.startswith("--")]
+            assert all((RECIPES / s).is_file() for s in sources), line
+
+
+def test_node_image_has_a_vagrant_user_with_passwordless_sudo() -> None:
+    text = " ".join(_instructions(RECIPES / "node.Dockerfile"))
+    assert re.search(r"useradd\b[^&]*\bvagrant\b", text)
+    assert "vagrant ALL=(ALL) NOPASSWD:ALL" in text
+    assert "/etc/sudoers.d/vagrant" in text
+    assert "chmod 0440 /etc/sudoers.d/vagrant" in text
+    assert "sudo" in _installed(RECIPES / "node.Dockerfile")
+    assert "COPY --chown=vagrant:vagrant vagrant.pub /home/vagrant/.ssh/authorized_keys" in text
+
+
+def test_node_image_installs_no_docker() -> None:
+    """Provisioning installs Docker as it would on a VM; a preinstalled one would hide its bugs."""
+    packages = _installed(RECIPES / "node.Dockerfile")
+    assert "openssh-server" in packages
+    assert not [p for p in packages if "docker" in p or p in ("containerd", "runc", "podman")], packages
+
+
+@pytest.mark.parametrize(("role", "package"), [("registry", "docker-registry"), ("proxy", "nginx")])
+def test_packaged_images_install_their_package(role: str, package: str) -> None:
+    recipe, wanted, _ = PACKAGED[role]
+    assert wanted == package
+    assert package in _installed(RECIPES / recipe)
+
+
+# --- Builder.lab_images without Docker ----------------------------------------------
+
+
+class NoDocker:
+    """A Host whose every command fails the test: pull and preload must not build anything."""
+
+    def run(self, command: str, **kwargs: object) -> None:
+        raise AssertionError(f"Builder ran a host command: {command}")
+
+
+def _lab(tmp_path: Path, text: str) -> Lab:
+    path = tmp_path / "lab.yml"
+    path.write_text(text)
+    return load(path, environ={})
+
+
+@pytest.mark.parametrize("source", ["pull", "preload"])
+def test_lab_images_are_the_lab_files_references(tmp_path: Path, source: str) -> None:
+    lab = _lab(tmp_path, (PROJECT / "lab.yml").read_text().replace("source: pull", f"source: {source}"))
+    assert lab.images.source == source
+    images = Builder(lab, NoDocker()).lab_images()
+    assert images == LabImages(registry="registry:2", proxy="nginx:1.27", base="debian:bookworm")
+    assert images.all() == ["registry:2", "nginx:1.27", "debian:bookworm"]
+
+
+def test_lab_images_follow_the_lab_file(tmp_path: Path) -> None:
+    lab = _lab(tmp_path, "images:\n  registry: registry:2.8.3\n  proxy: nginx:1.25\n  base: debian:bookworm-slim\n")
+    images = Builder(lab, NoDocker()).lab_images()
+    assert images == LabImages("registry:2.8.3", "nginx:1.25", "debian:bookworm-slim")
+
+
+def test_recipe_hash_depends_on_every_part(tmp_path: Path) -> None:
+    builder = Builder(_lab(tmp_path, ""), NoDocker())
+    one = builder.recipe_hash("FROM x", b"sha256:1")
+    assert one == builder.recipe_hash("FROM x", b"sha256:1")
+    assert one != builder.recipe_hash("FROM x", b"sha256:2")
+    assert len(one) == 16

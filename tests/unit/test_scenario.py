@@ -1,0 +1,445 @@
+"""Unit tests for lab.scenario, the shipped scenarios/tutorial.yaml and the templates it writes.
+
+Every string of the shipped scenario is rendered the way the engine renders it
+(jinja2, StrictUndefined), so a typo in a template fails here, not on a machine.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import pytest
+import yaml
+
+from lab.config import EDITIONS, Ports, User
+from lab.engine import TEMPLATES, WORKDIR
+from lab.errors import ConfigError
+from lab.images import LabImages
+from lab.osfamily import DEBIAN
+from lab.scenario import ACTION_KINDS, CHECK_KINDS, Scenario, default_path, kind_of, load
+
+STEP_IDS = [
+    "local-registry",
+    "hosts",
+    "compose-registry",
+    "nginx-proxy",
+    "basic-auth",
+    "tls",
+    "port-443",
+    "client-trust",
+    "client-login",
+    "client-push",
+    "server-pull",
+]
+OTHER = {"modern": "as-written", "as-written": "modern"}
+
+
+@pytest.fixture(scope="module", params=EDITIONS)
+def edition(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+@pytest.fixture(scope="module")
+def shipped() -> dict[str, Scenario]:
+    return {e: load(default_path(), e) for e in EDITIONS}
+
+
+def jinja() -> jinja2.Environment:
+    """As engine.Context builds it."""
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES), undefined=jinja2.StrictUndefined, keep_trailing_newline=True
+    )
+    env.filters["regex_escape"] = re.escape
+    return env
+
+
+def variables(edition: str) -> dict[str, Any]:
+    """What engine.Context.variables gives on a Debian machine, built by hand."""
+    user = User(name="student", password="s3cret-Passw0rd")
+    return {
+        "domain": "myregistrydomain.com",
+        "ip": {"registry": "192.168.33.10", "client": "192.168.33.11"},
+        "ports": Ports(registry=5000, proxy=5043, https=443),
+        "images": LabImages(registry="registry:2", proxy="nginx:1.27", base="debian:bookworm"),
+        "user": user,
+        "users": (user,),
+        "workdir": WORKDIR,
+        "compose": DEBIAN.compose,
+        "ca_anchor": DEBIAN.ca_path("devdockerCA.crt"),
+        "edition": edition,
+        "captured": {"pushed": "sha256:" + "0" * 64},
+    }
+
+
+def render(env: jinja2.Environment, value: Any, names: dict[str, Any]) -> Any:
+    """Engine.Context.render: every string in nested lists and mappings."""
+    if isinstance(value, str):
+        return env.from_string(value).render(names)
+    if isinstance(value, list):
+        return [render(env, v, names) for v in value]
+    if isinstance(value, dict):
+        return {k: render(env, v, names) for k, v in value.items()}
+    return value
+
+
+def items(scenario: Scenario) -> Iterator[tuple[str, str, str, dict[str, Any]]]:
+    for step in scenario.steps:
+        for part in ("solve", "check"):
+            for machine, listed in getattr(step, part).items():
+                for item in listed:
+                    yield step.id, part, machine, item
+
+
+def raw_items() -> Iterator[tuple[str, str, str, dict[str, Any]]]:
+    data = yaml.safe_load(default_path().read_text())
+    for step in data["steps"]:
+        for part in ("solve", "check"):
+            for machine, listed in (step.get(part) or {}).items():
+                for item in listed:
+                    yield step["id"], part, machine, item
+
+
+# --- the shipped scenario -------------------------------------------------------
+
+
+def test_shipped_scenario_has_the_tutorials_steps_in_order(shipped: dict[str, Scenario], edition: str) -> None:
+    scenario = shipped[edition]
+    assert scenario.id == "tutorial"
+    assert scenario.path == default_path()
+    assert [s.id for s in scenario.steps] == STEP_IDS
+    assert all(s.title and s.section for s in scenario.steps)
+    assert scenario.index("tls") == 5
+    assert scenario.step("tls").id == "tls"
+    with pytest.raises(KeyError):
+        scenario.step("nosuch")
+
+
+def test_every_item_has_one_kind_and_no_only_key(shipped: dict[str, Scenario], edition: str) -> None:
+    for step_id, part, machine, item in items(shipped[edition]):
+        kinds = ACTION_KINDS if part == "solve" else CHECK_KINDS
+        assert len([k for k in kinds if k in item]) == 1, (step_id, part, machine, item)
+        assert "only" not in item, (step_id, item)
+
+
+def test_step_machines_are_roles(shipped: dict[str, Scenario]) -> None:
+    step = shipped["modern"].step("hosts")
+    assert step.machines() == ["registry", "client"]
+    assert shipped["modern"].step("client-login").machines() == ["client"]
+
+
+def test_only_items_appear_in_their_edition_alone(shipped: dict[str, Scenario]) -> None:
+    """Every `only: E` item is kept, without `only`, in E and dropped from the other edition."""
+    count = 0
+    for step_id, part, machine, item in raw_items():
+        if "only" not in item:
+            continue
+        count += 1
+        stripped = {k: v for k, v in item.items() if k != "only"}
+        mine = getattr(shipped[item["only"]].step(step_id), part)[machine]
+        theirs = getattr(shipped[OTHER[item["only"]]].step(step_id), part)[machine]
+        assert stripped in mine, (step_id, item)
+        assert stripped not in theirs, (step_id, item)
+    assert count > 10
+
+
+def _kinds(scenario: Scenario, step_id: str, machine: str = "registry") -> list[str]:
+    return [kind_of(a, ACTION_KINDS) for a in scenario.step(step_id).solve[machine]]
+
+
+def _runs(scenario: Scenario, step_id: str, machine: str = "registry") -> str:
+    return "\n".join(a["run"] for a in scenario.step(step_id).solve[machine] if "run" in a)
+
+
+def test_tls_step_differs_by_edition(shipped: dict[str, Scenario]) -> None:
+    assert "pki" in _kinds(shipped["modern"], "tls")
+    assert "pki" not in _kinds(shipped["as-written"], "tls")
+    assert "openssl genrsa" in _runs(shipped["as-written"], "tls")
+    assert "openssl" not in _runs(shipped["modern"], "tls")
+
+
+def test_server_pull_differs_by_edition(shipped: dict[str, Scenario]) -> None:
+    modern, as_written = _runs(shipped["modern"], "server-pull"), _runs(shipped["as-written"], "server-pull")
+    assert "docker pull {{ domain }}/test-images" in as_written  # the tutorial's typo, kept
+    assert "test-images" not in modern
+    assert "docker pull {{ domain }}/test-image\n" in modern + "\n"
+    assert "docker login" in modern
+    assert "docker login" not in as_written
+
+
+def test_client_trust_names_differ_by_edition(shipped: dict[str, Scenario]) -> None:
+    def names(edition: str) -> list[str]:
+        return [a["name"] for a in shipped[edition].step("client-trust").solve["client"] if "ca_trust" in a]
+
+    assert names("modern") == ["devdockerCA.crt"]
+    assert names("as-written") == ["debdockerCA.crt"]
+
+
+def test_every_string_renders(shipped: dict[str, Scenario], edition: str) -> None:
+    """StrictUndefined turns a misspelt variable into an error, as the engine would at run time."""
+    env, names = jinja(), variables(edition)
+    for step_id, part, machine, item in items(shipped[edition]):
+        try:
+            rendered = render(env, item, names)
+        except jinja2.TemplateError as exc:
+            pytest.fail(f"{step_id} {part} {machine}: {item}: {exc}")
+        assert "{{" not in str(rendered) and "{%" not in str(rendered), (step_id, rendered)
+
+
+def _nested(item: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    yield item
+    for key in ("any", "wait", "check"):
+        value = item.get(key)
+        for inner in value if isinstance(value, list) else [value] if isinstance(value, dict) else []:
+            yield from _nested(inner)
+
+
+def test_rendered_patterns_compile(shipped: dict[str, Scenario], edition: str) -> None:
+    env, names = jinja(), variables(edition)
+    for step_id, _, _, item in items(shipped[edition]):
+        for inner in _nested(render(env, item, names)):
+            patterns = [inner["regex"]] if "regex" in inner else []
+            patterns += list((inner.get("capture") or {}).values())
+            for pattern in patterns:
+                try:
+                    re.compile(pattern)
+                except re.error as exc:
+                    pytest.fail(f"{step_id}: /{pattern}/: {exc}")
+
+
+def test_capture_feeds_the_later_check(shipped: dict[str, Scenario], edition: str) -> None:
+    """client-push captures `pushed` from `docker image inspect` output; its regex must match that output."""
+    env, names = jinja(), variables(edition)
+    check = shipped[edition].step("client-push").check["client"][0]
+    pattern = render(env, check, names)["capture"]["pushed"]
+    digest = "sha256:" + "1" * 64
+    found = re.search(pattern, f'"RepoDigests": ["myregistrydomain.com/test-image@{digest}"]')
+    assert found and found.group(1) == digest
+    assert not re.search(pattern, f"myregistrydomainXcom/test-image@{digest}")  # the dots are escaped
+
+
+def test_file_actions_render_their_templates(shipped: dict[str, Scenario], edition: str) -> None:
+    """Each `file: template:` action with its (rendered) vars, as Engine._do_file does."""
+    env, names = jinja(), variables(edition)
+    seen = set()
+    for step_id, part, machine, item in items(shipped[edition]):
+        if part != "solve" or kind_of(item, ACTION_KINDS) != "file" or "template" not in item:
+            continue
+        rendered = render(env, item, names)
+        text = env.get_template(rendered["template"]).render(names | (rendered.get("vars") or {}))
+        seen.add(rendered["template"])
+        if rendered["template"] == "docker-compose.yml.j2":
+            assert isinstance(yaml.safe_load(text), dict), step_id
+        assert "{{" not in text, (step_id, machine)
+    assert seen == {"docker-compose.yml.j2", "registry.conf.j2"}
+
+
+# --- the templates ----------------------------------------------------------------
+
+
+def nginx_conf(edition: str, auth: bool, tls: bool) -> str:
+    return jinja().get_template("registry.conf.j2").render(variables(edition) | {"auth": auth, "tls": tls})
+
+
+def compose(edition: str, nginx: bool, proxy_port: str = "5043") -> str:
+    names = variables(edition) | {"nginx": nginx, "proxy_port": proxy_port}
+    return jinja().get_template("docker-compose.yml.j2").render(names)
+
+
+def lines(text: str) -> list[str]:
+    return [line.strip() for line in text.splitlines()]
+
+
+@pytest.mark.parametrize(("auth", "tls"), [(False, False), (True, False), (True, True)])
+def test_nginx_conf_renders(edition: str, auth: bool, tls: bool) -> None:
+    text = nginx_conf(edition, auth, tls)
+    assert "server_name myregistrydomain.com;" in text
+    assert "server registry:5000;" in text
+    assert ('auth_basic "registry.localhost";' in lines(text)) is auth
+    assert ("add_header 'Docker-Distribution-Api-Version' 'registry/2.0' always;" in lines(text)) is auth
+    assert ("ssl_certificate /etc/nginx/conf.d/domain.crt;" in lines(text)) is tls
+    assert text.count("{") == text.count("}")
+
+
+def test_modern_nginx_tls_listens_with_ssl() -> None:
+    text = nginx_conf("modern", auth=True, tls=True)
+    assert "listen 443 ssl;" in lines(text)
+    assert "ssl on;" not in text
+    assert "ssl_protocols TLSv1.2 TLSv1.3;" in lines(text)
+
+
+def test_as_written_nginx_tls_says_ssl_on() -> None:
+    text = nginx_conf("as-written", auth=True, tls=True)
+    assert "ssl on;" in lines(text)
+    assert "listen 443;" in lines(text)
+    assert "listen 443 ssl;" not in lines(text)
+
+
+@pytest.mark.parametrize("auth", [False, True])
+def test_nginx_without_tls_has_ssl_commented_out(edition: str, auth: bool) -> None:
+    text = nginx_conf(edition, auth=auth, tls=False)
+    assert "listen 443;" in lines(text)
+    assert "# ssl on;" in lines(text)
+    assert "ssl on;" not in lines(text)
+
+
+@pytest.mark.parametrize(("nginx", "port"), [(False, "5043"), (True, "5043"), (True, "443")])
+def test_modern_compose(nginx: bool, port: str) -> None:
+    text = compose("modern", nginx, port)
+    assert "services:" in text.splitlines()
+    assert "links:" not in text
+    data = yaml.safe_load(text)
+    assert list(data) == ["services"]
+    registry = data["services"]["registry"]
+    assert registry["image"] == "registry:2"
+    assert registry["ports"] == ["127.0.0.1:5000:5000"]
+    assert registry["environment"] == {"REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY": "/data"}
+    assert registry["volumes"] == ["./data:/data"]
+    assert ("nginx" in data["services"]) is nginx
+    if nginx:
+        proxy = data["services"]["nginx"]
+        assert proxy["image"] == "nginx:1.27"
+        assert proxy["ports"] == [f"{port}:443"]
+        assert proxy["depends_on"] == ["registry"]
+        assert proxy["volumes"] == ["./nginx/:/etc/nginx/conf.d:ro"]
+
+
+@pytest.mark.parametrize(("nginx", "port"), [(False, "5043"), (True, "5043"), (True, "443")])
+def test_as_written_compose_is_format_1(nginx: bool, port: str) -> None:
+    text = compose("as-written", nginx, port)
+    assert "services:" not in text
+    assert ("links:" in text) is nginx
+    data = yaml.safe_load(text)
+    assert sorted(data) == (["nginx", "registry"] if nginx else ["registry"])
+    assert data["registry"]["ports"] == ["127.0.0.1:5000:5000"]
+    assert data["registry"]["volumes"] == ["./data:/data"]
+    if nginx:
+        assert data["nginx"]["links"] == ["registry:registry"]
+        assert data["nginx"]["ports"] == [f"{port}:443"]
+        assert data["nginx"]["volumes"] == ["./nginx/:/etc/nginx/conf.d"]
+
+
+def test_templates_need_their_variables() -> None:
+    """StrictUndefined: a template rendered without its variables fails instead of writing blanks."""
+    with pytest.raises(jinja2.UndefinedError):
+        jinja().get_template("registry.conf.j2").render(variables("modern"))
+    with pytest.raises(jinja2.UndefinedError):
+        jinja().get_template("docker-compose.yml.j2").render(variables("modern"))
+
+
+# --- bad scenarios ----------------------------------------------------------------
+
+STEP = "  - id: {id}\n    title: T\n    section: S\n"
+
+BAD = [
+    pytest.param(
+        "steps:\n" + STEP.format(id="a") + STEP.format(id="a"),
+        "steps[1].id",
+        ["'a'", "defined twice"],
+        id="duplicate-id",
+    ),
+    pytest.param(
+        "steps:\n" + STEP.format(id="a") + "    solve:\n      mirror:\n        - run: 'true'\n",
+        "steps[0].solve.mirror",
+        ["unknown machine", "registry", "client"],
+        id="unknown-machine",
+    ),
+    pytest.param(
+        "steps:\n" + STEP.format(id="a") + "    solve:\n      registry:\n        - {run: 'true', file: /x}\n",
+        "steps[0].solve.registry[0]",
+        ["exactly one of", "run", "file"],
+        id="two-kinds",
+    ),
+    pytest.param(
+        "steps:\n" + STEP.format(id="a") + "    check:\n      client:\n        - {run: 'true'}\n",
+        "steps[0].check.client[0]",
+        ["exactly one of", "command", "http"],
+        id="action-in-check",
+    ),
+    pytest.param(
+        "steps:\n" + STEP.format(id="a") + "    solve:\n      registry:\n        - {run: 'true', only: latest}\n",
+        "steps[0].solve.registry[0].only",
+        ["modern", "as-written"],
+        id="unknown-only",
+    ),
+    pytest.param(
+        "steps:\n" + STEP.format(id="a") + "    sovle: {}\n", "steps[0].sovle", ["unknown key"], id="unknown-step-key"
+    ),
+    pytest.param("steps:\n  - id: a\n    title: T\n", "steps[0].section", ["non-empty string"], id="missing-section"),
+    pytest.param(
+        "steps:\n" + STEP.format(id="a") + "    solve:\n      registry: {run: 'true'}\n",
+        "steps[0].solve.registry",
+        ["expected a list"],
+        id="machine-not-a-list",
+    ),
+    pytest.param("steps: {}\n", "steps", ["list of steps"], id="steps-not-a-list"),
+    pytest.param(
+        "steps:\n" + STEP.format(id="a") + "    check:\n      registry:\n        - {file: /x, mode: 0600}\n",
+        "steps[0].check.registry[0].mode",
+        ["quoted octal mode", "384"],
+        id="unquoted-mode",
+    ),
+    pytest.param(
+        "steps:\n" + STEP.format(id="a") + "    check:\n      registry:\n        - any: [{htp: /x}]\n",
+        "steps[0].check.registry[0].any[0]",
+        ["exactly one of", "http"],
+        id="typo-inside-any",
+    ),
+    pytest.param(
+        "steps:\n" + STEP.format(id="a") + "    solve:\n      registry:\n        - wait: {htp: /x}\n",
+        "steps[0].solve.registry[0].wait",
+        ["exactly one of", "http"],
+        id="typo-inside-wait",
+    ),
+    pytest.param("steps:\n  - [a]\n  bad\n", "line", ["invalid YAML"], id="yaml-syntax"),
+]
+
+
+@pytest.mark.parametrize(("text", "key_path", "words"), BAD)
+def test_bad_scenario_is_a_config_error(tmp_path: Path, text: str, key_path: str, words: list[str]) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load(path, "modern")
+    message = str(info.value)
+    assert message.startswith(f"{path}: {key_path}"), message
+    for word in words:
+        assert word in message, f"{word!r} not in {message!r}"
+
+
+def test_missing_scenario_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no such scenario file"):
+        load(tmp_path / "nowhere.yaml", "modern")
+
+
+def test_unknown_edition_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match=r"edition: expected one of modern, as-written, got 'latest'"):
+        load(default_path(), "latest")
+
+
+def test_a_minimal_scenario_loads(tmp_path: Path) -> None:
+    path = tmp_path / "mini.yaml"
+    path.write_text(
+        "steps:\n" + STEP.format(id="a") + "    solve:\n      registry:\n"
+        "        - {run: 'echo new', only: modern}\n        - {run: 'echo old', only: as-written}\n"
+        "    check:\n      client:\n        - {command: 'true'}\n"
+    )
+    scenario = load(path, "as-written")
+    assert (scenario.id, scenario.title) == ("mini", "mini")  # the file name when the file gives none
+    assert scenario.steps[0].solve == {"registry": [{"run": "echo old"}]}
+    assert scenario.steps[0].check == {"client": [{"command": "true"}]}
+    assert scenario.steps[0].why == ""
+
+
+def test_only_inside_any_keeps_the_alternatives_of_the_edition(tmp_path: Path) -> None:
+    """An `only:` on an alternative of `any` applies there too, not in both editions."""
+    path = tmp_path / "s.yaml"
+    path.write_text(
+        "steps:\n" + STEP.format(id="a") + "    check:\n      registry:\n        - any:\n"
+        "            - {http: 'http://a', only: modern}\n            - {http: 'http://b', only: as-written}\n"
+    )
+    assert load(path, "modern").steps[0].check["registry"][0]["any"] == [{"http": "http://a"}]
+    assert load(path, "as-written").steps[0].check["registry"][0]["any"] == [{"http": "http://b"}]
