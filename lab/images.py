@@ -30,11 +30,14 @@ MIRROR = "http://deb.debian.org/debian"
 RECIPE_LABEL = "org.reglab.recipe"
 CACHE_DIR_IN_MACHINE = "/var/cache/reglab"
 
-# What the host builds from Debian packages: image -> (recipe, Debian package, tag name).
+# What the host builds from Debian packages: role -> (recipe, tag name, other files).
+# Each recipe writes its package's Debian version to VERSION_FILE, read for the tag.
 PACKAGED = {
-    "registry": ("registry.Dockerfile", "docker-registry", "reglab/docker-registry"),
-    "proxy": ("nginx.Dockerfile", "nginx", "reglab/nginx"),
+    "registry": ("registry.Dockerfile", "reglab/docker-registry", ("registry-config.yml",)),
+    "proxy": ("nginx.Dockerfile", "reglab/nginx", ()),
+    "base": ("busybox.Dockerfile", "reglab/busybox", ()),
 }
+VERSION_FILE = "/etc/reglab-package-version"
 
 
 @dataclass(frozen=True)
@@ -126,12 +129,14 @@ class Builder:
         found = self.labelled(recipe)
         if found:
             return found
+        # NOTE: --no-cache: the recipe label is the cache; Docker's legacy builder
+        # reused a stale `COPY --from` layer across recipes once.
         with tempfile.TemporaryDirectory(prefix="build-") as ctx:
             for name in (dockerfile, *context_files):
                 shutil.copy(RECIPES / name, Path(ctx) / name)
             temp_tag = tag or f"reglab/building:{recipe}"
             self.host.run(
-                f"docker build -q --build-arg BASE={base} --label {RECIPE_LABEL}={recipe} "
+                f"docker build -q --no-cache --build-arg BASE={base} --label {RECIPE_LABEL}={recipe} "
                 f"-t {temp_tag} -f {Path(ctx) / dockerfile} {ctx}",
                 timeout=900,
             )
@@ -147,15 +152,12 @@ class Builder:
         return NODE_TAG
 
     def packaged(self, role: str) -> str:
-        """registry or proxy from its Debian package, tagged with the package's version."""
-        dockerfile, package, name = PACKAGED[role]
-        extra = ["registry-config.yml"] if role == "registry" else []
+        """An image from one Debian package, tagged with that package's version."""
+        dockerfile, name, extra = PACKAGED[role]
         built = self.build(dockerfile, self.base(), None, extra)
         if not built.startswith("reglab/building:"):
             return built
-        version = self.host.run(
-            f"docker run --rm --entrypoint dpkg-query {built} -W -f '${{Version}}' {package}"
-        ).stdout.strip()
+        version = self.host.run(f"docker run --rm --entrypoint /bin/cat {built} {VERSION_FILE}").stdout.strip()
         tag = f"{name}:{upstream_version(version)}-debian{DEBIAN_MAJOR}"
         self.host.run(f"docker tag {built} {tag}")
         self.host.run(f"docker rmi {built}")
@@ -166,7 +168,7 @@ class Builder:
         images = self.lab.images
         if images.source != "build":
             return LabImages(images.registry, images.proxy, images.base)
-        return LabImages(self.packaged("registry"), self.packaged("proxy"), self.base())
+        return LabImages(self.packaged("registry"), self.packaged("proxy"), self.packaged("base"))
 
     def bundle(self, images: LabImages) -> Path:
         """One tarball of the lab's images (shared layers once), made once per set of IDs."""
