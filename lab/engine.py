@@ -11,13 +11,14 @@ from __future__ import annotations
 import io
 import json
 import re
+import secrets
 import shlex
 import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -77,7 +78,7 @@ class State:
         self.data["steps"][result.step_id] = {
             "status": result.status.value,
             "duration": result.duration,
-            "at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "at": datetime.now(UTC).isoformat(timespec="seconds"),
         }
         self.save()
 
@@ -168,7 +169,7 @@ class Context:
         return machine.sudo(f"cat {shlex.quote(path)}").stdout
 
     def upload(self, machine: Machine, data: bytes, dest: str, mode: str = "0644") -> None:
-        tmp = f"/tmp/reglab-upload-{abs(hash((dest, time.monotonic())))}"
+        tmp = f"/tmp/reglab-upload-{secrets.token_hex(8)}"
         machine.put(io.BytesIO(data), tmp)
         machine.sudo(f"install -D -m {mode} {tmp} {shlex.quote(dest)}; rc=$?; rm -f {tmp}; exit $rc")
 
@@ -301,7 +302,7 @@ class Engine:
 
     def run(self, steps: Sequence[Step], solve: bool, phases: dict[str, float]) -> RunResult:
         """Steps in order; after a failure the rest are not run (they build on it)."""
-        run = RunResult(edition=self.ctx.lab.edition, started=datetime.now(timezone.utc), steps=[], phases=phases)
+        run = RunResult(edition=self.ctx.lab.edition, started=datetime.now(UTC), steps=[], phases=phases)
         failed = False
         for step in steps:
             if failed:
@@ -310,7 +311,7 @@ class Engine:
             result = self.run_step(step, solve)
             run.steps.append(result)
             failed = result.status is Status.FAIL
-        run.finished = datetime.now(timezone.utc)
+        run.finished = datetime.now(UTC)
         return run
 
     def steps_to_solve(self, target: str) -> list[Step]:

@@ -15,7 +15,7 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -120,8 +120,7 @@ class Lifecycle:
         if self.lab.provider == "docker":
             if shutil.which("docker") is None:
                 raise LabError("docker is not installed; on Debian or Ubuntu: apt-get install docker.io")
-            probe = subprocess.run(["docker", "info"], capture_output=True, timeout=30)
-            if probe.returncode != 0:
+            if not self.host.run("docker info", warn=True, timeout=30).ok:
                 raise LabError("the Docker daemon does not answer (`docker info` failed); start it first")
         if self.lab.provider == "virtualbox":
             problem = vbox_range_problem(
@@ -245,12 +244,3 @@ def _tail(path: Path, lines: int = 15) -> str:
     except OSError:
         return ""
     return "\n  ".join(text)
-
-
-@contextlib.contextmanager
-def timed(phases: dict[str, float], name: str) -> Iterator[None]:
-    started = time.monotonic()
-    try:
-        yield
-    finally:
-        phases[name] = round(time.monotonic() - started, 1)

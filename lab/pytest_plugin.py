@@ -10,7 +10,7 @@ goes to `.lab/reports/` like `reglab run`'s.
 from __future__ import annotations
 
 import os
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +59,7 @@ class LabRun:
         self._session: Session | None = None
         self.error: str | None = None
         self.results: dict[str, list[StepResult]] = {}
-        self.started = datetime.now(timezone.utc)
+        self.started = datetime.now(UTC)
 
     def session(self) -> Session:
         if self.error:
@@ -85,7 +85,7 @@ class LabRun:
             return
         for edition, steps in self.results.items():
             result = RunResult(edition, self.started, steps, dict(self._session.progress.phases),
-                               datetime.now(timezone.utc))
+                               datetime.now(UTC))
             self._session.write_report(result)
         if self.config.getoption("--keep"):
             print("\nreglab: machines kept (--keep); `reglab down` removes them")
