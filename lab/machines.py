@@ -68,11 +68,9 @@ class TimedVagrant(vagrant.Vagrant):
         try:
             out, _ = proc.communicate(timeout=self.timeout)
         except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(10)
+            _stop(proc)
             raise RemoteError(
-                f"`{' '.join(command[1:])}` did not finish within {self.timeout}s; "
+                f"`vagrant {' '.join(command[1:])}` did not finish within {self.timeout}s; "
                 f"see {self.log_path}"
             ) from None
         except KeyboardInterrupt:
@@ -195,6 +193,18 @@ class Lifecycle:
             self.host.run(f"docker network rm {network!r}")
             removed.append(f"network {network}")
         return removed
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """SIGTERM to Vagrant and what it started; SIGKILL if it has not gone in 10 s."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, sig)
+        try:
+            proc.wait(10)
+            return
+        except subprocess.TimeoutExpired:
+            continue
 
 
 def wait_for_ssh(machine: Machine, timeout: int) -> None:
