@@ -93,6 +93,37 @@ class State:
         self.save()
 
 
+def template_variables(lab: Lab, images: LabImages, family: Family, user: Any, captured: Any) -> dict[str, Any]:
+    """The names a scenario's strings and the config templates may use."""
+    return {
+        "domain": lab.domain,
+        "ip": {m.name: m.ip for m in lab.machines},
+        "ports": lab.ports,
+        "images": images,
+        "user": user,
+        "users": lab.users,
+        "workdir": WORKDIR,
+        "compose": family.compose,
+        "ca_anchor": family.ca_path("devdockerCA.crt"),
+        "edition": lab.edition,
+        "captured": captured,
+    }
+
+
+def render_value(jinja: jinja2.Environment, value: Any, variables: dict[str, Any]) -> Any:
+    if isinstance(value, str):
+        try:
+            return jinja.from_string(value).render(variables)
+        except jinja2.UndefinedError as exc:
+            seen = f"none ({exc.message}); an earlier check captures it"
+            raise StepFailed(f"a value for {value!r}", seen) from None
+    if isinstance(value, list):
+        return [render_value(jinja, v, variables) for v in value]
+    if isinstance(value, dict):
+        return {k: render_value(jinja, v, variables) for k, v in value.items()}
+    return value
+
+
 class Context:
     """Everything a step's actions and checks may use, for one run."""
 
@@ -133,34 +164,11 @@ class Context:
         return io.StringIO(text)
 
     def variables(self, machine: str) -> dict[str, Any]:
-        family = self.family(machine)
-        return {
-            "domain": self.lab.domain,
-            "ip": {m.name: m.ip for m in self.lab.machines},
-            "ports": self.lab.ports,
-            "images": self.images,
-            "user": self.lab_user(),
-            "users": self.lab.users,
-            "workdir": WORKDIR,
-            "compose": family.compose,
-            "ca_anchor": family.ca_path("devdockerCA.crt"),
-            "edition": self.lab.edition,
-            "captured": self.captured,
-        }
+        return template_variables(self.lab, self.images, self.family(machine), self.lab_user(), self.captured)
 
-    def render(self, value: Any, machine: str, extra: dict[str, Any] | None = None) -> Any:
-        if isinstance(value, str):
-            variables = self.variables(machine) | (extra or {})
-            try:
-                return self.jinja.from_string(value).render(variables)
-            except jinja2.UndefinedError as exc:
-                seen = f"none ({exc.message}); an earlier check captures it"
-                raise StepFailed(f"a value for {value!r}", seen) from None
-        if isinstance(value, list):
-            return [self.render(v, machine, extra) for v in value]
-        if isinstance(value, dict):
-            return {k: self.render(v, machine, extra) for k, v in value.items()}
-        return value
+    def render(self, value: Any, machine: str) -> Any:
+        """A scenario item with every string rendered for this machine."""
+        return render_value(self.jinja, value, self.variables(machine))
 
     def read_file(self, spec: str, default_machine: str) -> str:
         """`machine:path` or `path` (on the default machine), read as root."""

@@ -7,7 +7,7 @@ from __future__ import annotations
 import shlex
 from typing import TYPE_CHECKING, Any
 
-from lab.engine import WORKDIR
+from lab.engine import WORKDIR, render_value, template_variables
 from lab.osfamily import DEBIAN, FAMILIES
 from lab.scenario import ACTION_KINDS, CHECK_KINDS, kind_of
 
@@ -50,20 +50,9 @@ def instructions(session: Session, step_id: str) -> str:
     lab = session.lab
     step = session.scenario.step(step_id)
     family = DEBIAN if lab.provider == "docker" else FAMILIES[lab.os]
-    variables = {
-        "domain": lab.domain,
-        "ip": {m.name: m.ip for m in lab.machines},
-        "ports": lab.ports,
-        "images": session.context().images,
-        "user": _Shown(lab.users[0].name),
-        "users": lab.users,
-        "workdir": WORKDIR,
-        "compose": family.compose,
-        "ca_anchor": family.ca_path("devdockerCA.crt"),
-        "edition": lab.edition,
-        "captured": _Placeholders(),
-    }
-    jinja = session.context().jinja
+    ctx = session.context()
+    variables = template_variables(lab, ctx.images, family, _Shown(lab.users[0].name), _Placeholders())
+    jinja = ctx.jinja
     lines = [f"# {step.id}: {step.title}", f"# tutorial section: {step.section} ({lab.edition} edition)", ""]
     for machine, actions in step.solve.items():
         lines.append(f"## on {machine} (vagrant ssh {machine}, then sudo -i)")
@@ -75,7 +64,7 @@ def instructions(session: Session, step_id: str) -> str:
         for item in items:
             kind = kind_of(item, CHECK_KINDS)
             what = item.get("why") or f"{kind} {item[kind]}"
-            lines.append(f"- on {machine}: {jinja.from_string(str(what)).render(variables)}")
+            lines.append(f"- on {machine}: {render_value(jinja, str(what), variables)}")
     return "\n".join(lines)
 
 
@@ -83,7 +72,7 @@ def _describe(action: dict[str, Any], jinja, variables: dict[str, Any], family) 
     kind = kind_of(action, ACTION_KINDS)
 
     def render(text: Any) -> str:
-        return jinja.from_string(str(text)).render(variables)
+        return render_value(jinja, str(text), variables)
 
     if kind == "run":
         command = render(action["run"])
