@@ -140,7 +140,10 @@ def run_command(item: dict[str, Any], machine: Machine, ctx: Context) -> Outcome
     return Outcome(exit_ok and text_ok, expected, seen, captured)
 
 
-def run_http(item: dict[str, Any], machine: Machine, ctx: Context) -> Outcome:
+def run_http(
+    item: dict[str, Any], machine: Machine, ctx: Context, credentials: tuple[str, str] | None = None
+) -> Outcome:
+    """curl on the machine; `auth: user` sends the lab user's password, or `credentials` when given."""
     url = item["http"]
     args = ["curl", "-sS", "-i", "--max-time", str(item.get("timeout", CURL_TIMEOUT))]
     if item.get("head"):
@@ -154,9 +157,8 @@ def run_http(item: dict[str, Any], machine: Machine, ctx: Context) -> Outcome:
     auth = item.get("auth", "none")
     stdin = None
     if auth != "none":
-        user = ctx.lab_user()
-        password = user.password if auth == "user" else f"{user.password}-wrong"
-        stdin = curl_config(user.name, password or "")
+        name, password = credentials or (ctx.lab_user().name, ctx.lab_user().password or "")
+        stdin = curl_config(name, password if auth == "user" else f"{password}-wrong")
         args += ["-K", "-"]
     args.append(url)
     result = machine.sudo(" ".join(shlex.quote(a) for a in args), warn=True,
@@ -274,19 +276,9 @@ def run_docker_login(item: dict[str, Any], machine: Machine, ctx: Context) -> Ou
         return Outcome(False, expected, f"no credentials for {registry} in root's ~/.docker/config.json")
     user, password = found
     ctx.redactor.add(password)
-    probe = _probe_with(machine, ctx, registry, user, password)
-    return Outcome(probe.ok, expected, f"stored user {user!r}; {probe.seen}")
-
-
-def _probe_with(machine: Machine, ctx: Context, registry: str, user: str, password: str) -> Outcome:
-    result = machine.sudo(
-        f"curl -sS -i --max-time {CURL_TIMEOUT} -K - https://{registry}/v2/", warn=True,
-        in_stream=ctx.stdin(curl_config(user, password)),
-    )
-    if result.exited != 0:
-        return Outcome(False, "", f"curl exit {result.exited}: {result.stderr.strip()}")
-    response = parse_http_response(result.stdout)
-    return Outcome(response.status == 200, "", f"GET https://{registry}/v2/ with them: status {response.status}")
+    probe = run_http({"http": f"https://{registry}/v2/", "auth": "user", "status": 200}, machine, ctx,
+                     credentials=(user, password))
+    return Outcome(probe.ok, expected, f"stored user {user!r}; GET https://{registry}/v2/ with them: {probe.seen}")
 
 
 def run_any(item: dict[str, Any], machine: Machine, ctx: Context) -> Outcome:

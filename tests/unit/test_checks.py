@@ -544,7 +544,7 @@ def test_run_docker_login_probes_with_the_stored_credentials_on_stdin() -> None:
     ctx = FakeContext()
     outcome = checks.run_docker_login({"docker_login": "myregistrydomain.com"}, fake, ctx)
     assert outcome.ok
-    assert outcome.seen == "stored user 'student'; GET https://myregistrydomain.com/v2/ with them: status 200"
+    assert outcome.seen == "stored user 'student'; GET https://myregistrydomain.com/v2/ with them: status 200, body: {}"
     probe, kwargs = fake.calls[1]
     assert PASSWORD not in probe
     assert kwargs["in_stream"].read() == f'user = "student:{PASSWORD}"\n'
