@@ -221,10 +221,7 @@ def run_tls(item: dict[str, Any], machine: Machine, ctx: Context) -> Outcome:
     if not chain:
         seen = f"no certificate served (openssl exit {result.exited}):\n{_clip(result.stdout)}"
         return Outcome(False, expected, seen)
-    problems = pki.verify_chain(chain, ca_pem, servername)
-    if not san:
-        problems = [p for p in problems if p != pki.LEGACY_CN_PROBLEM and "not in the subjectAltName" not in p
-                    and "verification failed" not in p.lower()]
+    problems = pki.verify_chain(chain, ca_pem, servername, check_names=san)
     facts = pki.cert_facts(chain[0])
     seen = (
         f"subject CN={facts.subject_cn}, issuer CN={facts.issuer_cn}, "

@@ -113,6 +113,15 @@ def test_cn_only_cert_reports_legacy_common_name(ca: tuple[bytes, bytes]) -> Non
     )
 
 
+def test_without_name_checks_a_cn_only_cert_is_graded_on_its_chain(ca: tuple[bytes, bytes]) -> None:
+    """The as-written edition's certificate: fine but for its names, which are not asked about."""
+    _, cert_pem = make_server_cert(*ca, DOMAIN, san=False)
+    assert verify_chain([cert_pem], ca[1], DOMAIN, check_names=False) == []
+    _, other_ca = make_ca("someone else's CA")
+    problems = verify_chain([cert_pem], other_ca, DOMAIN, check_names=False)
+    assert len(problems) == 1 and "does not chain to the lab CA" in problems[0]
+
+
 def test_wrong_hostname_names_the_san(
     ca: tuple[bytes, bytes], server: tuple[bytes, bytes]
 ) -> None:
