@@ -203,11 +203,10 @@ def print_status(session: Session, out: TextIO) -> None:
 
 
 def ssh(session: Session, name: str, cmd: list[str], err: TextIO) -> ExitStatus | int:
-    session.lifecycle.connect(name)  # names an unknown machine clearly
+    machine = session.lifecycle.connect(name)  # names an unknown machine clearly
     if cmd and cmd[0] == "--":
         cmd = cmd[1:]
     if cmd:
-        machine = session.lifecycle.connect(name)
         result = machine.run(" ".join(cmd), warn=True, hide=False, pty=False)
         return result.exited
     if shutil.which("ssh") is None:
