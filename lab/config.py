@@ -22,7 +22,7 @@ from lab.errors import ConfigError
 
 PROVIDERS = ("docker", "virtualbox", "libvirt")
 EDITIONS = ("modern", "as-written")
-IMAGE_SOURCES = ("pull", "preload", "build")
+IMAGE_SOURCES = ("auto", "pull", "preload", "build")
 OS_FAMILIES = ("debian", "rhel")
 ROLES = ("registry", "client")
 
@@ -39,7 +39,7 @@ DEFAULTS: dict[str, Any] = {
     "ports": {"registry": 5000, "proxy": 5043, "https": 443},
     "users": [{"name": "student"}],
     "images": {
-        "source": "pull",
+        "source": "auto",
         "registry": "registry:2",
         "proxy": "nginx:1.27",
         "base": "debian:bookworm",
@@ -49,15 +49,18 @@ DEFAULTS: dict[str, Any] = {
         "rhel": {"name": "generic/rocky9", "version": "4.3.12"},
     },
     "timeouts": {"command": 300, "boot": 300},
+    # The Debian mirror images and boxes are built from; None: the host's own apt configuration.
+    "mirror": None,
 }
 
-CHOICES = {"provider": (*PROVIDERS, "auto"), "edition": EDITIONS, "images.source": IMAGE_SOURCES}
+CHOICES = {"provider": (*PROVIDERS, "auto"), "edition": EDITIONS, "images.source": IMAGE_SOURCES, "mirror": None}
 
 # Environment layer: variable -> key in the lab file.
 ENVIRONMENT = {
     "REGLAB_PROVIDER": "provider",
     "REGLAB_EDITION": "edition",
     "REGLAB_IMAGES": "images.source",
+    "REGLAB_MIRROR": "mirror",
 }
 
 _NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
@@ -122,6 +125,7 @@ class Lab:
     images: Images
     boxes: dict[str, Box] = field(hash=False)
     timeouts: Timeouts
+    mirror: str | None = None  # None: take it from the host's apt configuration
 
     @property
     def root(self) -> Path:
@@ -209,7 +213,7 @@ def layer(
     for variable, key in ENVIRONMENT.items():
         value = environ.get(variable)
         if value:
-            if value not in CHOICES[key]:
+            if CHOICES[key] is not None and value not in CHOICES[key]:
                 raise ConfigError(f"environment variable {variable}", "",
                                   f"expected one of {', '.join(CHOICES[key])}, got {value!r}")
             _set(merged, key, value, source)
@@ -248,6 +252,7 @@ def validate(data: Mapping[str, Any], path: Path, source: str) -> Lab:
             command=v.positive(timeouts["command"], "timeouts.command"),
             boot=v.positive(timeouts["boot"], "timeouts.boot"),
         ),
+        mirror=v.mirror(data["mirror"]),
     )
 
 
@@ -286,6 +291,15 @@ class _Validator:
 
             return usable_provider()
         return self.choice(value, "provider", (*PROVIDERS, "auto"))
+
+    def mirror(self, value: Any) -> str | None:
+        """An http(s) URL of a Debian mirror or apt proxy, or nothing (the host's own)."""
+        if value is None:
+            return None
+        text = self.string(value, "mirror")
+        if not re.fullmatch(r"https?://[A-Za-z0-9.-]+(:\d{1,5})?(/[A-Za-z0-9._~%/-]*)?", text):
+            raise self.fail("mirror", f"expected an http:// or https:// URL of a Debian mirror, got {text!r}")
+        return text.rstrip("/")
 
     def port(self, value: Any, path: str) -> int:
         if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:

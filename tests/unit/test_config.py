@@ -47,7 +47,7 @@ def test_shipped_lab_file_has_the_tutorials_values() -> None:
     assert lab.network == ipaddress.ip_network("192.168.33.0/24")
     assert [u.name for u in lab.users] == ["student"]
     assert lab.users[0].password is None  # generated later, never in the lab file
-    assert lab.images.source == "pull"
+    assert lab.images.source == "auto"
     assert lab.images.registry == "registry:2"
     assert lab.images.proxy == "nginx:1.27"
     assert lab.boxes["debian"].name == "generic/debian12"
@@ -66,7 +66,7 @@ def test_empty_file_gives_the_defaults(tmp_path: Path, text: str) -> None:
     assert (lab.registry.ip, lab.client.ip) == ("192.168.33.10", "192.168.33.11")
     assert (lab.ports.registry, lab.ports.proxy, lab.ports.https) == (5000, 5043, 443)
     assert lab.users == (User(name="student", password=None),)
-    assert lab.images.source == "pull"
+    assert lab.images.source == "auto"
     assert lab.images.base == "debian:bookworm"
     assert lab.boxes["debian"].version == "4.3.12"
     assert (lab.timeouts.command, lab.timeouts.boot) == (300, 300)
@@ -76,7 +76,7 @@ def test_defaults_are_not_mutated_by_a_load(tmp_path: Path) -> None:
     load_text(tmp_path, "ports:\n  proxy: 6000\nimages:\n  source: build\n")
     lab = load_text(tmp_path, "")
     assert lab.ports.proxy == 5043
-    assert lab.images.source == "pull"
+    assert lab.images.source == "auto"
 
 
 def test_file_values_merge_into_nested_defaults(tmp_path: Path) -> None:
