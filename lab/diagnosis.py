@@ -112,6 +112,28 @@ CAUSES: tuple[Cause, ...] = (
         "Add `client_max_body_size 0;` to the nginx server block and reload nginx.",
     ),
     Cause(
+        "image-registry-unreachable",
+        _match(
+            r"lookup (?:[a-z0-9-]+\.)*docker\.(?:io|com)\b",
+            r"toomanyrequests: You have reached your pull rate limit",
+        ),
+        "A machine tried to pull an image from Docker Hub, which this network does not reach "
+        "(or whose anonymous pull limit is used up); it is not the lab's registry.",
+        "Let the host provide the images: `images.source: auto` (the default) or `build` in lab.yml "
+        "(or REGLAB_IMAGES=build) builds them from Debian packages and loads them into the machines.",
+    ),
+    Cause(
+        "docker-start-limit",
+        _match(
+            r"start of the service was attempted too often",
+            r"start request repeated too quickly",
+        ),
+        "systemd refused to start docker.service again: it was restarted more times than its "
+        "start limit allows within a short window.",
+        "Run `systemctl reset-failed docker.service` and start it again; reglab's machines raise the "
+        "limit with a drop-in (reglab provision applies it).",
+    ),
+    Cause(
         "unresolved-name",
         _match(
             r"Could not resolve host",

@@ -1,9 +1,11 @@
 """What this host needs to run the lab, installed where it can be and named where not.
 
-`tox -e e2e` runs this first. On a Debian or Ubuntu host (as root, or with
-passwordless sudo) it installs Vagrant, Docker and debootstrap with apt and
-starts the Docker daemon when nothing else does; elsewhere it says exactly
-what to install, and exits 2.
+`tox -e e2e` runs this first. It decides from what is really usable, not from
+what is on PATH: a `docker` client alone (some hosts ship one without a
+daemon) is not Docker. On a Debian or Ubuntu host (as root, or with
+passwordless sudo) it installs what is missing with apt and starts the Docker
+daemon when none answers; elsewhere it says exactly what to install and exits
+2. It never ends in a traceback.
 """
 
 from __future__ import annotations
@@ -12,13 +14,56 @@ import os
 import shutil
 import subprocess
 import sys
-import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
+from lab.errors import ExitStatus, LabError, LabFailure
+from lab.files import private_dir
 from lab.osfamily import parse_os_release
+from lab.polling import poll
 
-APT_PACKAGES = {"vagrant": "vagrant", "docker": "docker.io", "debootstrap": "debootstrap", "ssh": "openssh-client"}
 DOCKER_WAIT = 60
+APT_TIMEOUT = 1200
+
+
+@dataclass(frozen=True)
+class Need:
+    """One thing the provider needs: how to tell it is usable, and the Debian package that brings it."""
+
+    what: str
+    package: str
+    usable: Callable[[], bool]
+
+
+def _ok(command: Sequence[str], contains: str | None = None, timeout: int = 60) -> bool:
+    try:
+        done = subprocess.run(list(command), capture_output=True, text=True, timeout=timeout)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return done.returncode == 0 and (contains is None or contains in done.stdout)
+
+
+def docker_answers() -> bool:
+    return shutil.which("docker") is not None and _ok(["docker", "info"], timeout=30)
+
+
+def docker_usable() -> bool:
+    """A daemon that answers, or one this host can start: a client alone is not enough."""
+    return docker_answers() or (shutil.which("dockerd") is not None and shutil.which("docker") is not None)
+
+
+def needs(provider: str) -> list[Need]:
+    found = [
+        Need("vagrant", "vagrant", lambda: shutil.which("vagrant") is not None),
+        Need("ssh", "openssh-client", lambda: shutil.which("ssh") is not None),
+    ]
+    if provider == "docker":
+        found += [
+            Need("Docker Engine (a daemon, not only the client)", "docker.io", docker_usable),
+            Need("debootstrap", "debootstrap", lambda: shutil.which("debootstrap") is not None),
+        ]
+    return found
 
 
 def usable_provider() -> str:
@@ -31,22 +76,9 @@ def usable_provider() -> str:
     return "docker"
 
 
-def _ok(command: list[str], contains: str | None = None) -> bool:
+def debian_like(os_release: Path = Path("/etc/os-release")) -> bool:
     try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=60)
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return done.returncode == 0 and (contains is None or contains in done.stdout)
-
-
-def missing_tools(provider: str) -> list[str]:
-    needed = ["vagrant", "ssh"] + (["docker", "debootstrap"] if provider == "docker" else [])
-    return [tool for tool in needed if shutil.which(tool) is None]
-
-
-def debian_like() -> bool:
-    try:
-        release = parse_os_release(Path("/etc/os-release").read_text())
+        release = parse_os_release(os_release.read_text(errors="replace"))
     except OSError:
         return False
     return any(i in ("debian", "ubuntu") for i in (release.id, *release.id_like))
@@ -56,49 +88,92 @@ def as_root(command: list[str]) -> list[str]:
     return command if os.geteuid() == 0 else ["sudo", "-n", *command]
 
 
-def docker_answers() -> bool:
-    return _ok(["docker", "info"])
+def can_install() -> bool:
+    return debian_like() and (os.geteuid() == 0 or _ok(["sudo", "-n", "true"]))
+
+
+def run_step(command: list[str], what: str, timeout: int, log: Path) -> None:
+    """A host command with a bound; its output goes to the log, its failure to one message."""
+    with open(log, "ab") as out:
+        try:
+            done = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                  timeout=timeout, env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
+        except subprocess.TimeoutExpired:
+            raise LabFailure(f"{what} did not finish within {timeout}s; see {log}") from None
+        except OSError as exc:
+            raise LabFailure(f"{what} could not start ({exc.strerror}); see {log}") from None
+    if done.returncode != 0:
+        raise LabFailure(f"{what} failed (exit {done.returncode}); see {log}")
+
+
+def install(packages: list[str], log: Path) -> None:
+    run_step(as_root(["apt-get", "update", "-q"]), "apt-get update", 600, log)
+    run_step(as_root(["apt-get", "install", "-y", "-q", "--no-install-recommends", *packages]),
+             f"apt-get install {' '.join(packages)}", APT_TIMEOUT, log)
 
 
 def start_docker(log: Path) -> None:
     """systemd where it runs, else the daemon by hand (containers and CI have no systemd)."""
     if Path("/run/systemd/system").exists():
-        subprocess.run(as_root(["systemctl", "start", "docker"]), check=False, timeout=120)
+        run_step(as_root(["systemctl", "start", "docker"]), "systemctl start docker", 120, log)
     else:
-        log.parent.mkdir(parents=True, exist_ok=True)
         with open(log, "ab") as out:
-            subprocess.Popen(as_root(["dockerd"]), stdout=out, stderr=out, start_new_session=True)
-    deadline = time.monotonic() + DOCKER_WAIT
-    while not docker_answers():
-        if time.monotonic() > deadline:
-            raise SystemExit(f"reglab: error: the Docker daemon did not answer within {DOCKER_WAIT}s; see {log}")
-        time.sleep(1)
+            try:
+                subprocess.Popen(as_root(["dockerd"]), stdout=out, stderr=out, stdin=subprocess.DEVNULL,
+                                 start_new_session=True)
+            except OSError as exc:
+                raise LabFailure(f"dockerd could not start ({exc.strerror})") from None
+    if not poll(docker_answers, DOCKER_WAIT):
+        raise LabFailure(f"the Docker daemon did not answer within {DOCKER_WAIT}s; see {log}")
 
 
-def main() -> int:
-    provider = os.environ.get("REGLAB_PROVIDER", "auto")
+def setup(provider: str, log_dir: Path, say: Callable[[str], None]) -> str:
+    """Make this host ready for `provider`; return what was done, or raise with what to do."""
     if provider == "auto":
         provider = usable_provider()
-    missing = missing_tools(provider)
+    missing = [need for need in needs(provider) if not need.usable()]
+    log = log_dir / "hostsetup.log"
     if missing:
-        packages = [APT_PACKAGES[t] for t in missing]
-        can_install = debian_like() and (os.geteuid() == 0 or _ok(["sudo", "-n", "true"]))
-        if not can_install:
-            print(f"reglab: error: this host lacks {', '.join(missing)}. Install "
-                  + ", ".join(packages) + " (on Debian or Ubuntu: apt-get install --no-install-recommends "
-                  + " ".join(packages) + "; elsewhere: Vagrant from vagrantup.com and Docker Engine)",
-                  file=sys.stderr)
-            return 2
-        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-        print(f"reglab: installing {' '.join(packages)} with apt", flush=True)
-        subprocess.run(as_root(["apt-get", "update", "-q"]), check=True, env=env, timeout=600)
-        subprocess.run(as_root(["apt-get", "install", "-y", "-q", "--no-install-recommends", *packages]),
-                       check=True, env=env, timeout=1200)
+        packages = list(dict.fromkeys(need.package for need in missing))
+        if not can_install():
+            raise LabError(
+                f"this host lacks {', '.join(n.what for n in missing)}. Install them: on Debian or Ubuntu "
+                f"`apt-get install --no-install-recommends {' '.join(packages)}` (as root); elsewhere Vagrant "
+                f"and Docker Engine from their vendors' packages"
+            )
+        say(f"installing {' '.join(packages)} with apt (log: {log})")
+        install(packages, log)
+        still = [need.what for need in needs(provider) if not need.usable()]
+        if still:
+            raise LabFailure(f"after installing {' '.join(packages)}, still not usable: {', '.join(still)}; see {log}")
     if provider == "docker" and not docker_answers():
-        print("reglab: starting the Docker daemon", flush=True)
-        start_docker(Path(".lab/logs/dockerd.log"))
-    print(f"reglab: host ready for the {provider} provider", flush=True)
-    return 0
+        say(f"starting the Docker daemon (log: {log_dir / 'dockerd.log'})")
+        start_docker(log_dir / "dockerd.log")
+    return provider
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    del argv
+    provider = os.environ.get("REGLAB_PROVIDER", "auto") or "auto"
+
+    def say(message: str) -> None:
+        print(f"reglab: {message}", flush=True)
+
+    try:
+        log_dir = private_dir(Path(".lab")) / "logs"
+        log_dir.mkdir(mode=0o700, exist_ok=True)
+        provider = setup(provider, log_dir, say)
+    except LabError as exc:
+        print(f"reglab: error: {exc}", file=sys.stderr)
+        return ExitStatus.USAGE
+    except LabFailure as exc:
+        print(f"reglab: failed: {exc}", file=sys.stderr)
+        return ExitStatus.FAILED
+    except KeyboardInterrupt:
+        print("reglab: interrupted", file=sys.stderr)
+        return ExitStatus.INTERRUPTED
+    say(f"host ready for the {provider} provider")
+    return ExitStatus.OK
 
 
 if __name__ == "__main__":

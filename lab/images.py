@@ -10,15 +10,19 @@ into the host cache (`~/.cache/reglab/images/`) and loaded from there by every m
 from __future__ import annotations
 
 import hashlib
+import os
 import re
+import shlex
 import shutil
 import tempfile
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from lab import hostapt
 from lab.config import Lab
-from lab.errors import LabError
+from lab.errors import LabError, RemoteError
 from lab.remote import Host
 
 RECIPES = Path(__file__).parent / "images"
@@ -26,7 +30,6 @@ SUITE = "bookworm"
 DEBIAN_MAJOR = "12"
 BASE_TAG = f"reglab/debian:{SUITE}-debootstrap"
 NODE_TAG = f"reglab/node:{SUITE}"
-MIRROR = "http://deb.debian.org/debian"
 RECIPE_LABEL = "org.reglab.recipe"
 CACHE_DIR_IN_MACHINE = "/var/cache/reglab"
 
@@ -38,6 +41,8 @@ PACKAGED = {
     "base": ("busybox.Dockerfile", "reglab/busybox", ()),
 }
 VERSION_FILE = "/etc/reglab-package-version"
+# Bundles not used for this long are removed when a new one is made (other labs may use the rest).
+BUNDLE_KEEP_DAYS = 14
 
 
 @dataclass(frozen=True)
@@ -65,6 +70,7 @@ class Builder:
         self.lab = lab
         self.host = host
         self.cache = lab.cache_dir
+        self._source: str | None = None
 
     def exists(self, ref: str) -> bool:
         return self.host.run(f"docker image inspect {ref}", warn=True).ok
@@ -88,7 +94,8 @@ class Builder:
         """A minimal Debian: `debian:bookworm` when asked for, else debootstrap.
 
         `auto` uses a local `debian:bookworm` when the daemon has it and
-        otherwise debootstraps from the Debian mirror: it never probes Docker Hub.
+        otherwise debootstraps from the Debian mirror of the lab file or of
+        the host's apt configuration: it never probes Docker Hub.
         """
         if source == "hub" or (source == "auto" and self.exists(f"debian:{SUITE}")):
             if source == "hub":
@@ -98,24 +105,30 @@ class Builder:
             return BASE_TAG
         if shutil.which("debootstrap") is None:
             raise LabError("debootstrap is not installed; on Debian or Ubuntu: apt-get install debootstrap")
+        mirror = hostapt.mirror_for(SUITE, self.lab.mirror)
+        proxy = hostapt.host_proxy()
+        env = {"http_proxy": proxy} if proxy else {}
         self.cache.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix="rootfs-", dir=self.cache) as tmp:
             rootfs = Path(tmp) / SUITE
+            q = shlex.quote
             self.host.run(
-                f"debootstrap --variant=minbase --include=ca-certificates {SUITE} {rootfs} {MIRROR}",
-                timeout=900,
+                f"debootstrap --variant=minbase --include=ca-certificates {SUITE} {q(str(rootfs))} {q(mirror)}",
+                timeout=900, env=env,
             )
             # What Docker's own Debian images do: no daemons started by package
             # scripts, no caches in the image.
             (rootfs / "usr/sbin/policy-rc.d").write_text("#!/bin/sh\nexit 101\n")
             (rootfs / "usr/sbin/policy-rc.d").chmod(0o755)
+            for pattern in ("var/cache/apt/archives/*.deb", "var/lib/apt/lists/*", "var/cache/apt/*.bin"):
+                for path in rootfs.glob(pattern):
+                    if path.is_dir() and not path.is_symlink():
+                        shutil.rmtree(path)
+                    else:
+                        path.unlink()
+            message = q(f"debootstrap --variant=minbase {SUITE} {mirror}")
             self.host.run(
-                f"rm -rf {rootfs}/var/cache/apt/archives/*.deb {rootfs}/var/lib/apt/lists/* "
-                f"{rootfs}/var/cache/apt/*.bin"
-            )
-            self.host.run(
-                f"tar -C {rootfs} -c . | docker import -c 'CMD [\"/bin/bash\"]' "
-                f"-m 'debootstrap --variant=minbase {SUITE} {MIRROR}' - {BASE_TAG}",
+                f"tar -C {q(str(rootfs))} -c . | docker import -c 'CMD [\"/bin/bash\"]' -m {message} - {BASE_TAG}",
                 timeout=600,
             )
         return BASE_TAG
@@ -163,28 +176,61 @@ class Builder:
         self.host.run(f"docker rmi {built}")
         return tag
 
+    def source(self) -> str:
+        """The lab's image source, with `auto` decided: preload where Docker Hub answers, else build.
+
+        The machines never pull from Docker Hub unless the lab says `pull`:
+        anonymous pulls are rate-limited, and two machines pull every image.
+        """
+        if self.lab.images.source != "auto":
+            return self.lab.images.source
+        if self._source is None:
+            wanted = [self.lab.images.registry, self.lab.images.proxy, self.lab.images.base]
+            self._source = "preload" if all(self.exists(ref) or self._pulled(ref) for ref in wanted) else "build"
+        return self._source
+
+    def _pulled(self, ref: str) -> bool:
+        try:
+            return self.host.run(f"docker pull -q {shlex.quote(ref)}", warn=True, timeout=120).ok
+        except RemoteError:
+            return False
+
     def lab_images(self) -> LabImages:
         """The images the lab's files name, built here when the source is `build`."""
         images = self.lab.images
-        if images.source != "build":
+        if self.source() != "build":
             return LabImages(images.registry, images.proxy, images.base)
         return LabImages(self.packaged("registry"), self.packaged("proxy"), self.packaged("base"))
 
     def bundle(self, images: LabImages) -> Path:
-        """One tarball of the lab's images (shared layers once), made once per set of IDs."""
-        if self.lab.images.source == "preload":
+        """One tarball of the lab's images (shared layers once), made once per set of IDs.
+
+        NOTE: several labs may share the cache: each writes its own temporary
+        file, the rename is atomic, and only bundles unused for
+        BUNDLE_KEEP_DAYS are removed.
+        """
+        if self.source() == "preload":
             for ref in images.all():
                 if not self.exists(ref):
-                    self.host.run(f"docker pull {ref}", timeout=900)
-        ids = self.host.run("docker image inspect -f '{{.Id}}' " + " ".join(images.all())).stdout.split()
+                    self.host.run(f"docker pull {shlex.quote(ref)}", timeout=900)
+        refs = " ".join(shlex.quote(r) for r in images.all())
+        ids = self.host.run("docker image inspect -f '{{.Id}}' " + refs).stdout.split()
         name = f"images-{self.recipe_hash(*sorted(ids), *images.all())}.tar"
         target = self.cache / "images" / name
-        if not target.exists():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            for old in target.parent.glob("images-*.tar"):
-                old.unlink()
-            partial = target.with_suffix(".partial")
-            self.host.run(f"docker save -o {partial} " + " ".join(images.all()), timeout=600)
-            partial.chmod(0o644)
-            partial.rename(target)
+        if target.exists():
+            os.utime(target)  # in use: keeps it from being cleaned up by another lab
+            return target
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, partial = tempfile.mkstemp(prefix=f".{name}.", suffix=".partial", dir=target.parent)
+        os.close(fd)
+        try:
+            self.host.run(f"docker save -o {shlex.quote(partial)} {refs}", timeout=600)
+            os.chmod(partial, 0o644)
+            os.replace(partial, target)
+        finally:
+            Path(partial).unlink(missing_ok=True)
+        cutoff = time.time() - BUNDLE_KEEP_DAYS * 86400
+        for old in target.parent.glob("images-*.tar"):
+            if old != target and old.stat().st_mtime < cutoff:
+                old.unlink(missing_ok=True)
         return target

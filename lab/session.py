@@ -63,9 +63,10 @@ class Session:
             raise errors[0]
 
     def prepare_images(self) -> tuple[LabImages, Path | None]:
-        with self.progress.phase("images", f"lab images ({self.lab.images.source})"):
+        source = self.builder.source()
+        with self.progress.phase("images", f"lab images ({source})"):
             images = self.builder.lab_images()
-            bundle = self.builder.bundle(images) if self.lab.images.source in ("build", "preload") else None
+            bundle = self.builder.bundle(images) if source in ("build", "preload") else None
         self.state.images = images
         self.state.data["bundle"] = str(bundle) if bundle else None
         self.state.save()
@@ -74,7 +75,7 @@ class Session:
     def provision(self) -> list[Provisioned]:
         images = self.state.images
         bundle = self.state.data.get("bundle")
-        if images is None or (self.lab.images.source != "pull" and not (bundle and Path(bundle).exists())):
+        if images is None or (self.builder.source() != "pull" and not (bundle and Path(bundle).exists())):
             images, bundle_path = self.prepare_images()
             bundle = str(bundle_path) if bundle_path else None
         machines = [self.context().machine(name) for name in self.lifecycle.names]

@@ -42,6 +42,21 @@ EXAMPLES: dict[str, list[str]] = {
         'Error response from daemon: Head "https://myregistrydomain.com/v2/'
         'test-images/manifests/latest": no basic auth credentials',
     ],
+    "image-registry-unreachable": [
+        'Error response from daemon: Get "https://registry-1.docker.io/v2/": dial tcp: '
+        "lookup registry-1.docker.io on 10.0.2.3:53: no such host",
+        "Pulling registry (registry:2)...\nERROR: Get https://registry-1.docker.io/v2/: dial tcp: "
+        "lookup registry-1.docker.io: Temporary failure in name resolution",
+        "Error response from daemon: toomanyrequests: You have reached your pull rate limit. "
+        "You may increase the limit by authenticating and upgrading: https://www.docker.com/increase-rate-limit",
+    ],
+    "docker-start-limit": [
+        'Job for docker.service failed because start of the service was attempted too often.\n'
+        'See "systemctl status docker.service" and "journalctl -xeu docker.service" for details.\n'
+        "To force a start use \"systemctl reset-failed docker.service\" followed by "
+        "\"systemctl start docker.service\" again.",
+        "docker.service: Start request repeated too quickly.",
+    ],
     "compose-v1-file": [
         "validating /root/docker-registry/docker-compose.yml: "
         "(root) Additional property registry is not allowed",

@@ -126,7 +126,7 @@ def _lab(tmp_path: Path, text: str) -> Lab:
 
 @pytest.mark.parametrize("source", ["pull", "preload"])
 def test_lab_images_are_the_lab_files_references(tmp_path: Path, source: str) -> None:
-    lab = _lab(tmp_path, (PROJECT / "lab.yml").read_text().replace("source: pull", f"source: {source}"))
+    lab = _lab(tmp_path, (PROJECT / "lab.yml").read_text().replace("source: auto", f"source: {source}"))
     assert lab.images.source == source
     images = Builder(lab, NoDocker()).lab_images()
     assert images == LabImages(registry="registry:2", proxy="nginx:1.27", base="debian:bookworm")
@@ -134,7 +134,8 @@ def test_lab_images_are_the_lab_files_references(tmp_path: Path, source: str) ->
 
 
 def test_lab_images_follow_the_lab_file(tmp_path: Path) -> None:
-    lab = _lab(tmp_path, "images:\n  registry: registry:2.8.3\n  proxy: nginx:1.25\n  base: debian:bookworm-slim\n")
+    lab = _lab(tmp_path, "images:\n  source: pull\n  registry: registry:2.8.3\n  proxy: nginx:1.25\n"
+                         "  base: debian:bookworm-slim\n")
     images = Builder(lab, NoDocker()).lab_images()
     assert images == LabImages("registry:2.8.3", "nginx:1.25", "debian:bookworm-slim")
 
@@ -145,3 +146,79 @@ def test_recipe_hash_depends_on_every_part(tmp_path: Path) -> None:
     assert one == builder.recipe_hash("FROM x", b"sha256:1")
     assert one != builder.recipe_hash("FROM x", b"sha256:2")
     assert len(one) == 16
+
+
+class FakeDocker:
+    """A Host that knows which images exist and whether Docker Hub answers, and records commands."""
+
+    def __init__(self, local: set[str], hub: bool) -> None:
+        self.local = local
+        self.hub = hub
+        self.commands: list[str] = []
+
+    def run(self, command: str, **kwargs: object):
+        from types import SimpleNamespace
+        self.commands.append(command)
+        ref = command.split()[-1].strip("'")
+        if command.startswith("docker image inspect"):
+            return SimpleNamespace(ok=ref in self.local, stdout="")
+        if command.startswith("docker pull"):
+            return SimpleNamespace(ok=self.hub, stdout="")
+        if command.startswith("docker images --filter"):
+            return SimpleNamespace(ok=True, stdout="")
+        raise AssertionError(f"unexpected host command: {command}")
+
+
+def test_auto_builds_when_docker_hub_does_not_answer(tmp_path: Path) -> None:
+    builder = Builder(_lab(tmp_path, ""), FakeDocker(set(), hub=False))
+    assert builder.source() == "build"
+    assert not any(c.startswith("docker pull") and "debian" in c for c in builder.host.commands[1:])
+
+
+def test_auto_preloads_where_the_host_has_or_can_pull_the_images(tmp_path: Path) -> None:
+    host = FakeDocker({"registry:2"}, hub=True)
+    builder = Builder(_lab(tmp_path, ""), host)
+    assert builder.source() == "preload"
+    assert builder.lab_images() == LabImages("registry:2", "nginx:1.27", "debian:bookworm")
+    assert not any(c.startswith("docker pull") and "registry:2" in c for c in host.commands)
+
+
+def test_auto_is_decided_once(tmp_path: Path) -> None:
+    host = FakeDocker(set(), hub=False)
+    builder = Builder(_lab(tmp_path, ""), host)
+    builder.source()
+    count = len(host.commands)
+    assert builder.source() == "build" and len(host.commands) == count
+
+
+class SavingDocker:
+    """`docker save -o PATH` writes a file; records the temporary names used."""
+
+    def __init__(self) -> None:
+        self.saved: list[str] = []
+
+    def run(self, command: str, **kwargs: object):
+        import shlex
+        from types import SimpleNamespace
+        words = shlex.split(command)
+        if words[:3] == ["docker", "image", "inspect"]:
+            return SimpleNamespace(ok=True, stdout="sha256:a\nsha256:b\nsha256:c\n")
+        if words[:2] == ["docker", "save"]:
+            Path(words[3]).write_bytes(b"tar")
+            self.saved.append(words[3])
+            return SimpleNamespace(ok=True, stdout="")
+        raise AssertionError(command)
+
+
+def test_bundles_use_unique_temporary_names_and_keep_other_labs_bundles(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("REGLAB_CACHE", str(tmp_path / "cache with space"))
+    lab = _lab(tmp_path, "images:\n  source: build\n")
+    other = tmp_path / "cache with space" / "images" / "images-0123456789abcdef.tar"
+    other.parent.mkdir(parents=True)
+    other.write_bytes(b"another lab's bundle")
+    host = SavingDocker()
+    target = Builder(lab, host).bundle(LabImages("r:1", "p:1", "b:1"))
+    assert target.read_bytes() == b"tar" and other.exists()
+    assert host.saved[0] != str(target.with_suffix(".partial"))
+    assert "cache with space" in host.saved[0]
+    assert not list(target.parent.glob("*.partial"))

@@ -1,0 +1,72 @@
+"""Host setup decides from what is usable, not from what is on PATH (issue 7, item 1)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from lab import hostsetup
+from lab.errors import LabError, LabFailure
+
+
+@pytest.fixture
+def host(monkeypatch):
+    """A host with a docker client on PATH and nothing else, like a fresh machine of CI's kind."""
+    tools = {"docker": "/usr/local/bin/docker", "ssh": "/usr/bin/ssh"}
+    monkeypatch.setattr(hostsetup.shutil, "which", lambda name: tools.get(name))
+    monkeypatch.setattr(hostsetup, "docker_answers", lambda: False)
+    installed: list[list[str]] = []
+
+    def fake_install(packages, log):
+        installed.append(packages)
+        tools.update({"vagrant": "/usr/bin/vagrant", "dockerd": "/usr/sbin/dockerd", "debootstrap": "/x"})
+
+    monkeypatch.setattr(hostsetup, "install", fake_install)
+    monkeypatch.setattr(hostsetup, "can_install", lambda: True)
+    started: list[Path] = []
+    monkeypatch.setattr(hostsetup, "start_docker", started.append)
+    return tools, installed, started
+
+
+def test_a_docker_client_without_a_daemon_gets_docker_io_installed_and_started(host, tmp_path):
+    tools, installed, started = host
+    provider = hostsetup.setup("docker", tmp_path, lambda _: None)
+    assert provider == "docker"
+    assert installed == [["vagrant", "docker.io", "debootstrap"]]
+    assert started == [tmp_path / "dockerd.log"]
+
+
+def test_a_daemon_that_answers_needs_nothing(host, tmp_path, monkeypatch):
+    tools, installed, started = host
+    tools.update({"vagrant": "/v", "debootstrap": "/d"})
+    monkeypatch.setattr(hostsetup, "docker_answers", lambda: True)
+    hostsetup.setup("docker", tmp_path, lambda _: None)
+    assert installed == [] and started == []
+
+
+def test_a_host_that_cannot_install_is_told_what_to_install(host, tmp_path, monkeypatch):
+    monkeypatch.setattr(hostsetup, "can_install", lambda: False)
+    with pytest.raises(LabError, match=r"apt-get install --no-install-recommends vagrant docker.io debootstrap"):
+        hostsetup.setup("docker", tmp_path, lambda _: None)
+
+
+def test_a_failed_apt_step_is_one_message_naming_the_log(tmp_path, monkeypatch):
+    log = tmp_path / "hostsetup.log"
+    with pytest.raises(LabFailure, match=r"false failed \(exit 1\); see .*hostsetup.log"):
+        hostsetup.run_step(["false"], "false", 10, log)
+    with pytest.raises(LabFailure, match="could not start"):
+        hostsetup.run_step(["/nonexistent/tool"], "tool", 10, log)
+
+
+def test_main_turns_errors_into_exit_codes_without_a_traceback(monkeypatch, tmp_path, capsys):
+    monkeypatch.chdir(tmp_path)
+
+    def broken(provider, log_dir, say):
+        raise LabFailure("apt-get update failed (exit 100); see .lab/logs/hostsetup.log")
+
+    monkeypatch.setattr(hostsetup, "setup", broken)
+    assert hostsetup.main() == 1
+    err = capsys.readouterr().err
+    assert err.startswith("reglab: failed: apt-get update failed") and "Traceback" not in err
+    assert (tmp_path / ".lab").stat().st_mode & 0o777 == 0o700
