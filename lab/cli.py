@@ -123,6 +123,7 @@ def dispatch(args: argparse.Namespace, out: TextIO, err: TextIO) -> ExitStatus:
         for done in session.provision():
             print(f"{done.machine}: {'; '.join(done.changes) if done.changes else 'nothing to change'}", file=out)
     elif command == "steps":
+        session.refresh_state()
         for step in session.scenario.steps:
             print(f"{step.id:<18} {session.state.step_status(step.id):<8} {step.title}", file=out)
     elif command == "show":

@@ -9,7 +9,6 @@ steps` shows progress and `reglab solve` skips what is already done.
 from __future__ import annotations
 
 import io
-import json
 import re
 import secrets
 import shlex
@@ -17,7 +16,6 @@ import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -28,14 +26,22 @@ from lab import checks, pki
 from lab.config import Lab, User
 from lab.credentials import Redactor
 from lab.diagnosis import diagnose
-from lab.errors import LabError, LabFailure, RemoteError
+from lab.errors import LabFailure, RemoteError
 from lab.images import LabImages
-from lab.osfamily import Family
+from lab.osfamily import Family, family_of, parse_os_release
 from lab.progress import Progress
-from lab.provision import detect_family
 from lab.remote import Machine
 from lab.results import RunResult, Status, StepResult
 from lab.scenario import ACTION_KINDS, Scenario, Step, kind_of
+from lab.state import State
+
+# Made once on each machine at first contact: tells one machine from another made anew under its name.
+IDENTITY_FILE = "/var/lib/reglab/machine-id"
+_IDENTIFY = (
+    f"test -s {IDENTITY_FILE} || {{ mkdir -p /var/lib/reglab && "
+    f"od -An -N16 -tx1 /dev/urandom | tr -d ' \\n' > {IDENTITY_FILE}; }}; "
+    f"cat /etc/os-release; echo; echo reglab-identity=$(cat {IDENTITY_FILE})"
+)
 
 TEMPLATES = Path(__file__).parent / "templates"
 WORKDIR = "/root/docker-registry"
@@ -47,50 +53,6 @@ class StepFailed(LabFailure):
         super().__init__(f"expected {expected}; saw {seen}")
         self.expected = expected
         self.seen = seen
-
-
-class State:
-    """`.lab/state.json`: the edition, the resolved images and each step's last result."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.data: dict[str, Any] = {"steps": {}}
-        if path.exists():
-            try:
-                self.data = json.loads(path.read_text())
-            except json.JSONDecodeError:
-                self.data = None
-            if not isinstance(self.data, dict) or not isinstance(self.data.get("steps"), dict):
-                raise LabError(f"{path} is not a reglab state file; remove it (reglab down does)")
-        self._lock = threading.Lock()
-
-    def save(self) -> None:
-        with self._lock:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(self.data, indent=2, sort_keys=True))
-            tmp.replace(self.path)
-
-    def step_status(self, step_id: str) -> str:
-        return self.data["steps"].get(step_id, {}).get("status", Status.NOT_RUN.value)
-
-    def record(self, result: StepResult) -> None:
-        self.data["steps"][result.step_id] = {
-            "status": result.status.value,
-            "duration": result.duration,
-            "at": datetime.now(UTC).isoformat(timespec="seconds"),
-        }
-        self.save()
-
-    @property
-    def images(self) -> LabImages | None:
-        found = self.data.get("images")
-        return LabImages(**found) if found else None
-
-    @images.setter
-    def images(self, images: LabImages) -> None:
-        self.data["images"] = asdict(images)
-        self.save()
 
 
 def template_variables(lab: Lab, images: LabImages, family: Family, user: Any, captured: Any) -> dict[str, Any]:
@@ -135,6 +97,7 @@ class Context:
         self.captured: dict[str, str] = {}
         self._machines: dict[str, Machine] = {}
         self._families: dict[str, Family] = {}
+        self.identities: dict[str, str] = {}
         self._lock = threading.Lock()
         self.jinja = jinja2.Environment(
             loader=jinja2.FileSystemLoader(TEMPLATES),
@@ -151,8 +114,20 @@ class Context:
 
     def family(self, name: str) -> Family:
         if name not in self._families:
-            self._families[name] = detect_family(self.machine(name))
+            self.identify(name)
         return self._families[name]
+
+    def identify(self, name: str) -> str:
+        """The machine's OS family and identity, read in one command (a check's first contact)."""
+        if name not in self.identities:
+            text = self.machine(name).sudo(_IDENTIFY).stdout
+            release, _, identity = text.rpartition("reglab-identity=")
+            try:
+                self._families[name] = family_of(parse_os_release(release))
+            except ValueError as exc:
+                raise LabFailure(f"{name}: {exc}") from None
+            self.identities[name] = identity.strip()
+        return self.identities[name]
 
     def lab_user(self) -> User:
         return self.lab.users[0]
@@ -200,6 +175,7 @@ class Engine:
             outcome = checks.run(self.ctx.render(raw["check"], machine_name), machine, self.ctx)
             if not outcome.ok:
                 raise StepFailed(outcome.expected, outcome.seen)
+            self.ctx.captured.update(outcome.captured)
             return
         item = self.ctx.render(raw, machine_name)
         getattr(self, f"_do_{kind}")(item, machine)
@@ -231,10 +207,14 @@ class Engine:
                          in_stream=self.ctx.stdin(user.password or ""))
 
     def _do_pki(self, item: dict[str, Any], machine: Machine) -> None:
-        """The CA and server certificate, made with `cryptography` on the host."""
+        """The CA and server certificate, made with `cryptography` on the host.
+
+        NOTE: the CA's private key stays on the host: both machines trust the
+        CA system-wide, and nothing on them needs to sign.
+        """
         files = pki.ensure_pki(self.ctx.lab.state_dir / "pki", self.ctx.lab.domain, [self.ctx.lab.registry.ip])
         folder = item["pki"]
-        for path, mode in ((files.ca_cert, "0644"), (files.ca_key, "0600"), (files.cert, "0644"), (files.key, "0600")):
+        for path, mode in ((files.ca_cert, "0644"), (files.cert, "0644"), (files.key, "0600")):
             self.ctx.upload(machine, path.read_bytes(), f"{folder}/{path.name}", mode)
 
     def _do_ca_trust(self, item: dict[str, Any], machine: Machine) -> None:
@@ -252,6 +232,7 @@ class Engine:
         while True:
             outcome = checks.run(self.ctx.render(raw, machine_name), machine, self.ctx)
             if outcome.ok:
+                self.ctx.captured.update(outcome.captured)
                 return
             if time.monotonic() > deadline:
                 raise StepFailed(f"within {timeout:.0f}s: {outcome.expected}", outcome.seen)
@@ -281,32 +262,48 @@ class Engine:
                     raise StepFailed(outcome.expected, f"on {machine_name}: {outcome.seen}")
                 self.ctx.captured.update(outcome.captured)
 
-    def run_step(self, step: Step, solve: bool) -> StepResult:
-        started = time.monotonic()
-        verb = "solve + check" if solve else "check"
-        self.progress.say(f"{step.id}: {verb} ({step.title})")
-        result = StepResult(step.id, step.title, Status.PASS, logs=self._logs(step))
+    def outcome(self, step: Step, solve: bool) -> tuple[Status, str, str]:
+        """Solve (when asked) and check one step: its status, what was expected and what was seen."""
         try:
             if solve:
                 self.solve(step)
             self.check(step)
         except StepFailed as exc:
-            result.status, result.expected, result.seen = Status.FAIL, exc.expected, exc.seen
+            return Status.FAIL, exc.expected, exc.seen
         except RemoteError as exc:
+            return Status.FAIL, f"every command of step {step.id} to succeed", str(exc)
+        return Status.PASS, "", ""
+
+    def run_step(self, step: Step, solve: bool, prove: bool = False) -> StepResult:
+        """One step; with `prove`, its check runs first and must fail, or the check proves nothing.
+
+        NOTE: `passes_before` in the scenario names the steps whose check cannot
+        fail beforehand, and why; their check-before is recorded, not judged.
+        """
+        started = time.monotonic()
+        result = StepResult(step.id, step.title, Status.PASS, logs=self._logs(step))
+        if prove:
+            self.progress.say(f"{step.id}: check before solving (it must fail)")
+            result.before = self.outcome(step, solve=False)[0]
+        verb = "solve + check" if solve else "check"
+        self.progress.say(f"{step.id}: {verb} ({step.title})")
+        result.status, result.expected, result.seen = self.outcome(step, solve)
+        if prove and result.before is Status.PASS and not step.passes_before and result.status is Status.PASS:
             result.status = Status.FAIL
-            result.expected = f"every command of step {step.id} to succeed"
-            result.seen = str(exc)
+            result.expected = "its check to fail before the step is solved (a check that passes anyway proves nothing)"
+            result.seen = "the check passed before the step was solved"
         result.seen = self.ctx.redactor.redact(result.seen)
         result.expected = self.ctx.redactor.redact(result.expected)
         result.duration = round(time.monotonic() - started, 1)
         if result.status is Status.FAIL:
             result.diagnosis = diagnose(result.seen)
         self.state.record(result)
-        self.progress.say(f"{step.id}: {result.status.value.upper()} in {result.duration:.1f}s")
+        before = f" (before solving: {result.before.value})" if result.before else ""
+        self.progress.say(f"{step.id}: {result.status.value.upper()} in {result.duration:.1f}s{before}")
         return result
 
     def _logs(self, step: Step) -> list[str]:
-        return [str(Path(".lab/logs") / f"{m}.log") for m in step.machines()]
+        return [str(self.ctx.lab.state_dir / "logs" / f"{m}.log") for m in step.machines()]
 
     def run(self, steps: Sequence[Step], solve: bool, phases: dict[str, float]) -> RunResult:
         """Steps in order; after a failure the rest are not run (they build on it)."""

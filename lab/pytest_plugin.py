@@ -68,12 +68,17 @@ class LabRun:
             try:
                 lab = config.load(self.lab_path, overrides={"edition": self.edition})
                 session = Session(lab, Progress(_TerminalStream(self.config)))
+            except (LabError, LabFailure) as exc:
+                self.error = str(exc)
+                pytest.fail(f"the lab could not start: {exc}", pytrace=False)
+            # From here on there may be machines: finish() destroys them whatever happens.
+            self._session = session
+            try:
                 session.up()
                 session.provision()
             except (LabError, LabFailure) as exc:
                 self.error = str(exc)
                 pytest.fail(f"the lab could not start: {exc}", pytrace=False)
-            self._session = session
         return self._session
 
     @property
@@ -83,6 +88,8 @@ class LabRun:
     def finish(self) -> None:
         if self._session is None:
             return
+        if self.error:
+            self.results.clear()
         for edition, steps in self.results.items():
             result = RunResult(edition, self.started, steps, dict(self._session.progress.phases),
                                datetime.now(UTC))
@@ -90,7 +97,10 @@ class LabRun:
         if self.config.getoption("--keep"):
             print("\nreglab: machines kept (--keep); `reglab down` removes them")
         else:
-            self._session.down()
+            try:
+                self._session.down()
+            except (LabError, LabFailure) as exc:
+                print(f"\nreglab: could not destroy the machines ({exc}); `reglab down` removes them")
 
 
 _RUN_KEY = pytest.StashKey[LabRun]()
@@ -151,7 +161,9 @@ class StepItem(pytest.Item):
         run = lab_run(self.config)
         session = run.session()
         engine = Engine(self.scenario, session.context(), session.state, session.progress)
-        result = engine.run_step(self.step, solve=True)
+        # Each step's check runs before its solve and must fail there: a check that
+        # passes on a lab where the step was not done would grade anything as done.
+        result = engine.run_step(self.step, solve=True, prove=True)
         run.results.setdefault(session.lab.edition, []).append(result)
         if result.status is not Status.PASS:
             parent.failed = self.step.id
@@ -161,6 +173,8 @@ class StepItem(pytest.Item):
         if isinstance(excinfo.value, StepFailure):
             r = excinfo.value.result
             lines = [f"step {r.step_id} ({r.title}) failed", f"expected: {r.expected}", f"seen:     {r.seen}"]
+            if r.before is not None:
+                lines.append(f"check before solving: {r.before.value}")
             if r.diagnosis:
                 lines.append(format_diagnosis(r.diagnosis))
             if r.logs:

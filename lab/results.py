@@ -34,6 +34,7 @@ class StepResult:
     seen: str = ""
     diagnosis: Cause | None = None
     logs: list[str] = field(default_factory=list)
+    before: Status | None = None  # the check's result before solving, when the run proves its checks
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-safe dict; the diagnosis is stored by its id."""
@@ -46,6 +47,7 @@ class StepResult:
             "seen": self.seen,
             "diagnosis": self.diagnosis.id if self.diagnosis else None,
             "logs": list(self.logs),
+            "before": self.before.value if self.before else None,
         }
 
     @classmethod
@@ -61,6 +63,7 @@ class StepResult:
             seen=d.get("seen", ""),
             diagnosis=cause_by_id(diagnosis) if diagnosis is not None else None,
             logs=list(d.get("logs", [])),
+            before=Status(d["before"]) if d.get("before") else None,
         )
 
 

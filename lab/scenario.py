@@ -32,6 +32,7 @@ class Step:
     solve: dict[str, list[dict[str, Any]]] = field(hash=False)
     check: dict[str, list[dict[str, Any]]] = field(hash=False)
     why: str = ""
+    passes_before: str = ""  # why this step's check cannot fail before it is solved
 
     def machines(self) -> list[str]:
         return list(dict.fromkeys([*self.solve, *self.check]))

@@ -8,35 +8,58 @@ provisioning on both machines at once, then the scenario's steps.
 from __future__ import annotations
 
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from lab import config, report, scenario
 from lab.config import Lab
 from lab.credentials import Redactor, resolve_passwords
-from lab.engine import Context, Engine, State
+from lab.engine import Context, Engine
 from lab.errors import LabError
+from lab.files import private_dir
 from lab.images import Builder, LabImages
 from lab.machines import Lifecycle
 from lab.progress import Progress
 from lab.provision import Provisioned, provision
 from lab.results import RunResult
+from lab.state import LabLock, State
 
 
 class Session:
-    def __init__(self, lab: Lab, progress: Progress | None = None, scenario_path: Path | None = None) -> None:
+    """One lab in use; with `lock`, this process alone changes it until it ends."""
+
+    def __init__(self, lab: Lab, progress: Progress | None = None, scenario_path: Path | None = None,
+                 lock: bool = True) -> None:
+        self.progress = progress or Progress()
+        private_dir(lab.state_dir)
+        self.lock = LabLock(lab.state_dir)
+        if lock:
+            # Before the secrets: two processes must not each generate a password.
+            self.lock.acquire(lab.timeouts.command, self.progress.say)
         self.lab = resolve_passwords(lab)
         self.redactor = Redactor.for_users(self.lab.users)
-        self.progress = progress or Progress()
         self.lifecycle = Lifecycle(self.lab, self.redactor)
         self.builder = Builder(self.lab, self.lifecycle.host)
         self.state = State(self.lab.state_dir / "state.json")
+        if self.state.warning:
+            self.progress.say(self.state.warning)
         self.scenario = scenario.load(scenario_path or scenario.default_path(), self.lab.edition)
         self._ctx: Context | None = None
 
     @classmethod
     def from_file(cls, path: Path, overrides: dict[str, str | None] | None = None,
-                  progress: Progress | None = None) -> Session:
-        return cls(config.load(path, overrides=overrides), progress)
+                  progress: Progress | None = None, lock: bool = True) -> Session:
+        return cls(config.load(path, overrides=overrides), progress, lock=lock)
+
+    def verify_machines(self) -> None:
+        """Ask each machine who it is (both at once); forget results of machines made anew."""
+        ctx = self.context()
+        with ThreadPoolExecutor(max_workers=len(self.lifecycle.names)) as pool:
+            found = dict(zip(self.lifecycle.names, pool.map(ctx.identify, self.lifecycle.names), strict=True))
+        for name, identity in found.items():
+            message = self.state.identify(name, identity)
+            if message:
+                self.progress.say(message)
 
     # -- machines --------------------------------------------------------------
     def up(self, names: list[str] | None = None) -> None:
@@ -52,6 +75,7 @@ class Session:
             except BaseException as exc:  # re-raised in the main thread below
                 errors.append(exc)
 
+        self.remove_orphans()
         builder = threading.Thread(target=build_images, name="images")
         builder.start()
         try:
@@ -61,6 +85,15 @@ class Session:
             builder.join()
         if errors:
             raise errors[0]
+
+    def remove_orphans(self) -> None:
+        """Containers of this lab that Vagrant no longer knows (its data was lost, or another
+        checkout made them) would block `vagrant up` by their names: remove them first."""
+        if self.lab.provider != "docker" or any(s.state != "not_created" for s in self.lifecycle.status()):
+            return
+        removed = self.lifecycle.remove_docker_leftovers()
+        if removed:
+            self.progress.say(f"removed what an earlier lab of this name left: {', '.join(removed)}")
 
     def prepare_images(self) -> tuple[LabImages, Path | None]:
         source = self.builder.source()
@@ -79,6 +112,7 @@ class Session:
             images, bundle_path = self.prepare_images()
             bundle = str(bundle_path) if bundle_path else None
         machines = [self.context().machine(name) for name in self.lifecycle.names]
+        self.verify_machines()
         with self.progress.phase("provision", "provision (both machines at once)"):
             done = provision(machines, images, Path(bundle) if bundle else None, self.progress)
         self.state.data["provisioned"] = True
@@ -104,11 +138,24 @@ class Session:
         return Engine(self.scenario, self.context(), self.state, self.progress)
 
     def require_running(self) -> None:
-        running = self.lifecycle.running()
-        missing = [n for n in self.lifecycle.names if n not in running]
+        """Both machines up, and the state about these very machines (solve, check, provision, reset)."""
+        missing = self.refresh_state()
         if missing:
             raise LabError(f"machine {missing[0]} is not running; start the lab with `reglab up` "
                            f"(and `reglab provision`) first")
+
+    def refresh_state(self) -> list[str]:
+        """Forget results of machines that no longer exist or were made anew; return those not running."""
+        states = {s.name: s.state for s in self.lifecycle.status()}
+        for name in self.lifecycle.names:
+            if states.get(name) == "not_created":
+                message = self.state.identify(name, "")
+                if message:
+                    self.progress.say(message)
+        missing = [n for n in self.lifecycle.names if states.get(n) != "running"]
+        if not missing:
+            self.verify_machines()
+        return missing
 
     def step_ids(self, step: str | None) -> list[str]:
         ids = [s.id for s in self.scenario.steps]

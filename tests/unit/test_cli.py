@@ -185,7 +185,27 @@ def test_help_exits_0(argv: list[str]) -> None:
 # --- commands that need no machine ----------------------------------------------------
 
 
-def test_steps_lists_every_step_not_run(tmp_path: Path) -> None:
+@pytest.fixture
+def machines(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """Vagrant's view of the machines (name -> state) and their identities, without Vagrant."""
+    from lab.machines import Lifecycle, MachineStatus
+    from lab.session import Session
+
+    found = {"registry": "not_created", "client": "not_created"}
+    identities = {"registry": "id-r1", "client": "id-c1"}
+    monkeypatch.setattr(Lifecycle, "status",
+                        lambda self: [MachineStatus(n, "docker", s, "?") for n, s in found.items()])
+
+    def verify(self: Session) -> None:
+        for name in self.lifecycle.names:
+            self.state.identify(name, identities[name])
+
+    monkeypatch.setattr(Session, "verify_machines", verify)
+    found["identities"] = identities  # type: ignore[assignment]
+    return found
+
+
+def test_steps_lists_every_step_not_run(tmp_path: Path, machines: dict[str, str]) -> None:
     code, out, err = reglab("--lab", str(lab_file(tmp_path)), "steps")
     assert code == 0, err
     rows = out.splitlines()
@@ -194,15 +214,57 @@ def test_steps_lists_every_step_not_run(tmp_path: Path) -> None:
     assert (tmp_path / ".lab" / "secrets.yml").is_file()  # the generated password lives beside the lab file
 
 
-def test_steps_shows_the_recorded_status(tmp_path: Path) -> None:
+def _statuses(out: str) -> dict[str, str]:
+    return {row.split()[0]: row.split()[1] for row in out.splitlines()}
+
+
+def test_steps_shows_the_recorded_status_of_the_same_machines(tmp_path: Path, machines: dict[str, str]) -> None:
     path = lab_file(tmp_path)
     (tmp_path / ".lab").mkdir()
-    (tmp_path / ".lab" / "state.json").write_text('{"steps": {"hosts": {"status": "pass"}}}')
+    (tmp_path / ".lab" / "state.json").write_text(
+        '{"steps": {"hosts": {"status": "pass"}}, "machines": {"registry": "id-r1", "client": "id-c1"}}')
+    machines.update(registry="running", client="running")
     code, out, _ = reglab("--lab", str(path), "steps")
     assert code == 0
-    statuses = {row.split()[0]: row.split()[1] for row in out.splitlines()}
-    assert statuses["hosts"] == "pass"
-    assert statuses["local-registry"] == "not"
+    assert _statuses(out)["hosts"] == "pass"
+    assert _statuses(out)["local-registry"] == "not"
+
+
+def test_steps_forget_results_of_a_machine_destroyed_by_hand(tmp_path: Path, machines: dict[str, str]) -> None:
+    """Item 8: `docker rm -f` of a machine takes its results with it."""
+    path = lab_file(tmp_path)
+    (tmp_path / ".lab").mkdir()
+    (tmp_path / ".lab" / "state.json").write_text(
+        '{"steps": {"hosts": {"status": "pass"}}, "machines": {"registry": "id-r1", "client": "id-c1"}}')
+    machines.update(registry="running", client="not_created")
+    code, out, err = reglab("--lab", str(path), "steps")
+    assert code == 0
+    assert _statuses(out)["hosts"] == "not"
+    assert "machine client is not the one the saved results describe" in err
+
+
+def test_steps_forget_results_of_a_machine_made_anew(tmp_path: Path, machines: dict[str, str]) -> None:
+    path = lab_file(tmp_path)
+    (tmp_path / ".lab").mkdir()
+    (tmp_path / ".lab" / "state.json").write_text(
+        '{"steps": {"hosts": {"status": "pass"}}, "machines": {"registry": "id-r1", "client": "id-c0"}}')
+    machines.update(registry="running", client="running")
+    code, out, _ = reglab("--lab", str(path), "steps")
+    assert _statuses(out)["hosts"] == "not"
+
+
+def test_a_corrupt_state_file_is_set_aside_and_down_still_works(tmp_path: Path, machines, monkeypatch) -> None:
+    """Item 9: the message used to say "remove it (reglab down does)", and down failed the same way."""
+    from lab.machines import Lifecycle
+
+    monkeypatch.setattr(Lifecycle, "down", lambda self: [])
+    path = lab_file(tmp_path)
+    (tmp_path / ".lab").mkdir()
+    (tmp_path / ".lab" / "state.json").write_text('{"steps": {"hosts": {"stat')
+    code, out, err = reglab("--lab", str(path), "down")
+    assert code == 0, err
+    assert "set aside as state.json.corrupt" in err
+    assert (tmp_path / ".lab" / "state.json.corrupt").exists()
 
 
 def test_show_basic_auth_never_prints_the_password(tmp_path: Path) -> None:

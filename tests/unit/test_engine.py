@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 
 from lab import scenario
-from lab.engine import Engine, State
-from lab.errors import LabError
+from lab.engine import Engine
 from lab.images import LabImages
 from lab.progress import Progress
 from lab.results import Status, StepResult
+from lab.state import State
 
 SHIPPED = scenario.load(scenario.default_path(), "modern")
 IDS = [s.id for s in SHIPPED.steps]
@@ -122,11 +122,81 @@ def test_record_overwrites_the_previous_result(state: State) -> None:
     assert State(state.path).step_status("hosts") == "pass"
 
 
-@pytest.mark.parametrize("text", ["{not json", "", '{"steps": {', "{}", "[]", "null", '{"steps": []}'])
-def test_invalid_state_is_a_lab_error(tmp_path: Path, text: str) -> None:
+@pytest.mark.parametrize("text", ["{not json", "", '{"steps": {', "{}", "[]", "null", '{"steps": []}', "\udcff"])
+def test_invalid_state_is_set_aside_with_a_warning(tmp_path: Path, text: str) -> None:
+    """Item 9: a corrupt state file used to stop every command, `reglab down` included."""
     path = tmp_path / "state.json"
-    path.write_text(text)
-    with pytest.raises(LabError) as info:
-        State(path)
-    assert str(info.value).startswith(f"{path} is not a reglab state file")
-    assert "reglab down" in str(info.value)
+    path.write_text(text, errors="surrogateescape")
+    state = State(path)
+    assert state.step_status("hosts") == "not run"
+    assert state.warning and "set aside as state.json.corrupt" in state.warning
+    assert (tmp_path / "state.json.corrupt").exists() and not path.exists()
+    state.save()
+    assert State(path).warning is None
+
+
+def test_state_file_is_owner_only(state: State) -> None:
+    mark(state, Status.PASS, "hosts")
+    assert state.path.stat().st_mode & 0o777 == 0o600
+
+
+def test_a_machine_made_anew_takes_the_step_results_with_it(state: State) -> None:
+    """Item 8: results describe the machines they were taken on."""
+    assert state.identify("client", "id-1") is None
+    mark(state, Status.PASS, "hosts")
+    assert state.identify("client", "id-1") is None
+    assert state.step_status("hosts") == "pass"
+    message = state.identify("client", "id-2")
+    assert message and "client" in message
+    assert state.step_status("hosts") == "not run"
+    assert State(state.path).data["machines"]["client"] == "id-2"
+
+
+def test_two_processes_saving_at_once_never_corrupt_the_state(state: State) -> None:
+    """Item 9: a shared `.tmp` name let two writers rename each other's half-written files."""
+    import threading
+
+    others = [State(state.path) for _ in range(4)]
+    errors: list[BaseException] = []
+
+    def hammer(s: State, n: int) -> None:
+        try:
+            for i in range(50):
+                s.data["steps"][f"s{n}-{i}"] = {"status": "pass"}
+                s.save()
+        except BaseException as exc:  # noqa: BLE001 - collected for the assertion
+            errors.append(exc)
+
+    threads = [threading.Thread(target=hammer, args=(s, n)) for n, s in enumerate(others)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert State(state.path).warning is None
+    assert not [p for p in state.path.parent.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_the_lab_lock_makes_a_second_process_wait_and_then_fail(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from lab.errors import LabFailure
+    from lab.state import LabLock
+
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import fcntl,os,sys,time; fd=os.open(sys.argv[1], os.O_RDWR|os.O_CREAT, 0o600); "
+         "fcntl.flock(fd, fcntl.LOCK_EX); os.write(fd, b'reglab pid 1 (solve --all)'); print('locked', flush=True); "
+         "time.sleep(30)", str(tmp_path / "lock")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        said: list[str] = []
+        with pytest.raises(LabFailure, match=r"in use by reglab pid 1 \(solve --all\)"):
+            LabLock(tmp_path).acquire(0.5, said.append)
+        assert said == ["waiting for reglab pid 1 (solve --all), which is using this lab"]
+    finally:
+        holder.kill()
+        holder.wait()
+    lock = LabLock(tmp_path)
+    lock.acquire(1, lambda _: None)
+    lock.release()

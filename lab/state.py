@@ -1,0 +1,144 @@
+"""What reglab knows about one lab between runs, and who may change it.
+
+`.lab/state.json` holds the edition, the resolved images, each step's last
+result and the identity of each machine those results describe. It is
+rewritten atomically after every change. A machine whose identity changed
+(destroyed by hand and booted anew) takes the step results with it: the
+state never claims a step passed on a machine that no longer exists.
+
+`LabLock` is one lock per lab (`.lab/lock`): two reglab processes on one lab
+wait for each other instead of interleaving their writes.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from lab.errors import LabFailure
+from lab.files import atomic_write
+from lab.images import LabImages
+from lab.results import Status, StepResult
+
+
+class State:
+    """`.lab/state.json`; a file that is not one of ours is set aside, never trusted or fatal."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.data: dict[str, Any] = self._fresh()
+        self.warning: str | None = None
+        self._lock = threading.Lock()
+        if path.exists():
+            try:
+                data = json.loads(path.read_text())
+            except (json.JSONDecodeError, UnicodeDecodeError, OSError):
+                data = None
+            if isinstance(data, dict) and isinstance(data.get("steps"), dict):
+                self.data = data
+                self.data.setdefault("machines", {})
+            else:
+                aside = path.with_name(f"{path.name}.corrupt")
+                os.replace(path, aside)
+                self.warning = (f"{path} was not a reglab state file; set aside as {aside.name}, "
+                                f"step results forgotten")
+
+    @staticmethod
+    def _fresh() -> dict[str, Any]:
+        return {"steps": {}, "machines": {}}
+
+    def save(self) -> None:
+        with self._lock:
+            atomic_write(self.path, json.dumps(self.data, indent=2, sort_keys=True), 0o600)
+
+    def step_status(self, step_id: str) -> str:
+        return self.data["steps"].get(step_id, {}).get("status", Status.NOT_RUN.value)
+
+    def record(self, result: StepResult) -> None:
+        self.data["steps"][result.step_id] = {
+            "status": result.status.value,
+            "duration": result.duration,
+            "at": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+        self.save()
+
+    def forget_steps(self) -> None:
+        self.data["steps"] = {}
+        self.save()
+
+    def identify(self, machine: str, identity: str) -> str | None:
+        """Record which machine `machine` is; when it was another, forget what was known of it.
+
+        Returns a sentence for the user when something was forgotten.
+        """
+        known = self.data["machines"].get(machine)
+        if known == identity:
+            return None
+        self.data["machines"][machine] = identity
+        had_results = bool(self.data["steps"]) or self.data.get("provisioned")
+        if known is None and not had_results:
+            self.save()
+            return None
+        self.data["steps"] = {}
+        self.data["provisioned"] = False
+        self.save()
+        return (f"machine {machine} is not the one the saved results describe (it was destroyed and made "
+                f"anew); step results forgotten")
+
+    def interrupted(self, phase: str | None) -> None:
+        self.data["interrupted"] = {"phase": phase, "at": datetime.now(UTC).isoformat(timespec="seconds")}
+        self.save()
+
+    @property
+    def images(self) -> LabImages | None:
+        found = self.data.get("images")
+        return LabImages(**found) if found else None
+
+    @images.setter
+    def images(self, images: LabImages) -> None:
+        self.data["images"] = asdict(images)
+        self.save()
+
+
+class LabLock:
+    """An exclusive lock on one lab, held for a whole reglab command; released when the process ends."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.path = state_dir / "lock"
+        self._fd: int | None = None
+
+    def acquire(self, timeout: float, say: Callable[[str], None]) -> None:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        deadline = time.monotonic() + timeout
+        told = False
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another reglab"
+                if time.monotonic() > deadline:
+                    os.close(fd)
+                    raise LabFailure(f"the lab is in use by {holder} for more than {timeout:.0f}s; "
+                                     f"try again when it has finished") from None
+                if not told:
+                    say(f"waiting for {holder}, which is using this lab")
+                    told = True
+                time.sleep(0.2)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"reglab pid {os.getpid()} ({' '.join(sys.argv[1:3]) or 'python'})".encode(), 0)
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
