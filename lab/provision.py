@@ -68,13 +68,31 @@ def install_packages(machine: Machine, family: Family) -> list[str]:
     return [f"installed {' '.join(missing)}"]
 
 
-def start_docker(machine: Machine) -> list[str]:
-    if machine.sudo("systemctl is-active --quiet docker", warn=True).ok:
+# Steps restart docker (after trusting the CA), and so do resets: on a fast host that
+# runs into the unit's start limit ("start of the service was attempted too often").
+RESTART_DROPIN = "/etc/systemd/system/docker.service.d/reglab-restarts.conf"
+RESTART_DROPIN_TEXT = "[Unit]\n# reglab: labs restart docker often; never refuse a start\nStartLimitIntervalSec=0\n"
+
+
+def allow_restarts(machine: Machine) -> list[str]:
+    """A systemd drop-in that lifts docker's start limit on lab machines."""
+    text = shlex.quote(RESTART_DROPIN_TEXT)
+    if machine.sudo(f"printf %s {text} | cmp -s - {RESTART_DROPIN}", warn=True).ok:
         return []
+    machine.sudo(f"mkdir -p {RESTART_DROPIN.rsplit('/', 1)[0]} && printf %s {text} > {RESTART_DROPIN} && "
+                 "systemctl daemon-reload && systemctl reset-failed docker.service docker.socket 2>/dev/null; true")
+    return ["let docker restart without a start limit"]
+
+
+def start_docker(machine: Machine) -> list[str]:
+    changes = allow_restarts(machine)
+    if machine.sudo("systemctl is-active --quiet docker", warn=True).ok:
+        return changes
+    changes.append("started docker")
     machine.sudo("systemctl enable --now docker", timeout=120)
     machine.sudo("for i in $(seq 60); do docker info >/dev/null 2>&1 && exit 0; sleep 1; done; docker info",
                  timeout=90)
-    return ["started docker"]
+    return changes
 
 
 def load_images(machine: Machine, images: LabImages, bundle: Path | None) -> list[str]:
