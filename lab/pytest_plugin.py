@@ -67,7 +67,8 @@ class LabRun:
         if self._session is None:
             try:
                 lab = config.load(self.lab_path, overrides={"edition": self.edition})
-                session = Session(lab, Progress(_TerminalStream(self.config)))
+                # NOTE: no lab lock for the test session: its tests start reglab on this lab themselves.
+                session = Session(lab, Progress(_TerminalStream(self.config)), lock=False)
             except (LabError, LabFailure) as exc:
                 self.error = str(exc)
                 pytest.fail(f"the lab could not start: {exc}", pytrace=False)

@@ -110,13 +110,25 @@ class State:
 
 
 class LabLock:
-    """An exclusive lock on one lab, held for a whole reglab command; released when the process ends."""
+    """An exclusive lock on one lab, held for a whole reglab command; released when the process ends.
+
+    NOTE: re-entrant within a process (the e2e tests call the CLI in-process
+    on the lab their session uses); flock alone would make a process wait for itself.
+    """
+
+    _held: dict[Path, int] = {}
+    _guard = threading.Lock()
 
     def __init__(self, state_dir: Path) -> None:
-        self.path = state_dir / "lock"
+        self.path = (state_dir / "lock").resolve()
         self._fd: int | None = None
+        self._shared = False
 
     def acquire(self, timeout: float, say: Callable[[str], None]) -> None:
+        with LabLock._guard:
+            if self.path in LabLock._held:
+                self._shared = True
+                return
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
         deadline = time.monotonic() + timeout
         told = False
@@ -137,8 +149,12 @@ class LabLock:
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"reglab pid {os.getpid()} ({' '.join(sys.argv[1:3]) or 'python'})".encode(), 0)
         self._fd = fd
+        with LabLock._guard:
+            LabLock._held[self.path] = fd
 
     def release(self) -> None:
         if self._fd is not None:
+            with LabLock._guard:
+                LabLock._held.pop(self.path, None)
             os.close(self._fd)
             self._fd = None

@@ -200,3 +200,15 @@ def test_the_lab_lock_makes_a_second_process_wait_and_then_fail(tmp_path: Path) 
     lock = LabLock(tmp_path)
     lock.acquire(1, lambda _: None)
     lock.release()
+
+
+def test_the_lab_lock_is_reentrant_within_a_process(tmp_path: Path) -> None:
+    """The e2e tests run the CLI in-process on their session's lab: it must not wait for itself."""
+    from lab.state import LabLock
+
+    first = LabLock(tmp_path)
+    first.acquire(1, lambda _: None)
+    second = LabLock(tmp_path)
+    second.acquire(0.1, lambda message: pytest.fail(message))
+    second.release()
+    first.release()
