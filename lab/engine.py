@@ -320,10 +320,14 @@ class Engine:
         return run
 
     def steps_to_solve(self, target: str) -> list[Step]:
-        """What `reglab solve STEP` does: the steps before it not done yet, the step, and
-        again the later steps already done, whose files the step's answer rewrites."""
+        """What `reglab solve STEP` does: every step from the first one not done up to STEP, then
+        again the later steps already done.
+
+        NOTE: a step re-solved rewrites its files as they stand at that step, so
+        every done step after it is applied again, up to STEP and beyond.
+        """
         index = self.scenario.index(target)
         passed = {s.id for s in self.scenario.steps if self.state.step_status(s.id) == Status.PASS.value}
-        before = [s for s in self.scenario.steps[:index] if s.id not in passed]
+        first = next((i for i, s in enumerate(self.scenario.steps[:index]) if s.id not in passed), index)
         after = [s for s in self.scenario.steps[index + 1:] if s.id in passed]
-        return [*before, self.scenario.steps[index], *after]
+        return [*self.scenario.steps[first:index + 1], *after]

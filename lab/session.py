@@ -57,9 +57,13 @@ class Session:
         with ThreadPoolExecutor(max_workers=len(self.lifecycle.names)) as pool:
             found = dict(zip(self.lifecycle.names, pool.map(ctx.identify, self.lifecycle.names), strict=True))
         for name, identity in found.items():
-            message = self.state.identify(name, identity)
-            if message:
-                self.progress.say(message)
+            self._identify(name, identity)
+
+    def _identify(self, name: str, identity: str) -> None:
+        involved = [s.id for s in self.scenario.steps if name in s.machines()]
+        message = self.state.identify(name, identity, involved)
+        if message:
+            self.progress.say(message)
 
     # -- machines --------------------------------------------------------------
     def up(self, names: list[str] | None = None) -> None:
@@ -149,9 +153,7 @@ class Session:
         states = {s.name: s.state for s in self.lifecycle.status()}
         for name in self.lifecycle.names:
             if states.get(name) == "not_created":
-                message = self.state.identify(name, "")
-                if message:
-                    self.progress.say(message)
+                self._identify(name, "")
         missing = [n for n in self.lifecycle.names if states.get(n) != "running"]
         if not missing:
             self.verify_machines()

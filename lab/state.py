@@ -18,7 +18,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
@@ -75,24 +75,24 @@ class State:
         self.data["steps"] = {}
         self.save()
 
-    def identify(self, machine: str, identity: str) -> str | None:
-        """Record which machine `machine` is; when it was another, forget what was known of it.
-
-        Returns a sentence for the user when something was forgotten.
+    def identify(self, machine: str, identity: str, involved: Iterable[str]) -> str | None:
+        """Record which machine `machine` is; when it was another, forget the results of the
+        steps `involved` with it. Returns a sentence for the user when something was forgotten.
         """
         known = self.data["machines"].get(machine)
         if known == identity:
             return None
         self.data["machines"][machine] = identity
-        had_results = bool(self.data["steps"]) or self.data.get("provisioned")
-        if known is None and not had_results:
+        forget = [step for step in involved if step in self.data["steps"]]
+        if known is None and not forget and not self.data.get("provisioned"):
             self.save()
             return None
-        self.data["steps"] = {}
+        for step in forget:
+            del self.data["steps"][step]
         self.data["provisioned"] = False
         self.save()
-        return (f"machine {machine} is not the one the saved results describe (it was destroyed and made "
-                f"anew); step results forgotten")
+        return (f"machine {machine} is not the one the saved results describe (destroyed, or made anew); "
+                f"forgot the results of {', '.join(forget) or 'no step'}")
 
     def interrupted(self, phase: str | None) -> None:
         self.data["interrupted"] = {"phase": phase, "at": datetime.now(UTC).isoformat(timespec="seconds")}

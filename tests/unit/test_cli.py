@@ -198,7 +198,7 @@ def machines(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
 
     def verify(self: Session) -> None:
         for name in self.lifecycle.names:
-            self.state.identify(name, identities[name])
+            self._identify(name, identities[name])
 
     monkeypatch.setattr(Session, "verify_machines", verify)
     found["identities"] = identities  # type: ignore[assignment]
