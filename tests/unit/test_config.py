@@ -322,3 +322,35 @@ def test_bad_boxes_are_config_errors(tmp_path: Path, text: str, key_path: str) -
     with pytest.raises(ConfigError) as info:
         load_text(tmp_path, text)
     assert key_path in str(info.value)
+
+
+# --- the file itself: duplicate keys, encoding --------------------------------
+
+DUPLICATES = [
+    pytest.param("name: reglab\nedition: modern\nname: other\n", "name", ["'name' again at line 3", "line 1"],
+                 id="top-level"),
+    pytest.param("ports:\n  proxy: 5043\n  registry: 5000\n  proxy: 6043\n", "ports.proxy",
+                 ["'proxy' again at line 4", "first at line 2"], id="nested"),
+    pytest.param("users:\n  - name: ann\n    password: first-one\n    password: second-one\n",
+                 "users[0].password", ["'password' again at line 4", "first at line 3"], id="in-a-list"),
+]
+
+
+@pytest.mark.parametrize(("text", "key_path", "words"), DUPLICATES)
+def test_duplicate_key_is_refused_with_its_lines(tmp_path: Path, text: str, key_path: str, words: list[str]) -> None:
+    """PyYAML silently keeps the last of two equal keys: the first value would be ignored unseen."""
+    test_bad_lab_file_is_one_config_error(tmp_path, text, key_path, [*words, "expected each key once"])
+
+
+def test_a_merge_key_may_be_overridden(tmp_path: Path) -> None:
+    """Overriding what `<<:` brings in is what a merge is for, not a duplicate."""
+    text = "boxes:\n  debian:\n    <<: {name: generic/debian12, version: '1.0'}\n    version: '4.3.12'\n"
+    assert load_text(tmp_path, text).boxes["debian"].version == "4.3.12"
+
+
+def test_lab_file_that_is_not_utf8_is_one_config_error(tmp_path: Path) -> None:
+    path = tmp_path / "lab.yml"
+    path.write_bytes("name: reglab\ndomain: caf\u00e9.example.com\n".encode("latin-1"))
+    with pytest.raises(ConfigError) as info:
+        load(path, environ={})
+    assert str(info.value) == f"{path}: line 2: expected UTF-8 text, got the byte 0xe9; save the file as UTF-8"
