@@ -8,9 +8,11 @@ and the key path, so a bad lab file is one clear message, never a traceback.
 from __future__ import annotations
 
 import copy
+import datetime
 import ipaddress
 import os
 import re
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,10 +65,15 @@ ENVIRONMENT = {
     "REGLAB_MIRROR": "mirror",
 }
 
-_NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
-_USER = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
-_DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
-_IMAGE = re.compile(r"^[a-z0-9][a-z0-9._/-]*(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?$")
+# Every pattern is used with `fullmatch`: `$` alone lets a trailing newline through.
+# None may start with '-': each value ends up as an argument of some command.
+_NAME = re.compile(r"[a-z][a-z0-9-]{0,30}")
+_USER = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,63}")
+_DOMAIN = re.compile(r"(?=.{1,253}\Z)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}")
+
+_IMAGE = re.compile(r"[a-z0-9][a-z0-9._/-]*(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?")
+
+HTPASSWD_MAX_BYTES = 255  # htpasswd refuses longer passwords
 
 
 @dataclass(frozen=True)
@@ -331,13 +338,17 @@ class _Validator:
     def string(self, value: Any, path: str) -> str:
         if not isinstance(value, str) or not value:
             raise self.fail(path, f"expected a non-empty string, got {_kind(value)}")
+        if _control_character(value) is not None:
+            raise self.fail(path, f"expected text without control characters (newline, tab, CR, NUL), got {value!r}")
         return value
 
     def match(self, value: Any, path: str, pattern: re.Pattern[str], what: str) -> str:
-        text = self.string(value, path)
-        if not pattern.match(text):
-            raise self.fail(path, f"expected {what}, got {text!r}")
-        return text
+        """A string the whole of which matches `pattern` (no control characters get through one)."""
+        if not isinstance(value, str) or not value:
+            raise self.fail(path, f"expected a non-empty string, got {_kind(value)}")
+        if not pattern.fullmatch(value):
+            raise self.fail(path, f"expected {what}, got {value!r}")
+        return value
 
     def choice(self, value: Any, path: str, choices: tuple[str, ...]) -> str:
         if value not in choices:
@@ -424,17 +435,42 @@ class _Validator:
             path = f"users[{i}]"
             spec = self.mapping(entry, path)
             _check_keys(spec, {"name": None, "password": None}, path, self.source)
-            name = self.match(spec.get("name"), f"{path}.name", _USER, "a user name (letters, digits, . _ -)")
+            name = self.match(spec.get("name"), f"{path}.name", _USER,
+                              "a user name (letters, digits, . _ -, not starting with - or .)")
             if any(u.name == name for u in users):
                 raise self.fail(f"{path}.name", f"user {name!r} is listed twice")
             password = spec.get("password")
-            if password is not None:
-                password = str(password)
-                if len(password) < 8 or ":" in password or "\n" in password:
-                    raise self.fail(f"{path}.password", "expected a password of 8 or more characters, "
-                                    "without ':' or newlines")
+            if password is not None:  # nothing: generated into .lab/secrets.yml
+                problem = password_problem(password)
+                if problem:
+                    raise self.fail(f"{path}.password", problem)
             users.append(User(name=name, password=password))
         return tuple(users)
+
+
+def password_problem(value: Any) -> str | None:
+    """What is wrong with a password for htpasswd and `docker login`, or None; never echoes it."""
+    if not isinstance(value, str):
+        return (f"expected a string, got {_kind(value)}: YAML reads some unquoted values (12345678.90, "
+                "0123456701, 2024-01-31, yes) as numbers, dates or booleans; put the password in quotes")
+    rule = (f"expected a password of 8 or more characters and at most {HTPASSWD_MAX_BYTES} bytes (htpasswd's "
+            "limits), without ':' or control characters (newline, tab, CR, NUL)")
+    if len(value) < 8:
+        return f"{rule}, got {len(value)} characters"
+    if ":" in value:
+        return f"{rule}, got one with ':' (htpasswd's separator of user and password)"
+    control = _control_character(value)
+    if control is not None:
+        return f"{rule}, got one with {control!r}"
+    size = len(value.encode("utf-8"))
+    if size > HTPASSWD_MAX_BYTES:
+        return f"{rule}, got {size} bytes"
+    return None
+
+
+def _control_character(text: str) -> str | None:
+    """The first control character (C0, DEL or C1) in `text`, if any."""
+    return next((c for c in text if unicodedata.category(c) == "Cc"), None)
 
 
 def _check_keys(value: Mapping[str, Any], known: Mapping[str, Any], path: str, source: str) -> None:
@@ -474,5 +510,6 @@ def _set(data: dict[str, Any], dotted: str, value: Any, source: str) -> None:
 def _kind(value: Any) -> str:
     if value is None:
         return "nothing"
-    names = {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean", int: "a number", float: "a number"}
+    names = {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean", int: "a number", float: "a number",
+             datetime.date: "a date", datetime.datetime: "a date and time"}
     return names.get(type(value), type(value).__name__)

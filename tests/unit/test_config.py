@@ -354,3 +354,81 @@ def test_lab_file_that_is_not_utf8_is_one_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load(path, environ={})
     assert str(info.value) == f"{path}: line 2: expected UTF-8 text, got the byte 0xe9; save the file as UTF-8"
+
+
+# --- values are whole: a trailing newline, a leading '-', control characters --
+
+WHOLE = [
+    pytest.param('domain: "myregistrydomain.com\\n"\n', "domain", ["DNS name"], id="domain-trailing-newline"),
+    pytest.param('name: "reglab\\n"\n', "name", ["lower-case name"], id="name-trailing-newline"),
+    pytest.param('users:\n  - name: "ann\\n"\n', "users[0].name", ["user name"], id="user-trailing-newline"),
+    pytest.param('images:\n  proxy: "nginx:1.27\\n"\n', "images.proxy", ["image reference"], id="image-newline"),
+    pytest.param("users:\n  - name: -rf\n", "users[0].name", ["user name", "'-rf'"], id="user-leading-dash"),
+    pytest.param("users:\n  - name: .ann\n", "users[0].name", ["user name", "'.ann'"], id="user-leading-dot"),
+    pytest.param("name: -reglab\n", "name", ["lower-case name"], id="name-leading-dash"),
+    pytest.param("domain: -my.example.com\n", "domain", ["DNS name"], id="domain-leading-dash"),
+    pytest.param("domain: my.-example.com\n", "domain", ["DNS name"], id="domain-label-leading-dash"),
+    pytest.param("images:\n  base: -debian\n", "images.base", ["image reference"], id="image-leading-dash"),
+    pytest.param(
+        'boxes:\n  debian: {name: "generic/debian12\\t"}\n', "boxes.debian.name", ["control characters"], id="box-tab"
+    ),
+    pytest.param(
+        'boxes:\n  rhel: {version: "4.3.12\\r"}\n', "boxes.rhel.version", ["control characters"], id="box-version-cr"
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "key_path", "words"), WHOLE)
+def test_values_must_match_whole_and_not_start_with_a_dash(
+    tmp_path: Path, text: str, key_path: str, words: list[str]
+) -> None:
+    """`re.match` with `$` let a trailing newline through; a leading '-' would be read as an option."""
+    test_bad_lab_file_is_one_config_error(tmp_path, text, key_path, words)
+
+
+def test_user_names_with_dots_dashes_and_underscores_are_accepted(tmp_path: Path) -> None:
+    lab = load_text(tmp_path, "users:\n  - name: ann.lee\n  - name: _svc-1\n")
+    assert [u.name for u in lab.users] == ["ann.lee", "_svc-1"]
+
+
+# --- passwords: YAML strings only, htpasswd's rules --------------------------
+
+PASSWORDS = [
+    pytest.param("12345679.5", ["expected a string", "a number", "quotes"], id="float"),
+    pytest.param("0712345670", ["expected a string", "a number", "quotes"], id="octal-int"),
+    pytest.param("2023-12-24", ["expected a string", "a date", "quotes"], id="date"),
+    pytest.param("2023-12-24 10:00:00", ["expected a string", "a date", "quotes"], id="datetime"),
+    pytest.param("off", ["expected a string", "a boolean", "quotes"], id="boolean"),
+    pytest.param('"long-enough\\r"', ["control characters", "'\\r'"], id="trailing-cr"),
+    pytest.param('"long\\tenough"', ["control characters", "'\\t'"], id="tab"),
+    pytest.param('"long-enough\\0"', ["control characters", "'\\x00'"], id="nul"),
+    pytest.param('"long-enough\\x85"', ["control characters"], id="c1-control"),
+    pytest.param("a" * 256, ["at most 255 bytes", "got 256"], id="256-bytes"),
+    pytest.param("é" * 128, ["at most 255 bytes", "got 256"], id="128-characters-256-bytes"),
+    pytest.param("short", ["8 or more characters", "got 5"], id="short"),
+    pytest.param("'long:enough'", ["without ':'"], id="colon"),
+]
+
+
+@pytest.mark.parametrize(("value", "words"), PASSWORDS)
+def test_bad_password_is_refused_and_never_echoed(tmp_path: Path, value: str, words: list[str]) -> None:
+    """A password YAML reads as a number changes its text (octal, float); control characters break htpasswd."""
+    path = write(tmp_path, f"users:\n  - name: ann\n    password: {value}\n")
+    with pytest.raises(ConfigError) as info:
+        load(path, environ={})
+    message = str(info.value)
+    assert message.startswith(f"{path}: users[0].password: expected "), message
+    for word in words:
+        assert word in message, f"{word!r} not in {message!r}"
+    assert value.strip("'\"") not in message
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("'0123456701'", "0123456701"), ('"12345678.90"', "12345678.90"), ("a" * 255, "a" * 255),
+     ("pässwört-ok", "pässwört-ok"), ("'with space and #'", "with space and #")],
+    ids=["quoted-octal", "quoted-float", "255-bytes", "non-ascii", "spaces"],
+)
+def test_good_password_is_kept_as_written(tmp_path: Path, value: str, expected: str) -> None:
+    lab = load_text(tmp_path, f"users:\n  - name: ann\n    password: {value}\n")
+    assert lab.users[0].password == expected
