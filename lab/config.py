@@ -74,6 +74,10 @@ _DOMAIN = re.compile(r"(?=.{1,253}\Z)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z
 _IMAGE = re.compile(r"[a-z0-9][a-z0-9._/-]*(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?")
 
 HTPASSWD_MAX_BYTES = 255  # htpasswd refuses longer passwords
+HTTPS_PORT = 443  # the steps' URLs (https://DOMAIN/v2/, docker login DOMAIN) name no port
+SSH_PORT = 22  # reglab reaches the machines over it
+DOCKER_BRIDGE = ipaddress.IPv4Network("172.17.0.0/16")  # docker0 on every Docker host and machine
+LINK_LOCAL = ipaddress.IPv4Network("169.254.0.0/16")
 
 
 @dataclass(frozen=True)
@@ -305,7 +309,7 @@ def validate(data: Mapping[str, Any], path: Path, source: str) -> Lab:
         os=v.choice(data["os"], "os", OS_FAMILIES),
         domain=v.match(data["domain"], "domain", _DOMAIN, "a DNS name like myregistrydomain.com"),
         machines=machines,
-        ports=Ports(**{k: v.port(ports[k], f"ports.{k}") for k in ("registry", "proxy", "https")}),
+        ports=v.ports(ports),
         users=v.users(data["users"]),
         images=Images(
             source=v.choice(images["source"], "images.source", IMAGE_SOURCES),
@@ -377,6 +381,19 @@ class _Validator:
             raise self.fail(path, f"expected a port number 1-65535, got {value!r}")
         return value
 
+    def ports(self, ports: Mapping[str, Any]) -> Ports:
+        """Three ports of their own; HTTPS on 443, which the steps' URLs assume."""
+        numbers = {k: self.port(ports[k], f"ports.{k}") for k in ("https", "registry", "proxy")}
+        if numbers["https"] != HTTPS_PORT:
+            raise self.fail("ports.https", f"expected {HTTPS_PORT}: the tutorial's steps serve on {HTTPS_PORT} only "
+                            f"(https://DOMAIN/v2/, docker login DOMAIN), got {numbers['https']}")
+        taken: dict[int, str] = {SSH_PORT: "SSH, which reglab reaches the machines through"}
+        for key, number in numbers.items():
+            if number in taken:
+                raise self.fail(f"ports.{key}", f"expected a port of its own, got {number}, already {taken[number]}")
+            taken[number] = f"ports.{key}"
+        return Ports(**numbers)
+
     def positive(self, value: Any, path: str) -> int:
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
             raise self.fail(path, f"expected a positive number of seconds, got {value!r}")
@@ -423,8 +440,23 @@ class _Validator:
             address = ipaddress.IPv4Address(value if isinstance(value, str) else "")
         except ValueError:
             raise self.fail(path, f"expected an IPv4 address, got {value!r}") from None
-        if not address.is_private or address.is_loopback:
+        if (not address.is_private or address.is_loopback or address.is_unspecified
+                or address.is_multicast or address.is_reserved):
             raise self.fail(path, f"expected a private IPv4 address, got {value}")
+        if address in LINK_LOCAL:
+            raise self.fail(path, f"expected a private IPv4 address, got {value}, a link-local address ({LINK_LOCAL})")
+        if address in DOCKER_BRIDGE:
+            raise self.fail(path, f"expected a private IPv4 address outside {DOCKER_BRIDGE}, got {value}, "
+                            "inside Docker's own bridge network (docker0)")
+        net = ipaddress.ip_network(f"{address}/24", strict=False)
+        reserved = {
+            net.network_address: "the network's own address",
+            net.broadcast_address: "the network's broadcast address",
+            net.network_address + 1: "the network's gateway, which Docker and libvirt take for the host",
+        }
+        if address in reserved:
+            raise self.fail(path, f"expected a host address of {net} other than .0, .1 and .255, "
+                            f"got {value}, {reserved[address]}")
         return str(address)
 
     def users(self, value: Any) -> tuple[User, ...]:

@@ -432,3 +432,53 @@ def test_bad_password_is_refused_and_never_echoed(tmp_path: Path, value: str, wo
 def test_good_password_is_kept_as_written(tmp_path: Path, value: str, expected: str) -> None:
     lab = load_text(tmp_path, f"users:\n  - name: ann\n    password: {value}\n")
     assert lab.users[0].password == expected
+
+
+# --- machine addresses --------------------------------------------------------
+
+IPS = [
+    pytest.param("192.168.33.0", "192.168.33.11", "machines.registry.ip", ["network's own address"], id="network"),
+    pytest.param("192.168.33.10", "192.168.33.255", "machines.client.ip", ["broadcast"], id="broadcast"),
+    pytest.param("192.168.33.1", "192.168.33.11", "machines.registry.ip", ["gateway", "192.168.33.0/24"], id="gateway"),
+    pytest.param("169.254.3.10", "169.254.3.11", "machines.registry.ip", ["link-local"], id="link-local"),
+    pytest.param("172.17.0.10", "172.17.0.11", "machines.registry.ip", ["172.17.0.0/16", "docker0"], id="docker0"),
+    pytest.param("127.0.0.10", "127.0.0.11", "machines.registry.ip", ["private", "127.0.0.10"], id="loopback"),
+    pytest.param("240.0.0.10", "240.0.0.11", "machines.registry.ip", ["private", "240.0.0.10"], id="reserved"),
+    pytest.param("10.0.5.10", "10.0.6.11", "machines.client.ip", ["not on the private network"], id="two-24s"),
+]
+
+
+@pytest.mark.parametrize(("registry", "client", "key_path", "words"), IPS)
+def test_machine_address_the_network_cannot_give_is_refused(
+    tmp_path: Path, registry: str, client: str, key_path: str, words: list[str]
+) -> None:
+    """.0, .255 and .1 (the host's side) are not a machine's; docker0 and link-local would be shadowed."""
+    text = f"machines:\n  registry: {{ip: {registry}}}\n  client: {{ip: {client}}}\n"
+    test_bad_lab_file_is_one_config_error(tmp_path, text, key_path, words)
+
+
+def test_machine_addresses_next_to_the_reserved_ones_are_accepted(tmp_path: Path) -> None:
+    lab = load_text(tmp_path, "machines:\n  registry: {ip: 172.16.0.2}\n  client: {ip: 172.16.0.254}\n")
+    assert (lab.registry.ip, lab.client.ip) == ("172.16.0.2", "172.16.0.254")
+
+
+# --- ports --------------------------------------------------------------------
+
+PORTS = [
+    pytest.param("ports:\n  proxy: 443\n", "ports.proxy", ["of its own", "443", "ports.https"], id="proxy-is-https"),
+    pytest.param("ports:\n  proxy: 5000\n", "ports.proxy", ["of its own", "ports.registry"], id="proxy-is-registry"),
+    pytest.param("ports:\n  registry: 443\n", "ports.registry", ["of its own", "ports.https"], id="registry-is-https"),
+    pytest.param("ports:\n  registry: 22\n", "ports.registry", ["of its own", "SSH"], id="registry-is-ssh"),
+    pytest.param("ports:\n  https: 8443\n", "ports.https", ["expected 443", "443 only", "got 8443"], id="https-8443"),
+]
+
+
+@pytest.mark.parametrize(("text", "key_path", "words"), PORTS)
+def test_ports_are_distinct_and_https_is_443(tmp_path: Path, text: str, key_path: str, words: list[str]) -> None:
+    """Two services on one port cannot both bind; the steps' https://DOMAIN/v2/ URLs assume 443."""
+    test_bad_lab_file_is_one_config_error(tmp_path, text, key_path, words)
+
+
+def test_other_distinct_ports_are_accepted(tmp_path: Path) -> None:
+    lab = load_text(tmp_path, "ports:\n  registry: 6000\n  proxy: 6043\n")
+    assert (lab.ports.registry, lab.ports.proxy, lab.ports.https) == (6000, 6043, 443)
