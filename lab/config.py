@@ -71,7 +71,17 @@ _NAME = re.compile(r"[a-z][a-z0-9-]{0,30}")
 _USER = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,63}")
 _DOMAIN = re.compile(r"(?=.{1,253}\Z)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}")
 
-_IMAGE = re.compile(r"[a-z0-9][a-z0-9._/-]*(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?")
+# An image reference, after the distribution project's reference grammar:
+# [host[:port]/]path-component[/path-component...][:tag][@sha256:64 hex].
+_PATH_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_HOST_COMPONENT = r"(?:[A-Za-z0-9]|[A-Za-z0-9][A-Za-z0-9-]*[A-Za-z0-9])"
+_REGISTRY_HOST = rf"(?:{_HOST_COMPONENT}(?:\.{_HOST_COMPONENT})*|\[[0-9A-Fa-f:]+\])(?::[0-9]+)?"
+_IMAGE = re.compile(
+    rf"(?P<name>(?:{_REGISTRY_HOST}/)?{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*)"
+    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?"
+    r"(?:@sha256:[0-9a-f]{64})?"
+)
+_IMAGE_NAME_MAX = 255  # the reference grammar's limit on host and path together
 
 HTPASSWD_MAX_BYTES = 255  # htpasswd refuses longer passwords
 HTTPS_PORT = 443  # the steps' URLs (https://DOMAIN/v2/, docker login DOMAIN) name no port
@@ -314,7 +324,7 @@ def validate(data: Mapping[str, Any], path: Path, source: str) -> Lab:
         images=Images(
             source=v.choice(images["source"], "images.source", IMAGE_SOURCES),
             **{
-                k: v.match(images[k], f"images.{k}", _IMAGE, "an image reference like nginx:1.27")
+                k: v.image(images[k], f"images.{k}")
                 for k in ("registry", "proxy", "base")
             },
         ),
@@ -353,6 +363,14 @@ class _Validator:
         if not pattern.fullmatch(value):
             raise self.fail(path, f"expected {what}, got {value!r}")
         return value
+
+    def image(self, value: Any, path: str) -> str:
+        what = "an image reference like nginx:1.27, localhost:5000/nginx:1.27 or nginx@sha256:<64 hex digits>"
+        text = self.match(value, path, _IMAGE, what)
+        name = _IMAGE.fullmatch(text)
+        if name is not None and len(name["name"]) > _IMAGE_NAME_MAX:
+            raise self.fail(path, f"expected an image name of at most {_IMAGE_NAME_MAX} characters, got {text!r}")
+        return text
 
     def choice(self, value: Any, path: str, choices: tuple[str, ...]) -> str:
         if value not in choices:

@@ -482,3 +482,36 @@ def test_ports_are_distinct_and_https_is_443(tmp_path: Path, text: str, key_path
 def test_other_distinct_ports_are_accepted(tmp_path: Path) -> None:
     lab = load_text(tmp_path, "ports:\n  registry: 6000\n  proxy: 6043\n")
     assert (lab.ports.registry, lab.ports.proxy, lab.ports.https) == (6000, 6043, 443)
+
+
+# --- image references -----------------------------------------------------------
+
+DIGEST = "sha256:" + "0123456789abcdef" * 4
+
+
+@pytest.mark.parametrize(
+    "ref",
+    ["registry:2", "nginx", f"registry@{DIGEST}", "localhost:5000/nginx:1.22", f"my.reg:5000/x/y:tag@{DIGEST}",
+     "reglab/docker-registry:2.8.2-debian12", "Quay.IO/org/app_name__x.y-z:V1.0_rc", "[::1]:5000/nginx"],
+)
+def test_valid_image_references_are_accepted(tmp_path: Path, ref: str) -> None:
+    """A digest or a registry with a port is a valid Docker reference and must get through."""
+    lab = load_text(tmp_path, f"images:\n  registry: '{ref}'\n")
+    assert lab.images.registry == ref
+
+
+@pytest.mark.parametrize(
+    "ref",
+    ["library/Nginx:1", "localhost:5000/Nginx", "-nginx", "nginx 1.27", "nginx:1.27\n", "nginx@sha256:abc",
+     f"nginx@sha512:{'0' * 64}", "nginx:-x", "my_reg:5000/x", "a___b", "nginx/", "/nginx", "x" * 256],
+)
+def test_invalid_image_references_are_refused(tmp_path: Path, ref: str) -> None:
+    path = write(tmp_path, "images:\n  proxy: " + yaml_quote(ref) + "\n")
+    with pytest.raises(ConfigError) as info:
+        load(path, environ={})
+    assert info.value.path == "images.proxy"
+    assert "image" in info.value.problem
+
+
+def yaml_quote(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
