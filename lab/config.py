@@ -81,6 +81,7 @@ _IMAGE = re.compile(
     r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?"
     r"(?:@sha256:[0-9a-f]{64})?"
 )
+_MIRROR = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~%/-]*)?")
 _IMAGE_NAME_MAX = 255  # the reference grammar's limit on host and path together
 
 HTPASSWD_MAX_BYTES = 255  # htpasswd refuses longer passwords
@@ -294,9 +295,11 @@ def layer(
     for variable, key in ENVIRONMENT.items():
         value = environ.get(variable)
         if value:
-            if CHOICES[key] is not None and value not in CHOICES[key]:
-                raise ConfigError(f"environment variable {variable}", "",
-                                  f"expected one of {', '.join(CHOICES[key])}, got {value!r}")
+            origin = f"environment variable {variable}"
+            if CHOICES[key] is None:  # free-form: checked here too, so an error names the variable
+                _Validator(origin).mirror(value, "")
+            elif value not in CHOICES[key]:
+                raise ConfigError(origin, "", f"expected one of {', '.join(CHOICES[key])}, got {value!r}")
             _set(merged, key, value, source)
     for key, value in overrides.items():
         if value is not None:
@@ -385,13 +388,11 @@ class _Validator:
             return usable_provider()
         return self.choice(value, "provider", (*PROVIDERS, "auto"))
 
-    def mirror(self, value: Any) -> str | None:
+    def mirror(self, value: Any, path: str = "mirror") -> str | None:
         """An http(s) URL of a Debian mirror or apt proxy, or nothing (the host's own)."""
         if value is None:
             return None
-        text = self.string(value, "mirror")
-        if not re.fullmatch(r"https?://[A-Za-z0-9.-]+(:\d{1,5})?(/[A-Za-z0-9._~%/-]*)?", text):
-            raise self.fail("mirror", f"expected an http:// or https:// URL of a Debian mirror, got {text!r}")
+        text = self.match(value, path, _MIRROR, "an http:// or https:// URL of a Debian mirror")
         return text.rstrip("/")
 
     def port(self, value: Any, path: str) -> int:

@@ -515,3 +515,37 @@ def test_invalid_image_references_are_refused(tmp_path: Path, ref: str) -> None:
 
 def yaml_quote(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
+# --- mirror -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("http://apt-proxy.example:3142/debian/", "http://apt-proxy.example:3142/debian"),
+     ("https://mirror.example/debian", "https://mirror.example/debian"), ("http://10.0.0.2:3142", "http://10.0.0.2:3142")],
+)
+def test_mirror_url_is_accepted_without_its_trailing_slash(tmp_path: Path, value: str, expected: str) -> None:
+    assert load_text(tmp_path, f"mirror: {value}\n").mirror == expected
+    assert load_text(tmp_path, "", environ={"REGLAB_MIRROR": value}).mirror == expected
+
+
+def test_mirror_is_unset_by_default(tmp_path: Path) -> None:
+    assert load_text(tmp_path, "").mirror is None
+
+
+@pytest.mark.parametrize(
+    "value", ["ftp://x", "http://host\n", "http://my host/debian", "mirror.example/debian", "http://"]
+)
+def test_bad_mirror_is_refused(tmp_path: Path, value: str) -> None:
+    path = write(tmp_path, "mirror: " + yaml_quote(value) + "\n")
+    with pytest.raises(ConfigError) as info:
+        load(path, environ={})
+    assert str(info.value).startswith(f"{path}: mirror: expected an http:// or https:// URL")
+
+
+@pytest.mark.parametrize("value", ["ftp://x", "http://host\n", "http://my host/debian"])
+def test_bad_mirror_from_environment_names_the_variable(tmp_path: Path, value: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_text(tmp_path, "", environ={"REGLAB_MIRROR": value})
+    assert str(info.value).startswith("environment variable REGLAB_MIRROR: expected an http:// or https:// URL")
