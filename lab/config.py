@@ -8,9 +8,11 @@ and the key path, so a bad lab file is one clear message, never a traceback.
 from __future__ import annotations
 
 import copy
+import datetime
 import ipaddress
 import os
 import re
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,10 +65,30 @@ ENVIRONMENT = {
     "REGLAB_MIRROR": "mirror",
 }
 
-_NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
-_USER = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
-_DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
-_IMAGE = re.compile(r"^[a-z0-9][a-z0-9._/-]*(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?$")
+# Every pattern is used with `fullmatch`: `$` alone lets a trailing newline through.
+# None may start with '-': each value ends up as an argument of some command.
+_NAME = re.compile(r"[a-z][a-z0-9-]{0,30}")
+_USER = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,63}")
+_DOMAIN = re.compile(r"(?=.{1,253}\Z)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}")
+
+# An image reference, after the distribution project's reference grammar:
+# [host[:port]/]path-component[/path-component...][:tag][@sha256:64 hex].
+_PATH_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_HOST_COMPONENT = r"(?:[A-Za-z0-9]|[A-Za-z0-9][A-Za-z0-9-]*[A-Za-z0-9])"
+_REGISTRY_HOST = rf"(?:{_HOST_COMPONENT}(?:\.{_HOST_COMPONENT})*|\[[0-9A-Fa-f:]+\])(?::[0-9]+)?"
+_IMAGE = re.compile(
+    rf"(?P<name>(?:{_REGISTRY_HOST}/)?{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*)"
+    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?"
+    r"(?:@sha256:[0-9a-f]{64})?"
+)
+_MIRROR = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~%/-]*)?")
+_IMAGE_NAME_MAX = 255  # the reference grammar's limit on host and path together
+
+HTPASSWD_MAX_BYTES = 255  # htpasswd refuses longer passwords
+HTTPS_PORT = 443  # the steps' URLs (https://DOMAIN/v2/, docker login DOMAIN) name no port
+SSH_PORT = 22  # reglab reaches the machines over it
+DOCKER_BRIDGE = ipaddress.IPv4Network("172.17.0.0/16")  # docker0 on every Docker host and machine
+LINK_LOCAL = ipaddress.IPv4Network("169.254.0.0/16")
 
 
 @dataclass(frozen=True)
@@ -176,19 +198,79 @@ def load(
     """Read, layer and validate a lab file; raise ConfigError naming the key path."""
     source = str(path)
     try:
-        text = Path(path).read_text()
+        data = Path(path).read_bytes()
     except FileNotFoundError:
         raise ConfigError(source, "", "no such file") from None
     except OSError as exc:
         raise ConfigError(source, "", f"cannot read: {exc.strerror}") from None
-    raw = parse_yaml(text, source)
+    raw = parse_yaml(decode_utf8(data, source), source)
     merged = layer(raw, environ if environ is not None else os.environ, overrides or {}, source)
     return validate(merged, Path(path).resolve(), source)
 
 
+def decode_utf8(data: bytes, source: str) -> str:
+    """The text of a file that must be UTF-8; anything else is one ConfigError naming the line."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise ConfigError(
+            source, f"line {line}", f"expected UTF-8 text, got the byte 0x{data[exc.start]:02x}; save the file as UTF-8"
+        ) from None
+
+
+class DuplicateKeyError(yaml.constructor.ConstructorError):
+    """A key given twice in one mapping, which PyYAML would silently collapse to the last."""
+
+    def __init__(self, key: Any, key_path: str, first: yaml.Mark, again: yaml.Mark) -> None:
+        super().__init__(None, None, f"duplicate key {key!r}", again)
+        self.key = key
+        self.key_path = key_path
+        self.first_line = first.line + 1
+        self.line = again.line + 1
+
+
+class StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a mapping key given twice, naming its key path and lines.
+
+    NOTE: keys brought in by a merge (`<<: *anchor`) may be overridden; that is
+    what a merge is for. Only keys written twice in the same mapping are refused.
+    """
+
+    def construct_document(self, node: yaml.Node) -> Any:
+        self._refuse_duplicates(node, "", set())
+        return super().construct_document(node)
+
+    def _refuse_duplicates(self, node: yaml.Node, path: str, seen_nodes: set[int]) -> None:
+        if id(node) in seen_nodes:  # an alias: already checked, and maybe recursive
+            return
+        seen_nodes.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            first: dict[Any, yaml.Mark] = {}
+            for key_node, value_node in node.value:
+                here = path
+                if isinstance(key_node, yaml.ScalarNode) and key_node.tag != "tag:yaml.org,2002:merge":
+                    key = self.construct_object(key_node)
+                    here = f"{path}.{key}" if path else str(key)
+                    if key in first:
+                        raise DuplicateKeyError(key, here, first[key], key_node.start_mark)
+                    first[key] = key_node.start_mark
+                self._refuse_duplicates(value_node, here, seen_nodes)
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                self._refuse_duplicates(item, f"{path}[{i}]", seen_nodes)
+
+
 def parse_yaml(text: str, source: str) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=StrictLoader)  # a SafeLoader: no arbitrary objects
+    except DuplicateKeyError as exc:
+        raise ConfigError(
+            source,
+            exc.key_path,
+            f"expected each key once, got {exc.key!r} again at line {exc.line} (first at line {exc.first_line}); "
+            "YAML would keep only the last, so remove one",
+        ) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -213,9 +295,11 @@ def layer(
     for variable, key in ENVIRONMENT.items():
         value = environ.get(variable)
         if value:
-            if CHOICES[key] is not None and value not in CHOICES[key]:
-                raise ConfigError(f"environment variable {variable}", "",
-                                  f"expected one of {', '.join(CHOICES[key])}, got {value!r}")
+            origin = f"environment variable {variable}"
+            if CHOICES[key] is None:  # free-form: checked here too, so an error names the variable
+                _Validator(origin).mirror(value, "")
+            elif value not in CHOICES[key]:
+                raise ConfigError(origin, "", f"expected one of {', '.join(CHOICES[key])}, got {value!r}")
             _set(merged, key, value, source)
     for key, value in overrides.items():
         if value is not None:
@@ -238,12 +322,12 @@ def validate(data: Mapping[str, Any], path: Path, source: str) -> Lab:
         os=v.choice(data["os"], "os", OS_FAMILIES),
         domain=v.match(data["domain"], "domain", _DOMAIN, "a DNS name like myregistrydomain.com"),
         machines=machines,
-        ports=Ports(**{k: v.port(ports[k], f"ports.{k}") for k in ("registry", "proxy", "https")}),
+        ports=v.ports(ports),
         users=v.users(data["users"]),
         images=Images(
             source=v.choice(images["source"], "images.source", IMAGE_SOURCES),
             **{
-                k: v.match(images[k], f"images.{k}", _IMAGE, "an image reference like nginx:1.27")
+                k: v.image(images[k], f"images.{k}")
                 for k in ("registry", "proxy", "base")
             },
         ),
@@ -271,12 +355,24 @@ class _Validator:
     def string(self, value: Any, path: str) -> str:
         if not isinstance(value, str) or not value:
             raise self.fail(path, f"expected a non-empty string, got {_kind(value)}")
+        if _control_character(value) is not None:
+            raise self.fail(path, f"expected text without control characters (newline, tab, CR, NUL), got {value!r}")
         return value
 
     def match(self, value: Any, path: str, pattern: re.Pattern[str], what: str) -> str:
-        text = self.string(value, path)
-        if not pattern.match(text):
-            raise self.fail(path, f"expected {what}, got {text!r}")
+        """A string the whole of which matches `pattern` (no control characters get through one)."""
+        if not isinstance(value, str) or not value:
+            raise self.fail(path, f"expected a non-empty string, got {_kind(value)}")
+        if not pattern.fullmatch(value):
+            raise self.fail(path, f"expected {what}, got {value!r}")
+        return value
+
+    def image(self, value: Any, path: str) -> str:
+        what = "an image reference like nginx:1.27, localhost:5000/nginx:1.27 or nginx@sha256:<64 hex digits>"
+        text = self.match(value, path, _IMAGE, what)
+        name = _IMAGE.fullmatch(text)
+        if name is not None and len(name["name"]) > _IMAGE_NAME_MAX:
+            raise self.fail(path, f"expected an image name of at most {_IMAGE_NAME_MAX} characters, got {text!r}")
         return text
 
     def choice(self, value: Any, path: str, choices: tuple[str, ...]) -> str:
@@ -292,19 +388,30 @@ class _Validator:
             return usable_provider()
         return self.choice(value, "provider", (*PROVIDERS, "auto"))
 
-    def mirror(self, value: Any) -> str | None:
+    def mirror(self, value: Any, path: str = "mirror") -> str | None:
         """An http(s) URL of a Debian mirror or apt proxy, or nothing (the host's own)."""
         if value is None:
             return None
-        text = self.string(value, "mirror")
-        if not re.fullmatch(r"https?://[A-Za-z0-9.-]+(:\d{1,5})?(/[A-Za-z0-9._~%/-]*)?", text):
-            raise self.fail("mirror", f"expected an http:// or https:// URL of a Debian mirror, got {text!r}")
+        text = self.match(value, path, _MIRROR, "an http:// or https:// URL of a Debian mirror")
         return text.rstrip("/")
 
     def port(self, value: Any, path: str) -> int:
         if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
             raise self.fail(path, f"expected a port number 1-65535, got {value!r}")
         return value
+
+    def ports(self, ports: Mapping[str, Any]) -> Ports:
+        """Three ports of their own; HTTPS on 443, which the steps' URLs assume."""
+        numbers = {k: self.port(ports[k], f"ports.{k}") for k in ("https", "registry", "proxy")}
+        if numbers["https"] != HTTPS_PORT:
+            raise self.fail("ports.https", f"expected {HTTPS_PORT}: the tutorial's steps serve on {HTTPS_PORT} only "
+                            f"(https://DOMAIN/v2/, docker login DOMAIN), got {numbers['https']}")
+        taken: dict[int, str] = {SSH_PORT: "SSH, which reglab reaches the machines through"}
+        for key, number in numbers.items():
+            if number in taken:
+                raise self.fail(f"ports.{key}", f"expected a port of its own, got {number}, already {taken[number]}")
+            taken[number] = f"ports.{key}"
+        return Ports(**numbers)
 
     def positive(self, value: Any, path: str) -> int:
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
@@ -352,8 +459,23 @@ class _Validator:
             address = ipaddress.IPv4Address(value if isinstance(value, str) else "")
         except ValueError:
             raise self.fail(path, f"expected an IPv4 address, got {value!r}") from None
-        if not address.is_private or address.is_loopback:
+        if (not address.is_private or address.is_loopback or address.is_unspecified
+                or address.is_multicast or address.is_reserved):
             raise self.fail(path, f"expected a private IPv4 address, got {value}")
+        if address in LINK_LOCAL:
+            raise self.fail(path, f"expected a private IPv4 address, got {value}, a link-local address ({LINK_LOCAL})")
+        if address in DOCKER_BRIDGE:
+            raise self.fail(path, f"expected a private IPv4 address outside {DOCKER_BRIDGE}, got {value}, "
+                            "inside Docker's own bridge network (docker0)")
+        net = ipaddress.ip_network(f"{address}/24", strict=False)
+        reserved = {
+            net.network_address: "the network's own address",
+            net.broadcast_address: "the network's broadcast address",
+            net.network_address + 1: "the network's gateway, which Docker and libvirt take for the host",
+        }
+        if address in reserved:
+            raise self.fail(path, f"expected a host address of {net} other than .0, .1 and .255, "
+                            f"got {value}, {reserved[address]}")
         return str(address)
 
     def users(self, value: Any) -> tuple[User, ...]:
@@ -364,17 +486,42 @@ class _Validator:
             path = f"users[{i}]"
             spec = self.mapping(entry, path)
             _check_keys(spec, {"name": None, "password": None}, path, self.source)
-            name = self.match(spec.get("name"), f"{path}.name", _USER, "a user name (letters, digits, . _ -)")
+            name = self.match(spec.get("name"), f"{path}.name", _USER,
+                              "a user name (letters, digits, . _ -, not starting with - or .)")
             if any(u.name == name for u in users):
                 raise self.fail(f"{path}.name", f"user {name!r} is listed twice")
             password = spec.get("password")
-            if password is not None:
-                password = str(password)
-                if len(password) < 8 or ":" in password or "\n" in password:
-                    raise self.fail(f"{path}.password", "expected a password of 8 or more characters, "
-                                    "without ':' or newlines")
+            if password is not None:  # nothing: generated into .lab/secrets.yml
+                problem = password_problem(password)
+                if problem:
+                    raise self.fail(f"{path}.password", problem)
             users.append(User(name=name, password=password))
         return tuple(users)
+
+
+def password_problem(value: Any) -> str | None:
+    """What is wrong with a password for htpasswd and `docker login`, or None; never echoes it."""
+    if not isinstance(value, str):
+        return (f"expected a string, got {_kind(value)}: YAML reads some unquoted values (12345678.90, "
+                "0123456701, 2024-01-31, yes) as numbers, dates or booleans; put the password in quotes")
+    rule = (f"expected a password of 8 or more characters and at most {HTPASSWD_MAX_BYTES} bytes (htpasswd's "
+            "limits), without ':' or control characters (newline, tab, CR, NUL)")
+    if len(value) < 8:
+        return f"{rule}, got {len(value)} characters"
+    if ":" in value:
+        return f"{rule}, got one with ':' (htpasswd's separator of user and password)"
+    control = _control_character(value)
+    if control is not None:
+        return f"{rule}, got one with {control!r}"
+    size = len(value.encode("utf-8"))
+    if size > HTPASSWD_MAX_BYTES:
+        return f"{rule}, got {size} bytes"
+    return None
+
+
+def _control_character(text: str) -> str | None:
+    """The first control character (C0, DEL or C1) in `text`, if any."""
+    return next((c for c in text if unicodedata.category(c) == "Cc"), None)
 
 
 def _check_keys(value: Mapping[str, Any], known: Mapping[str, Any], path: str, source: str) -> None:
@@ -414,5 +561,6 @@ def _set(data: dict[str, Any], dotted: str, value: Any, source: str) -> None:
 def _kind(value: Any) -> str:
     if value is None:
         return "nothing"
-    names = {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean", int: "a number", float: "a number"}
+    names = {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean", int: "a number", float: "a number",
+             datetime.date: "a date", datetime.datetime: "a date and time"}
     return names.get(type(value), type(value).__name__)

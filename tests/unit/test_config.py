@@ -322,3 +322,230 @@ def test_bad_boxes_are_config_errors(tmp_path: Path, text: str, key_path: str) -
     with pytest.raises(ConfigError) as info:
         load_text(tmp_path, text)
     assert key_path in str(info.value)
+
+
+# --- the file itself: duplicate keys, encoding --------------------------------
+
+DUPLICATES = [
+    pytest.param("name: reglab\nedition: modern\nname: other\n", "name", ["'name' again at line 3", "line 1"],
+                 id="top-level"),
+    pytest.param("ports:\n  proxy: 5043\n  registry: 5000\n  proxy: 6043\n", "ports.proxy",
+                 ["'proxy' again at line 4", "first at line 2"], id="nested"),
+    pytest.param("users:\n  - name: ann\n    password: first-one\n    password: second-one\n",
+                 "users[0].password", ["'password' again at line 4", "first at line 3"], id="in-a-list"),
+]
+
+
+@pytest.mark.parametrize(("text", "key_path", "words"), DUPLICATES)
+def test_duplicate_key_is_refused_with_its_lines(tmp_path: Path, text: str, key_path: str, words: list[str]) -> None:
+    """PyYAML silently keeps the last of two equal keys: the first value would be ignored unseen."""
+    test_bad_lab_file_is_one_config_error(tmp_path, text, key_path, [*words, "expected each key once"])
+
+
+def test_a_merge_key_may_be_overridden(tmp_path: Path) -> None:
+    """Overriding what `<<:` brings in is what a merge is for, not a duplicate."""
+    text = "boxes:\n  debian:\n    <<: {name: generic/debian12, version: '1.0'}\n    version: '4.3.12'\n"
+    assert load_text(tmp_path, text).boxes["debian"].version == "4.3.12"
+
+
+def test_lab_file_that_is_not_utf8_is_one_config_error(tmp_path: Path) -> None:
+    path = tmp_path / "lab.yml"
+    path.write_bytes("name: reglab\ndomain: caf\u00e9.example.com\n".encode("latin-1"))
+    with pytest.raises(ConfigError) as info:
+        load(path, environ={})
+    assert str(info.value) == f"{path}: line 2: expected UTF-8 text, got the byte 0xe9; save the file as UTF-8"
+
+
+# --- values are whole: a trailing newline, a leading '-', control characters --
+
+WHOLE = [
+    pytest.param('domain: "myregistrydomain.com\\n"\n', "domain", ["DNS name"], id="domain-trailing-newline"),
+    pytest.param('name: "reglab\\n"\n', "name", ["lower-case name"], id="name-trailing-newline"),
+    pytest.param('users:\n  - name: "ann\\n"\n', "users[0].name", ["user name"], id="user-trailing-newline"),
+    pytest.param('images:\n  proxy: "nginx:1.27\\n"\n', "images.proxy", ["image reference"], id="image-newline"),
+    pytest.param("users:\n  - name: -rf\n", "users[0].name", ["user name", "'-rf'"], id="user-leading-dash"),
+    pytest.param("users:\n  - name: .ann\n", "users[0].name", ["user name", "'.ann'"], id="user-leading-dot"),
+    pytest.param("name: -reglab\n", "name", ["lower-case name"], id="name-leading-dash"),
+    pytest.param("domain: -my.example.com\n", "domain", ["DNS name"], id="domain-leading-dash"),
+    pytest.param("domain: my.-example.com\n", "domain", ["DNS name"], id="domain-label-leading-dash"),
+    pytest.param("images:\n  base: -debian\n", "images.base", ["image reference"], id="image-leading-dash"),
+    pytest.param(
+        'boxes:\n  debian: {name: "generic/debian12\\t"}\n', "boxes.debian.name", ["control characters"], id="box-tab"
+    ),
+    pytest.param(
+        'boxes:\n  rhel: {version: "4.3.12\\r"}\n', "boxes.rhel.version", ["control characters"], id="box-version-cr"
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "key_path", "words"), WHOLE)
+def test_values_must_match_whole_and_not_start_with_a_dash(
+    tmp_path: Path, text: str, key_path: str, words: list[str]
+) -> None:
+    """`re.match` with `$` let a trailing newline through; a leading '-' would be read as an option."""
+    test_bad_lab_file_is_one_config_error(tmp_path, text, key_path, words)
+
+
+def test_user_names_with_dots_dashes_and_underscores_are_accepted(tmp_path: Path) -> None:
+    lab = load_text(tmp_path, "users:\n  - name: ann.lee\n  - name: _svc-1\n")
+    assert [u.name for u in lab.users] == ["ann.lee", "_svc-1"]
+
+
+# --- passwords: YAML strings only, htpasswd's rules --------------------------
+
+PASSWORDS = [
+    pytest.param("12345679.5", ["expected a string", "a number", "quotes"], id="float"),
+    pytest.param("0712345670", ["expected a string", "a number", "quotes"], id="octal-int"),
+    pytest.param("2023-12-24", ["expected a string", "a date", "quotes"], id="date"),
+    pytest.param("2023-12-24 10:00:00", ["expected a string", "a date", "quotes"], id="datetime"),
+    pytest.param("off", ["expected a string", "a boolean", "quotes"], id="boolean"),
+    pytest.param('"long-enough\\r"', ["control characters", "'\\r'"], id="trailing-cr"),
+    pytest.param('"long\\tenough"', ["control characters", "'\\t'"], id="tab"),
+    pytest.param('"long-enough\\0"', ["control characters", "'\\x00'"], id="nul"),
+    pytest.param('"long-enough\\x85"', ["control characters"], id="c1-control"),
+    pytest.param("a" * 256, ["at most 255 bytes", "got 256"], id="256-bytes"),
+    pytest.param("é" * 128, ["at most 255 bytes", "got 256"], id="128-characters-256-bytes"),
+    pytest.param("short", ["8 or more characters", "got 5"], id="short"),
+    pytest.param("'long:enough'", ["without ':'"], id="colon"),
+]
+
+
+@pytest.mark.parametrize(("value", "words"), PASSWORDS)
+def test_bad_password_is_refused_and_never_echoed(tmp_path: Path, value: str, words: list[str]) -> None:
+    """A password YAML reads as a number changes its text (octal, float); control characters break htpasswd."""
+    path = write(tmp_path, f"users:\n  - name: ann\n    password: {value}\n")
+    with pytest.raises(ConfigError) as info:
+        load(path, environ={})
+    message = str(info.value)
+    assert message.startswith(f"{path}: users[0].password: expected "), message
+    for word in words:
+        assert word in message, f"{word!r} not in {message!r}"
+    assert value.strip("'\"") not in message
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("'0123456701'", "0123456701"), ('"12345678.90"', "12345678.90"), ("a" * 255, "a" * 255),
+     ("pässwört-ok", "pässwört-ok"), ("'with space and #'", "with space and #")],
+    ids=["quoted-octal", "quoted-float", "255-bytes", "non-ascii", "spaces"],
+)
+def test_good_password_is_kept_as_written(tmp_path: Path, value: str, expected: str) -> None:
+    lab = load_text(tmp_path, f"users:\n  - name: ann\n    password: {value}\n")
+    assert lab.users[0].password == expected
+
+
+# --- machine addresses --------------------------------------------------------
+
+IPS = [
+    pytest.param("192.168.33.0", "192.168.33.11", "machines.registry.ip", ["network's own address"], id="network"),
+    pytest.param("192.168.33.10", "192.168.33.255", "machines.client.ip", ["broadcast"], id="broadcast"),
+    pytest.param("192.168.33.1", "192.168.33.11", "machines.registry.ip", ["gateway", "192.168.33.0/24"], id="gateway"),
+    pytest.param("169.254.3.10", "169.254.3.11", "machines.registry.ip", ["link-local"], id="link-local"),
+    pytest.param("172.17.0.10", "172.17.0.11", "machines.registry.ip", ["172.17.0.0/16", "docker0"], id="docker0"),
+    pytest.param("127.0.0.10", "127.0.0.11", "machines.registry.ip", ["private", "127.0.0.10"], id="loopback"),
+    pytest.param("240.0.0.10", "240.0.0.11", "machines.registry.ip", ["private", "240.0.0.10"], id="reserved"),
+    pytest.param("10.0.5.10", "10.0.6.11", "machines.client.ip", ["not on the private network"], id="two-24s"),
+]
+
+
+@pytest.mark.parametrize(("registry", "client", "key_path", "words"), IPS)
+def test_machine_address_the_network_cannot_give_is_refused(
+    tmp_path: Path, registry: str, client: str, key_path: str, words: list[str]
+) -> None:
+    """.0, .255 and .1 (the host's side) are not a machine's; docker0 and link-local would be shadowed."""
+    text = f"machines:\n  registry: {{ip: {registry}}}\n  client: {{ip: {client}}}\n"
+    test_bad_lab_file_is_one_config_error(tmp_path, text, key_path, words)
+
+
+def test_machine_addresses_next_to_the_reserved_ones_are_accepted(tmp_path: Path) -> None:
+    lab = load_text(tmp_path, "machines:\n  registry: {ip: 172.16.0.2}\n  client: {ip: 172.16.0.254}\n")
+    assert (lab.registry.ip, lab.client.ip) == ("172.16.0.2", "172.16.0.254")
+
+
+# --- ports --------------------------------------------------------------------
+
+PORTS = [
+    pytest.param("ports:\n  proxy: 443\n", "ports.proxy", ["of its own", "443", "ports.https"], id="proxy-is-https"),
+    pytest.param("ports:\n  proxy: 5000\n", "ports.proxy", ["of its own", "ports.registry"], id="proxy-is-registry"),
+    pytest.param("ports:\n  registry: 443\n", "ports.registry", ["of its own", "ports.https"], id="registry-is-https"),
+    pytest.param("ports:\n  registry: 22\n", "ports.registry", ["of its own", "SSH"], id="registry-is-ssh"),
+    pytest.param("ports:\n  https: 8443\n", "ports.https", ["expected 443", "443 only", "got 8443"], id="https-8443"),
+]
+
+
+@pytest.mark.parametrize(("text", "key_path", "words"), PORTS)
+def test_ports_are_distinct_and_https_is_443(tmp_path: Path, text: str, key_path: str, words: list[str]) -> None:
+    """Two services on one port cannot both bind; the steps' https://DOMAIN/v2/ URLs assume 443."""
+    test_bad_lab_file_is_one_config_error(tmp_path, text, key_path, words)
+
+
+def test_other_distinct_ports_are_accepted(tmp_path: Path) -> None:
+    lab = load_text(tmp_path, "ports:\n  registry: 6000\n  proxy: 6043\n")
+    assert (lab.ports.registry, lab.ports.proxy, lab.ports.https) == (6000, 6043, 443)
+
+
+# --- image references -----------------------------------------------------------
+
+DIGEST = "sha256:" + "0123456789abcdef" * 4
+
+
+@pytest.mark.parametrize(
+    "ref",
+    ["registry:2", "nginx", f"registry@{DIGEST}", "localhost:5000/nginx:1.22", f"my.reg:5000/x/y:tag@{DIGEST}",
+     "reglab/docker-registry:2.8.2-debian12", "Quay.IO/org/app_name__x.y-z:V1.0_rc", "[::1]:5000/nginx"],
+)
+def test_valid_image_references_are_accepted(tmp_path: Path, ref: str) -> None:
+    """A digest or a registry with a port is a valid Docker reference and must get through."""
+    lab = load_text(tmp_path, f"images:\n  registry: '{ref}'\n")
+    assert lab.images.registry == ref
+
+
+@pytest.mark.parametrize(
+    "ref",
+    ["library/Nginx:1", "localhost:5000/Nginx", "-nginx", "nginx 1.27", "nginx:1.27\n", "nginx@sha256:abc",
+     f"nginx@sha512:{'0' * 64}", "nginx:-x", "my_reg:5000/x", "a___b", "nginx/", "/nginx", "x" * 256],
+)
+def test_invalid_image_references_are_refused(tmp_path: Path, ref: str) -> None:
+    path = write(tmp_path, "images:\n  proxy: " + yaml_quote(ref) + "\n")
+    with pytest.raises(ConfigError) as info:
+        load(path, environ={})
+    assert info.value.path == "images.proxy"
+    assert "image" in info.value.problem
+
+
+def yaml_quote(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
+# --- mirror -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("http://apt-proxy.example:3142/debian/", "http://apt-proxy.example:3142/debian"),
+     ("https://mirror.example/debian", "https://mirror.example/debian"), ("http://10.0.0.2:3142", "http://10.0.0.2:3142")],
+)
+def test_mirror_url_is_accepted_without_its_trailing_slash(tmp_path: Path, value: str, expected: str) -> None:
+    assert load_text(tmp_path, f"mirror: {value}\n").mirror == expected
+    assert load_text(tmp_path, "", environ={"REGLAB_MIRROR": value}).mirror == expected
+
+
+def test_mirror_is_unset_by_default(tmp_path: Path) -> None:
+    assert load_text(tmp_path, "").mirror is None
+
+
+@pytest.mark.parametrize(
+    "value", ["ftp://x", "http://host\n", "http://my host/debian", "mirror.example/debian", "http://"]
+)
+def test_bad_mirror_is_refused(tmp_path: Path, value: str) -> None:
+    path = write(tmp_path, "mirror: " + yaml_quote(value) + "\n")
+    with pytest.raises(ConfigError) as info:
+        load(path, environ={})
+    assert str(info.value).startswith(f"{path}: mirror: expected an http:// or https:// URL")
+
+
+@pytest.mark.parametrize("value", ["ftp://x", "http://host\n", "http://my host/debian"])
+def test_bad_mirror_from_environment_names_the_variable(tmp_path: Path, value: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_text(tmp_path, "", environ={"REGLAB_MIRROR": value})
+    assert str(info.value).startswith("environment variable REGLAB_MIRROR: expected an http:// or https:// URL")

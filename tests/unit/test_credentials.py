@@ -12,7 +12,7 @@ import yaml
 
 from lab.config import Lab, User, load
 from lab.credentials import MASK, Redactor, generate_password, resolve_passwords, write_private
-from lab.errors import ConfigError
+from lab.errors import ConfigError, LabError
 
 PEM_KEY = """-----BEGIN PRIVATE KEY-----
 MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7VJTUt9Us8cKj
@@ -126,6 +126,113 @@ def test_broken_secrets_file_is_a_config_error(tmp_path: Path, text: str, words:
         resolve_passwords(lab)
     assert str(path) in str(info.value)
     assert words in str(info.value)
+
+
+def _stored(tmp_path: Path, content: str | bytes) -> tuple[Lab, Path]:
+    lab = make_lab(tmp_path)
+    path = secrets_path(lab)
+    path.parent.mkdir()
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content)
+    return lab, path
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("student: 12345678.90\n", ["expected a string", "a number", "quotes"]),
+        ("student: 0123456701\n", ["expected a string", "a number"]),
+        ("student: 2024-01-31\n", ["expected a string", "a date"]),
+        ('student: "long-enough\\r"\n', ["control characters", "'\\r'"]),
+        ('student: "long\\tenough"\n', ["control characters"]),
+        ("student: short\n", ["8 or more characters"]),
+        ("student: 'pass:word-long'\n", ["without ':'"]),
+        ("student: " + "a" * 256 + "\n", ["at most 255 bytes"]),
+        ("student: ''\n", ["8 or more characters"]),
+    ],
+    ids=["float", "octal", "date", "cr", "tab", "short", "colon", "256-bytes", "empty"],
+)
+def test_bad_stored_password_is_a_config_error_naming_file_and_user(
+    tmp_path: Path, text: str, words: list[str]
+) -> None:
+    """A stored password goes into htpasswd and `docker login` too, so it obeys the lab file's rules."""
+    lab, path = _stored(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        resolve_passwords(lab)
+    message = str(info.value)
+    assert message.startswith(f"{path}: student: expected "), message
+    assert ".lab/secrets.yml" in message
+    for word in words:
+        assert word in message, f"{word!r} not in {message!r}"
+    assert path.read_text() == text  # nothing rewritten
+
+
+@pytest.mark.parametrize(
+    ("content", "words"),
+    [
+        ("just a string\n", "expected a mapping"),
+        ("student: one-password\nstudent: another-one\n", "'student' again at line 2"),
+        ("student: caf\u00e9-password\n".encode("latin-1"), "expected UTF-8 text"),
+        (b"student: \x00\n", "not valid YAML"),
+    ],
+    ids=["scalar", "duplicate-user", "latin-1", "nul-byte"],
+)
+def test_corrupt_secrets_file_is_one_config_error(tmp_path: Path, content: str | bytes, words: str) -> None:
+    lab, path = _stored(tmp_path, content)
+    with pytest.raises(ConfigError) as info:
+        resolve_passwords(lab)
+    assert str(info.value).startswith(f"{path}: ")
+    assert words in str(info.value)
+
+
+def test_stored_password_for_another_user_is_left_alone(tmp_path: Path) -> None:
+    """Only the passwords the lab uses are checked; an old user's entry is kept as it was."""
+    lab, path = _stored(tmp_path, "old-user: 12345\nstudent: kept-from-before\n")
+    assert resolve_passwords(lab).users[0].password == "kept-from-before"
+
+
+def test_planted_link_at_a_temporary_name_is_never_followed(tmp_path: Path) -> None:
+    """A fixed `secrets.yml.tmp` name let a planted link redirect the new secret elsewhere."""
+    lab = make_lab(tmp_path)
+    path = secrets_path(lab)
+    path.parent.mkdir()
+    victim = tmp_path / "victim"
+    victim.write_text("untouched\n")
+    (path.parent / "secrets.yml.tmp").symlink_to(victim)
+    password = resolve_passwords(lab).users[0].password
+    assert victim.read_text() == "untouched\n"
+    assert not path.is_symlink() and _mode(path) == 0o600
+    assert yaml.safe_load(path.read_text()) == {"student": password}
+
+
+def test_link_at_secrets_yml_is_refused_not_followed(tmp_path: Path) -> None:
+    lab = make_lab(tmp_path)
+    path = secrets_path(lab)
+    path.parent.mkdir()
+    elsewhere = tmp_path / "elsewhere.yml"
+    elsewhere.write_text("student: chosen-by-someone-else\n")
+    os.chmod(elsewhere, 0o644)
+    path.symlink_to(elsewhere)
+    with pytest.raises(ConfigError, match="found a link"):
+        resolve_passwords(lab)
+    assert _mode(elsewhere) == 0o644  # not chmod-ed through the link either
+
+
+def test_secrets_in_a_folder_others_can_write_are_refused(tmp_path: Path) -> None:
+    """Anyone who can write to .lab could plant the passwords the lab then uses."""
+    lab, path = _stored(tmp_path, "student: kept-from-before\n")
+    os.chmod(path.parent, 0o777)
+    with pytest.raises(LabError, match="others can write"):
+        resolve_passwords(lab)
+
+
+def test_secrets_file_is_not_read_when_every_password_is_given(tmp_path: Path) -> None:
+    lab = make_lab(tmp_path, "users:\n  - name: ann\n    password: given-in-file\n")
+    secrets_path(lab).parent.mkdir()
+    secrets_path(lab).write_text("[broken\n")
+    assert resolve_passwords(lab).users[0].password == "given-in-file"
 
 
 def test_generated_passwords_differ_and_are_htpasswd_safe() -> None:
