@@ -12,6 +12,7 @@ with the keys it accepts (validated when a scenario loads) and the function
 from __future__ import annotations
 
 import base64
+import binascii
 import json
 import re
 import shlex
@@ -19,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from lab import pki
+from lab import clip, pki
 from lab.errors import LabFailure
 from lab.kinds import TEXT_KEYS, Captures, Choice, Exit, Flag, Int, Key, Kind, Mode, Nested, Seconds, Strings, Text
 
@@ -29,6 +30,8 @@ if TYPE_CHECKING:
 
 CURL_TIMEOUT = 10
 UNREACHABLE_EXITS = {7: "connection refused", 28: "timed out", 52: "empty reply", 56: "connection reset"}
+SEEN_LINES = 30
+BODY_LINES = 10
 
 
 @dataclass
@@ -79,15 +82,46 @@ def curl_config(user: str, password: str) -> str:
 
 
 def docker_auth(config_json: str, registry: str) -> tuple[str, str] | None:
-    """The user and password `docker login` stored for a registry in ~/.docker/config.json."""
-    data = json.loads(config_json or "{}")
+    """The user and password `docker login` stored for a registry in ~/.docker/config.json.
+
+    None when the file holds none for it (or a credential helper keeps them);
+    ValueError, saying what is wrong but never the secret, when the file is not
+    what `docker login` writes.
+    """
+    try:
+        data = json.loads(config_json or "{}")
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"not JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"holds {_json_kind(data)}, not an object")
     auths = data.get("auths", {})
+    if not isinstance(auths, dict):
+        raise ValueError(f'"auths" holds {_json_kind(auths)}, not an object')
     for key in (registry, f"https://{registry}", f"https://{registry}/v1/", f"{registry}:443"):
         entry = auths.get(key)
-        if entry and entry.get("auth"):
-            user, _, password = base64.b64decode(entry["auth"]).decode().partition(":")
-            return user, password
+        if entry is None:
+            continue
+        if not isinstance(entry, dict):
+            raise ValueError(f'"auths"."{key}" holds {_json_kind(entry)}, not an object')
+        auth = entry.get("auth")
+        if not auth:
+            continue
+        if not isinstance(auth, str):
+            raise ValueError(f'"auths"."{key}".auth holds {_json_kind(auth)}, not a string')
+        try:
+            user, colon, password = base64.b64decode(auth, validate=True).decode().partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            raise ValueError(f'"auths"."{key}".auth is not base64 of user:password') from None
+        if not colon:
+            raise ValueError(f'"auths"."{key}".auth decodes to no user:password pair')
+        return user, password
     return None
+
+
+def _json_kind(value: Any) -> str:
+    names = {dict: "an object", list: "an array", str: "a string", bool: "a boolean", int: "a number",
+             float: "a number"}
+    return "null" if value is None else names.get(type(value), type(value).__name__)
 
 
 def match_text(item: dict[str, Any], text: str) -> tuple[bool, str]:
@@ -115,18 +149,18 @@ def _as_list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [value]
 
 
-def _clip(text: str, lines: int = 30) -> str:
-    parts = text.strip().splitlines()
-    if len(parts) > lines:
-        parts = [*parts[:lines], f"... ({len(parts) - lines} more lines)"]
-    return "\n".join(parts)
+def _tail(ctx: Context, text: str, lines: int = SEEN_LINES) -> str:
+    """Redacted first, then the last lines: tools print their error at the end, and the
+    diagnosis table matches against what a check saw, so the error must be in it."""
+    return clip.tail(ctx.redactor.redact(text), lines)
 
 
 def run_command(item: dict[str, Any], machine: Machine, ctx: Context) -> Outcome:
     command = item["command"]
     stdin = item.get("stdin")
-    result = machine.sudo(command, warn=True, in_stream=ctx.stdin(stdin) if stdin is not None else False,
-                          timeout=item.get("timeout"))
+    # NOTE: invoke reads timeout=None as "no timeout"; without one the machine's default applies.
+    limit = {"timeout": item["timeout"]} if item.get("timeout") is not None else {}
+    result = machine.sudo(command, warn=True, in_stream=ctx.stdin(stdin) if stdin is not None else False, **limit)
     text = result.stdout + result.stderr
     want_exit = item.get("exit", 0)
     exit_ok = (result.exited != 0) if want_exit == "nonzero" else (result.exited == want_exit)
@@ -141,7 +175,7 @@ def run_command(item: dict[str, Any], machine: Machine, ctx: Context) -> Outcome
             wanted += f"{', ' if wanted else ''}with a value for {name} matching /{pattern}/"
     exit_text = "a non-zero exit" if want_exit == "nonzero" else f"exit {want_exit}"
     expected = item.get("why") or f"`{command}` gives {exit_text}{', output ' + wanted if wanted else ''}"
-    seen = f"exit {result.exited}" + (f", output:\n{_clip(text)}" if text.strip() else ", no output")
+    seen = f"exit {result.exited}" + (f", output:\n{_tail(ctx, text)}" if text.strip() else ", no output")
     return Outcome(exit_ok and text_ok, expected, seen, captured)
 
 
@@ -183,7 +217,7 @@ def run_http(
         expected = item.get("why") or f"{url} does not answer from {machine.name}"
         if result.exited in UNREACHABLE_EXITS:
             return Outcome(True, expected, f"curl: {UNREACHABLE_EXITS[result.exited]}")
-        return Outcome(False, expected, f"curl exit {result.exited}:\n{_clip(result.stdout + result.stderr)}")
+        return Outcome(False, expected, f"curl exit {result.exited}:\n{_tail(ctx, result.stdout + result.stderr)}")
     wants = []
     if "status" in item:
         wants.append(f"status {item['status']}")
@@ -197,7 +231,7 @@ def run_http(
     if item.get("why"):
         expected += f" (GET {url} {who}: {', '.join(wants)})"
     if result.exited != 0:
-        return Outcome(False, expected, f"curl exit {result.exited}: {_clip(result.stderr or result.stdout)}")
+        return Outcome(False, expected, f"curl exit {result.exited}: {_tail(ctx, result.stderr or result.stdout)}")
     try:
         response = parse_http_response(result.stdout)
     except ValueError as exc:
@@ -214,7 +248,7 @@ def run_http(
     shown_headers = "".join(
         f"\n{name}: {response.headers.get(name.lower(), '(absent)')}" for name in (item.get("headers") or {})
     )
-    seen = f"status {response.status}{shown_headers}, body: {_clip(response.body, 10) or '(empty)'}"
+    seen = f"status {response.status}{shown_headers}, body: {_tail(ctx, response.body, BODY_LINES) or '(empty)'}"
     return Outcome(ok, expected, seen)
 
 
@@ -254,22 +288,28 @@ def run_tls(item: dict[str, Any], machine: Machine, ctx: Context) -> Outcome:
     target = item["tls"]
     servername = item.get("servername") or target.rsplit(":", 1)[0]
     ca_pem = ctx.read_file(item["ca"], default_machine=machine.name).encode()
+    expected = item.get("why") or (
+        f"the certificate served at {target} chains to the lab CA"
+        + (f" and names {servername} in its subjectAltName" if item.get("san", True) else "")
+    )
+    try:
+        pki.cert_facts(ca_pem)
+    except ValueError:
+        return Outcome(False, expected, f"the CA file {item['ca']} is not a PEM certificate")
     result = machine.sudo(
         f"timeout {CURL_TIMEOUT} openssl s_client -connect {shlex.quote(target)} "
         f"-servername {shlex.quote(servername)} -showcerts </dev/null 2>&1",
         warn=True,
     )
     chain = pki.extract_pem_certs(result.stdout)
-    san = item.get("san", True)
-    expected = item.get("why") or (
-        f"the certificate served at {target} chains to the lab CA"
-        + (f" and names {servername} in its subjectAltName" if san else "")
-    )
     if not chain:
-        seen = f"no certificate served (openssl exit {result.exited}):\n{_clip(result.stdout)}"
+        seen = f"no certificate served (openssl exit {result.exited}):\n{_tail(ctx, result.stdout)}"
         return Outcome(False, expected, seen)
-    problems = pki.verify_chain(chain, ca_pem, servername, check_names=san)
-    facts = pki.cert_facts(chain[0])
+    try:
+        facts = pki.cert_facts(chain[0])
+        problems = pki.verify_chain(chain, ca_pem, servername, check_names=item.get("san", True))
+    except ValueError as exc:
+        return Outcome(False, expected, f"the certificate served at {target} cannot be read: {exc}")
     seen = (
         f"subject CN={facts.subject_cn}, issuer CN={facts.issuer_cn}, "
         f"SAN={', '.join((*facts.dns_names, *facts.ip_addresses)) or 'none'}, "
@@ -312,7 +352,7 @@ def run_file(item: dict[str, Any], machine: Machine, ctx: Context) -> Outcome:
         ok &= text_ok
         expected += f", its content {wanted}"
         if not text_ok:
-            seen += f", content:\n{_clip(text)}"
+            seen += f", content:\n{_tail(ctx, text)}"
     return Outcome(ok, expected, seen)
 
 
@@ -344,8 +384,8 @@ def run_docker_login(item: dict[str, Any], machine: Machine, ctx: Context) -> Ou
     text = machine.sudo("cat ~/.docker/config.json", warn=True).stdout
     try:
         found = docker_auth(text, registry)
-    except (ValueError, KeyError) as exc:
-        return Outcome(False, expected, f"~/.docker/config.json is not readable JSON: {exc}")
+    except ValueError as exc:
+        return Outcome(False, expected, f"root's ~/.docker/config.json: {exc}")
     if not found:
         return Outcome(False, expected, f"no credentials for {registry} in root's ~/.docker/config.json")
     user, password = found
