@@ -119,6 +119,12 @@ def test_shipped_scenario_has_the_tutorials_steps_in_order(shipped: dict[str, Sc
         scenario.step("nosuch")
 
 
+def test_shipped_tutorial_loads_under_the_strict_schema(edition: str) -> None:
+    """Every key the tutorial uses is one its kind declares, in both editions."""
+    scenario = load(default_path(), edition)
+    assert [s.id for s in scenario.steps] == STEP_IDS
+
+
 def test_every_item_has_one_kind_and_no_only_key(shipped: dict[str, Scenario], edition: str) -> None:
     for step_id, part, machine, item in items(shipped[edition]):
         kinds = ACTION_KINDS if part == "solve" else CHECK_KINDS
