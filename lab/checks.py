@@ -234,8 +234,8 @@ def run_http(
         return Outcome(False, expected, f"curl exit {result.exited}: {_tail(ctx, result.stderr or result.stdout)}")
     try:
         response = parse_http_response(result.stdout)
-    except ValueError as exc:
-        return Outcome(False, expected, str(exc))
+    except ValueError:
+        return Outcome(False, expected, f"curl's answer is not an HTTP response:\n{_tail(ctx, result.stdout)}")
     ok = True
     if "status" in item:
         ok &= response.status == item["status"]

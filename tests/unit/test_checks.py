@@ -433,10 +433,12 @@ def test_run_http_curl_error_shows_the_last_lines() -> None:
     assert "* verbose 0\n" not in outcome.seen
 
 
-def test_run_http_unparseable_answer_fails() -> None:
-    outcome = checks.run_http({"http": "http://x/", "status": 200}, machine(Result(stdout="garbage")), FakeContext())
+def test_run_http_unparseable_answer_fails_showing_its_end() -> None:
+    stdout = "".join(f"<p>{i}</p>\n" for i in range(40)) + "<p>the end</p>\n"
+    outcome = checks.run_http({"http": "http://x/", "status": 200}, machine(Result(stdout=stdout)), FakeContext())
     assert not outcome.ok
-    assert "not an HTTP response" in outcome.seen
+    assert outcome.seen.startswith("curl's answer is not an HTTP response:\n")
+    assert outcome.seen.endswith("<p>the end</p>")
 
 
 @pytest.mark.parametrize(("exited", "seen"), [(7, "curl: connection refused"), (28, "curl: timed out")])
