@@ -3,20 +3,26 @@
 A check never changes a machine, so the same checks grade a student who did
 a step by hand. The parsers here are pure and tested without machines; the
 `run_*` functions fetch what they parse through the machine's connection.
+
+Each check kind is declared once, beside its run function: a `lab.kinds.Kind`
+with the keys it accepts (validated when a scenario loads) and the function
+`run` dispatches to. A new check kind is one function and one `Kind`.
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
 import json
 import re
 import shlex
-from collections.abc import Callable
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from lab import pki
+from lab import clip, pki
 from lab.errors import LabFailure
+from lab.kinds import TEXT_KEYS, Captures, Choice, Exit, Flag, Int, Key, Kind, Mode, Nested, Seconds, Strings, Text
 
 if TYPE_CHECKING:
     from lab.engine import Context
@@ -24,6 +30,8 @@ if TYPE_CHECKING:
 
 CURL_TIMEOUT = 10
 UNREACHABLE_EXITS = {7: "connection refused", 28: "timed out", 52: "empty reply", 56: "connection reset"}
+SEEN_LINES = 30
+BODY_LINES = 10
 
 
 @dataclass
@@ -74,15 +82,46 @@ def curl_config(user: str, password: str) -> str:
 
 
 def docker_auth(config_json: str, registry: str) -> tuple[str, str] | None:
-    """The user and password `docker login` stored for a registry in ~/.docker/config.json."""
-    data = json.loads(config_json or "{}")
+    """The user and password `docker login` stored for a registry in ~/.docker/config.json.
+
+    None when the file holds none for it (or a credential helper keeps them);
+    ValueError, saying what is wrong but never the secret, when the file is not
+    what `docker login` writes.
+    """
+    try:
+        data = json.loads(config_json or "{}")
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"not JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"holds {_json_kind(data)}, not an object")
     auths = data.get("auths", {})
+    if not isinstance(auths, dict):
+        raise ValueError(f'"auths" holds {_json_kind(auths)}, not an object')
     for key in (registry, f"https://{registry}", f"https://{registry}/v1/", f"{registry}:443"):
         entry = auths.get(key)
-        if entry and entry.get("auth"):
-            user, _, password = base64.b64decode(entry["auth"]).decode().partition(":")
-            return user, password
+        if entry is None:
+            continue
+        if not isinstance(entry, dict):
+            raise ValueError(f'"auths"."{key}" holds {_json_kind(entry)}, not an object')
+        auth = entry.get("auth")
+        if not auth:
+            continue
+        if not isinstance(auth, str):
+            raise ValueError(f'"auths"."{key}".auth holds {_json_kind(auth)}, not a string')
+        try:
+            user, colon, password = base64.b64decode(auth, validate=True).decode().partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            raise ValueError(f'"auths"."{key}".auth is not base64 of user:password') from None
+        if not colon:
+            raise ValueError(f'"auths"."{key}".auth decodes to no user:password pair')
+        return user, password
     return None
+
+
+def _json_kind(value: Any) -> str:
+    names = {dict: "an object", list: "an array", str: "a string", bool: "a boolean", int: "a number",
+             float: "a number"}
+    return "null" if value is None else names.get(type(value), type(value).__name__)
 
 
 def match_text(item: dict[str, Any], text: str) -> tuple[bool, str]:
@@ -110,18 +149,18 @@ def _as_list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [value]
 
 
-def _clip(text: str, lines: int = 30) -> str:
-    parts = text.strip().splitlines()
-    if len(parts) > lines:
-        parts = [*parts[:lines], f"... ({len(parts) - lines} more lines)"]
-    return "\n".join(parts)
+def _tail(ctx: Context, text: str, lines: int = SEEN_LINES) -> str:
+    """Redacted first, then the last lines: tools print their error at the end, and the
+    diagnosis table matches against what a check saw, so the error must be in it."""
+    return clip.tail(ctx.redactor.redact(text), lines)
 
 
 def run_command(item: dict[str, Any], machine: Machine, ctx: Context) -> Outcome:
     command = item["command"]
     stdin = item.get("stdin")
-    result = machine.sudo(command, warn=True, in_stream=ctx.stdin(stdin) if stdin is not None else False,
-                          timeout=item.get("timeout"))
+    # NOTE: invoke reads timeout=None as "no timeout"; without one the machine's default applies.
+    limit = {"timeout": item["timeout"]} if item.get("timeout") is not None else {}
+    result = machine.sudo(command, warn=True, in_stream=ctx.stdin(stdin) if stdin is not None else False, **limit)
     text = result.stdout + result.stderr
     want_exit = item.get("exit", 0)
     exit_ok = (result.exited != 0) if want_exit == "nonzero" else (result.exited == want_exit)
@@ -136,8 +175,18 @@ def run_command(item: dict[str, Any], machine: Machine, ctx: Context) -> Outcome
             wanted += f"{', ' if wanted else ''}with a value for {name} matching /{pattern}/"
     exit_text = "a non-zero exit" if want_exit == "nonzero" else f"exit {want_exit}"
     expected = item.get("why") or f"`{command}` gives {exit_text}{', output ' + wanted if wanted else ''}"
-    seen = f"exit {result.exited}" + (f", output:\n{_clip(text)}" if text.strip() else ", no output")
+    seen = f"exit {result.exited}" + (f", output:\n{_tail(ctx, text)}" if text.strip() else ", no output")
     return Outcome(exit_ok and text_ok, expected, seen, captured)
+
+
+COMMAND = Kind("command", "check", {
+    "command": Key(Text(), required=True),
+    "stdin": Key(Text()),
+    "exit": Key(Exit()),
+    **TEXT_KEYS,
+    "capture": Key(Captures()),
+    "timeout": Key(Seconds()),
+}, run=run_command)
 
 
 def run_http(
@@ -168,7 +217,7 @@ def run_http(
         expected = item.get("why") or f"{url} does not answer from {machine.name}"
         if result.exited in UNREACHABLE_EXITS:
             return Outcome(True, expected, f"curl: {UNREACHABLE_EXITS[result.exited]}")
-        return Outcome(False, expected, f"curl exit {result.exited}:\n{_clip(result.stdout + result.stderr)}")
+        return Outcome(False, expected, f"curl exit {result.exited}:\n{_tail(ctx, result.stdout + result.stderr)}")
     wants = []
     if "status" in item:
         wants.append(f"status {item['status']}")
@@ -182,11 +231,11 @@ def run_http(
     if item.get("why"):
         expected += f" (GET {url} {who}: {', '.join(wants)})"
     if result.exited != 0:
-        return Outcome(False, expected, f"curl exit {result.exited}: {_clip(result.stderr or result.stdout)}")
+        return Outcome(False, expected, f"curl exit {result.exited}: {_tail(ctx, result.stderr or result.stdout)}")
     try:
         response = parse_http_response(result.stdout)
-    except ValueError as exc:
-        return Outcome(False, expected, str(exc))
+    except ValueError:
+        return Outcome(False, expected, f"curl's answer is not an HTTP response:\n{_tail(ctx, result.stdout)}")
     ok = True
     if "status" in item:
         ok &= response.status == item["status"]
@@ -199,30 +248,68 @@ def run_http(
     shown_headers = "".join(
         f"\n{name}: {response.headers.get(name.lower(), '(absent)')}" for name in (item.get("headers") or {})
     )
-    seen = f"status {response.status}{shown_headers}, body: {_clip(response.body, 10) or '(empty)'}"
+    seen = f"status {response.status}{shown_headers}, body: {_tail(ctx, response.body, BODY_LINES) or '(empty)'}"
     return Outcome(ok, expected, seen)
+
+
+HTTP_EXPECTATIONS = ("status", "body", "body_contains", "headers")
+
+
+def _http_expects_something(item: Mapping[str, Any]) -> tuple[str, str] | None:
+    """Without an expectation an http check passes on any answer, so it must have one."""
+    given = [key for key in HTTP_EXPECTATIONS if key in item]
+    if item.get("unreachable"):
+        if given:
+            return given[0], "an unreachable URL gives no answer to compare; drop this key or `unreachable`"
+        return None
+    if not given:
+        return "", (f"an http check must expect something: {', '.join(HTTP_EXPECTATIONS)} or unreachable: true "
+                    "(without one it passes on any answer)")
+    return None
+
+
+HTTP = Kind("http", "check", {
+    "http": Key(Text(), required=True),
+    "status": Key(Int(100, 599, "an HTTP status")),
+    "body": Key(Text(empty=True)),
+    "body_contains": Key(Text()),
+    "headers": Key(Strings()),
+    "unreachable": Key(Flag()),
+    "auth": Key(Choice(("none", "user", "wrong"))),
+    "head": Key(Flag()),
+    "user_agent": Key(Text()),
+    "accept": Key(Text()),
+    "cacert": Key(Text()),
+    "timeout": Key(Seconds()),
+}, rules=(_http_expects_something,), run=run_http)
 
 
 def run_tls(item: dict[str, Any], machine: Machine, ctx: Context) -> Outcome:
     target = item["tls"]
     servername = item.get("servername") or target.rsplit(":", 1)[0]
     ca_pem = ctx.read_file(item["ca"], default_machine=machine.name).encode()
+    expected = item.get("why") or (
+        f"the certificate served at {target} chains to the lab CA"
+        + (f" and names {servername} in its subjectAltName" if item.get("san", True) else "")
+    )
+    try:
+        pki.cert_facts(ca_pem)
+    except ValueError:
+        return Outcome(False, expected, f"the CA file {item['ca']} is not a PEM certificate")
     result = machine.sudo(
         f"timeout {CURL_TIMEOUT} openssl s_client -connect {shlex.quote(target)} "
         f"-servername {shlex.quote(servername)} -showcerts </dev/null 2>&1",
         warn=True,
     )
     chain = pki.extract_pem_certs(result.stdout)
-    san = item.get("san", True)
-    expected = item.get("why") or (
-        f"the certificate served at {target} chains to the lab CA"
-        + (f" and names {servername} in its subjectAltName" if san else "")
-    )
     if not chain:
-        seen = f"no certificate served (openssl exit {result.exited}):\n{_clip(result.stdout)}"
+        seen = f"no certificate served (openssl exit {result.exited}):\n{_tail(ctx, result.stdout)}"
         return Outcome(False, expected, seen)
-    problems = pki.verify_chain(chain, ca_pem, servername, check_names=san)
-    facts = pki.cert_facts(chain[0])
+    try:
+        facts = pki.cert_facts(chain[0])
+        problems = pki.verify_chain(chain, ca_pem, servername, check_names=item.get("san", True))
+    except ValueError as exc:
+        return Outcome(False, expected, f"the certificate served at {target} cannot be read: {exc}")
     seen = (
         f"subject CN={facts.subject_cn}, issuer CN={facts.issuer_cn}, "
         f"SAN={', '.join((*facts.dns_names, *facts.ip_addresses)) or 'none'}, "
@@ -231,6 +318,14 @@ def run_tls(item: dict[str, Any], machine: Machine, ctx: Context) -> Outcome:
     if problems:
         seen += "\n" + "\n".join(f"- {p}" for p in problems)
     return Outcome(not problems, expected, seen)
+
+
+TLS = Kind("tls", "check", {
+    "tls": Key(Text(), required=True),
+    "ca": Key(Text(), required=True),
+    "servername": Key(Text()),
+    "san": Key(Flag()),
+}, run=run_tls)
 
 
 def run_file(item: dict[str, Any], machine: Machine, ctx: Context) -> Outcome:
@@ -257,8 +352,30 @@ def run_file(item: dict[str, Any], machine: Machine, ctx: Context) -> Outcome:
         ok &= text_ok
         expected += f", its content {wanted}"
         if not text_ok:
-            seen += f", content:\n{_clip(text)}"
+            seen += f", content:\n{_tail(ctx, text)}"
     return Outcome(ok, expected, seen)
+
+
+# What `stat -c %F` prints; a check names one (an empty regular file counts as a regular file).
+FILE_TYPES = ("regular file", "directory", "symbolic link", "socket", "fifo", "character special file",
+              "block special file")
+
+
+def _absent_alone(item: Mapping[str, Any]) -> tuple[str, str] | None:
+    if item.get("absent"):
+        for key in ("type", "mode", *TEXT_KEYS):
+            if key in item:
+                return key, "a file expected absent has no type, mode or content to check"
+    return None
+
+
+FILE = Kind("file", "check", {
+    "file": Key(Text(), required=True),
+    "type": Key(Choice(FILE_TYPES)),
+    "mode": Key(Mode()),
+    "absent": Key(Flag()),
+    **TEXT_KEYS,
+}, rules=(_absent_alone,), run=run_file)
 
 
 def run_docker_login(item: dict[str, Any], machine: Machine, ctx: Context) -> Outcome:
@@ -267,8 +384,8 @@ def run_docker_login(item: dict[str, Any], machine: Machine, ctx: Context) -> Ou
     text = machine.sudo("cat ~/.docker/config.json", warn=True).stdout
     try:
         found = docker_auth(text, registry)
-    except (ValueError, KeyError) as exc:
-        return Outcome(False, expected, f"~/.docker/config.json is not readable JSON: {exc}")
+    except ValueError as exc:
+        return Outcome(False, expected, f"root's ~/.docker/config.json: {exc}")
     if not found:
         return Outcome(False, expected, f"no credentials for {registry} in root's ~/.docker/config.json")
     user, password = found
@@ -276,6 +393,9 @@ def run_docker_login(item: dict[str, Any], machine: Machine, ctx: Context) -> Ou
     probe = run_http({"http": f"https://{registry}/v2/", "auth": "user", "status": 200}, machine, ctx,
                      credentials=(user, password))
     return Outcome(probe.ok, expected, f"stored user {user!r}; GET https://{registry}/v2/ with them: {probe.seen}")
+
+
+DOCKER_LOGIN = Kind("docker_login", "check", {"docker_login": Key(Text(), required=True)}, run=run_docker_login)
 
 
 def run_any(item: dict[str, Any], machine: Machine, ctx: Context) -> Outcome:
@@ -291,18 +411,14 @@ def run_any(item: dict[str, Any], machine: Machine, ctx: Context) -> Outcome:
     return Outcome(False, expected, seen)
 
 
-CHECKS: dict[str, Callable[[dict[str, Any], Machine, Context], Outcome]] = {
-    "any": run_any,
-    "command": run_command,
-    "http": run_http,
-    "tls": run_tls,
-    "file": run_file,
-    "docker_login": run_docker_login,
-}
+ANY = Kind("any", "check", {"any": Key(Nested(many=True), required=True)}, run=run_any)
+
+# Every check kind, in the order the loader lists them.
+KINDS: dict[str, Kind] = {kind.name: kind for kind in (COMMAND, HTTP, TLS, FILE, DOCKER_LOGIN, ANY)}
 
 
 def run(item: dict[str, Any], machine: Machine, ctx: Context) -> Outcome:
-    kind = next((k for k in CHECKS if k in item), None)
+    kind = next((k for k in KINDS if k in item), None)
     if kind is None:
         raise LabFailure(f"not a check: {item}")
-    return CHECKS[kind](item, machine, ctx)
+    return KINDS[kind].run(item, machine, ctx)

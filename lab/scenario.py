@@ -4,24 +4,35 @@ A step has an id, a title, the tutorial section it covers, a `solve` (actions
 per machine) and a `check` (observations per machine). Any action or check
 may carry `only: EDITION`: that is how an edition differs from another, in
 one place, without a second copy of the scenario.
+
+Every item is validated against its kind (`lab.kinds` for the actions,
+`lab.checks` for the checks) and every string compiled as a jinja2 template
+when the scenario loads, in both editions: a misspelt key or a broken
+template is a ConfigError naming the file, the step and the item, not a check
+that passes on anything or a traceback halfway through a run.
 """
 
 from __future__ import annotations
 
-import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import jinja2
 import yaml
 
+from lab import checks
 from lab.config import EDITIONS, ROLES
 from lab.errors import ConfigError
+from lab.kinds import ACTIONS, Invalid, Kind
 
 SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
-ACTION_KINDS = ("run", "file", "htpasswd", "pki", "ca_trust", "copy", "wait", "check")
-_MODE = re.compile(r"^0?[0-7]{3,4}$")
-CHECK_KINDS = ("command", "http", "tls", "file", "docker_login", "any")
+ACTION_KINDS = tuple(ACTIONS)
+CHECK_KINDS = tuple(checks.KINDS)
+STEP_KEYS = ("id", "title", "section", "why", "passes_before", "solve", "check")
+# Parses only: the engine's own environment (filters, StrictUndefined) renders at run time.
+_JINJA = jinja2.Environment()
 
 
 @dataclass(frozen=True)
@@ -32,7 +43,9 @@ class Step:
     solve: dict[str, list[dict[str, Any]]] = field(hash=False)
     check: dict[str, list[dict[str, Any]]] = field(hash=False)
     why: str = ""
-    passes_before: str = ""  # why this step's check cannot fail before it is solved
+    # Why the step's check cannot fail before the step is solved (the engine then
+    # does not expect it to); empty when it must fail first.
+    passes_before: str = ""
 
     def machines(self) -> list[str]:
         return list(dict.fromkeys([*self.solve, *self.check]))
@@ -76,74 +89,109 @@ def parse(data: Any, path: Path, edition: str) -> Scenario:
         raise ConfigError(source, "steps", "expected a mapping with a list of steps")
     steps = []
     seen: set[str] = set()
-    for i, raw in enumerate(data["steps"]):
-        where = f"steps[{i}]"
-        if not isinstance(raw, dict):
-            raise ConfigError(source, where, "expected a mapping")
-        for key in ("id", "title", "section"):
-            if not isinstance(raw.get(key), str) or not raw[key]:
-                raise ConfigError(source, f"{where}.{key}", "expected a non-empty string")
-        if raw["id"] in seen:
-            raise ConfigError(source, f"{where}.id", f"step {raw['id']!r} is defined twice")
-        seen.add(raw["id"])
-        unknown = set(raw) - {"id", "title", "section", "solve", "check", "why"}
-        if unknown:
-            raise ConfigError(source, f"{where}.{sorted(unknown)[0]}", "unknown key")
-        steps.append(
-            Step(
-                id=raw["id"],
-                title=raw["title"],
-                section=raw["section"],
-                why=raw.get("why", ""),
-                solve=_per_machine(raw.get("solve") or {}, f"{where}.solve", source, edition, ACTION_KINDS),
-                check=_per_machine(raw.get("check") or {}, f"{where}.check", source, edition, CHECK_KINDS),
-            )
-        )
+    try:
+        for i, raw in enumerate(data["steps"]):
+            steps.append(_step(raw, f"steps[{i}]", seen, edition))
+    except Invalid as exc:
+        raise ConfigError(source, exc.path, exc.problem) from None
     return Scenario(id=str(data.get("id", path.stem)), title=str(data.get("title", path.stem)), path=path,
                     steps=tuple(steps))
 
 
-def _per_machine(value: Any, where: str, source: str, edition: str, kinds: tuple[str, ...]) -> dict[str, list]:
+def _step(raw: Any, where: str, seen: set[str], edition: str) -> Step:
+    if not isinstance(raw, dict):
+        raise Invalid(where, "expected a mapping")
+    if not isinstance(raw.get("id"), str) or not raw["id"]:
+        raise Invalid(f"{where}.id", "expected a non-empty string")
+    if raw["id"] in seen:
+        raise Invalid(f"{where}.id", f"step {raw['id']!r} is defined twice")
+    seen.add(raw["id"])
+    where = f"{where} ({raw['id']})"
+    unknown = [key for key in raw if key not in STEP_KEYS]
+    if unknown:
+        raise Invalid(f"{where}.{unknown[0]}", f"unknown key; expected {', '.join(STEP_KEYS)}")
+    for key in ("title", "section"):
+        if not isinstance(raw.get(key), str) or not raw[key].strip():
+            raise Invalid(f"{where}.{key}", "expected a non-empty string")
+    for key in ("why", "passes_before"):
+        if key in raw and (not isinstance(raw[key], str) or not raw[key].strip()):
+            raise Invalid(f"{where}.{key}", "expected a non-empty string (the reason)")
+    parts = {}
+    for part, table in (("solve", ACTIONS), ("check", checks.KINDS)):
+        value = raw.get(part) or {}
+        _validate_part(value, f"{where}.{part}", table)
+        _compile_strings(value, f"{where}.{part}")
+        parts[part] = {machine: _for_edition(items, f"{where}.{part}.{machine}", edition, table)
+                       for machine, items in value.items()}
+    return Step(id=raw["id"], title=raw["title"], section=raw["section"], why=raw.get("why", ""),
+                passes_before=raw.get("passes_before", ""), solve=parts["solve"], check=parts["check"])
+
+
+def _validate_part(value: Any, where: str, table: Mapping[str, Kind]) -> None:
+    """Every item of a `solve` or `check`, whatever its edition."""
     if not isinstance(value, dict):
-        raise ConfigError(source, where, "expected a mapping of machine name to a list")
-    result: dict[str, list] = {}
+        raise Invalid(where, "expected a mapping of machine name to a list")
     for machine, items in value.items():
         here = f"{where}.{machine}"
         if machine not in ROLES:
-            raise ConfigError(source, here, f"unknown machine; expected one of {', '.join(ROLES)}")
+            raise Invalid(here, f"unknown machine; expected one of {', '.join(ROLES)}")
         if not isinstance(items, list):
-            raise ConfigError(source, here, "expected a list")
-        kept = [_item(item, f"{here}[{j}]", source, edition, kinds) for j, item in enumerate(items)]
-        result[machine] = [item for item in kept if item is not None]
-    return result
+            raise Invalid(here, "expected a list")
+        for j, item in enumerate(items):
+            _validate(item, f"{here}[{j}]", table)
 
 
-def _item(item: Any, where: str, source: str, edition: str, kinds: tuple[str, ...]) -> dict[str, Any] | None:
-    """Validate one action or check (and the checks nested in it); None when its edition is another."""
+def _validate(item: Any, where: str, table: Mapping[str, Kind]) -> None:
+    """One item against its kind, then the checks nested in it against theirs."""
     if not isinstance(item, dict):
-        raise ConfigError(source, where, "expected a mapping")
-    only = item.get("only")
-    if only is not None and only not in EDITIONS:
-        raise ConfigError(source, f"{where}.only", f"expected one of {', '.join(EDITIONS)}")
-    present = [k for k in kinds if k in item]
+        raise Invalid(where, "expected a mapping")
+    present = [name for name in table if name in item]
     if len(present) != 1:
-        raise ConfigError(source, where, f"expected exactly one of {', '.join(kinds)}")
-    mode = item.get("mode")
-    if mode is not None and not (isinstance(mode, str) and _MODE.match(mode)):
-        raise ConfigError(source, f"{where}.mode", f"expected a quoted octal mode like '0600', got {mode!r}")
-    if only is not None and only != edition:
-        return None
-    kept = {k: v for k, v in item.items() if k != "only"}
-    kind = present[0]
-    if kind in ("wait", "check") and kinds is ACTION_KINDS:
-        kept[kind] = _item(item[kind], f"{where}.{kind}", source, edition, CHECK_KINDS)
-        if kept[kind] is None:
-            raise ConfigError(source, f"{where}.{kind}.only", "goes on the action, not on the check inside it")
-    if kind == "any":
-        if not isinstance(item["any"], list) or not item["any"]:
-            raise ConfigError(source, f"{where}.any", "expected a non-empty list of checks")
-        alternatives = [_item(a, f"{where}.any[{i}]", source, edition, CHECK_KINDS) for i, a in enumerate(item["any"])]
-        kept["any"] = [a for a in alternatives if a is not None]
+        raise Invalid(where, f"expected exactly one of {', '.join(table)}"
+                             + (f", got {', '.join(present)}" if present else ""))
+    kind = table[present[0]]
+    kind.validate(item, where)
+    for key, many in kind.nested().items():
+        if key not in item:
+            continue
+        if many:
+            for i, inner in enumerate(item[key]):
+                _validate(inner, f"{where}.{key}[{i}]", checks.KINDS)
+        else:
+            _validate(item[key], f"{where}.{key}", checks.KINDS)
+            if "only" in item[key]:
+                raise Invalid(f"{where}.{key}.only", "goes on the action, not on the check inside it")
+
+
+def _compile_strings(value: Any, where: str) -> None:
+    """Every string the engine renders must parse as a jinja2 template."""
+    if isinstance(value, str):
+        try:
+            _JINJA.parse(value)
+        except jinja2.TemplateSyntaxError as exc:
+            raise Invalid(where, f"template syntax error: {(exc.message or '').rstrip('.')} in {value!r}") from None
+    elif isinstance(value, list):
+        for i, inner in enumerate(value):
+            _compile_strings(inner, f"{where}[{i}]")
+    elif isinstance(value, dict):
+        for key, inner in value.items():
+            _compile_strings(inner, f"{where}.{key}")
+
+
+def _for_edition(items: list[dict[str, Any]], where: str, edition: str, table: Mapping[str, Kind]) -> list:
+    """The validated items that apply to `edition`, without their `only`."""
+    kept = []
+    for j, item in enumerate(items):
+        if item.get("only", edition) != edition:
+            continue
+        item = {key: value for key, value in item.items() if key != "only"}
+        kind = table[next(name for name in table if name in item)]
+        for key, many in kind.nested().items():
+            if many and key in item:
+                item[key] = _for_edition(item[key], f"{where}[{j}].{key}", edition, checks.KINDS)
+                if not item[key]:
+                    raise Invalid(f"{where}[{j}].{key}", f"no alternative applies to the {edition} edition")
+        kept.append(item)
     return kept
 
 

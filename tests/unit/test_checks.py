@@ -14,10 +14,11 @@ from typing import Any
 
 import pytest
 
-from lab import checks
+from lab import checks, pki
 from lab.checks import HttpResponse, Outcome, curl_config, docker_auth, match_text, parse_http_response
 from lab.config import User
-from lab.credentials import Redactor
+from lab.credentials import MASK, Redactor
+from lab.diagnosis import diagnose
 from lab.engine import Context
 from lab.errors import LabFailure
 
@@ -288,6 +289,47 @@ def test_run_command_why_replaces_the_expectation() -> None:
     assert outcome == Outcome(True, "the reason", "exit 0, no output")
 
 
+def test_run_command_without_a_timeout_leaves_the_machines_default() -> None:
+    """invoke reads timeout=None as no timeout at all: a hung command would hang the lab."""
+    fake = machine(Result())
+    checks.run_command({"command": "x"}, fake, FakeContext())
+    assert "timeout" not in fake.calls[0][1]
+
+
+def test_run_command_passes_its_own_timeout() -> None:
+    fake = machine(Result())
+    checks.run_command({"command": "x", "timeout": 5}, fake, FakeContext())
+    assert fake.calls[0][1]["timeout"] == 5
+
+
+LEGACY_CN = "Error response from daemon: x509: certificate relies on legacy Common Name field, use SANs instead"
+
+
+def test_run_command_shows_the_last_lines_where_the_error_is() -> None:
+    """Tools print the cause last; the diagnosis table reads `seen`, so the tail must be in it."""
+    output = "".join(f"progress line {i}\n" for i in range(100)) + LEGACY_CN + "\n"
+    outcome = checks.run_command({"command": "docker login"}, machine(Result(stderr=output, exited=1)), FakeContext())
+    lines = outcome.seen.splitlines()
+    assert lines[:2] == ["exit 1, output:", f"... ({101 - checks.SEEN_LINES} lines before)"]
+    assert lines[-1] == LEGACY_CN
+    assert "progress line 0\n" not in outcome.seen
+    assert len(lines) == 2 + checks.SEEN_LINES
+    cause = diagnose(outcome.seen)
+    assert cause is not None and cause.id == "legacy-cn"
+
+
+def test_run_command_redacts_before_clipping() -> None:
+    """A key block cut in half by the clip would no longer match the redactor's pattern."""
+    body = "".join(f"{'A' * 60}\n" for _ in range(40))
+    output = f"-----BEGIN PRIVATE KEY-----\n{body}-----END PRIVATE KEY-----\npassword was {PASSWORD}\n"
+    ctx = FakeContext()
+    ctx.redactor.add(PASSWORD)
+    outcome = checks.run_command({"command": "cat"}, machine(Result(stdout=output)), ctx)
+    assert "A" * 60 not in outcome.seen
+    assert "-----PRIVATE KEY REDACTED-----" in outcome.seen
+    assert outcome.seen.endswith(f"password was {MASK}")
+
+
 # --- run_http ----------------------------------------------------------------------
 
 OK_V2 = http(headers=("Content-Type: application/json", "Docker-Distribution-Api-Version: registry/2.0"))
@@ -383,10 +425,20 @@ def test_run_http_curl_error_fails_with_its_message() -> None:
     assert outcome.seen.startswith("curl exit 60: curl: (60) SSL certificate problem")
 
 
-def test_run_http_unparseable_answer_fails() -> None:
-    outcome = checks.run_http({"http": "http://x/", "status": 200}, machine(Result(stdout="garbage")), FakeContext())
+def test_run_http_curl_error_shows_the_last_lines() -> None:
+    stderr = "".join(f"* verbose {i}\n" for i in range(50)) + "curl: (35) OpenSSL SSL_connect: SSL_ERROR_SYSCALL\n"
+    outcome = checks.run_http({"http": "https://x/", "status": 200}, machine(Result(stderr=stderr, exited=35)),
+                              FakeContext())
+    assert outcome.seen.endswith("curl: (35) OpenSSL SSL_connect: SSL_ERROR_SYSCALL")
+    assert "* verbose 0\n" not in outcome.seen
+
+
+def test_run_http_unparseable_answer_fails_showing_its_end() -> None:
+    stdout = "".join(f"<p>{i}</p>\n" for i in range(40)) + "<p>the end</p>\n"
+    outcome = checks.run_http({"http": "http://x/", "status": 200}, machine(Result(stdout=stdout)), FakeContext())
     assert not outcome.ok
-    assert "not an HTTP response" in outcome.seen
+    assert outcome.seen.startswith("curl's answer is not an HTTP response:\n")
+    assert outcome.seen.endswith("<p>the end</p>")
 
 
 @pytest.mark.parametrize(("exited", "seen"), [(7, "curl: connection refused"), (28, "curl: timed out")])
@@ -559,16 +611,88 @@ def test_run_docker_login_without_credentials_fails() -> None:
     assert "no credentials for myregistrydomain.com" in outcome.seen
 
 
-def test_run_docker_login_bad_json_fails() -> None:
-    fake = machine(Result(stdout="{not json"))
-    outcome = checks.run_docker_login({"docker_login": "myregistrydomain.com"}, fake, FakeContext())
+REGISTRY = "myregistrydomain.com"
+
+
+def _b64(raw: bytes) -> str:
+    return base64.b64encode(raw).decode()
+
+
+BROKEN_CONFIGS = [
+    pytest.param("{not json", "not JSON (", id="not-json"),
+    pytest.param("[]", "holds an array, not an object", id="array"),
+    pytest.param('"x"', "holds a string, not an object", id="string"),
+    pytest.param('{"auths": []}', '"auths" holds an array, not an object', id="auths-array"),
+    pytest.param(json.dumps({"auths": {REGISTRY: "x"}}), f'"auths"."{REGISTRY}" holds a string', id="entry-string"),
+    pytest.param(json.dumps({"auths": {REGISTRY: {"auth": 5}}}), ".auth holds a number", id="auth-number"),
+    pytest.param(json.dumps({"auths": {REGISTRY: {"auth": "%%not base64%%"}}}), ".auth is not base64",
+                 id="auth-not-base64"),
+    pytest.param(json.dumps({"auths": {REGISTRY: {"auth": _b64(b"\xff\xfe:x")}}}), ".auth is not base64",
+                 id="auth-not-utf8"),
+    pytest.param(json.dumps({"auths": {REGISTRY: {"auth": _b64(b"studentsecret")}}}), "no user:password pair",
+                 id="auth-no-colon"),
+]
+
+
+@pytest.mark.parametrize(("text", "problem"), BROKEN_CONFIGS)
+def test_docker_auth_says_what_is_wrong_with_a_broken_config(text: str, problem: str) -> None:
+    with pytest.raises(ValueError) as info:
+        docker_auth(text, REGISTRY)
+    assert problem in str(info.value)
+    assert "studentsecret" not in str(info.value)  # what it decoded is never shown
+
+
+@pytest.mark.parametrize(("text", "problem"), BROKEN_CONFIGS)
+def test_run_docker_login_grades_a_broken_config_as_a_failure(text: str, problem: str) -> None:
+    """A student's config.json of any shape is an observation, never an exception."""
+    outcome = checks.run_docker_login({"docker_login": REGISTRY}, machine(Result(stdout=text)), FakeContext())
     assert not outcome.ok
-    assert "not readable JSON" in outcome.seen
+    assert outcome.seen.startswith("root's ~/.docker/config.json: ")
+    assert problem in outcome.seen
 
 
-def test_run_tls_without_a_certificate_fails() -> None:
+def test_docker_auth_ignores_a_broken_entry_of_another_registry() -> None:
+    assert docker_auth('{"auths": {"h": "x"}}', REGISTRY) is None
+    with pytest.raises(ValueError, match='"auths"."h" holds a string'):
+        docker_auth('{"auths": {"h": "x"}}', "h")
+
+
+@pytest.fixture(scope="module")
+def ca() -> tuple[str, str]:
+    """The lab CA as (key PEM, cert PEM)."""
+    key, cert = pki.make_ca()
+    return key.decode(), cert.decode()
+
+
+TLS_ITEM = {"tls": "localhost:443", "servername": "myregistrydomain.com", "ca": "/ca.crt"}
+GARBAGE_CERT = "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydA==\n-----END CERTIFICATE-----\n"
+
+
+@pytest.mark.parametrize(
+    "ca_text",
+    ["", "hello\n", GARBAGE_CERT, "private-key"],
+    ids=["empty", "text", "garbage-pem", "a-private-key"],
+)
+def test_run_tls_ca_file_not_pem_fails_without_crashing(ca: tuple[str, str], ca_text: str) -> None:
+    """A student's CA file that is not a certificate is their mistake to read about, not a traceback."""
+    fake = machine()  # nothing to ask the server: the CA already decides
+    ctx = FakeContext(files={"/ca.crt": ca[0] if ca_text == "private-key" else ca_text})
+    outcome = checks.run_tls(TLS_ITEM, fake, ctx)
+    assert not outcome.ok
+    assert outcome.seen == "the CA file /ca.crt is not a PEM certificate"
+    assert fake.calls == []
+
+
+def test_run_tls_unreadable_served_certificate_fails(ca: tuple[str, str]) -> None:
+    fake = machine(Result(stdout=f"CONNECTED(00000003)\n{GARBAGE_CERT}---\n"))
+    outcome = checks.run_tls(TLS_ITEM, fake, FakeContext(files={"/ca.crt": ca[1]}))
+    assert not outcome.ok
+    assert outcome.seen.startswith("the certificate served at localhost:443 cannot be read: ")
+
+
+def test_run_tls_without_a_certificate_fails(ca: tuple[str, str]) -> None:
     fake = machine(Result(stdout="connect:errno=111\n", exited=1))
-    ctx = FakeContext(files={"/ca.crt": ""})
+    ctx = FakeContext(files={"/ca.crt": ca[1]})
     outcome = checks.run_tls({"tls": "localhost:443", "servername": "myregistrydomain.com", "ca": "/ca.crt"}, fake, ctx)
     assert not outcome.ok
     assert outcome.seen.startswith("no certificate served (openssl exit 1)")

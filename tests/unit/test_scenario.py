@@ -19,6 +19,7 @@ from lab.config import EDITIONS, Ports, User
 from lab.engine import TEMPLATES, WORKDIR
 from lab.errors import ConfigError
 from lab.images import LabImages
+from lab.kinds import Key, Kind, Text
 from lab.osfamily import DEBIAN
 from lab.scenario import ACTION_KINDS, CHECK_KINDS, Scenario, default_path, kind_of, load
 
@@ -116,6 +117,12 @@ def test_shipped_scenario_has_the_tutorials_steps_in_order(shipped: dict[str, Sc
     assert scenario.step("tls").id == "tls"
     with pytest.raises(KeyError):
         scenario.step("nosuch")
+
+
+def test_shipped_tutorial_loads_under_the_strict_schema(edition: str) -> None:
+    """Every key the tutorial uses is one its kind declares, in both editions."""
+    scenario = load(default_path(), edition)
+    assert [s.id for s in scenario.steps] == STEP_IDS
 
 
 def test_every_item_has_one_kind_and_no_only_key(shipped: dict[str, Scenario], edition: str) -> None:
@@ -343,54 +350,59 @@ BAD = [
     ),
     pytest.param(
         "steps:\n" + STEP.format(id="a") + "    solve:\n      mirror:\n        - run: 'true'\n",
-        "steps[0].solve.mirror",
+        "steps[0] (a).solve.mirror",
         ["unknown machine", "registry", "client"],
         id="unknown-machine",
     ),
     pytest.param(
         "steps:\n" + STEP.format(id="a") + "    solve:\n      registry:\n        - {run: 'true', file: /x}\n",
-        "steps[0].solve.registry[0]",
+        "steps[0] (a).solve.registry[0]",
         ["exactly one of", "run", "file"],
         id="two-kinds",
     ),
     pytest.param(
         "steps:\n" + STEP.format(id="a") + "    check:\n      client:\n        - {run: 'true'}\n",
-        "steps[0].check.client[0]",
+        "steps[0] (a).check.client[0]",
         ["exactly one of", "command", "http"],
         id="action-in-check",
     ),
     pytest.param(
         "steps:\n" + STEP.format(id="a") + "    solve:\n      registry:\n        - {run: 'true', only: latest}\n",
-        "steps[0].solve.registry[0].only",
+        "steps[0] (a).solve.registry[0].only",
         ["modern", "as-written"],
         id="unknown-only",
     ),
     pytest.param(
-        "steps:\n" + STEP.format(id="a") + "    sovle: {}\n", "steps[0].sovle", ["unknown key"], id="unknown-step-key"
+        "steps:\n" + STEP.format(id="a") + "    sovle: {}\n",
+        "steps[0] (a).sovle",
+        ["unknown key"],
+        id="unknown-step-key",
     ),
-    pytest.param("steps:\n  - id: a\n    title: T\n", "steps[0].section", ["non-empty string"], id="missing-section"),
+    pytest.param(
+        "steps:\n  - id: a\n    title: T\n", "steps[0] (a).section", ["non-empty string"], id="missing-section"
+    ),
     pytest.param(
         "steps:\n" + STEP.format(id="a") + "    solve:\n      registry: {run: 'true'}\n",
-        "steps[0].solve.registry",
+        "steps[0] (a).solve.registry",
         ["expected a list"],
         id="machine-not-a-list",
     ),
     pytest.param("steps: {}\n", "steps", ["list of steps"], id="steps-not-a-list"),
     pytest.param(
         "steps:\n" + STEP.format(id="a") + "    check:\n      registry:\n        - {file: /x, mode: 0600}\n",
-        "steps[0].check.registry[0].mode",
+        "steps[0] (a).check.registry[0].mode",
         ["quoted octal mode", "384"],
         id="unquoted-mode",
     ),
     pytest.param(
         "steps:\n" + STEP.format(id="a") + "    check:\n      registry:\n        - any: [{htp: /x}]\n",
-        "steps[0].check.registry[0].any[0]",
+        "steps[0] (a).check.registry[0].any[0]",
         ["exactly one of", "http"],
         id="typo-inside-any",
     ),
     pytest.param(
         "steps:\n" + STEP.format(id="a") + "    solve:\n      registry:\n        - wait: {htp: /x}\n",
-        "steps[0].solve.registry[0].wait",
+        "steps[0] (a).solve.registry[0].wait",
         ["exactly one of", "http"],
         id="typo-inside-wait",
     ),
@@ -439,7 +451,275 @@ def test_only_inside_any_keeps_the_alternatives_of_the_edition(tmp_path: Path) -
     path = tmp_path / "s.yaml"
     path.write_text(
         "steps:\n" + STEP.format(id="a") + "    check:\n      registry:\n        - any:\n"
-        "            - {http: 'http://a', only: modern}\n            - {http: 'http://b', only: as-written}\n"
+        "            - {http: 'http://a', status: 200, only: modern}\n"
+        "            - {http: 'http://b', status: 200, only: as-written}\n"
     )
-    assert load(path, "modern").steps[0].check["registry"][0]["any"] == [{"http": "http://a"}]
-    assert load(path, "as-written").steps[0].check["registry"][0]["any"] == [{"http": "http://b"}]
+    assert load(path, "modern").steps[0].check["registry"][0]["any"] == [{"http": "http://a", "status": 200}]
+    assert load(path, "as-written").steps[0].check["registry"][0]["any"] == [{"http": "http://b", "status": 200}]
+
+
+# --- every kind declares its keys ---------------------------------------------------
+
+# The smallest valid item of each kind; a new kind without one fails the first test below.
+MINIMAL: dict[tuple[str, str], dict[str, Any]] = {
+    ("solve", "run"): {"run": "true"},
+    ("solve", "file"): {"file": "/x", "content": "a"},
+    ("solve", "htpasswd"): {"htpasswd": "/x"},
+    ("solve", "pki"): {"pki": "/x"},
+    ("solve", "ca_trust"): {"ca_trust": "/x"},
+    ("solve", "copy"): {"copy": "registry:/x", "to": "/y"},
+    ("solve", "wait"): {"wait": {"http": "http://a/", "status": 200}},
+    ("solve", "check"): {"check": {"command": "true"}},
+    ("check", "command"): {"command": "true"},
+    ("check", "http"): {"http": "http://a/", "status": 200},
+    ("check", "tls"): {"tls": "a:443", "ca": "/ca.crt"},
+    ("check", "file"): {"file": "/x"},
+    ("check", "docker_login"): {"docker_login": "a"},
+    ("check", "any"): {"any": [{"command": "true"}]},
+}
+
+
+def write_step(tmp_path: Path, part: str, *items: dict[str, Any], step_id: str = "a", **extra: Any) -> Path:
+    """A scenario of one step whose `part` on the registry holds `items`."""
+    path = tmp_path / "s.yaml"
+    step = {"id": step_id, "title": "T", "section": "S", part: {"registry": list(items)}, **extra}
+    path.write_text(yaml.safe_dump({"steps": [step]}, sort_keys=False))
+    return path
+
+
+def load_error(path: Path, edition: str = "modern") -> str:
+    with pytest.raises(ConfigError) as info:
+        load(path, edition)
+    return str(info.value)
+
+
+def test_every_kind_has_a_minimal_item() -> None:
+    assert {k for p, k in MINIMAL if p == "solve"} == set(ACTION_KINDS)
+    assert {k for p, k in MINIMAL if p == "check"} == set(CHECK_KINDS)
+
+
+@pytest.mark.parametrize(("part", "kind"), list(MINIMAL))
+def test_minimal_item_loads(tmp_path: Path, part: str, kind: str) -> None:
+    item = MINIMAL[part, kind]
+    scenario = load(write_step(tmp_path, part, item), "modern")
+    assert getattr(scenario.steps[0], part) == {"registry": [item]}
+
+
+@pytest.mark.parametrize(("part", "kind"), list(MINIMAL))
+def test_unknown_key_of_every_kind_is_refused(tmp_path: Path, part: str, kind: str) -> None:
+    path = write_step(tmp_path, part, {**MINIMAL[part, kind], "bogus": 1})
+    message = load_error(path)
+    article = "an" if kind[0] in "aeiouh" else "a"
+    where = f"steps[0] (a).{part}.registry[0].bogus"
+    assert message.startswith(f"{path}: {where}: unknown key for {article} {kind} "), message
+
+
+@pytest.mark.parametrize(("part", "kind"), list(MINIMAL))
+def test_wrong_type_of_every_kinds_own_key_is_refused(tmp_path: Path, part: str, kind: str) -> None:
+    path = write_step(tmp_path, part, {**MINIMAL[part, kind], kind: 42})
+    message = load_error(path)
+    assert message.startswith(f"{path}: steps[0] (a).{part}.registry[0].{kind}: expected "), message
+    assert "got an integer 42" in message
+
+
+@pytest.mark.parametrize(("part", "kind"), list(MINIMAL))
+def test_shared_keys_only_and_why_are_allowed_on_every_kind(tmp_path: Path, part: str, kind: str) -> None:
+    item = {**MINIMAL[part, kind], "why": "a reason", "only": "modern"}
+    assert load(write_step(tmp_path, part, item), "modern").steps[0].machines() == ["registry"]
+    assert getattr(load(write_step(tmp_path, part, item), "as-written").steps[0], part) == {"registry": []}
+
+
+def test_misspelt_status_is_refused_and_named(tmp_path: Path) -> None:
+    """`staus: 200` would make the check expect nothing and pass on an HTTP 500."""
+    path = write_step(tmp_path, "check", {"http": "http://a/", "staus": 200})
+    message = load_error(path)
+    assert message.startswith(f"{path}: steps[0] (a).check.registry[0].staus: unknown key for an http check")
+    assert "did you mean 'status'?" in message
+
+
+def test_the_path_names_the_step_id_and_the_nested_item(tmp_path: Path) -> None:
+    """The message of issue 7: file, step index and id, item path down into `any`, and the key."""
+    steps = [{"id": s, "title": "T", "section": "S"} for s in ("one", "two", "three")]
+    steps.append({"id": "nginx-proxy", "title": "T", "section": "S", "check": {"registry": [
+        {"any": [{"http": "http://a/", "status": 200}, {"http": "http://b/", "staus": 200}]},
+    ]}})
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump({"steps": steps}))
+    assert load_error(path).startswith(f"{path}: steps[3] (nginx-proxy).check.registry[0].any[1].staus: ")
+
+
+BAD_ITEMS = [
+    # run
+    pytest.param("solve", {"run": "x", "stdn": "y"}, "stdn", ["did you mean 'stdin'?"], id="run-unknown"),
+    pytest.param("solve", {"run": "x", "exit": "maybe"}, "exit", ['"nonzero"', "'maybe'"], id="run-exit-enum"),
+    pytest.param("solve", {"run": "x", "exit": True}, "exit", ["exit code 0-255"], id="run-exit-bool"),
+    pytest.param("solve", {"run": "x", "timeout": 0}, "timeout", ["positive number"], id="run-timeout-zero"),
+    pytest.param("solve", {"run": "x", "timeout": "5"}, "timeout", ["positive number"], id="run-timeout-str"),
+    pytest.param("solve", {"run": "x", "capture": {"a": "b"}}, "capture", ["unknown key"], id="run-capture"),
+    pytest.param("solve", {"run": ""}, "run", ["non-empty string"], id="run-empty"),
+    # file (action)
+    pytest.param("solve", {"file": "/x"}, "", ["exactly one of template, content"], id="file-no-body"),
+    pytest.param("solve", {"file": "/x", "template": "t", "content": "c"}, "", ["got template, content"],
+                 id="file-two-bodies"),
+    pytest.param("solve", {"file": "/x", "content": "c", "vars": {"a": 1}}, "vars", ["only applies with template"],
+                 id="file-vars-without-template"),
+    pytest.param("solve", {"file": "/x", "template": "t", "vars": {"a-b": 1}}, "vars", ["template variable"],
+                 id="file-vars-name"),
+    pytest.param("solve", {"file": "/x", "content": "c", "mode": 600}, "mode", ["quoted octal"], id="file-mode-int"),
+    pytest.param("solve", {"file": "/x", "content": "c", "mode": "0999"}, "mode", ["quoted octal"],
+                 id="file-mode-not-octal"),
+    # htpasswd, pki, ca_trust, copy
+    pytest.param("solve", {"htpasswd": "/x", "user": "a"}, "user", ["unknown key"], id="htpasswd-unknown"),
+    pytest.param("solve", {"pki": ""}, "pki", ["non-empty string"], id="pki-empty"),
+    pytest.param("solve", {"ca_trust": "/x", "name": 5}, "name", ["expected a string"], id="ca-trust-name-type"),
+    pytest.param("solve", {"copy": "registry:/x"}, "to", ["missing", "copy action needs it"], id="copy-missing-to"),
+    pytest.param("solve", {"copy": "registry:/x", "to": "/y", "mode": 644}, "mode", ["quoted octal"],
+                 id="copy-mode-int"),
+    # wait and check (actions holding a check)
+    pytest.param("solve", {"wait": {"http": "u", "status": 200}, "timout": 5}, "timout",
+                 ["did you mean 'timeout'?"], id="wait-unknown"),
+    pytest.param("solve", {"wait": [{"http": "u"}]}, "wait", ["expected a check (a mapping)"], id="wait-list"),
+    pytest.param("solve", {"wait": {"http": "u", "staus": 200}}, "wait.staus", ["unknown key for an http"],
+                 id="wait-nested-typo"),
+    pytest.param("solve", {"wait": {"http": "u", "status": 200}, "timeout": -1}, "timeout", ["positive"],
+                 id="wait-timeout"),
+    pytest.param("solve", {"check": {"command": "x", "exti": 1}}, "check.exti", ["did you mean 'exit'?"],
+                 id="check-action-nested-typo"),
+    pytest.param("solve", {"check": {"command": "x", "only": "modern"}}, "check.only", ["goes on the action"],
+                 id="check-action-nested-only"),
+    # command
+    pytest.param("check", {"command": "x", "exit": "1"}, "exit", ['"nonzero"'], id="command-exit-str"),
+    pytest.param("check", {"command": "x", "regex": "[a-"}, "regex", ["does not compile"], id="command-regex"),
+    pytest.param("check", {"command": "x", "capture": {"d": "(sha"}}, "capture", ["d: regex", "does not compile"],
+                 id="command-capture-regex"),
+    pytest.param("check", {"command": "x", "capture": {"a-b": "x"}}, "capture", ["captured.NAME"],
+                 id="command-capture-name"),
+    pytest.param("check", {"command": "x", "capture": "x"}, "capture", ["mapping of names to regexes"],
+                 id="command-capture-type"),
+    pytest.param("check", {"command": "x", "contains": []}, "contains", ["non-empty list"], id="command-contains-[]"),
+    pytest.param("check", {"command": "x", "equals": 5}, "equals", ["expected a string"], id="command-equals-int"),
+    # http
+    pytest.param("check", {"http": "u", "status": "200"}, "status", ["HTTP status 100-599", "'200'"],
+                 id="http-status-str"),
+    pytest.param("check", {"http": "u", "status": 999}, "status", ["HTTP status 100-599"], id="http-status-range"),
+    pytest.param("check", {"http": "u", "status": True}, "status", ["HTTP status"], id="http-status-bool"),
+    pytest.param("check", {"http": "u", "auth": "admin", "status": 200}, "auth", ["none, user, wrong", "'admin'"],
+                 id="http-auth-enum"),
+    pytest.param("check", {"http": "u"}, "", ["must expect something", "passes on any answer"], id="http-expects-none"),
+    pytest.param("check", {"http": "u", "auth": "user", "head": True}, "", ["must expect something"],
+                 id="http-options-only"),
+    pytest.param("check", {"http": "u", "unreachable": False}, "", ["must expect something"],
+                 id="http-unreachable-false"),
+    pytest.param("check", {"http": "u", "unreachable": True, "status": 200}, "status", ["no answer to compare"],
+                 id="http-unreachable-and-status"),
+    pytest.param("check", {"http": "u", "unreachable": "yes"}, "unreachable", ["true or false"],
+                 id="http-unreachable-type"),
+    pytest.param("check", {"http": "u", "headers": {"A": 2}}, "headers", ["A: expected a string"],
+                 id="http-header-value"),
+    pytest.param("check", {"http": "u", "headers": {}}, "headers", ["non-empty mapping"], id="http-headers-empty"),
+    pytest.param("check", {"http": "u", "status": 200, "timeout": "fast"}, "timeout", ["positive"],
+                 id="http-timeout"),
+    # tls
+    pytest.param("check", {"tls": "a:443"}, "ca", ["missing", "tls check needs it"], id="tls-missing-ca"),
+    pytest.param("check", {"tls": "a:443", "ca": "/c", "san": "no"}, "san", ["true or false"], id="tls-san-type"),
+    pytest.param("check", {"tls": "a:443", "ca": "/c", "sni": "a"}, "sni", ["unknown key"], id="tls-unknown"),
+    # file (check)
+    pytest.param("check", {"file": "/x", "type": "dir"}, "type", ["regular file, directory"], id="file-type-enum"),
+    pytest.param("check", {"file": "/x", "absent": True, "mode": "0600"}, "mode", ["expected absent"],
+                 id="file-absent-and-mode"),
+    pytest.param("check", {"file": "/x", "content": "a"}, "content", ["unknown key for a file check"],
+                 id="file-check-content"),
+    # docker_login, any
+    pytest.param("check", {"docker_login": "a", "user": "b"}, "user", ["unknown key"], id="docker-login-unknown"),
+    pytest.param("check", {"any": []}, "any", ["non-empty list of checks"], id="any-empty"),
+    pytest.param("check", {"any": {"command": "x"}}, "any", ["non-empty list of checks"], id="any-mapping"),
+    pytest.param("check", {"any": [{"command": "x"}, {"http": "u", "auth": "admin"}]}, "any[1].auth", ["admin"],
+                 id="any-nested-enum"),
+    pytest.param("check", {"any": [{"command": "x"}, "y"]}, "any[1]", ["expected a mapping"], id="any-not-mapping"),
+    # shared keys
+    pytest.param("solve", {"run": "x", "why": 5}, "why", ["expected a string"], id="why-type"),
+    pytest.param("check", {"command": "x", "only": "new"}, "only", ["modern, as-written"], id="only-enum"),
+]
+
+
+@pytest.mark.parametrize(("part", "item", "key", "words"), BAD_ITEMS)
+def test_bad_item_is_a_config_error(tmp_path: Path, part: str, item: dict[str, Any], key: str,
+                                    words: list[str]) -> None:
+    path = write_step(tmp_path, part, item)
+    message = load_error(path)
+    where = f"steps[0] (a).{part}.registry[0]" + (f".{key}" if key else "")
+    assert message.startswith(f"{path}: {where}: "), message
+    for word in words:
+        assert word in message, f"{word!r} not in {message!r}"
+
+
+def test_an_item_of_the_other_edition_is_validated_too(tmp_path: Path) -> None:
+    """A typo in an as-written item must not wait for someone to run that edition."""
+    path = write_step(tmp_path, "check", {"command": "x"}, {"http": "u", "staus": 200, "only": "as-written"})
+    assert "check.registry[1].staus: unknown key" in load_error(path, "modern")
+
+
+def test_any_with_no_alternative_in_the_edition_is_refused(tmp_path: Path) -> None:
+    """An empty `any` would fail every time with nothing to say why."""
+    path = write_step(tmp_path, "check", {"any": [{"command": "x", "only": "as-written"}]})
+    assert load(path, "as-written").steps[0].check["registry"][0]["any"] == [{"command": "x"}]
+    assert "check.registry[0].any: no alternative applies to the modern edition" in load_error(path, "modern")
+
+
+# --- templates compile at load time ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("part", "item", "key"),
+    [
+        ("solve", {"run": "echo {{ domain"}, "run"),
+        ("solve", {"run": "echo {% if x %}"}, "run"),
+        ("check", {"any": [{"command": "x"}, {"http": "http://{{ domain }/", "status": 200}]}, "any[1].http"),
+        ("check", {"http": "u", "headers": {"Docker-Content-Digest": "{{ captured.pushed"}},
+         "headers.Docker-Content-Digest"),
+        ("check", {"command": "x", "contains": ["ok", "{{ a b }}"]}, "contains[1]"),
+        ("solve", {"wait": {"command": "{{ x }"}, "only": "as-written"}, "wait.command"),
+    ],
+    ids=["unclosed-print", "unclosed-block", "inside-any", "header-value", "list-entry", "other-edition-wait"],
+)
+def test_jinja_syntax_error_is_a_config_error(tmp_path: Path, part: str, item: dict[str, Any], key: str) -> None:
+    """Found when the scenario loads, naming step and item, not as a traceback halfway through a run."""
+    path = write_step(tmp_path, part, item)
+    message = load_error(path)
+    assert message.startswith(f"{path}: steps[0] (a).{part}.registry[0].{key}: template syntax error: "), message
+
+
+def test_templated_regex_compiles_outside_its_placeholders(tmp_path: Path) -> None:
+    """`{{ ... }}` is only known at run time; the rest of the pattern is checked at load."""
+    good = {"command": "x", "regex": "^{{ ip.registry | regex_escape }}\\s", "capture": {"d": "{{ d }}@(sha)"}}
+    assert load(write_step(tmp_path, "check", good), "modern").steps[0].check["registry"] == [good]
+    bad = {"command": "x", "regex": "{{ domain }}/(unclosed"}
+    assert "regex: regex /{{ domain }}/(unclosed/ does not compile" in load_error(write_step(tmp_path, "check", bad))
+
+
+# --- passes_before -----------------------------------------------------------------------
+
+
+def test_passes_before_is_kept_on_the_step(tmp_path: Path) -> None:
+    path = write_step(tmp_path, "check", {"command": "true"}, passes_before="nothing can be undone here")
+    assert load(path, "modern").steps[0].passes_before == "nothing can be undone here"
+    assert load(write_step(tmp_path, "check", {"command": "true"}), "modern").steps[0].passes_before == ""
+
+
+@pytest.mark.parametrize("value", ["", "  ", 1, True, ["a"]])
+def test_passes_before_needs_a_reason(tmp_path: Path, value: Any) -> None:
+    path = write_step(tmp_path, "check", {"command": "true"}, passes_before=value)
+    assert load_error(path).startswith(f"{path}: steps[0] (a).passes_before: expected a non-empty string")
+
+
+def test_cites_is_not_a_step_key(tmp_path: Path) -> None:
+    path = write_step(tmp_path, "check", {"command": "true"}, cites="x")
+    assert load_error(path).startswith(f"{path}: steps[0] (a).cites: unknown key")
+
+
+def test_a_kind_must_declare_its_own_key_as_required() -> None:
+    """The loader finds an item's kind by that key; a kind without it could never be told apart."""
+    with pytest.raises(TypeError, match="its own key 'x'"):
+        Kind("x", "check", {"y": Key(Text())})
+    with pytest.raises(TypeError, match="its own key 'x'"):
+        Kind("x", "check", {"x": Key(Text())})
