@@ -26,7 +26,7 @@ from lab import checks, pki
 from lab.config import Lab, User
 from lab.credentials import Redactor
 from lab.diagnosis import diagnose
-from lab.errors import LabFailure, RemoteError
+from lab.errors import LabError, LabFailure, RemoteError
 from lab.images import LabImages
 from lab.osfamily import Family, family_of, parse_os_release
 from lab.progress import Progress
@@ -79,11 +79,23 @@ def render_value(jinja: jinja2.Environment, value: Any, variables: dict[str, Any
         except jinja2.UndefinedError as exc:
             seen = f"none ({exc.message}); an earlier check captures it"
             raise StepFailed(f"a value for {value!r}", seen) from None
+        except jinja2.TemplateError as exc:
+            raise LabError(f"the scenario's {value!r} cannot be rendered: {exc}") from None
     if isinstance(value, list):
         return [render_value(jinja, v, variables) for v in value]
     if isinstance(value, dict):
         return {k: render_value(jinja, v, variables) for k, v in value.items()}
     return value
+
+
+def render_template(jinja: jinja2.Environment, name: str, variables: dict[str, Any]) -> str:
+    """A config template by name; a missing or broken one is the scenario's fault (exit 2)."""
+    try:
+        return jinja.get_template(name).render(variables)
+    except jinja2.TemplateNotFound:
+        raise LabError(f"the scenario names template {name!r}, which is not in {TEMPLATES}") from None
+    except jinja2.TemplateError as exc:
+        raise LabError(f"template {name!r}: {exc}") from None
 
 
 class Context:
@@ -193,7 +205,7 @@ class Engine:
     def _do_file(self, item: dict[str, Any], machine: Machine) -> None:
         variables = self.ctx.variables(machine.name) | (item.get("vars") or {})
         if "template" in item:
-            text = self.ctx.jinja.get_template(item["template"]).render(variables)
+            text = render_template(self.ctx.jinja, item["template"], variables)
         else:
             text = str(item["content"])
         self.ctx.upload(machine, text.encode(), item["file"], str(item.get("mode", "0644")))

@@ -7,7 +7,7 @@ from __future__ import annotations
 import shlex
 from typing import TYPE_CHECKING, Any
 
-from lab.engine import WORKDIR, render_value, template_variables
+from lab.engine import WORKDIR, render_template, render_value, template_variables
 from lab.osfamily import DEBIAN, FAMILIES
 from lab.scenario import ACTION_KINDS, CHECK_KINDS, kind_of
 
@@ -82,7 +82,7 @@ def _describe(action: dict[str, Any], jinja, variables: dict[str, Any], family) 
     if kind == "file":
         if "template" in action:
             values = {k: render(v) if isinstance(v, str) else v for k, v in action.get("vars", {}).items()}
-            body = jinja.get_template(action["template"]).render(variables | values)
+            body = render_template(jinja, action["template"], variables | values)
         else:
             body = render(action.get("content", ""))
         return [f"cat > {render(action['file'])} <<'EOF'", body.rstrip(), "EOF"]

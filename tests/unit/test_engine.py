@@ -215,3 +215,16 @@ def test_the_lab_lock_is_reentrant_within_a_process(tmp_path: Path) -> None:
     second.acquire(0.1, lambda message: pytest.fail(message))
     second.release()
     first.release()
+
+
+def test_a_broken_template_is_a_lab_error_not_a_traceback() -> None:
+    import jinja2
+
+    from lab.engine import TEMPLATES, render_template, render_value
+    from lab.errors import LabError
+
+    jinja = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), undefined=jinja2.StrictUndefined)
+    with pytest.raises(LabError, match="which is not in"):
+        render_template(jinja, "nosuch.j2", {})
+    with pytest.raises(LabError, match="cannot be rendered"):
+        render_value(jinja, "{{ domain | nosuchfilter }}", {"domain": "x"})
