@@ -18,12 +18,12 @@ import threading
 import urllib.parse
 from collections.abc import Iterable
 from dataclasses import replace
-from pathlib import Path
 
 import yaml
 
 from lab.config import Lab, User
 from lab.errors import ConfigError
+from lab.files import write_private  # the one private writer; still importable from here
 
 MASK = "********"
 KEY_MASK = "-----PRIVATE KEY REDACTED-----"
@@ -59,17 +59,6 @@ _MIN_KEY_LINE = 16
 
 def generate_password() -> str:
     return secrets.token_urlsafe(18)
-
-
-def write_private(path: Path, text: str) -> None:
-    """Write a file readable by its owner alone, created 0600 from the start."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.fchmod(fd, 0o600)  # a leftover .tmp with looser bits is tightened before the secret goes in
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
-    os.replace(tmp, path)
 
 
 def resolve_passwords(lab: Lab) -> Lab:

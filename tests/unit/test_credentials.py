@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import multiprocessing
 import os
 import stat
 import time
@@ -419,6 +420,52 @@ def test_write_private_replaces_a_loose_file(tmp_path: Path) -> None:
     write_private(path, "new")
     assert path.read_text() == "new"
     assert _mode(path) == 0o600
+
+
+def test_write_private_never_follows_a_link_planted_at_the_temporary_name(tmp_path: Path) -> None:
+    """Another user who can guess the temporary name must not get the secret written where they point."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.write_text("untouched")
+    path = tmp_path / "secrets.yml"
+    (tmp_path / "secrets.yml.tmp").symlink_to(elsewhere)
+    write_private(path, "student: s3cret")
+    assert elsewhere.read_text() == "untouched"
+    assert path.read_text() == "student: s3cret" and not path.is_symlink()
+    assert _mode(path) == 0o600
+
+
+def test_write_private_replaces_a_link_at_the_target_instead_of_following_it(tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.write_text("untouched")
+    path = tmp_path / "secrets.yml"
+    path.symlink_to(elsewhere)
+    write_private(path, "student: s3cret")
+    assert elsewhere.read_text() == "untouched"
+    assert not path.is_symlink() and path.read_text() == "student: s3cret"
+
+
+def _write_many(path: str, payload: str, rounds: int) -> None:
+    for _ in range(rounds):
+        write_private(Path(path), payload)
+
+
+def test_two_processes_writing_at_once_never_corrupt_the_file(tmp_path: Path) -> None:
+    """Two reglab commands at once (say `reglab run` and `reglab check`) each write secrets.yml."""
+    path = tmp_path / "secrets.yml"
+    payloads = ["a: " + "1" * 200_000 + "\n", "b: " + "2" * 100_000 + "\n"]
+    context = multiprocessing.get_context("fork")
+    writers = [context.Process(target=_write_many, args=(str(path), payload, 100)) for payload in payloads]
+    for writer in writers:
+        writer.start()
+    seen = set()
+    while any(writer.is_alive() for writer in writers):
+        if path.exists():
+            seen.add(path.read_text())
+    for writer in writers:
+        writer.join()
+    assert [writer.exitcode for writer in writers] == [0, 0]
+    assert seen | {path.read_text()} <= set(payloads)
+    assert [p.name for p in tmp_path.iterdir()] == ["secrets.yml"]
 
 
 def test_write_private_ignores_a_permissive_umask(tmp_path: Path) -> None:
