@@ -224,11 +224,9 @@ def show_report(session: Session, readme: Path | None, out: TextIO) -> ExitStatu
     order = {"modern": 0, "as-written": 1}
     results.sort(key=lambda r: order.get(r.edition, 9))
     for result in results:
-        report.write_reports(result, directory)
+        report.write_reports(result, directory, session.redactor)
         print(report.render_markdown(result), file=out)
     if readme is not None:
-        if not readme.exists():
-            raise LabError(f"{readme}: no such file")
-        readme.write_text(report.update_readme(readme.read_text(), report.render_summary_table(results)))
+        report.update_readme_file(readme, report.render_summary_table(results))
         print(f"updated {readme}", file=out)
     return ExitStatus.OK

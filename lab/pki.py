@@ -3,21 +3,26 @@
 The tutorial's file names (devdockerCA.crt/.key for the CA, domain.crt/.key for nginx)
 are kept so the lab's steps read like the tutorial. The checks explain *why* Docker
 would reject a certificate served by nginx, not just that it would.
+
+NOTE: both machines trust the lab CA system-wide, so the CA that `ensure_pki`
+makes can sign for nothing but the lab: no intermediate CA (path length 0) and
+name constraints permitting only the lab's domain and its private /24. Its
+key is needed on the host alone, where certificates are signed; a machine
+needs only `PkiFiles.machine_files`. The as-written edition makes its own CA
+with the tutorial's openssl commands on the machine; nothing here touches it.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import os
 import re
-import secrets
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.asymmetric.types import (
@@ -32,6 +37,9 @@ from cryptography.x509.verification import (
     Store,
     VerificationError,
 )
+
+from lab.errors import LabError
+from lab.files import atomic_write, private_dir, write_private
 
 CA_CERT_NAME = "devdockerCA.crt"
 CA_KEY_NAME = "devdockerCA.key"
@@ -56,6 +64,9 @@ _PEM_CERT_RE = re.compile(
 )
 
 IPAddressType = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetworkType = ipaddress.IPv4Network | ipaddress.IPv6Network
+# The lab's machines share one private network; the CA may sign for addresses in it alone.
+LAB_PREFIX = {4: 24, 6: 64}
 
 
 @dataclass(frozen=True)
@@ -80,6 +91,14 @@ class PkiFiles:
     def key(self) -> Path:
         return self.directory / SERVER_KEY_NAME
 
+    @property
+    def machine_files(self) -> tuple[Path, ...]:
+        """What a machine needs: the CA certificate to trust, nginx's certificate and key.
+
+        Not the CA key: it signs on the host and never has to leave it.
+        """
+        return (self.ca_cert, self.cert, self.key)
+
 
 @dataclass(frozen=True)
 class CertFacts:
@@ -93,19 +112,49 @@ class CertFacts:
     signature_hash: str | None
 
 
+def lab_name_constraints(domain: str, ips: Iterable[str]) -> x509.NameConstraints:
+    """What the lab CA may sign for: `domain` (and names under it) and the /24 of each IP.
+
+    A name type with no permitted entry would be unconstrained (RFC 5280), so
+    a lab without a DNS domain excludes every DNS name, and one without an IP
+    address every address.
+    """
+    domain_ip = _as_ip(domain)
+    addresses = [ipaddress.ip_address(ip) for ip in ips] + ([domain_ip] if domain_ip is not None else [])
+    networks: list[IPNetworkType] = []
+    for address in addresses:
+        network = ipaddress.ip_network(f"{address}/{LAB_PREFIX[address.version]}", strict=False)
+        if network not in networks:
+            networks.append(network)
+    permitted: list[x509.GeneralName] = [x509.IPAddress(network) for network in networks]
+    excluded: list[x509.GeneralName] = []
+    if domain_ip is None:
+        permitted.insert(0, x509.DNSName(domain.lower().rstrip(".")))
+    else:
+        excluded.append(x509.DNSName(""))
+    if not networks:
+        excluded += [x509.IPAddress(ipaddress.ip_network("0.0.0.0/0")), x509.IPAddress(ipaddress.ip_network("::/0"))]
+    return x509.NameConstraints(permitted_subtrees=permitted, excluded_subtrees=excluded or None)
+
+
 def make_ca(
     common_name: str = "reglab development CA",
     days: int = 3650,
     *,
+    constraints: x509.NameConstraints | None = None,
     now: datetime | None = None,
 ) -> tuple[bytes, bytes]:
-    """Make the lab's self-signed CA as (key PEM, cert PEM); `now` pins the clock."""
+    """Make a self-signed CA as (key PEM, cert PEM); `now` pins the clock.
+
+    It can sign leaf certificates only (path length 0); with `constraints`
+    (see `lab_name_constraints`), only for the names they permit.
+    """
     _require_positive_days(days)
     start = _aware(now) - BACKDATE
     key = rsa.generate_private_key(public_exponent=65537, key_size=RSA_BITS)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
-    cert = (
+    builder = (
         x509.CertificateBuilder()
         .subject_name(name)
         .issuer_name(name)
@@ -113,7 +162,7 @@ def make_ca(
         .serial_number(x509.random_serial_number())
         .not_valid_before(start)
         .not_valid_after(start + BACKDATE + timedelta(days=days))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(
             x509.KeyUsage(
                 digital_signature=False,
@@ -133,8 +182,11 @@ def make_ca(
             x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski),
             critical=False,
         )
-        .sign(key, hashes.SHA256())
     )
+    if constraints is not None:
+        # RFC 5280 wants name constraints critical, so a verifier that cannot apply them refuses the CA.
+        builder = builder.add_extension(constraints, critical=True)
+    cert = builder.sign(key, hashes.SHA256())
     return _key_pem(key), cert.public_bytes(serialization.Encoding.PEM)
 
 
@@ -203,28 +255,31 @@ def make_server_cert(
 def ensure_pki(directory: Path, domain: str, ips: Sequence[str]) -> PkiFiles:
     """Create the lab's CA and server files once, regenerating only what no longer fits.
 
-    The CA is kept while valid so Docker clients that already trust it keep working.
-    The server cert is remade when it expires within 30 days, misses `domain` or an
-    IP, or no longer verifies against the CA. Unreadable files raise, never overwritten.
+    The CA is kept while valid and constrained to this lab's names, so Docker
+    clients that already trust it keep working; a new domain or network means
+    a new CA. The server cert is remade when it expires within 30 days, misses
+    `domain` or an IP, or no longer verifies against the CA. A file that cannot
+    be used (not PEM, truncated, a certificate that does not match its key) is
+    a LabError naming it, never overwritten.
     """
     for ip in ips:
         ipaddress.ip_address(ip)
     files = PkiFiles(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    directory.chmod(0o700)
+    private_dir(directory)
     now = datetime.now(UTC)
+    constraints = lab_name_constraints(domain, ips)
 
-    if _ca_reusable(files, now):
+    if _ca_reusable(files, constraints, now):
         ca_key_pem, ca_cert_pem = files.ca_key.read_bytes(), files.ca_cert.read_bytes()
     else:
-        ca_key_pem, ca_cert_pem = make_ca()
-        _write_atomic(files.ca_key, ca_key_pem, 0o600)
-        _write_atomic(files.ca_cert, ca_cert_pem, 0o644)
+        ca_key_pem, ca_cert_pem = make_ca(constraints=constraints)
+        write_private(files.ca_key, ca_key_pem)
+        atomic_write(files.ca_cert, ca_cert_pem, 0o644)
 
     if not _server_reusable(files, ca_cert_pem, domain, ips, now):
         key_pem, cert_pem = make_server_cert(ca_key_pem, ca_cert_pem, domain, ips)
-        _write_atomic(files.key, key_pem, 0o600)
-        _write_atomic(files.cert, cert_pem, 0o644)
+        write_private(files.key, key_pem)
+        atomic_write(files.cert, cert_pem, 0o644)
 
     for path, mode in (
         (files.ca_key, 0o600),
@@ -285,6 +340,7 @@ def verify_chain(
     leaf, intermediates = certs[0], certs[1:]
 
     problems = _chain_problems(leaf, intermediates, ca)
+    problems += _constraint_problems(leaf, ca)
     if check_names:
         problems += _name_problems(leaf, hostname)
     labelled = [("server certificate", leaf)] + [
@@ -347,6 +403,65 @@ def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
     return True
 
 
+def _constraint_problems(leaf: x509.Certificate, ca: x509.Certificate) -> list[str]:
+    """Names in the leaf that the CA's name constraints forbid, as Go's verifier would refuse them."""
+    try:
+        constraints = ca.extensions.get_extension_for_class(x509.NameConstraints).value
+    except x509.ExtensionNotFound:
+        return []
+    try:
+        san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return []
+    permitted = list(constraints.permitted_subtrees or [])
+    excluded = list(constraints.excluded_subtrees or [])
+    refused = [
+        label
+        for kind, name, label in _typed_names(san)
+        if any(isinstance(c, kind) and _within(name, c) for c in excluded)
+        or (
+            any(isinstance(c, kind) for c in permitted)
+            and not any(isinstance(c, kind) and _within(name, c) for c in permitted)
+        )
+    ]
+    if not refused:
+        return []
+    allowed = ", ".join(_describe_constraint(c) for c in permitted) or "nothing"
+    return [
+        f"certificate names {', '.join(refused)}, which the lab CA's name constraints "
+        f"do not permit (it may sign only for {allowed})"
+    ]
+
+
+def _typed_names(san: x509.SubjectAlternativeName) -> list[tuple[type, str | IPAddressType, str]]:
+    return [(x509.DNSName, name, f"DNS:{name}") for name in san.get_values_for_type(x509.DNSName)] + [
+        (x509.IPAddress, ip, f"IP:{ip}") for ip in san.get_values_for_type(x509.IPAddress)
+    ]
+
+
+def _within(name: str | IPAddressType, constraint: x509.GeneralName) -> bool:
+    """RFC 5280 subtrees: a DNS name is itself or any name under it ("" is every name)."""
+    if isinstance(constraint, x509.DNSName) and isinstance(name, str):
+        base, name = constraint.value.lower().rstrip("."), name.lower().rstrip(".")
+        if not base:
+            return True
+        if base.startswith("."):
+            return name.endswith(base)
+        return name == base or name.endswith("." + base)
+    if isinstance(constraint, x509.IPAddress) and not isinstance(name, str):
+        network = constraint.value
+        return isinstance(network, ipaddress.IPv4Network | ipaddress.IPv6Network) and name in network
+    return False
+
+
+def _describe_constraint(constraint: x509.GeneralName) -> str:
+    if isinstance(constraint, x509.DNSName):
+        return f"DNS:{constraint.value}"
+    if isinstance(constraint, x509.IPAddress):
+        return f"IP:{constraint.value}"
+    return str(constraint.value)
+
+
 def _name_problems(leaf: x509.Certificate, hostname: str) -> list[str]:
     """Check the SAN the way Go does: CN is never consulted."""
     try:
@@ -402,20 +517,24 @@ def _verification_subject(hostname: str) -> DNSName | IPAddress:
     return DNSName(hostname) if ip is None else IPAddress(ip)
 
 
-def _ca_reusable(files: PkiFiles, now: datetime) -> bool:
+def _ca_reusable(files: PkiFiles, names: x509.NameConstraints, now: datetime) -> bool:
+    """The CA on disk, if it is whole, valid, and limited to exactly this lab's names."""
     if not (files.ca_cert.exists() and files.ca_key.exists()):
         return False
     cert = _read_cert(files.ca_cert)
-    key = _read_key(files.ca_key)
-    if _public_der(key.public_key()) != _public_der(cert.public_key()):
-        return False
+    _read_matching_key(files.ca_key, cert, files.ca_cert)
     try:
-        constraints = cert.extensions.get_extension_for_class(
-            x509.BasicConstraints
-        ).value
+        basic = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
+        constrained = cert.extensions.get_extension_for_class(x509.NameConstraints)
     except x509.ExtensionNotFound:
-        return False
-    return constraints.ca and _valid_with_margin(cert, now)
+        return False  # made before the CA was limited to the lab: replace it
+    return (
+        basic.ca
+        and basic.path_length == 0
+        and constrained.critical
+        and constrained.value == names
+        and _valid_with_margin(cert, now)
+    )
 
 
 def _server_reusable(
@@ -424,9 +543,7 @@ def _server_reusable(
     if not (files.cert.exists() and files.key.exists()):
         return False
     cert = _read_cert(files.cert)
-    key = _read_key(files.key)
-    if _public_der(key.public_key()) != _public_der(cert.public_key()):
-        return False
+    _read_matching_key(files.key, cert, files.cert)
     if not _valid_with_margin(cert, now):
         return False
     try:
@@ -445,23 +562,31 @@ def _valid_with_margin(cert: x509.Certificate, now: datetime) -> bool:
     )
 
 
+def _unusable(path: Path, problem: str) -> LabError:
+    return LabError(f"{path}: {problem}; remove {path.parent} to make the lab's CA and certificates again")
+
+
 def _read_cert(path: Path) -> x509.Certificate:
     try:
         return x509.load_pem_x509_certificate(path.read_bytes())
-    except ValueError as error:
-        raise ValueError(
-            f"{path} is not a PEM certificate ({error}); delete it to regenerate"
-        ) from error
+    except OSError as error:
+        raise _unusable(path, f"cannot be read ({error.strerror})") from None
+    except ValueError:
+        raise _unusable(path, "is not a PEM certificate (empty, cut short or damaged)") from None
 
 
-def _read_key(path: Path) -> CertificateIssuerPrivateKeyTypes:
+def _read_matching_key(path: Path, cert: x509.Certificate, cert_path: Path) -> None:
+    """Read the key that goes with `cert`, so a truncated or swapped key is found now, not mid-lab."""
     try:
-        return _load_issuer_key(path.read_bytes())
-    except (ValueError, TypeError) as error:
-        raise ValueError(
-            f"{path} is not an unencrypted PEM signing key ({error}); "
-            "delete it to regenerate"
-        ) from error
+        key = _load_issuer_key(path.read_bytes())
+    except OSError as error:
+        raise _unusable(path, f"cannot be read ({error.strerror})") from None
+    except TypeError as error:  # encrypted, or a key type that cannot sign
+        raise _unusable(path, f"is not a key reglab can sign with ({error})") from None
+    except (ValueError, UnsupportedAlgorithm):
+        raise _unusable(path, "is not a PEM private key (empty, cut short or damaged)") from None
+    if _public_der(key.public_key()) != _public_der(cert.public_key()):
+        raise _unusable(path, f"is not the key of {cert_path.name} (the two files do not match)")
 
 
 def _load_issuer_key(pem: bytes) -> CertificateIssuerPrivateKeyTypes:
@@ -469,22 +594,6 @@ def _load_issuer_key(pem: bytes) -> CertificateIssuerPrivateKeyTypes:
     if not isinstance(key, CertificateIssuerPrivateKeyTypes):
         raise TypeError(f"{type(key).__name__} cannot sign certificates")
     return key
-
-
-def _write_atomic(path: Path, data: bytes, mode: int) -> None:
-    """Write via a sibling temp file so no reader sees a partial or too-open file."""
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            os.fchmod(handle.fileno(), mode)
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def _san_entries(domain: str, ips: Sequence[str]) -> list[x509.GeneralName]:

@@ -2,19 +2,31 @@
 
 Markdown is for people reading the repository, JUnit XML for CI, HTML for a
 browser, JSON so `reglab report` can re-render the others later.
+
+NOTE: the engine redacts what it stores in a result; `write_reports` takes the
+session's Redactor as well and redacts every string once more before writing,
+so a secret that slipped past the engine still never reaches a report file.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import json
 import re
+import stat
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from lab.diagnosis import format_diagnosis
+from lab.errors import LabError
+from lab.files import atomic_write
 from lab.results import RunResult, Status, StepResult
+
+if TYPE_CHECKING:
+    from lab.credentials import Redactor
 
 SEEN_LINES = 40
 README_START = "<!-- reglab:results:start -->"
@@ -295,11 +307,35 @@ def render_json(result: RunResult) -> str:
     return json.dumps(result.to_dict(), indent=2, ensure_ascii=False) + "\n"
 
 
-def write_reports(result: RunResult, directory: Path) -> dict[str, Path]:
-    """Write <edition>.md, .xml, .html and .json; return their paths by kind."""
+def redact_result(result: RunResult, redactor: Redactor) -> RunResult:
+    """A copy of `result` with every string redacted but the edition (a checked file name)."""
+    r = redactor.redact
+    steps = [
+        dataclasses.replace(
+            step,
+            step_id=r(step.step_id),
+            title=r(step.title),
+            expected=r(step.expected),
+            seen=r(step.seen),
+            logs=[r(log) for log in step.logs],
+        )
+        for step in result.steps
+    ]
+    phases = {r(name): secs for name, secs in result.phases.items()}
+    return dataclasses.replace(result, steps=steps, phases=phases)
+
+
+def write_reports(result: RunResult, directory: Path, redactor: Redactor | None = None) -> dict[str, Path]:
+    """Write <edition>.md, .xml, .html and .json, each atomically; return their paths by kind.
+
+    With a `redactor`, every string of the result is redacted before rendering
+    (so HTML or XML escaping cannot hide a secret from it) and the rendered
+    Markdown, XML and HTML once more (the diagnosis texts they add).
+    """
     if not _EDITION_NAME.fullmatch(result.edition):
         raise ValueError(f"edition name not usable as a file name: {result.edition!r}")
-    directory.mkdir(parents=True, exist_ok=True)
+    if redactor is not None:
+        result = redact_result(result, redactor)
     renderers = {
         "md": render_markdown,
         "xml": render_junit,
@@ -308,15 +344,37 @@ def write_reports(result: RunResult, directory: Path) -> dict[str, Path]:
     }
     paths: dict[str, Path] = {}
     for kind, render in renderers.items():
-        path = directory / f"{result.edition}.{kind}"
-        path.write_text(render(result), encoding="utf-8")
-        paths[kind] = path
+        text = render(result)
+        if redactor is not None and kind != "json":  # JSON: its strings are the result's, redacted above
+            text = redactor.redact(text)
+        paths[kind] = atomic_write(directory / f"{result.edition}.{kind}", text)
     return paths
 
 
 def load_result(path: Path) -> RunResult:
-    """Read a run written by write_reports, so reports can be re-rendered."""
-    return RunResult.from_dict(json.loads(path.read_text(encoding="utf-8")))
+    """Read a run written by write_reports, so reports can be re-rendered.
+
+    A file cut short, edited or from another version is a LabError naming it:
+    `reglab run` writes it again.
+    """
+    again = "rerun `reglab run` to write it again (or remove it)"
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise LabError(f"{path}: cannot be read ({error.strerror}); {again}") from None
+    except UnicodeDecodeError:
+        raise LabError(f"{path}: not UTF-8 text, so not a report reglab wrote; {again}") from None
+    try:
+        result = RunResult.from_dict(json.loads(text))
+    except json.JSONDecodeError as error:
+        raise LabError(
+            f"{path}: not valid JSON (line {error.lineno}, column {error.colno}: {error.msg}); {again}"
+        ) from None
+    except ValueError as error:
+        raise LabError(f"{path}: {error}; {again}") from None
+    if not _EDITION_NAME.fullmatch(result.edition):
+        raise LabError(f"{path}: edition: {result.edition!r} is not an edition name; {again}")
+    return result
 
 
 def render_summary_table(results: Sequence[RunResult]) -> str:
@@ -344,17 +402,34 @@ def render_summary_table(results: Sequence[RunResult]) -> str:
     return "\n".join(_md_table(header, rows)) + "\n"
 
 
-def update_readme(readme_text: str, table: str) -> str:
-    """Replace what lies between the README result markers with the table."""
+def update_readme(readme_text: str, table: str, readme: Path | str = "README.md") -> str:
+    """Replace what lies between the README result markers with the table.
+
+    Markers missing, repeated or in the wrong order are a LabError naming
+    `readme` and the two lines to put where the table belongs.
+    """
+    add = f"put these two lines, in this order, where the table belongs:\n{README_START}\n{README_END}"
     for marker in (README_START, README_END):
         found = readme_text.count(marker)
-        if found != 1:
-            raise ValueError(
-                f"README must contain {marker} exactly once, found {found}"
-            )
+        if found == 0:
+            raise LabError(f"{readme}: no {marker} marker; {add}")
+        if found > 1:
+            raise LabError(f"{readme}: {marker} appears {found} times, expected once; {add}")
     head, rest = readme_text.split(README_START)
     if README_END not in rest:
-        raise ValueError(f"{README_END} must come after {README_START}")
+        raise LabError(f"{readme}: {README_END} comes before {README_START}; {add}")
     _, tail = rest.split(README_END)
     body = table.strip("\n")
     return f"{head}{README_START}\n{body}\n{README_END}{tail}"
+
+
+def update_readme_file(readme: Path, table: str) -> Path:
+    """Write the table into the README file, atomically and keeping its mode."""
+    try:
+        text = readme.read_text(encoding="utf-8")
+        mode = stat.S_IMODE(readme.stat().st_mode)
+    except FileNotFoundError:
+        raise LabError(f"{readme}: no such file") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise LabError(f"{readme}: cannot be read as UTF-8 text ({error})") from None
+    return atomic_write(readme, update_readme(text, table, readme), mode)

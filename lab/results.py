@@ -1,7 +1,9 @@
 """Results of a run, shared by the engine that produces them and the reports.
 
 Results are stored as JSON so a report can be re-rendered without rerunning
-the lab; to_dict/from_dict are the only serialization format.
+the lab; to_dict/from_dict are the only serialization format. from_dict reads
+a file a person may have edited or a crash may have cut: anything it cannot
+use is a ValueError naming the key, never a KeyError or TypeError.
 """
 
 from __future__ import annotations
@@ -12,6 +14,36 @@ from datetime import datetime
 from typing import Any
 
 from lab.diagnosis import Cause, cause_by_id
+
+_REQUIRED: Any = object()
+
+
+def _get(d: dict[str, Any], key: str, kinds: type | tuple[type, ...], what: str, where: str,
+         default: Any = _REQUIRED) -> Any:
+    """d[key], checked to be `what` (JSON has no bools here); the error names the key path."""
+    if key not in d:
+        if default is _REQUIRED:
+            raise ValueError(f"{where}{key}: missing")
+        return default
+    value = d[key]
+    if isinstance(value, bool) or not isinstance(value, kinds):
+        raise ValueError(f"{where}{key}: expected {what}, found {value!r:.60}")
+    return value
+
+
+def _mapping(d: Any, where: str) -> dict[str, Any]:
+    if not isinstance(d, dict):
+        prefix = f"{where}: " if where else ""
+        raise ValueError(f"{prefix}expected a JSON object, found {type(d).__name__}")
+    return d
+
+
+def _time(d: dict[str, Any], key: str, where: str) -> datetime:
+    text = _get(d, key, str, "a string", where)
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"{where}{key}: not an ISO date and time: {text!r:.60}") from None
 
 
 class Status(enum.StrEnum):
@@ -51,19 +83,34 @@ class StepResult:
         }
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> StepResult:
+    def from_dict(cls, d: dict[str, Any], where: str = "") -> StepResult:
         """Rebuild a step from to_dict output, failing on unknown statuses or causes."""
-        diagnosis = d.get("diagnosis")
+        d = _mapping(d, where.rstrip("."))
+        status = _get(d, "status", str, "a string", where)
+        if status not in {s.value for s in Status}:
+            known = ", ".join(s.value for s in Status)
+            raise ValueError(f"{where}status: unknown status {status!r} (known: {known})")
+        diagnosis = _get(d, "diagnosis", (str, type(None)), "a cause id or null", where, None)
+        try:
+            cause = cause_by_id(diagnosis) if diagnosis is not None else None
+        except ValueError as error:
+            raise ValueError(f"{where}diagnosis: {error}") from None
+        before = _get(d, "before", (str, type(None)), "a status or null", where, None)
+        if before is not None and before not in {s.value for s in Status}:
+            raise ValueError(f"{where}before: unknown status {before!r}")
+        logs = _get(d, "logs", list, "a list", where, [])
+        if not all(isinstance(log, str) for log in logs):
+            raise ValueError(f"{where}logs: expected a list of strings")
         return cls(
-            step_id=d["step_id"],
-            title=d["title"],
-            status=Status(d["status"]),
-            duration=float(d.get("duration", 0.0)),
-            expected=d.get("expected", ""),
-            seen=d.get("seen", ""),
-            diagnosis=cause_by_id(diagnosis) if diagnosis is not None else None,
-            logs=list(d.get("logs", [])),
-            before=Status(d["before"]) if d.get("before") else None,
+            step_id=_get(d, "step_id", str, "a string", where),
+            title=_get(d, "title", str, "a string", where),
+            status=Status(status),
+            duration=float(_get(d, "duration", (int, float), "a number", where, 0.0)),
+            expected=_get(d, "expected", str, "a string", where, ""),
+            seen=_get(d, "seen", str, "a string", where, ""),
+            diagnosis=cause,
+            logs=list(logs),
+            before=Status(before) if before is not None else None,
         )
 
 
@@ -110,11 +157,18 @@ class RunResult:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> RunResult:
         """Rebuild a run from to_dict output."""
-        finished = d.get("finished")
+        d = _mapping(d, "")
+        phases = _get(d, "phases", dict, "an object", "", {})
+        for name, secs in phases.items():
+            if not isinstance(secs, int | float) or isinstance(secs, bool):
+                raise ValueError(f"phases.{name}: expected a number of seconds, found {secs!r:.60}")
         return cls(
-            edition=d["edition"],
-            started=datetime.fromisoformat(d["started"]),
-            steps=[StepResult.from_dict(step) for step in d["steps"]],
-            phases={name: float(secs) for name, secs in d.get("phases", {}).items()},
-            finished=datetime.fromisoformat(finished) if finished else None,
+            edition=_get(d, "edition", str, "a string", ""),
+            started=_time(d, "started", ""),
+            steps=[
+                StepResult.from_dict(step, f"steps[{index}].")
+                for index, step in enumerate(_get(d, "steps", list, "a list", ""))
+            ],
+            phases={name: float(secs) for name, secs in phases.items()},
+            finished=_time(d, "finished", "") if d.get("finished") is not None else None,
         )

@@ -175,4 +175,4 @@ class Session:
 
     def write_report(self, result: RunResult) -> dict[str, Path]:
         result.phases = dict(self.progress.phases)
-        return report.write_reports(result, self.lab.state_dir / "reports")
+        return report.write_reports(result, self.lab.state_dir / "reports", self.redactor)

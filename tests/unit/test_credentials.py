@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 import base64
+import json
+import multiprocessing
 import os
 import stat
+import time
+import urllib.parse
 from pathlib import Path
 
+import bcrypt
 import pytest
 import yaml
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
+from lab.clip import tail
 from lab.config import Lab, User, load
-from lab.credentials import MASK, Redactor, generate_password, resolve_passwords, write_private
+from lab.credentials import KEY_MASK, MASK, Redactor, generate_password, resolve_passwords, write_private
 from lab.errors import ConfigError, LabError
 
 PEM_KEY = """-----BEGIN PRIVATE KEY-----
@@ -308,6 +316,199 @@ def test_add_registers_more_secrets() -> None:
     assert redactor.redact("later-secret ab") == f"{MASK} ab"
 
 
+# --- Redactor: keys cut in pieces --------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def real_key() -> str:
+    """A real 2048-bit key in PKCS#8 PEM: 28 lines, 26 of them base64 body."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+
+
+def _body(pem: str) -> list[str]:
+    return [line for line in pem.splitlines() if line and not line.startswith("-----")]
+
+
+def _leaked(pem: str, text: str) -> list[str]:
+    return [line for line in _body(pem) if line in text]
+
+
+def test_key_tail_clipped_before_redaction_leaves_no_key_line(real_key: str) -> None:
+    """The incident: output clipped to its tail first kept the END line and body lines no pattern knew."""
+    clipped = tail(f"$ cat domain.key\n{real_key}\nexit 0", 20)
+    assert "BEGIN" not in clipped and len(_leaked(real_key, clipped)) >= 17  # the shape that leaked
+    out = Redactor().redact(clipped)
+    assert _leaked(real_key, out) == []
+    assert KEY_MASK in out
+    assert out.startswith("... (") and out.endswith("\nexit 0")
+
+
+def test_key_cut_before_its_end_is_masked_to_the_end_of_the_text(real_key: str) -> None:
+    head = "\n".join(real_key.splitlines()[:12])
+    out = Redactor().redact(f"$ head -12 domain.key\n{head}")
+    assert out == f"$ head -12 domain.key\n{KEY_MASK}"
+
+
+def test_orphan_end_line_masks_only_base64_lines_above_it(real_key: str) -> None:
+    lines = real_key.splitlines()
+    text = "\n".join(["step 3 of 4", "", *lines[-4:], "after the key"])
+    out = Redactor().redact(text)
+    assert out == f"step 3 of 4\n\n{KEY_MASK}\nafter the key"
+
+
+def test_registered_key_lines_are_masked_wherever_they_appear(real_key: str) -> None:
+    """A key's middle printed alone (no BEGIN, no END), or its body as one line, still leaks nothing."""
+    redactor = Redactor()
+    redactor.add_private_key(real_key.encode())
+    middle = "\n".join(_body(real_key)[5:9])
+    one_line = "".join(_body(real_key))
+    out = redactor.redact(f"debug: {middle}\nb64: {one_line}\n")
+    assert _leaked(real_key, out) == []
+    assert out.startswith(f"debug: {MASK}\n")
+    assert Redactor().redact(middle) == middle  # unregistered, these lines are just text
+
+
+def test_add_private_key_takes_text_too(real_key: str) -> None:
+    redactor = Redactor()
+    redactor.add_private_key(real_key)
+    assert redactor.redact(_body(real_key)[3]) == MASK
+
+
+# --- Redactor: htpasswd hashes, config.json, encoded passwords ---------------
+
+APR1 = "$apr1$r31.....$HqJZimcKQFAMYayBlzkrA/"
+SHA1 = "{SHA}W6ph5Mm5Pz8GgiULbPgzG37mj9g="
+SHA256_CRYPT = "$5$rounds=5000$usesomesillystri$KqJWpanXZHKq2BOB43TSaYhEWsQ1Lr5QNyPCDH/Tp.6"
+SHA512_CRYPT = (
+    "$6$rounds=5000$usesomesillystri$D4IrlXatmP7rx3P3InaxBeoomnAihCKRVQP22JZ6EY47Wc6BkroIuUUBOov1i.S5KPgErtP/EN5"
+    "mcO.ChWQW21"
+)
+DES = "rqXexS6ZhobKA"
+BCRYPT = {prefix: bcrypt.hashpw(b"pw", bcrypt.gensalt(4, prefix=prefix.encode())).decode() for prefix in ("2a", "2b")}
+BCRYPT["2y"] = BCRYPT["2b"].replace("$2b$", "$2y$", 1)
+
+
+@pytest.mark.parametrize(
+    "hashed",
+    [APR1, SHA1, SHA256_CRYPT, SHA512_CRYPT, DES, *BCRYPT.values()],
+    ids=["apr1", "sha1", "sha256-crypt", "sha512-crypt", "des", *(f"bcrypt-{p}" for p in BCRYPT)],
+)
+def test_htpasswd_hashes_are_masked(hashed: str) -> None:
+    """`cat htpasswd` in a log: user names stay (they are evidence), hashes go, whoever the user is."""
+    text = f"$ cat /srv/registry/auth/htpasswd\nstudent:{hashed}\nother:{hashed}\n"
+    assert Redactor().redact(text) == f"$ cat /srv/registry/auth/htpasswd\nstudent:{MASK}\nother:{MASK}\n"
+
+
+def test_htpasswd_hash_in_a_command_line_is_masked() -> None:
+    out = Redactor().redact(f"echo 'student:{APR1}' > auth/htpasswd && htpasswd -nbB x y")
+    assert APR1 not in out and out == f"echo 'student:{MASK}' > auth/htpasswd && htpasswd -nbB x y"
+
+
+DOCKER_PUSH = (
+    "The push refers to repository [myregistrydomain.com/test-image]\n"
+    "5f70bf18a086: Pushed\n"
+    "a3ed95caeb02: Layer already exists\n"
+    f"latest: digest: sha256:{'3b1c' * 16} size: 527\n"
+    f"sha256:{'9f86d081884c7d65' * 4}\n"
+    "Status: Downloaded newer image for myregistrydomain.com/test-image:latest\n"
+    "mode:authenticated\n"
+    "ts:1700000000000\n"
+)
+
+
+def test_docker_push_digests_and_plain_key_values_are_not_masked() -> None:
+    """Digests are the evidence the checks show; 13-character words and numbers are not DES hashes."""
+    redactor = Redactor.for_users([User("student", "Tr0ub4dor-and-more")])
+    assert redactor.redact(DOCKER_PUSH) == DOCKER_PUSH
+
+
+def test_docker_config_auth_is_masked_whatever_the_user() -> None:
+    """A check logs config.json before it knows the password, so the shape alone must mask it."""
+    token = base64.b64encode(b"someone-else:unknown-pw").decode()
+    config = json.dumps({"auths": {"myregistrydomain.com": {"auth": token}}, "identitytoken": "eyJ.abc-_x"}, indent=1)
+    out = Redactor().redact(config + "\n" + json.dumps(config))
+    assert token not in out and "eyJ.abc-_x" not in out
+    assert f'"auth": "{MASK}"' in out and f'\\"auth\\": \\"{MASK}\\"' in out
+    assert "myregistrydomain.com" in out
+
+
+def test_basic_authorization_header_is_masked_whatever_the_user() -> None:
+    token = base64.b64encode(b"x:y-unknown").decode()
+    assert Redactor().redact(f"> Authorization: Basic {token}\n") == f"> Authorization: Basic {MASK}\n"
+
+
+PASSWORD = "p@ss w/rd+Tr0ub4dor"
+
+
+@pytest.mark.parametrize(
+    "form",
+    [
+        base64.b64encode(PASSWORD.encode()).decode(),
+        base64.urlsafe_b64encode(PASSWORD.encode()).decode(),
+        urllib.parse.quote(PASSWORD, safe=""),
+        urllib.parse.quote_plus(PASSWORD),
+    ],
+    ids=["base64", "base64url", "url-quote", "url-quote-plus"],
+)
+def test_encoded_forms_of_a_password_are_masked(form: str) -> None:
+    assert Redactor([PASSWORD]).redact(f"seen {form} here") == f"seen {MASK} here"
+
+
+@pytest.mark.parametrize("prefix", ["", "a", "ab"])
+def test_password_inside_a_longer_base64_stream_is_masked(prefix: str) -> None:
+    """Inside a stream the password's encoding depends on its offset; each of the three is known."""
+    stream = base64.b64encode(f"{prefix}{PASSWORD}-and-more".encode()).decode()
+    assert MASK not in Redactor().redact(stream)
+    assert MASK in Redactor([PASSWORD]).redact(stream)
+
+
+# --- Redactor: idempotent and fast ------------------------------------------
+
+
+def _mixed_text(real_key: str) -> str:
+    token = base64.b64encode(b"student:Tr0ub4dor-and-more").decode()
+    return "\n".join(
+        [
+            DOCKER_PUSH,
+            f"student:{APR1}",
+            f"bob:{DES}",
+            f'{{"auths": {{"r": {{"auth": "{token}"}}}}}}',
+            "password Tr0ub4dor-and-more, url " + urllib.parse.quote("Tr0ub4dor-and-more"),
+            real_key,
+            tail(real_key, 5),
+            "\n".join(real_key.splitlines()[:6]),
+        ]
+    )
+
+
+def test_redact_is_idempotent(real_key: str) -> None:
+    redactor = Redactor.for_users([User("student", "Tr0ub4dor-and-more")])
+    redactor.add_private_key(real_key)
+    once = redactor.redact(_mixed_text(real_key))
+    assert redactor.redact(once) == once
+    assert "Tr0ub4dor" not in once and APR1 not in once and _leaked(real_key, once) == []
+
+
+def test_redact_is_fast_on_a_megabyte(real_key: str) -> None:
+    """The remote layer redacts every command's whole output: 1 MB must take well under a second."""
+    redactor = Redactor.for_users([User("student", "Tr0ub4dor-and-more"), User("bob", generate_password())])
+    redactor.add_private_key(real_key)
+    texts = {
+        "mixed": (_mixed_text(real_key) * 200)[: 1 << 20],
+        "one long base64 line": "QUJD" * (1 << 18),
+        "base64 lines without END": ("A" * 64 + "\n") * (1 << 14),
+        "only END lines": ("-----END PRIVATE KEY-----\n" + "B" * 64 + "\n") * 11000,
+        "colons": "a:" * (1 << 19),
+    }
+    for name, text in texts.items():
+        started = time.perf_counter()
+        redactor.redact(text)
+        assert time.perf_counter() - started < 1.0, name
+
+
 # --- write_private -----------------------------------------------------------
 
 
@@ -326,6 +527,52 @@ def test_write_private_replaces_a_loose_file(tmp_path: Path) -> None:
     write_private(path, "new")
     assert path.read_text() == "new"
     assert _mode(path) == 0o600
+
+
+def test_write_private_never_follows_a_link_planted_at_the_temporary_name(tmp_path: Path) -> None:
+    """Another user who can guess the temporary name must not get the secret written where they point."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.write_text("untouched")
+    path = tmp_path / "secrets.yml"
+    (tmp_path / "secrets.yml.tmp").symlink_to(elsewhere)
+    write_private(path, "student: s3cret")
+    assert elsewhere.read_text() == "untouched"
+    assert path.read_text() == "student: s3cret" and not path.is_symlink()
+    assert _mode(path) == 0o600
+
+
+def test_write_private_replaces_a_link_at_the_target_instead_of_following_it(tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.write_text("untouched")
+    path = tmp_path / "secrets.yml"
+    path.symlink_to(elsewhere)
+    write_private(path, "student: s3cret")
+    assert elsewhere.read_text() == "untouched"
+    assert not path.is_symlink() and path.read_text() == "student: s3cret"
+
+
+def _write_many(path: str, payload: str, rounds: int) -> None:
+    for _ in range(rounds):
+        write_private(Path(path), payload)
+
+
+def test_two_processes_writing_at_once_never_corrupt_the_file(tmp_path: Path) -> None:
+    """Two reglab commands at once (say `reglab run` and `reglab check`) each write secrets.yml."""
+    path = tmp_path / "secrets.yml"
+    payloads = ["a: " + "1" * 200_000 + "\n", "b: " + "2" * 100_000 + "\n"]
+    context = multiprocessing.get_context("fork")
+    writers = [context.Process(target=_write_many, args=(str(path), payload, 100)) for payload in payloads]
+    for writer in writers:
+        writer.start()
+    seen = set()
+    while any(writer.is_alive() for writer in writers):
+        if path.exists():
+            seen.add(path.read_text())
+    for writer in writers:
+        writer.join()
+    assert [writer.exitcode for writer in writers] == [0, 0]
+    assert seen | {path.read_text()} <= set(payloads)
+    assert [p.name for p in tmp_path.iterdir()] == ["secrets.yml"]
 
 
 def test_write_private_ignores_a_permissive_umask(tmp_path: Path) -> None:

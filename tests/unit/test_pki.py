@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import stat
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -9,7 +10,9 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.x509.verification import DNSName, PolicyBuilder, Store, VerificationError
 
+from lab.errors import LabError
 from lab.pki import (
     LEGACY_CN_PROBLEM,
     CertFacts,
@@ -17,6 +20,7 @@ from lab.pki import (
     cert_facts,
     ensure_pki,
     extract_pem_certs,
+    lab_name_constraints,
     make_ca,
     make_server_cert,
     verify_chain,
@@ -288,15 +292,16 @@ def test_ensure_pki_is_idempotent(tmp_path: Path) -> None:
     assert [p.read_bytes() for p in paths] == before
 
 
-def test_ensure_pki_regenerates_server_cert_on_domain_change(tmp_path: Path) -> None:
+def test_ensure_pki_makes_a_new_ca_and_cert_on_domain_change(tmp_path: Path) -> None:
+    """The old CA may sign for the old domain alone, so a new domain needs a new CA."""
     files = ensure_pki(tmp_path / "pki", DOMAIN, [IP])
     ca_before, key_before = files.ca_cert.read_bytes(), files.key.read_bytes()
     ensure_pki(tmp_path / "pki", "registry.example", [IP])
-    assert files.ca_cert.read_bytes() == ca_before
+    assert files.ca_cert.read_bytes() != ca_before
     assert files.key.read_bytes() != key_before
     facts = cert_facts(files.cert.read_bytes())
     assert facts.dns_names == ("registry.example",)
-    assert verify_chain([files.cert.read_bytes()], ca_before, "registry.example") == []
+    assert verify_chain([files.cert.read_bytes()], files.ca_cert.read_bytes(), "registry.example") == []
 
 
 def test_ensure_pki_regenerates_on_added_ip(tmp_path: Path) -> None:
@@ -329,13 +334,170 @@ def test_ensure_pki_regenerates_server_cert_when_ca_is_replaced(tmp_path: Path) 
     )
 
 
-def test_ensure_pki_refuses_unreadable_files(tmp_path: Path) -> None:
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[:300])
+
+
+def _swap_server_key(files: PkiFiles) -> None:
+    files.key.write_bytes(make_ca()[0])
+
+
+def _swap_ca_key(files: PkiFiles) -> None:
+    files.ca_key.write_bytes(make_ca()[0])
+
+
+@pytest.mark.parametrize(
+    ("damage", "name", "words"),
+    [
+        (lambda f: _truncate(f.ca_key), "devdockerCA.key", "not a PEM private key"),
+        (lambda f: _truncate(f.key), "domain.key", "not a PEM private key"),
+        (lambda f: f.cert.write_text("not a certificate\n"), "domain.crt", "not a PEM certificate"),
+        (lambda f: f.ca_cert.write_bytes(b"\x00garbage"), "devdockerCA.crt", "not a PEM certificate"),
+        (lambda f: f.ca_cert.write_bytes(b""), "devdockerCA.crt", "not a PEM certificate"),
+        (_swap_server_key, "domain.key", "is not the key of domain.crt"),
+        (_swap_ca_key, "devdockerCA.key", "is not the key of devdockerCA.crt"),
+    ],
+    ids=["truncated-ca-key", "truncated-key", "garbage-cert", "garbage-ca-cert", "empty-ca-cert",
+         "key-of-another-cert", "ca-key-of-another-ca"],
+)
+def test_a_damaged_pki_file_is_a_lab_error_naming_it(tmp_path: Path, damage, name: str, words: str) -> None:  # noqa: ANN001
+    """A user can damage .lab/pki; they get one message (exit 2) naming the file, and nothing is overwritten."""
     files = ensure_pki(tmp_path / "pki", DOMAIN, [IP])
-    files.cert.write_text("not a certificate\n")
-    with pytest.raises(ValueError, match="domain.crt"):
+    damage(files)
+    before = {p.name: p.read_bytes() for p in (tmp_path / "pki").iterdir()}
+    with pytest.raises(LabError) as info:
         ensure_pki(tmp_path / "pki", DOMAIN, [IP])
+    message = str(info.value)
+    assert message.startswith(f"{tmp_path / 'pki' / name}: ")
+    assert words in message
+    assert f"remove {tmp_path / 'pki'} to make the lab's CA and certificates again" in message
+    assert info.value.exit_status == 2
+    assert {p.name: p.read_bytes() for p in (tmp_path / "pki").iterdir()} == before
 
 
 def test_ensure_pki_rejects_bad_ip(tmp_path: Path) -> None:
     with pytest.raises(ValueError):
         ensure_pki(tmp_path / "pki", DOMAIN, ["not-an-ip"])
+
+
+# --- the lab CA signs for the lab alone ----------------------------------------
+
+
+def test_ensure_pki_ca_is_limited_to_the_lab(tmp_path: Path) -> None:
+    """Both machines trust the CA system-wide: no intermediate CAs, only the lab's domain and /24."""
+    files = ensure_pki(tmp_path / "pki", DOMAIN, [IP])
+    ca = x509.load_pem_x509_certificate(files.ca_cert.read_bytes())
+    basic = ca.extensions.get_extension_for_class(x509.BasicConstraints)
+    assert basic.critical and basic.value.ca and basic.value.path_length == 0
+    names = ca.extensions.get_extension_for_class(x509.NameConstraints)
+    assert names.critical
+    assert names.value.permitted_subtrees == [
+        x509.DNSName(DOMAIN),
+        x509.IPAddress(ipaddress.ip_network("192.168.56.0/24")),
+    ]
+    assert names.value.excluded_subtrees is None
+
+
+def test_ca_of_an_ip_only_lab_excludes_every_dns_name() -> None:
+    """With no DNS entry permitted, DNS names would be unconstrained (RFC 5280); exclude them all."""
+    constraints = lab_name_constraints(IP, [])
+    assert constraints.permitted_subtrees == [x509.IPAddress(ipaddress.ip_network("192.168.56.0/24"))]
+    assert constraints.excluded_subtrees == [x509.DNSName("")]
+    ca = make_ca(constraints=constraints)
+    assert verify_chain([make_server_cert(*ca, IP, [IP])[1]], ca[1], IP) == []
+    _, leaf = make_server_cert(*ca, "evil.example")
+    assert any("DNS:evil.example" in p for p in verify_chain([leaf], ca[1], "evil.example", check_names=False))
+
+
+def test_ca_of_a_lab_without_ips_excludes_every_address() -> None:
+    constraints = lab_name_constraints(DOMAIN, [])
+    assert constraints.permitted_subtrees == [x509.DNSName(DOMAIN)]
+    ca = make_ca(constraints=constraints)
+    _, leaf = make_server_cert(*ca, DOMAIN, ["10.9.8.7"])
+    assert any("IP:10.9.8.7" in p for p in verify_chain([leaf], ca[1], DOMAIN))
+
+
+def test_chain_made_by_ensure_pki_still_verifies(tmp_path: Path) -> None:
+    files = ensure_pki(tmp_path / "pki", DOMAIN, [IP])
+    chain = [files.cert.read_bytes(), files.ca_cert.read_bytes()]
+    for host in (DOMAIN, IP):
+        assert verify_chain(chain, files.ca_cert.read_bytes(), host) == []
+
+
+@pytest.fixture(scope="module")
+def lab_ca() -> tuple[bytes, bytes]:
+    return make_ca(constraints=lab_name_constraints(DOMAIN, [IP]))
+
+
+@pytest.mark.parametrize(
+    ("domain", "ips", "refused"),
+    [("evil.example", [], "DNS:evil.example"), (DOMAIN, ["10.1.2.3"], "IP:10.1.2.3")],
+    ids=["other-domain", "ip-outside-the-lab"],
+)
+def test_leaf_outside_the_name_constraints_is_refused(
+    lab_ca: tuple[bytes, bytes], domain: str, ips: list[str], refused: str
+) -> None:
+    """Even signed by the lab CA's key, a certificate for another name must not verify anywhere."""
+    _, leaf = make_server_cert(*lab_ca, domain, ips)
+    for check_names in (True, False):
+        problems = verify_chain([leaf], lab_ca[1], domain, check_names=check_names)
+        assert len(problems) == 1
+        assert f"certificate names {refused}, which the lab CA's name constraints do not permit" in problems[0]
+        assert f"DNS:{DOMAIN}, IP:192.168.56.0/24" in problems[0]
+
+
+def _library_verdict(ca_pem: bytes, leaf_pem: bytes, hostname: str) -> str:
+    verifier = PolicyBuilder().store(Store([x509.load_pem_x509_certificate(ca_pem)])).build_server_verifier(
+        DNSName(hostname)
+    )
+    try:
+        verifier.verify(x509.load_pem_x509_certificate(leaf_pem), [])
+    except VerificationError as error:
+        return str(error)
+    return "ok"
+
+
+def test_cryptography_verifier_enforces_the_constraints_too(lab_ca: tuple[bytes, bytes]) -> None:
+    """What the library does on its own (it enforces them), so verify_chain's own check is not the only one."""
+    assert "name constraints" in _library_verdict(lab_ca[1], make_server_cert(*lab_ca, "evil.example")[1],
+                                                  "evil.example")
+    assert _library_verdict(lab_ca[1], make_server_cert(*lab_ca, f"sub.{DOMAIN}", [IP])[1], f"sub.{DOMAIN}") == "ok"
+
+
+def test_an_unconstrained_ca_from_before_is_replaced(tmp_path: Path) -> None:
+    """A lab made before this fix has a CA that could sign for any name: it is remade, with its cert."""
+    directory = tmp_path / "pki"
+    files = PkiFiles(directory)
+    directory.mkdir(mode=0o700)
+    old_key, old_ca = make_ca()
+    files.ca_key.write_bytes(old_key)
+    files.ca_cert.write_bytes(old_ca)
+    ensure_pki(directory, DOMAIN, [IP])
+    assert files.ca_cert.read_bytes() != old_ca
+    new_ca = x509.load_pem_x509_certificate(files.ca_cert.read_bytes())
+    new_ca.extensions.get_extension_for_class(x509.NameConstraints)
+    assert verify_chain([files.cert.read_bytes()], files.ca_cert.read_bytes(), DOMAIN) == []
+
+
+def test_keys_are_never_readable_by_others_even_while_written(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    """Keys go through lab.files.write_private: created 0600, not chmod-ed afterwards."""
+    import lab.pki
+
+    written: dict[str, int] = {}
+
+    def spy(path: Path, data: bytes | str, mode: int = 0o644) -> Path:
+        written[Path(path).name] = mode
+        return real(path, data, mode)
+
+    real = lab.pki.atomic_write
+    monkeypatch.setattr(lab.pki, "atomic_write", spy)
+    monkeypatch.setattr(lab.pki, "write_private", lambda path, data: spy(path, data, 0o600))
+    ensure_pki(tmp_path / "pki", DOMAIN, [IP])
+    assert written == {"devdockerCA.key": 0o600, "devdockerCA.crt": 0o644, "domain.key": 0o600, "domain.crt": 0o644}
+
+
+def test_a_machine_needs_no_ca_key(tmp_path: Path) -> None:
+    """The CA key signs on the host; what a machine gets is the CA cert and nginx's pair."""
+    files = PkiFiles(tmp_path)
+    assert files.machine_files == (files.ca_cert, files.cert, files.key)
+    assert files.ca_key not in files.machine_files

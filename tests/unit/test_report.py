@@ -1,13 +1,18 @@
 """Reports must say the same thing in every format and survive a JSON round trip."""
 
+import html
 import json
+import os
+import stat
 import xml.etree.ElementTree as ET
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
+from lab.credentials import MASK, Redactor
 from lab.diagnosis import cause_by_id
+from lab.errors import LabError
 from lab.report import (
     README_END,
     README_START,
@@ -18,6 +23,7 @@ from lab.report import (
     render_summary_table,
     truncate_lines,
     update_readme,
+    update_readme_file,
     write_reports,
 )
 from lab.results import RunResult, Status, StepResult
@@ -220,18 +226,144 @@ def test_update_readme_replaces_between_markers() -> None:
 
 
 @pytest.mark.parametrize(
-    ("readme", "missing"),
+    ("readme", "problem"),
     [
-        (f"# reglab\n{README_END}\n", README_START),
-        (f"# reglab\n{README_START}\n", README_END),
-        ("# reglab\n", README_START),
+        (f"# reglab\n{README_END}\n", f"no {README_START} marker"),
+        (f"# reglab\n{README_START}\n", f"no {README_END} marker"),
+        ("# reglab\n", f"no {README_START} marker"),
+        (f"{README_START}\n{README_START}\n{README_END}\n", f"{README_START} appears 2 times"),
+        (f"{README_END}\n{README_START}\n", f"{README_END} comes before {README_START}"),
     ],
+    ids=["no-start", "no-end", "no-markers", "start-twice", "wrong-order"],
 )
-def test_update_readme_names_missing_marker(readme: str, missing: str) -> None:
-    with pytest.raises(ValueError, match=missing):
-        update_readme(readme, "| new |")
+def test_update_readme_without_usable_markers_is_a_lab_error(readme: str, problem: str) -> None:
+    """`reglab report --readme` on someone's README: one message naming it and the lines to add."""
+    with pytest.raises(LabError) as info:
+        update_readme(readme, "| new |", Path("docs/README.md"))
+    message = str(info.value)
+    assert message.startswith(f"docs/README.md: {problem}")
+    assert message.endswith(f"where the table belongs:\n{README_START}\n{README_END}")
 
 
-def test_update_readme_rejects_markers_in_wrong_order() -> None:
-    with pytest.raises(ValueError, match="after"):
-        update_readme(f"{README_END}\n{README_START}\n", "| new |")
+def test_update_readme_file_writes_atomically_and_keeps_the_mode(tmp_path: Path) -> None:
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# lab\n{README_START}\nold\n{README_END}\n")
+    os.chmod(readme, 0o664)
+    update_readme_file(readme, "| new |\n")
+    assert readme.read_text() == f"# lab\n{README_START}\n| new |\n{README_END}\n"
+    assert stat.S_IMODE(readme.stat().st_mode) == 0o664
+    assert [p.name for p in tmp_path.iterdir()] == ["README.md"]
+
+
+def test_update_readme_file_names_a_missing_readme(tmp_path: Path) -> None:
+    with pytest.raises(LabError, match=f"{tmp_path / 'README.md'}: no such file"):
+        update_readme_file(tmp_path / "README.md", "| new |\n")
+
+
+def test_update_readme_file_leaves_a_readme_without_markers_untouched(tmp_path: Path) -> None:
+    readme = tmp_path / "README.md"
+    readme.write_text("# lab\n")
+    with pytest.raises(LabError, match=str(readme)):
+        update_readme_file(readme, "| new |\n")
+    assert readme.read_text() == "# lab\n"
+
+
+# --- load_result: a damaged report file -----------------------------------------
+
+
+def _json_with(**changes: object) -> str:
+    data = make_result().to_dict()
+    for key, value in changes.items():
+        if key.startswith("step1_"):
+            data["steps"][1][key.removeprefix("step1_")] = value
+        else:
+            data[key] = value
+    return json.dumps(data)
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        (json.dumps(make_result().to_dict())[:150], "not valid JSON (line 1, column"),
+        ("", "not valid JSON"),
+        ("[1, 2]", "expected a JSON object, found list"),
+        (_json_with(step1_status="passed"), "steps[1].status: unknown status 'passed' (known: pass, fail, not run)"),
+        (_json_with(step1_diagnosis="no-such-cause"), "steps[1].diagnosis: unknown cause id: 'no-such-cause'"),
+        (_json_with(step1_duration="2s"), "steps[1].duration: expected a number, found '2s'"),
+        (_json_with(step1_logs=[1]), "steps[1].logs: expected a list of strings"),
+        (_json_with(steps={}), "steps: expected a list, found {}"),
+        (_json_with(started="yesterday"), "started: not an ISO date and time: 'yesterday'"),
+        (_json_with(phases={"boot": "fast"}), "phases.boot: expected a number of seconds"),
+        (_json_with(edition="../evil"), "edition: '../evil' is not an edition name"),
+        (json.dumps({"edition": "modern"}), "started: missing"),
+    ],
+    ids=["truncated", "empty", "not-an-object", "unknown-status", "unknown-diagnosis", "bad-duration", "bad-logs",
+         "steps-not-a-list", "bad-date", "bad-phase", "unsafe-edition", "missing-key"],
+)
+def test_damaged_report_json_is_a_lab_error_naming_the_file(tmp_path: Path, text: str, words: str) -> None:
+    """`reglab report` reads files a crash may have cut or a person edited: a message, never a traceback."""
+    path = tmp_path / "modern.json"
+    path.write_text(text)
+    with pytest.raises(LabError) as info:
+        load_result(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: ")
+    assert words in message
+    assert message.endswith("rerun `reglab run` to write it again (or remove it)")
+
+
+def test_report_json_that_is_not_text_is_a_lab_error(tmp_path: Path) -> None:
+    path = tmp_path / "modern.json"
+    path.write_bytes(b"\xff\xfe\x00garbage")
+    with pytest.raises(LabError, match="not UTF-8"):
+        load_result(path)
+
+
+# --- write_reports: atomic, and redacted -----------------------------------------
+
+
+def test_write_reports_replaces_a_planted_link_instead_of_writing_through_it(tmp_path: Path) -> None:
+    """Each report goes through atomic_write: a unique temporary file, swapped in whole."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.write_text("untouched")
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    (reports / "as-written.md").symlink_to(elsewhere)
+    write_reports(make_result(), reports)
+    assert elsewhere.read_text() == "untouched"
+    assert not (reports / "as-written.md").is_symlink()
+    assert sorted(p.name for p in reports.iterdir()) == [f"as-written.{k}" for k in ("html", "json", "md", "xml")]
+
+
+SECRET = "pa<ss>&word-S3cret"
+KEY = "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7VJTUt9Us8cKj\n"
+
+
+def _leaky_result() -> RunResult:
+    result = make_result()
+    result.phases[f"login {SECRET}"] = 1.0
+    step = result.steps[2]
+    step.title = f"Push with {SECRET}"
+    step.expected = f"docker login -p {SECRET}"
+    step.seen = f"stdin was {SECRET}\nstudent:$apr1$r31.....$HqJZimcKQFAMYayBlzkrA/\n{KEY}"
+    step.logs = [f"/tmp/{SECRET}.log"]
+    return result
+
+
+def test_write_reports_with_a_redactor_leaves_no_secret_in_any_file(tmp_path: Path) -> None:
+    """The last line of defence: a secret the engine missed never reaches a report, escaped or not."""
+    paths = write_reports(_leaky_result(), tmp_path / "reports", Redactor([SECRET]))
+    for kind, path in paths.items():
+        text = path.read_text()
+        for form in (SECRET, html.escape(SECRET), json.dumps(SECRET)[1:-1], "HqJZimcKQFAMYayBlzkrA", "MIIEvQIBADAN"):
+            assert form not in text, (kind, form)
+        assert MASK in text
+    loaded = load_result(paths["json"])
+    assert loaded.steps[2].expected == f"docker login -p {MASK}"
+    ET.parse(paths["xml"])
+
+
+def test_write_reports_without_a_redactor_writes_the_result_as_given(tmp_path: Path) -> None:
+    """The engine's redaction is the first line; without a Redactor the writer changes nothing."""
+    paths = write_reports(_leaky_result(), tmp_path / "reports")
+    assert load_result(paths["json"]) == _leaky_result()
