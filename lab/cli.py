@@ -218,7 +218,11 @@ def ssh(session: Session, name: str, cmd: list[str], err: TextIO) -> ExitStatus 
 
 def show_report(session: Session, readme: Path | None, out: TextIO) -> ExitStatus:
     directory = session.lab.state_dir / "reports"
-    results = [report.load_result(p) for p in sorted(directory.glob("*.json"))] if directory.exists() else []
+    results = []
+    for path in sorted(directory.glob("*.json")) if directory.exists() else []:
+        result = report.load_result(path)
+        if result.edition == path.stem:  # EDITION.json is what reglab writes; a copy beside it is not a run
+            results.append(result)
     if not results:
         raise LabError(f"no report in {directory}; `reglab run` writes one")
     order = {"modern": 0, "as-written": 1}

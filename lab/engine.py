@@ -225,8 +225,11 @@ class Engine:
         CA system-wide, and nothing on them needs to sign.
         """
         files = pki.ensure_pki(self.ctx.lab.state_dir / "pki", self.ctx.lab.domain, [self.ctx.lab.registry.ip])
+        self.ctx.redactor.add_private_key(files.key.read_bytes())
+        self.ctx.redactor.add_private_key(files.ca_key.read_bytes())
         folder = item["pki"]
-        for path, mode in ((files.ca_cert, "0644"), (files.cert, "0644"), (files.key, "0600")):
+        for path in files.machine_files:
+            mode = "0600" if path == files.key else "0644"
             self.ctx.upload(machine, path.read_bytes(), f"{folder}/{path.name}", mode)
 
     def _do_ca_trust(self, item: dict[str, Any], machine: Machine) -> None:
