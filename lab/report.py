@@ -108,6 +108,13 @@ def _failures(result: RunResult) -> list[StepResult]:
     return [step for step in result.steps if step.status is Status.FAIL]
 
 
+def _before(step: StepResult) -> str:
+    """The check's result before solving, as a reader should take it (it must fail there)."""
+    if step.before is None:
+        return ""
+    return "failed, as it must" if step.before is Status.FAIL else f"{step.before.value} (passes_before)"
+
+
 def render_markdown(result: RunResult) -> str:
     """Render a run as Markdown: summary, phase timings, steps, then failure details."""
     lines = [
@@ -124,12 +131,14 @@ def render_markdown(result: RunResult) -> str:
         )
         lines.append("")
     lines += ["## Steps", ""]
+    proved = any(step.before is not None for step in result.steps)
     lines += _md_table(
-        ["step", "title", "result", "time", "diagnosis"],
+        ["step", "title", *(["check before solving"] if proved else []), "result", "time", "diagnosis"],
         [
             [
                 step.step_id,
                 step.title,
+                *([_before(step)] if proved else []),
                 "**FAIL**" if step.status is Status.FAIL else step.status.value,
                 format_seconds(step.duration),
                 step.diagnosis.id if step.diagnosis else "",
@@ -283,12 +292,13 @@ def render_html(result: RunResult) -> str:
     parts += [
         "<h2>Steps</h2>",
         "<table>",
-        "<tr><th>step</th><th>title</th><th>result</th><th>time</th><th>diagnosis</th></tr>",
+        "<tr><th>step</th><th>title</th><th>check before solving</th><th>result</th><th>time</th>"
+        "<th>diagnosis</th></tr>",
     ]
     for step in result.steps:
         diagnosis = step.diagnosis.id if step.diagnosis else ""
         parts.append(
-            f"<tr><td>{e(step.step_id)}</td><td>{e(step.title)}</td>"
+            f"<tr><td>{e(step.step_id)}</td><td>{e(step.title)}</td><td>{e(_before(step))}</td>"
             f'<td class="{_status_class(step.status)}">{e(step.status.value)}</td>'
             f"<td>{e(format_seconds(step.duration))}</td><td>{e(diagnosis)}</td></tr>"
         )

@@ -367,3 +367,21 @@ def test_write_reports_without_a_redactor_writes_the_result_as_given(tmp_path: P
     """The engine's redaction is the first line; without a Redactor the writer changes nothing."""
     paths = write_reports(_leaky_result(), tmp_path / "reports")
     assert load_result(paths["json"]) == _leaky_result()
+
+
+def test_reports_show_the_check_before_solving_when_the_run_proved_its_checks() -> None:
+    """Item 5: the report shows both results, before and after solving."""
+    from datetime import UTC, datetime
+
+    from lab.report import render_html, render_markdown
+    from lab.results import RunResult, Status, StepResult
+
+    steps = [StepResult("hosts", "Name the registry", Status.PASS, before=Status.FAIL),
+             StepResult("tls", "Serve TLS", Status.PASS, before=Status.PASS)]
+    result = RunResult("modern", datetime(2026, 11, 29, tzinfo=UTC), steps)
+    markdown = render_markdown(result)
+    assert "check before solving" in markdown
+    assert "| hosts | Name the registry | failed, as it must | pass |" in markdown
+    assert "pass (passes_before)" in markdown
+    assert "failed, as it must" in render_html(result)
+    assert RunResult.from_dict(result.to_dict()).steps[0].before is Status.FAIL
