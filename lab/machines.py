@@ -51,7 +51,11 @@ class TimedVagrant(vagrant.Vagrant):
     """python-vagrant with a timeout on every call and output to a log file."""
 
     def __init__(self, root: Path, env: dict[str, str], log_path: Path, timeout: int) -> None:
-        log_path.parent.mkdir(parents=True, exist_ok=True)
+        log_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # python-vagrant opens the log by name with the umask's mode: it is made 0600 here first.
+        fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
+        os.fchmod(fd, 0o600)
+        os.close(fd)
         self.log_path = log_path
         self.timeout = timeout
         cm = vagrant.make_file_cm(str(log_path), mode="a")

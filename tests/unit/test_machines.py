@@ -132,6 +132,18 @@ def test_timeout_raises_remote_error_and_kills_the_process_group(tmp_path: Path)
     assert "booting" in log
 
 
+def test_the_vagrant_log_is_private_whatever_the_umask(tmp_path: Path) -> None:
+    previous = os.umask(0)
+    try:
+        tv = make_vagrant(tmp_path, "echo booting\n")
+        tv.up()
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(tv.log_path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(tv.log_path.parent.stat().st_mode) == 0o700
+    assert "booting" in tv.log_path.read_text()
+
+
 def test_nonzero_exit_raises_remote_error_with_output_and_log_path(tmp_path: Path) -> None:
     tv = make_vagrant(
         tmp_path,
