@@ -1,18 +1,25 @@
 """The `reglab` command: `main(argv) -> ExitStatus`, called in-process by the tests.
 
 Exit 0: all good; 1: a check or a remote command failed; 2: bad input (lab
-file, step name, missing tool), with one message and never a traceback.
+file, step name, missing tool, a file reglab cannot read or write); 130:
+interrupted (Ctrl-C, SIGTERM, SIGHUP). One message each, never a traceback:
+`main` is the one place that turns these exceptions into a message and a code.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
+from types import FrameType
 from typing import TextIO
 
 from lab import report
@@ -81,31 +88,93 @@ def build_parser(out: TextIO | None = None, err: TextIO | None = None) -> argpar
     return parser
 
 
+INTERRUPT_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+
+class Interrupted(KeyboardInterrupt):
+    """A Ctrl-C (or SIGTERM, SIGHUP) that stopped a command, with the phase it stopped."""
+
+    def __init__(self, phase: str | None) -> None:
+        super().__init__(phase)
+        self.phase = phase
+
+
+def _interrupt(signum: int, _frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+@contextlib.contextmanager
+def signals_as_interrupt() -> Iterator[None]:
+    """SIGTERM and SIGHUP end reglab as a Ctrl-C does: Vagrant stopped, connections closed, exit 130.
+
+    Python raises KeyboardInterrupt in the main thread for SIGINT only; the
+    previous handlers come back afterwards (main() is also called in-process).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, _interrupt) for sig in INTERRUPT_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
+
+
 def main(argv: Sequence[str] | None = None, stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
     out = stdout or sys.stdout
     err = stderr or sys.stderr
     parser = build_parser(out, err)
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exc:  # argparse has printed its usage message
-        return int(exc.code or 0)
-    try:
-        return int(dispatch(args, out, err))
-    except LabError as exc:
-        print(f"reglab: error: {exc}", file=err)
-        return ExitStatus.USAGE
-    except LabFailure as exc:
-        print(f"reglab: failed: {exc}", file=err)
-        return ExitStatus.FAILED
-    except KeyboardInterrupt:
-        print("reglab: interrupted. Machines may still be running: `reglab status` shows them, "
-              "`reglab down` removes them.", file=err)
-        return ExitStatus.INTERRUPTED
+    with signals_as_interrupt():
+        try:
+            args = parser.parse_args(argv)
+        except SystemExit as exc:  # argparse has printed its usage message
+            return int(exc.code or 0)
+        try:
+            return int(dispatch(args, out, err))
+        except LabError as exc:
+            print(f"reglab: error: {exc}", file=err)
+            return ExitStatus.USAGE
+        except LabFailure as exc:
+            print(f"reglab: failed: {exc}", file=err)
+            return ExitStatus.FAILED
+        except OSError as exc:  # a file of the user's or of .lab that cannot be read or written
+            if exc.filename is not None:
+                print(f"reglab: error: {exc.filename}: {exc.strerror or exc}", file=err)
+                return ExitStatus.USAGE
+            print(f"reglab: failed: {exc.strerror or exc}", file=err)
+            return ExitStatus.FAILED
+        except KeyboardInterrupt as exc:
+            phase = getattr(exc, "phase", None)
+            print(f"reglab: interrupted{f' during {phase}' if phase else ''}. Machines may still be running: "
+                  "`reglab status` shows them, `reglab down` removes them.", file=err)
+            return ExitStatus.INTERRUPTED
 
 
 def dispatch(args: argparse.Namespace, out: TextIO, err: TextIO) -> ExitStatus:
     overrides = {"provider": args.provider, "edition": args.edition, "images.source": args.images}
     session = Session.from_file(args.lab, overrides, Progress(err, quiet=args.quiet))
+    try:
+        return run_command(session, args, out, err)
+    except KeyboardInterrupt:
+        raise Interrupted(note_interrupted(session, args.command)) from None
+
+
+def note_interrupted(session: Session, command: str) -> str | None:
+    """Record in the state file what an interrupt stopped; the phase, for the message."""
+    progress = session.progress
+    phase = progress.interrupted or ", ".join(progress.running) or None
+    session.state.data["interrupted"] = {
+        "phase": phase,
+        "command": command,
+        "at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    with contextlib.suppress(OSError):  # already on the way out: the message matters more
+        session.state.save()
+    return phase
+
+
+def run_command(session: Session, args: argparse.Namespace, out: TextIO, err: TextIO) -> ExitStatus:
     command = args.command
 
     if command == "up":
@@ -212,8 +281,7 @@ def ssh(session: Session, name: str, cmd: list[str], err: TextIO) -> ExitStatus 
         return result.exited
     if shutil.which("ssh") is None:
         raise LabError("ssh is not installed; on Debian or Ubuntu: apt-get install openssh-client")
-    config = session.lifecycle.write_ssh_config()
-    return subprocess.call(["ssh", "-F", str(config), name])
+    return subprocess.call(["ssh", "-F", str(session.lifecycle.ssh_config()), name])
 
 
 def show_report(session: Session, readme: Path | None, out: TextIO) -> ExitStatus:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import logging
 import os
 import shutil
 import signal
@@ -19,15 +20,23 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import vagrant
+# python-vagrant warns on import when vagrant is not installed; reglab says so itself, when it matters.
+logging.getLogger("vagrant").addHandler(logging.NullHandler())
 
-from lab.config import Lab
-from lab.credentials import Redactor
-from lab.errors import LabError, RemoteError
-from lab.remote import Host, Machine, machine_logger
+import vagrant  # noqa: E402
+
+from lab.clip import tail  # noqa: E402
+from lab.config import Lab  # noqa: E402
+from lab.credentials import Redactor  # noqa: E402
+from lab.errors import LabError, RemoteError  # noqa: E402
+from lab.files import write_private  # noqa: E402
+from lab.remote import Host, Machine, machine_logger  # noqa: E402
 
 VBOX_NETWORKS = Path("/etc/vbox/networks.conf")
 VBOX_DEFAULT_RANGE = ipaddress.ip_network("192.168.56.0/21")
+VAGRANT_MISSING = "vagrant is not installed; on Debian or Ubuntu: apt-get install --no-install-recommends vagrant"
+STOP_GRACE = 10  # seconds Vagrant gets after each signal (INT, TERM, KILL) to end
+_ERROR_LINES = 15
 
 
 @dataclass(frozen=True)
@@ -42,46 +51,67 @@ class TimedVagrant(vagrant.Vagrant):
     """python-vagrant with a timeout on every call and output to a log file."""
 
     def __init__(self, root: Path, env: dict[str, str], log_path: Path, timeout: int) -> None:
-        log_path.parent.mkdir(parents=True, exist_ok=True)
+        log_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # python-vagrant opens the log by name with the umask's mode: it is made 0600 here first.
+        fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
+        os.fchmod(fd, 0o600)
+        os.close(fd)
         self.log_path = log_path
         self.timeout = timeout
         cm = vagrant.make_file_cm(str(log_path), mode="a")
         super().__init__(root=str(root), env=env, out_cm=cm, err_cm=cm)
+
+    def _make_vagrant_command(self, args):  # noqa: ANN001
+        try:
+            return super()._make_vagrant_command(args)
+        except RuntimeError:  # python-vagrant's way of saying it found no vagrant on PATH
+            raise LabError(VAGRANT_MISSING) from None
 
     def _call_vagrant_command(self, args):  # noqa: ANN001 - python-vagrant's signature
         command = self._make_vagrant_command(args)
         with self.out_cm() as out_fh, self.err_cm() as err_fh:
             out_fh.write(f"\n$ {' '.join(command)}\n")
             out_fh.flush()
+            start = out_fh.tell()
             self._wait(subprocess.Popen(command, cwd=self.root, stdout=out_fh, stderr=err_fh,
-                                        env=self.env, start_new_session=True), command)
+                                        env=self.env, start_new_session=True), command, start)
 
     def _run_vagrant_command(self, args):  # noqa: ANN001
         command = self._make_vagrant_command(args)
         with self.err_cm() as err_fh:
+            err_fh.write(f"\n$ {' '.join(command)}\n")
+            err_fh.flush()
+            start = err_fh.tell()
             proc = subprocess.Popen(command, cwd=self.root, env=self.env, stdout=subprocess.PIPE,
                                     stderr=err_fh, start_new_session=True)
-            out = self._wait(proc, command)
+            out = self._wait(proc, command, start)
         return out.decode()
 
-    def _wait(self, proc: subprocess.Popen, command: list[str]) -> bytes:
+    def _wait(self, proc: subprocess.Popen, command: list[str], log_start: int = 0) -> bytes:
+        """Vagrant's output, within the bound; stopped, with what it printed, when it fails.
+
+        NOTE: Vagrant runs in a session of its own (so a Ctrl-C cannot kill it
+        half-way through writing its state); on Ctrl-C reglab asks it to stop
+        with SIGINT, as the terminal would, and insists if it takes too long.
+        """
+        shown = f"`vagrant {' '.join(command[1:])}`"
         try:
             out, _ = proc.communicate(timeout=self.timeout)
         except subprocess.TimeoutExpired:
-            _stop(proc)
-            raise RemoteError(
-                f"`vagrant {' '.join(command[1:])}` did not finish within {self.timeout}s; "
-                f"see {self.log_path}"
-            ) from None
+            _stop(proc, (signal.SIGTERM, signal.SIGKILL))
+            raise RemoteError(f"{shown} did not finish within {self.timeout}s; see {self.log_path}") from None
         except KeyboardInterrupt:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGINT)
-            proc.wait(30)
+            _stop(proc, (signal.SIGINT, signal.SIGTERM, signal.SIGKILL))
             raise
         if proc.returncode != 0:
+            text = (out or b"").decode(errors="replace")
+            if text:  # machine-readable output, where Vagrant puts its error; keep it in the log too
+                with self.err_cm() as err_fh:
+                    err_fh.write(text)
+            said = vagrant_error(text) or _log_since(self.log_path, log_start)
             raise RemoteError(
-                f"`vagrant {' '.join(command[1:])}` failed (exit {proc.returncode}):"
-                f"\n  {_tail(self.log_path)}\n  full log: {self.log_path}"
+                f"{shown} failed (exit {proc.returncode})" + (":\n  " + said.replace("\n", "\n  ") if said else "")
+                + f"\n  full log: {self.log_path}"
             )
         return out or b""
 
@@ -94,6 +124,7 @@ class Lifecycle:
         self.redactor = redactor
         self.log_dir = lab.state_dir / "logs"
         self.ssh_config_path = lab.state_dir / "ssh_config"
+        self._ssh_config_written = False  # by this process: one found on disk is never trusted
         env = dict(os.environ)
         env.update(
             REGLAB_LAB=str(lab.source),
@@ -112,9 +143,7 @@ class Lifecycle:
     def check_host(self) -> None:
         """Fail before booting when this host cannot run the provider."""
         if shutil.which("vagrant") is None:
-            raise LabError(
-                "vagrant is not installed; on Debian or Ubuntu: apt-get install --no-install-recommends vagrant"
-            )
+            raise LabError(VAGRANT_MISSING)
         if self.lab.provider == "docker":
             if shutil.which("docker") is None:
                 raise LabError("docker is not installed; on Debian or Ubuntu: apt-get install docker.io")
@@ -153,19 +182,26 @@ class Lifecycle:
         return [s.name for s in self.status() if s.state == "running"]
 
     def write_ssh_config(self) -> Path:
-        text = self.vagrant.ssh_config()
-        self.ssh_config_path.parent.mkdir(parents=True, exist_ok=True)
-        self.ssh_config_path.write_text(text)
+        write_private(self.ssh_config_path, self.vagrant.ssh_config())
+        self._ssh_config_written = True
+        return self.ssh_config_path
+
+    def ssh_config(self) -> Path:
+        """The ssh_config from `vagrant ssh-config`, written by this process.
+
+        NOTE: fabric and ssh obey what an ssh_config says (a ProxyCommand runs
+        a program), so one left in `.lab` by someone else is never used.
+        """
+        if not self._ssh_config_written:
+            self.write_ssh_config()
         return self.ssh_config_path
 
     def connect(self, name: str) -> Machine:
         if name not in self.names:
             raise LabError(f"no machine {name!r} in {self.lab.source}; machines: {', '.join(self.names)}")
-        if not self.ssh_config_path.exists():
-            self.write_ssh_config()
         return Machine(
             name,
-            self.ssh_config_path,
+            self.ssh_config(),
             machine_logger(self.log_dir, name),
             self.redactor,
             self.lab.timeouts.command,
@@ -175,6 +211,7 @@ class Lifecycle:
         """Destroy the machines and what the provider made for them; keep caches."""
         self.vagrant.destroy()
         self.ssh_config_path.unlink(missing_ok=True)
+        self._ssh_config_written = False
         if self.lab.provider == "docker":
             return self.remove_docker_leftovers()
         return []
@@ -195,16 +232,29 @@ class Lifecycle:
         return removed
 
 
-def _stop(proc: subprocess.Popen) -> None:
-    """SIGTERM to Vagrant and what it started; SIGKILL if it has not gone in 10 s."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, sig)
+def _stop(proc: subprocess.Popen, signals: Sequence[signal.Signals]) -> None:
+    """Each signal in turn to Vagrant's process group (Vagrant and what it started), until it ends.
+
+    Bounded: STOP_GRACE seconds per signal. A second Ctrl-C while waiting
+    goes straight to SIGKILL.
+    """
+    for sig in signals:
+        _signal_group(proc, sig)
         try:
-            proc.wait(10)
+            proc.wait(STOP_GRACE)
             return
         except subprocess.TimeoutExpired:
             continue
+        except KeyboardInterrupt:
+            _signal_group(proc, signal.SIGKILL)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(STOP_GRACE)
+            raise
+
+
+def _signal_group(proc: subprocess.Popen, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, sig)
 
 
 def wait_for_ssh(machine: Machine, timeout: int) -> None:
@@ -248,9 +298,31 @@ def vbox_range_problem(ips: Sequence[str], networks_conf: str | None) -> str | N
     )
 
 
-def _tail(path: Path, lines: int = 15) -> str:
+def vagrant_error(machine_readable: str) -> str | None:
+    """What Vagrant said went wrong, from its `--machine-readable` output, or None.
+
+    Pure. Vagrant prints `TIME,TARGET,error-exit,CLASS,MESSAGE` (and `ui`
+    lines of kind `error`) with commas as `%!(VAGRANT_COMMA)` and newlines as `\\n`.
+    """
+    messages = []
+    for line in machine_readable.splitlines():
+        fields = line.split(",", 4)
+        if len(fields) == 5 and fields[2] == "error-exit":
+            messages.append(fields[4])
+        elif len(fields) == 5 and fields[2] == "ui" and fields[3] == "error":
+            messages.append(fields[4])
+    if not messages:
+        return None
+    text = "\n".join(messages).replace("%!(VAGRANT_COMMA)", ",").replace("\\n", "\n").replace("\\r", "")
+    return tail(text, _ERROR_LINES) or None
+
+
+def _log_since(path: Path, offset: int) -> str:
+    """The end of what the failed command wrote to the log (not what earlier commands did)."""
     try:
-        text = path.read_text(errors="replace").splitlines()[-lines:]
+        with path.open("rb") as handle:
+            handle.seek(offset)
+            text = handle.read().decode(errors="replace")
     except OSError:
         return ""
-    return "\n  ".join(text)
+    return tail(text, _ERROR_LINES)

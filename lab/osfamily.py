@@ -10,6 +10,8 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass
 
+from lab.errors import LabError
+
 
 @dataclass(frozen=True)
 class OsRelease:
@@ -127,6 +129,10 @@ RHEL = Family(
 FAMILIES = {"debian": DEBIAN, "rhel": RHEL}
 
 
+class UnsupportedOS(LabError, ValueError):
+    """A machine whose OS reglab has no family for: the box, not reglab, has to change (exit 2)."""
+
+
 def family_of(release: OsRelease) -> Family:
     """Debian, Ubuntu and their kin; RHEL, Rocky, Alma, CentOS, Fedora and theirs."""
     ids = (release.id, *release.id_like)
@@ -134,4 +140,7 @@ def family_of(release: OsRelease) -> Family:
         return DEBIAN
     if any(i in ("rhel", "centos", "fedora", "rocky", "almalinux") for i in ids):
         return RHEL
-    raise ValueError(f"unsupported OS {release.pretty_name!r} (ID={release.id}); reglab knows Debian and RHEL families")
+    raise UnsupportedOS(
+        f"unsupported OS {release.pretty_name!r} (ID={release.id or 'none'}); reglab knows the Debian and RHEL "
+        f"families: use a box of one of them (lab.yml key `os`: debian or rhel)"
+    )

@@ -11,14 +11,26 @@ from typing import TextIO
 
 
 class Progress:
-    """Timed phases, printed as they start and end; thread-safe for parallel machines."""
+    """Timed phases, printed as they start and end; thread-safe for parallel machines.
+
+    It also knows which phases are running, and which one a Ctrl-C stopped,
+    so an interrupted run can say (and record) where it was.
+    """
 
     def __init__(self, stream: TextIO | None = None, quiet: bool = False) -> None:
         self.stream = stream if stream is not None else sys.stderr
         self.quiet = quiet
         self.phases: dict[str, float] = {}
+        self.interrupted: str | None = None  # the innermost phase a KeyboardInterrupt went through
+        self._running: list[str] = []
         self._lock = threading.Lock()
         self._started = time.monotonic()
+
+    @property
+    def running(self) -> list[str]:
+        """The phases under way now, in the order they started (several at once with threads)."""
+        with self._lock:
+            return list(self._running)
 
     def say(self, message: str) -> None:
         if self.quiet:
@@ -31,12 +43,21 @@ class Progress:
     def phase(self, name: str, label: str | None = None) -> Iterator[None]:
         self.say(f"{label or name} ...")
         started = time.monotonic()
-        ok = False
+        with self._lock:
+            self._running.append(name)
+        outcome = "FAILED"
         try:
             yield
-            ok = True
+            outcome = "done"
+        except KeyboardInterrupt:
+            outcome = "interrupted"
+            with self._lock:
+                if self.interrupted is None:
+                    self.interrupted = name
+            raise
         finally:
             took = time.monotonic() - started
             with self._lock:
+                self._running.remove(name)
                 self.phases[name] = round(self.phases.get(name, 0.0) + took, 1)
-            self.say(f"{label or name} {'done' if ok else 'FAILED'} in {took:.1f}s")
+            self.say(f"{label or name} {outcome} in {took:.1f}s")

@@ -11,18 +11,19 @@ run changes nothing and says so.
 from __future__ import annotations
 
 import shlex
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from lab.images import CACHE_DIR_IN_MACHINE, LabImages
-from lab.osfamily import DEBIAN, Family, family_of, parse_os_release
+from lab.osfamily import DEBIAN, Family, UnsupportedOS, family_of, parse_os_release
 from lab.progress import Progress
 from lab.remote import Machine
 
 NEEDS = ("docker", "compose", "htpasswd", "curl", "openssl")
 APT_CACHE = f"{CACHE_DIR_IN_MACHINE}/apt"
 LISTS_MAX_AGE_MINUTES = 360
+BUNDLE_TIMEOUT = 600  # copying the image bundle over SFTP, where no shared folder has it
 
 
 @dataclass
@@ -33,7 +34,11 @@ class Provisioned:
 
 
 def detect_family(machine: Machine) -> Family:
-    return family_of(parse_os_release(machine.run("cat /etc/os-release").stdout))
+    release = parse_os_release(machine.run("cat /etc/os-release").stdout)
+    try:
+        return family_of(release)
+    except UnsupportedOS as exc:
+        raise UnsupportedOS(f"{machine.name}: {exc}") from None
 
 
 def install_packages(machine: Machine, family: Family) -> list[str]:
@@ -103,7 +108,7 @@ def load_images(machine: Machine, images: LabImages, bundle: Path | None) -> lis
     shared = f"{CACHE_DIR_IN_MACHINE}/images/{bundle.name}"
     if not machine.sudo(f"test -r {shared}", warn=True).ok:
         shared = f"/tmp/{bundle.name}"
-        machine.put(str(bundle), shared)
+        machine.put(str(bundle), shared, timeout=BUNDLE_TIMEOUT)
     machine.sudo(f"docker load -q -i {shared}", timeout=600)
     if shared.startswith("/tmp/"):
         machine.sudo(f"rm -f {shared}")
@@ -122,7 +127,29 @@ def provision_one(machine: Machine, images: LabImages, bundle: Path | None, prog
 
 
 def provision(machines: list[Machine], images: LabImages, bundle: Path | None, progress: Progress) -> list[Provisioned]:
-    """Both machines at once: their work is independent."""
-    with ThreadPoolExecutor(max_workers=len(machines)) as pool:
-        futures = [pool.submit(provision_one, m, images, bundle, progress) for m in machines]
+    """Both machines at once: their work is independent.
+
+    A failure on one machine lets the other finish (half an apt install is
+    worse than a whole one). A Ctrl-C does not wait: the machines'
+    connections are closed, which ends what the threads wait on, and the
+    machines refuse any further command.
+    """
+    pool = ThreadPoolExecutor(max_workers=len(machines), thread_name_prefix="provision")
+    futures = [pool.submit(provision_one, m, images, bundle, progress) for m in machines]
+    try:
+        return _all_results(futures)
+    except KeyboardInterrupt:
+        for machine in machines:
+            machine.abandon()
+        raise
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _all_results(futures: list[Future[Provisioned]]) -> list[Provisioned]:
+    """Every machine's result; after a failure the others finish before it is raised."""
+    try:
         return [f.result() for f in futures]
+    except Exception:
+        wait(futures)
+        raise

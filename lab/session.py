@@ -90,6 +90,9 @@ class Session:
         try:
             with self.progress.phase("boot", f"boot {', '.join(names or self.lifecycle.names)} ({self.lab.provider})"):
                 self.lifecycle.up(names or [])
+        except KeyboardInterrupt:
+            self.lifecycle.host.abandon()  # ends the image builds now, so the join below is short
+            raise
         finally:
             builder.join()
         if errors:

@@ -7,15 +7,20 @@ tests prove that bad input and the read-only commands never reach the host's too
 from __future__ import annotations
 
 import io
+import json
 import logging
+import signal
 import subprocess
+import time
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 import invoke.runners
 import pytest
 
 from lab.cli import main
+from lab.session import Session
 
 PROJECT = Path(__file__).resolve().parents[2]
 SHIPPED = PROJECT / "lab.yml"
@@ -308,3 +313,89 @@ def test_show_tls_modern(tmp_path: Path) -> None:
     assert "ssl on;" not in [line.strip() for line in out.splitlines()]
     assert "openssl genrsa" not in out
     assert ".lab/pki/" in out
+
+
+# --- interrupts: Ctrl-C, SIGTERM and SIGHUP are exit 130, recorded, never a traceback -------
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=lambda s: s.name)
+def test_a_signal_during_a_phase_is_exit_130_and_recorded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sig: signal.Signals
+) -> None:
+    """SIGTERM (a `kill`, a CI timeout) and SIGHUP (a closed terminal) stop reglab as Ctrl-C does."""
+
+    def up(self: Session, names: list[str] | None = None) -> None:
+        with self.progress.phase("boot"):
+            signal.raise_signal(sig)
+            time.sleep(2)  # reached only if the signal did not interrupt
+            raise AssertionError("the signal did not interrupt")
+
+    monkeypatch.setattr(Session, "up", up)
+    # Without main()'s own handlers, SIGTERM and SIGHUP would end pytest: these note them instead.
+    unhandled: list[int] = []
+    before = {s: signal.signal(s, lambda signum, _frame: unhandled.append(signum))
+              for s in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        ours = {s: signal.getsignal(s) for s in before}
+        started = time.monotonic()
+        code, out, err = reglab("--lab", str(lab_file(tmp_path)), "up")
+        assert {s: signal.getsignal(s) for s in before} == ours  # main() put the handlers back
+    finally:
+        for s, handler in before.items():
+            signal.signal(s, handler)
+    assert unhandled == []
+    assert time.monotonic() - started < 1.5
+    assert code == 130
+    assert "Traceback" not in err
+    assert err.splitlines()[-1] == (
+        "reglab: interrupted during boot. Machines may still be running: `reglab status` shows them, "
+        "`reglab down` removes them."
+    )
+    state = json.loads((tmp_path / ".lab" / "state.json").read_text())
+    assert state["interrupted"]["phase"] == "boot"
+    assert state["interrupted"]["command"] == "up"
+    assert datetime.fromisoformat(state["interrupted"]["at"]).tzinfo is not None
+
+
+def test_an_interrupt_outside_any_phase_still_says_what_to_do(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def steps(self: Session, step: str | None) -> list[str]:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Session, "step_ids", steps)
+    code, _, err = reglab("--lab", str(lab_file(tmp_path)), "show", "tls")
+    assert code == 130
+    assert err == ("reglab: interrupted. Machines may still be running: `reglab status` shows them, "
+                   "`reglab down` removes them.\n")
+    state = json.loads((tmp_path / ".lab" / "state.json").read_text())
+    assert state["interrupted"]["phase"] is None
+    assert state["interrupted"]["command"] == "show"
+
+
+# --- one message for whatever a user can cause --------------------------------------------
+
+
+def test_status_without_vagrant_is_one_error_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "empty").mkdir()
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    code, out, err = reglab("--lab", str(lab_file(tmp_path)), "status")
+    assert code == 2
+    assert out == ""
+    assert_one_error_line(err, "vagrant is not installed; ", "apt-get install")
+
+
+def test_a_file_reglab_cannot_read_is_one_error_line_naming_it(tmp_path: Path) -> None:
+    state = tmp_path / ".lab" / "state.json"
+    state.mkdir(parents=True)  # a folder where the state file goes
+    code, _, err = reglab("--lab", str(lab_file(tmp_path)), "steps")
+    assert code == 2
+    assert_one_error_line(err, f"{state}: Is a directory")
+
+
+def test_an_os_error_without_a_path_is_a_failure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def steps(self: Session, step: str | None) -> list[str]:
+        raise ConnectionResetError(104, "Connection reset by peer")
+
+    monkeypatch.setattr(Session, "step_ids", steps)
+    code, _, err = reglab("--lab", str(lab_file(tmp_path)), "show", "tls")
+    assert code == 1
+    assert err == "reglab: failed: Connection reset by peer\n"

@@ -1,19 +1,37 @@
-"""Unit tests for lab.machines: VirtualBox's host-only range, and TimedVagrant's bounds and errors.
+"""Unit tests for lab.machines: VirtualBox's host-only range, TimedVagrant's bounds, errors and
+interrupts, and the ssh_config the machines are reached with.
 
 TimedVagrant is pointed at a fake `vagrant` script in tmp_path; Vagrant itself never runs.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import stat
+import subprocess
+import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 import lab.machines as machines
-from lab.errors import LabFailure, RemoteError
-from lab.machines import VBOX_NETWORKS, TimedVagrant, vbox_range_problem, wait_for_ssh
+from lab.config import load
+from lab.credentials import Redactor
+from lab.errors import LabError, LabFailure, RemoteError
+from lab.machines import (
+    VAGRANT_MISSING,
+    VBOX_NETWORKS,
+    Lifecycle,
+    TimedVagrant,
+    vagrant_error,
+    vbox_range_problem,
+    wait_for_ssh,
+)
+
+PROJECT = Path(__file__).resolve().parents[2]
 
 LAB_IPS = ["192.168.33.10", "192.168.33.11"]
 
@@ -114,6 +132,18 @@ def test_timeout_raises_remote_error_and_kills_the_process_group(tmp_path: Path)
     assert "booting" in log
 
 
+def test_the_vagrant_log_is_private_whatever_the_umask(tmp_path: Path) -> None:
+    previous = os.umask(0)
+    try:
+        tv = make_vagrant(tmp_path, "echo booting\n")
+        tv.up()
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(tv.log_path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(tv.log_path.parent.stat().st_mode) == 0o700
+    assert "booting" in tv.log_path.read_text()
+
+
 def test_nonzero_exit_raises_remote_error_with_output_and_log_path(tmp_path: Path) -> None:
     tv = make_vagrant(
         tmp_path,
@@ -205,3 +235,148 @@ def test_wait_for_ssh_gives_up_after_its_bound(monkeypatch: pytest.MonkeyPatch) 
         wait_for_ssh(FlakyMachine(failures=10_000), timeout=30)  # type: ignore[arg-type]
     assert str(info.value).startswith("registry: SSH did not answer within 30s")
     assert "does not answer" in str(info.value)
+
+
+# --- Ctrl-C while Vagrant runs ------------------------------------------------------------
+
+SLOW_TO_STOP = """\
+import os, pathlib, signal, sys, time
+for name in sys.argv[2:]:
+    signal.signal(getattr(signal, name), signal.SIG_IGN)
+pathlib.Path(sys.argv[1], "pid").write_text(str(os.getpid()))
+time.sleep(5)
+"""
+
+
+class _Interrupted(subprocess.Popen):
+    """Vagrant started; then the user presses Ctrl-C while reglab waits on it."""
+
+    def communicate(self, *args: object, **kwargs: object) -> tuple[bytes, bytes]:
+        deadline = time.monotonic() + 5
+        while not (Path(self.args[0]).parent.parent / "pid").exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("ignores", [["SIGINT"], ["SIGINT", "SIGTERM"]], ids=["int", "int-and-term"])
+def test_ctrl_c_stops_a_vagrant_slow_to_stop_and_passes_the_interrupt_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ignores: list[str]
+) -> None:
+    """SIGINT, then SIGTERM, then SIGKILL, each with a bound: never a TimeoutExpired
+    traceback, never a Vagrant left running."""
+    script = tmp_path / "slow.py"
+    script.write_text(SLOW_TO_STOP)
+    tv = make_vagrant(tmp_path, f'exec {sys.executable} {script} {tmp_path} {" ".join(ignores)}\n')
+    monkeypatch.setattr(machines, "STOP_GRACE", 0.3)
+    monkeypatch.setattr(subprocess, "Popen", _Interrupted)
+    started = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        tv.up()
+    assert time.monotonic() - started < 3
+    assert _gone(int((tmp_path / "pid").read_text()))
+
+
+def test_vagrant_not_installed_is_a_lab_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "empty").mkdir()
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    tv = TimedVagrant(tmp_path, dict(os.environ), tmp_path / "vagrant.log", 10)
+    with pytest.raises(LabError) as info:
+        tv.status()
+    assert str(info.value) == VAGRANT_MISSING
+    assert VAGRANT_MISSING.startswith("vagrant is not installed; ")
+
+
+# --- what Vagrant said when it failed ----------------------------------------------------
+
+NO_ENVIRONMENT = (
+    "1424099094,,ui,info,Loading\n"
+    "1424099094,,error-exit,Vagrant::Errors::NoEnvironmentError,A Vagrant environment or target machine is "
+    "required to run this\\ncommand. Run `vagrant init` to create a new Vagrant environment. Or%!(VAGRANT_COMMA)\\n"
+    "get an ID of a target machine from `vagrant global-status`.\n"
+)
+
+
+def test_vagrant_error_reads_the_error_exit_line() -> None:
+    assert vagrant_error(NO_ENVIRONMENT) == (
+        "A Vagrant environment or target machine is required to run this\n"
+        "command. Run `vagrant init` to create a new Vagrant environment. Or,\n"
+        "get an ID of a target machine from `vagrant global-status`."
+    )
+
+
+def test_vagrant_error_reads_ui_error_lines_and_ignores_the_rest() -> None:
+    text = "1,,ui,info,Bringing machine up\n2,registry,ui,error,The container failed to start%!(VAGRANT_COMMA) sorry\n"
+    assert vagrant_error(text) == "The container failed to start, sorry"
+    assert vagrant_error("1,registry,state,running\n1,registry,provider-name,docker\n") is None
+    assert vagrant_error("") is None
+
+
+def test_a_failed_machine_readable_call_says_what_vagrant_said(tmp_path: Path) -> None:
+    """Vagrant prints the error of `status --machine-readable` on stdout, which python-vagrant captures."""
+    tv = make_vagrant(tmp_path, f"cat <<'EOF'\n{NO_ENVIRONMENT}EOF\nexit 1\n")
+    with pytest.raises(RemoteError) as info:
+        tv.status()
+    message = str(info.value)
+    assert message.startswith("`vagrant status --machine-readable` failed (exit 1):\n  A Vagrant environment")
+    assert "\n  command. Run `vagrant init`" in message
+    assert "error-exit" in tv.log_path.read_text()  # and the log keeps it
+
+
+def test_a_failure_shows_what_this_call_printed_not_an_earlier_one(tmp_path: Path) -> None:
+    body = 'if [ "$1" = up ]; then echo "earlier noise"; exit 0; fi\necho "its own error" >&2\nexit 1\n'
+    tv = make_vagrant(tmp_path, body)
+    tv.up()
+    with pytest.raises(RemoteError) as info:
+        tv.halt()
+    assert "its own error" in str(info.value)
+    assert "earlier noise" not in str(info.value)
+
+
+# --- ssh_config: written by this process, 0600 -------------------------------------------
+
+VAGRANT_SSH_CONFIG = "Host registry\n  HostName 127.0.0.1\n  Port 2222\n  User vagrant\n"
+
+
+class FakeVagrant:
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def ssh_config(self) -> str:
+        self.calls += 1
+        return VAGRANT_SSH_CONFIG
+
+
+@pytest.fixture
+def lifecycle(tmp_path: Path) -> Iterator[Lifecycle]:
+    path = tmp_path / "lab.yml"
+    path.write_text((PROJECT / "lab.yml").read_text())
+    made = Lifecycle(load(path, environ={}), Redactor([]))
+    made.vagrant = FakeVagrant()  # type: ignore[assignment]
+    yield made
+    for logger in list(logging.Logger.manager.loggerDict.values()):
+        if isinstance(logger, logging.Logger) and logger.name.startswith(f"reglab.{tmp_path}"):
+            for handler in list(logger.handlers):
+                logger.removeHandler(handler)
+                handler.close()
+
+
+def test_connect_never_uses_an_ssh_config_it_did_not_write(lifecycle: Lifecycle) -> None:
+    """A planted ssh_config with a ProxyCommand would run a program of someone else's choosing."""
+    planted = lifecycle.ssh_config_path
+    planted.parent.mkdir(parents=True, exist_ok=True)
+    planted.write_text("Host registry\n  HostName 127.0.0.1\n  ProxyCommand touch /tmp/reglab-pwned\n")
+    machine = lifecycle.connect("registry")
+    assert machine.gateway is None
+    assert planted.read_text() == VAGRANT_SSH_CONFIG
+    assert stat.S_IMODE(planted.stat().st_mode) == 0o600
+    lifecycle.connect("client")
+    assert lifecycle.vagrant.calls == 1  # once per process, not once per machine
+
+
+def test_write_ssh_config_is_private_whatever_the_umask(lifecycle: Lifecycle) -> None:
+    previous = os.umask(0)
+    try:
+        path = lifecycle.write_ssh_config()
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600

@@ -8,7 +8,8 @@ import subprocess
 
 import pytest
 
-from lab.osfamily import DEBIAN, FAMILIES, RHEL, Family, OsRelease, family_of, parse_os_release
+from lab.errors import LabError
+from lab.osfamily import DEBIAN, FAMILIES, RHEL, Family, OsRelease, UnsupportedOS, family_of, parse_os_release
 
 # /etc/os-release as the distributions ship it.
 DEBIAN_12 = """\
@@ -165,11 +166,14 @@ def test_parse_empty_text() -> None:
     [(OPENSUSE_LEAP, "openSUSE Leap 15.5"), (ALPINE, "Alpine Linux v3.19"), ("", "unknown")],
     ids=["opensuse", "alpine", "empty"],
 )
-def test_unknown_os_is_a_value_error_naming_it(text: str, name: str) -> None:
-    with pytest.raises(ValueError) as info:
+def test_unknown_os_is_a_lab_error_naming_it(text: str, name: str) -> None:
+    """A LabError, so the CLI prints one line (exit 2); still a ValueError for older callers."""
+    with pytest.raises(UnsupportedOS) as info:
         family_of(parse_os_release(text))
+    assert isinstance(info.value, LabError) and isinstance(info.value, ValueError)
     assert name in str(info.value)
     assert "Debian" in str(info.value) and "RHEL" in str(info.value)
+    assert "lab.yml key `os`" in str(info.value)
 
 
 def test_families_registry() -> None:

@@ -30,3 +30,25 @@ def test_a_phase_run_twice_adds_up_and_quiet_prints_nothing() -> None:
             pass
     assert list(progress.phases) == ["steps"]
     assert out.getvalue() == ""
+
+
+def test_progress_knows_the_running_phases_and_the_one_interrupted() -> None:
+    """What an interrupted run records in its state file, and says, comes from here."""
+    out = io.StringIO()
+    progress = Progress(out)
+    seen: list[list[str]] = []
+    with pytest.raises(KeyboardInterrupt), progress.phase("boot"), progress.phase("node image"):
+        seen.append(progress.running)
+        raise KeyboardInterrupt
+    assert seen == [["boot", "node image"]]
+    assert progress.interrupted == "node image"  # the innermost: where it really was
+    assert progress.running == []
+    assert "node image interrupted in" in out.getvalue()
+
+
+def test_a_failure_is_not_an_interruption() -> None:
+    progress = Progress(io.StringIO())
+    with pytest.raises(RuntimeError), progress.phase("provision"):
+        raise RuntimeError("apt failed")
+    assert progress.interrupted is None
+    assert progress.running == []

@@ -1,0 +1,92 @@
+"""Unit tests for lab.provision: the OS family of a machine, and both machines provisioned at once.
+
+The machines are fakes: nothing here connects anywhere.
+"""
+
+from __future__ import annotations
+
+import io
+import signal
+import threading
+import time
+from types import SimpleNamespace
+
+import pytest
+
+from lab.errors import LabError, RemoteError
+from lab.images import LabImages
+from lab.osfamily import DEBIAN
+from lab.progress import Progress
+from lab.provision import detect_family, provision
+
+IMAGES = LabImages(registry="registry:2", proxy="nginx:1.27", base="debian:bookworm")
+ALPINE = 'NAME="Alpine Linux"\nID=alpine\nPRETTY_NAME="Alpine Linux v3.19"\n'
+
+
+def ctrl_c_in(seconds: float) -> None:
+    """A real SIGINT to the main thread, as the terminal sends on Ctrl-C: it also wakes a blocked wait."""
+    main = threading.main_thread().ident
+    assert main is not None
+    threading.Timer(seconds, signal.pthread_kill, args=(main, signal.SIGINT)).start()
+
+
+class FakeMachine:
+    """Answers `cat /etc/os-release`; `delay` seconds late, or never until abandoned."""
+
+    def __init__(self, name: str, os_release: str = "ID=debian\n", delay: float = 0.0,
+                 error: str | None = None) -> None:
+        self.name = name
+        self.os_release = os_release
+        self.delay = delay
+        self.error = error
+        self.abandoned = threading.Event()
+        self.finished = threading.Event()
+
+    def run(self, command: str, **_kwargs: object) -> SimpleNamespace:
+        try:
+            if self.error:
+                raise RemoteError(self.error)
+            if self.abandoned.wait(self.delay):
+                raise RemoteError(f"{self.name}: not used any more, reglab was interrupted")
+            return SimpleNamespace(stdout=self.os_release, ok=True)
+        finally:
+            self.finished.set()
+
+    def sudo(self, command: str, **_kwargs: object) -> SimpleNamespace:
+        raise RemoteError(f"{self.name}: stop here")  # what follows detection is not under test
+
+    def abandon(self) -> None:
+        self.abandoned.set()
+
+
+def test_detect_family_of_an_unknown_os_is_a_lab_error_naming_the_machine() -> None:
+    with pytest.raises(LabError) as info:
+        detect_family(FakeMachine("client", ALPINE))  # type: ignore[arg-type]
+    message = str(info.value)
+    assert message.startswith("client: unsupported OS 'Alpine Linux v3.19' (ID=alpine)")
+    assert info.value.__cause__ is None and info.value.__suppress_context__
+
+
+def test_detect_family_of_debian() -> None:
+    assert detect_family(FakeMachine("registry")) is DEBIAN  # type: ignore[arg-type]
+
+
+def test_ctrl_c_during_provision_returns_at_once_and_abandons_both_machines() -> None:
+    """Waiting for the pool would wait for both machines to finish: minutes of apt."""
+    machines = [FakeMachine("registry", delay=5), FakeMachine("client", delay=5)]
+    ctrl_c_in(0.2)
+    started = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        provision(machines, IMAGES, None, Progress(io.StringIO()))  # type: ignore[arg-type]
+    assert time.monotonic() - started < 1.5
+    assert all(m.abandoned.is_set() for m in machines)
+    assert all(m.finished.wait(1) for m in machines)  # their threads end too, at once
+
+
+def test_a_failure_on_one_machine_lets_the_other_finish_first() -> None:
+    slow = FakeMachine("client", delay=0.3)
+    with pytest.raises(RemoteError, match="registry: broken"):
+        provision([FakeMachine("registry", error="registry: broken"), slow],  # type: ignore[list-item]
+                  IMAGES, None, Progress(io.StringIO()))
+    assert slow.finished.is_set()
+    assert not slow.abandoned.is_set()
