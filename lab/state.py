@@ -39,9 +39,10 @@ class State:
         self.warning: str | None = None
         self._lock = threading.Lock()
         if path.exists():
+            text = path.read_bytes()  # unreadable (a folder, no permission): the CLI names the path, exit 2
             try:
-                data = json.loads(path.read_text())
-            except (json.JSONDecodeError, UnicodeDecodeError, OSError):
+                data = json.loads(text)
+            except (json.JSONDecodeError, UnicodeDecodeError):
                 data = None
             if isinstance(data, dict) and isinstance(data.get("steps"), dict):
                 self.data = data
