@@ -153,7 +153,9 @@ def main(argv: Sequence[str] | None = None, stdout: TextIO | None = None, stderr
 
 def dispatch(args: argparse.Namespace, out: TextIO, err: TextIO) -> ExitStatus:
     overrides = {"provider": args.provider, "edition": args.edition, "images.source": args.images}
-    session = Session.from_file(args.lab, overrides, Progress(err, quiet=args.quiet))
+    # Commands that only read, or hand the terminal over (ssh), do not wait for the lab's lock.
+    lock = args.command not in ("status", "show", "report", "ssh")
+    session = Session.from_file(args.lab, overrides, Progress(err, quiet=args.quiet), lock=lock)
     try:
         return run_command(session, args, out, err)
     except KeyboardInterrupt:
@@ -205,7 +207,7 @@ def run_command(session: Session, args: argparse.Namespace, out: TextIO, err: Te
         for step_result in result.steps:
             if step_result.status is Status.FAIL:
                 print_step(step_result, out)
-        print_summary(result, out)
+        print_summary(result, out, session.lab.state_dir / "reports")
         return ExitStatus.OK if result.passed else ExitStatus.FAILED
     elif command == "reset":
         session.require_running()
@@ -237,7 +239,7 @@ def solve_or_check(session: Session, command: str, step: str | None, out: TextIO
         print_step(step_result, out)
     if step is None:
         session.write_report(result)
-        print_summary(result, out)
+        print_summary(result, out, session.lab.state_dir / "reports")
     return ExitStatus.OK if result.passed else ExitStatus.FAILED
 
 
@@ -253,7 +255,7 @@ def print_step(step: StepResult, out: TextIO) -> None:
             print(f"     logs:     {', '.join(step.logs)}", file=out)
 
 
-def print_summary(result: RunResult, out: TextIO) -> None:
+def print_summary(result: RunResult, out: TextIO, reports: Path | None = None) -> None:
     counts = result.counts
     phases = ", ".join(f"{name} {seconds:.1f}s" for name, seconds in result.phases.items())
     print(
@@ -261,7 +263,8 @@ def print_summary(result: RunResult, out: TextIO) -> None:
         f"{counts[Status.NOT_RUN]} not run" + (f"  ({phases})" if phases else ""),
         file=out,
     )
-    print("report: .lab/reports/" + result.edition + ".md (also .xml, .html)", file=out)
+    if reports is not None:
+        print(f"report: {reports / (result.edition + '.md')} (also .xml, .html)", file=out)
 
 
 def print_status(session: Session, out: TextIO) -> None:

@@ -11,12 +11,12 @@ run changes nothing and says so.
 from __future__ import annotations
 
 import shlex
-from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from lab.images import CACHE_DIR_IN_MACHINE, LabImages
 from lab.osfamily import DEBIAN, Family, UnsupportedOS, family_of, parse_os_release
+from lab.parallel import on_each
 from lab.progress import Progress
 from lab.remote import Machine
 
@@ -134,22 +134,4 @@ def provision(machines: list[Machine], images: LabImages, bundle: Path | None, p
     connections are closed, which ends what the threads wait on, and the
     machines refuse any further command.
     """
-    pool = ThreadPoolExecutor(max_workers=len(machines), thread_name_prefix="provision")
-    futures = [pool.submit(provision_one, m, images, bundle, progress) for m in machines]
-    try:
-        return _all_results(futures)
-    except KeyboardInterrupt:
-        for machine in machines:
-            machine.abandon()
-        raise
-    finally:
-        pool.shutdown(wait=False, cancel_futures=True)
-
-
-def _all_results(futures: list[Future[Provisioned]]) -> list[Provisioned]:
-    """Every machine's result; after a failure the others finish before it is raised."""
-    try:
-        return [f.result() for f in futures]
-    except Exception:
-        wait(futures)
-        raise
+    return on_each(machines, lambda machine: provision_one(machine, images, bundle, progress))

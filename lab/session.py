@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from lab import config, report, scenario
@@ -20,6 +19,7 @@ from lab.errors import LabError
 from lab.files import private_dir
 from lab.images import Builder, LabImages
 from lab.machines import Lifecycle
+from lab.parallel import on_each
 from lab.progress import Progress
 from lab.provision import Provisioned, provision
 from lab.results import RunResult
@@ -59,8 +59,9 @@ class Session:
     def verify_machines(self) -> None:
         """Ask each machine who it is (both at once); forget results of machines made anew."""
         ctx = self.context()
-        with ThreadPoolExecutor(max_workers=len(self.lifecycle.names)) as pool:
-            found = dict(zip(self.lifecycle.names, pool.map(ctx.identify, self.lifecycle.names), strict=True))
+        names = self.lifecycle.names
+        identities = on_each([ctx.machine(n) for n in names], lambda machine: ctx.identify(machine.name))
+        found = dict(zip(names, identities, strict=True))
         for name, identity in found.items():
             self._identify(name, identity)
 

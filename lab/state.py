@@ -95,10 +95,6 @@ class State:
         return (f"machine {machine} is not the one the saved results describe (destroyed, or made anew); "
                 f"forgot the results of {', '.join(forget) or 'no step'}")
 
-    def interrupted(self, phase: str | None) -> None:
-        self.data["interrupted"] = {"phase": phase, "at": datetime.now(UTC).isoformat(timespec="seconds")}
-        self.save()
-
     @property
     def images(self) -> LabImages | None:
         found = self.data.get("images")

@@ -380,3 +380,18 @@ def test_write_ssh_config_is_private_whatever_the_umask(lifecycle: Lifecycle) ->
     finally:
         os.umask(previous)
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_connect_reuses_the_ssh_config_reglab_wrote_in_its_private_folder(lifecycle: Lifecycle) -> None:
+    """A student's `reglab check` must not wait for `vagrant ssh-config` each time (1-2 s)."""
+    lifecycle.write_ssh_config()
+    lifecycle.ssh_config_path.parent.chmod(0o700)
+    again = Lifecycle(lifecycle.lab, Redactor([]))
+    again.vagrant = FakeVagrant()  # type: ignore[assignment]
+    again.connect("registry")
+    assert again.vagrant.calls == 0
+    lifecycle.ssh_config_path.parent.chmod(0o770)  # others could have planted it: not trusted
+    third = Lifecycle(lifecycle.lab, Redactor([]))
+    third.vagrant = FakeVagrant()  # type: ignore[assignment]
+    third.connect("registry")
+    assert third.vagrant.calls == 1
