@@ -228,3 +228,41 @@ def test_a_broken_template_is_a_lab_error_not_a_traceback() -> None:
         render_template(jinja, "nosuch.j2", {})
     with pytest.raises(LabError, match="cannot be rendered"):
         render_value(jinja, "{{ domain | nosuchfilter }}", {"domain": "x"})
+
+
+class _Ctx:
+    """Just enough of a Context for Engine.act: rendering is identity, machines are names."""
+
+    def __init__(self, lab_dir: Path) -> None:
+        from types import SimpleNamespace
+
+        self.captured: dict[str, str] = {}
+        self.lab = SimpleNamespace(state_dir=lab_dir / ".lab")
+
+    def machine(self, name: str) -> str:
+        return name
+
+    def render(self, value, machine):  # noqa: ANN001, ANN201
+        return value
+
+
+def test_values_captured_by_an_inline_check_during_solve_are_kept(state: State, tmp_path: Path, monkeypatch) -> None:
+    """Item 15: `check:` and `wait:` actions captured values, and the engine dropped them."""
+    from lab import checks
+    from lab.checks import Outcome
+
+    monkeypatch.setattr(checks, "run", lambda item, machine, ctx: Outcome(True, "x", "y", {"pushed": "sha256:1"}))
+    ctx = _Ctx(tmp_path)
+    run = Engine(SHIPPED, ctx=ctx, state=state, progress=Progress(quiet=True))  # type: ignore[arg-type]
+    run.act({"check": {"command": "true"}}, "client")
+    assert ctx.captured == {"pushed": "sha256:1"}
+    ctx.captured.clear()
+    run.act({"wait": {"command": "true"}}, "client")
+    assert ctx.captured == {"pushed": "sha256:1"}
+
+
+def test_step_logs_are_the_labs_own_paths_not_relative_ones(state: State, tmp_path: Path) -> None:
+    """Item 15: `.lab/logs/...` printed relative to the current folder pointed nowhere elsewhere."""
+    run = Engine(SHIPPED, ctx=_Ctx(tmp_path), state=state, progress=Progress(quiet=True))  # type: ignore[arg-type]
+    logs = run._logs(SHIPPED.step("hosts"))
+    assert logs == [str(tmp_path / ".lab" / "logs" / "registry.log"), str(tmp_path / ".lab" / "logs" / "client.log")]

@@ -1,0 +1,62 @@
+"""lab.files: atomic writes with their mode from the start, and the lab's private folder."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from lab.errors import LabError
+from lab.files import atomic_write, private_dir, write_private
+
+
+def test_atomic_write_sets_the_mode_whatever_the_umask(tmp_path: Path) -> None:
+    old = os.umask(0)
+    try:
+        path = write_private(tmp_path / "secret", "pw")
+        report = atomic_write(tmp_path / "report.md", "text")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(report.stat().st_mode) == 0o644
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.md", "secret"]
+
+
+def test_atomic_write_replaces_a_planted_link_instead_of_following_it(tmp_path: Path) -> None:
+    target = tmp_path / "elsewhere"
+    target.write_text("untouched")
+    (tmp_path / "secrets.yml").symlink_to(target)
+    write_private(tmp_path / "secrets.yml", "pw")
+    assert target.read_text() == "untouched"
+    assert not (tmp_path / "secrets.yml").is_symlink()
+
+
+def test_private_dir_is_made_0700_and_tightened(tmp_path: Path) -> None:
+    old = os.umask(0)
+    try:
+        made = private_dir(tmp_path / ".lab")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(made.stat().st_mode) == 0o700
+    (tmp_path / "loose").mkdir(mode=0o755)
+    os.chmod(tmp_path / "loose", 0o755)
+    assert stat.S_IMODE(private_dir(tmp_path / "loose").stat().st_mode) == 0o700
+
+
+@pytest.mark.parametrize("mode", [0o777, 0o770, 0o702])
+def test_private_dir_refuses_a_folder_others_can_write(tmp_path: Path, mode: int) -> None:
+    """Files planted there (an ssh_config with a ProxyCommand) would be trusted as reglab's."""
+    folder = tmp_path / ".lab"
+    folder.mkdir()
+    os.chmod(folder, mode)
+    with pytest.raises(LabError, match=r"others can write to it .*`chmod 700 "):
+        private_dir(folder)
+
+
+def test_private_dir_refuses_a_link(tmp_path: Path) -> None:
+    (tmp_path / "real").mkdir()
+    (tmp_path / ".lab").symlink_to(tmp_path / "real")
+    with pytest.raises(LabError, match="a link or a file"):
+        private_dir(tmp_path / ".lab")
