@@ -53,6 +53,18 @@ def docker_usable() -> bool:
     return docker_answers() or (shutil.which("dockerd") is not None and shutil.which("docker") is not None)
 
 
+# What the libvirt provider needs on a Debian host: vagrant-libvirt, QEMU and libvirt,
+# and what `reglab box build` builds boxes with (mmdebstrap, extlinux, sfdisk, qemu-img).
+LIBVIRT_PACKAGES = ("vagrant-libvirt", "qemu-system-x86", "qemu-utils", "libvirt-daemon-system",
+                    "libvirt-clients", "dnsmasq-base", "mmdebstrap", "extlinux", "fdisk")
+QEMU_CONF = Path("/etc/libvirt/qemu.conf")
+LIBVIRT_WAIT = 60
+
+
+def dpkg_installed(package: str) -> bool:
+    return _ok(["dpkg-query", "-W", "-f=${Status}", package], contains="ok installed", timeout=30)
+
+
 def needs(provider: str) -> list[Need]:
     found = [
         Need("vagrant", "vagrant", lambda: shutil.which("vagrant") is not None),
@@ -63,14 +75,96 @@ def needs(provider: str) -> list[Need]:
             Need("Docker Engine (a daemon, not only the client)", "docker.io", docker_usable),
             Need("debootstrap", "debootstrap", lambda: shutil.which("debootstrap") is not None),
         ]
+    if provider == "libvirt":
+        found += [Need(package, package, lambda p=package: dpkg_installed(p)) for package in LIBVIRT_PACKAGES]
     return found
 
 
+def libvirt_driver(cpuinfo: str, kvm_exists: bool) -> str:
+    """`kvm` where the CPU offers hardware virtualisation to this host, else `qemu` (software, TCG).
+
+    NOTE: /dev/kvm alone is not enough: some hosts expose it without vmx/svm,
+    and only specially built guest kernels run there; a stock Debian kernel does not.
+    """
+    flags = set()
+    for line in cpuinfo.splitlines():
+        if line.startswith("flags"):
+            flags.update(line.partition(":")[2].split())
+    return "kvm" if kvm_exists and flags & {"vmx", "svm"} else "qemu"
+
+
+def host_libvirt_driver() -> str:
+    try:
+        cpuinfo = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        cpuinfo = ""
+    return libvirt_driver(cpuinfo, Path("/dev/kvm").exists())
+
+
+def qemu_conf_as_root(text: str) -> str | None:
+    """qemu.conf with QEMU run as root, or None when it already is.
+
+    Without it libvirt re-probes QEMU on every API call (4-30 s each) on hosts
+    where root may open /dev/kvm and the QEMU user may not.
+    """
+    lines = text.splitlines()
+    wanted = {"user": '"root"', "group": '"root"'}
+    present = {}
+    for line in lines:
+        key, _, value = line.partition("=")
+        if not line.lstrip().startswith("#") and key.strip() in wanted:
+            present[key.strip()] = value.strip()
+    if all(present.get(k) == v for k, v in wanted.items()):
+        return None
+    kept = [line for line in lines
+            if line.lstrip().startswith("#") or line.partition("=")[0].strip() not in wanted]
+    return "\n".join([*kept, "# reglab: QEMU as root (libvirt probes QEMU once, not on every call)",
+                      'user = "root"', 'group = "root"']) + "\n"
+
+
+def libvirt_answers() -> bool:
+    return _ok(["virsh", "-c", "qemu:///system", "version"], timeout=30)
+
+
+def prepare_libvirt(log_dir: Path, say: Callable[[str], None]) -> None:
+    """QEMU as root where needed, and libvirtd and virtlogd running (started by hand without systemd)."""
+    log = log_dir / "hostsetup.log"
+    changed = False
+    if QEMU_CONF.exists() and host_libvirt_driver() == "qemu":
+        new = qemu_conf_as_root(QEMU_CONF.read_text())
+        if new is not None:
+            say(f"running QEMU as root in {QEMU_CONF} (KVM is not usable here)")
+            QEMU_CONF.write_text(new)
+            changed = True
+    systemd = Path("/run/systemd/system").exists()
+    if changed and libvirt_answers():
+        if systemd:
+            run_step(as_root(["systemctl", "restart", "libvirtd"]), "systemctl restart libvirtd", 120, log)
+        else:
+            run_step(as_root(["pkill", "-x", "libvirtd"]), "stop libvirtd", 30, log)
+            poll(lambda: not _ok(["pgrep", "-x", "libvirtd"]), 30)
+    if libvirt_answers():
+        return
+    say("starting libvirtd and virtlogd")
+    if systemd:
+        run_step(as_root(["systemctl", "start", "virtlogd", "libvirtd"]), "systemctl start libvirtd", 120, log)
+    else:
+        for daemon in ("virtlogd", "libvirtd"):
+            if not _ok(["pgrep", "-x", daemon]):
+                run_step(as_root([daemon, "-d"]), f"{daemon} -d", 60, log)
+    if not poll(libvirt_answers, LIBVIRT_WAIT):
+        raise LabFailure(f"libvirtd did not answer within {LIBVIRT_WAIT}s (virsh -c qemu:///system version)")
+
+
 def usable_provider() -> str:
-    """VirtualBox or libvirt where they work on this host, else docker."""
+    """VirtualBox or libvirt where they run VMs at hardware speed on this host, else docker.
+
+    NOTE: libvirt under software emulation works (`provider: libvirt` asks for
+    it) but is about 17 times slower; `auto` does not pick it.
+    """
     if shutil.which("VBoxManage") and _ok(["VBoxManage", "list", "hostonlyifs"]):
         return "virtualbox"
-    if shutil.which("virsh") and _ok(["virsh", "-c", "qemu:///system", "version"]) and \
+    if shutil.which("virsh") and host_libvirt_driver() == "kvm" and libvirt_answers() and \
             _ok(["vagrant", "plugin", "list"], contains="vagrant-libvirt"):
         return "libvirt"
     return "docker"
@@ -149,6 +243,10 @@ def setup(provider: str, log_dir: Path, say: Callable[[str], None]) -> str:
     if provider == "docker" and not docker_answers():
         say(f"starting the Docker daemon (log: {log_dir / 'dockerd.log'})")
         start_docker(log_dir / "dockerd.log")
+    if provider == "libvirt":
+        prepare_libvirt(log_dir, say)
+        driver = host_libvirt_driver()
+        say(f"libvirt driver: {driver} ({'hardware' if driver == 'kvm' else 'software emulation, slow'})")
     return provider
 
 

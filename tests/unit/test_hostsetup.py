@@ -70,3 +70,26 @@ def test_main_turns_errors_into_exit_codes_without_a_traceback(monkeypatch, tmp_
     err = capsys.readouterr().err
     assert err.startswith("reglab: failed: apt-get update failed") and "Traceback" not in err
     assert (tmp_path / ".lab").stat().st_mode & 0o777 == 0o700
+
+
+def test_libvirt_driver_needs_hardware_virtualisation_not_only_dev_kvm():
+    """Here /dev/kvm exists but the CPU offers no vmx/svm: a stock kernel runs only under TCG."""
+    assert hostsetup.libvirt_driver("flags\t\t: fpu vme sse2 avx2\n", kvm_exists=True) == "qemu"
+    assert hostsetup.libvirt_driver("flags\t\t: fpu vmx sse2\n", kvm_exists=True) == "kvm"
+    assert hostsetup.libvirt_driver("flags\t\t: fpu svm sse2\n", kvm_exists=False) == "qemu"
+
+
+def test_qemu_conf_gets_qemu_as_root_once():
+    stock = '#user = "libvirt-qemu"\n#group = "libvirt-qemu"\nsecurity_driver = "none"\n'
+    changed = hostsetup.qemu_conf_as_root(stock)
+    assert 'user = "root"' in changed and 'group = "root"' in changed
+    assert '#user = "libvirt-qemu"' in changed and 'security_driver = "none"' in changed
+    assert hostsetup.qemu_conf_as_root(changed) is None
+    assert hostsetup.qemu_conf_as_root('user = "libvirt-qemu"\ngroup = "root"\n').count('user = "root"') == 1
+
+
+def test_libvirt_needs_its_packages(monkeypatch):
+    monkeypatch.setattr(hostsetup, "dpkg_installed", lambda package: package != "vagrant-libvirt")
+    missing = [n.package for n in hostsetup.needs("libvirt") if not n.usable() and n.package in
+               hostsetup.LIBVIRT_PACKAGES]
+    assert missing == ["vagrant-libvirt"]
