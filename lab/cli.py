@@ -273,6 +273,10 @@ def print_status(session: Session, out: TextIO) -> None:
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     for row in rows:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip(), file=out)
+    driver = session.lifecycle.libvirt_driver
+    if driver is not None:
+        how = "KVM, hardware virtualisation" if driver == "kvm" else "QEMU software emulation (TCG): no usable KVM"
+        print(f"libvirt: {how}", file=out)
 
 
 def ssh(session: Session, name: str, cmd: list[str], err: TextIO) -> ExitStatus | int:

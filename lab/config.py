@@ -23,6 +23,7 @@ import yaml
 from lab.errors import ConfigError
 
 PROVIDERS = ("docker", "virtualbox", "libvirt")
+BUILT_BOX_NAME = "reglab/debian12"  # the name `reglab box build` adds its Debian box under
 EDITIONS = ("modern", "as-written")
 IMAGE_SOURCES = ("auto", "pull", "preload", "build")
 OS_FAMILIES = ("debian", "rhel")
@@ -47,7 +48,8 @@ DEFAULTS: dict[str, Any] = {
         "base": "debian:bookworm",
     },
     "boxes": {
-        "debian": {"name": "generic/debian12", "version": "4.3.12"},
+        # Built here from Debian packages: no catalogue (HCP Vagrant closes on 2026-12-31).
+        "debian": "build",
         "rhel": {"name": "generic/rocky9", "version": "4.3.12"},
     },
     "timeouts": {"command": 300, "boot": 300},
@@ -123,8 +125,12 @@ class Images:
 
 @dataclass(frozen=True)
 class Box:
+    """A Vagrant box: from the catalogue (name and version), a file or URL, or built here (`build`)."""
+
     name: str
-    version: str
+    version: str | None = None
+    url: str | None = None
+    build: bool = False
 
 
 @dataclass(frozen=True)
@@ -422,13 +428,38 @@ class _Validator:
         unknown = [name for name in boxes if name not in OS_FAMILIES]
         if unknown:
             raise self.fail(f"boxes.{unknown[0]}", f"unknown OS family; expected {', '.join(OS_FAMILIES)}")
-        spec = self.mapping(boxes[family], f"boxes.{family}")
-        _check_keys(spec, {"name": None, "version": None}, f"boxes.{family}", self.source)
+        spec = boxes[family]
+        where = f"boxes.{family}"
+        if spec == "build":
+            if family != "debian":
+                raise self.fail(where, "only Debian boxes can be built here (no RHEL-family packages are "
+                                "reachable); give a box name and version, or a url")
+            return Box(name=BUILT_BOX_NAME, build=True)
+        spec = self.mapping(spec, where) if not isinstance(spec, str) else self._not_build(spec, where)
+        _check_keys(spec, {"name": None, "version": None, "url": None}, where, self.source)
+        name = self.string(spec.get("name"), f"{where}.name")
         version = spec.get("version")
         if isinstance(version, (int, float)) and not isinstance(version, bool):
             version = str(version)
-        return Box(name=self.string(spec.get("name"), f"boxes.{family}.name"),
-                   version=self.string(version, f"boxes.{family}.version"))
+        url = spec.get("url")
+        if version is None and url is None:
+            raise self.fail(where, "expected a version (from the Vagrant catalogue) or a url (a .box file), "
+                            "or `build`")
+        if version is not None:
+            version = self.string(version, f"{where}.version")
+            if not re.fullmatch(r"\d+(\.\d+)*", version):
+                raise self.fail(f"{where}.version", f"expected a version like 4.3.12, got {version!r}")
+        if url is not None:
+            url = self.string(url, f"{where}.url")
+            if not re.fullmatch(r"(https?|file)://\S+|/\S+", url):
+                raise self.fail(f"{where}.url", f"expected an http(s):// or file:// URL or an absolute path, "
+                                f"got {url!r}")
+            if url.startswith("/"):
+                url = f"file://{url}"
+        return Box(name=name, version=version, url=url)
+
+    def _not_build(self, value: str, where: str) -> Mapping[str, Any]:
+        raise self.fail(where, f"expected `build` or a mapping with name and version (or url), got {value!r}")
 
     def machines(self, value: Any) -> tuple[Machine, ...]:
         machines = self.mapping(value, "machines")

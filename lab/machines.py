@@ -134,6 +134,13 @@ class Lifecycle:
             VAGRANT_CHECKPOINT_DISABLE="1",
             VAGRANT_NO_COLOR="1",
         )
+        if lab.provider == "libvirt":
+            from lab.hostsetup import host_libvirt_driver
+
+            self.libvirt_driver: str | None = host_libvirt_driver()
+            env["REGLAB_LIBVIRT_DRIVER"] = self.libvirt_driver
+        else:
+            self.libvirt_driver = None
         self.vagrant = TimedVagrant(lab.root, env, self.log_dir / "vagrant.log", lab.timeouts.boot)
         self.host = Host(machine_logger(self.log_dir, "host"), redactor, lab.timeouts.command)
 

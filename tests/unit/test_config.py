@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 from pathlib import Path
 
 import pytest
@@ -68,7 +69,8 @@ def test_empty_file_gives_the_defaults(tmp_path: Path, text: str) -> None:
     assert lab.users == (User(name="student", password=None),)
     assert lab.images.source == "auto"
     assert lab.images.base == "debian:bookworm"
-    assert lab.boxes["debian"].version == "4.3.12"
+    assert lab.boxes["debian"].build and lab.boxes["debian"].name == "reglab/debian12"
+    assert lab.boxes["rhel"].version == "4.3.12"
     assert (lab.timeouts.command, lab.timeouts.boot) == (300, 300)
 
 
@@ -80,9 +82,9 @@ def test_defaults_are_not_mutated_by_a_load(tmp_path: Path) -> None:
 
 
 def test_file_values_merge_into_nested_defaults(tmp_path: Path) -> None:
-    lab = load_text(tmp_path, "ports:\n  proxy: 6043\nboxes:\n  debian:\n    version: 4.3.0\n")
+    lab = load_text(tmp_path, "ports:\n  proxy: 6043\nboxes:\n  rhel:\n    version: 4.3.0\n")
     assert (lab.ports.registry, lab.ports.proxy, lab.ports.https) == (5000, 6043, 443)
-    assert lab.boxes["debian"] == type(lab.boxes["debian"])(name="generic/debian12", version="4.3.0")
+    assert lab.boxes["rhel"] == type(lab.boxes["rhel"])(name="generic/rocky9", version="4.3.0")
 
 
 def test_machines_and_users_are_replaced_whole(tmp_path: Path) -> None:
@@ -230,7 +232,8 @@ BAD = [
     pytest.param("domain: My_Registry\n", "domain", ["DNS name", "'My_Registry'"], id="bad-domain"),
     pytest.param("name: Reglab\n", "name", ["lower-case name", "'Reglab'"], id="bad-name"),
     pytest.param("timeouts:\n  boot: 0\n", "timeouts.boot", ["positive", "got 0"], id="timeout-zero"),
-    pytest.param("boxes:\n  debian: generic\n", "boxes.debian", ["expected a mapping", "string"], id="box-string"),
+    pytest.param("boxes:\n  debian: generic\n", "boxes.debian", ["expected `build` or a mapping", "'generic'"],
+                 id="box-string"),
 ]
 
 
@@ -312,7 +315,7 @@ def test_lab_repr_hides_passwords(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "key_path"),
     [
-        ("boxes:\n  debian: {name: generic/debian12, version: null}\n", "boxes.debian.version"),
+        ("boxes:\n  debian: {name: generic/debian12, version: null}\n", "boxes.debian"),
         ("boxes:\n  debian: {nmae: generic/debian11}\n", "boxes.debian.nmae"),
         ("boxes:\n  suse: {name: opensuse/leap}\n", "boxes.suse"),
     ],
@@ -549,3 +552,34 @@ def test_bad_mirror_from_environment_names_the_variable(tmp_path: Path, value: s
     with pytest.raises(ConfigError) as info:
         load_text(tmp_path, "", environ={"REGLAB_MIRROR": value})
     assert str(info.value).startswith("environment variable REGLAB_MIRROR: expected an http:// or https:// URL")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("", ("reglab/debian12", None, None, True)),
+        ("boxes:\n  debian: build\n", ("reglab/debian12", None, None, True)),
+        ("boxes:\n  debian: {name: generic/debian12, version: 4.3.12}\n", ("generic/debian12", "4.3.12", None, False)),
+        ("boxes:\n  debian: {name: mine/debian, url: /srv/boxes/debian.box}\n",
+         ("mine/debian", None, "file:///srv/boxes/debian.box", False)),
+        ("boxes:\n  debian: {name: mine/debian, url: 'https://boxes.example/debian.box'}\n",
+         ("mine/debian", None, "https://boxes.example/debian.box", False)),
+    ],
+)
+def test_box_sources(tmp_path: Path, text: str, expected: tuple) -> None:
+    box = load_text(tmp_path, text).boxes["debian"]
+    assert (box.name, box.version, box.url, box.build) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("boxes:\n  rhel: build\n", "only Debian boxes can be built here"),
+        ("boxes:\n  debian: {name: x/y}\n", "expected a version"),
+        ("boxes:\n  debian: {name: x/y, version: latest}\n", "expected a version like 4.3.12"),
+        ("boxes:\n  debian: {name: x/y, url: 'ftp://x/y.box'}\n", "expected an http(s):// or file:// URL"),
+    ],
+)
+def test_bad_box_sources(tmp_path: Path, text: str, words: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(words)):
+        load_text(tmp_path, text)
