@@ -160,6 +160,8 @@ def dispatch(args: argparse.Namespace, out: TextIO, err: TextIO) -> ExitStatus:
         return run_command(session, args, out, err)
     except KeyboardInterrupt:
         raise Interrupted(note_interrupted(session, args.command)) from None
+    finally:
+        session.lock.release()  # main() may be called again in this process (the tests do)
 
 
 def note_interrupted(session: Session, command: str) -> str | None:

@@ -150,6 +150,7 @@ class LabLock:
             LabLock._held[self.path] = fd
 
     def release(self) -> None:
+        """Give the lock back; a lock shared with an outer holder in this process stays with it."""
         if self._fd is not None:
             with LabLock._guard:
                 LabLock._held.pop(self.path, None)

@@ -399,3 +399,17 @@ def test_an_os_error_without_a_path_is_a_failure(tmp_path: Path, monkeypatch: py
     code, _, err = reglab("--lab", str(lab_file(tmp_path)), "show", "tls")
     assert code == 1
     assert err == "reglab: failed: Connection reset by peer\n"
+
+
+def test_the_cli_gives_the_lab_lock_back_when_a_command_ends(tmp_path: Path, machines: dict[str, str]) -> None:
+    """Seen: in-process calls kept the lock, and a second reglab process waited for the test's."""
+    import fcntl
+    import os
+
+    path = lab_file(tmp_path)
+    assert reglab("--lab", str(path), "steps")[0] == 0
+    fd = os.open(tmp_path / ".lab" / "lock", os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # raises BlockingIOError if still held
+    finally:
+        os.close(fd)
