@@ -1,0 +1,370 @@
+"""Vagrant boxes built from Debian packages (issue 8, items 1 and 5): the pure parts, the
+cache, and the cleanup of loop devices, all without root, mmdebstrap or Vagrant."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import re
+import shlex
+import subprocess
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from lab import boxes, config
+from lab.errors import LabError, LabFailure
+
+ROOT = Path(__file__).resolve().parents[2]
+KEY = (ROOT / "lab/images/vagrant.pub").read_text()
+UUID = "3f1c0d2e-8a4b-4c6d-9e0f-112233445566"
+OVF = "{http://schemas.dmtf.org/ovf/envelope/1}"
+RASD = "{http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_ResourceAllocationSettingData}"
+VBOX = "{http://www.virtualbox.org/ovf/machine}"
+# RubyGems' Gem::Version::ANCHORED_VERSION_PATTERN, which Vagrant uses for box versions.
+GEM_VERSION = re.compile(r"\A\s*([0-9]+(?>\.[0-9a-zA-Z]+)*(-[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?)?\s*\Z")
+
+
+# --- the files inside the machine ------------------------------------------------------
+
+
+def test_fstab_mounts_root_by_the_given_uuid():
+    assert re.search(rf"^UUID={UUID}\s+/\s+ext4\s+\S+\s+0\s+1$", boxes.fstab(UUID), re.M)
+
+
+def test_extlinux_conf_boots_the_kernel_with_a_serial_console_and_eth0():
+    text = boxes.extlinux_conf(UUID, "/boot/vmlinuz-6.1.0-9-amd64", "/boot/initrd.img-6.1.0-9-amd64")
+    append = re.search(r"^\s*APPEND (.*)$", text, re.M).group(1).split()
+    assert f"root=UUID={UUID}" in append
+    assert "console=ttyS0,115200n8" in append and "net.ifnames=0" in append
+    assert re.search(r"^\s*LINUX /boot/vmlinuz-6.1.0-9-amd64$", text, re.M)
+    assert re.search(r"^\s*INITRD /boot/initrd.img-6.1.0-9-amd64$", text, re.M)
+    assert text.splitlines()[0] == "SERIAL 0 115200"
+
+
+def test_first_boot_makes_ssh_host_keys_before_sshd_starts():
+    lines = boxes.hostkeys_dropin().splitlines()
+    service = lines.index("[Service]")
+    # The empty ExecStartPre= clears Debian's own list, so the keys come first.
+    assert lines[service + 1:service + 4] == [
+        "ExecStartPre=", "ExecStartPre=/usr/bin/ssh-keygen -A", "ExecStartPre=/usr/sbin/sshd -t"]
+
+
+def test_guest_files_give_vagrant_its_key_and_sudo_and_stop_initrd_rebuilds():
+    files = boxes.guest_files(KEY)
+    assert files["/home/vagrant/.ssh/authorized_keys"] == (0o600, KEY.strip() + "\n")
+    assert files["/etc/sudoers.d/vagrant"] == (0o440, "vagrant ALL=(ALL) NOPASSWD:ALL\n")
+    assert "update_initramfs=no" in files["/etc/initramfs-tools/update-initramfs.conf"][1].split()
+    assert "/etc/systemd/system/ssh.service.d/reglab-hostkeys.conf" in files
+    interfaces = files["/etc/network/interfaces"][1]
+    assert re.search(r"^allow-hotplug eth0$", interfaces, re.M)
+    assert re.search(r"^iface eth0 inet dhcp$", interfaces, re.M)
+
+
+def test_customize_script_installs_each_file_with_its_mode_and_leaves_no_identity(tmp_path):
+    stage = str(tmp_path / "a stage; with spaces")
+    files = boxes.guest_files(KEY)
+    script = boxes.customize_script(stage, files)
+    assert f"stage={shlex.quote(stage)}" in script
+    for number, (path, (mode, _)) in enumerate(sorted(files.items())):
+        assert f'install -D -m {mode:04o} "$stage/files/{number}" "$root"{path}' in script
+    assert 'rm -f "$root"/etc/ssh/ssh_host_*' in script
+    assert ': > "$root/etc/machine-id"' in script
+    # The user exists before its key is handed to it.
+    assert script.index("useradd") < script.index("chown -R vagrant:vagrant /home/vagrant/.ssh")
+    checked = subprocess.run(["sh", "-n"], input=script, text=True, capture_output=True)
+    assert checked.returncode == 0, checked.stderr
+
+
+# --- box metadata, OVF, version ----------------------------------------------------------
+
+
+def test_libvirt_and_virtualbox_metadata():
+    assert boxes.libvirt_metadata(20) == {"provider": "libvirt", "format": "qcow2", "virtual_size": 20}
+    assert boxes.virtualbox_metadata() == {"provider": "virtualbox"}
+
+
+def test_ovf_is_well_formed_with_the_disk_on_sata_a_nat_nic_and_the_vagrantfiles_mac():
+    mac = boxes.mac_address("abc")
+    text = boxes.ovf("reglab-debian12", 21474836480, mac, UUID, "9b2f6a40-1c3d-4e5f-8a9b-0c1d2e3f4a5b")
+    root = ET.fromstring(text.encode())
+    files = root.findall(f"{OVF}References/{OVF}File")
+    assert [f.get(f"{OVF}href") for f in files] == [boxes.VMDK_NAME]
+    disk = root.find(f"{OVF}DiskSection/{OVF}Disk")
+    assert disk.get(f"{OVF}fileRef") == files[0].get(f"{OVF}id")
+    assert disk.get(f"{OVF}capacity") == "21474836480"
+    assert disk.get(f"{OVF}format").endswith("#streamOptimized")
+    systems = root.findall(f"{OVF}VirtualSystem")
+    assert len(systems) == 1
+    items = {i.find(f"{RASD}InstanceID").text: i for i in systems[0].iter(f"{OVF}Item")}
+    by_type = {i.find(f"{RASD}ResourceType").text: i for i in items.values()}
+    controller, hard_disk, nic = by_type["20"], by_type["17"], by_type["10"]
+    assert controller.find(f"{RASD}ResourceSubType").text == "AHCI"
+    assert hard_disk.find(f"{RASD}Parent").text == controller.find(f"{RASD}InstanceID").text
+    assert hard_disk.find(f"{RASD}HostResource").text.endswith("/" + disk.get(f"{OVF}diskId"))
+    assert nic.find(f"{RASD}Connection").text == "NAT"
+    assert by_type["4"].find(f"{RASD}VirtualQuantity").text == str(boxes.MEMORY_MB)
+    assert by_type["3"].find(f"{RASD}VirtualQuantity").text == str(boxes.CPUS)
+    machine = systems[0].find(f"{VBOX}Machine")
+    adapter = machine.find(f"{OVF}Hardware/{OVF}Network/{OVF}Adapter")
+    assert adapter.get("MACAddress") == mac and adapter.find(f"{OVF}NAT") is not None
+    image = machine.find(f".//{OVF}AttachedDevice/{OVF}Image")
+    assert image.get("uuid") == "{" + disk.get(f"{VBOX}uuid") + "}"
+    assert f'config.vm.base_mac = "{mac}"' in boxes.virtualbox_vagrantfile(mac)
+
+
+def test_mac_is_virtualbox_range_twelve_hex_digits():
+    mac = boxes.mac_address("some recipe")
+    assert re.fullmatch(r"080027[0-9A-F]{6}", mac)
+    assert mac != boxes.mac_address("another recipe")
+
+
+def test_version_is_a_valid_vagrant_version_that_names_the_day():
+    day = datetime.datetime(2026, 11, 29, 6, 16, 47)
+    version = boxes.box_version(day, "984a207219b82ab7", "2026-11-29T06:16:47Z")
+    assert GEM_VERSION.match(version)
+    assert re.fullmatch(r"12\.20261129\.\d+", version)
+
+
+def test_a_rebuilt_root_file_system_is_a_new_version_and_the_same_one_is_not():
+    day = datetime.datetime(2026, 11, 29)
+    first = boxes.box_version(day, "k", "2026-11-29T06:16:47Z")
+    assert first == boxes.box_version(day, "k", "2026-11-29T06:16:47Z")
+    assert first != boxes.box_version(day, "k", "2026-11-29T09:00:00Z")
+    assert first != boxes.box_version(day, "other", "2026-11-29T06:16:47Z")
+
+
+def test_catalog_lists_each_provider_with_a_file_url_and_checksum(tmp_path):
+    box = tmp_path / "libvirt.box"
+    found = boxes.catalog("reglab/debian12", "12.20261129.1", {"libvirt": (box, "ab" * 32)}, "d")
+    assert found["name"] == "reglab/debian12"
+    [version] = found["versions"]
+    assert version["version"] == "12.20261129.1"
+    assert version["providers"] == [{"name": "libvirt", "url": box.as_uri(), "checksum_type": "sha256",
+                                     "checksum": "ab" * 32}]
+
+
+def test_box_info_names_the_kernel_systemd_sshd_and_sudo_versions():
+    packages = {"linux-image-amd64": "6.1.176-1", "linux-image-6.1.0-50-amd64": "6.1.176-1",
+                "systemd": "252.39-1", "openssh-server": "1:9.2p1-2", "sudo": "1.9.13p3-1", "bash": "5.2"}
+    info = boxes.box_info(provider="libvirt", version="12.1.2", key="k",
+                          rootfs={"recipe": "r", "suite": "bookworm", "mirror": "http://mirror.example/debian",
+                                  "built": "2026-11-29T06:16:47Z", "packages": packages},
+                          fs_uuid=UUID, kernel="6.1.0-50-amd64", built="2026-11-29T06:17:01Z")
+    assert info["versions"] == {k: v for k, v in packages.items() if k != "bash"}
+    assert info["packages"]["bash"] == "5.2"
+    assert (info["mirror"], info["recipe"], info["rootfs_recipe"]) == ("http://mirror.example/debian", "k", "r")
+    assert f"root=UUID={UUID}" in info["kernel_command_line"]
+
+
+def test_dpkg_query_output_is_parsed_into_versions():
+    assert boxes.parse_packages("sudo\t1.9.13p3-1\nbroken line\nsystemd\t252.39-1\n") == {
+        "sudo": "1.9.13p3-1", "systemd": "252.39-1"}
+
+
+def test_vagrant_box_list_is_parsed_per_provider_and_version():
+    out = ("1795933307,,ui,info,reglab/debian12 (libvirt%!(VAGRANT_COMMA) 12.20261129.47332481)\n"
+           "1795933307,,box-name,reglab/debian12\n1795933307,,box-provider,libvirt\n"
+           "1795933307,,box-version,12.20261129.47332481\n"
+           "1795933307,,box-name,generic/debian12\n1795933307,,box-provider,virtualbox\n"
+           "1795933307,,box-version,4.3.12\n")
+    assert boxes.parse_box_list(out) == {("reglab/debian12", "libvirt", "12.20261129.47332481"),
+                                         ("generic/debian12", "virtualbox", "4.3.12")}
+
+
+# --- cache keys ------------------------------------------------------------------------------
+
+
+def test_the_cache_key_changes_with_the_recipe(monkeypatch):
+    key = boxes.recipe_key(KEY)
+    assert key == boxes.recipe_key(KEY)
+    assert key != boxes.recipe_key(KEY, packages=(*boxes.PACKAGES, "curl"))
+    assert key != boxes.recipe_key(KEY, suite="trixie")
+    assert key != boxes.recipe_key(KEY.replace("insecure", "other"))
+    monkeypatch.setattr(boxes, "BUILD_SCRIPT_VERSION", boxes.BUILD_SCRIPT_VERSION + 1)
+    assert key != boxes.recipe_key(KEY)
+
+
+def test_the_box_key_follows_the_root_file_system_and_the_disk_layout(monkeypatch):
+    key = boxes.box_key("rootfs-a")
+    assert key != boxes.box_key("rootfs-b")
+    monkeypatch.setattr(boxes, "DISK_GB", boxes.DISK_GB + 1)
+    assert key != boxes.box_key("rootfs-a")
+
+
+def lab_with(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mirror: str) -> config.Lab:
+    monkeypatch.setenv("REGLAB_CACHE", str(tmp_path / "cache"))
+    path = tmp_path / f"lab-{len(mirror)}.yml"
+    path.write_text(f"mirror: {mirror}\n")
+    return config.load(path, environ={})
+
+
+def test_a_second_build_comes_from_the_cache_whatever_the_mirror(tmp_path, monkeypatch):
+    """Boxes already made for this recipe are returned without root, mmdebstrap or any command."""
+    folder = tmp_path / "cache" / "boxes" / boxes.box_key(boxes.recipe_key(KEY))
+    folder.mkdir(parents=True)
+    (folder / "libvirt.box").write_bytes(b"box")
+    (folder / "libvirt.json").write_text(json.dumps({"version": "12.20261129.5", "sha256": "cd" * 32}))
+
+    def no_command(*args, **kwargs):
+        raise AssertionError(f"ran {args}")
+
+    monkeypatch.setattr(subprocess, "run", no_command)
+    monkeypatch.setattr(boxes, "require_host", lambda: no_command("require_host"))
+    for mirror in ("http://one.example/debian", "http://two.example:3142/debian"):
+        result = boxes.build_box(lab_with(tmp_path, monkeypatch, mirror), "libvirt", lambda m: None)
+        assert result.boxes == {"libvirt": folder / "libvirt.box"}
+        assert (result.version, result.cached, result.timings) == ("12.20261129.5", ("libvirt",), {})
+    catalog = json.loads((folder / "catalog.json").read_text())
+    assert catalog["versions"][0]["providers"][0]["url"] == (folder / "libvirt.box").as_uri()
+
+
+# --- what is refused ----------------------------------------------------------------------------
+
+
+def test_rhel_is_refused_with_what_it_would_need():
+    with pytest.raises(LabError) as refused:
+        boxes.check_os("rhel")
+    assert all(word in str(refused.value) for word in ("Rocky", "Alma", "dnf", "mirror"))
+
+
+def test_an_unknown_provider_is_bad_input():
+    assert boxes.providers_for("all") == ("libvirt", "virtualbox")
+    with pytest.raises(LabError, match="--provider vmware"):
+        boxes.providers_for("vmware")
+
+
+def test_building_without_root_says_so(monkeypatch):
+    monkeypatch.setattr(boxes.os, "geteuid", lambda: 1000)
+    with pytest.raises(LabError, match="needs root"):
+        boxes.require_host()
+
+
+def test_missing_tools_are_named_by_their_debian_packages(monkeypatch):
+    monkeypatch.setattr(boxes.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(boxes.shutil, "which", lambda tool: None if tool in ("sfdisk", "qemu-img") else tool)
+    with pytest.raises(LabError, match=r"apt-get install --no-install-recommends .*fdisk.*qemu-utils"):
+        boxes.require_host()
+
+
+# --- running host commands --------------------------------------------------------------------
+
+
+def test_runner_passes_arguments_unquoted_and_never_through_a_shell(tmp_path):
+    run = boxes.Runner(tmp_path / "build.log")
+    assert run(["printf", "%s", "a; touch pwned $(id)"]).stdout == "a; touch pwned $(id)"
+    assert not list(tmp_path.glob("pwned*"))
+    assert "a; touch pwned" in (tmp_path / "build.log").read_text()
+
+
+def test_runner_failure_is_one_message_with_the_end_of_the_output(tmp_path):
+    run = boxes.Runner(tmp_path / "build.log")
+    with pytest.raises(LabFailure, match=r"(?s)failed \(exit 3\).*the cause"):
+        run(["sh", "-c", "echo the cause >&2; exit 3"])
+    with pytest.raises(LabFailure, match="did not finish within 1s"):
+        run(["sleep", "5"], timeout=1)
+
+
+class FakeHost:
+    """The host tools for assemble_disk: records each call, fails the one named."""
+
+    def __init__(self, fail: str | None) -> None:
+        self.fail = fail
+        self.calls: list[list[str]] = []
+
+    def __call__(self, argv, timeout=0, stdin=None, env=None, check=True):
+        argv = [str(a) for a in argv]
+        self.calls.append(argv)
+        if argv[0] == "tar":
+            root = Path(argv[argv.index("-C") + 1])
+            (root / "boot").mkdir(parents=True)
+            (root / "etc").mkdir()
+            (root / "boot/vmlinuz-6.1.0-9-amd64").write_text("k")
+            (root / "boot/initrd.img-6.1.0-9-amd64").write_text("i")
+        if argv[0] == self.fail:
+            raise LabFailure(f"{argv[0]} failed")
+        out = ""
+        if argv[0] == "losetup" and "--find" in argv:
+            out = "/dev/loop9\n"
+        elif argv[0] == "blkid":  # the file system has the UUID mkfs was given
+            mkfs = next(c for c in self.calls if c[0] == "mkfs.ext4")
+            out = mkfs[mkfs.index("-U") + 1] + "\n"
+        return subprocess.CompletedProcess(argv, 0, out, "")
+
+
+@pytest.mark.parametrize(("fail", "mounted"), [("mkfs.ext4", False), ("extlinux", True)])
+def test_the_loop_device_is_always_detached(tmp_path, monkeypatch, fail, mounted):
+    monkeypatch.setattr(boxes, "poll", lambda *a, **k: True)
+    host = FakeHost(fail)
+    with pytest.raises(LabFailure, match=fail):
+        boxes.assemble_disk(tmp_path / "rootfs.tar", tmp_path, host, {})
+    tools = [c[0] for c in host.calls]
+    assert tools[-2:] == ["partx", "losetup"] and host.calls[-1] == ["losetup", "-d", "/dev/loop9"]
+    assert ("umount" in tools) is mounted
+
+
+def test_a_disk_gets_fstab_and_boot_configuration_for_the_file_system_made(tmp_path, monkeypatch):
+    monkeypatch.setattr(boxes, "poll", lambda *a, **k: True)
+    monkeypatch.setattr(boxes, "MBR_BIN", tmp_path / "mbr.bin")
+    (tmp_path / "mbr.bin").write_bytes(b"\xeb" * 440)
+    host = FakeHost(None)
+    seen = {}
+    real_rmtree = boxes.shutil.rmtree
+
+    def keep(path, *args, **kwargs):
+        seen["fstab"] = (Path(path) / "etc/fstab").read_text()
+        seen["extlinux"] = (Path(path) / "boot/extlinux/extlinux.conf").read_text()
+        real_rmtree(path, *args, **kwargs)
+
+    monkeypatch.setattr(boxes.shutil, "rmtree", keep)
+    disk = boxes.assemble_disk(tmp_path / "rootfs.tar", tmp_path, host, {"/etc/reglab-box.json": "{}\n"})
+    mkfs = next(c for c in host.calls if c[0] == "mkfs.ext4")
+    assert mkfs[mkfs.index("-U") + 1] == disk.fs_uuid and "^64bit" in mkfs
+    assert seen["fstab"] == boxes.fstab(disk.fs_uuid)
+    assert f"root=UUID={disk.fs_uuid}" in seen["extlinux"]
+    assert disk.kernel == "6.1.0-9-amd64"
+    with open(disk.raw, "rb") as raw:
+        assert raw.read(440) == b"\xeb" * 440
+    assert ["losetup", "-d", "/dev/loop9"] in host.calls
+
+
+def test_add_box_adds_through_the_catalogue_and_skips_what_vagrant_has(tmp_path, monkeypatch):
+    calls = []
+
+    def fake(self, argv, timeout=0, stdin=None, env=None, check=True):
+        calls.append([str(a) for a in argv])
+        out = "1,,box-name,reglab/debian12\n1,,box-provider,libvirt\n1,,box-version,12.1.2\n"
+        return subprocess.CompletedProcess(argv, 0, out if "list" in argv else "", "")
+
+    monkeypatch.setattr(boxes.Runner, "__call__", fake)
+    monkeypatch.setattr(boxes.shutil, "which", lambda tool: f"/usr/bin/{tool}")
+    catalog = tmp_path / "k" / "catalog.json"
+    result = boxes.BoxResult("reglab/debian12", "12.1.2",
+                             {"libvirt": tmp_path / "k/libvirt.box", "virtualbox": tmp_path / "k/virtualbox.box"},
+                             catalog, {})
+    assert boxes.add_box(result, lambda m: None) == ["virtualbox"]
+    assert calls[-1] == ["vagrant", "box", "add", "--provider", "virtualbox", str(catalog)]
+
+
+# --- no mirror host names ---------------------------------------------------------------------------
+
+# Built from parts, so this file does not contain what it looks for.
+_DEBIAN = r"debian" + r"\.org"
+MIRROR_HOSTS = re.compile(
+    rf"\b(?:deb|ftp|ftp\.[a-z]{{2}}|security|httpredir|cdn-fastly\.deb|snapshot)\.{_DEBIAN}"
+    r"|\b(?:[a-z]{2}\.)?archive\.ubuntu" + r"\.com|\bsecurity\.ubuntu" + r"\.com"
+    r"|\b(?:dl\.rockylinux|repo\.almalinux)" + r"\.org|\bmirror(?:list)?\.centos" + r"\.org",
+    re.I,
+)
+
+
+def test_no_code_or_test_names_a_mirror_host():
+    """Mirrors come from the host's apt sources or the lab file, never from reglab itself."""
+    files = [p for folder in ("lab", "tests", "scenarios", "benchmarks") for p in (ROOT / folder).rglob("*")
+             if p.is_file() and p.suffix in (".py", ".yaml", ".yml", ".j2", ".md", ".Dockerfile", ".txt", "")]
+    files += [ROOT / name for name in ("README.md", "Vagrantfile", "tox.ini", "pyproject.toml")]
+    found = [f"{p.relative_to(ROOT)}: {m.group(0)}" for p in files if p.exists()
+             for m in MIRROR_HOSTS.finditer(p.read_text(errors="replace"))]
+    assert found == []
+    assert MIRROR_HOSTS.search("deb http://" + "deb." + "debian.org/debian bookworm main")
