@@ -37,7 +37,8 @@ import tarfile
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -557,7 +558,7 @@ def _text(data: bytes | str | None) -> str:
 def require_host() -> None:
     """Root and every tool, checked before anything starts, named with its Debian package."""
     if os.geteuid() != 0:
-        raise LabError("building a box needs root (loop devices, mount, mmdebstrap in root mode): "
+        raise LabError("building a box needs root (loop devices, mount, mmdebstrap): "
                        "run `sudo reglab box build`")
     missing = sorted({package for tool, package in TOOLS.items() if shutil.which(tool) is None})
     if not MBR_BIN.exists():
@@ -565,6 +566,43 @@ def require_host() -> None:
     if missing:
         raise LabError(f"building a box needs host tools this host lacks; on Debian or Ubuntu: "
                        f"apt-get install --no-install-recommends {' '.join(missing)}")
+
+
+def mounts_under(folder: Path, mountinfo: str) -> list[str]:
+    """Mount points at or below `folder`, from /proc/self/mountinfo text (octal escapes decoded)."""
+    base = str(folder.resolve())
+    found = []
+    for line in mountinfo.splitlines():
+        fields = line.split()
+        if len(fields) > 4:
+            point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), fields[4])
+            if point == base or point.startswith(base + "/"):
+                found.append(point)
+    return found
+
+
+@contextmanager
+def workdir(parent: Path, prefix: str) -> Iterator[Path]:
+    """A temporary folder, removed afterwards unless something is still mounted in it.
+
+    NOTE: removing a folder with a mount inside deletes what is mounted
+    (a bind-mounted /dev or /sys of the host): such a folder is left in
+    place and named instead.
+    """
+    parent.mkdir(parents=True, exist_ok=True)
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+    try:
+        yield path
+    finally:
+        try:
+            mountinfo = Path("/proc/self/mountinfo").read_text()
+        except OSError:
+            mountinfo = ""
+        mounted = mounts_under(path, mountinfo)
+        if mounted:
+            raise LabFailure(f"left {path} in place: {', '.join(mounted)} still mounted there; "
+                             f"unmount it (umount -R), then remove the folder")
+        shutil.rmtree(path)
 
 
 def boxes_dir(lab: Lab) -> Path:
@@ -586,9 +624,7 @@ def build_rootfs(lab: Lab, key: str, public_key: str, run: Runner, say: Say) -> 
     mirror = hostapt.mirror_for(SUITE, lab.mirror)
     proxy = hostapt.host_proxy()
     say(f"fetching Debian {SUITE} packages from {mirror}" + (f" through {proxy}" if proxy else ""))
-    cache.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".rootfs-", dir=cache) as tmp:
-        stage = Path(tmp)
+    with workdir(cache, ".rootfs-") as stage:
         files = guest_files(public_key)
         (stage / "files").mkdir()
         for number, (_, (_, text)) in enumerate(sorted(files.items())):
@@ -600,7 +636,8 @@ def build_rootfs(lab: Lab, key: str, public_key: str, run: Runner, say: Say) -> 
         env = {"TMPDIR": str(stage / "tmp")}
         if proxy:
             env["http_proxy"] = proxy
-        run(["mmdebstrap", "--mode=root", "--variant=minbase", "--format=tar",
+        # Its own mount namespace: what it mounts in the chroot goes away with it, even when killed.
+        run(["mmdebstrap", "--mode=unshare", "--variant=minbase", "--format=tar",
              "--include=" + ",".join(PACKAGES),
              "--customize-hook=" + f'sh {shlex.quote(str(script))} "$1"',
              SUITE, partial, mirror], timeout=MMDEBSTRAP_TIMEOUT, env=env)
@@ -775,8 +812,7 @@ def build_box(lab: Lab, provider: str, say: Say, os_family: str = "debian") -> B
             result.cached += ("rootfs",)
         built = datetime.datetime.strptime(rootfs_info["built"], "%Y-%m-%dT%H:%M:%SZ")
         version = box_version(built, bkey, rootfs_info["built"])
-        with tempfile.TemporaryDirectory(prefix=".disk-", dir=cache) as tmp:
-            work = Path(tmp)
+        with workdir(cache, ".disk-") as work:
             began = time.monotonic()
             say("assembling the disk: partition, ext4, EXTLINUX")
             in_guest = {"name": BOX_NAME, "version": version, "recipe": bkey, "mirror": rootfs_info["mirror"],

@@ -368,3 +368,23 @@ def test_no_code_or_test_names_a_mirror_host():
              for m in MIRROR_HOSTS.finditer(p.read_text(errors="replace"))]
     assert found == []
     assert MIRROR_HOSTS.search("deb http://" + "deb." + "debian.org/debian bookworm main")
+
+
+def test_mount_points_below_a_folder_are_found_in_mountinfo(tmp_path):
+    base = tmp_path / "work dir"
+    mountinfo = (f"36 25 0:32 / {tmp_path}/work\\040dir/root/sys rw - sysfs sysfs rw\n"
+                 f"37 25 0:33 / {tmp_path}/work\\040dir2 rw - tmpfs tmpfs rw\n"
+                 "38 25 0:34 / /proc rw - proc proc rw\n")
+    assert boxes.mounts_under(base, mountinfo) == [f"{base}/root/sys"]
+
+
+def test_a_work_folder_with_a_mount_inside_is_left_alone(tmp_path, monkeypatch):
+    """rmtree through a leftover bind mount of /dev or /sys would delete the host's own."""
+    monkeypatch.setattr(boxes, "mounts_under", lambda folder, info: [f"{folder}/root/dev"])
+    with pytest.raises(LabFailure, match="still mounted"), boxes.workdir(tmp_path, ".disk-") as work:
+        (work / "file").write_text("x")
+    assert (work / "file").exists()
+    monkeypatch.setattr(boxes, "mounts_under", lambda folder, info: [])
+    with boxes.workdir(tmp_path, ".disk-") as work:
+        (work / "file").write_text("x")
+    assert not work.exists()
