@@ -45,7 +45,7 @@ from typing import Any
 
 from lab import hostapt
 from lab.clip import tail
-from lab.config import Lab
+from lab.config import BUILT_BOX_NAME, Lab
 from lab.errors import LabError, LabFailure
 from lab.files import atomic_write
 from lab.polling import poll
@@ -56,7 +56,7 @@ Say = Callable[[str], None]
 BUILD_SCRIPT_VERSION = 1
 SUITE = "bookworm"
 DEBIAN_MAJOR = "12"
-BOX_NAME = f"reglab/debian{DEBIAN_MAJOR}"
+BOX_NAME = BUILT_BOX_NAME  # what `boxes.debian: build` in the lab file boots
 PROVIDERS = ("libvirt", "virtualbox")
 # What the box is made of. systemd, sshd and sudo are what Vagrant needs; ifupdown and dhclient
 # bring up eth0; dbus lets hostnamectl work; rsync lets Vagrant's rsync synced folders work.
@@ -512,9 +512,6 @@ class BoxResult:
     info: dict[str, dict[str, Any]] = field(repr=False)  # provider -> reglab.json
     timings: dict[str, float] = field(default_factory=dict)  # phase -> seconds; empty parts came from the cache
     cached: tuple[str, ...] = ()  # what came from the cache ("rootfs", providers)
-
-    def lab_file_snippet(self) -> str:
-        return f"boxes:\n  debian:\n    name: {self.name}\n    version: \"{self.version}\"\n"
 
 
 class Runner:

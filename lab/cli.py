@@ -22,8 +22,9 @@ from pathlib import Path
 from types import FrameType
 from typing import TextIO
 
-from lab import report
-from lab.config import EDITIONS, IMAGE_SOURCES, PROVIDERS
+from lab import boxes, config, report
+from lab.boxes import PROVIDERS as BOX_PROVIDERS
+from lab.config import EDITIONS, IMAGE_SOURCES, OS_FAMILIES, PROVIDERS
 from lab.diagnosis import format_diagnosis
 from lab.errors import ExitStatus, LabError, LabFailure
 from lab.progress import Progress
@@ -85,6 +86,14 @@ def build_parser(out: TextIO | None = None, err: TextIO | None = None) -> argpar
     build.add_argument("what", choices=("node", "lab"))
     build.add_argument("--from", dest="base_from", choices=("auto", "hub", "debootstrap"), default="auto",
                        help="node only: debian:bookworm from Docker Hub, or debootstrap from the Debian mirror")
+    box = sub.add_parser("box", help="build Vagrant boxes on the host")
+    box_sub = box.add_subparsers(dest="box_command", required=True, metavar="ACTION")
+    box_build = box_sub.add_parser(
+        "build", help="build the Debian 12 box from Debian packages (as root) and add it to Vagrant")
+    box_build.add_argument("--provider", dest="box_provider", choices=(*BOX_PROVIDERS, "all"),
+                           help="the box's provider (default: the lab's, when libvirt or virtualbox; else all)")
+    box_build.add_argument("--os", dest="box_os", choices=OS_FAMILIES, help="default: the lab's `os`")
+    box_build.add_argument("--no-add", dest="box_add", action="store_false", help="build only; no `vagrant box add`")
     return parser
 
 
@@ -153,6 +162,8 @@ def main(argv: Sequence[str] | None = None, stdout: TextIO | None = None, stderr
 
 def dispatch(args: argparse.Namespace, out: TextIO, err: TextIO) -> ExitStatus:
     overrides = {"provider": args.provider, "edition": args.edition, "images.source": args.images}
+    if args.command == "box":  # the host's cache only: no machine, no lab state, no lock
+        return box_build(config.load(args.lab, overrides=overrides), args, out, Progress(err, quiet=args.quiet))
     # Commands that only read, or hand the terminal over (ssh), do not wait for the lab's lock.
     lock = args.command not in ("status", "show", "report", "ssh")
     session = Session.from_file(args.lab, overrides, Progress(err, quiet=args.quiet), lock=lock)
@@ -223,6 +234,22 @@ def run_command(session: Session, args: argparse.Namespace, out: TextIO, err: Te
         else:
             images = session.builder.lab_images()
             print("\n".join(images.all()), file=out)
+    return ExitStatus.OK
+
+
+def box_build(lab: config.Lab, args: argparse.Namespace, out: TextIO, progress: Progress) -> ExitStatus:
+    """Build (or take from the cache) the box for each provider, then add it to Vagrant with its version."""
+    provider = args.box_provider or (lab.provider if lab.provider in BOX_PROVIDERS else "all")
+    result = boxes.build_box(lab, provider, progress.say, args.box_os or lab.os)
+    for name, path in result.boxes.items():
+        cached = " (from the cache)" if name in result.cached else ""
+        print(f"{result.name} {result.version} ({name}): {path}, {path.stat().st_size / 1024**2:.0f} MiB{cached}",
+              file=out)
+    print(f"catalogue: {result.catalog}", file=out)
+    if args.box_add:
+        added = boxes.add_box(result, progress.say)
+        print(f"in Vagrant as {result.name} {result.version}"
+              + (f" (added: {', '.join(added)})" if added else " (already there)"), file=out)
     return ExitStatus.OK
 
 

@@ -4,6 +4,7 @@ cache, and the cleanup of loop devices, all without root, mmdebstrap or Vagrant.
 from __future__ import annotations
 
 import datetime
+import io
 import json
 import re
 import shlex
@@ -388,3 +389,99 @@ def test_a_work_folder_with_a_mount_inside_is_left_alone(tmp_path, monkeypatch):
     with boxes.workdir(tmp_path, ".disk-") as work:
         (work / "file").write_text("x")
     assert not work.exists()
+
+
+# --- reglab box build ------------------------------------------------------------------------------
+
+
+def reglab(*argv: str) -> tuple[int, str, str]:
+    from lab.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    return main(list(argv), out, err), out.getvalue(), err.getvalue()
+
+
+@pytest.fixture
+def cli_lab(tmp_path, monkeypatch) -> Path:
+    """A lab file, a cache in tmp_path, and no process at all."""
+    monkeypatch.setenv("REGLAB_CACHE", str(tmp_path / "cache"))
+    for name in ("REGLAB_PROVIDER", "REGLAB_MIRROR", "REGLAB_LAB"):
+        monkeypatch.delenv(name, raising=False)
+
+    def no_process(*args, **kwargs):
+        raise AssertionError(f"a unit test started a process: {args[0] if args else kwargs}")
+
+    monkeypatch.setattr(subprocess, "Popen", no_process)
+    path = tmp_path / "lab.yml"
+    path.write_text("provider: libvirt\n")
+    return path
+
+
+@pytest.fixture
+def built(tmp_path, monkeypatch) -> dict:
+    """build_box and add_box replaced: what they were asked, and a made box."""
+    asked: dict = {}
+    box = tmp_path / "k" / "libvirt.box"
+    box.parent.mkdir()
+    box.write_bytes(b"x" * 2048)
+
+    def build_box(lab, provider, say, os_family="debian"):
+        boxes.check_os(os_family)
+        asked.update(provider=provider, os=os_family, mirror=lab.mirror)
+        return boxes.BoxResult("reglab/debian12", "12.20261129.7", {"libvirt": box}, box.parent / "catalog.json",
+                               {}, cached=("rootfs", "libvirt"))
+
+    def add_box(result, say):
+        asked["added"] = result.version
+        return ["libvirt"]
+
+    monkeypatch.setattr(boxes, "build_box", build_box)
+    monkeypatch.setattr(boxes, "add_box", add_box)
+    return asked
+
+
+def test_box_build_prints_the_box_and_adds_it_to_vagrant(cli_lab, built):
+    code, out, err = reglab("--lab", str(cli_lab), "box", "build")
+    assert code == 0, err
+    assert built == {"provider": "libvirt", "os": "debian", "mirror": None, "added": "12.20261129.7"}
+    assert "reglab/debian12 12.20261129.7 (libvirt): " in out and "(from the cache)" in out
+    assert "added: libvirt" in out
+
+
+def test_box_build_for_a_docker_lab_builds_both_and_no_add_skips_vagrant(cli_lab, built):
+    cli_lab.write_text("provider: docker\n")
+    code, _, err = reglab("--lab", str(cli_lab), "box", "build", "--no-add")
+    assert code == 0, err
+    assert built["provider"] == "all" and "added" not in built
+    code, _, _ = reglab("--lab", str(cli_lab), "--provider", "docker", "box", "build", "--provider", "virtualbox",
+                        "--no-add")
+    assert (code, built["provider"]) == (0, "virtualbox")
+
+
+def test_box_build_os_rhel_is_exit_2_with_what_it_needs(cli_lab, built):
+    code, out, err = reglab("--lab", str(cli_lab), "box", "build", "--os", "rhel")
+    assert code == 2
+    assert err.startswith("reglab: error: --os rhel: ") and "Rocky" in err and "dnf" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_failed_box_build_is_exit_1_without_a_traceback(cli_lab, monkeypatch):
+    def fails(*args, **kwargs):
+        raise LabFailure("`mmdebstrap ...` failed (exit 1):\nE: cannot reach the mirror")
+
+    monkeypatch.setattr(boxes, "build_box", fails)
+    code, _, err = reglab("--lab", str(cli_lab), "box", "build")
+    assert code == 1
+    assert err.startswith("reglab: failed: `mmdebstrap") and "Traceback" not in err
+
+
+@pytest.mark.parametrize("argv", [["box"], ["box", "build", "--provider", "docker"], ["box", "build", "--os", "suse"]])
+def test_box_usage_errors_exit_2(cli_lab, argv):
+    code, _, err = reglab("--lab", str(cli_lab), *argv)
+    assert code == 2 and "usage: reglab" in err
+
+
+def test_box_build_reports_a_bad_lab_file_first(cli_lab, built):
+    cli_lab.write_text("provider: vmware\n")
+    code, _, err = reglab("--lab", str(cli_lab), "box", "build")
+    assert code == 2 and f"{cli_lab}: provider" in err and built == {}
