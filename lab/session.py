@@ -11,7 +11,7 @@ import contextlib
 import threading
 from pathlib import Path
 
-from lab import config, report, scenario
+from lab import boxes, config, report, scenario
 from lab.config import Lab
 from lab.credentials import Redactor, resolve_passwords
 from lab.engine import Context, Engine
@@ -77,6 +77,11 @@ class Session:
         if self.lab.provider == "docker":
             with self.progress.phase("node image", "machine image (reglab/node)"):
                 self.builder.node()
+        elif self.lab.boxes[self.lab.os].build:
+            with self.progress.phase("box", f"Debian box for {self.lab.provider} (reglab box build)"):
+                built = boxes.build_box(self.lab, self.lab.provider, self.progress.say)
+                boxes.add_box(built, self.progress.say, [self.lab.provider])
+            self.lifecycle.vagrant.env["REGLAB_BOX_VERSION"] = built.version
         errors: list[BaseException] = []
 
         def build_images() -> None:
