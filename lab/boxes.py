@@ -64,6 +64,8 @@ PACKAGES = (
     "linux-image-amd64", "initramfs-tools", "systemd-sysv", "dbus", "udev", "e2fsprogs", "kmod",
     "openssh-server", "sudo", "ifupdown", "isc-dhcp-client", "iproute2", "iputils-ping", "netbase",
     "ca-certificates", "procps", "less", "rsync",
+    # Debian's kernel turns AppArmor on; Docker then refuses to start containers without apparmor_parser.
+    "apparmor",
 )
 # The package versions reglab.json names first; all the others are listed too.
 KEY_PACKAGES = ("linux-image-amd64", "systemd", "openssh-server", "sudo", "ifupdown", "isc-dhcp-client")

@@ -123,6 +123,15 @@ CAUSES: tuple[Cause, ...] = (
         "(or REGLAB_IMAGES=build) builds them from Debian packages and loads them into the machines.",
     ),
     Cause(
+        "apparmor-parser-missing",
+        _match(r'apparmor_parser"?:? executable file not found',
+               r"AppArmor enabled on system but the docker-default profile could not be loaded"),
+        "The kernel has AppArmor on, but the machine lacks apparmor_parser, so Docker cannot load "
+        "its default profile and refuses to start containers.",
+        "Install the apparmor package on the machine (`apt-get install apparmor`), then restart docker; "
+        "reglab's boxes include it.",
+    ),
+    Cause(
         "docker-start-limit",
         _match(
             r"start of the service was attempted too often",

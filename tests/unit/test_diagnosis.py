@@ -50,6 +50,11 @@ EXAMPLES: dict[str, list[str]] = {
         "Error response from daemon: toomanyrequests: You have reached your pull rate limit. "
         "You may increase the limit by authenticating and upgrading: https://www.docker.com/increase-rate-limit",
     ],
+    "apparmor-parser-missing": [
+        "docker: Error response from daemon: AppArmor enabled on system but the docker-default profile could "
+        "not be loaded: running `apparmor_parser apparmor_parser --version` failed with output: \n"
+        'error: exec: "apparmor_parser": executable file not found in $PATH.',
+    ],
     "docker-start-limit": [
         'Job for docker.service failed because start of the service was attempted too often.\n'
         'See "systemctl status docker.service" and "journalctl -xeu docker.service" for details.\n'
