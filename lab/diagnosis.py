@@ -123,6 +123,14 @@ CAUSES: tuple[Cause, ...] = (
         "(or REGLAB_IMAGES=build) builds them from Debian packages and loads them into the machines.",
     ),
     Cause(
+        "box-catalogue-unreachable",
+        _match(r"could not be found or could not be accessed in the remote catalog"),
+        "Vagrant tried to download a box from the HCP Vagrant catalogue, which this network does not "
+        "reach (and which shuts down on 2026-12-31).",
+        "Use `boxes.debian: build` in lab.yml (reglab builds the box here from Debian packages), or "
+        "`{name, url}` pointing at a box file you have.",
+    ),
+    Cause(
         "apparmor-parser-missing",
         _match(r'apparmor_parser"?:? executable file not found',
                r"AppArmor enabled on system but the docker-default profile could not be loaded"),

@@ -51,7 +51,7 @@ def test_shipped_lab_file_has_the_tutorials_values() -> None:
     assert lab.images.source == "auto"
     assert lab.images.registry == "registry:2"
     assert lab.images.proxy == "nginx:1.27"
-    assert lab.boxes["debian"].name == "generic/debian12"
+    assert lab.boxes["debian"].build and lab.boxes["debian"].name == "reglab/debian12"
     assert lab.boxes["rhel"].name == "generic/rocky9"
     assert lab.timeouts.command > 0 and lab.timeouts.boot > 0
 

@@ -50,6 +50,10 @@ EXAMPLES: dict[str, list[str]] = {
         "Error response from daemon: toomanyrequests: You have reached your pull rate limit. "
         "You may increase the limit by authenticating and upgrading: https://www.docker.com/increase-rate-limit",
     ],
+    "box-catalogue-unreachable": [
+        "The box 'generic/debian12' could not be found or\ncould not be accessed in the remote catalog. "
+        "If this is a private\nbox on HashiCorp's Vagrant Cloud, please verify you're logged in via",
+    ],
     "apparmor-parser-missing": [
         "docker: Error response from daemon: AppArmor enabled on system but the docker-default profile could "
         "not be loaded: running `apparmor_parser apparmor_parser --version` failed with output: \n"
