@@ -24,6 +24,7 @@ and temporary folders.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import hashlib
 import io
@@ -870,4 +871,33 @@ def add_box(result: BoxResult, say: Say, providers: Iterable[str] | None = None,
         result.timings[f"add-{provider}"] = round(time.monotonic() - began, 1)
         say(f"added {result.name} {result.version} ({provider}) to Vagrant in {result.timings[f'add-{provider}']}s")
         added.append(provider)
+    if added:
+        prune(result, have, added, run, say, vagrant)
     return added
+
+
+def libvirt_volume(name: str, version: str) -> str:
+    """The copy of a box that vagrant-libvirt uploads into libvirt's default storage pool."""
+    return f"{name.replace('/', '-VAGRANTSLASH-')}_vagrant_box_image_{version}_box.img"
+
+
+def prune(result: BoxResult, have: set[tuple[str, str, str]], providers: Iterable[str], run: Runner, say: Say,
+          vagrant: str = "vagrant") -> None:
+    """Remove older versions of reglab's box (700 MB each): from Vagrant, and libvirt's copy from its pool.
+
+    NOTE: never forced: a version a VM still uses stays, and says so.
+    """
+    for name, provider, version in sorted(have):
+        if name != result.name or provider not in providers or version == result.version:
+            continue
+        try:
+            run([vagrant, "box", "remove", name, "--provider", provider, "--box-version", version],
+                timeout=VAGRANT_TIMEOUT)
+        except LabFailure:
+            say(f"kept {name} {version} ({provider}): a machine may still use it")
+            continue
+        if provider == "libvirt" and shutil.which("virsh"):
+            with contextlib.suppress(LabFailure):
+                run(["virsh", "-c", "qemu:///system", "vol-delete", "--pool", "default",
+                     libvirt_volume(name, version)], timeout=120)
+        say(f"removed the older {name} {version} ({provider})")

@@ -485,3 +485,29 @@ def test_box_build_reports_a_bad_lab_file_first(cli_lab, built):
     cli_lab.write_text("provider: vmware\n")
     code, _, err = reglab("--lab", str(cli_lab), "box", "build")
     assert code == 2 and f"{cli_lab}: provider" in err and built == {}
+
+
+def test_older_versions_of_reglabs_box_are_removed_from_vagrant_and_libvirts_pool(tmp_path) -> None:
+    """Each rebuild adds a 700 MB box; Vagrant and libvirt's pool would keep every old one."""
+    from lab import boxes
+    from lab.errors import LabFailure
+
+    calls: list[list[str]] = []
+
+    def run(argv, timeout=0):  # noqa: ANN001, ANN202
+        calls.append(list(argv))
+        if "12.1.1" in argv:
+            raise LabFailure("box in use")
+
+    result = boxes.BoxResult("reglab/debian12", "12.3.3", {}, tmp_path / "catalog.json", {})
+    have = {("reglab/debian12", "libvirt", "12.2.2"), ("reglab/debian12", "libvirt", "12.3.3"),
+            ("reglab/debian12", "libvirt", "12.1.1"), ("reglab/debian12", "virtualbox", "12.2.2"),
+            ("generic/debian12", "libvirt", "4.3.12")}
+    said: list[str] = []
+    boxes.prune(result, have, ["libvirt"], run, said.append)
+    removed = [c for c in calls if c[1:3] == ["box", "remove"]]
+    assert [c[c.index("--box-version") + 1] for c in removed] == ["12.1.1", "12.2.2"]
+    assert all(c[2:4] != ["remove", "generic/debian12"] for c in calls)
+    volumes = [c[-1] for c in calls if "vol-delete" in c]
+    assert volumes == ["reglab-VAGRANTSLASH-debian12_vagrant_box_image_12.2.2_box.img"]
+    assert any("kept reglab/debian12 12.1.1" in line for line in said)
