@@ -223,39 +223,30 @@ def _statuses(out: str) -> dict[str, str]:
     return {row.split()[0]: row.split()[1] for row in out.splitlines()}
 
 
-def test_steps_shows_the_recorded_status_of_the_same_machines(tmp_path: Path, machines: dict[str, str]) -> None:
+@pytest.mark.parametrize(
+    ("client_state", "client_id", "hosts", "note"),
+    [
+        ("running", "id-c1", "pass", ""),  # the same machines: results stand
+        ("not_created", "id-c1", "not", "machine client is not the one"),  # item 8: `docker rm -f` by hand
+        ("running", "id-c0", "not", "machine client is not the one"),  # destroyed and made anew
+    ],
+    ids=["same-machines", "destroyed-by-hand", "made-anew"],
+)
+def test_steps_show_results_only_for_the_machines_they_were_taken_on(
+    tmp_path: Path, machines: dict[str, str], client_state: str, client_id: str, hosts: str, note: str
+) -> None:
     path = lab_file(tmp_path)
     (tmp_path / ".lab").mkdir()
     (tmp_path / ".lab" / "state.json").write_text(
-        '{"steps": {"hosts": {"status": "pass"}}, "machines": {"registry": "id-r1", "client": "id-c1"}}')
-    machines.update(registry="running", client="running")
-    code, out, _ = reglab("--lab", str(path), "steps")
-    assert code == 0
-    assert _statuses(out)["hosts"] == "pass"
-    assert _statuses(out)["local-registry"] == "not"
-
-
-def test_steps_forget_results_of_a_machine_destroyed_by_hand(tmp_path: Path, machines: dict[str, str]) -> None:
-    """Item 8: `docker rm -f` of a machine takes its results with it."""
-    path = lab_file(tmp_path)
-    (tmp_path / ".lab").mkdir()
-    (tmp_path / ".lab" / "state.json").write_text(
-        '{"steps": {"hosts": {"status": "pass"}}, "machines": {"registry": "id-r1", "client": "id-c1"}}')
-    machines.update(registry="running", client="not_created")
+        '{"steps": {"hosts": {"status": "pass"}, "tls": {"status": "pass"}}, '
+        f'"machines": {{"registry": "id-r1", "client": "{client_id}"}}}}')
+    machines.update(registry="running", client=client_state)
     code, out, err = reglab("--lab", str(path), "steps")
     assert code == 0
-    assert _statuses(out)["hosts"] == "not"
-    assert "machine client is not the one the saved results describe" in err
-
-
-def test_steps_forget_results_of_a_machine_made_anew(tmp_path: Path, machines: dict[str, str]) -> None:
-    path = lab_file(tmp_path)
-    (tmp_path / ".lab").mkdir()
-    (tmp_path / ".lab" / "state.json").write_text(
-        '{"steps": {"hosts": {"status": "pass"}}, "machines": {"registry": "id-r1", "client": "id-c0"}}')
-    machines.update(registry="running", client="running")
-    code, out, _ = reglab("--lab", str(path), "steps")
-    assert _statuses(out)["hosts"] == "not"
+    assert _statuses(out)["hosts"] == hosts
+    assert _statuses(out)["tls"] == "pass"  # the registry's own step: same machine
+    assert _statuses(out)["local-registry"] == "not"
+    assert note in err
 
 
 def test_a_corrupt_state_file_is_set_aside_and_down_still_works(tmp_path: Path, machines, monkeypatch) -> None:
