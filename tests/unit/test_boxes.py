@@ -368,7 +368,7 @@ def test_no_code_or_test_names_a_mirror_host():
     found = [f"{p.relative_to(ROOT)}: {m.group(0)}" for p in files if p.exists()
              for m in MIRROR_HOSTS.finditer(p.read_text(errors="replace"))]
     assert found == []
-    assert MIRROR_HOSTS.search("deb http://" + "deb." + "debian.org/debian bookworm main")
+    assert MIRROR_HOSTS.search("deb http://deb." + _DEBIAN.replace("\\", "") + "/debian bookworm main")
 
 
 def test_mount_points_below_a_folder_are_found_in_mountinfo(tmp_path):
