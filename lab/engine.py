@@ -28,6 +28,7 @@ from lab.errors import LabError, LabFailure, RemoteError
 from lab.images import LabImages
 from lab.osfamily import Family, family_of, parse_os_release
 from lab.parallel import on_each
+from lab.polling import poll
 from lab.progress import Progress
 from lab.remote import Machine
 from lab.results import RunResult, Status, StepResult
@@ -240,16 +241,16 @@ class Engine:
 
     def wait(self, raw: dict[str, Any], machine_name: str, timeout: float) -> None:
         """Poll a check until it passes, within a bound (never a fixed sleep)."""
-        deadline = time.monotonic() + timeout
         machine = self.ctx.machine(machine_name)
-        while True:
-            outcome = checks.run(self.ctx.render(raw, machine_name), machine, self.ctx)
-            if outcome.ok:
-                self.ctx.captured.update(outcome.captured)
-                return
-            if time.monotonic() > deadline:
-                raise StepFailed(f"within {timeout:.0f}s: {outcome.expected}", outcome.seen)
-            time.sleep(1)
+        tried: list[checks.Outcome] = []
+
+        def attempt() -> bool:
+            tried.append(checks.run(self.ctx.render(raw, machine_name), machine, self.ctx))
+            return tried[-1].ok
+
+        if not poll(attempt, timeout):
+            raise StepFailed(f"within {timeout:.0f}s: {tried[-1].expected}", tried[-1].seen)
+        self.ctx.captured.update(tried[-1].captured)
 
     # -- steps -----------------------------------------------------------------
     def solve(self, step: Step) -> None:

@@ -16,7 +16,6 @@ import shutil
 import signal
 import stat
 import subprocess
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +30,7 @@ from lab.config import Lab  # noqa: E402
 from lab.credentials import Redactor  # noqa: E402
 from lab.errors import LabError, RemoteError  # noqa: E402
 from lab.files import write_private  # noqa: E402
+from lab.polling import poll  # noqa: E402
 from lab.remote import Host, Machine, machine_logger  # noqa: E402
 
 VBOX_NETWORKS = Path("/etc/vbox/networks.conf")
@@ -283,17 +283,20 @@ def _signal_group(proc: subprocess.Popen, sig: signal.Signals) -> None:
 
 def wait_for_ssh(machine: Machine, timeout: int) -> None:
     """Poll until the machine runs a command, within a bound."""
-    deadline = time.monotonic() + timeout
-    while True:
+    errors: list[RemoteError] = []
+
+    def attempt() -> bool:
         try:
             machine.run("true", timeout=20)
-            return
+            return True
         except RemoteError as exc:
-            if time.monotonic() > deadline:
-                raise RemoteError(f"{machine.name}: SSH did not answer within {timeout}s ({exc})") from None
+            errors.append(exc)
             with contextlib.suppress(Exception):
                 machine.close()
-            time.sleep(1)
+            return False
+
+    if not poll(attempt, timeout):
+        raise RemoteError(f"{machine.name}: SSH did not answer within {timeout}s ({errors[-1]})")
 
 
 def vbox_range_problem(ips: Sequence[str], networks_conf: str | None) -> str | None:

@@ -220,7 +220,9 @@ class FlakyMachine:
 
 
 def test_wait_for_ssh_retries_until_it_answers(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(machines.time, "sleep", lambda _s: None)
+    from lab import polling
+
+    monkeypatch.setattr(polling.time, "sleep", lambda _s: None)
     machine = FlakyMachine(failures=3)
     wait_for_ssh(machine, timeout=60)  # type: ignore[arg-type]
     assert machine.calls == 4
@@ -228,9 +230,11 @@ def test_wait_for_ssh_retries_until_it_answers(monkeypatch: pytest.MonkeyPatch) 
 
 
 def test_wait_for_ssh_gives_up_after_its_bound(monkeypatch: pytest.MonkeyPatch) -> None:
+    from lab import polling
+
     clock = iter(range(0, 10_000, 10))
-    monkeypatch.setattr(machines.time, "monotonic", lambda: next(clock))
-    monkeypatch.setattr(machines.time, "sleep", lambda _s: None)
+    monkeypatch.setattr(polling.time, "monotonic", lambda: next(clock))
+    monkeypatch.setattr(polling.time, "sleep", lambda _s: None)
     with pytest.raises(RemoteError) as info:
         wait_for_ssh(FlakyMachine(failures=10_000), timeout=30)  # type: ignore[arg-type]
     assert str(info.value).startswith("registry: SSH did not answer within 30s")
