@@ -287,11 +287,14 @@ HTTP = Kind("http", "check", {
 def run_tls(item: dict[str, Any], machine: Machine, ctx: Context) -> Outcome:
     target = item["tls"]
     servername = item.get("servername") or target.rsplit(":", 1)[0]
-    ca_pem = ctx.read_file(item["ca"], default_machine=machine.name).encode()
+    ca_text = ctx.read_file(item["ca"], default_machine=machine.name, missing_ok=True)
     expected = item.get("why") or (
         f"the certificate served at {target} chains to the lab CA"
         + (f" and names {servername} in its subjectAltName" if item.get("san", True) else "")
     )
+    if ca_text is None:
+        return Outcome(False, expected, f"the CA file {item['ca']} does not exist or cannot be read")
+    ca_pem = ca_text.encode()
     try:
         pki.cert_facts(ca_pem)
     except ValueError:

@@ -157,11 +157,16 @@ class Context:
         """A scenario item with every string rendered for this machine."""
         return render_value(self.jinja, value, self.variables(machine))
 
-    def read_file(self, spec: str, default_machine: str) -> str:
-        """`machine:path` or `path` (on the default machine), read as root."""
+    def read_file(self, spec: str, default_machine: str, missing_ok: bool = False) -> str | None:
+        """`machine:path` or `path` (on the default machine), read as root.
+
+        With `missing_ok`, a file that cannot be read is None (a check grades it);
+        a machine that does not answer still raises.
+        """
         name, _, path = spec.partition(":") if ":" in spec and not spec.startswith("/") else ("", "", spec)
         machine = self.machine(name or default_machine)
-        return machine.sudo(f"cat {shlex.quote(path)}").stdout
+        result = machine.sudo(f"cat {shlex.quote(path)}", warn=missing_ok)
+        return result.stdout if result.ok else None
 
     def upload(self, machine: Machine, data: bytes, dest: str, mode: str = "0644") -> None:
         """A small file as root, with its mode from the first byte (never a 0644 key in /tmp)."""

@@ -67,7 +67,9 @@ class FakeContext:
     def lab_user(self) -> User:
         return User(name="student", password=PASSWORD)
 
-    def read_file(self, spec: str, default_machine: str) -> str:
+    def read_file(self, spec: str, default_machine: str, missing_ok: bool = False) -> str | None:
+        if missing_ok and spec not in self.files:
+            return None
         return self.files[spec]
 
 
@@ -697,3 +699,16 @@ def test_run_tls_without_a_certificate_fails(ca: tuple[str, str]) -> None:
     assert not outcome.ok
     assert outcome.seen.startswith("no certificate served (openssl exit 1)")
     assert "-connect localhost:443 -servername myregistrydomain.com" in fake.commands[0]
+
+
+def test_tls_with_a_missing_ca_file_fails_and_lets_the_next_alternative_run() -> None:
+    """Inside `any`, a missing CA file raised and the other alternatives were never tried."""
+    from lab.checks import run_any
+
+    ctx = FakeContext({"/etc/ca.crt": "not a certificate"})
+    item = {"any": [{"tls": "localhost:5043", "ca": "/nonexistent.crt"},
+                    {"tls": "localhost:443", "ca": "/etc/ca.crt"}]}
+    outcome = run_any(item, machine(), ctx)
+    assert not outcome.ok
+    assert "/nonexistent.crt does not exist or cannot be read" in outcome.seen
+    assert "/etc/ca.crt is not a PEM certificate" in outcome.seen
