@@ -26,7 +26,7 @@ from lab.credentials import Redactor
 from lab.diagnosis import diagnose
 from lab.errors import LabError, LabFailure, RemoteError
 from lab.images import LabImages
-from lab.osfamily import Family, family_of, parse_os_release
+from lab.osfamily import Family, family_for
 from lab.parallel import on_each
 from lab.polling import poll
 from lab.progress import Progress
@@ -134,10 +134,7 @@ class Context:
         if name not in self.identities:
             text = self.machine(name).sudo(_IDENTIFY).stdout
             release, _, identity = text.rpartition("reglab-identity=")
-            try:
-                self._families[name] = family_of(parse_os_release(release))
-            except ValueError as exc:
-                raise LabFailure(f"{name}: {exc}") from None
+            self._families[name] = family_for(name, release)
             self.identities[name] = identity.strip()
         return self.identities[name]
 

@@ -144,3 +144,15 @@ def family_of(release: OsRelease) -> Family:
         f"unsupported OS {release.pretty_name!r} (ID={release.id or 'none'}); reglab knows the Debian and RHEL "
         f"families: use a box of one of them (lab.yml key `os`: debian or rhel)"
     )
+
+
+def family_for(machine: str, os_release: str) -> Family:
+    """The family of the machine named `machine`, from its /etc/os-release text.
+
+    NOTE: the one place an os-release becomes a family: provisioning and the
+    engine both come here, so an unknown OS is the same error (exit 2) on either path.
+    """
+    try:
+        return family_of(parse_os_release(os_release))
+    except UnsupportedOS as exc:
+        raise UnsupportedOS(f"{machine}: {exc}") from None

@@ -11,11 +11,12 @@ run changes nothing and says so.
 from __future__ import annotations
 
 import shlex
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from lab.images import CACHE_DIR_IN_MACHINE, LabImages
-from lab.osfamily import DEBIAN, Family, UnsupportedOS, family_of, parse_os_release
+from lab.osfamily import DEBIAN, Family, family_for
 from lab.parallel import on_each
 from lab.progress import Progress
 from lab.remote import Machine
@@ -34,11 +35,7 @@ class Provisioned:
 
 
 def detect_family(machine: Machine) -> Family:
-    release = parse_os_release(machine.run("cat /etc/os-release").stdout)
-    try:
-        return family_of(release)
-    except UnsupportedOS as exc:
-        raise UnsupportedOS(f"{machine.name}: {exc}") from None
+    return family_for(machine.name, machine.run("cat /etc/os-release").stdout)
 
 
 def install_packages(machine: Machine, family: Family) -> list[str]:
@@ -115,8 +112,9 @@ def load_images(machine: Machine, images: LabImages, bundle: Path | None) -> lis
     return [f"loaded {', '.join(images.all())}"]
 
 
-def provision_one(machine: Machine, images: LabImages, bundle: Path | None, progress: Progress) -> Provisioned:
-    family = detect_family(machine)
+def provision_one(machine: Machine, images: LabImages, bundle: Path | None, progress: Progress,
+                  family_of: Callable[[Machine], Family] = detect_family) -> Provisioned:
+    family = family_of(machine)
     done = Provisioned(machine.name, family.name)
     progress.say(f"{machine.name}: {family.name} family; installing what is missing of {', '.join(NEEDS)}")
     done.changes += install_packages(machine, family)
@@ -126,12 +124,14 @@ def provision_one(machine: Machine, images: LabImages, bundle: Path | None, prog
     return done
 
 
-def provision(machines: list[Machine], images: LabImages, bundle: Path | None, progress: Progress) -> list[Provisioned]:
-    """Both machines at once: their work is independent.
+def provision(machines: list[Machine], images: LabImages, bundle: Path | None, progress: Progress,
+              family_of: Callable[[Machine], Family] = detect_family) -> list[Provisioned]:
+    """Both machines at once: their work is independent. `family_of` is how a machine's
+    OS family is known (a session passes the one it already read).
 
     A failure on one machine lets the other finish (half an apt install is
     worse than a whole one). A Ctrl-C does not wait: the machines'
     connections are closed, which ends what the threads wait on, and the
     machines refuse any further command.
     """
-    return on_each(machines, lambda machine: provision_one(machine, images, bundle, progress))
+    return on_each(machines, lambda machine: provision_one(machine, images, bundle, progress, family_of))

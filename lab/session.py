@@ -132,7 +132,10 @@ class Session:
         machines = [self.context().machine(name) for name in self.lifecycle.names]
         self.verify_machines()
         with self.progress.phase("provision", "provision (both machines at once)"):
-            done = provision(machines, images, Path(bundle) if bundle else None, self.progress)
+            # The families were read with the machines' identities just above: not read again.
+            ctx = self.context()
+            done = provision(machines, images, Path(bundle) if bundle else None, self.progress,
+                             lambda machine: ctx.family(machine.name))
         self.state.data["provisioned"] = True
         self.state.save()
         return done

@@ -266,3 +266,23 @@ def test_step_logs_are_the_labs_own_paths_not_relative_ones(state: State, tmp_pa
     run = Engine(SHIPPED, ctx=_Ctx(tmp_path), state=state, progress=Progress(quiet=True))  # type: ignore[arg-type]
     logs = run._logs(SHIPPED.step("hosts"))
     assert logs == [str(tmp_path / ".lab" / "logs" / "registry.log"), str(tmp_path / ".lab" / "logs" / "client.log")]
+
+
+def test_an_unknown_os_is_the_same_usage_error_on_the_engines_path(tmp_path: Path) -> None:
+    """The engine reads os-release with the identity, before provisioning does: exit 2 there too."""
+    from types import SimpleNamespace
+
+    from lab.config import load
+    from lab.credentials import Redactor
+    from lab.engine import Context
+    from lab.errors import ExitStatus
+    from lab.osfamily import UnsupportedOS
+
+    alpine = 'ID=alpine\nPRETTY_NAME="Alpine Linux v3.19"\n\nreglab-identity=abc\n'
+    machine = SimpleNamespace(name="client", sudo=lambda command, **_: SimpleNamespace(stdout=alpine))
+    (tmp_path / "lab.yml").write_text("")
+    ctx = Context(load(tmp_path / "lab.yml", environ={}), lambda name: machine, LabImages("r", "p", "b"), Redactor())
+    with pytest.raises(UnsupportedOS) as info:
+        ctx.identify("client")
+    assert str(info.value).startswith("client: unsupported OS 'Alpine Linux v3.19'")
+    assert info.value.exit_status is ExitStatus.USAGE
