@@ -9,7 +9,7 @@ the machines refuse any further command.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING, TypeVar
 
 if TYPE_CHECKING:
@@ -23,9 +23,13 @@ def on_each(machines: Sequence[Machine], work: Callable[[Machine], T]) -> list[T
     if len(machines) == 1:
         return [work(machines[0])]
     pool = ThreadPoolExecutor(max_workers=len(machines), thread_name_prefix="machine")
-    futures = [pool.submit(work, m) for m in machines]
+    futures: list[Future[T]] = []
     try:
         try:
+            # NOTE: submitting is inside the guard: the first machine may already be at
+            # work (and the user pressing Ctrl-C) while the next one is being submitted.
+            for machine in machines:
+                futures.append(pool.submit(work, machine))
             return [f.result() for f in futures]
         except Exception:
             wait(futures)
