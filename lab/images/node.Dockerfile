@@ -14,6 +14,8 @@ RUN apt-get update \
       systemd-remount-fs.service systemd-modules-load.service \
  && systemctl enable ssh \
  && rm -f /etc/ssh/ssh_host_* \
+ && : > /etc/machine-id \
+ && rm -f /var/lib/dbus/machine-id && ln -s /etc/machine-id /var/lib/dbus/machine-id \
  && mkdir -p /etc/systemd/system/ssh.service.d \
  && printf '[Service]\nExecStartPre=\nExecStartPre=/usr/bin/ssh-keygen -A\nExecStartPre=/usr/sbin/sshd -t\n' \
       > /etc/systemd/system/ssh.service.d/hostkeys.conf \
