@@ -202,6 +202,11 @@ class Builder:
             return LabImages(images.registry, images.proxy, images.base)
         return LabImages(self.packaged("registry"), self.packaged("proxy"), self.packaged("base"))
 
+    def image_ids(self, images: LabImages) -> list[str]:
+        """The host's IDs of the lab's images, in the order of `images.all()`."""
+        refs = " ".join(shlex.quote(r) for r in images.all())
+        return self.host.run("docker image inspect -f '{{.Id}}' " + refs).stdout.split()
+
     def bundle(self, images: LabImages) -> Path:
         """One tarball of the lab's images (shared layers once), made once per set of IDs.
 
@@ -214,7 +219,7 @@ class Builder:
                 if not self.exists(ref):
                     self.host.run(f"docker pull {shlex.quote(ref)}", timeout=900)
         refs = " ".join(shlex.quote(r) for r in images.all())
-        ids = self.host.run("docker image inspect -f '{{.Id}}' " + refs).stdout.split()
+        ids = self.image_ids(images)
         name = f"images-{self.recipe_hash(*sorted(ids), *images.all())}.tar"
         target = self.cache / "images" / name
         if target.exists():

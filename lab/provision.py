@@ -76,6 +76,27 @@ RESTART_DROPIN = "/etc/systemd/system/docker.service.d/reglab-restarts.conf"
 RESTART_DROPIN_TEXT = "[Unit]\n# reglab: labs restart docker often; never refuse a start\nStartLimitIntervalSec=0\n"
 
 
+def plan(family: Family) -> dict[str, object]:
+    """What provisioning makes of a machine of this family, as data: a warm image's key is
+    made from it (with this module's code), so a changed plan is never served a stale image."""
+    return {
+        "needs": list(NEEDS),
+        "packages": family.package_names(NEEDS),
+        "install": family.install_template,
+        "files": {RESTART_DROPIN: RESTART_DROPIN_TEXT},
+        "services": ["docker"],
+    }
+
+
+def package_versions(machine: Machine, family: Family) -> dict[str, str]:
+    """The versions of the plan's packages on a machine, for a warm image's metadata."""
+    names = " ".join(shlex.quote(p) for p in family.package_names(NEEDS))
+    query = (f"dpkg-query -W -f '${{Package}} ${{Version}}\\n' {names}" if family is DEBIAN
+             else f"rpm -q --qf '%{{NAME}} %{{VERSION}}-%{{RELEASE}}\\n' {names}")
+    out = machine.sudo(query, warn=True).stdout
+    return dict(line.split(" ", 1) for line in out.splitlines() if " " in line)
+
+
 def allow_restarts(machine: Machine) -> list[str]:
     """A systemd drop-in that lifts docker's start limit on lab machines."""
     text = shlex.quote(RESTART_DROPIN_TEXT)
@@ -97,10 +118,17 @@ def start_docker(machine: Machine) -> list[str]:
     return changes
 
 
-def load_images(machine: Machine, images: LabImages, bundle: Path | None) -> list[str]:
-    """Load the lab's images from the shared cache (or over SFTP where there is none)."""
+def load_images(machine: Machine, images: LabImages, bundle: Path | None, ids: list[str] | None = None) -> list[str]:
+    """Load the lab's images from the shared cache (or over SFTP where there is none).
+
+    With `ids` (the host's image IDs), images of the same name but another
+    build (a machine booted warm from an older disk) are loaded again.
+    """
     refs = " ".join(shlex.quote(i) for i in images.all())
-    if bundle is None or machine.sudo(f"docker image inspect {refs} >/dev/null 2>&1", warn=True).ok:
+    if bundle is None:
+        return []
+    there = machine.sudo(f"docker image inspect -f '{{{{.Id}}}}' {refs}", warn=True)
+    if there.ok and (ids is None or there.stdout.split() == ids):
         return []
     shared = f"{CACHE_DIR_IN_MACHINE}/images/{bundle.name}"
     if not machine.sudo(f"test -r {shared}", warn=True).ok:
@@ -113,19 +141,21 @@ def load_images(machine: Machine, images: LabImages, bundle: Path | None) -> lis
 
 
 def provision_one(machine: Machine, images: LabImages, bundle: Path | None, progress: Progress,
-                  family_of: Callable[[Machine], Family] = detect_family) -> Provisioned:
+                  family_of: Callable[[Machine], Family] = detect_family,
+                  ids: list[str] | None = None) -> Provisioned:
     family = family_of(machine)
     done = Provisioned(machine.name, family.name)
     progress.say(f"{machine.name}: {family.name} family; installing what is missing of {', '.join(NEEDS)}")
     done.changes += install_packages(machine, family)
     done.changes += start_docker(machine)
-    done.changes += load_images(machine, images, bundle)
+    done.changes += load_images(machine, images, bundle, ids)
     progress.say(f"{machine.name}: {'; '.join(done.changes) if done.changes else 'nothing to change'}")
     return done
 
 
 def provision(machines: list[Machine], images: LabImages, bundle: Path | None, progress: Progress,
-              family_of: Callable[[Machine], Family] = detect_family) -> list[Provisioned]:
+              family_of: Callable[[Machine], Family] = detect_family,
+              ids: list[str] | None = None) -> list[Provisioned]:
     """Both machines at once: their work is independent. `family_of` is how a machine's
     OS family is known (a session passes the one it already read).
 
@@ -134,4 +164,4 @@ def provision(machines: list[Machine], images: LabImages, bundle: Path | None, p
     connections are closed, which ends what the threads wait on, and the
     machines refuse any further command.
     """
-    return on_each(machines, lambda machine: provision_one(machine, images, bundle, progress, family_of))
+    return on_each(machines, lambda machine: provision_one(machine, images, bundle, progress, family_of, ids))

@@ -90,3 +90,39 @@ def test_a_failure_on_one_machine_lets_the_other_finish_first() -> None:
                   IMAGES, None, Progress(io.StringIO()))
     assert slow.finished.is_set()
     assert not slow.abandoned.is_set()
+
+
+class ImageMachine:
+    """A machine whose Docker has images with the given IDs (None: not there)."""
+
+    name = "registry"
+
+    def __init__(self, ids: list[str] | None) -> None:
+        self.ids = ids
+        self.commands: list[str] = []
+
+    def sudo(self, command: str, warn: bool = False, timeout: int | None = None):  # noqa: ANN201, ARG002
+        self.commands.append(command)
+        if command.startswith("docker image inspect"):
+            ok = self.ids is not None
+            return SimpleNamespace(ok=ok, stdout="\n".join(self.ids or []) + "\n")
+        return SimpleNamespace(ok=True, stdout="")
+
+
+@pytest.mark.parametrize(
+    ("there", "loads"),
+    [
+        (["sha256:1", "sha256:2", "sha256:3"], False),  # the same builds: nothing to load
+        (["sha256:1", "sha256:9", "sha256:3"], True),  # a machine booted warm from an older disk
+        (None, True),  # not there at all
+    ],
+    ids=["same-ids", "other-build", "missing"],
+)
+def test_images_are_loaded_unless_the_same_builds_are_there(tmp_path, there, loads) -> None:  # noqa: ANN001
+    from lab.provision import load_images
+
+    machine = ImageMachine(there)
+    changes = load_images(machine, IMAGES, tmp_path / "images-x.tar", ["sha256:1", "sha256:2", "sha256:3"])
+    loaded = [c for c in machine.commands if c.startswith("docker load")]
+    assert bool(loaded) is loads, machine.commands
+    assert bool(changes) is loads
