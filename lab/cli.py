@@ -27,6 +27,7 @@ from lab.boxes import PROVIDERS as BOX_PROVIDERS
 from lab.config import EDITIONS, IMAGE_SOURCES, OS_FAMILIES, PROVIDERS
 from lab.diagnosis import format_diagnosis
 from lab.errors import ExitStatus, LabError, LabFailure
+from lab.machines import MachineStatus
 from lab.progress import Progress
 from lab.results import RunResult, Status, StepResult
 from lab.session import Session
@@ -56,6 +57,8 @@ def build_parser(out: TextIO | None = None, err: TextIO | None = None) -> argpar
     parser.add_argument("--provider", choices=(*PROVIDERS, "auto"), help="override the lab's provider")
     parser.add_argument("--edition", choices=EDITIONS, help="override the lab's edition")
     parser.add_argument("--images", choices=IMAGE_SOURCES, help="where the lab's images come from")
+    parser.add_argument("--fresh", action="store_true",
+                        help="provision new machines from nothing, not from a warm image (REGLAB_START=fresh)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -161,7 +164,8 @@ def main(argv: Sequence[str] | None = None, stdout: TextIO | None = None, stderr
 
 
 def dispatch(args: argparse.Namespace, out: TextIO, err: TextIO) -> ExitStatus:
-    overrides = {"provider": args.provider, "edition": args.edition, "images.source": args.images}
+    overrides = {"provider": args.provider, "edition": args.edition, "images.source": args.images,
+                 "start": "fresh" if args.fresh else None}
     if args.command == "box":  # the host's cache only: no machine, no lab state, no lock
         return box_build(config.load(args.lab, overrides=overrides), args, out, Progress(err, quiet=args.quiet))
     # Commands that only read, or hand the terminal over (ssh), do not wait for the lab's lock.
@@ -297,9 +301,17 @@ def print_summary(result: RunResult, out: TextIO, reports: Path | None = None) -
 
 
 def print_status(session: Session, out: TextIO) -> None:
-    rows = [("MACHINE", "PROVIDER", "STATE", "IP")]
-    rows += [(s.name, s.provider, s.state, s.ip) for s in session.lifecycle.status()]
-    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    starts = session.state.data.get("starts", {})
+
+    def start(status: MachineStatus) -> str:
+        record = starts.get(status.name)
+        if status.state == "not_created" or not record:
+            return "-"
+        return f"{record['kind']} ({record['image']})" if record["kind"] == "warm" else "fresh"
+
+    rows = [("MACHINE", "PROVIDER", "STATE", "IP", "START")]
+    rows += [(s.name, s.provider, s.state, s.ip, start(s)) for s in session.lifecycle.status()]
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
     for row in rows:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip(), file=out)
     driver = session.lifecycle.libvirt_driver

@@ -26,6 +26,7 @@ PROVIDERS = ("docker", "virtualbox", "libvirt")
 BUILT_BOX_NAME = "reglab/debian12"  # the name `reglab box build` adds its Debian box under
 EDITIONS = ("modern", "as-written")
 IMAGE_SOURCES = ("auto", "pull", "preload", "build")
+STARTS = ("warm", "fresh")
 OS_FAMILIES = ("debian", "rhel")
 ROLES = ("registry", "client")
 
@@ -55,9 +56,12 @@ DEFAULTS: dict[str, Any] = {
     "timeouts": {"command": 300, "boot": 300},
     # The Debian mirror images and boxes are built from; None: the host's own apt configuration.
     "mirror": None,
+    # warm: boot from a saved, already-provisioned machine image when its plan still matches; fresh: never.
+    "start": "warm",
 }
 
-CHOICES = {"provider": (*PROVIDERS, "auto"), "edition": EDITIONS, "images.source": IMAGE_SOURCES, "mirror": None}
+CHOICES = {"provider": (*PROVIDERS, "auto"), "edition": EDITIONS, "images.source": IMAGE_SOURCES, "mirror": None,
+           "start": STARTS}
 
 # Environment layer: variable -> key in the lab file.
 ENVIRONMENT = {
@@ -65,6 +69,7 @@ ENVIRONMENT = {
     "REGLAB_EDITION": "edition",
     "REGLAB_IMAGES": "images.source",
     "REGLAB_MIRROR": "mirror",
+    "REGLAB_START": "start",
 }
 
 # Every pattern is used with `fullmatch`: `$` alone lets a trailing newline through.
@@ -154,6 +159,7 @@ class Lab:
     boxes: dict[str, Box] = field(hash=False)
     timeouts: Timeouts
     mirror: str | None = None  # None: take it from the host's apt configuration
+    start: str = "warm"  # warm: a saved provisioned image when its key matches; fresh: provision from nothing
 
     @property
     def root(self) -> Path:
@@ -343,6 +349,7 @@ def validate(data: Mapping[str, Any], path: Path, source: str) -> Lab:
             boot=v.positive(timeouts["boot"], "timeouts.boot"),
         ),
         mirror=v.mirror(data["mirror"]),
+        start=v.choice(data["start"], "start", STARTS),
     )
 
 

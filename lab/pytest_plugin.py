@@ -75,8 +75,7 @@ class LabRun:
             # From here on there may be machines: finish() destroys them whatever happens.
             self._session = session
             try:
-                session.up()
-                session.provision()
+                session.start()
             except (LabError, LabFailure) as exc:
                 self.error = str(exc)
                 pytest.fail(f"the lab could not start: {exc}", pytrace=False)

@@ -11,7 +11,7 @@ import contextlib
 import threading
 from pathlib import Path
 
-from lab import boxes, config, report, scenario
+from lab import boxes, config, hostapt, report, scenario
 from lab.config import Lab
 from lab.credentials import Redactor, resolve_passwords
 from lab.engine import Context, Engine
@@ -19,11 +19,22 @@ from lab.errors import LabError
 from lab.files import private_dir
 from lab.images import Builder, LabImages
 from lab.machines import Lifecycle
+from lab.osfamily import DEBIAN
 from lab.parallel import on_each
 from lab.progress import Progress
-from lab.provision import Provisioned, provision
+from lab.provision import Provisioned, package_versions, plan, provision
 from lab.results import RunResult
 from lab.state import LabLock, State
+from lab.warm import (
+    WARM_BOX_VERSION,
+    DockerWarm,
+    LibvirtWarm,
+    WarmKey,
+    archive_digest,
+    mirror_release,
+    release_digest,
+    warm_key,
+)
 
 
 class Session:
@@ -49,7 +60,10 @@ class Session:
         if self.state.warning:
             self.progress.say(self.state.warning)
         self.scenario = scenario.load(scenario_path or scenario.default_path(), self.lab.edition)
+        self._warm: DockerWarm | LibvirtWarm | None = None
+        self._box_mirror: str | None = None
         self._ctx: Context | None = None
+        self._provisioned = False  # by this session, since its machines booted
 
     @classmethod
     def from_file(cls, path: Path, overrides: dict[str, str | None] | None = None,
@@ -73,15 +87,32 @@ class Session:
 
     # -- machines --------------------------------------------------------------
     def up(self, names: list[str] | None = None) -> None:
-        """Boot the machines; build the lab's images meanwhile, since booting does not need them."""
+        """Boot the machines; build the lab's images meanwhile, since booting does not need them.
+
+        Machines booted warm (from a saved provisioned image) get the part of
+        provisioning that each boot needs (the lab's images) right away.
+        """
+        warm: list[str] = []
+        base = None
         if self.lab.provider == "docker":
             with self.progress.phase("node image", "machine image (reglab/node)"):
-                self.builder.node()
+                node = self.builder.node()
+            base = self.lifecycle.host.run(f"docker image inspect -f '{{{{.Id}}}}' {node}").stdout.strip()
+            self.lifecycle.vagrant.env["REGLAB_NODE_IMAGE"] = node
         elif self.lab.boxes[self.lab.os].build:
             with self.progress.phase("box", f"Debian box for {self.lab.provider} (reglab box build)"):
                 built = boxes.build_box(self.lab, self.lab.provider, self.progress.say)
                 boxes.add_box(built, self.progress.say, [self.lab.provider])
+            self.lifecycle.vagrant.env["REGLAB_BOX_NAME"] = built.name
             self.lifecycle.vagrant.env["REGLAB_BOX_VERSION"] = built.version
+            base = f"{built.name} {built.version}"
+            self._box_mirror = built.info[self.lab.provider].get("mirror")
+        states = {s.name: s.state for s in self.lifecycle.status()}
+        if self.lab.provider == "docker":
+            self.remove_orphans(states)
+        creating = [n for n in names or self.lifecycle.names if states.get(n) == "not_created"]
+        if creating and base is not None and self.warm_store() is not None:
+            warm = self.choose_start(base, creating)
         errors: list[BaseException] = []
 
         def build_images() -> None:
@@ -90,7 +121,6 @@ class Session:
             except BaseException as exc:  # re-raised in the main thread below
                 errors.append(exc)
 
-        self.remove_orphans()
         builder = threading.Thread(target=build_images, name="images")
         builder.start()
         try:
@@ -103,11 +133,105 @@ class Session:
             builder.join()
         if errors:
             raise errors[0]
+        if warm:
+            self.provision()
 
-    def remove_orphans(self) -> None:
+    def start(self) -> None:
+        """Machines booted and provisioned: what `reglab run` and the test session begin with."""
+        self.up()
+        if not self._provisioned:
+            self.provision()
+
+    # -- warm starts -------------------------------------------------------------
+    def warm_store(self) -> DockerWarm | LibvirtWarm | None:
+        """Where warm machines are kept for this lab's provider: Docker images, or boxes built here."""
+        if self._warm is None:
+            if self.lab.provider == "docker":
+                self._warm = DockerWarm(self.lifecycle.host)
+            elif self.lab.provider == "libvirt" and self.lab.boxes[self.lab.os].build:
+                self._warm = LibvirtWarm(self.lab.cache_dir, self.progress.say)
+        return self._warm
+
+    def warm_key(self, base: str, archive: str | None = None) -> WarmKey:
+        """The key of what provisioning makes of a machine booted from `base` (image ID or box version),
+        with the package index a fresh provision would install from now (unless given)."""
+        if archive is None:
+            if self.lab.provider == "docker":  # the machines' apt lists live in the host's cache
+                archive = archive_digest(self.lab.cache_dir / "apt" / "lists")
+            else:  # a VM's apt fetches the mirror the box was built from
+                mirror = self._box_mirror or hostapt.mirror_for(boxes.SUITE, self.lab.mirror)
+                archive = release_digest(mirror_release(mirror, boxes.SUITE, hostapt.host_proxy()))
+        return warm_key(self.lab.provider, base, DEBIAN.name, plan(DEBIAN), archive)
+
+    def choose_start(self, base: str, creating: list[str]) -> list[str]:
+        """Boot from the warm machine when its key matches (and the lab does not ask for fresh)."""
+        store = self.warm_store()
+        assert store is not None
+        key = self.warm_key(base)
+        found = None if self.lab.start == "fresh" else store.find(key)
+        if found:
+            why = f"from {found}: provisioned before, same base, plan and package index"
+        elif self.lab.start == "fresh":
+            why = "asked for (--fresh, REGLAB_START or start: fresh)"
+        elif not key.parts["archive"]:
+            why = "the package index could not be read, so no warm machine is known to match"
+        else:
+            why = "no warm machine for this base, plan and package index yet; one is saved after provisioning"
+        kind = "warm" if found else "fresh"
+        if found and self.lab.provider == "docker":
+            self.lifecycle.vagrant.env["REGLAB_NODE_IMAGE"] = found
+        elif found:
+            self.lifecycle.vagrant.env["REGLAB_BOX_NAME"] = found
+            self.lifecycle.vagrant.env["REGLAB_BOX_VERSION"] = WARM_BOX_VERSION
+        record = {"kind": kind, "image": found or base, "base": base, "key": key.value, "why": why}
+        starts = self.state.data.setdefault("starts", {})
+        for name in creating:
+            starts[name] = dict(record)
+        self.state.save()
+        self.progress.say(f"{kind} start for {', '.join(creating)}: {why}")
+        return creating if found else []
+
+    def save_warm(self, done: list[Provisioned]) -> str | None:
+        """Save what a machine provisioned from nothing became, unless its key has a warm machine already.
+
+        Only a machine this lab booted fresh, that provisioning installed
+        packages on and that no step has touched: what it is now is exactly
+        what the plan makes.
+        """
+        store = self.warm_store()
+        if store is None:
+            return None
+        starts = self.state.data.get("starts", {})
+        for item in done:
+            record = starts.get(item.machine)
+            if not record or record.get("kind") != "fresh" or item.family != DEBIAN.name:
+                continue
+            if not any(change.startswith("installed ") for change in item.changes):
+                continue
+            touched = [s.id for s in self.scenario.steps
+                       if item.machine in s.machines() and s.id in self.state.data.get("steps", {})]
+            if touched:
+                self.progress.say(f"{item.machine}: no warm machine saved: steps ran on it ({', '.join(touched)})")
+                continue
+            machine = self.context().machine(item.machine)
+            # The package index this machine really installed from.
+            key = self.warm_key(record["base"], store.archive_of(machine, self.lab.cache_dir))
+            if not key.parts["archive"] or store.find(key):
+                return None
+            with self.progress.phase("warm save", f"save {item.machine} for warm starts ({key.value})"):
+                packages = package_versions(machine, DEBIAN)
+                images = self.state.images.all() if self.state.images else []
+                saved = store.save(f"{self.lab.name}-{item.machine}", machine, key, packages, images)
+            record["saved"] = saved
+            self.state.save()
+            self.progress.say(f"saved {saved}: the next machines of this plan boot provisioned")
+            return saved
+        return None
+
+    def remove_orphans(self, states: dict[str, str]) -> None:
         """Containers of this lab that Vagrant no longer knows (its data was lost, or another
         checkout made them) would block `vagrant up` by their names: remove them first."""
-        if self.lab.provider != "docker" or any(s.state != "not_created" for s in self.lifecycle.status()):
+        if any(state != "not_created" for state in states.values()):
             return
         removed = self.lifecycle.remove_docker_leftovers()
         if removed:
@@ -134,10 +258,13 @@ class Session:
         with self.progress.phase("provision", "provision (both machines at once)"):
             # The families were read with the machines' identities just above: not read again.
             ctx = self.context()
+            ids = self.builder.image_ids(images) if bundle else None
             done = provision(machines, images, Path(bundle) if bundle else None, self.progress,
-                             lambda machine: ctx.family(machine.name))
+                             lambda machine: ctx.family(machine.name), ids)
         self.state.data["provisioned"] = True
         self.state.save()
+        self._provisioned = True
+        self.save_warm(done)
         return done
 
     def down(self) -> list[str]:
@@ -184,8 +311,7 @@ class Session:
 
     def run(self) -> RunResult:
         """up, provision, solve and check every step: the whole lab."""
-        self.up()
-        self.provision()
+        self.start()
         result = self.engine().run(self.scenario.steps, solve=True, phases=self.progress.phases)
         self.write_report(result)
         return result

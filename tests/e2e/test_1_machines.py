@@ -47,4 +47,4 @@ def test_reglab_ssh_names_an_unknown_machine(reglab):
 def test_reglab_up_again_is_quick_and_prints_the_table(reglab):
     result = reglab("up")
     assert result.status == 0, result.err
-    assert result.out.splitlines()[0].split() == ["MACHINE", "PROVIDER", "STATE", "IP"]
+    assert result.out.splitlines()[0].split() == ["MACHINE", "PROVIDER", "STATE", "IP", "START"]

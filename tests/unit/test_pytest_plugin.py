@@ -17,10 +17,7 @@ class FakeSession:
         self.lab = lab
         self.progress = SimpleNamespace(phases={})
 
-    def up(self) -> None:
-        pass
-
-    def provision(self) -> None:
+    def start(self) -> None:
         raise LabFailure("client: `apt-get install docker.io` exited 100")
 
     def down(self) -> list[str]:
