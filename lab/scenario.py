@@ -10,10 +10,15 @@ Every item is validated against its kind (`lab.kinds` for the actions,
 when the scenario loads, in both editions: a misspelt key or a broken
 template is a ConfigError naming the file, the step and the item, not a check
 that passes on anything or a traceback halfway through a run.
+
+A step may cite the tutorial's code blocks it covers (`tutorial:`), and the
+scenario lists the shell blocks no step covers (`left_out:`, each with a
+reason); `lab.tutorial_text.drift` compares both with the tutorial's text.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,11 +31,14 @@ from lab import checks
 from lab.config import EDITIONS, ROLES
 from lab.errors import ConfigError
 from lab.kinds import ACTIONS, Invalid, Kind
+from lab.tutorial_text import DIGEST_LENGTH, Cite
 
 SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
 ACTION_KINDS = tuple(ACTIONS)
 CHECK_KINDS = tuple(checks.KINDS)
-STEP_KEYS = ("id", "title", "section", "why", "passes_before", "solve", "check")
+STEP_KEYS = ("id", "title", "section", "why", "passes_before", "tutorial", "solve", "check")
+CITE_KEYS = ("block", "first", "sha256", "why")
+_DIGEST = re.compile(rf"[0-9a-f]{{{DIGEST_LENGTH}}}")
 # Parses only: the engine's own environment (filters, StrictUndefined) renders at run time.
 _JINJA = jinja2.Environment()
 
@@ -46,6 +54,8 @@ class Step:
     # Why the step's check cannot fail before the step is solved (the engine then
     # does not expect it to); empty when it must fail first.
     passes_before: str = ""
+    # The tutorial's code blocks this step covers (scenarios/tutorial.md).
+    tutorial: tuple[Cite, ...] = ()
 
     def machines(self) -> list[str]:
         return list(dict.fromkeys([*self.solve, *self.check]))
@@ -57,6 +67,8 @@ class Scenario:
     title: str
     path: Path
     steps: tuple[Step, ...]
+    # The tutorial's shell blocks no step covers, each with its reason.
+    left_out: tuple[Cite, ...] = ()
 
     def step(self, step_id: str) -> Step:
         for step in self.steps:
@@ -92,10 +104,11 @@ def parse(data: Any, path: Path, edition: str) -> Scenario:
     try:
         for i, raw in enumerate(data["steps"]):
             steps.append(_step(raw, f"steps[{i}]", seen, edition))
+        left_out = _cites(data.get("left_out", []), "left_out", need_why=True)
     except Invalid as exc:
         raise ConfigError(source, exc.path, exc.problem) from None
     return Scenario(id=str(data.get("id", path.stem)), title=str(data.get("title", path.stem)), path=path,
-                    steps=tuple(steps))
+                    steps=tuple(steps), left_out=left_out)
 
 
 def _step(raw: Any, where: str, seen: set[str], edition: str) -> Step:
@@ -116,6 +129,7 @@ def _step(raw: Any, where: str, seen: set[str], edition: str) -> Step:
     for key in ("why", "passes_before"):
         if key in raw and (not isinstance(raw[key], str) or not raw[key].strip()):
             raise Invalid(f"{where}.{key}", "expected a non-empty string (the reason)")
+    tutorial = _cites(raw.get("tutorial", []), f"{where}.tutorial", need_why=False)
     parts = {}
     for part, table in (("solve", ACTIONS), ("check", checks.KINDS)):
         value = raw.get(part) or {}
@@ -124,7 +138,35 @@ def _step(raw: Any, where: str, seen: set[str], edition: str) -> Step:
         parts[part] = {machine: _for_edition(items, f"{where}.{part}.{machine}", edition, table)
                        for machine, items in value.items()}
     return Step(id=raw["id"], title=raw["title"], section=raw["section"], why=raw.get("why", ""),
-                passes_before=raw.get("passes_before", ""), solve=parts["solve"], check=parts["check"])
+                passes_before=raw.get("passes_before", ""), tutorial=tutorial, solve=parts["solve"],
+                check=parts["check"])
+
+
+def _cites(value: Any, where: str, need_why: bool) -> tuple[Cite, ...]:
+    """Citations of the tutorial's code blocks: `{block, first, sha256}`, and `why` (required in left_out)."""
+    if not isinstance(value, list):
+        raise Invalid(where, "expected a list of {block, first, sha256} mappings")
+    cites = []
+    for i, item in enumerate(value):
+        here = f"{where}[{i}]"
+        if not isinstance(item, dict):
+            raise Invalid(here, "expected a mapping with block, first and sha256")
+        unknown = [key for key in item if key not in CITE_KEYS]
+        if unknown:
+            raise Invalid(f"{here}.{unknown[0]}", f"unknown key; expected {', '.join(CITE_KEYS)}")
+        block = item.get("block")
+        if not isinstance(block, int) or isinstance(block, bool) or block < 1:
+            raise Invalid(f"{here}.block", "expected the block's number (1 or more)")
+        if not isinstance(item.get("first"), str) or not item["first"].strip():
+            raise Invalid(f"{here}.first", "expected the block's first line, as a non-empty string")
+        if not isinstance(item.get("sha256"), str) or not _DIGEST.fullmatch(item["sha256"]):
+            raise Invalid(f"{here}.sha256", f"expected the first {DIGEST_LENGTH} hex digits of the sha256 "
+                                            "of the block's text")
+        why = item.get("why", "")
+        if (need_why or "why" in item) and (not isinstance(why, str) or not why.strip()):
+            raise Invalid(f"{here}.why", "expected a non-empty string (the reason)")
+        cites.append(Cite(block=block, first=item["first"], sha256=item["sha256"], why=why))
+    return tuple(cites)
 
 
 def _validate_part(value: Any, where: str, table: Mapping[str, Kind]) -> None:
