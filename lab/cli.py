@@ -79,7 +79,9 @@ def build_parser(out: TextIO | None = None, err: TextIO | None = None) -> argpar
         target.add_argument("--all", action="store_true")
     show = sub.add_parser("show", help="the commands to type for a step, per machine")
     show.add_argument("step")
-    sub.add_parser("run", help="up, provision, solve and check every step; write the report")
+    run = sub.add_parser("run", help="up, provision, solve and check every step; write the report")
+    run.add_argument("--keep-going", action="store_true",
+                     help="after a failed step, apply its modern solution (a bridge) and judge the next steps")
     sub.add_parser("reset", help="bring the machines back to the state after provisioning")
     rep = sub.add_parser("report", help="print the last run's report; --readme updates README.md")
     rep.add_argument("--readme", type=Path, nargs="?", const=Path("README.md"))
@@ -220,7 +222,7 @@ def run_command(session: Session, args: argparse.Namespace, out: TextIO, err: Te
     elif command in ("solve", "check"):
         return solve_or_check(session, command, None if args.all else args.step, out)
     elif command == "run":
-        result = session.run()
+        result = session.run(keep_going=args.keep_going)
         for step_result in result.steps:
             if step_result.status is Status.FAIL:
                 print_step(step_result, out)
@@ -284,6 +286,11 @@ def print_step(step: StepResult, out: TextIO) -> None:
         print("     seen:     " + step.seen.replace("\n", "\n               "), file=out)
         if step.diagnosis:
             print("     " + format_diagnosis(step.diagnosis).replace("\n", "\n     "), file=out)
+        if step.bridged:
+            print("     bridge:   " + (f"FAILED: {step.bridge_error}" if step.bridge_error
+                                        else "the modern solution was applied; the run went on"), file=out)
+        if step.bridge_failed:
+            print(f"     note:     judged after the bridge of {step.bridge_failed} failed", file=out)
         if step.logs:
             print(f"     logs:     {', '.join(step.logs)}", file=out)
 

@@ -66,8 +66,36 @@ def _seen(step: StepResult) -> str:
 def _status_label(step: StepResult) -> str:
     """Short status for summary cells: the cause id tells most of the story."""
     if step.status is Status.FAIL:
-        return f"FAIL ({step.diagnosis.id})" if step.diagnosis else "FAIL"
+        label = f"FAIL ({step.diagnosis.id})" if step.diagnosis else "FAIL"
+        return label + (", bridged" if step.bridged else "")
     return step.status.value
+
+
+def _bridged(result: RunResult) -> bool:
+    """The run kept going past a failed step: its reports show the bridges."""
+    return any(step.bridged or step.bridge_failed for step in result.steps)
+
+
+def _bridge(step: StepResult) -> str:
+    """What a bridge did for this step, for a table cell ("" when none was needed)."""
+    parts = []
+    if step.bridged:
+        parts.append("bridge FAILED" if step.bridge_error else "modern solution applied")
+    if step.bridge_failed:
+        parts.append(f"after the failed bridge of {step.bridge_failed}")
+    return "; ".join(parts)
+
+
+def _bridge_lines(step: StepResult) -> list[str]:
+    """The bridge's outcome in sentences, for a failure's details."""
+    lines = []
+    if step.bridged:
+        lines.append(f"bridge failed: {step.bridge_error}" if step.bridge_error
+                     else "bridge: the modern solution of this step was applied, then the run went on")
+    if step.bridge_failed:
+        lines.append(f"judged after the bridge of {step.bridge_failed} failed: "
+                     "the lab may not be where the tutorial expects, so this may come from there")
+    return lines
 
 
 def _summary_line(result: RunResult) -> str:
@@ -75,7 +103,8 @@ def _summary_line(result: RunResult) -> str:
     return (
         f"{counts[Status.PASS]} passed, {counts[Status.FAIL]} failed, "
         f"{counts[Status.NOT_RUN]} not run, "
-        f"total time {format_seconds(result.total_time)}"
+        + (f"{sum(step.bridged for step in result.steps)} bridged, " if _bridged(result) else "")
+        + f"total time {format_seconds(result.total_time)}"
     )
 
 
@@ -132,8 +161,10 @@ def render_markdown(result: RunResult) -> str:
         lines.append("")
     lines += ["## Steps", ""]
     proved = any(step.before is not None for step in result.steps)
+    bridged = _bridged(result)
     lines += _md_table(
-        ["step", "title", *(["check before solving"] if proved else []), "result", "time", "diagnosis"],
+        ["step", "title", *(["check before solving"] if proved else []), "result", "time", "diagnosis",
+         *(["bridge"] if bridged else [])],
         [
             [
                 step.step_id,
@@ -142,6 +173,7 @@ def render_markdown(result: RunResult) -> str:
                 "**FAIL**" if step.status is Status.FAIL else step.status.value,
                 format_seconds(step.duration),
                 step.diagnosis.id if step.diagnosis else "",
+                *([_bridge(step)] if bridged else []),
             ]
             for step in result.steps
         ],
@@ -161,6 +193,7 @@ def render_markdown(result: RunResult) -> str:
                 ]
             else:
                 lines.append("- likely cause: unknown (no known cause matched)")
+            lines += [f"- {line}" for line in _bridge_lines(step)]
             if step.logs:
                 lines.append("- logs: " + ", ".join(f"`{log}`" for log in step.logs))
             lines.append("")
@@ -176,6 +209,7 @@ def _failure_text(step: StepResult) -> str:
     parts = [f"expected: {step.expected}", "seen:", _seen(step)]
     if step.diagnosis:
         parts.append(format_diagnosis(step.diagnosis))
+    parts += _bridge_lines(step)
     if step.logs:
         parts.append("logs: " + ", ".join(step.logs))
     return _xml_text("\n".join(parts))
@@ -208,6 +242,11 @@ def render_junit(result: RunResult) -> str:
                 "time": f"{step.duration:.3f}",
             },
         )
+        if step.bridged or step.bridge_failed:
+            properties = ET.SubElement(case, "properties")
+            for name, value in (("bridged", str(step.bridged).lower()), ("bridge_error", step.bridge_error),
+                                ("bridge_failed", step.bridge_failed)):
+                ET.SubElement(properties, "property", {"name": name, "value": _xml_text(value)})
         if step.status is Status.FAIL:
             message = (
                 f"likely cause: {step.diagnosis.cause}"
@@ -261,6 +300,7 @@ def _html_failure(step: StepResult) -> list[str]:
         ]
     else:
         parts.append("<p><b>likely cause:</b> unknown (no known cause matched)</p>")
+    parts += [f"<p>{e(line)}</p>" for line in _bridge_lines(step)]
     if step.logs:
         logs = ", ".join(f"<code>{e(log)}</code>" for log in step.logs)
         parts.append(f"<p><b>logs:</b> {logs}</p>")
@@ -289,18 +329,20 @@ def render_html(result: RunResult) -> str:
             for name, secs in result.phases.items()
         ]
         parts.append("</table>")
+    bridged = _bridged(result)
     parts += [
         "<h2>Steps</h2>",
         "<table>",
         "<tr><th>step</th><th>title</th><th>check before solving</th><th>result</th><th>time</th>"
-        "<th>diagnosis</th></tr>",
+        "<th>diagnosis</th>" + ("<th>bridge</th>" if bridged else "") + "</tr>",
     ]
     for step in result.steps:
         diagnosis = step.diagnosis.id if step.diagnosis else ""
+        bridge = f"<td>{e(_bridge(step))}</td>" if bridged else ""
         parts.append(
             f"<tr><td>{e(step.step_id)}</td><td>{e(step.title)}</td><td>{e(_before(step))}</td>"
             f'<td class="{_status_class(step.status)}">{e(step.status.value)}</td>'
-            f"<td>{e(format_seconds(step.duration))}</td><td>{e(diagnosis)}</td></tr>"
+            f"<td>{e(format_seconds(step.duration))}</td><td>{e(diagnosis)}</td>{bridge}</tr>"
         )
     parts.append("</table>")
     failures = _failures(result)
@@ -328,6 +370,7 @@ def redact_result(result: RunResult, redactor: Redactor) -> RunResult:
             expected=r(step.expected),
             seen=r(step.seen),
             logs=[r(log) for log in step.logs],
+            bridge_error=r(step.bridge_error),
         )
         for step in result.steps
     ]

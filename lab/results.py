@@ -67,6 +67,12 @@ class StepResult:
     diagnosis: Cause | None = None
     logs: list[str] = field(default_factory=list)
     before: Status | None = None  # the check's result before solving, when the run proves its checks
+    # With --keep-going: this step failed and the modern edition's solution of it was applied after
+    # (bridge_error says why that bridge failed, "" if it worked); bridge_failed names an earlier step
+    # whose bridge failed, so this step was judged on a lab not where the tutorial expects it.
+    bridged: bool = False
+    bridge_error: str = ""
+    bridge_failed: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-safe dict; the diagnosis is stored by its id."""
@@ -80,6 +86,9 @@ class StepResult:
             "diagnosis": self.diagnosis.id if self.diagnosis else None,
             "logs": list(self.logs),
             "before": self.before.value if self.before else None,
+            "bridged": self.bridged,
+            "bridge_error": self.bridge_error,
+            "bridge_failed": self.bridge_failed,
         }
 
     @classmethod
@@ -98,6 +107,9 @@ class StepResult:
         before = _get(d, "before", (str, type(None)), "a status or null", where, None)
         if before is not None and before not in {s.value for s in Status}:
             raise ValueError(f"{where}before: unknown status {before!r}")
+        bridged = d.get("bridged", False)
+        if not isinstance(bridged, bool):
+            raise ValueError(f"{where}bridged: expected true or false, found {bridged!r:.60}")
         logs = _get(d, "logs", list, "a list", where, [])
         if not all(isinstance(log, str) for log in logs):
             raise ValueError(f"{where}logs: expected a list of strings")
@@ -111,6 +123,9 @@ class StepResult:
             diagnosis=cause,
             logs=list(logs),
             before=Status(before) if before is not None else None,
+            bridged=bridged,
+            bridge_error=_get(d, "bridge_error", str, "a string", where, ""),
+            bridge_failed=_get(d, "bridge_failed", str, "a string", where, ""),
         )
 
 

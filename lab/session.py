@@ -309,10 +309,11 @@ class Session:
             raise LabError(f"no step {step!r} in {self.scenario.path.name}; steps: {', '.join(ids)}")
         return ids
 
-    def run(self) -> RunResult:
-        """up, provision, solve and check every step: the whole lab."""
+    def run(self, keep_going: bool = False) -> RunResult:
+        """up, provision, solve and check every step: the whole lab; with `keep_going`, past failed steps."""
         self.start()
-        result = self.engine().run(self.scenario.steps, solve=True, phases=self.progress.phases)
+        result = self.engine().run(self.scenario.steps, solve=True, phases=self.progress.phases,
+                                   keep_going=keep_going)
         self.write_report(result)
         return result
 

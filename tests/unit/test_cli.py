@@ -404,3 +404,41 @@ def test_the_cli_gives_the_lab_lock_back_when_a_command_ends(tmp_path: Path, mac
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # raises BlockingIOError if still held
     finally:
         os.close(fd)
+
+
+# --- reglab run --keep-going -------------------------------------------------------------
+
+
+def _fake_run_session(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, object]]:
+    """Session.run's own code with no machine: start does nothing, the engine records how it was called."""
+    from lab.results import RunResult, Status, StepResult
+
+    calls: list[dict[str, object]] = []
+
+    class Engine:
+        def run(self, steps: object, solve: bool, phases: dict[str, float], keep_going: bool = False) -> RunResult:
+            calls.append({"solve": solve, "keep_going": keep_going})
+            step = StepResult("client-login", "docker login", Status.FAIL, bridged=keep_going)
+            return RunResult("as-written", datetime.now().astimezone(), [step])
+
+    monkeypatch.setattr(Session, "start", lambda self: None)
+    monkeypatch.setattr(Session, "engine", lambda self: Engine())
+    return calls
+
+
+@pytest.mark.parametrize(("argv", "keep_going"), [(["run"], False), (["run", "--keep-going"], True)])
+def test_run_passes_keep_going_down_to_the_engine(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, argv: list[str], keep_going: bool) -> None:
+    calls = _fake_run_session(monkeypatch)
+    code, out, err = reglab("--lab", str(lab_file(tmp_path)), *argv)
+    assert code == 1, err
+    assert calls == [{"solve": True, "keep_going": keep_going}]
+    assert ("bridge:   the modern solution was applied" in out) is keep_going
+    assert (tmp_path / ".lab" / "reports" / "as-written.json").exists()
+
+
+def test_keep_going_is_a_flag_of_run_only(tmp_path: Path) -> None:
+    """The flag belongs to `run` (the issue asks for it there); other commands refuse it as usage."""
+    code, _, err = reglab("--lab", str(lab_file(tmp_path)), "solve", "--all", "--keep-going")
+    assert code == 2
+    assert "--keep-going" in err

@@ -286,3 +286,129 @@ def test_an_unknown_os_is_the_same_usage_error_on_the_engines_path(tmp_path: Pat
         ctx.identify("client")
     assert str(info.value).startswith("client: unsupported OS 'Alpine Linux v3.19'")
     assert info.value.exit_status is ExitStatus.USAGE
+
+
+# --- keep going: a failed step is bridged with its modern solution -------------------------------
+
+LEGACY_CN = ('Error response from daemon: Get "https://myregistrydomain.com/v2/": '
+             "x509: certificate relies on legacy Common Name field, use SANs instead")
+THREE_STEPS = """
+id: three
+title: Three steps, the middle one broken as written
+steps:
+  - id: first
+    title: First
+    section: one
+    solve: {registry: [{run: make first}]}
+    check: {registry: [{command: has first}]}
+  - id: middle
+    title: Middle
+    section: two
+    solve:
+      registry:
+        - {run: make middle-as-written, only: as-written}
+        - {run: make middle, only: modern}
+        - {run: "note {{ edition }}"}
+    check: {registry: [{command: has middle}]}
+  - id: last
+    title: Last, which builds on the middle step
+    section: three
+    solve: {registry: [{run: make last}]}
+    check: {registry: [{command: has middle}, {command: has last}]}
+"""
+
+
+class _Lab:
+    """A machine whose shell knows `make X` (fails for X in `broken`), `has X` and `note X`; it logs each."""
+
+    def __init__(self, broken: set[str]) -> None:
+        from types import SimpleNamespace
+
+        self.name = "registry"
+        self.broken = broken
+        self.made: set[str] = set()
+        self.commands: list[str] = []
+        self._result = lambda code, out: SimpleNamespace(ok=code == 0, exited=code, stdout=out, stderr="")
+
+    def sudo(self, command: str, **_: object):  # noqa: ANN201
+        if "reglab-identity=" in command:  # the engine's first contact: who and what the machine is
+            return self._result(0, 'ID=debian\nPRETTY_NAME="Debian 12"\n\nreglab-identity=fake\n')
+        self.commands.append(command)
+        verb, _, name = command.partition(" ")
+        if verb == "make":
+            if name in self.broken:
+                return self._result(1, LEGACY_CN)
+            self.made.add(name)
+        elif verb == "has" and name not in self.made:
+            return self._result(1, f"no {name}")
+        return self._result(0, "")
+
+
+def _three_steps(tmp_path: Path, state: State, broken: set[str]) -> tuple[Engine, _Lab]:
+    """An as-written engine over THREE_STEPS on one fake machine, rendering for real."""
+    from lab.config import load
+    from lab.credentials import Redactor
+    from lab.engine import Context
+
+    path = tmp_path / "three.yaml"
+    path.write_text(THREE_STEPS)
+    (tmp_path / "lab.yml").write_text("")
+    lab = load(tmp_path / "lab.yml", environ={}, overrides={"edition": "as-written"})
+    machine = _Lab(broken)
+    ctx = Context(lab, lambda name: machine, LabImages("r", "p", "b"), Redactor())
+    run = Engine(scenario.load(path, "as-written"), ctx, state, Progress(quiet=True))
+    return run, machine
+
+
+def test_keep_going_bridges_a_failed_step_with_its_modern_solution_and_judges_the_next(
+        tmp_path: Path, state: State) -> None:
+    """Issue 11: an as-written run stopped at client-login, leaving the last steps "not run"."""
+    run, machine = _three_steps(tmp_path, state, broken={"middle-as-written"})
+    result = run.run(run.scenario.steps, solve=True, phases={}, keep_going=True)
+    first, middle, last = result.steps
+    assert [s.status for s in result.steps] == [Status.PASS, Status.FAIL, Status.PASS]
+    assert middle.diagnosis is not None and middle.diagnosis.id == "legacy-cn"
+    assert (middle.bridged, middle.bridge_error) == (True, "")
+    assert not first.bridged and not last.bridged and last.bridge_failed == ""
+    assert machine.commands == [
+        "make first", "has first",
+        "make middle-as-written",  # the as-written solve, which fails
+        "make middle", "note modern", "has middle",  # the bridge: the modern solve and check, rendered as modern
+        "make last", "has middle", "has last",  # the last step, judged in the run's edition
+    ]
+    assert result.edition == "as-written"
+    assert run.ctx.edition == "as-written"  # the bridge's modern rendering ended with it
+    assert state.step_status("last") == Status.PASS.value
+
+
+def test_without_keep_going_the_steps_after_a_failure_are_not_run(tmp_path: Path, state: State) -> None:
+    run, machine = _three_steps(tmp_path, state, broken={"middle-as-written"})
+    result = run.run(run.scenario.steps, solve=True, phases={})
+    assert [s.status for s in result.steps] == [Status.PASS, Status.FAIL, Status.NOT_RUN]
+    assert not any(s.bridged or s.bridge_failed for s in result.steps)
+    assert machine.commands == ["make first", "has first", "make middle-as-written"]
+
+
+def test_a_failed_bridge_is_recorded_and_the_run_still_goes_on(tmp_path: Path, state: State) -> None:
+    """The step after a failed bridge is judged anyway, and says which bridge left the lab wrong."""
+    run, machine = _three_steps(tmp_path, state, broken={"middle-as-written", "middle"})
+    result = run.run(run.scenario.steps, solve=True, phases={}, keep_going=True)
+    _, middle, last = result.steps
+    assert middle.bridged
+    assert "legacy Common Name" in middle.bridge_error
+    assert last.status is Status.FAIL
+    assert last.bridge_failed == "middle"
+    assert last.bridged and "has middle" in last.bridge_error  # its own bridge cannot repair the middle either
+    assert machine.commands == [
+        "make first", "has first",
+        "make middle-as-written", "make middle",  # the step, then its bridge, both fail
+        "make last", "has middle",  # judged anyway
+        "make last", "has middle",  # and bridged
+    ]
+
+
+def test_keep_going_needs_solving(tmp_path: Path, state: State) -> None:
+    """A check-only run never changes a machine, so it cannot bridge."""
+    run, _ = _three_steps(tmp_path, state, broken=set())
+    with pytest.raises(ValueError, match="check-only"):
+        run.run(run.scenario.steps, solve=False, phases={}, keep_going=True)

@@ -385,3 +385,82 @@ def test_reports_show_the_check_before_solving_when_the_run_proved_its_checks() 
     assert "pass (passes_before)" in markdown
     assert "failed, as it must" in render_html(result)
     assert RunResult.from_dict(result.to_dict()).steps[0].before is Status.FAIL
+
+
+# --- keep going: every format says which steps were bridged --------------------------------------
+
+
+def _kept_going() -> RunResult:
+    """An as-written run with --keep-going: one step bridged, one bridge failed, one judged after it."""
+    return RunResult("as-written", STARTED, [
+        StepResult("client-trust", "Trust the CA", Status.PASS, 1.0),
+        StepResult("client-login", "docker login", Status.FAIL, 2.0, expected="Login Succeeded", seen=LEGACY_CN,
+                   diagnosis=cause_by_id("legacy-cn"), bridged=True),
+        StepResult("client-push", "Push test-image", Status.FAIL, 3.0, expected="a digest", seen="push refused",
+                   bridged=True, bridge_error="expected a digest; saw 413"),
+        StepResult("server-pull", "Pull test-images", Status.FAIL, 1.0, expected="initcron", seen="no image",
+                   bridge_failed="client-push"),
+    ], finished=FINISHED)
+
+
+def test_reports_show_which_steps_were_bridged() -> None:
+    """Issue 11: with --keep-going a reader must tell a verdict on the tutorial from one on a bridged lab."""
+    result = _kept_going()
+    markdown = render_markdown(result)
+    assert "| step | title | result | time | diagnosis | bridge |" in markdown
+    assert "| client-login | docker login | **FAIL** | 2.0s | legacy-cn | modern solution applied |" in markdown
+    assert "| client-push | Push test-image | **FAIL** | 3.0s |  | bridge FAILED |" in markdown
+    after = "| server-pull | Pull test-images | **FAIL** | 1.0s |  | after the failed bridge of client-push |"
+    assert after in markdown
+    assert "2 bridged" in markdown
+    assert "- bridge failed: expected a digest; saw 413" in markdown
+    assert "judged after the bridge of client-push failed" in markdown
+    page = render_html(result)
+    assert "<th>bridge</th>" in page and "modern solution applied" in page and "bridge FAILED" in page
+    cases = {c.get("name"): c for c in ET.fromstring(render_junit(result)).iter("testcase")}
+    props = {p.get("name"): p.get("value") for p in cases["client-push"].iter("property")}
+    assert props == {"bridged": "true", "bridge_error": "expected a digest; saw 413", "bridge_failed": ""}
+    assert {p.get("name"): p.get("value") for p in cases["server-pull"].iter("property")}["bridge_failed"] == (
+        "client-push")
+    assert cases["client-trust"].find("properties") is None
+    assert "bridge failed: expected a digest; saw 413" in (cases["client-push"].find("failure").text or "")
+    assert render_summary_table([result]).splitlines()[3] == "| client-login | FAIL (legacy-cn), bridged |"
+
+
+def test_a_run_that_did_not_bridge_renders_as_before() -> None:
+    """The bridge column, count and JUnit properties appear only when a run kept going."""
+    result = make_result()
+    assert "bridge" not in render_markdown(result)
+    assert "bridge" not in render_html(result)
+    assert "bridge" not in render_junit(result)
+
+
+def test_bridges_survive_the_json_round_trip(tmp_path: Path) -> None:
+    result = _kept_going()
+    data = json.loads(json.dumps(result.to_dict()))
+    assert data["steps"][1]["bridged"] is True
+    assert data["steps"][3]["bridge_failed"] == "client-push"
+    paths = write_reports(result, tmp_path / "reports")
+    assert load_result(paths["json"]) == result
+
+
+def test_a_report_written_before_bridges_existed_still_loads() -> None:
+    data = make_result().to_dict()
+    for step in data["steps"]:
+        for key in ("bridged", "bridge_error", "bridge_failed"):
+            del step[key]
+    assert RunResult.from_dict(data) == make_result()
+
+
+def test_a_bridged_flag_that_is_not_a_bool_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "as-written.json"
+    path.write_text(_json_with(step1_bridged="yes"))
+    with pytest.raises(LabError, match=r"steps\[1\]\.bridged: expected true or false"):
+        load_result(path)
+
+
+def test_a_bridge_error_is_redacted_in_every_report(tmp_path: Path) -> None:
+    result = _kept_going()
+    result.steps[2].bridge_error = f"docker login -p {SECRET} refused"
+    for path in write_reports(result, tmp_path / "reports", Redactor([SECRET])).values():
+        assert SECRET not in path.read_text()
