@@ -79,9 +79,23 @@ CAUSES: tuple[Cause, ...] = (
     Cause(
         "no-basic-auth",
         _match(r"no basic auth credentials"),
-        "Docker has no stored credentials for this registry on this machine.",
-        "Run `docker login <domain>` on this machine first (the registry "
+        "A pull or push without `docker login` on this machine: Docker has no "
+        "stored credentials for this registry here (each machine logs in on its own).",
+        "Run `docker login <domain>` on that machine first (the registry "
         "server needs it too before it can pull).",
+    ),
+    Cause(
+        "name-not-pushed",
+        _match(
+            r"manifest for \S+ not found: manifest unknown",
+            r"repository does not exist or may require 'docker login'",
+            r"pull access denied for \S+",
+            r"repository name not known to registry",
+        ),
+        "The image name pulled is not the one pushed, so the registry holds no such "
+        "repository (the tutorial pushes test-image and pulls test-images).",
+        "Pull exactly the name that was pushed (`docker pull <domain>/test-image`); "
+        "`curl -u USER https://<domain>/v2/_catalog` lists the names the registry holds.",
     ),
     Cause(
         "compose-v1-file",

@@ -41,6 +41,21 @@ EXAMPLES: dict[str, list[str]] = {
     "no-basic-auth": [
         'Error response from daemon: Head "https://myregistrydomain.com/v2/'
         'test-images/manifests/latest": no basic auth credentials',
+        'Error response from daemon: Get "https://myregistrydomain.com/v2/test-images/manifests/latest": '
+        "no basic auth credentials",
+        "Using default tag: latest\nError response from daemon: Get \"https://myregistrydomain.com/v2/\": "
+        "no basic auth credentials",
+    ],
+    "name-not-pushed": [
+        "Error response from daemon: manifest for myregistrydomain.com/test-images:latest not found: "
+        "manifest unknown: manifest unknown",
+        "Unable to find image 'myregistrydomain.com/test-images:latest' locally\n"
+        "docker: Error response from daemon: manifest for myregistrydomain.com/test-images:latest not found: "
+        "manifest unknown: manifest unknown.",
+        "Error response from daemon: pull access denied for myregistrydomain.com/test-images, repository does "
+        "not exist or may require 'docker login': denied: requested access to the resource is denied",
+        '{"errors":[{"code":"NAME_UNKNOWN","message":"repository name not known to registry",'
+        '"detail":{"name":"test-images"}}]}',
     ],
     "image-registry-unreachable": [
         'Error response from daemon: Get "https://registry-1.docker.io/v2/": dial tcp: '
@@ -188,6 +203,13 @@ def test_diagnose_all_lists_every_cause_in_table_order() -> None:
         "unresolved-name",
     ]
     assert diagnose(text) == cause_by_id("unknown-ssl-directive")
+
+
+def test_a_name_never_pushed_is_not_taken_for_a_login_problem() -> None:
+    """Docker's "may require 'docker login'" is about the name here: the registry has no such repository."""
+    text = ("Error response from daemon: pull access denied for myregistrydomain.com/test-images, repository does "
+            "not exist or may require 'docker login': denied: requested access to the resource is denied")
+    assert [c.id for c in diagnose_all(text)] == ["name-not-pushed"]
 
 
 def test_format_diagnosis_is_two_lines() -> None:
