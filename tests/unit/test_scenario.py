@@ -177,6 +177,20 @@ def test_server_pull_differs_by_edition(shipped: dict[str, Scenario]) -> None:
     assert "docker login" not in as_written
 
 
+def test_as_written_server_pull_does_what_the_tutorial_says_and_nothing_more(shipped: dict[str, Scenario]) -> None:
+    """Issue 11: the tutorial pulls and runs test-images with no login on the server; the solve must too,
+    so a run shows those breakages (it ran test-image, the name the client pushed)."""
+    assert _runs(shipped["as-written"], "server-pull").splitlines() == [
+        "docker pull {{ domain }}/test-images",
+        "docker run --rm {{ domain }}/test-images ls",
+    ]
+    assert _runs(shipped["modern"], "server-pull").splitlines() == [
+        "docker login {{ domain }} -u {{ user.name }} --password-stdin",
+        "docker pull {{ domain }}/test-image",
+        "docker run --rm {{ domain }}/test-image ls",
+    ]
+
+
 def test_client_trust_names_differ_by_edition(shipped: dict[str, Scenario]) -> None:
     def names(edition: str) -> list[str]:
         return [a["name"] for a in shipped[edition].step("client-trust").solve["client"] if "ca_trust" in a]
