@@ -363,27 +363,37 @@ class Engine:
         return run
 
     def bridge(self, step: Step) -> str:
-        """Apply the modern edition's solution of a failed step, then its modern check; "" if both passed.
+        """Apply the modern edition's solution of a failed step, then its modern check; "" if all passed.
 
-        The lab is then where the tutorial expects it after this step, so the
-        next steps are judged on their own merits, not on this step's failure.
+        With `bridge_from:` (the earlier step where this failure starts, such as
+        the certificate made in `tls` that `client-login` trips on), every
+        modern step from there through this one is solved and checked. The lab
+        is then where the tutorial expects it after this step, so the next
+        steps are judged on their own merits, not on this step's failure.
 
-        NOTE: the modern step is loaded from the scenario file, so the bridge is
+        NOTE: the modern steps are loaded from the scenario file, so the bridge is
         the modern edition's solve exactly; templates render as modern too.
         """
-        try:
-            modern = self._modern().step(step.id)
-        except KeyError:
-            return f"the {BRIDGE_EDITION} edition has no step {step.id!r} to bridge with"
-        self.progress.say(f"{step.id}: bridge: {BRIDGE_EDITION} solve + check, so the next steps can be judged")
+        modern = self._modern()
+        ids = [s.id for s in modern.steps]
+        missing = [i for i in (step.id, step.bridge_from) if i and i not in ids]
+        if missing:
+            return f"the {BRIDGE_EDITION} edition has no step {missing[0]!r} to bridge with"
+        last = ids.index(step.id)
+        first = ids.index(step.bridge_from) if step.bridge_from else last
+        steps = modern.steps[first:last + 1]
+        names = ", ".join(s.id for s in steps)
+        self.progress.say(f"{step.id}: bridge: {BRIDGE_EDITION} solve + check of {names}, "
+                          "so the next steps can be judged")
         with self.ctx.rendering_as(BRIDGE_EDITION):
-            status, expected, seen = self.outcome(modern, solve=True)
-        if status is Status.PASS:
-            self.progress.say(f"{step.id}: bridge applied")
-            return ""
-        error = self.ctx.redactor.redact(f"expected {expected}; saw {seen}")
-        self.progress.say(f"{step.id}: bridge FAILED: {error}")
-        return error
+            for bridge_step in steps:
+                status, expected, seen = self.outcome(bridge_step, solve=True)
+                if status is not Status.PASS:
+                    error = self.ctx.redactor.redact(f"{bridge_step.id}: expected {expected}; saw {seen}")
+                    self.progress.say(f"{step.id}: bridge FAILED: {error}")
+                    return error
+        self.progress.say(f"{step.id}: bridge applied")
+        return ""
 
     def _modern(self) -> Scenario:
         if self._bridge_scenario is None:

@@ -36,7 +36,7 @@ from lab.tutorial_text import DIGEST_LENGTH, Cite
 SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
 ACTION_KINDS = tuple(ACTIONS)
 CHECK_KINDS = tuple(checks.KINDS)
-STEP_KEYS = ("id", "title", "section", "why", "passes_before", "tutorial", "solve", "check")
+STEP_KEYS = ("id", "title", "section", "why", "passes_before", "bridge_from", "tutorial", "solve", "check")
 CITE_KEYS = ("block", "first", "sha256", "why")
 _DIGEST = re.compile(rf"[0-9a-f]{{{DIGEST_LENGTH}}}")
 # Parses only: the engine's own environment (filters, StrictUndefined) renders at run time.
@@ -56,6 +56,9 @@ class Step:
     passes_before: str = ""
     # The tutorial's code blocks this step covers (scenarios/tutorial.md).
     tutorial: tuple[Cite, ...] = ()
+    # An earlier step where this step's as-written failure starts: a keep-going run bridges
+    # it by solving the modern edition from that step through this one. Empty: this step only.
+    bridge_from: str = ""
 
     def machines(self) -> list[str]:
         return list(dict.fromkeys([*self.solve, *self.check]))
@@ -126,6 +129,8 @@ def _step(raw: Any, where: str, seen: set[str], edition: str) -> Step:
     for key in ("title", "section"):
         if not isinstance(raw.get(key), str) or not raw[key].strip():
             raise Invalid(f"{where}.{key}", "expected a non-empty string")
+    if "bridge_from" in raw and raw["bridge_from"] not in seen - {raw["id"]}:
+        raise Invalid(f"{where}.bridge_from", f"expected the id of an earlier step, got {raw['bridge_from']!r}")
     for key in ("why", "passes_before"):
         if key in raw and (not isinstance(raw[key], str) or not raw[key].strip()):
             raise Invalid(f"{where}.{key}", "expected a non-empty string (the reason)")
@@ -139,7 +144,7 @@ def _step(raw: Any, where: str, seen: set[str], edition: str) -> Step:
                        for machine, items in value.items()}
     return Step(id=raw["id"], title=raw["title"], section=raw["section"], why=raw.get("why", ""),
                 passes_before=raw.get("passes_before", ""), tutorial=tutorial, solve=parts["solve"],
-                check=parts["check"])
+                check=parts["check"], bridge_from=raw.get("bridge_from", ""))
 
 
 def _cites(value: Any, where: str, need_why: bool) -> tuple[Cite, ...]:

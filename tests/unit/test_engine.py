@@ -412,3 +412,30 @@ def test_keep_going_needs_solving(tmp_path: Path, state: State) -> None:
     run, _ = _three_steps(tmp_path, state, broken=set())
     with pytest.raises(ValueError, match="check-only"):
         run.run(run.scenario.steps, solve=False, phases={}, keep_going=True)
+
+
+def test_a_bridge_from_an_earlier_step_solves_the_modern_steps_from_there(tmp_path: Path, state: State) -> None:
+    """client-login fails as written because of the certificate `tls` made: bridging the login alone
+    hit the same certificate, so the bridge starts where the failure starts (`bridge_from`)."""
+    run, machine = _three_steps(tmp_path, state, broken={"middle-as-written"})
+    text = THREE_STEPS.replace("  - id: middle\n", "  - id: middle\n    bridge_from: first\n")
+    (tmp_path / "three.yaml").write_text(text)
+    run.scenario = scenario.load(tmp_path / "three.yaml", "as-written")
+    result = run.run(run.scenario.steps, solve=True, phases={}, keep_going=True)
+    assert [s.status for s in result.steps] == [Status.PASS, Status.FAIL, Status.PASS]
+    assert machine.commands == [
+        "make first", "has first",
+        "make middle-as-written",
+        "make first", "has first", "make middle", "note modern", "has middle",  # modern, from `first`
+        "make last", "has middle", "has last",
+    ]
+
+
+@pytest.mark.parametrize("target", ["last", "nosuch", "middle"], ids=["later", "unknown", "itself"])
+def test_bridge_from_must_name_an_earlier_step(tmp_path: Path, target: str) -> None:
+    from lab.errors import ConfigError
+
+    path = tmp_path / "three.yaml"
+    path.write_text(THREE_STEPS.replace("  - id: middle\n", f"  - id: middle\n    bridge_from: {target}\n"))
+    with pytest.raises(ConfigError, match=r"steps\[1\] \(middle\)\.bridge_from: expected the id of an earlier step"):
+        scenario.load(path, "as-written")
