@@ -137,7 +137,7 @@ class Builder:
         """Build a recipe FROM base unless an image of the same recipe exists."""
         recipe_text = (RECIPES / dockerfile).read_bytes()
         files = [(RECIPES / f).read_bytes() for f in context_files]
-        base_id = self.host.run(f"docker image inspect -f '{{{{.Id}}}}' {base}").stdout.strip()
+        base_id = self.image_id(base)
         recipe = self.recipe_hash(recipe_text, base_id, *files)
         found = self.labelled(recipe)
         if found:
@@ -203,9 +203,13 @@ class Builder:
         return LabImages(self.packaged("registry"), self.packaged("proxy"), self.packaged("base"))
 
     def image_ids(self, images: LabImages) -> list[str]:
-        """The host's IDs of the lab's images, in the order of `images.all()`."""
+        """The host's IDs of the lab's images, in the order of `images.all()` (one inspect for all)."""
         refs = " ".join(shlex.quote(r) for r in images.all())
         return self.host.run("docker image inspect -f '{{.Id}}' " + refs).stdout.split()
+
+    def image_id(self, ref: str) -> str:
+        """The host's ID of one image: what a recipe is built on, a warm key's base."""
+        return self.host.run(f"docker image inspect -f '{{{{.Id}}}}' {shlex.quote(ref)}").stdout.strip()
 
     def bundle(self, images: LabImages) -> Path:
         """One tarball of the lab's images (shared layers once), made once per set of IDs.

@@ -97,7 +97,7 @@ class Session:
         if self.lab.provider == "docker":
             with self.progress.phase("node image", "machine image (reglab/node)"):
                 node = self.builder.node()
-            base = self.lifecycle.host.run(f"docker image inspect -f '{{{{.Id}}}}' {node}").stdout.strip()
+            base = self.builder.image_id(node)
             self.lifecycle.vagrant.env["REGLAB_NODE_IMAGE"] = node
         elif self.lab.boxes[self.lab.os].build:
             with self.progress.phase("box", f"Debian box for {self.lab.provider} (reglab box build)"):
