@@ -48,13 +48,14 @@ KEEP_DAYS = 14  # other warm images older than this are removed when one is save
 KEEP_OTHERS = 1  # ...and all but this many of the newest others
 # The code that carries the plan out: a change to it is a change of plan.
 PLAN_CODE = (Path(__file__).parent / "provision.py", Path(__file__).parent / "osfamily.py")
-VAGRANT_KEY = Path(__file__).parent / "images" / "vagrant.pub"
 
-# What one machine made for itself and the next must make anew.
+# What one machine made for itself and the next must make anew, on both providers.
+FORGET_MACHINE = "rm -f /etc/ssh/ssh_host_* /etc/docker/key.json /var/lib/reglab/machine-id && : > /etc/machine-id"
 GENERALIZE = " && ".join([
-    "rm -f /etc/ssh/ssh_host_* /etc/docker/key.json /var/lib/reglab/machine-id",
+    FORGET_MACHINE,
     # systemd falls back on D-Bus's copy when /etc/machine-id is empty: a link to it, as Debian makes.
-    ": > /etc/machine-id && rm -f /var/lib/dbus/machine-id && ln -s /etc/machine-id /var/lib/dbus/machine-id",
+    # (The VM box is built with that link.)
+    "rm -f /var/lib/dbus/machine-id && ln -s /etc/machine-id /var/lib/dbus/machine-id",
     "rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/cache/apt/archives/*.deb /var/log/journal/*"
     " /root/.bash_history /home/vagrant/.bash_history /etc/docker/certs.d",
 ])
@@ -73,11 +74,16 @@ class WarmKey:
         return f"{WARM_REPO}:{self.family}-{self.value}"
 
 
-def code_digest(paths: tuple[Path, ...] = PLAN_CODE) -> str:
+def files_digest(paths: list[Path] | tuple[Path, ...]) -> str:
+    """Names and contents of files, in the order given; "" for none."""
     digest = hashlib.sha256()
     for path in paths:
         digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
-    return digest.hexdigest()[:16]
+    return digest.hexdigest()[:16] if paths else ""
+
+
+def code_digest(paths: tuple[Path, ...] = PLAN_CODE) -> str:
+    return files_digest(paths)
 
 
 def archive_digest(lists_dir: Path) -> str:
@@ -87,11 +93,7 @@ def archive_digest(lists_dir: Path) -> str:
     package version: the same Release files, the same packages. No lists yet
     (nothing was ever provisioned here): an empty string, a key of its own.
     """
-    files = sorted(p for p in lists_dir.glob("*Release") if p.is_file()) if lists_dir.is_dir() else []
-    digest = hashlib.sha256()
-    for path in files:
-        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
-    return digest.hexdigest()[:16] if files else ""
+    return files_digest(sorted(p for p in lists_dir.glob("*Release") if p.is_file()) if lists_dir.is_dir() else [])
 
 
 def warm_key(provider: str, base: str, family: str, plan: Mapping[str, Any], archive: str,
@@ -131,10 +133,14 @@ class DockerWarm:
     def __init__(self, host: Host) -> None:
         self.host = host
 
+    def label(self, tag: str, name: str) -> str:
+        """One label of an image; "" when the image or the label is not there."""
+        found = self.host.run(
+            f"docker image inspect -f '{{{{index .Config.Labels \"{name}\"}}}}' {shlex.quote(tag)}", warn=True)
+        return found.stdout.strip() if found.ok else ""
+
     def find(self, key: WarmKey) -> str | None:
-        found = self.host.run(f"docker image inspect -f '{{{{index .Config.Labels \"{KEY_LABEL}\"}}}}' {key.tag}",
-                              warn=True)
-        return key.tag if found.ok and found.stdout.strip() == key.value else None
+        return key.tag if self.label(key.tag, KEY_LABEL) == key.value else None
 
     def metadata(self, tag: str) -> dict[str, Any]:
         """What a warm image records about itself (for `reglab status` and the reports)."""
@@ -168,7 +174,7 @@ class DockerWarm:
             with tempfile.TemporaryDirectory(prefix="warm-") as ctx:
                 (Path(ctx) / "Dockerfile").write_text(dockerfile(partial, key))
                 (Path(ctx) / "warm.json").write_text(json.dumps(metadata, indent=2, sort_keys=True) + "\n")
-                shutil.copy(VAGRANT_KEY, Path(ctx) / "vagrant.pub")
+                shutil.copy(boxes.VAGRANT_PUB, Path(ctx) / "vagrant.pub")
                 self.host.run(f"docker build -q -t {key.tag} {ctx}", timeout=600)
         finally:
             self.host.run(f"docker rmi {partial}", warn=True, timeout=120)
@@ -185,10 +191,7 @@ class DockerWarm:
         for tag in out:
             if tag == keep or tag.endswith(":<none>"):
                 continue
-            label = self.host.run(
-                f"docker image inspect -f '{{{{index .Config.Labels \"{CREATED_LABEL}\"}}}}' {shlex.quote(tag)}",
-                warn=True,
-            ).stdout.strip()
+            label = self.label(tag, CREATED_LABEL)
             created[tag] = int(label) if label.isdigit() else 0
         removed = []
         for tag in stale(created, time.time()):
@@ -257,8 +260,7 @@ def generalize_vm(public_key: str) -> str:
         f"tar -cpf {STASH}/own.tar $(ls -d {own} 2>/dev/null)",
         f"systemctl stop {RESTORE_UNIT}.timer 2>/dev/null || true",
         f"systemd-run --quiet --collect --unit={RESTORE_UNIT} --on-active={RESTORE_AFTER_S} sh -c {heal}",
-        "rm -f /etc/ssh/ssh_host_* /var/lib/reglab/machine-id /etc/docker/key.json",
-        ": > /etc/machine-id",
+        FORGET_MACHINE,
         "rm -rf /var/lib/dhcp/*",
         # Vagrant writes the private network between these markers on every boot.
         "sed -i '/^#VAGRANT-BEGIN/,/^#VAGRANT-END/d' /etc/network/interfaces",
