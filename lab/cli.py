@@ -27,8 +27,8 @@ from lab.boxes import PROVIDERS as BOX_PROVIDERS
 from lab.config import EDITIONS, IMAGE_SOURCES, OS_FAMILIES, PROVIDERS
 from lab.diagnosis import format_diagnosis
 from lab.errors import ExitStatus, LabError, LabFailure
-from lab.machines import MachineStatus
 from lab.progress import Progress
+from lab.providers import MachineStatus
 from lab.results import RunResult, Status, StepResult
 from lab.session import Session
 from lab.teaching import instructions, reset
@@ -68,7 +68,8 @@ def build_parser(out: TextIO | None = None, err: TextIO | None = None) -> argpar
     ssh = sub.add_parser("ssh", help="a shell on a machine, or one command: reglab ssh MACHINE -- CMD...")
     ssh.add_argument("machine")
     ssh.add_argument("cmd", nargs=argparse.REMAINDER)
-    sub.add_parser("down", help="destroy the machines and their networks (caches are kept)")
+    sub.add_parser("down", help="destroy the machines and their networks (caches are kept); "
+                   "on machines given over SSH, remove only what reglab put there")
     sub.add_parser("provision", help="install Docker, Compose, htpasswd, curl, openssl; load the images")
     sub.add_parser("steps", help="the steps, with their last result")
     for name, text in (("solve", "apply the reference answer (steps before it first)"),
@@ -317,18 +318,16 @@ def print_status(session: Session, out: TextIO) -> None:
         return f"{record['kind']} ({record['image']})" if record["kind"] == "warm" else "fresh"
 
     rows = [("MACHINE", "PROVIDER", "STATE", "IP", "START")]
-    rows += [(s.name, s.provider, s.state, s.ip, start(s)) for s in session.lifecycle.status()]
+    rows += [(s.name, s.provider, s.state, s.ip, start(s)) for s in session.provider.status()]
     widths = [max(len(r[i]) for r in rows) for i in range(5)]
     for row in rows:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip(), file=out)
-    driver = session.lifecycle.libvirt_driver
-    if driver is not None:
-        how = "KVM, hardware virtualisation" if driver == "kvm" else "QEMU software emulation (TCG): no usable KVM"
-        print(f"libvirt: {how}", file=out)
+    for note in session.provider.notes():
+        print(note, file=out)
 
 
 def ssh(session: Session, name: str, cmd: list[str], err: TextIO) -> ExitStatus | int:
-    machine = session.lifecycle.connect(name)  # names an unknown machine clearly
+    machine = session.provider.connect(name)  # names an unknown machine clearly
     if cmd and cmd[0] == "--":
         cmd = cmd[1:]
     if cmd:
@@ -336,7 +335,7 @@ def ssh(session: Session, name: str, cmd: list[str], err: TextIO) -> ExitStatus 
         return result.exited
     if shutil.which("ssh") is None:
         raise LabError("ssh is not installed; on Debian or Ubuntu: apt-get install openssh-client")
-    return subprocess.call(["ssh", "-F", str(session.lifecycle.ssh_config()), name])
+    return subprocess.call(["ssh", "-F", str(session.provider.ssh_config()), name])
 
 
 def show_report(session: Session, readme: Path | None, out: TextIO) -> ExitStatus:

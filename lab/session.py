@@ -11,30 +11,21 @@ import contextlib
 import threading
 from pathlib import Path
 
-from lab import boxes, config, hostapt, report, scenario
+from lab import config, report, scenario
 from lab.config import Lab
 from lab.credentials import Redactor, resolve_passwords
 from lab.engine import Context, Engine
 from lab.errors import LabError
 from lab.files import private_dir
 from lab.images import Builder, LabImages
-from lab.machines import Lifecycle
 from lab.osfamily import DEBIAN
 from lab.parallel import on_each
 from lab.progress import Progress
+from lab.providers import Provider, for_lab
 from lab.provision import Provisioned, package_versions, plan, provision
 from lab.results import RunResult
 from lab.state import LabLock, State
-from lab.warm import (
-    WARM_BOX_VERSION,
-    DockerWarm,
-    LibvirtWarm,
-    WarmKey,
-    archive_digest,
-    mirror_release,
-    release_digest,
-    warm_key,
-)
+from lab.warm import DockerWarm, LibvirtWarm, WarmKey, warm_key
 
 
 class Session:
@@ -54,14 +45,12 @@ class Session:
             # The lab's own keys, so no fragment of them reaches a log (a check may print one).
             with contextlib.suppress(OSError):
                 self.redactor.add_private_key(key.read_bytes())
-        self.lifecycle = Lifecycle(self.lab, self.redactor)
-        self.builder = Builder(self.lab, self.lifecycle.host)
+        self.provider: Provider = for_lab(self.lab, self.redactor, self.progress.say)
+        self.builder = Builder(self.lab, self.provider.host)
         self.state = State(self.lab.state_dir / "state.json")
         if self.state.warning:
             self.progress.say(self.state.warning)
         self.scenario = scenario.load(scenario_path or scenario.default_path(), self.lab.edition)
-        self._warm: DockerWarm | LibvirtWarm | None = None
-        self._box_mirror: str | None = None
         self._ctx: Context | None = None
         self._provisioned = False  # by this session, since its machines booted
 
@@ -73,7 +62,7 @@ class Session:
     def verify_machines(self) -> None:
         """Ask each machine who it is (both at once); forget results of machines made anew."""
         ctx = self.context()
-        names = self.lifecycle.names
+        names = self.provider.names
         identities = on_each([ctx.machine(n) for n in names], lambda machine: ctx.identify(machine.name))
         found = dict(zip(names, identities, strict=True))
         for name, identity in found.items():
@@ -93,24 +82,12 @@ class Session:
         provisioning that each boot needs (the lab's images) right away.
         """
         warm: list[str] = []
-        base = None
-        if self.lab.provider == "docker":
-            with self.progress.phase("node image", "machine image (reglab/node)"):
-                node = self.builder.node()
-            base = self.builder.image_id(node)
-            self.lifecycle.vagrant.env["REGLAB_NODE_IMAGE"] = node
-        elif self.lab.boxes[self.lab.os].build:
-            with self.progress.phase("box", f"Debian box for {self.lab.provider} (reglab box build)"):
-                built = boxes.build_box(self.lab, self.lab.provider, self.progress.say)
-                boxes.add_box(built, self.progress.say, [self.lab.provider])
-            self.lifecycle.vagrant.env["REGLAB_BOX_NAME"] = built.name
-            self.lifecycle.vagrant.env["REGLAB_BOX_VERSION"] = built.version
-            base = f"{built.name} {built.version}"
-            self._box_mirror = built.info[self.lab.provider].get("mirror")
-        states = {s.name: s.state for s in self.lifecycle.status()}
-        if self.lab.provider == "docker":
-            self.remove_orphans(states)
-        creating = [n for n in names or self.lifecycle.names if states.get(n) == "not_created"]
+        base = self.provider.prepare(self.progress.say, self.progress.phase)
+        states = {s.name: s.state for s in self.provider.status()}
+        removed = self.provider.leftovers(states)
+        if removed:
+            self.progress.say(f"removed what an earlier lab of this name left: {', '.join(removed)}")
+        creating = [n for n in names or self.provider.names if states.get(n) == "not_created"]
         if creating and base is not None and self.warm_store() is not None:
             warm = self.choose_start(base, creating)
         errors: list[BaseException] = []
@@ -124,10 +101,10 @@ class Session:
         builder = threading.Thread(target=build_images, name="images")
         builder.start()
         try:
-            with self.progress.phase("boot", f"boot {', '.join(names or self.lifecycle.names)} ({self.lab.provider})"):
-                self.lifecycle.up(names or [])
+            with self.progress.phase("boot", f"boot {', '.join(names or self.provider.names)} ({self.provider.name})"):
+                self.provider.up(names or [])
         except KeyboardInterrupt:
-            self.lifecycle.host.abandon()  # ends the image builds now, so the join below is short
+            self.provider.host.abandon()  # ends the image builds now, so the join below is short
             raise
         finally:
             builder.join()
@@ -144,24 +121,15 @@ class Session:
 
     # -- warm starts -------------------------------------------------------------
     def warm_store(self) -> DockerWarm | LibvirtWarm | None:
-        """Where warm machines are kept for this lab's provider: Docker images, or boxes built here."""
-        if self._warm is None:
-            if self.lab.provider == "docker":
-                self._warm = DockerWarm(self.lifecycle.host)
-            elif self.lab.provider == "libvirt" and self.lab.boxes[self.lab.os].build:
-                self._warm = LibvirtWarm(self.lab.cache_dir, self.progress.say)
-        return self._warm
+        """Where warm machines are kept for this lab's provider (None: it has no warm starts)."""
+        return self.provider.warm_store()
 
     def warm_key(self, base: str, archive: str | None = None) -> WarmKey:
         """The key of what provisioning makes of a machine booted from `base` (image ID or box version),
         with the package index a fresh provision would install from now (unless given)."""
         if archive is None:
-            if self.lab.provider == "docker":  # the machines' apt lists live in the host's cache
-                archive = archive_digest(self.lab.cache_dir / "apt" / "lists")
-            else:  # a VM's apt fetches the mirror the box was built from
-                mirror = self._box_mirror or hostapt.mirror_for(boxes.SUITE, self.lab.mirror)
-                archive = release_digest(mirror_release(mirror, boxes.SUITE, hostapt.host_proxy()))
-        return warm_key(self.lab.provider, base, DEBIAN.name, plan(DEBIAN), archive)
+            archive = self.provider.archive_now()
+        return warm_key(self.provider.name, base, DEBIAN.name, plan(DEBIAN), archive)
 
     def choose_start(self, base: str, creating: list[str]) -> list[str]:
         """Boot from the warm machine when its key matches (and the lab does not ask for fresh)."""
@@ -178,11 +146,8 @@ class Session:
         else:
             why = "no warm machine for this base, plan and package index yet; one is saved after provisioning"
         kind = "warm" if found else "fresh"
-        if found and self.lab.provider == "docker":
-            self.lifecycle.vagrant.env["REGLAB_NODE_IMAGE"] = found
-        elif found:
-            self.lifecycle.vagrant.env["REGLAB_BOX_NAME"] = found
-            self.lifecycle.vagrant.env["REGLAB_BOX_VERSION"] = WARM_BOX_VERSION
+        if found:
+            self.provider.boot_from(found)
         record = {"kind": kind, "image": found or base, "base": base, "key": key.value, "why": why}
         starts = self.state.data.setdefault("starts", {})
         for name in creating:
@@ -228,15 +193,6 @@ class Session:
             return saved
         return None
 
-    def remove_orphans(self, states: dict[str, str]) -> None:
-        """Containers of this lab that Vagrant no longer knows (its data was lost, or another
-        checkout made them) would block `vagrant up` by their names: remove them first."""
-        if any(state != "not_created" for state in states.values()):
-            return
-        removed = self.lifecycle.remove_docker_leftovers()
-        if removed:
-            self.progress.say(f"removed what an earlier lab of this name left: {', '.join(removed)}")
-
     def prepare_images(self) -> tuple[LabImages, Path | None]:
         source = self.builder.source()
         with self.progress.phase("images", f"lab images ({source})"):
@@ -253,7 +209,7 @@ class Session:
         if images is None or (self.builder.source() != "pull" and not (bundle and Path(bundle).exists())):
             images, bundle_path = self.prepare_images()
             bundle = str(bundle_path) if bundle_path else None
-        machines = [self.context().machine(name) for name in self.lifecycle.names]
+        machines = [self.context().machine(name) for name in self.provider.names]
         self.verify_machines()
         with self.progress.phase("provision", "provision (both machines at once)"):
             # The families were read with the machines' identities just above: not read again.
@@ -268,8 +224,9 @@ class Session:
         return done
 
     def down(self) -> list[str]:
-        with self.progress.phase("down", "destroy machines"):
-            removed = self.lifecycle.down()
+        what = "destroy machines" if self.provider.makes_machines else "remove the lab from the machines (they stay)"
+        with self.progress.phase("down", what):
+            removed = self.provider.down()
         self.state.path.unlink(missing_ok=True)
         return removed
 
@@ -279,7 +236,7 @@ class Session:
             images = self.state.images or LabImages(
                 self.lab.images.registry, self.lab.images.proxy, self.lab.images.base
             )
-            self._ctx = Context(self.lab, self.lifecycle.connect, images, self.redactor)
+            self._ctx = Context(self.lab, self.provider.connect, images, self.redactor)
         return self._ctx
 
     def engine(self) -> Engine:
@@ -294,11 +251,11 @@ class Session:
 
     def refresh_state(self) -> list[str]:
         """Forget results of machines that no longer exist or were made anew; return those not running."""
-        states = {s.name: s.state for s in self.lifecycle.status()}
-        for name in self.lifecycle.names:
+        states = {s.name: s.state for s in self.provider.status()}
+        for name in self.provider.names:
             if states.get(name) == "not_created":
                 self._identify(name, "")
-        missing = [n for n in self.lifecycle.names if states.get(n) != "running"]
+        missing = [n for n in self.provider.names if states.get(n) != "running"]
         if not missing:
             self.verify_machines()
         return missing

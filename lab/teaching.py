@@ -35,7 +35,7 @@ def reset(session: Session) -> None:
     ctx = session.context()
     keep = " -e ".join(shlex.quote(i) for i in ctx.images.all())
     with session.progress.phase("reset", "reset both machines"):
-        for name in session.lifecycle.names:
+        for name in session.provider.names:
             family = ctx.family(name)
             machine = ctx.machine(name)
             for command in RESET_COMMANDS:
@@ -55,7 +55,7 @@ def instructions(session: Session, step_id: str) -> str:
     jinja = ctx.jinja
     lines = [f"# {step.id}: {step.title}", f"# tutorial section: {step.section} ({lab.edition} edition)", ""]
     for machine, actions in step.solve.items():
-        lines.append(f"## on {machine} (vagrant ssh {machine}, then sudo -i)")
+        lines.append(f"## on {machine} (reglab ssh {machine}, then sudo -i)")
         for action in actions:
             lines += _describe(action, jinja, variables, family)
         lines.append("")

@@ -16,7 +16,7 @@ def test_both_machines_run_at_their_ips(reglab, lab_session):
 @pytest.mark.parametrize(("source", "target"), [("registry", "client"), ("client", "registry")])
 def test_each_machine_reaches_the_other_on_the_private_network(lab_session, source, target):
     ip = lab_session.lab.machine(target).ip
-    machine = lab_session.lifecycle.connect(source)
+    machine = lab_session.provider.connect(source)
     own = machine.run("ip -4 -o addr show").stdout
     assert f"inet {lab_session.lab.machine(source).ip}/24" in own
     reply = machine.run(f"ping -c 1 -W 3 {ip}", warn=True)

@@ -13,8 +13,8 @@ DIGEST = re.compile(r"@(sha256:[0-9a-f]{64})")
 
 def test_image_pushed_on_client_is_pulled_on_server_with_same_digest(solved):
     domain = solved.lab.domain
-    client = solved.lifecycle.connect("client")
-    registry = solved.lifecycle.connect("registry")
+    client = solved.provider.connect("client")
+    registry = solved.provider.connect("registry")
     inspect = f"docker image inspect -f '{{{{json .RepoDigests}}}}' {domain}/test-image"
     pushed = DIGEST.findall(client.sudo(inspect).stdout)
     pulled = DIGEST.findall(registry.sudo(inspect).stdout)

@@ -7,7 +7,7 @@ pytestmark = pytest.mark.e2e
 
 
 def test_removing_basic_auth_is_caught_and_repaired(solved, reglab):
-    registry = solved.lifecycle.connect("registry")
+    registry = solved.provider.connect("registry")
     conf = "/root/docker-registry/nginx/registry.conf"
     registry.sudo(f"sed -i '/auth_basic/d' {conf} && cd /root/docker-registry && docker-compose restart nginx")
     before = registry.sudo(f"md5sum {conf}").stdout

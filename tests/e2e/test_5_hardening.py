@@ -10,7 +10,7 @@ pytestmark = pytest.mark.e2e
 def test_docker_survives_quick_successive_restarts(lab_session):
     """Seen: `Job for docker.service failed because start of the service was attempted too often`
     after reset then solve on a fast host. Six restarts in a row exceed Debian's limit (3 in 60 s)."""
-    registry = lab_session.lifecycle.connect("registry")
+    registry = lab_session.provider.connect("registry")
     for i in range(6):
         result = registry.sudo("systemctl restart docker", warn=True, timeout=120)
         assert result.ok, f"restart {i + 1}: {result.stdout}{result.stderr}"

@@ -59,7 +59,7 @@ def test_the_other_start_passes_every_step_and_machines_are_their_own(lab_sessio
     assert "11 passed, 0 failed" in solve.out
 
     # Both machines came from one image, yet each made its own host keys, machine-id and Docker ID.
-    registry, client = (lab_session.lifecycle.connect(name) for name in ("registry", "client"))
+    registry, client = (lab_session.provider.connect(name) for name in ("registry", "client"))
     for what, command in (("SSH host key", "ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub"),
                           ("machine-id", "cat /etc/machine-id"),
                           ("Docker daemon ID", "docker info -f '{{.ID}}'"),

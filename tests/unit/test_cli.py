@@ -193,7 +193,8 @@ def test_help_exits_0(argv: list[str]) -> None:
 @pytest.fixture
 def machines(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     """Vagrant's view of the machines (name -> state) and their identities, without Vagrant."""
-    from lab.machines import Lifecycle, MachineStatus
+    from lab.providers import MachineStatus
+    from lab.providers.vagrant import VagrantProvider as Lifecycle
     from lab.session import Session
 
     found = {"registry": "not_created", "client": "not_created"}
@@ -202,7 +203,7 @@ def machines(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
                         lambda self: [MachineStatus(n, "docker", s, "?") for n, s in found.items()])
 
     def verify(self: Session) -> None:
-        for name in self.lifecycle.names:
+        for name in self.provider.names:
             self._identify(name, identities[name])
 
     monkeypatch.setattr(Session, "verify_machines", verify)
@@ -251,7 +252,7 @@ def test_steps_show_results_only_for_the_machines_they_were_taken_on(
 
 def test_a_corrupt_state_file_is_set_aside_and_down_still_works(tmp_path: Path, machines, monkeypatch) -> None:
     """Item 9: the message used to say "remove it (reglab down does)", and down failed the same way."""
-    from lab.machines import Lifecycle
+    from lab.providers.vagrant import VagrantProvider as Lifecycle
 
     monkeypatch.setattr(Lifecycle, "down", lambda self: [])
     path = lab_file(tmp_path)

@@ -37,7 +37,7 @@ def fake_session(store: FakeStore, start: str = "warm", steps: dict | None = Non
     state = SimpleNamespace(data={"steps": steps or {}}, images=None, save=lambda: None)
     session = SimpleNamespace(
         lab=SimpleNamespace(provider="docker", start=start, name="reglab", cache_dir=None),
-        lifecycle=SimpleNamespace(vagrant=SimpleNamespace(env={})),
+        provider=SimpleNamespace(booted_from=[], boot_from=None),
         state=state,
         progress=Progress(out),
         scenario=SimpleNamespace(steps=[SimpleNamespace(id="hosts", machines=lambda: ["registry", "client"])]),
@@ -46,6 +46,7 @@ def fake_session(store: FakeStore, start: str = "warm", steps: dict | None = Non
             name=name, sudo=lambda command, warn=False: SimpleNamespace(stdout="docker.io 20.10.24\n"))),
         out=out,
     )
+    session.provider.boot_from = session.provider.booted_from.append
     # The key: base, plan and package index, as Session.warm_key makes it (here without hashing).
     session.warm_key = lambda base, archive=None: WarmKey(
         f"{base}/{plan_version}/{archive or 'index-now'}", "debian", {"archive": archive or "index-now"})
@@ -56,7 +57,7 @@ def test_a_matching_key_boots_warm_and_says_so() -> None:
     store = FakeStore({"node-1/plan-1/index-now"})
     session = fake_session(store)
     assert Session.choose_start(session, "node-1", ["registry", "client"]) == ["registry", "client"]
-    assert session.lifecycle.vagrant.env["REGLAB_NODE_IMAGE"] == "warm-node-1/plan-1/index-now"
+    assert session.provider.booted_from == ["warm-node-1/plan-1/index-now"]
     assert {r["kind"] for r in session.state.data["starts"].values()} == {"warm"}
     assert "warm start for registry, client: from warm-node-1/plan-1/index-now" in session.out.getvalue()
 
@@ -74,7 +75,7 @@ def test_a_changed_key_or_fresh_boots_from_the_plain_image(base, plan_version, s
     store = FakeStore({"node-1/plan-1/index-now"})
     session = fake_session(store, start=start, plan_version=plan_version)
     assert Session.choose_start(session, base, ["client"]) == []
-    assert "REGLAB_NODE_IMAGE" not in session.lifecycle.vagrant.env  # up() already set the plain node image
+    assert session.provider.booted_from == []  # up() already made the plain node image the one to boot
     record = session.state.data["starts"]["client"]
     assert record["kind"] == "fresh" and why in record["why"]
 

@@ -1,8 +1,9 @@
-"""The lab's machines: Vagrant lifecycle through python-vagrant.
+"""Machines Vagrant boots (docker, libvirt, VirtualBox), through python-vagrant.
 
 python-vagrant runs and parses Vagrant; this module adds what a lab needs
 around it: a time bound on every Vagrant call, a log under `.lab/logs/`,
-the provider's preconditions checked before booting, and a `down` that
+the provider's preconditions checked before booting, what the machines boot
+from (the node image, a box built here, or a warm one), and a `down` that
 leaves no container or network behind.
 """
 
@@ -17,7 +18,6 @@ import signal
 import stat
 import subprocess
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 # python-vagrant warns on import when vagrant is not installed; reglab says so itself, when it matters.
@@ -25,27 +25,21 @@ logging.getLogger("vagrant").addHandler(logging.NullHandler())
 
 import vagrant  # noqa: E402
 
+from lab import boxes, hostapt  # noqa: E402
 from lab.clip import tail  # noqa: E402
 from lab.config import Lab  # noqa: E402
 from lab.credentials import Redactor  # noqa: E402
 from lab.errors import LabError, RemoteError  # noqa: E402
 from lab.files import write_private  # noqa: E402
-from lab.polling import poll  # noqa: E402
+from lab.providers import MachineStatus, Say, wait_for_ssh  # noqa: E402
 from lab.remote import Host, Machine, machine_logger  # noqa: E402
+from lab.warm import WARM_BOX_VERSION, DockerWarm, LibvirtWarm, archive_digest, mirror_release, release_digest  # noqa: E402
 
 VBOX_NETWORKS = Path("/etc/vbox/networks.conf")
 VBOX_DEFAULT_RANGE = ipaddress.ip_network("192.168.56.0/21")
 VAGRANT_MISSING = "vagrant is not installed; on Debian or Ubuntu: apt-get install --no-install-recommends vagrant"
 STOP_GRACE = 10  # seconds Vagrant gets after each signal (INT, TERM, KILL) to end
 _ERROR_LINES = 15
-
-
-@dataclass(frozen=True)
-class MachineStatus:
-    name: str
-    provider: str
-    state: str
-    ip: str
 
 
 class TimedVagrant(vagrant.Vagrant):
@@ -117,11 +111,17 @@ class TimedVagrant(vagrant.Vagrant):
         return out or b""
 
 
-class Lifecycle:
-    """Boot, inspect, reach and destroy the lab's machines."""
+class VagrantProvider:
+    """Boot, inspect, reach and destroy the lab's machines with Vagrant."""
 
-    def __init__(self, lab: Lab, redactor: Redactor) -> None:
+    makes_machines = True
+
+    def __init__(self, lab: Lab, redactor: Redactor, say: Say = print) -> None:
         self.lab = lab
+        self.say = say
+        self.name = lab.provider
+        self._warm: DockerWarm | LibvirtWarm | None = None
+        self._box_mirror: str | None = None
         self.redactor = redactor
         self.log_dir = lab.state_dir / "logs"
         self.ssh_config_path = lab.state_dir / "ssh_config"
@@ -165,6 +165,66 @@ class Lifecycle:
             if problem:
                 raise LabError(problem)
 
+    def notes(self) -> list[str]:
+        """What `reglab status` adds under the table."""
+        if self.libvirt_driver is None:
+            return []
+        how = ("KVM, hardware virtualisation" if self.libvirt_driver == "kvm"
+               else "QEMU software emulation (TCG): no usable KVM")
+        return [f"libvirt: {how}"]
+
+    # -- what the machines boot from ----------------------------------------------
+    def prepare(self, say: Say, phase) -> str | None:  # noqa: ANN001 - Progress.phase
+        """The node image (docker) or the Debian box built here, ready; its identity for warm starts."""
+        from lab.images import Builder
+
+        if self.lab.provider == "docker":
+            builder = Builder(self.lab, self.host)
+            with phase("node image", "machine image (reglab/node)"):
+                node = builder.node()
+            self.vagrant.env["REGLAB_NODE_IMAGE"] = node
+            return builder.image_id(node)
+        if not self.lab.boxes[self.lab.os].build:
+            return None
+        with phase("box", f"Debian box for {self.lab.provider} (reglab box build)"):
+            built = boxes.build_box(self.lab, self.lab.provider, say)
+            boxes.add_box(built, say, [self.lab.provider])
+        self.vagrant.env["REGLAB_BOX_NAME"] = built.name
+        self.vagrant.env["REGLAB_BOX_VERSION"] = built.version
+        self._box_mirror = built.info[self.lab.provider].get("mirror")
+        return f"{built.name} {built.version}"
+
+    def warm_store(self) -> DockerWarm | LibvirtWarm | None:
+        """Docker images of provisioned machines, or boxes of provisioned VMs built here."""
+        if self._warm is None:
+            if self.lab.provider == "docker":
+                self._warm = DockerWarm(self.host)
+            elif self.lab.provider == "libvirt" and self.lab.boxes[self.lab.os].build:
+                self._warm = LibvirtWarm(self.lab.cache_dir, self.say)
+        return self._warm
+
+    def archive_now(self) -> str:
+        if self.lab.provider == "docker":  # the machines' apt lists live in the host's cache
+            return archive_digest(self.lab.cache_dir / "apt" / "lists")
+        # A VM's apt fetches the mirror the box was built from.
+        mirror = self._box_mirror or hostapt.mirror_for(boxes.SUITE, self.lab.mirror)
+        return release_digest(mirror_release(mirror, boxes.SUITE, hostapt.host_proxy()))
+
+    def boot_from(self, image: str) -> None:
+        if self.lab.provider == "docker":
+            self.vagrant.env["REGLAB_NODE_IMAGE"] = image
+        else:
+            self.vagrant.env["REGLAB_BOX_NAME"] = image
+            self.vagrant.env["REGLAB_BOX_VERSION"] = WARM_BOX_VERSION
+
+    def leftovers(self, states: dict[str, str]) -> list[str]:
+        """Containers of this lab that Vagrant no longer knows (its data was lost, or another
+        checkout made them) would block `vagrant up` by their names: remove them first."""
+        if self.lab.provider != "docker" or any(state != "not_created" for state in states.values()):
+            return []
+        return self.remove_docker_leftovers()
+
+    # -- machines ------------------------------------------------------------------
     def up(self, names: Sequence[str] = ()) -> list[Machine]:
         self.check_host()
         targets = list(names) or self.names
@@ -279,24 +339,6 @@ def _stop(proc: subprocess.Popen, signals: Sequence[signal.Signals]) -> None:
 def _signal_group(proc: subprocess.Popen, sig: signal.Signals) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, sig)
-
-
-def wait_for_ssh(machine: Machine, timeout: int) -> None:
-    """Poll until the machine runs a command, within a bound."""
-    errors: list[RemoteError] = []
-
-    def attempt() -> bool:
-        try:
-            machine.run("true", timeout=20)
-            return True
-        except RemoteError as exc:
-            errors.append(exc)
-            with contextlib.suppress(Exception):
-                machine.close()
-            return False
-
-    if not poll(attempt, timeout):
-        raise RemoteError(f"{machine.name}: SSH did not answer within {timeout}s ({errors[-1]})")
 
 
 def vbox_range_problem(ips: Sequence[str], networks_conf: str | None) -> str | None:

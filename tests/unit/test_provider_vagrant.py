@@ -1,4 +1,4 @@
-"""Unit tests for lab.machines: VirtualBox's host-only range, TimedVagrant's bounds, errors and
+"""Unit tests for lab.providers.vagrant: VirtualBox's host-only range, TimedVagrant's bounds, errors and
 interrupts, and the ssh_config the machines are reached with.
 
 TimedVagrant is pointed at a fake `vagrant` script in tmp_path; Vagrant itself never runs.
@@ -17,18 +17,18 @@ from pathlib import Path
 
 import pytest
 
-import lab.machines as machines
+import lab.providers.vagrant as machines
 from lab.config import load
 from lab.credentials import Redactor
 from lab.errors import LabError, LabFailure, RemoteError
-from lab.machines import (
+from lab.providers import wait_for_ssh
+from lab.providers.vagrant import (
     VAGRANT_MISSING,
     VBOX_NETWORKS,
-    Lifecycle,
     TimedVagrant,
+    VagrantProvider,
     vagrant_error,
     vbox_range_problem,
-    wait_for_ssh,
 )
 
 PROJECT = Path(__file__).resolve().parents[2]
@@ -351,10 +351,10 @@ class FakeVagrant:
 
 
 @pytest.fixture
-def lifecycle(tmp_path: Path) -> Iterator[Lifecycle]:
+def provider(tmp_path: Path) -> Iterator[VagrantProvider]:
     path = tmp_path / "lab.yml"
     path.write_text((PROJECT / "lab.yml").read_text())
-    made = Lifecycle(load(path, environ={}), Redactor([]))
+    made = VagrantProvider(load(path, environ={}), Redactor([]))
     made.vagrant = FakeVagrant()  # type: ignore[assignment]
     yield made
     for logger in list(logging.Logger.manager.loggerDict.values()):
@@ -364,38 +364,38 @@ def lifecycle(tmp_path: Path) -> Iterator[Lifecycle]:
                 handler.close()
 
 
-def test_connect_never_uses_an_ssh_config_it_did_not_write(lifecycle: Lifecycle) -> None:
+def test_connect_never_uses_an_ssh_config_it_did_not_write(provider: VagrantProvider) -> None:
     """A planted ssh_config with a ProxyCommand would run a program of someone else's choosing."""
-    planted = lifecycle.ssh_config_path
+    planted = provider.ssh_config_path
     planted.parent.mkdir(parents=True, exist_ok=True)
     planted.write_text("Host registry\n  HostName 127.0.0.1\n  ProxyCommand touch /tmp/reglab-pwned\n")
-    machine = lifecycle.connect("registry")
+    machine = provider.connect("registry")
     assert machine.gateway is None
     assert planted.read_text() == VAGRANT_SSH_CONFIG
     assert stat.S_IMODE(planted.stat().st_mode) == 0o600
-    lifecycle.connect("client")
-    assert lifecycle.vagrant.calls == 1  # once per process, not once per machine
+    provider.connect("client")
+    assert provider.vagrant.calls == 1  # once per process, not once per machine
 
 
-def test_write_ssh_config_is_private_whatever_the_umask(lifecycle: Lifecycle) -> None:
+def test_write_ssh_config_is_private_whatever_the_umask(provider: VagrantProvider) -> None:
     previous = os.umask(0)
     try:
-        path = lifecycle.write_ssh_config()
+        path = provider.write_ssh_config()
     finally:
         os.umask(previous)
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
 
 
-def test_connect_reuses_the_ssh_config_reglab_wrote_in_its_private_folder(lifecycle: Lifecycle) -> None:
+def test_connect_reuses_the_ssh_config_reglab_wrote_in_its_private_folder(provider: VagrantProvider) -> None:
     """A student's `reglab check` must not wait for `vagrant ssh-config` each time (1-2 s)."""
-    lifecycle.write_ssh_config()
-    lifecycle.ssh_config_path.parent.chmod(0o700)
-    again = Lifecycle(lifecycle.lab, Redactor([]))
+    provider.write_ssh_config()
+    provider.ssh_config_path.parent.chmod(0o700)
+    again = VagrantProvider(provider.lab, Redactor([]))
     again.vagrant = FakeVagrant()  # type: ignore[assignment]
     again.connect("registry")
     assert again.vagrant.calls == 0
-    lifecycle.ssh_config_path.parent.chmod(0o770)  # others could have planted it: not trusted
-    third = Lifecycle(lifecycle.lab, Redactor([]))
+    provider.ssh_config_path.parent.chmod(0o770)  # others could have planted it: not trusted
+    third = VagrantProvider(provider.lab, Redactor([]))
     third.vagrant = FakeVagrant()  # type: ignore[assignment]
     third.connect("registry")
     assert third.vagrant.calls == 1
