@@ -22,7 +22,8 @@ import yaml
 
 from lab.errors import ConfigError
 
-PROVIDERS = ("docker", "virtualbox", "libvirt")
+VAGRANT_PROVIDERS = ("docker", "virtualbox", "libvirt")  # machines Vagrant boots
+PROVIDERS = (*VAGRANT_PROVIDERS, "ssh")  # ssh: machines made elsewhere, reached over SSH
 BUILT_BOX_NAME = "reglab/debian12"  # the name `reglab box build` adds its Debian box under
 EDITIONS = ("modern", "as-written")
 IMAGE_SOURCES = ("auto", "pull", "preload", "build")
@@ -88,20 +89,28 @@ _IMAGE = re.compile(
     r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?"
     r"(?:@sha256:[0-9a-f]{64})?"
 )
+_HOST = re.compile(r"(?=.{1,253}\Z)[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?")
 _MIRROR = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~%/-]*)?")
 _IMAGE_NAME_MAX = 255  # the reference grammar's limit on host and path together
 
 HTPASSWD_MAX_BYTES = 255  # htpasswd refuses longer passwords
 HTTPS_PORT = 443  # the steps' URLs (https://DOMAIN/v2/, docker login DOMAIN) name no port
 SSH_PORT = 22  # reglab reaches the machines over it
+SSH_MACHINE_KEYS = ("host", "port", "user", "identity_file")  # a machine given over SSH (provider: ssh)
 DOCKER_BRIDGE = ipaddress.IPv4Network("172.17.0.0/16")  # docker0 on every Docker host and machine
 LINK_LOCAL = ipaddress.IPv4Network("169.254.0.0/16")
 
 
 @dataclass(frozen=True)
 class Machine:
+    """A lab machine. `ip` is where the other machine reaches it; the rest is for `provider: ssh`."""
+
     name: str
     ip: str
+    host: str | None = None  # where reglab reaches it over SSH (default: ip)
+    port: int = SSH_PORT
+    user: str | None = None
+    identity_file: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -321,7 +330,8 @@ def layer(
 
 def validate(data: Mapping[str, Any], path: Path, source: str) -> Lab:
     v = _Validator(source)
-    machines = v.machines(data["machines"])
+    provider = v.provider(data["provider"])
+    machines = v.machines(data["machines"], provider, path.parent)
     images = v.mapping(data["images"], "images")
     ports = v.mapping(data["ports"], "ports")
     timeouts = v.mapping(data["timeouts"], "timeouts")
@@ -329,7 +339,7 @@ def validate(data: Mapping[str, Any], path: Path, source: str) -> Lab:
     return Lab(
         source=path,
         name=v.match(data["name"], "name", _NAME, "a lower-case name like 'reglab'"),
-        provider=v.provider(data["provider"]),
+        provider=provider,
         edition=v.choice(data["edition"], "edition", EDITIONS),
         os=v.choice(data["os"], "os", OS_FAMILIES),
         domain=v.match(data["domain"], "domain", _DOMAIN, "a DNS name like myregistrydomain.com"),
@@ -468,7 +478,9 @@ class _Validator:
     def _not_build(self, value: str, where: str) -> Mapping[str, Any]:
         raise self.fail(where, f"expected `build` or a mapping with name and version (or url), got {value!r}")
 
-    def machines(self, value: Any) -> tuple[Machine, ...]:
+    def machines(self, value: Any, provider: str = "docker", folder: Path | None = None) -> tuple[Machine, ...]:
+        """The two machines. Vagrant's sit on one private /24 it makes; machines given over SSH
+        (`provider: ssh`) also say where and as whom reglab logs in."""
         machines = self.mapping(value, "machines")
         missing = [role for role in ROLES if role not in machines]
         if missing:
@@ -476,21 +488,73 @@ class _Validator:
         unknown = [name for name in machines if name not in ROLES]
         if unknown:
             raise self.fail(f"machines.{unknown[0]}", f"unknown machine; expected only {', '.join(ROLES)}")
+        given = provider == "ssh"
+        keys = dict.fromkeys(("ip", *SSH_MACHINE_KEYS) if given else ("ip",))
         result = []
         seen: dict[str, str] = {}
         for name in ROLES:
-            spec = self.mapping(machines[name], f"machines.{name}")
-            _check_keys(spec, {"ip": None}, f"machines.{name}", self.source)
-            ip = self.ip(spec.get("ip"), f"machines.{name}.ip")
+            where = f"machines.{name}"
+            spec = self.mapping(machines[name], where)
+            extra = [k for k in spec if k in SSH_MACHINE_KEYS and not given]
+            if extra:
+                raise self.fail(f"{where}.{extra[0]}", "only for `provider: ssh` (machines reglab does not boot), "
+                                f"but the provider is {provider} (REGLAB_PROVIDER and --provider override the "
+                                "lab file's); Vagrant says how its machines are reached")
+            _check_keys(spec, keys, where, self.source)
+            ip = self.given_ip(spec.get("ip"), f"{where}.ip") if given else self.ip(spec.get("ip"), f"{where}.ip")
             if ip in seen:
-                raise self.fail(f"machines.{name}.ip", f"{ip} is already the IP of machine {seen[ip]!r}")
+                raise self.fail(f"{where}.ip", f"{ip} is already the IP of machine {seen[ip]!r}")
             seen[ip] = name
-            result.append(Machine(name=name, ip=ip))
+            if given:
+                result.append(self.ssh_machine(name, ip, spec, folder or Path(".")))
+            else:
+                result.append(Machine(name=name, ip=ip))
+        if given:
+            return tuple(result)
         net = ipaddress.ip_network(f"{result[0].ip}/24", strict=False)
         for machine in result[1:]:
             if ipaddress.ip_address(machine.ip) not in net:
                 raise self.fail(f"machines.{machine.name}.ip", f"{machine.ip} is not on the private network {net}")
         return tuple(result)
+
+    def ssh_machine(self, name: str, ip: str, spec: Mapping[str, Any], folder: Path) -> Machine:
+        where = f"machines.{name}"
+        host = spec.get("host", ip)
+        if host != ip:
+            self.match(host, f"{where}.host", _HOST, "a host name or IPv4 address to reach the machine at")
+        port = self.port(spec.get("port", SSH_PORT), f"{where}.port")
+        if "user" not in spec:
+            raise self.fail(where, "missing key 'user': the account reglab logs in as (it needs passwordless sudo)")
+        user = self.match(spec["user"], f"{where}.user", _USER, "a user name (letters, digits, . _ -)")
+        identity = None
+        if spec.get("identity_file") is not None:
+            identity = self.identity_file(spec["identity_file"], f"{where}.identity_file", folder)
+        return Machine(name=name, ip=ip, host=host, port=port, user=user, identity_file=identity)
+
+    def identity_file(self, value: Any, path: str, folder: Path) -> Path:
+        """A private key only its owner can read, as ssh itself insists (relative to the lab file)."""
+        text = self.string(value, path)
+        file = (folder / Path(text).expanduser()).resolve()
+        try:
+            info = file.stat()
+        except OSError as exc:
+            raise self.fail(path, f"cannot read the private key {file}: {exc.strerror}") from None
+        if not file.is_file():
+            raise self.fail(path, f"expected a private key file, got {file}, not a regular file")
+        if info.st_mode & 0o077:
+            raise self.fail(path, f"the private key {file} is readable by others (mode {info.st_mode & 0o777:04o}); "
+                            f"`chmod 600 {file}`")
+        return file
+
+    def given_ip(self, value: Any, path: str) -> str:
+        """Where the other machine reaches this one: any unicast IPv4 address (the school's network)."""
+        try:
+            address = ipaddress.IPv4Address(value if isinstance(value, str) else "")
+        except ValueError:
+            raise self.fail(path, f"expected an IPv4 address, got {value!r}") from None
+        if address.is_loopback or address.is_unspecified or address.is_multicast or address.is_reserved:
+            raise self.fail(path, f"expected the machine's own IPv4 address on the network both share, got {value}")
+        return str(address)
 
     def ip(self, value: Any, path: str) -> str:
         try:

@@ -264,6 +264,35 @@ class _Local(invoke.Local):
         self.context._ended(self)
 
 
+class TrustFirstUse(paramiko.MissingHostKeyPolicy):
+    """Keep a machine's host key the first time it is met; refuse another key later.
+
+    NOTE: paramiko's AutoAddPolicy rewrites the whole file from what one
+    client loaded, so two machines met at once would each drop the other's
+    key. This appends one line under a lock, after looking at the file as
+    it is now.
+    """
+
+    _lock = threading.Lock()
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
+        with self._lock:
+            kept = paramiko.HostKeys()
+            with contextlib.suppress(FileNotFoundError):
+                kept.load(str(self.path))
+            known = kept.lookup(hostname) or {}
+            if key.get_name() in known and known[key.get_name()] != key:
+                raise paramiko.BadHostKeyException(hostname, key, known[key.get_name()])
+            if key.get_name() not in known:
+                fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
+                with os.fdopen(fd, "a") as handle:
+                    handle.write(f"{hostname} {key.get_name()} {key.get_base64()}\n")
+            client.get_host_keys().add(hostname, key.get_name(), key)
+
+
 class Machine(_Logged, Connection):
     """One lab machine: a fabric Connection configured by `vagrant ssh-config`."""
 
@@ -275,6 +304,7 @@ class Machine(_Logged, Connection):
         redactor: Redactor,
         timeout: int = DEFAULT_TIMEOUT,
         connect_timeout: int = CONNECT_TIMEOUT,
+        known_hosts: Path | None = None,
     ) -> None:
         # Config reads this one ssh_config file and nothing of the user's own.
         config = Config(runtime_ssh_path=str(ssh_config), overrides={"load_ssh_configs": True})
@@ -292,6 +322,12 @@ class Machine(_Logged, Connection):
         ssh_log = logging.getLogger(f"{log.name}.ssh")
         ssh_log.setLevel(logging.WARNING)
         self.client.set_log_channel(ssh_log.name)
+        self.known_hosts = known_hosts
+        if known_hosts is not None:
+            # Trust on first use: a key that differs from the one kept is refused by paramiko;
+            # a machine met for the first time has its key added to the file.
+            self.client.load_host_keys(str(known_hosts))
+            self.client.set_missing_host_key_policy(TrustFirstUse(known_hosts))
 
     def _remote_runner(self) -> Remote:
         return _Remote(context=self, inline_env=self.inline_ssh_env)
@@ -306,6 +342,13 @@ class Machine(_Logged, Connection):
         connected = self.is_connected
         try:
             result = super().open()
+        except paramiko.BadHostKeyException as exc:
+            self.log.info("%s: host key changed: %s", self.name, exc)
+            raise RemoteError(
+                f"{self.name} ({exc.hostname}) offers another host key than the one kept in {self.known_hosts}: "
+                f"refused. If the machine was rebuilt, delete its line there (ssh-keygen -R {exc.hostname} "
+                f"-f {self.known_hosts}) and try again."
+            ) from None
         except (OSError, paramiko.SSHException, EOFError) as exc:
             self.log.info("%s: no connection: %s", self.name, exc)
             raise RemoteError(

@@ -1,0 +1,240 @@
+"""Unit tests for `provider: ssh`: the lab file's machine keys, the ssh_config reglab writes,
+what `up` says when a machine is not ready, host keys trusted on first use, and the
+cleanup that leaves a given machine's own work alone. No machine is reached."""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+from types import SimpleNamespace
+
+import paramiko
+import pytest
+
+from lab import cleanup
+from lab.config import Lab, load
+from lab.credentials import Redactor
+from lab.errors import ConfigError, LabError, RemoteError
+from lab.providers import for_lab
+from lab.providers.ssh import SSHProvider, missing_sudo, ssh_config_text
+from lab.remote import TrustFirstUse
+
+
+def key_file(folder: Path, name: str = "id_lab", mode: int = 0o600) -> Path:
+    path = folder / name
+    path.write_text("not really a key\n")
+    path.chmod(mode)
+    return path
+
+
+def given_lab(tmp_path: Path, machines: str | None = None) -> Lab:
+    key_file(tmp_path)
+    machines = machines or (
+        "  registry: {ip: 10.20.0.5, user: teacher, identity_file: id_lab}\n"
+        "  client: {ip: 10.30.0.7, host: pc7.school.example, port: 2222, user: teacher}\n"
+    )
+    path = tmp_path / "lab.yml"
+    path.write_text("provider: ssh\nmachines:\n" + machines)
+    return load(path, environ={})
+
+
+# --- the lab file ---------------------------------------------------------------
+
+
+def test_given_machines_say_where_and_as_whom_reglab_logs_in(tmp_path: Path) -> None:
+    lab = given_lab(tmp_path)
+    registry, client = lab.machines
+    assert (registry.host, registry.port, registry.user) == ("10.20.0.5", 22, "teacher")  # host defaults to ip
+    assert registry.identity_file == tmp_path / "id_lab"  # relative to the lab file
+    assert (client.host, client.port, client.identity_file) == ("pc7.school.example", 2222, None)
+    # The school's machines need not share a /24, nor avoid .1: they are not on a network reglab makes.
+    assert client.ip == "10.30.0.7"
+
+
+@pytest.mark.parametrize(
+    ("machines", "key_path", "words"),
+    [
+        ("  registry: {ip: 10.0.0.5}\n  client: {ip: 10.0.0.6, user: t}\n", "machines.registry", "missing key 'user'"),
+        ("  registry: {ip: 10.0.0.5, user: t, identity_file: nope}\n  client: {ip: 10.0.0.6, user: t}\n",
+         "machines.registry.identity_file", "cannot read the private key"),
+        ("  registry: {ip: 127.0.0.1, user: t}\n  client: {ip: 10.0.0.6, user: t}\n", "machines.registry.ip",
+         "the machine's own IPv4 address"),
+        ("  registry: {ip: 10.0.0.5, user: '-oProxyCommand=x'}\n  client: {ip: 10.0.0.6, user: t}\n",
+         "machines.registry.user", "a user name"),
+        ("  registry: {ip: 10.0.0.5, user: t, host: '-x'}\n  client: {ip: 10.0.0.6, user: t}\n",
+         "machines.registry.host", "a host name"),
+        ("  registry: {ip: 10.0.0.5, user: t, port: 0}\n  client: {ip: 10.0.0.6, user: t}\n",
+         "machines.registry.port", "a port number"),
+        ("  registry: {ip: 10.0.0.5, user: t, hots: x}\n  client: {ip: 10.0.0.6, user: t}\n",
+         "machines.registry.hots", "unknown key"),
+    ],
+    ids=["no-user", "no-key-file", "loopback", "option-as-user", "option-as-host", "bad-port", "misspelt"],
+)
+def test_a_bad_given_machine_is_one_config_error(tmp_path: Path, machines: str, key_path: str, words: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        given_lab(tmp_path, machines)
+    assert info.value.path == key_path and words in str(info.value), str(info.value)
+
+
+def test_a_key_others_can_read_is_refused_as_ssh_would(tmp_path: Path) -> None:
+    key_file(tmp_path, "open_key", 0o644)
+    with pytest.raises(ConfigError, match="readable by others.*chmod 600"):
+        given_lab(tmp_path, "  registry: {ip: 10.0.0.5, user: t, identity_file: open_key}\n"
+                            "  client: {ip: 10.0.0.6, user: t}\n")
+
+
+def test_ssh_keys_belong_to_the_ssh_provider_only(tmp_path: Path) -> None:
+    path = tmp_path / "lab.yml"
+    path.write_text("provider: docker\nmachines:\n  registry: {ip: 192.168.33.10, user: t}\n"
+                    "  client: {ip: 192.168.33.11}\n")
+    with pytest.raises(ConfigError, match="only for `provider: ssh`"):
+        load(path, environ={})
+
+
+def test_the_lab_file_picks_the_ssh_provider(tmp_path: Path) -> None:
+    assert isinstance(for_lab(given_lab(tmp_path), Redactor([])), SSHProvider)
+
+
+# --- the ssh_config -----------------------------------------------------------------
+
+
+def test_ssh_config_has_one_host_per_machine_with_its_own_known_hosts(tmp_path: Path) -> None:
+    text = ssh_config_text(given_lab(tmp_path), tmp_path / "kh")
+    registry, client = text.split("\n\n")
+    assert registry.splitlines()[:4] == ["Host registry", "  HostName 10.20.0.5", "  Port 22", "  User teacher"]
+    assert f"IdentityFile {tmp_path / 'id_lab'}" in registry and "IdentitiesOnly yes" in registry
+    assert "HostName pc7.school.example" in client and "Port 2222" in client and "IdentityFile" not in client
+    assert text.count(f"UserKnownHostsFile {tmp_path / 'kh'}") == 2
+
+
+def test_ssh_config_and_known_hosts_are_private(tmp_path: Path) -> None:
+    provider = SSHProvider(given_lab(tmp_path), Redactor([]))
+    path = provider.ssh_config()
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert provider.known_hosts.stat().st_mode & 0o777 == 0o600
+
+
+# --- up: ready, or exactly what is missing ----------------------------------------------
+
+
+class FakeMachine:
+    def __init__(self, name: str, answer: str) -> None:
+        self.name, self.user, self.answer = name, "teacher", answer
+
+    def run(self, command: str, warn: bool = False, timeout: int | None = None):  # noqa: ARG002
+        if self.answer == "down":
+            raise RemoteError(f"{self.name} does not answer (TimeoutError)")
+        ok = self.answer == "ready" or command == "true"
+        stderr = {"nosudo": "sudo: a password is required", "nosudoer": "sh: 1: sudo: not found"}.get(self.answer, "")
+        return SimpleNamespace(ok=ok, stderr=stderr)
+
+    def abandon(self) -> None:
+        pass
+
+
+def provider_with(tmp_path: Path, answers: dict[str, str]) -> SSHProvider:
+    provider = SSHProvider(given_lab(tmp_path), Redactor([]))
+    provider.connect = lambda name: FakeMachine(name, answers[name])  # type: ignore[method-assign]
+    return provider
+
+
+def test_up_passes_when_every_machine_answers_with_passwordless_sudo(tmp_path: Path) -> None:
+    assert [m.name for m in provider_with(tmp_path, {"registry": "ready", "client": "ready"}).up()] == \
+        ["registry", "client"]
+
+
+def test_up_names_every_machine_that_is_not_ready_and_what_it_lacks(tmp_path: Path) -> None:
+    provider = provider_with(tmp_path, {"registry": "nosudo", "client": "down"})
+    with pytest.raises(LabError) as info:
+        provider.up()
+    text = str(info.value)
+    assert "registry (teacher@10.20.0.5:22): teacher has no passwordless sudo (sudo said: sudo: a password is " \
+           "required); add `teacher ALL=(ALL) NOPASSWD: ALL` in /etc/sudoers.d/" in text
+    assert "client (teacher@pc7.school.example:2222) does not answer over SSH" in text
+
+
+def test_missing_sudo_tells_apart_no_sudo_and_no_rights() -> None:
+    assert missing_sudo("t", "sh: 1: sudo: not found\n").startswith("sudo is not installed")
+    assert "has no passwordless sudo" in missing_sudo("t", "sudo: a password is required\n")
+
+
+def test_status_says_which_machines_answer(tmp_path: Path) -> None:
+    provider = provider_with(tmp_path, {"registry": "ready", "client": "down"})
+    assert [(s.name, s.provider, s.state, s.ip) for s in provider.status()] == [
+        ("registry", "ssh", "running", "10.20.0.5"), ("client", "ssh", "unreachable", "10.30.0.7")]
+
+
+def test_down_forgets_how_to_reach_the_machines_and_never_destroys_them(tmp_path: Path) -> None:
+    provider = SSHProvider(given_lab(tmp_path), Redactor([]))
+    provider.ssh_config()
+    assert not provider.makes_machines
+    removed = provider.down()
+    assert not provider.ssh_config_path.exists() and not provider.known_hosts.exists()
+    assert len(removed) == 2
+
+
+# --- host keys: trusted on first use, refused when changed -------------------------------
+
+
+def test_a_first_seen_host_key_is_kept_and_a_changed_one_refused(tmp_path: Path) -> None:
+    known = tmp_path / "known_hosts"
+    policy = TrustFirstUse(known)
+    first = paramiko.RSAKey.generate(1024)
+    other = paramiko.RSAKey.generate(1024)
+    policy.missing_host_key(paramiko.SSHClient(), "[10.0.0.5]:2222", first)
+    assert known.read_text().startswith("[10.0.0.5]:2222 ssh-rsa ")
+    assert known.stat().st_mode & 0o777 == 0o600
+    policy.missing_host_key(paramiko.SSHClient(), "[10.0.0.5]:2222", first)  # the same key again: one line
+    assert len(known.read_text().splitlines()) == 1
+    with pytest.raises(paramiko.BadHostKeyException):
+        TrustFirstUse(known).missing_host_key(paramiko.SSHClient(), "[10.0.0.5]:2222", other)
+
+
+def test_two_machines_met_at_once_both_keep_their_keys(tmp_path: Path) -> None:
+    """paramiko's own AutoAddPolicy would rewrite the file from each client's view, losing one."""
+    known = tmp_path / "known_hosts"
+    keys = {f"10.0.0.{i}": paramiko.RSAKey.generate(1024) for i in range(2, 8)}
+    threads = [threading.Thread(target=TrustFirstUse(known).missing_host_key,
+                                args=(paramiko.SSHClient(), host, key)) for host, key in keys.items()]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(line.split()[0] for line in known.read_text().splitlines()) == sorted(keys)
+
+
+# --- cleanup: a given machine keeps what is not the lab's ------------------------------------
+
+
+def cleanup_session(makes_machines: bool) -> SimpleNamespace:
+    family = SimpleNamespace(ca_anchor_dir="/usr/local/share/ca-certificates", ca_update="update-ca-certificates")
+    ctx = SimpleNamespace(family=lambda name: family,
+                          images=SimpleNamespace(all=lambda: ["reglab/registry:1", "reglab/nginx:1", "reglab/bb:1"]))
+    return SimpleNamespace(context=lambda: ctx, lab=SimpleNamespace(domain="myregistrydomain.com"),
+                           provider=SimpleNamespace(makes_machines=makes_machines))
+
+
+def test_reset_on_given_machines_removes_only_what_the_tutorial_makes() -> None:
+    given = cleanup.commands(cleanup_session(False), "registry")
+    made = cleanup.commands(cleanup_session(True), "registry")
+    assert "docker ps -aq | xargs -r docker rm -f -v >/dev/null" in made  # every container, on a lab machine
+    assert not any(c.startswith("docker ps -aq |") or "prune" in c for c in given)  # never on a given one
+    assert any("--filter ancestor=$image" in c and "reglab/nginx:1" in c for c in given)
+    assert any(c.startswith("docker logout myregistrydomain.com") for c in given)
+    assert not any("/root/.docker" in c for c in given)  # the machine's other logins stay
+    assert not any("reglab-restarts.conf" in c for c in given)  # provisioning's own stays on a reset
+
+
+def test_removing_the_lab_also_takes_what_provisioning_put_there_but_not_packages() -> None:
+    removed = cleanup.commands(cleanup_session(False), "client", remove=True)
+    assert any("reglab-restarts.conf" in c for c in removed)
+    assert any(c.startswith("rm -rf /var/lib/reglab") for c in removed)
+    assert any(c.startswith("docker rmi reglab/registry:1 reglab/nginx:1 reglab/bb:1") for c in removed)
+    assert not any("apt-get" in c or "remove" in c.split()[0:1] for c in removed)
+
+
+def test_the_identity_file_lives_where_cleanup_removes_it() -> None:
+    from lab.engine import IDENTITY_FILE
+
+    assert os.path.dirname(IDENTITY_FILE) == "/var/lib/reglab"
