@@ -24,6 +24,7 @@ from typing import TextIO
 
 from lab import boxes, config, report
 from lab.boxes import PROVIDERS as BOX_PROVIDERS
+from lab.cleanup import reset
 from lab.config import EDITIONS, IMAGE_SOURCES, OS_FAMILIES, PROVIDERS
 from lab.diagnosis import format_diagnosis
 from lab.errors import ExitStatus, LabError, LabFailure
@@ -31,7 +32,7 @@ from lab.progress import Progress
 from lab.providers import MachineStatus
 from lab.results import RunResult, Status, StepResult
 from lab.session import Session
-from lab.teaching import instructions, reset
+from lab.teaching import instructions
 
 
 class _Parser(argparse.ArgumentParser):
@@ -208,7 +209,8 @@ def run_command(session: Session, args: argparse.Namespace, out: TextIO, err: Te
         return ssh(session, args.machine, args.cmd, err)
     elif command == "down":
         removed = session.down()
-        print("machines destroyed" + (f"; also removed {', '.join(removed)}" if removed else ""), file=out)
+        done = "machines destroyed" if session.provider.makes_machines else "machines left running"
+        print(done + (f"; removed {'; '.join(removed)}" if removed else ""), file=out)
     elif command == "provision":
         session.require_running()
         for done in session.provision():

@@ -226,9 +226,20 @@ class Session:
     def down(self) -> list[str]:
         what = "destroy machines" if self.provider.makes_machines else "remove the lab from the machines (they stay)"
         with self.progress.phase("down", what):
-            removed = self.provider.down()
+            removed = [] if self.provider.makes_machines else self.remove_lab()
+            removed += self.provider.down()
         self.state.path.unlink(missing_ok=True)
         return removed
+
+    def remove_lab(self) -> list[str]:
+        """What reglab put on machines it did not make, taken away (they must answer)."""
+        from lab.cleanup import remove_lab
+
+        missing = self.refresh_state()
+        if missing:
+            raise LabError(f"machine {missing[0]} does not answer, so what the lab put there cannot be "
+                           f"removed; `reglab status` says more")
+        return remove_lab(self)
 
     # -- steps -----------------------------------------------------------------
     def context(self) -> Context:

@@ -1,56 +1,26 @@
-"""Teaching mode: a step's instructions in the lab's own words, and a reset to the
-state after provisioning (faster than down and up).
+"""Teaching mode: a step's instructions in the lab's own words (`reglab show`).
+
+The reset to the state after provisioning is lab.cleanup's.
 """
 
 from __future__ import annotations
 
-import shlex
 from typing import TYPE_CHECKING, Any
 
-from lab.engine import WORKDIR, render_template, render_value, template_variables
-from lab.osfamily import DEBIAN, FAMILIES
+from lab.engine import render_template, render_value, template_variables
+from lab.errors import RemoteError
+from lab.osfamily import DEBIAN, FAMILIES, Family
 from lab.scenario import ACTION_KINDS, CHECK_KINDS, kind_of
 
 if TYPE_CHECKING:
     from lab.session import Session
 
-# Where a student's work lives, so a reset can take it away again.
-RESET_COMMANDS = (
-    "docker ps -aq | xargs -r docker rm -f -v >/dev/null",
-    "docker network prune -f >/dev/null",
-    # Untag by name (an ID may carry a kept tag too), then drop what is left untagged.
-    "docker image ls --format '{{{{.Repository}}}}:{{{{.Tag}}}}' | grep -v '<none>' | grep -vxF -e {keep} "
-    "| xargs -r docker rmi >/dev/null",
-    "docker image prune -f >/dev/null",
-    "docker volume prune -f >/dev/null",
-    f"rm -rf {WORKDIR} /root/.docker /root/devdockerCA.crt",
-    # /etc/hosts is a bind mount in a container: rewrite it in place, never rename.
-    "sed '/[[:space:]]{domain}$/d' /etc/hosts > /tmp/hosts.reglab && cat /tmp/hosts.reglab > /etc/hosts",
-    "rm -f {anchor_dir}/devdockerCA.crt {anchor_dir}/debdockerCA.crt && {ca_update}",
-    "systemctl restart docker",
-)
-
-
-def reset(session: Session) -> None:
-    ctx = session.context()
-    keep = " -e ".join(shlex.quote(i) for i in ctx.images.all())
-    with session.progress.phase("reset", "reset both machines"):
-        for name in session.provider.names:
-            family = ctx.family(name)
-            machine = ctx.machine(name)
-            for command in RESET_COMMANDS:
-                machine.sudo(command.format(keep=keep, domain=session.lab.domain.replace(".", r"\."),
-                                            anchor_dir=family.ca_anchor_dir, ca_update=family.ca_update))
-    session.state.data["steps"] = {}
-    session.state.save()
-
-
 def instructions(session: Session, step_id: str) -> str:
     """The commands to type for a step, per machine, for the edition in use."""
     lab = session.lab
     step = session.scenario.step(step_id)
-    family = DEBIAN if lab.provider == "docker" else FAMILIES[lab.os]
     ctx = session.context()
+    family = _family(session, next(iter(step.solve), "registry"))
     variables = template_variables(lab, ctx.images, family, _Shown(lab.users[0].name), _Placeholders())
     jinja = ctx.jinja
     lines = [f"# {step.id}: {step.title}", f"# tutorial section: {step.section} ({lab.edition} edition)", ""]
@@ -119,3 +89,14 @@ class _Shown:
 class _Placeholders(dict):
     def __getattr__(self, name: str) -> str:
         return name.upper()
+
+
+def _family(session: Session, machine: str) -> Family:
+    """The OS family the commands are for: known for machines reglab boots, asked of a given one."""
+    lab = session.lab
+    if session.provider.makes_machines:
+        return DEBIAN if lab.provider == "docker" else FAMILIES[lab.os]
+    try:
+        return session.context().family(machine)
+    except RemoteError:  # not reachable now: the lab file's `os`
+        return FAMILIES[lab.os]

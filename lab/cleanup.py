@@ -1,0 +1,119 @@
+"""What a student's work and reglab leave on the machines, and taking it away again.
+
+`reset` brings the machines back to the state after provisioning (faster
+than down and up). On machines reglab made, everything a student's work can
+leave goes. Machines given over SSH may hold work that is not the lab's, so
+there only what the tutorial makes goes: containers of the lab's images and
+of its Compose project, the tags it makes, its folder, its /etc/hosts line,
+its CA, its login. `remove_lab` (what `reglab down` does on given machines)
+takes away, besides, what provisioning put there.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import shlex
+from typing import TYPE_CHECKING
+
+from lab.engine import IDENTITY_FILE, WORKDIR
+from lab.parallel import on_each
+from lab.provision import RESTART_DROPIN
+
+if TYPE_CHECKING:
+    from lab.remote import Machine
+    from lab.session import Session
+
+PROJECT = posixpath.basename(WORKDIR)  # Compose names the project after its folder
+_HOSTS = "sed '/[[:space:]]{domain}$/d' /etc/hosts > /tmp/hosts.reglab && cat /tmp/hosts.reglab > /etc/hosts"
+_ANCHORS = "rm -f {anchor_dir}/devdockerCA.crt {anchor_dir}/debdockerCA.crt && {ca_update}"
+
+# Machines reglab made: where a student's work lives, all of it.
+RESET_COMMANDS = (
+    "docker ps -aq | xargs -r docker rm -f -v >/dev/null",
+    "docker network prune -f >/dev/null",
+    # Untag by name (an ID may carry a kept tag too), then drop what is left untagged.
+    "docker image ls --format '{{{{.Repository}}}}:{{{{.Tag}}}}' | grep -v '<none>' | grep -vxF -e {keep} "
+    "| xargs -r docker rmi >/dev/null",
+    "docker image prune -f >/dev/null",
+    "docker volume prune -f >/dev/null",
+    f"rm -rf {WORKDIR} /root/.docker /root/devdockerCA.crt",
+    # /etc/hosts is a bind mount in a container: rewrite it in place, never rename.
+    _HOSTS,
+    _ANCHORS,
+    "systemctl restart docker",
+)
+
+# Machines given over SSH: only what the tutorial's steps make.
+GIVEN_RESET_COMMANDS = (
+    # Containers of the lab's images (and of images built on them: test-image), of the
+    # tutorial's Compose project, and the ones it names.
+    "{{ for image in {images}; do docker ps -aq --filter ancestor=$image; done; "
+    f"docker ps -aq --filter label=com.docker.compose.project={PROJECT}; "
+    "docker ps -aq --filter name=^/registry$ --filter name=^/initcron-src$; }} 2>/dev/null "
+    "| sort -u | xargs -r docker rm -f -v >/dev/null",
+    f"docker network ls -q --filter label=com.docker.compose.project={PROJECT} | xargs -r docker network rm >/dev/null",
+    "docker image ls --format '{{{{.Repository}}}}:{{{{.Tag}}}}' "
+    "| grep -E -e '(^|/)test-images?:' -e '/myfirstimage:' | xargs -r docker rmi >/dev/null",
+    "docker logout {domain_name} >/dev/null 2>&1; true",
+    f"rm -rf {WORKDIR} /root/devdockerCA.crt",
+    _HOSTS,
+    _ANCHORS,
+    "systemctl restart docker",
+)
+
+# What provisioning put on a given machine besides the tutorial's work. Packages stay:
+# another user of the machine may need them, and they were installed from its own sources.
+REMOVE_COMMANDS = (
+    "docker rmi {images} >/dev/null 2>&1; true",
+    f"rm -f {RESTART_DROPIN} && rmdir --ignore-fail-on-non-empty {posixpath.dirname(RESTART_DROPIN)} "
+    "&& systemctl daemon-reload",
+    f"rm -rf {posixpath.dirname(IDENTITY_FILE)}",
+)
+
+
+def commands(session: Session, name: str, remove: bool = False) -> list[str]:
+    """The commands that reset (or, with `remove`, take the lab off) one machine."""
+    ctx = session.context()
+    family = ctx.family(name)
+    images = ctx.images.all()
+    values = {
+        "keep": " -e ".join(shlex.quote(i) for i in images),
+        "images": " ".join(shlex.quote(i) for i in images),
+        "domain": session.lab.domain.replace(".", r"\."),
+        "domain_name": shlex.quote(session.lab.domain),
+        "anchor_dir": family.ca_anchor_dir,
+        "ca_update": family.ca_update,
+    }
+    given = not session.provider.makes_machines
+    chosen = list(GIVEN_RESET_COMMANDS if given else RESET_COMMANDS)
+    if remove:
+        chosen += REMOVE_COMMANDS
+    return [command.format(**values) for command in chosen]
+
+
+def reset(session: Session) -> None:
+    """Both machines back to the state after provisioning, at once; no step counts as done."""
+    ctx = session.context()
+
+    def clean(machine: Machine) -> None:
+        for command in commands(session, machine.name):
+            machine.sudo(command)
+
+    with session.progress.phase("reset", "reset both machines"):
+        on_each([ctx.machine(name) for name in session.provider.names], clean)
+    session.state.data["steps"] = {}
+    session.state.save()
+
+
+def remove_lab(session: Session) -> list[str]:
+    """Take the lab off machines reglab did not make (they stay); say what went."""
+    ctx = session.context()
+
+    def clean(machine: Machine) -> None:
+        for command in commands(session, machine.name, remove=True):
+            machine.sudo(command)
+
+    on_each([ctx.machine(name) for name in session.provider.names], clean)
+    return [f"from {', '.join(session.provider.names)}: the lab's containers, images, {WORKDIR}, "
+            f"its /etc/hosts line, trusted CA and login, and reglab's Docker drop-in and identity "
+            f"(packages provisioning installed stay)"]
