@@ -1,0 +1,156 @@
+"""Issue 10 on machines reglab did not boot: `provider: ssh`.
+
+The test makes two plain machines itself, without Vagrant: containers of the
+node image (systemd, sshd, a Docker daemon inside) started with `docker run`
+on a network it creates, with an account of its own that has a key and, at
+first, no sudo. It writes a lab file with `provider: ssh` pointing at them and
+runs the whole tutorial; then `reglab down`, and the machines must still run
+and hold nothing of the lab, while what the "school" had on them stays.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from lab.cli import main
+from lab.engine import WORKDIR
+from lab.provision import RESTART_DROPIN
+
+pytestmark = pytest.mark.e2e
+
+SUBNET = "192.168.77"
+MACHINES = {"registry": f"{SUBNET}.10", "client": f"{SUBNET}.11"}
+USER = "teacher"
+# What makes a container a machine here: the Vagrantfile's docker provider arguments.
+MACHINE_ARGS = [
+    "--cap-add=ALL", "--cap-drop=SYS_RESOURCE",
+    "--security-opt", "seccomp=unconfined", "--security-opt", "apparmor=unconfined",
+    "--tmpfs", "/run", "--tmpfs", "/run/lock", "--tmpfs", "/tmp",
+    "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw", "-v", "/var/lib/docker",
+    "--stop-signal", "SIGRTMIN+3",
+]
+
+
+def docker(*args: str, timeout: int = 120, check: bool = True, stdin: str | None = None) -> str:
+    done = subprocess.run(["docker", *args], input=stdin, capture_output=True, text=True, timeout=timeout)
+    if check and done.returncode != 0:
+        raise AssertionError(f"docker {' '.join(args)}: exit {done.returncode}: {done.stderr.strip()}")
+    return done.stdout.strip()
+
+
+def on(container: str, command: str, timeout: int = 120, check: bool = True) -> str:
+    return docker("exec", container, "sh", "-c", command, timeout=timeout, check=check)
+
+
+def cli(lab_file: Path, *args: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    # --provider: the session's REGLAB_PROVIDER (docker here) would override the lab file's.
+    status = main(["--lab", str(lab_file), "--provider", "ssh", "-q", *args], stdout=out, stderr=err)
+    return status, out.getvalue(), err.getvalue()
+
+
+def private_key(path: Path) -> str:
+    """A new ed25519 key, 0600 from its first byte; returns the public line."""
+    key = Ed25519PrivateKey.generate()
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
+                            serialization.NoEncryption())
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(pem)
+    return key.public_key().public_bytes(serialization.Encoding.OpenSSH,
+                                         serialization.PublicFormat.OpenSSH).decode()
+
+
+@pytest.fixture
+def given_machines(lab_session, tmp_path):
+    """Two plain machines on a network of the test's own; removed afterwards whatever happens."""
+    node = lab_session.builder.node()
+    tag = f"reglab-e2e-ssh-{os.getpid()}"
+    names = {role: f"{tag}-{role}" for role in MACHINES}
+    docker("network", "create", "--subnet", f"{SUBNET}.0/24", "--gateway", f"{SUBNET}.1", tag)
+    try:
+        for role, ip in MACHINES.items():
+            docker("run", "-d", "--name", names[role], "--hostname", role, "--network", tag, "--ip", ip,
+                   *MACHINE_ARGS, node, "/sbin/init")
+        public = private_key(tmp_path / "teacher_key")
+        for container in names.values():
+            deadline = time.monotonic() + 120
+            while on(container, "systemctl is-active ssh", check=False) != "active":
+                assert time.monotonic() < deadline, f"{container}: sshd did not start"
+                time.sleep(1)
+            on(container, f"useradd -m -s /bin/bash {USER} && install -d -m 0700 -o {USER} -g {USER} "
+                          f"/home/{USER}/.ssh && echo '{public}' > /home/{USER}/.ssh/authorized_keys && "
+                          f"chown {USER}: /home/{USER}/.ssh/authorized_keys && chmod 600 "
+                          f"/home/{USER}/.ssh/authorized_keys")
+        yield names
+    finally:
+        for container in names.values():
+            docker("rm", "-f", "-v", container, check=False)
+        docker("network", "rm", tag, check=False)
+
+
+def test_the_whole_tutorial_runs_on_given_machines_and_down_leaves_them_running_and_clean(
+        lab_session, given_machines, tmp_path):
+    lab_file = tmp_path / "lab.yml"
+    lab_file.write_text(yaml.safe_dump({
+        "name": "givenlab",
+        "provider": "ssh",
+        "images": {"source": lab_session.lab.images.source},
+        "machines": {role: {"ip": ip, "user": USER, "identity_file": "teacher_key"}
+                     for role, ip in MACHINES.items()},
+    }))
+
+    # No sudo yet: `up` says exactly that, for each machine, and how to give it.
+    status, out, err = cli(lab_file, "up")
+    assert status == 2, out + err
+    for role, ip in MACHINES.items():
+        assert f"{role} ({USER}@{ip}:22): {USER} has no passwordless sudo" in err, err
+    assert f"{USER} ALL=(ALL) NOPASSWD: ALL" in err
+    for container in given_machines.values():
+        on(container, f"echo '{USER} ALL=(ALL) NOPASSWD: ALL' > /etc/sudoers.d/{USER} && "
+                      f"chmod 440 /etc/sudoers.d/{USER}")
+
+    status, out, err = cli(lab_file, "run")
+    assert status == 0, out + err
+    assert "modern: 11 passed, 0 failed, 0 not run" in out, out
+    status, out, err = cli(lab_file, "status")
+    assert status == 0 and out.count(" ssh ") == 2 and out.count(" running ") == 2, out
+    known = (tmp_path / ".lab" / "known_hosts").read_text()
+    assert all(f"{ip} ssh-" in known for ip in MACHINES.values()), known  # both keys kept (trust on first use)
+
+    # What the school keeps on its machines, which reset and down must leave alone.
+    registry = given_machines["registry"]
+    on(registry, "echo '10.9.9.9 school.example' >> /etc/hosts && echo keep > /root/school-data && "
+                 "tar -cf - -T /dev/null | docker import - school/empty:1 >/dev/null && "
+                 "docker create --name school-keep school/empty:1 /nothing >/dev/null")
+
+    # Reset works as on Vagrant machines: the steps are undone, and can be done again.
+    status, out, err = cli(lab_file, "reset")
+    assert status == 0, out + err
+    status, out, err = cli(lab_file, "check", "hosts")
+    assert status == 1, out + err
+    status, out, err = cli(lab_file, "solve", "--all")
+    assert status == 0 and "11 passed, 0 failed" in out, out + err
+
+    status, out, err = cli(lab_file, "down")
+    assert status == 0, out + err
+    assert "machines left running" in out, out
+    for role, container in given_machines.items():
+        assert docker("inspect", "-f", "{{.State.Running}}", container) == "true", f"{role} was stopped"
+        left = on(container, "docker ps -a --format '{{.Names}}'; docker image ls --format '{{.Repository}}'; "
+                             f"ls -d {WORKDIR} /var/lib/reglab {RESTART_DROPIN} "
+                             "/usr/local/share/ca-certificates/devdockerCA.crt /root/devdockerCA.crt 2>/dev/null; "
+                             "grep myregistrydomain.com /etc/hosts; true")
+        expected = "school-keep\nschool/empty" if role == "registry" else ""
+        assert left == expected, f"{role} still holds: {left!r}"
+    assert on(registry, "cat /root/school-data; grep -c school.example /etc/hosts") == "keep\n1"
+    assert not (tmp_path / ".lab" / "known_hosts").exists()
