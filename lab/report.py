@@ -371,6 +371,8 @@ def redact_result(result: RunResult, redactor: Redactor) -> RunResult:
             seen=r(step.seen),
             logs=[r(log) for log in step.logs],
             bridge_error=r(step.bridge_error),
+            looks=[dataclasses.replace(look, expected=r(look.expected), seen=r(look.seen), error=r(look.error))
+                   for look in step.looks],
         )
         for step in result.steps
     ]

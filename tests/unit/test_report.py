@@ -464,3 +464,62 @@ def test_a_bridge_error_is_redacted_in_every_report(tmp_path: Path) -> None:
     result.steps[2].bridge_error = f"docker login -p {SECRET} refused"
     for path in write_reports(result, tmp_path / "reports", Redactor([SECRET])).values():
         assert SECRET not in path.read_text()
+
+
+# --- looks past a cause: every cause of a failed step -------------------------------------------
+
+NO_AUTH = 'Error response from daemon: Head "https://myregistrydomain.com/v2/test-images/manifests/latest": ' \
+          "no basic auth credentials"
+NOT_PUSHED = "Error response from daemon: manifest for myregistrydomain.com/test-images:latest not found: " \
+             "manifest unknown: manifest unknown"
+
+
+def _two_causes() -> StepResult:
+    """server-pull as written, past its missing login: the name test-images, never pushed."""
+    from lab.results import Look
+
+    return StepResult("server-pull", "Pull test-images", Status.FAIL, 4.0, expected="initcron", seen=NO_AUTH,
+                      diagnosis=cause_by_id("no-basic-auth"), bridged=True,
+                      looks=[Look("no-basic-auth", Status.FAIL, "initcron", NOT_PUSHED,
+                                  cause_by_id("name-not-pushed"))])
+
+
+def test_looks_survive_the_json_round_trip(tmp_path: Path) -> None:
+    result = RunResult("as-written", STARTED, [_two_causes()], finished=FINISHED)
+    data = json.loads(json.dumps(result.to_dict()))
+    assert data["steps"][0]["looks"][0]["diagnosis"] == "name-not-pushed"
+    loaded = load_result(write_reports(result, tmp_path / "reports")["json"])
+    assert loaded == result
+    assert [c.id for c in loaded.steps[0].causes] == ["no-basic-auth", "name-not-pushed"]
+
+
+def test_a_report_written_before_looks_existed_still_loads() -> None:
+    data = make_result().to_dict()
+    for step in data["steps"]:
+        del step["looks"]
+    assert RunResult.from_dict(data) == make_result()
+    assert [c.id for c in RunResult.from_dict(data).steps[1].causes] == ["legacy-cn"]
+
+
+@pytest.mark.parametrize(("look", "words"), [
+    ({"past": "no-such-cause"}, "steps[1].looks[0].past: unknown cause id"),
+    ({"past": "no-basic-auth", "status": "maybe"}, "steps[1].looks[0].status: unknown status 'maybe'"),
+    ({"past": "no-basic-auth", "diagnosis": 3}, "steps[1].looks[0].diagnosis: expected a cause id or null"),
+    ({}, "steps[1].looks[0].past: missing"),
+    ("no-basic-auth", "steps[1].looks[0]: expected a JSON object"),
+], ids=["unknown-past", "unknown-status", "bad-diagnosis", "no-past", "not-an-object"])
+def test_a_damaged_look_is_named(tmp_path: Path, look: object, words: str) -> None:
+    path = tmp_path / "as-written.json"
+    path.write_text(_json_with(step1_looks=[look]))
+    with pytest.raises(LabError) as info:
+        load_result(path)
+    assert words in str(info.value)
+
+
+def test_what_a_look_saw_is_redacted_in_every_report(tmp_path: Path) -> None:
+    step = _two_causes()
+    step.looks[0].seen = f"{NOT_PUSHED}\nstdin was {SECRET}"
+    step.looks[0].error = f"docker login -p {SECRET}"
+    result = RunResult("as-written", STARTED, [step], finished=FINISHED)
+    for path in write_reports(result, tmp_path / "reports", Redactor([SECRET])).values():
+        assert SECRET not in path.read_text() and json.dumps(SECRET)[1:-1] not in path.read_text()
