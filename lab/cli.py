@@ -85,7 +85,8 @@ def build_parser(out: TextIO | None = None, err: TextIO | None = None) -> argpar
     run.add_argument("--keep-going", action="store_true",
                      help="after a failed step, apply its modern solution (a bridge) and judge the next steps")
     sub.add_parser("reset", help="bring the machines back to the state after provisioning")
-    rep = sub.add_parser("report", help="print the last run's report; --readme updates README.md")
+    rep = sub.add_parser("report", help="print the last run's report per edition, write the maintainer's report "
+                                        "(both editions side by side); --readme updates README.md")
     rep.add_argument("--readme", type=Path, nargs="?", const=Path("README.md"))
     image = sub.add_parser("image", help="build images on the host")
     image_sub = image.add_subparsers(dest="image_command", required=True, metavar="ACTION")
@@ -289,6 +290,10 @@ def print_step(step: StepResult, out: TextIO) -> None:
         print("     seen:     " + step.seen.replace("\n", "\n               "), file=out)
         if step.diagnosis:
             print("     " + format_diagnosis(step.diagnosis).replace("\n", "\n     "), file=out)
+        for look in step.looks:
+            print(f"     then:     {report.look_heading(look)}", file=out)
+            if look.diagnosis:
+                print("     " + format_diagnosis(look.diagnosis).replace("\n", "\n     "), file=out)
         if step.bridged:
             print("     bridge:   " + (f"FAILED: {step.bridge_error}" if step.bridge_error
                                         else "the modern solution was applied; the run went on"), file=out)
@@ -354,6 +359,9 @@ def show_report(session: Session, readme: Path | None, out: TextIO) -> ExitStatu
     for result in results:
         report.write_reports(result, directory, session.redactor)
         print(report.render_markdown(result), file=out)
+    text = report.check_tutorial_text(session.scenario)
+    paths = report.write_maintainer_report(results, text, directory, session.redactor)
+    print(f"both editions side by side: {paths['md']} (also .html); {text.line}", file=out)
     if readme is not None:
         report.update_readme_file(readme, report.render_summary_table(results))
         print(f"updated {readme}", file=out)

@@ -87,9 +87,13 @@ CAUSES: tuple[Cause, ...] = (
     Cause(
         "name-not-pushed",
         _match(
+            # What Docker's daemon says for a registry's MANIFEST_UNKNOWN, DENIED and NAME_UNKNOWN
+            # (moby distribution/errors.go, notFoundError), then containerd's image store, then the API.
             r"manifest for \S+ not found: manifest unknown",
             r"repository does not exist or may require 'docker login'",
             r"pull access denied for \S+",
+            r"repository \S+ not found: name unknown",
+            r"failed to resolve reference \S+ \S+: not found",
             r"repository name not known to registry",
         ),
         "The image name pulled is not the one pushed, so the registry holds no such "

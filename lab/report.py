@@ -1,7 +1,10 @@
 """Reports of the last run per edition: Markdown, JUnit XML, HTML and JSON.
 
 Markdown is for people reading the repository, JUnit XML for CI, HTML for a
-browser, JSON so `reglab report` can re-render the others later.
+browser, JSON so `reglab report` can re-render the others later. The
+maintainer's report (`maintainer.md`, `.html`) puts both editions side by side
+per step, with the drift check of the tutorial's text, built from the
+per-edition JSON files.
 
 NOTE: the engine redacts what it stores in a result; `write_reports` takes the
 session's Redactor as well and redacts every string once more before writing,
@@ -17,16 +20,19 @@ import re
 import stat
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from lab.diagnosis import format_diagnosis
+from lab import tutorial_text
+from lab.diagnosis import Cause, format_diagnosis
 from lab.errors import LabError
 from lab.files import atomic_write
-from lab.results import RunResult, Status, StepResult
+from lab.results import Look, RunResult, Status, StepResult
 
 if TYPE_CHECKING:
     from lab.credentials import Redactor
+    from lab.scenario import Scenario
 
 SEEN_LINES = 40
 README_START = "<!-- reglab:results:start -->"
@@ -58,17 +64,38 @@ def truncate_lines(text: str, limit: int = SEEN_LINES) -> str:
     return "\n".join([f"[... {omitted} earlier lines omitted ...]", *lines[-limit:]])
 
 
-def _seen(step: StepResult) -> str:
+def _clean(text: str) -> str:
     """Output as a reader should see it: no terminal colors, only the tail."""
-    return truncate_lines(_ANSI_ESCAPE.sub("", step.seen))
+    return truncate_lines(_ANSI_ESCAPE.sub("", text))
+
+
+def _seen(step: StepResult) -> str:
+    return _clean(step.seen)
+
+
+def _cause_ids(step: StepResult) -> str:
+    """Every known cause of a failed step, in the order they were found."""
+    return "; ".join(cause.id for cause in step.causes)
 
 
 def _status_label(step: StepResult) -> str:
-    """Short status for summary cells: the cause id tells most of the story."""
+    """Short status for summary cells: the cause ids tell most of the story."""
     if step.status is Status.FAIL:
-        label = f"FAIL ({step.diagnosis.id})" if step.diagnosis else "FAIL"
-        return label + (", bridged" if step.bridged else "")
+        label = f"FAIL ({_cause_ids(step)})" if step.causes else "FAIL"
+        if step.bridged:
+            label += ", bridge failed" if step.bridge_error else ", bridged"
+        return label
     return step.status.value
+
+
+def look_heading(look: Look) -> str:
+    """What one look past a cause found, in a sentence."""
+    if look.error:
+        return f"getting past {look.past} failed: {look.error}"
+    if look.status is Status.PASS:
+        return f"past {look.past}, the step as written passes: nothing else is wrong"
+    found = look.diagnosis.id if look.diagnosis else "a cause reglab does not know"
+    return f"past {look.past}, the step as written fails again: {found}"
 
 
 def _bridged(result: RunResult) -> bool:
@@ -172,7 +199,7 @@ def render_markdown(result: RunResult) -> str:
                 *([_before(step)] if proved else []),
                 "**FAIL**" if step.status is Status.FAIL else step.status.value,
                 format_seconds(step.duration),
-                step.diagnosis.id if step.diagnosis else "",
+                _cause_ids(step),
                 *([_bridge(step)] if bridged else []),
             ]
             for step in result.steps
@@ -184,20 +211,24 @@ def render_markdown(result: RunResult) -> str:
         lines += ["## Failures", ""]
         for step in failures:
             lines += [f"### {step.step_id}: {step.title}", ""]
-            lines += [f"- expected: {step.expected or '(not recorded)'}", "- seen:", ""]
-            lines += [_md_fence(_seen(step) or "(nothing)"), ""]
-            if step.diagnosis:
-                lines += [
-                    f"- likely cause: {step.diagnosis.cause}",
-                    f"- fix: {step.diagnosis.fix}",
-                ]
-            else:
-                lines.append("- likely cause: unknown (no known cause matched)")
+            lines += _md_attempt(step.expected, step.seen, step.diagnosis)
             lines += [f"- {line}" for line in _bridge_lines(step)]
             if step.logs:
                 lines.append("- logs: " + ", ".join(f"`{log}`" for log in step.logs))
             lines.append("")
+            for look in step.looks:
+                lines += [f"#### {look_heading(look)}", ""]
+                if look.status is Status.FAIL:
+                    lines += [*_md_attempt(look.expected, look.seen, look.diagnosis), ""]
     return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def _md_attempt(expected: str, seen: str, diagnosis: Cause | None) -> list[str]:
+    """One failure's details: what was expected, what was seen, its cause and fix."""
+    lines = [f"- expected: {expected or '(not recorded)'}", "- seen:", "", _md_fence(_clean(seen) or "(nothing)"), ""]
+    if diagnosis:
+        return [*lines, f"- likely cause: {diagnosis.cause}", f"- fix: {diagnosis.fix}"]
+    return [*lines, "- likely cause: unknown (no known cause matched)"]
 
 
 def _xml_text(text: str) -> str:
@@ -212,6 +243,12 @@ def _failure_text(step: StepResult) -> str:
     parts += _bridge_lines(step)
     if step.logs:
         parts.append("logs: " + ", ".join(step.logs))
+    for look in step.looks:
+        parts.append(look_heading(look))
+        if look.status is Status.FAIL:
+            parts += [f"expected: {look.expected}", "seen:", _clean(look.seen)]
+            if look.diagnosis:
+                parts.append(format_diagnosis(look.diagnosis))
     return _xml_text("\n".join(parts))
 
 
@@ -285,25 +322,29 @@ def _status_class(status: Status) -> str:
     return status.value.replace(" ", "-")
 
 
-def _html_failure(step: StepResult) -> list[str]:
+def _html_attempt(expected: str, seen: str, diagnosis: Cause | None) -> list[str]:
     e = html.escape
     parts = [
-        f"<h3>{e(step.step_id)}: {e(step.title)}</h3>",
-        f"<p><b>expected:</b> {e(step.expected or '(not recorded)')}</p>",
+        f"<p><b>expected:</b> {e(expected or '(not recorded)')}</p>",
         "<p><b>seen:</b></p>",
-        f"<pre>{e(_seen(step) or '(nothing)')}</pre>",
+        f"<pre>{e(_clean(seen) or '(nothing)')}</pre>",
     ]
-    if step.diagnosis:
-        parts += [
-            f"<p><b>likely cause:</b> {e(step.diagnosis.cause)}</p>",
-            f"<p><b>fix:</b> {e(step.diagnosis.fix)}</p>",
-        ]
-    else:
-        parts.append("<p><b>likely cause:</b> unknown (no known cause matched)</p>")
+    if diagnosis:
+        return [*parts, f"<p><b>likely cause:</b> {e(diagnosis.cause)}</p>", f"<p><b>fix:</b> {e(diagnosis.fix)}</p>"]
+    return [*parts, "<p><b>likely cause:</b> unknown (no known cause matched)</p>"]
+
+
+def _html_failure(step: StepResult) -> list[str]:
+    e = html.escape
+    parts = [f"<h3>{e(step.step_id)}: {e(step.title)}</h3>", *_html_attempt(step.expected, step.seen, step.diagnosis)]
     parts += [f"<p>{e(line)}</p>" for line in _bridge_lines(step)]
     if step.logs:
         logs = ", ".join(f"<code>{e(log)}</code>" for log in step.logs)
         parts.append(f"<p><b>logs:</b> {logs}</p>")
+    for look in step.looks:
+        parts.append(f"<h4>{e(look_heading(look))}</h4>")
+        if look.status is Status.FAIL:
+            parts += _html_attempt(look.expected, look.seen, look.diagnosis)
     return parts
 
 
@@ -337,7 +378,7 @@ def render_html(result: RunResult) -> str:
         "<th>diagnosis</th>" + ("<th>bridge</th>" if bridged else "") + "</tr>",
     ]
     for step in result.steps:
-        diagnosis = step.diagnosis.id if step.diagnosis else ""
+        diagnosis = _cause_ids(step)
         bridge = f"<td>{e(_bridge(step))}</td>" if bridged else ""
         parts.append(
             f"<tr><td>{e(step.step_id)}</td><td>{e(step.title)}</td><td>{e(_before(step))}</td>"
@@ -371,6 +412,8 @@ def redact_result(result: RunResult, redactor: Redactor) -> RunResult:
             seen=r(step.seen),
             logs=[r(log) for log in step.logs],
             bridge_error=r(step.bridge_error),
+            looks=[dataclasses.replace(look, expected=r(look.expected), seen=r(look.seen), error=r(look.error))
+                   for look in step.looks],
         )
         for step in result.steps
     ]
@@ -486,3 +529,236 @@ def update_readme_file(readme: Path, table: str) -> Path:
     except (OSError, UnicodeDecodeError) as error:
         raise LabError(f"{readme}: cannot be read as UTF-8 text ({error})") from None
     return atomic_write(readme, update_readme(text, table, readme), mode)
+
+
+# --- the maintainer's report: both editions side by side, and the tutorial's text -----------------
+
+MAINTAINER = "maintainer"  # reports/maintainer.md and .html; never an edition's name
+AS_WRITTEN, MODERN = "as-written", "modern"
+
+
+@dataclass(frozen=True)
+class TextCheck:
+    """The drift check of the tutorial's text against the scenario's citations, at report time."""
+
+    cited: int = 0  # blocks cited by the steps
+    left_out: int = 0  # blocks the scenario leaves out, with a reason
+    problems: tuple[str, ...] = ()  # drift's messages, each naming a step or a block
+    error: str = ""  # why the text could not be checked
+
+    @property
+    def line(self) -> str:
+        if self.error:
+            return f"tutorial text not checked: {self.error}"
+        if not self.problems:
+            return f"tutorial text unchanged: {self.cited} blocks cited, {self.left_out} left out"
+        return (f"tutorial text changed: {len(self.problems)} "
+                f"{'difference' if len(self.problems) == 1 else 'differences'} from the scenario's citations")
+
+
+def check_text(scenario: Scenario, text: str) -> TextCheck:
+    """`tutorial_text.drift` of the scenario against the tutorial's text, with what it counted."""
+    return TextCheck(
+        cited=len({cite.block for step in scenario.steps for cite in step.tutorial}),
+        left_out=len({cite.block for cite in scenario.left_out}),
+        problems=tuple(tutorial_text.drift(scenario, text)),
+    )
+
+
+def check_tutorial_text(scenario: Scenario, path: Path = tutorial_text.TUTORIAL) -> TextCheck:
+    """check_text on the tutorial's file; one that cannot be read is said so, not raised."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        return TextCheck(error=f"{path} cannot be read ({error.strerror})")
+    except UnicodeDecodeError:
+        return TextCheck(error=f"{path} is not UTF-8 text")
+    return check_text(scenario, text)
+
+
+def _by_edition(results: Sequence[RunResult]) -> dict[str, RunResult]:
+    editions = [r.edition for r in results]
+    if len(set(editions)) != len(editions):
+        raise ValueError(f"duplicate editions in results: {editions}")
+    return {r.edition: r for r in results}
+
+
+def _step_ids(results: Sequence[RunResult]) -> list[str]:
+    ids: list[str] = []
+    for result in results:
+        ids += [s.step_id for s in result.steps if s.step_id not in ids]
+    return ids
+
+
+def _no_run(edition: str) -> str:
+    keep_going = " --keep-going" if edition == AS_WRITTEN else ""
+    return f"no run yet (`reglab --edition {edition} run{keep_going}`)"
+
+
+def _run_line(edition: str, result: RunResult | None) -> str:
+    if result is None:
+        return f"{edition}: {_no_run(edition)}"
+    return f"{edition}, {_run_date(result)}: {_summary_line(result)} (details: {edition}.md, .html)"
+
+
+def _cause_names(step: StepResult) -> list[str]:
+    """Every cause in the order found; "unknown" where none matched; a look that could not be made."""
+    names = [step.diagnosis.id if step.diagnosis else "unknown"]
+    for look in step.looks:
+        if look.error:
+            names.append(f"(could not get past {look.past})")
+        elif look.status is Status.FAIL:
+            names.append(look.diagnosis.id if look.diagnosis else "unknown")
+    return list(dict.fromkeys(names))
+
+
+def _fixes(step: StepResult) -> str:
+    causes = step.causes
+    if len(causes) == 1:
+        return causes[0].fix
+    return " ".join(f"{n}. {cause.id}: {cause.fix}" for n, cause in enumerate(causes, 1))
+
+
+def _bridged_cell(step: StepResult) -> str:
+    parts = []
+    if step.status is Status.FAIL:
+        parts.append(("bridge failed: " + step.bridge_error if step.bridge_error else "yes") if step.bridged
+                     else "no (the run stopped here)")
+    if step.bridge_failed:
+        parts.append(f"judged after the failed bridge of {step.bridge_failed}")
+    return "; ".join(parts)
+
+
+def _verdict(step: StepResult | None, result: RunResult | None) -> str:
+    if result is None:
+        return "no run yet"
+    if step is None:
+        return "not in this run"
+    return "FAIL" if step.status is Status.FAIL else step.status.value
+
+
+def _maintainer_rows(results: dict[str, RunResult]) -> list[tuple[str, str, str, str, str, str, str]]:
+    """Per step: id, as-written verdict, causes, fixes, bridged, modern verdict, its class (for HTML)."""
+    written, modern = results.get(AS_WRITTEN), results.get(MODERN)
+    steps = {edition: {s.step_id: s for s in r.steps} for edition, r in results.items()}
+    rows = []
+    for step_id in _step_ids([r for r in (written, modern) if r is not None]):
+        old = steps.get(AS_WRITTEN, {}).get(step_id)
+        new = steps.get(MODERN, {}).get(step_id)
+        failed = old is not None and old.status is Status.FAIL
+        modern_verdict = _verdict(new, modern)
+        if new is not None and new.status is Status.FAIL and new.causes:
+            modern_verdict += f" ({_cause_ids(new)})"
+        rows.append((
+            step_id,
+            _verdict(old, written),
+            "; ".join(_cause_names(old)) if failed else "",
+            _fixes(old) if failed else "",
+            _bridged_cell(old) if old is not None else "",
+            modern_verdict,
+            _status_class(new.status) if new is not None else "not-run",
+        ))
+    return rows
+
+
+def _why_lines(step: StepResult) -> list[str]:
+    """Each cause of a failed as-written step with its fix, in the order found."""
+    lines = []
+    attempts = [(step.diagnosis, step.expected, step.seen, "")] + [
+        (look.diagnosis, look.expected, look.seen, look.past) for look in step.looks if look.status is Status.FAIL]
+    for cause, expected, seen, past in attempts:
+        after = f"past {past}: " if past else ""
+        if cause:
+            lines.append(f"{after}{cause.id}: {cause.cause} Fix: {cause.fix}")
+        else:
+            last = next((line for line in reversed(_clean(seen).splitlines()) if line.strip()), "(nothing)")
+            lines.append(f"{after}a cause reglab does not know: expected {expected or '(not recorded)'}; saw {last}")
+    for look in step.looks:
+        if look.error:
+            lines.append(f"getting past {look.past} failed: {look.error}")
+        elif look.status is Status.PASS:
+            lines.append(f"past {look.past}, the step as written passes: nothing else is wrong")
+    return lines
+
+
+_MAINTAINER_HEADER = ("step", "as written", "cause(s)", "fix", "bridged", "modern")
+_MAINTAINER_TITLE = "reglab: the tutorial as written and today"
+_MAINTAINER_INTRO = ("Each step of the tutorial, run two ways: as written (its own 2016 commands) and modern "
+                     "(the flow that works on today's tools). A failed as-written step names every cause found, "
+                     "in order, and whether its modern solution was applied (bridged) so the next steps could be "
+                     "judged.")
+
+
+def render_maintainer_markdown(results: Sequence[RunResult], text: TextCheck) -> str:
+    """Both editions side by side per step, as Markdown, with the tutorial text's drift check."""
+    by_edition = _by_edition(results)
+    lines = [f"# {_MAINTAINER_TITLE}", "", _MAINTAINER_INTRO, ""]
+    lines += [f"- {_run_line(edition, by_edition.get(edition))}" for edition in (AS_WRITTEN, MODERN)]
+    lines += [f"- {text.line}", "", "## Steps", ""]
+    lines += _md_table(_MAINTAINER_HEADER, [row[:6] for row in _maintainer_rows(by_edition)])
+    lines.append("")
+    written = by_edition.get(AS_WRITTEN)
+    failed = _failures(written) if written else []
+    if failed:
+        lines += ["## Why the as-written steps fail", ""]
+        for step in failed:
+            lines += [f"### {step.step_id}: {step.title}", ""]
+            lines += [f"{n}. {line}" for n, line in enumerate(_why_lines(step), 1)]
+            lines.append("")
+    lines += ["## Tutorial text", "", text.line, ""]
+    lines += [f"- {problem}" for problem in text.problems]
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def render_maintainer_html(results: Sequence[RunResult], text: TextCheck) -> str:
+    """The same as render_maintainer_markdown, as one self-contained HTML page; every value escaped."""
+    e = html.escape
+    by_edition = _by_edition(results)
+    parts = [
+        "<!DOCTYPE html>", '<html lang="en">', '<head><meta charset="utf-8">',
+        f"<title>{e(_MAINTAINER_TITLE)}</title>", f"<style>{_CSS}</style>", "</head>", "<body>",
+        f"<h1>{e(_MAINTAINER_TITLE)}</h1>", f"<p>{e(_MAINTAINER_INTRO)}</p>", "<ul>",
+    ]
+    parts += [f"<li>{e(_run_line(edition, by_edition.get(edition)))}</li>" for edition in (AS_WRITTEN, MODERN)]
+    parts += [f"<li>{e(text.line)}</li>", "</ul>", "<h2>Steps</h2>", "<table>",
+              "<tr>" + "".join(f"<th>{e(h)}</th>" for h in _MAINTAINER_HEADER) + "</tr>"]
+    for step_id, old, causes, fixes, bridged, new, new_class in _maintainer_rows(by_edition):
+        old_class = {"FAIL": "fail", "pass": "pass"}.get(old, "not-run")
+        parts.append(
+            f"<tr><td>{e(step_id)}</td><td class=\"{old_class}\">{e(old)}</td><td>{e(causes)}</td>"
+            f"<td>{e(fixes)}</td><td>{e(bridged)}</td><td class=\"{new_class}\">{e(new)}</td></tr>"
+        )
+    parts.append("</table>")
+    written = by_edition.get(AS_WRITTEN)
+    failed = _failures(written) if written else []
+    if failed:
+        parts.append("<h2>Why the as-written steps fail</h2>")
+        for step in failed:
+            parts += [f"<h3>{e(step.step_id)}: {e(step.title)}</h3>", "<ol>"]
+            parts += [f"<li>{e(line)}</li>" for line in _why_lines(step)]
+            parts.append("</ol>")
+    parts += ["<h2>Tutorial text</h2>", f"<p>{e(text.line)}</p>"]
+    if text.problems:
+        parts += ["<ul>", *(f"<li>{e(problem)}</li>" for problem in text.problems), "</ul>"]
+    parts += ["</body>", "</html>"]
+    return "\n".join(parts) + "\n"
+
+
+def write_maintainer_report(results: Sequence[RunResult], text: TextCheck, directory: Path,
+                            redactor: Redactor | None = None) -> dict[str, Path]:
+    """Write maintainer.md and .html beside the per-edition reports, each atomically; their paths by kind.
+
+    Redacted as write_reports does: every string of the results (and of the
+    drift check) before rendering, the rendered text once more.
+    """
+    if redactor is not None:
+        results = [redact_result(result, redactor) for result in results]
+        text = dataclasses.replace(text, problems=tuple(redactor.redact(p) for p in text.problems),
+                                   error=redactor.redact(text.error))
+    paths: dict[str, Path] = {}
+    for kind, render in (("md", render_maintainer_markdown), ("html", render_maintainer_html)):
+        rendered = render(results, text)
+        if redactor is not None:
+            rendered = redactor.redact(rendered)
+        paths[kind] = atomic_write(directory / f"{MAINTAINER}.{kind}", rendered)
+    return paths

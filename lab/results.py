@@ -54,6 +54,64 @@ class Status(enum.StrEnum):
     NOT_RUN = "not run"
 
 
+def _cause(d: dict[str, Any], key: str, where: str) -> Cause | None:
+    """A stored cause id (or null) back to its Cause; an unknown id names the key."""
+    cause_id = _get(d, key, (str, type(None)), "a cause id or null", where, None)
+    try:
+        return cause_by_id(cause_id) if cause_id is not None else None
+    except ValueError as error:
+        raise ValueError(f"{where}{key}: {error}") from None
+
+
+@dataclass
+class Look:
+    """One more look at a failed step: the actions that get past one of its causes (`look_past:`)
+    were applied, then the step was solved and checked again as written, to find what that cause hid.
+    """
+
+    past: str  # the id of the cause those actions got past
+    status: Status = Status.NOT_RUN  # the step again; NOT_RUN when the actions themselves failed
+    expected: str = ""
+    seen: str = ""
+    diagnosis: Cause | None = None
+    error: str = ""  # why the actions failed, "" when they worked
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "past": self.past,
+            "status": self.status.value,
+            "expected": self.expected,
+            "seen": self.seen,
+            "diagnosis": self.diagnosis.id if self.diagnosis else None,
+            "error": self.error,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Any, where: str) -> Look:
+        d = _mapping(d, where.rstrip("."))
+        past = _get(d, "past", str, "a cause id", where)
+        try:
+            cause_by_id(past)
+        except ValueError as error:
+            raise ValueError(f"{where}past: {error}") from None
+        return cls(
+            past=past,
+            status=_status(d, "status", where, Status.NOT_RUN.value),
+            expected=_get(d, "expected", str, "a string", where, ""),
+            seen=_get(d, "seen", str, "a string", where, ""),
+            diagnosis=_cause(d, "diagnosis", where),
+            error=_get(d, "error", str, "a string", where, ""),
+        )
+
+
+def _status(d: dict[str, Any], key: str, where: str, default: Any = _REQUIRED) -> Status:
+    status = _get(d, key, str, "a string", where, default)
+    if status not in {s.value for s in Status}:
+        known = ", ".join(s.value for s in Status)
+        raise ValueError(f"{where}{key}: unknown status {status!r} (known: {known})")
+    return Status(status)
+
+
 @dataclass
 class StepResult:
     """What one step's check expected and saw, and why it failed if known."""
@@ -73,6 +131,14 @@ class StepResult:
     bridged: bool = False
     bridge_error: str = ""
     bridge_failed: str = ""
+    # With --keep-going, the looks past each known cause in turn (`look_past:` in the scenario), in order.
+    looks: list[Look] = field(default_factory=list)
+
+    @property
+    def causes(self) -> list[Cause]:
+        """Every known cause found, in order: the failure's own (`diagnosis`), then what each look found."""
+        found = [self.diagnosis, *(look.diagnosis for look in self.looks)]
+        return list(dict.fromkeys(cause for cause in found if cause is not None))
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-safe dict; the diagnosis is stored by its id."""
@@ -89,21 +155,15 @@ class StepResult:
             "bridged": self.bridged,
             "bridge_error": self.bridge_error,
             "bridge_failed": self.bridge_failed,
+            "looks": [look.to_dict() for look in self.looks],
         }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], where: str = "") -> StepResult:
         """Rebuild a step from to_dict output, failing on unknown statuses or causes."""
         d = _mapping(d, where.rstrip("."))
-        status = _get(d, "status", str, "a string", where)
-        if status not in {s.value for s in Status}:
-            known = ", ".join(s.value for s in Status)
-            raise ValueError(f"{where}status: unknown status {status!r} (known: {known})")
-        diagnosis = _get(d, "diagnosis", (str, type(None)), "a cause id or null", where, None)
-        try:
-            cause = cause_by_id(diagnosis) if diagnosis is not None else None
-        except ValueError as error:
-            raise ValueError(f"{where}diagnosis: {error}") from None
+        status = _status(d, "status", where)
+        cause = _cause(d, "diagnosis", where)
         before = _get(d, "before", (str, type(None)), "a status or null", where, None)
         if before is not None and before not in {s.value for s in Status}:
             raise ValueError(f"{where}before: unknown status {before!r}")
@@ -113,10 +173,11 @@ class StepResult:
         logs = _get(d, "logs", list, "a list", where, [])
         if not all(isinstance(log, str) for log in logs):
             raise ValueError(f"{where}logs: expected a list of strings")
+        looks = _get(d, "looks", list, "a list", where, [])  # absent in reports written before looks existed
         return cls(
             step_id=_get(d, "step_id", str, "a string", where),
             title=_get(d, "title", str, "a string", where),
-            status=Status(status),
+            status=status,
             duration=float(_get(d, "duration", (int, float), "a number", where, 0.0)),
             expected=_get(d, "expected", str, "a string", where, ""),
             seen=_get(d, "seen", str, "a string", where, ""),
@@ -126,6 +187,7 @@ class StepResult:
             bridged=bridged,
             bridge_error=_get(d, "bridge_error", str, "a string", where, ""),
             bridge_failed=_get(d, "bridge_failed", str, "a string", where, ""),
+            looks=[Look.from_dict(look, f"{where}looks[{i}].") for i, look in enumerate(looks)],
         )
 
 

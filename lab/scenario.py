@@ -29,6 +29,7 @@ import yaml
 
 from lab import checks
 from lab.config import EDITIONS, ROLES
+from lab.diagnosis import CAUSES
 from lab.errors import ConfigError
 from lab.kinds import ACTIONS, Invalid, Kind
 from lab.tutorial_text import DIGEST_LENGTH, Cite
@@ -36,8 +37,10 @@ from lab.tutorial_text import DIGEST_LENGTH, Cite
 SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
 ACTION_KINDS = tuple(ACTIONS)
 CHECK_KINDS = tuple(checks.KINDS)
-STEP_KEYS = ("id", "title", "section", "why", "passes_before", "bridge_from", "tutorial", "solve", "check")
+STEP_KEYS = ("id", "title", "section", "why", "passes_before", "bridge_from", "look_past", "tutorial", "solve",
+             "check")
 CITE_KEYS = ("block", "first", "sha256", "why")
+CAUSE_IDS = tuple(cause.id for cause in CAUSES)
 _DIGEST = re.compile(rf"[0-9a-f]{{{DIGEST_LENGTH}}}")
 # Parses only: the engine's own environment (filters, StrictUndefined) renders at run time.
 _JINJA = jinja2.Environment()
@@ -59,6 +62,9 @@ class Step:
     # An earlier step where this step's as-written failure starts: a keep-going run bridges
     # it by solving the modern edition from that step through this one. Empty: this step only.
     bridge_from: str = ""
+    # Per known cause id (lab/diagnosis.py), the actions per machine that get past just that cause,
+    # so a keep-going run can solve the step as written again and find the next cause it hid.
+    look_past: dict[str, dict[str, list[dict[str, Any]]]] = field(default_factory=dict, hash=False)
 
     def machines(self) -> list[str]:
         return list(dict.fromkeys([*self.solve, *self.check]))
@@ -135,6 +141,7 @@ def _step(raw: Any, where: str, seen: set[str], edition: str) -> Step:
         if key in raw and (not isinstance(raw[key], str) or not raw[key].strip()):
             raise Invalid(f"{where}.{key}", "expected a non-empty string (the reason)")
     tutorial = _cites(raw.get("tutorial", []), f"{where}.tutorial", need_why=False)
+    look_past = _look_past(raw.get("look_past", {}), f"{where}.look_past")
     parts = {}
     for part, table in (("solve", ACTIONS), ("check", checks.KINDS)):
         value = raw.get(part) or {}
@@ -144,7 +151,33 @@ def _step(raw: Any, where: str, seen: set[str], edition: str) -> Step:
                        for machine, items in value.items()}
     return Step(id=raw["id"], title=raw["title"], section=raw["section"], why=raw.get("why", ""),
                 passes_before=raw.get("passes_before", ""), tutorial=tutorial, solve=parts["solve"],
-                check=parts["check"], bridge_from=raw.get("bridge_from", ""))
+                check=parts["check"], bridge_from=raw.get("bridge_from", ""), look_past=look_past)
+
+
+def _look_past(value: Any, where: str) -> dict[str, dict[str, list[dict[str, Any]]]]:
+    """`look_past:`: a known cause id to the actions, per machine, that get past just that cause.
+
+    NOTE: the actions are the modern edition's own and apply only in an as-written keep-going run,
+    so they take no `only:`.
+    """
+    if not isinstance(value, dict):
+        raise Invalid(where, "expected a mapping of a cause id (lab/diagnosis.py) to actions per machine")
+    kept = {}
+    for cause_id, actions in value.items():
+        here = f"{where}.{cause_id}"
+        if cause_id not in CAUSE_IDS:
+            raise Invalid(here, f"unknown cause id; expected one of {', '.join(CAUSE_IDS)}")
+        if not isinstance(actions, dict) or not actions:
+            raise Invalid(here, "expected a mapping of machine name to a list of actions")
+        _validate_part(actions, here, ACTIONS)
+        _compile_strings(actions, here)
+        for machine, items in actions.items():
+            for j, item in enumerate(items):
+                if "only" in item:
+                    raise Invalid(f"{here}.{machine}[{j}].only", "look_past actions are modern ones, applied only "
+                                                                  "in an as-written run; they take no `only`")
+        kept[cause_id] = {machine: [dict(item) for item in items] for machine, items in actions.items()}
+    return kept
 
 
 def _cites(value: Any, where: str, need_why: bool) -> tuple[Cite, ...]:

@@ -47,5 +47,6 @@ def test_as_written_keep_going_judges_every_step_and_names_each_cause(lab_sessio
     pull = status["server-pull"]
     assert pull.status is Status.FAIL and pull.diagnosis.id == "no-basic-auth", pull
     assert "test-images" in pull.seen  # the name the tutorial pulls (it pushed test-image)
+    assert [c.id for c in pull.causes] == ["no-basic-auth", "name-not-pushed"], pull  # past the login, the name
     markdown = (lab_session.lab.state_dir / "reports" / "as-written.md").read_text()
     assert "2 bridged" in markdown

@@ -443,3 +443,43 @@ def test_keep_going_is_a_flag_of_run_only(tmp_path: Path) -> None:
     code, _, err = reglab("--lab", str(lab_file(tmp_path)), "solve", "--all", "--keep-going")
     assert code == 2
     assert "--keep-going" in err
+
+
+# --- reglab report: the maintainer's report and the README table ----------------------------------
+
+
+def test_report_writes_the_maintainers_report_and_the_readme_table_from_the_runs_json(tmp_path: Path) -> None:
+    """Only the as-written run exists: the modern column says so, and the README table shows its causes."""
+    from lab.diagnosis import cause_by_id
+    from lab.report import README_END, README_START, write_reports
+    from lab.results import Look, RunResult, Status, StepResult
+
+    pull = StepResult("server-pull", "Pull", Status.FAIL, seen="no basic auth credentials",
+                      diagnosis=cause_by_id("no-basic-auth"), bridged=True,
+                      looks=[Look("no-basic-auth", Status.FAIL, diagnosis=cause_by_id("name-not-pushed"))])
+    reports = tmp_path / ".lab" / "reports"
+    write_reports(RunResult("as-written", datetime.now().astimezone(), [pull]), reports)
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# lab\n{README_START}\nold\n{README_END}\n")
+    code, out, err = reglab("--lab", str(lab_file(tmp_path)), "report", "--readme", str(readme))
+    assert code == 0, err
+    maintainer = (reports / "maintainer.md").read_text()
+    assert "| server-pull | FAIL | no-basic-auth; name-not-pushed |" in maintainer
+    assert "- modern: no run yet" in maintainer and maintainer.count("| no run yet |") == 1
+    assert "tutorial text unchanged:" in maintainer
+    assert (reports / "maintainer.html").exists()
+    assert f"both editions side by side: {reports / 'maintainer.md'} (also .html); tutorial text unchanged" in out
+    assert "| server-pull | FAIL (no-basic-auth; name-not-pushed), bridged |" in readme.read_text()
+
+
+def test_a_failed_step_prints_what_each_look_past_a_cause_found() -> None:
+    from lab.cli import print_step
+    from lab.diagnosis import cause_by_id
+    from lab.results import Look, Status, StepResult
+
+    out = io.StringIO()
+    print_step(StepResult("server-pull", "Pull", Status.FAIL, diagnosis=cause_by_id("no-basic-auth"),
+                          looks=[Look("no-basic-auth", Status.FAIL, diagnosis=cause_by_id("name-not-pushed"))]), out)
+    text = out.getvalue()
+    assert "then:     past no-basic-auth, the step as written fails again: name-not-pushed" in text
+    assert text.index(cause_by_id("no-basic-auth").fix) < text.index(cause_by_id("name-not-pushed").fix)

@@ -56,6 +56,16 @@ EXAMPLES: dict[str, list[str]] = {
         "not exist or may require 'docker login': denied: requested access to the resource is denied",
         '{"errors":[{"code":"NAME_UNKNOWN","message":"repository name not known to registry",'
         '"detail":{"name":"test-images"}}]}',
+        # Docker 20.10 to 26 on a registry's NAME_UNKNOWN: the registry's own message follows "name unknown: ".
+        "Using default tag: latest\nError response from daemon: repository myregistrydomain.com/test-images not "
+        "found: name unknown: The repository with name 'test-images' does not exist",
+        "Error response from daemon: repository myregistrydomain.com/test-images not found: name unknown: "
+        "repository name not known to registry",
+        "docker: Error response from daemon: repository myregistrydomain.com/test-images not found: name unknown: "
+        "The repository with name 'test-images' does not exist.\nSee 'docker run --help'.",
+        # Docker with the containerd image store.
+        'Error response from daemon: failed to resolve reference "myregistrydomain.com/test-images:latest": '
+        "myregistrydomain.com/test-images:latest: not found",
     ],
     "image-registry-unreachable": [
         'Error response from daemon: Get "https://registry-1.docker.io/v2/": dial tcp: '
@@ -209,6 +219,19 @@ def test_a_name_never_pushed_is_not_taken_for_a_login_problem() -> None:
     """Docker's "may require 'docker login'" is about the name here: the registry has no such repository."""
     text = ("Error response from daemon: pull access denied for myregistrydomain.com/test-images, repository does "
             "not exist or may require 'docker login': denied: requested access to the resource is denied")
+    assert [c.id for c in diagnose_all(text)] == ["name-not-pushed"]
+
+
+@pytest.mark.parametrize("text", [
+    "Error response from daemon: manifest for myregistrydomain.com/test-images:latest not found: "
+    "manifest unknown: manifest unknown",
+    "Error response from daemon: repository myregistrydomain.com/test-images not found: name unknown: "
+    "The repository with name 'test-images' does not exist",
+    "Error response from daemon: pull access denied for myregistrydomain.com/test-images, repository does not "
+    "exist or may require 'docker login': denied: requested access to the resource is denied",
+], ids=["manifest-unknown", "name-unknown", "denied"])
+def test_the_pull_of_test_images_is_only_the_name_never_pushed(text: str) -> None:
+    """The as-written server-pull after a login: each text Docker 20.10/24/26 prints names one cause, this one."""
     assert [c.id for c in diagnose_all(text)] == ["name-not-pushed"]
 
 

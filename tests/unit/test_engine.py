@@ -439,3 +439,171 @@ def test_bridge_from_must_name_an_earlier_step(tmp_path: Path, target: str) -> N
     path.write_text(THREE_STEPS.replace("  - id: middle\n", f"  - id: middle\n    bridge_from: {target}\n"))
     with pytest.raises(ConfigError, match=r"steps\[1\] \(middle\)\.bridge_from: expected the id of an earlier step"):
         scenario.load(path, "as-written")
+
+
+# --- keep going: every cause of a failed step, not only the first (`look_past`) ---------------------
+
+NO_AUTH = ('Error response from daemon: Head "https://myregistrydomain.com/v2/test-images/manifests/latest": '
+           "no basic auth credentials")
+NOT_PUSHED = ("Error response from daemon: manifest for myregistrydomain.com/test-images:latest not found: "
+              "manifest unknown: manifest unknown")
+PULL_STEPS = """
+id: pull
+title: A pull that fails as written for two reasons, one hiding the other
+steps:
+  - id: push
+    title: Push
+    section: one
+    solve: {registry: [{run: make pushed}]}
+    check: {registry: [{command: has pushed}]}
+  - id: pull
+    title: Pull
+    section: two
+    look_past:
+      no-basic-auth:
+        registry:
+          - {run: "login {{ edition }}"}
+    solve:
+      registry:
+        - {run: login modern, only: modern}
+        - {run: pull test-image, only: modern}
+        - {run: pull test-images, only: as-written}
+    check: {registry: [{command: has test-image}]}
+"""
+
+
+class _Registry(_Lab):
+    """Also `login X` (fails for X in `broken`) and `pull NAME`: no login, no basic auth; a name never
+    pushed (only test-image is), manifest unknown. The errors are the texts Docker prints."""
+
+    def __init__(self, broken: set[str]) -> None:
+        super().__init__(broken)
+        self.logged_in = False
+
+    def sudo(self, command: str, **kwargs: object):  # noqa: ANN201
+        verb, _, name = command.partition(" ")
+        if verb == "login":
+            self.commands.append(command)
+            self.logged_in = name not in self.broken
+            return self._result(0 if self.logged_in else 1, "" if self.logged_in else NO_AUTH)
+        if verb == "pull":
+            self.commands.append(command)
+            if not self.logged_in:
+                return self._result(1, NO_AUTH)
+            if name != "test-image":
+                return self._result(1, NOT_PUSHED)
+            self.made.add(name)
+            return self._result(0, "")
+        return super().sudo(command, **kwargs)
+
+
+def _pull_steps(tmp_path: Path, state: State, broken: set[str] = frozenset(), edition: str = "as-written",
+                text: str = PULL_STEPS) -> tuple[Engine, _Registry]:
+    from lab.config import load
+    from lab.credentials import Redactor
+    from lab.engine import Context
+
+    path = tmp_path / "pull.yaml"
+    path.write_text(text)
+    (tmp_path / "lab.yml").write_text("")
+    lab = load(tmp_path / "lab.yml", environ={}, overrides={"edition": edition})
+    machine = _Registry(set(broken))
+    ctx = Context(lab, lambda name: machine, LabImages("r", "p", "b"), Redactor())
+    return Engine(scenario.load(path, edition), ctx, state, Progress(quiet=True)), machine
+
+
+def test_keep_going_looks_past_the_first_cause_and_records_both_in_order(tmp_path: Path, state: State) -> None:
+    """Issue 11: server-pull as written stopped at `no basic auth credentials`; the name never pushed
+    behind it went unreported."""
+    run, machine = _pull_steps(tmp_path, state)
+    result = run.run(run.scenario.steps, solve=True, phases={}, keep_going=True)
+    pull = result.steps[1]
+    assert pull.status is Status.FAIL
+    assert pull.diagnosis is not None and pull.diagnosis.id == "no-basic-auth"  # the first, where it always was
+    assert [c.id for c in pull.causes] == ["no-basic-auth", "name-not-pushed"]
+    (look,) = pull.looks
+    assert (look.past, look.status, look.error) == ("no-basic-auth", Status.FAIL, "")
+    assert "test-images" in look.seen and look.diagnosis is not None and look.diagnosis.id == "name-not-pushed"
+    assert (pull.bridged, pull.bridge_error) == (True, "")
+    assert machine.commands == [
+        "make pushed", "has pushed",
+        "pull test-images",  # as written: no login
+        "login modern", "pull test-images",  # past no-basic-auth (rendered as modern): the name, never pushed
+        "login modern", "pull test-image", "has test-image",  # the bridge
+    ]
+
+
+def test_each_look_past_entry_is_applied_at_most_once(tmp_path: Path, state: State) -> None:
+    """Actions that do not remove their cause find the same cause again: no second try, no loop."""
+    run, machine = _pull_steps(tmp_path, state, text=PULL_STEPS.replace('"login {{ edition }}"', "note nothing"))
+    result = run.run(run.scenario.steps, solve=True, phases={}, keep_going=True)
+    pull = result.steps[1]
+    assert [(k.past, k.diagnosis.id if k.diagnosis else None) for k in pull.looks] == [
+        ("no-basic-auth", "no-basic-auth")]
+    assert [c.id for c in pull.causes] == ["no-basic-auth"]
+    assert machine.commands.count("note nothing") == 1
+    assert pull.bridged and not pull.bridge_error
+
+
+def test_look_past_actions_that_fail_are_recorded_and_the_step_is_bridged_as_before(
+        tmp_path: Path, state: State) -> None:
+    run, machine = _pull_steps(tmp_path, state, broken={"as-written"},
+                               text=PULL_STEPS.replace('"login {{ edition }}"', "login as-written"))
+    result = run.run(run.scenario.steps, solve=True, phases={}, keep_going=True)
+    pull = result.steps[1]
+    (look,) = pull.looks
+    assert look.status is Status.NOT_RUN and look.diagnosis is None
+    assert "no basic auth credentials" in look.error
+    assert [c.id for c in pull.causes] == ["no-basic-auth"]
+    assert (pull.bridged, pull.bridge_error) == (True, "")
+    assert machine.commands[2:] == [
+        "pull test-images",
+        "login as-written",  # the look_past action fails: the step is not solved again
+        "login modern", "pull test-image", "has test-image",  # bridged as before
+    ]
+
+
+def test_the_modern_edition_does_not_look_past(tmp_path: Path, state: State) -> None:
+    """A modern failure is the lab's own, not the tutorial's: it is reported as it is."""
+    run, machine = _pull_steps(tmp_path, state, broken={"modern"}, edition="modern")
+    result = run.run(run.scenario.steps, solve=True, phases={}, keep_going=True)
+    pull = result.steps[1]
+    assert pull.status is Status.FAIL and pull.diagnosis is not None and pull.diagnosis.id == "no-basic-auth"
+    assert pull.looks == []
+    assert machine.commands[2:] == ["login modern", "login modern"]  # the step, then its bridge
+
+
+def test_without_keep_going_nothing_is_looked_past(tmp_path: Path, state: State) -> None:
+    run, machine = _pull_steps(tmp_path, state)
+    pull = run.run(run.scenario.steps, solve=True, phases={}).steps[1]
+    assert pull.looks == [] and not pull.bridged
+    assert machine.commands == ["make pushed", "has pushed", "pull test-images"]
+
+
+@pytest.mark.parametrize(("value", "key_path", "words"), [
+    ("{no-such-cause: {registry: [{run: x}]}}", "look_past.no-such-cause", "unknown cause id"),
+    ("{no-basic-auth: {registry: [{rnu: x}]}}", "look_past.no-basic-auth.registry[0]", "expected exactly one of"),
+    ("{no-basic-auth: {registry: [{run: x, only: modern}]}}", "look_past.no-basic-auth.registry[0].only",
+     "take no `only`"),
+    ("{no-basic-auth: {}}", "look_past.no-basic-auth", "mapping of machine name"),
+    ("[no-basic-auth]", "look_past", "mapping of a cause id"),
+], ids=["unknown-cause", "unknown-kind", "only", "empty", "list"])
+def test_a_bad_look_past_is_a_config_error_naming_the_key(tmp_path: Path, value: str, key_path: str,
+                                                          words: str) -> None:
+    from lab.errors import ConfigError
+
+    path = tmp_path / "pull.yaml"
+    text = PULL_STEPS.replace("    look_past:\n      no-basic-auth:\n        registry:\n"
+                              '          - {run: "login {{ edition }}"}\n', f"    look_past: {value}\n")
+    assert text != PULL_STEPS
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        scenario.load(path, "as-written")
+    assert f"steps[1] (pull).{key_path}" in str(info.value) and words in str(info.value)
+
+
+def test_the_shipped_server_pull_looks_past_the_missing_login_with_a_login() -> None:
+    step = scenario.load(scenario.default_path(), "as-written").step("server-pull")
+    (action,) = step.look_past["no-basic-auth"]["registry"]
+    assert action["run"].startswith("docker login {{ domain }} -u {{ user.name }} --password-stdin")
+    assert action["stdin"] == "{{ user.password }}"  # on stdin, never on the command line

@@ -16,14 +16,20 @@ from lab.errors import LabError
 from lab.report import (
     README_END,
     README_START,
+    TextCheck,
+    check_text,
+    check_tutorial_text,
     load_result,
     render_html,
     render_junit,
+    render_maintainer_html,
+    render_maintainer_markdown,
     render_markdown,
     render_summary_table,
     truncate_lines,
     update_readme,
     update_readme_file,
+    write_maintainer_report,
     write_reports,
 )
 from lab.results import RunResult, Status, StepResult
@@ -464,3 +470,221 @@ def test_a_bridge_error_is_redacted_in_every_report(tmp_path: Path) -> None:
     result.steps[2].bridge_error = f"docker login -p {SECRET} refused"
     for path in write_reports(result, tmp_path / "reports", Redactor([SECRET])).values():
         assert SECRET not in path.read_text()
+
+
+# --- looks past a cause: every cause of a failed step -------------------------------------------
+
+NO_AUTH = 'Error response from daemon: Head "https://myregistrydomain.com/v2/test-images/manifests/latest": ' \
+          "no basic auth credentials"
+NOT_PUSHED = "Error response from daemon: manifest for myregistrydomain.com/test-images:latest not found: " \
+             "manifest unknown: manifest unknown"
+
+
+def _two_causes() -> StepResult:
+    """server-pull as written, past its missing login: the name test-images, never pushed."""
+    from lab.results import Look
+
+    return StepResult("server-pull", "Pull test-images", Status.FAIL, 4.0, expected="initcron", seen=NO_AUTH,
+                      diagnosis=cause_by_id("no-basic-auth"), bridged=True,
+                      looks=[Look("no-basic-auth", Status.FAIL, "initcron", NOT_PUSHED,
+                                  cause_by_id("name-not-pushed"))])
+
+
+def test_looks_survive_the_json_round_trip(tmp_path: Path) -> None:
+    result = RunResult("as-written", STARTED, [_two_causes()], finished=FINISHED)
+    data = json.loads(json.dumps(result.to_dict()))
+    assert data["steps"][0]["looks"][0]["diagnosis"] == "name-not-pushed"
+    loaded = load_result(write_reports(result, tmp_path / "reports")["json"])
+    assert loaded == result
+    assert [c.id for c in loaded.steps[0].causes] == ["no-basic-auth", "name-not-pushed"]
+
+
+def test_a_report_written_before_looks_existed_still_loads() -> None:
+    data = make_result().to_dict()
+    for step in data["steps"]:
+        del step["looks"]
+    assert RunResult.from_dict(data) == make_result()
+    assert [c.id for c in RunResult.from_dict(data).steps[1].causes] == ["legacy-cn"]
+
+
+@pytest.mark.parametrize(("look", "words"), [
+    ({"past": "no-such-cause"}, "steps[1].looks[0].past: unknown cause id"),
+    ({"past": "no-basic-auth", "status": "maybe"}, "steps[1].looks[0].status: unknown status 'maybe'"),
+    ({"past": "no-basic-auth", "diagnosis": 3}, "steps[1].looks[0].diagnosis: expected a cause id or null"),
+    ({}, "steps[1].looks[0].past: missing"),
+    ("no-basic-auth", "steps[1].looks[0]: expected a JSON object"),
+], ids=["unknown-past", "unknown-status", "bad-diagnosis", "no-past", "not-an-object"])
+def test_a_damaged_look_is_named(tmp_path: Path, look: object, words: str) -> None:
+    path = tmp_path / "as-written.json"
+    path.write_text(_json_with(step1_looks=[look]))
+    with pytest.raises(LabError) as info:
+        load_result(path)
+    assert words in str(info.value)
+
+
+def test_what_a_look_saw_is_redacted_in_every_report(tmp_path: Path) -> None:
+    step = _two_causes()
+    step.looks[0].seen = f"{NOT_PUSHED}\nstdin was {SECRET}"
+    step.looks[0].error = f"docker login -p {SECRET}"
+    result = RunResult("as-written", STARTED, [step], finished=FINISHED)
+    for path in write_reports(result, tmp_path / "reports", Redactor([SECRET])).values():
+        assert SECRET not in path.read_text() and json.dumps(SECRET)[1:-1] not in path.read_text()
+
+
+# --- every cause in the per-edition reports and the README table -------------------------------
+
+
+def _written() -> RunResult:
+    """An as-written keep-going run: client-login bridged (legacy-cn), server-pull with two causes."""
+    result = _kept_going()
+    result.steps[3] = _two_causes()
+    return result
+
+
+def _modern() -> RunResult:
+    return RunResult("modern", STARTED, [StepResult(s.step_id, s.title, Status.PASS, 1.0) for s in _written().steps],
+                     finished=FINISHED)
+
+
+def test_every_report_names_each_cause_of_a_step_in_order() -> None:
+    """Issue 11: the name never pushed, hidden behind the missing login, is reported with its own fix."""
+    result = _written()
+    markdown = render_markdown(result)
+    assert "| server-pull | Pull test-images | **FAIL** | 4.0s | no-basic-auth; name-not-pushed |" in markdown
+    past = markdown.index("#### past no-basic-auth, the step as written fails again: name-not-pushed")
+    assert markdown.index(cause_by_id("no-basic-auth").fix) < past < markdown.index(cause_by_id("name-not-pushed").fix)
+    assert "manifest unknown" in markdown[past:]
+    page = render_html(result)
+    assert "<td>no-basic-auth; name-not-pushed</td>" in page
+    assert "<h4>past no-basic-auth, the step as written fails again: name-not-pushed</h4>" in page
+    assert html.escape(cause_by_id("name-not-pushed").fix) in page
+    cases = {c.get("name"): c for c in ET.fromstring(render_junit(result)).iter("testcase")}
+    failure = cases["server-pull"].find("failure")
+    assert failure.get("type") == "no-basic-auth"
+    assert "past no-basic-auth" in failure.text and cause_by_id("name-not-pushed").fix in failure.text
+
+
+def test_readme_table_shows_both_editions_every_cause_and_the_bridges() -> None:
+    lines = render_summary_table([_modern(), _written()]).splitlines()
+    assert lines[0] == "| step | modern (2024-05-01) | as-written (2024-05-01) |"
+    assert lines[2:] == [
+        "| client-trust | pass | pass |",
+        "| client-login | pass | FAIL (legacy-cn), bridged |",
+        "| client-push | pass | FAIL, bridge failed |",
+        "| server-pull | pass | FAIL (no-basic-auth; name-not-pushed), bridged |",
+    ]
+
+
+# --- the maintainer's report: both editions side by side -----------------------------------------
+
+UNCHANGED = TextCheck(cited=48, left_out=11)
+
+
+def test_maintainer_report_puts_both_editions_side_by_side_per_step() -> None:
+    markdown = render_maintainer_markdown([_modern(), _written()], UNCHANGED)
+    assert "| step | as written | cause(s) | fix | bridged | modern |" in markdown
+    assert "| client-trust | pass |  |  |  | pass |" in markdown
+    legacy = cause_by_id("legacy-cn").fix
+    assert f"| client-login | FAIL | legacy-cn | {legacy} | yes | pass |" in markdown
+    assert "| client-push | FAIL | unknown |  | bridge failed: expected a digest; saw 413 | pass |" in markdown
+    row = next(line for line in markdown.splitlines() if line.startswith("| server-pull |"))
+    assert row.startswith("| server-pull | FAIL | no-basic-auth; name-not-pushed | 1. no-basic-auth: Run `docker login")
+    assert "2. name-not-pushed: Pull exactly the name that was pushed" in row and row.endswith("| yes | pass |")
+    why = markdown[markdown.index("### server-pull: Pull test-images"):]
+    assert "\n1. no-basic-auth: " in why and "\n2. past no-basic-auth: name-not-pushed: " in why
+    assert "- tutorial text unchanged: 48 blocks cited, 11 left out" in markdown
+    assert "as-written, 2024-05-01 10:00 UTC: 1 passed, 3 failed, 0 not run, 3 bridged" in markdown
+
+
+@pytest.mark.parametrize("missing", ["modern", "as-written"])
+def test_an_edition_without_a_run_says_so_in_its_column(missing: str) -> None:
+    present = _written() if missing == "modern" else _modern()
+    markdown = render_maintainer_markdown([present], UNCHANGED)
+    assert f"- {missing}: no run yet (`reglab --edition {missing} run" in markdown
+    rows = [line for line in markdown.splitlines() if line.startswith("| client-trust |")]
+    assert rows == (["| client-trust | pass |  |  |  | no run yet |"] if missing == "modern"
+                    else ["| client-trust | no run yet |  |  |  | pass |"])
+    assert "no run yet" in render_maintainer_html([present], UNCHANGED)
+
+
+def test_a_modern_failure_shows_its_cause_in_the_modern_column() -> None:
+    modern = _modern()
+    modern.steps[1] = StepResult("client-login", "docker login", Status.FAIL, seen=LEGACY_CN,
+                                 diagnosis=cause_by_id("legacy-cn"))
+    markdown = render_maintainer_markdown([modern, _written()], UNCHANGED)
+    assert "| yes | FAIL (legacy-cn) |\n| client-push |" in markdown
+
+
+def test_a_look_that_could_not_be_made_or_that_passed_is_said() -> None:
+    from lab.results import Look
+
+    written = _written()
+    written.steps[3].looks = [Look("no-basic-auth", error="expected Login Succeeded; saw 401 Unauthorized")]
+    markdown = render_maintainer_markdown([written], UNCHANGED)
+    assert "| no-basic-auth; (could not get past no-basic-auth) |" in markdown
+    assert "2. getting past no-basic-auth failed: expected Login Succeeded; saw 401 Unauthorized" in markdown
+    written.steps[3].looks = [Look("no-basic-auth", Status.PASS)]
+    assert "2. past no-basic-auth, the step as written passes: nothing else is wrong" in render_maintainer_markdown(
+        [written], UNCHANGED)
+
+
+def test_the_maintainer_html_escapes_everything() -> None:
+    written = _written()
+    written.steps[2].title = "<script>alert(1)</script>"
+    written.steps[2].bridge_error = "saw <b>413</b> & more"
+    text = TextCheck(problems=("step 'x<y>' cites block 3: the block changed",))
+    page = render_maintainer_html([written, _modern()], text)
+    assert "<script>" not in page and "<b>413" not in page and "x<y>" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "saw &lt;b&gt;413&lt;/b&gt; &amp; more" in page
+    assert "<li>step &#x27;x&lt;y&gt;&#x27; cites block 3: the block changed</li>" in page
+
+
+def test_the_drift_line_counts_what_the_scenario_cites_when_the_text_is_unchanged() -> None:
+    from lab.scenario import default_path, load
+    from lab.tutorial_text import TUTORIAL
+
+    scenario = load(default_path(), "as-written")
+    check = check_tutorial_text(scenario)
+    cited = {c.block for s in scenario.steps for c in s.tutorial}
+    assert check == TextCheck(cited=len(cited), left_out=len(scenario.left_out))
+    assert check.line == f"tutorial text unchanged: {len(cited)} blocks cited, {len(scenario.left_out)} left out"
+    assert check_text(scenario, TUTORIAL.read_text()) == check
+
+
+def test_the_drift_line_names_the_step_whose_block_changed() -> None:
+    from lab.scenario import default_path, load
+    from lab.tutorial_text import TUTORIAL
+
+    scenario = load(default_path(), "as-written")
+    text = TUTORIAL.read_text()
+    assert text.count("/test-images") == 2
+    check = check_text(scenario, text.replace("docker pull [YOUR-DOMAIN]/test-images",
+                                              "docker pull [YOUR-DOMAIN]/test-image"))
+    assert check.line == "tutorial text changed: 1 difference from the scenario's citations"
+    (problem,) = check.problems
+    assert problem.startswith("step 'server-pull' cites block 61: the block changed")
+    markdown = render_maintainer_markdown([_written()], check)
+    assert f"## Tutorial text\n\n{check.line}\n\n- {problem}" in markdown
+
+
+def test_a_tutorial_text_that_cannot_be_read_is_said_not_raised(tmp_path: Path) -> None:
+    from lab.scenario import default_path, load
+
+    check = check_tutorial_text(load(default_path(), "modern"), tmp_path / "nosuch.md")
+    assert check.line.startswith(f"tutorial text not checked: {tmp_path / 'nosuch.md'} cannot be read")
+
+
+def test_the_maintainer_report_is_written_beside_the_others_and_redacted(tmp_path: Path) -> None:
+    reports = tmp_path / "reports"
+    written = _written()
+    written.steps[3].looks[0].seen = f"{NOT_PUSHED}\nstdin was {SECRET}"
+    written.steps[2].bridge_error = f"docker login -p {SECRET} refused"
+    write_reports(written, reports)
+    text = TextCheck(problems=(f"step 'tls' cites block 3: now 'curl -u student:{SECRET}'",))
+    paths = write_maintainer_report([written], text, reports, Redactor([SECRET]))
+    assert paths == {"md": reports / "maintainer.md", "html": reports / "maintainer.html"}
+    for path in paths.values():
+        content = path.read_text()
+        assert SECRET not in content and html.escape(SECRET) not in content and MASK in content
+    assert sorted(p.suffix for p in reports.glob("maintainer.*")) == [".html", ".md"]  # no JSON: not a run
