@@ -347,15 +347,9 @@ def ssh(session: Session, name: str, cmd: list[str], err: TextIO) -> ExitStatus 
 
 def show_report(session: Session, readme: Path | None, out: TextIO) -> ExitStatus:
     directory = session.lab.state_dir / "reports"
-    results = []
-    for path in sorted(directory.glob("*.json")) if directory.exists() else []:
-        result = report.load_result(path)
-        if result.edition == path.stem:  # EDITION.json is what reglab writes; a copy beside it is not a run
-            results.append(result)
+    results = report.load_results(directory)
     if not results:
         raise LabError(f"no report in {directory}; `reglab run` writes one")
-    order = {"modern": 0, "as-written": 1}
-    results.sort(key=lambda r: order.get(r.edition, 9))
     for result in results:
         report.write_reports(result, directory, session.redactor)
         print(report.render_markdown(result), file=out)

@@ -473,6 +473,17 @@ def load_result(path: Path) -> RunResult:
     return result
 
 
+def load_results(directory: Path) -> list[RunResult]:
+    """The last run of each edition in a reports folder, modern first."""
+    results = []
+    for path in sorted(directory.glob("*.json")) if directory.exists() else []:
+        result = load_result(path)
+        if result.edition == path.stem:  # EDITION.json is what reglab writes; a copy beside it is not a run
+            results.append(result)
+    order = {"modern": 0, "as-written": 1}
+    return sorted(results, key=lambda r: order.get(r.edition, 9))
+
+
 def render_summary_table(results: Sequence[RunResult]) -> str:
     """Render the README table: one row per step, one column per edition."""
     if not results:

@@ -286,5 +286,11 @@ class Session:
         return result
 
     def write_report(self, result: RunResult) -> dict[str, Path]:
+        """This run's reports, and the maintainer's report beside them (with the other edition's last run)."""
         result.phases = dict(self.progress.phases)
-        return report.write_reports(result, self.lab.state_dir / "reports", self.redactor)
+        directory = self.lab.state_dir / "reports"
+        paths = report.write_reports(result, directory, self.redactor)
+        with contextlib.suppress(LabError):  # an unreadable older report must not spoil this run's
+            report.write_maintainer_report(report.load_results(directory),
+                                           report.check_tutorial_text(self.scenario), directory, self.redactor)
+        return paths
