@@ -14,6 +14,9 @@ that passes on anything or a traceback halfway through a run.
 A step may cite the tutorial's code blocks it covers (`tutorial:`), and the
 scenario lists the shell blocks no step covers (`left_out:`, each with a
 reason); `lab.tutorial_text.drift` compares both with the tutorial's text.
+A `from_text` action runs commands of a block the step cites, taken from that
+text (`text:`, with `placeholders:` and `equivalents:`; `lab.text_commands`):
+it is expanded here, so a bad reference stops the load too.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from typing import Any
 import jinja2
 import yaml
 
-from lab import checks
+from lab import checks, text_commands
 from lab.config import EDITIONS, ROLES
 from lab.errors import ConfigError
 from lab.kinds import ACTIONS, Invalid, Kind
@@ -105,8 +108,9 @@ def parse(data: Any, path: Path, edition: str) -> Scenario:
     steps = []
     seen: set[str] = set()
     try:
+        text = text_commands.load(data, path)
         for i, raw in enumerate(data["steps"]):
-            steps.append(_step(raw, f"steps[{i}]", seen, edition))
+            steps.append(_step(raw, f"steps[{i}]", seen, edition, text))
         left_out = _cites(data.get("left_out", []), "left_out", need_why=True)
     except Invalid as exc:
         raise ConfigError(source, exc.path, exc.problem) from None
@@ -114,7 +118,7 @@ def parse(data: Any, path: Path, edition: str) -> Scenario:
                     steps=tuple(steps), left_out=left_out)
 
 
-def _step(raw: Any, where: str, seen: set[str], edition: str) -> Step:
+def _step(raw: Any, where: str, seen: set[str], edition: str, text: text_commands.TutorialText | None) -> Step:
     if not isinstance(raw, dict):
         raise Invalid(where, "expected a mapping")
     if not isinstance(raw.get("id"), str) or not raw["id"]:
@@ -140,11 +144,25 @@ def _step(raw: Any, where: str, seen: set[str], edition: str) -> Step:
         value = raw.get(part) or {}
         _validate_part(value, f"{where}.{part}", table)
         _compile_strings(value, f"{where}.{part}")
+        if part == "solve":
+            cited = {cite.block for cite in tutorial}
+            value = {machine: [_from_text(item, f"{where}.solve.{machine}[{j}]", text, cited)
+                               for j, item in enumerate(items)] for machine, items in value.items()}
         parts[part] = {machine: _for_edition(items, f"{where}.{part}.{machine}", edition, table)
                        for machine, items in value.items()}
     return Step(id=raw["id"], title=raw["title"], section=raw["section"], why=raw.get("why", ""),
                 passes_before=raw.get("passes_before", ""), tutorial=tutorial, solve=parts["solve"],
                 check=parts["check"], bridge_from=raw.get("bridge_from", ""))
+
+
+def _from_text(item: dict[str, Any], where: str, text: text_commands.TutorialText | None,
+               cited: set[int]) -> dict[str, Any]:
+    """A `from_text` action with its command taken from the text; any other item as it is."""
+    if "from_text" not in item:
+        return item
+    if text is None:
+        raise Invalid(f"{where}.from_text", "needs the tutorial's text: set `text:` at the top of the scenario")
+    return text.expand(item, where, cited)
 
 
 def _cites(value: Any, where: str, need_why: bool) -> tuple[Cite, ...]:
