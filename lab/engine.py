@@ -219,6 +219,11 @@ class Engine:
         if not outcome.ok:
             raise StepFailed(outcome.expected, outcome.seen)
 
+    def _do_from_text(self, item: dict[str, Any], machine: Machine) -> None:
+        """The tutorial's own command(s), placeholders substituted when the scenario loaded."""
+        run = {key: value for key, value in item.items() if key not in ("from_text", "command")}
+        self._do_run({**run, "run": item["command"]}, machine)
+
     def _do_file(self, item: dict[str, Any], machine: Machine) -> None:
         variables = self.ctx.variables(machine.name) | (item.get("vars") or {})
         if "template" in item:

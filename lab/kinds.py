@@ -190,6 +190,28 @@ class Names:
         return None
 
 
+_TEXT_REF = re.compile(r"^\d+(?::\d+(?:-\d+)?)?$")
+
+
+@dataclass(frozen=True)
+class TextRefs:
+    """Lines of the tutorial's text: a block number, "BLOCK:LINE", "BLOCK:FIRST-LAST", or a list of them.
+
+    Only the shape is checked here; the loader checks them against the text (`lab.text_commands`).
+    """
+
+    def problem(self, value: Any) -> str | None:
+        refs = value if isinstance(value, list) else [value]
+        for ref in refs:
+            if isinstance(ref, int) and not isinstance(ref, bool) and ref >= 1:
+                continue
+            if isinstance(ref, str) and _TEXT_REF.match(ref):
+                continue
+            return (f'expected a block number, "BLOCK:LINE", "BLOCK:FIRST-LAST" or a non-empty list of them, '
+                    f"{_got(ref if isinstance(value, list) else value)}")
+        return None if refs else "expected a non-empty list of block references, got an empty list"
+
+
 @dataclass(frozen=True)
 class Nested:
     """Checks inside an item: one (`wait`, `check`) or a non-empty list (`any`).
@@ -302,6 +324,14 @@ ACTIONS: dict[str, Kind] = {
     for kind in (
         Kind("run", "action", {
             "run": Key(Text(), required=True),
+            "stdin": Key(Text()),
+            "exit": Key(Exit()),
+            **TEXT_KEYS,
+            "timeout": Key(Seconds()),
+        }),
+        # The as-written edition's commands, taken from the tutorial's text (lab.text_commands).
+        Kind("from_text", "action", {
+            "from_text": Key(TextRefs(), required=True),
             "stdin": Key(Text()),
             "exit": Key(Exit()),
             **TEXT_KEYS,

@@ -14,6 +14,9 @@ that passes on anything or a traceback halfway through a run.
 A step may cite the tutorial's code blocks it covers (`tutorial:`), and the
 scenario lists the shell blocks no step covers (`left_out:`, each with a
 reason); `lab.tutorial_text.drift` compares both with the tutorial's text.
+A `from_text` action runs commands of a block the step cites, taken from that
+text (`text:`, with `placeholders:` and `equivalents:`; `lab.text_commands`):
+it is expanded here, so a bad reference stops the load too.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from typing import Any
 import jinja2
 import yaml
 
-from lab import checks
+from lab import checks, text_commands
 from lab.config import EDITIONS, ROLES
 from lab.diagnosis import CAUSES
 from lab.errors import ConfigError
@@ -111,8 +114,9 @@ def parse(data: Any, path: Path, edition: str) -> Scenario:
     steps = []
     seen: set[str] = set()
     try:
+        text = text_commands.load(data, path)
         for i, raw in enumerate(data["steps"]):
-            steps.append(_step(raw, f"steps[{i}]", seen, edition))
+            steps.append(_step(raw, f"steps[{i}]", seen, edition, text))
         left_out = _cites(data.get("left_out", []), "left_out", need_why=True)
     except Invalid as exc:
         raise ConfigError(source, exc.path, exc.problem) from None
@@ -120,7 +124,7 @@ def parse(data: Any, path: Path, edition: str) -> Scenario:
                     steps=tuple(steps), left_out=left_out)
 
 
-def _step(raw: Any, where: str, seen: set[str], edition: str) -> Step:
+def _step(raw: Any, where: str, seen: set[str], edition: str, text: text_commands.TutorialText | None) -> Step:
     if not isinstance(raw, dict):
         raise Invalid(where, "expected a mapping")
     if not isinstance(raw.get("id"), str) or not raw["id"]:
@@ -147,6 +151,10 @@ def _step(raw: Any, where: str, seen: set[str], edition: str) -> Step:
         value = raw.get(part) or {}
         _validate_part(value, f"{where}.{part}", table)
         _compile_strings(value, f"{where}.{part}")
+        if part == "solve":
+            cited = {cite.block for cite in tutorial}
+            value = {machine: [_from_text(item, f"{where}.solve.{machine}[{j}]", text, cited)
+                               for j, item in enumerate(items)] for machine, items in value.items()}
         parts[part] = {machine: _for_edition(items, f"{where}.{part}.{machine}", edition, table)
                        for machine, items in value.items()}
     return Step(id=raw["id"], title=raw["title"], section=raw["section"], why=raw.get("why", ""),
@@ -178,6 +186,16 @@ def _look_past(value: Any, where: str) -> dict[str, dict[str, list[dict[str, Any
                                                                   "in an as-written run; they take no `only`")
         kept[cause_id] = {machine: [dict(item) for item in items] for machine, items in actions.items()}
     return kept
+
+
+def _from_text(item: dict[str, Any], where: str, text: text_commands.TutorialText | None,
+               cited: set[int]) -> dict[str, Any]:
+    """A `from_text` action with its command taken from the text; any other item as it is."""
+    if "from_text" not in item:
+        return item
+    if text is None:
+        raise Invalid(f"{where}.from_text", "needs the tutorial's text: set `text:` at the top of the scenario")
+    return text.expand(item, where, cited)
 
 
 def _cites(value: Any, where: str, need_why: bool) -> tuple[Cite, ...]:

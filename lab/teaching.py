@@ -47,8 +47,10 @@ def _describe(action: dict[str, Any], jinja, variables: dict[str, Any], family) 
     if kind == "run":
         command = render(action["run"])
         if "stdin" in action:
-            return [f"{command}    # type the password when asked, or pipe it on stdin"]
+            return [f"{command}    # {_STDIN}"]
         return [command]
+    if kind == "from_text":
+        return _from_text(action, render)
     if kind == "file":
         if "template" in action:
             values = {k: render(v) if isinstance(v, str) else v for k, v in action.get("vars", {}).items()}
@@ -70,6 +72,35 @@ def _describe(action: dict[str, Any], jinja, variables: dict[str, Any], family) 
     if kind == "wait":
         return [f"# wait until {render(_summary(action['wait']))}"]
     return [f"# check: {render(_summary(action['check']))}"]
+
+
+_STDIN = "type the password when asked, or pipe it on stdin"
+
+
+def _from_text(action: dict[str, Any], render) -> list[str]:  # noqa: ANN001
+    """Each command as the tutorial writes it (block, line), then as typed here; an interactive
+    one says what it is typed as, and why. Passwords stay placeholders: a secret never
+    reaches a part's command, and stdin is not shown."""
+    lines: list[str] = []
+    parts = action["from_text"].parts
+    # stdin comes from an equivalent (the part that reads it) or from the action (its last command).
+    by_equivalent = any(p.instead is not None and p.instead.stdin is not None for p in parts)
+    for i, part in enumerate(parts):
+        written = part.written.splitlines()
+        lines.append(f"# tutorial {part.where()}: {written[0]}")
+        lines += [f"#   {line}" for line in written[1:]]
+        if by_equivalent:
+            reads_stdin = part.instead is not None and part.instead.stdin is not None
+        else:
+            reads_stdin = "stdin" in action and i == len(parts) - 1
+        if part.instead is not None:
+            if part.prompts:
+                answers = " / ".join(line for line in part.prompts.splitlines() if line.strip())
+                lines.append(f"#   and its prompts (block {part.instead.prompts}): {answers}")
+            lines.append(f"# typed here as ({part.instead.why}):")
+        command = render(part.command)
+        lines.append(f"{command}    # {_STDIN}" if reads_stdin else command)
+    return lines
 
 
 def _summary(item: dict[str, Any]) -> str:

@@ -167,3 +167,97 @@ def _compare(cite: Cite, blocks: list[Block], by_digest: dict[str, list[Block]],
         return f"{where} ({cite.first!r}), but its first line is {block.first!r}: copy the first line exactly"
     return (f"{where}: the block changed at line {block.line}: was {cite.first!r}, now {block.first!r} "
             f"(sha256 {cite.sha256} -> {block.digest}){seen}")
+
+
+# --- the text's commands as the lab runs them: placeholders, and commands that wait for input ----
+
+# A placeholder is replaced only as a whole token: where it starts (ends) with one of these
+# characters, the character before (after) it must not be one too. So `USERNAME` stays in
+# `MYUSERNAMES`, `ubuntu` in `ubuntu-dev`, `registry:2` in `registry:2.8`; `[YOUR-DOMAIN]`
+# and `~/docker-registry` (edges that are not token characters) are replaced wherever they stand.
+TOKEN_CHARACTERS = "A-Za-z0-9_.-"
+_TOKEN_EDGE = re.compile(f"[{TOKEN_CHARACTERS}]")
+_JINJA_START = re.compile(r"\{[{%#]")
+
+
+def _placeholder_pattern(names: list[str]) -> re.Pattern[str]:
+    """One regex for all placeholders, longest first: `[YOUR-DOMAIN]` wins over `YOUR-DOMAIN`."""
+    alternatives = []
+    for name in sorted(names, key=lambda n: (-len(n), n)):
+        before = f"(?<![{TOKEN_CHARACTERS}])" if _TOKEN_EDGE.match(name[0]) else ""
+        after = f"(?![{TOKEN_CHARACTERS}])" if _TOKEN_EDGE.match(name[-1]) else ""
+        alternatives.append(f"{before}{re.escape(name)}{after}")
+    return re.compile("|".join(alternatives))
+
+
+def placeholders_in(text: str, names: list[str]) -> list[str]:
+    """The placeholders found in `text`, in order, each where it stands as a whole token."""
+    if not names:
+        return []
+    return [found.group(0) for found in _placeholder_pattern(names).finditer(text)]
+
+
+def substitute(text: str, values: dict[str, str]) -> str:
+    """`text` as a jinja2 template: each placeholder replaced by its value (itself a template),
+    every other character kept literally.
+
+    One pass, left to right, longest placeholder first: a value is never searched
+    again, so a value that contains a placeholder's text stays as it is. The text
+    between placeholders goes in `{% raw %}` when it holds `{{`, `{%` or `{#`, so a
+    command like `docker ps --format '{{.Names}}'` runs as written.
+    """
+    if not values:
+        return _literal(text)
+    pattern = _placeholder_pattern(list(values))
+    out: list[str] = []
+    end = 0
+    for found in pattern.finditer(text):
+        out.append(_literal(text[end:found.start()]))
+        out.append(values[found.group(0)])
+        end = found.end()
+    out.append(_literal(text[end:]))
+    return "".join(out)
+
+
+def _literal(text: str) -> str:
+    return f"{{% raw %}}{text}{{% endraw %}}" if _JINJA_START.search(text) else text
+
+
+def waits_for_input(line: str) -> str:
+    """Why a command line of the text waits for a person at a terminal, or "" when it does not.
+
+    NOTE: like `classify`, this reads words, not shell syntax: an option is a word
+    starting with `-`, wherever it stands. It knows the commands of this kind of
+    tutorial: editors, `docker run/exec -t -i`, `docker login` without a password
+    option, `openssl req` without `-subj`, `htpasswd` without `-b` or `-i`, and
+    `docker-compose rm` without `-f`.
+    """
+    words = line.split()
+    if words[:1] == ["$"]:
+        words = words[1:]
+    if words[:1] == ["sudo"]:
+        words = words[1:]
+    if not words:
+        return ""
+    options = {w.split("=", 1)[0] for w in words if w.startswith("--")}
+    short = "".join(w[1:] for w in words if w.startswith("-") and not w.startswith("--"))
+    command, rest = words[0], words[1:2]
+    if command in {"vi", "vim", "nano"}:
+        return "it opens an editor"
+    if command == "docker" and rest in (["run"], ["exec"]):
+        if ("t" in short or "--tty" in options) and ("i" in short or "--interactive" in options):
+            return "`-t -i` opens a terminal in the container, and the lines after it are typed there"
+        return ""
+    if command == "docker" and rest == ["login"]:
+        if "p" in short or options & {"--password", "--password-stdin"}:
+            return ""
+        return "it asks for Username: and Password: at the terminal"
+    if command == "openssl" and rest == ["req"]:
+        if "-subj" in words or "-batch" in words:
+            return ""
+        return "it asks for the certificate's subject (country, state, ..., Common Name) at the terminal"
+    if command == "htpasswd":
+        return "" if "b" in short or "i" in short else "it asks for the password twice at the terminal"
+    if (command == "docker-compose" and rest == ["rm"]) or words[:3] == ["docker", "compose", "rm"]:
+        return "" if "f" in short or "--force" in options else "it asks to confirm the removal"
+    return ""

@@ -146,11 +146,20 @@ def test_only_items_appear_in_their_edition_alone(shipped: dict[str, Scenario]) 
             continue
         count += 1
         stripped = {k: v for k, v in item.items() if k != "only"}
-        mine = getattr(shipped[item["only"]].step(step_id), part)[machine]
-        theirs = getattr(shipped[OTHER[item["only"]]].step(step_id), part)[machine]
+        mine = [_as_in_file(i) for i in getattr(shipped[item["only"]].step(step_id), part)[machine]]
+        theirs = [_as_in_file(i) for i in getattr(shipped[OTHER[item["only"]]].step(step_id), part)[machine]]
         assert stripped in mine, (step_id, item)
         assert stripped not in theirs, (step_id, item)
     assert count > 10
+
+
+def _as_in_file(item: dict[str, Any]) -> dict[str, Any]:
+    """A loaded item as the scenario file writes it: a from_text action without what its load added."""
+    if "from_text" not in item:
+        return item
+    raw = {k: v for k, v in item.items() if k not in ("command", "stdin", "from_text")}
+    refs = item["from_text"].refs
+    return {**raw, "from_text": refs[0] if len(refs) == 1 else list(refs)}
 
 
 def _kinds(scenario: Scenario, step_id: str, machine: str = "registry") -> list[str]:
@@ -158,7 +167,9 @@ def _kinds(scenario: Scenario, step_id: str, machine: str = "registry") -> list[
 
 
 def _runs(scenario: Scenario, step_id: str, machine: str = "registry") -> str:
-    return "\n".join(a["run"] for a in scenario.step(step_id).solve[machine] if "run" in a)
+    """The commands of a step's run and from_text actions (those as loaded: taken from the text)."""
+    actions = scenario.step(step_id).solve[machine]
+    return "\n".join(a.get("run") or a["command"] for a in actions if "run" in a or "from_text" in a)
 
 
 def test_tls_step_differs_by_edition(shipped: dict[str, Scenario]) -> None:
@@ -207,6 +218,8 @@ def test_every_string_renders(shipped: dict[str, Scenario], edition: str) -> Non
             rendered = render(env, item, names)
         except jinja2.TemplateError as exc:
             pytest.fail(f"{step_id} {part} {machine}: {item}: {exc}")
+        if "from_text" in item:  # each command as `show` renders it, from the text
+            rendered = {**rendered, "from_text": [render(env, p.command, names) for p in item["from_text"].parts]}
         assert "{{" not in str(rendered) and "{%" not in str(rendered), (step_id, rendered)
 
 
@@ -508,7 +521,8 @@ def load_error(path: Path, edition: str = "modern") -> str:
 
 
 def test_every_kind_has_a_minimal_item() -> None:
-    assert {k for p, k in MINIMAL if p == "solve"} == set(ACTION_KINDS)
+    # from_text needs the tutorial's text and a cited block: tests/unit/test_text_commands.py.
+    assert {k for p, k in MINIMAL if p == "solve"} == set(ACTION_KINDS) - {"from_text"}
     assert {k for p, k in MINIMAL if p == "check"} == set(CHECK_KINDS)
 
 
