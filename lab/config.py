@@ -172,12 +172,14 @@ class Lab:
 
     @property
     def root(self) -> Path:
-        """The project folder: the lab file's folder, where the Vagrantfile is."""
+        """The lab file's folder, where its state folder is."""
         return self.source.parent
 
     @property
     def state_dir(self) -> Path:
-        return self.root / ".lab"
+        """This lab's own folder (state, logs, reports, secrets, PKI, Vagrant's machine data):
+        `.lab/NAME` beside the lab file, so two labs of one folder never share one."""
+        return self.root / ".lab" / self.name
 
     @property
     def cache_dir(self) -> Path:
@@ -593,7 +595,7 @@ class _Validator:
             if any(u.name == name for u in users):
                 raise self.fail(f"{path}.name", f"user {name!r} is listed twice")
             password = spec.get("password")
-            if password is not None:  # nothing: generated into .lab/secrets.yml
+            if password is not None:  # nothing: generated into .lab/NAME/secrets.yml
                 problem = password_problem(password)
                 if problem:
                     raise self.fail(f"{path}.password", problem)

@@ -65,7 +65,7 @@ def generate_password() -> str:
 
 
 def resolve_passwords(lab: Lab) -> Lab:
-    """Fill in missing passwords from `.lab/secrets.yml`, generating them once.
+    """Fill in missing passwords from `.lab/NAME/secrets.yml`, generating them once.
 
     A stored password obeys the lab file's rules (`password_problem`): it goes
     into htpasswd and `docker login` just the same.

@@ -2,7 +2,7 @@
 
 `Context` is what one run knows (the lab, its machines, the resolved images,
 values captured by checks); `Engine` walks a scenario's steps with it. The
-state file `.lab/state.json` is rewritten after every change, so `reglab
+state file `.lab/NAME/state.json` is rewritten after every change, so `reglab
 steps` shows progress and `reglab solve` skips what is already done.
 """
 

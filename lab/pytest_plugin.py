@@ -4,7 +4,7 @@
 step, in order; a failed step skips the ones after it. The e2e tests share
 the same lab through the `lab_session` fixture. The machines are destroyed
 at the end unless `--keep` (or REGLAB_KEEP=1) is given. A report of the run
-goes to `.lab/reports/` like `reglab run`'s.
+goes to `.lab/NAME/reports/` like `reglab run`'s.
 """
 
 from __future__ import annotations

@@ -54,7 +54,7 @@ _STDIN_CHUNK = 64 * 1024
 
 
 def machine_logger(log_dir: Path, name: str) -> logging.Logger:
-    """A logger writing to `.lab/logs/NAME.log` (one file per machine, appended).
+    """A logger writing to `.lab/LAB/logs/MACHINE.log` (one file per machine, appended).
 
     The file is created 0600 whatever the umask, and never through a link:
     logs hold redacted output, but output all the same.

@@ -34,6 +34,7 @@ class Session:
     def __init__(self, lab: Lab, progress: Progress | None = None, scenario_path: Path | None = None,
                  lock: bool = True) -> None:
         self.progress = progress or Progress()
+        private_dir(lab.state_dir.parent)  # .lab: every lab of this folder has its own folder in it
         private_dir(lab.state_dir)
         self.lock = LabLock(lab.state_dir)
         if lock:

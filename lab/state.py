@@ -1,12 +1,12 @@
 """What reglab knows about one lab between runs, and who may change it.
 
-`.lab/state.json` holds the edition, the resolved images, each step's last
+`.lab/NAME/state.json` holds the edition, the resolved images, each step's last
 result and the identity of each machine those results describe. It is
 rewritten atomically after every change. A machine whose identity changed
 (destroyed by hand and booted anew) takes the step results with it: the
 state never claims a step passed on a machine that no longer exists.
 
-`LabLock` is one lock per lab (`.lab/lock`): two reglab processes on one lab
+`LabLock` is one lock per lab (`.lab/NAME/lock`): two reglab processes on one lab
 wait for each other instead of interleaving their writes.
 """
 
@@ -31,7 +31,7 @@ from lab.results import Status, StepResult
 
 
 class State:
-    """`.lab/state.json`; a file that is not one of ours is set aside, never trusted or fatal."""
+    """`.lab/NAME/state.json`; a file that is not one of ours is set aside, never trusted or fatal."""
 
     def __init__(self, path: Path) -> None:
         self.path = path

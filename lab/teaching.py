@@ -62,7 +62,8 @@ def _describe(action: dict[str, Any], jinja, variables: dict[str, Any], family) 
         path = render(action["htpasswd"])
         return [f"htpasswd {'-c ' if i == 0 else ''}{path} {u.name}" for i, u in enumerate(variables["users"])]
     if kind == "pki":
-        return [f"# copy the CA and server certificate that reglab made (in .lab/pki/) into {render(action['pki'])}:",
+        return [f"# copy the CA and server certificate that reglab made (in .lab/NAME/pki/) into "
+                f"{render(action['pki'])}:",
                 "#   devdockerCA.crt devdockerCA.key domain.crt domain.key (keys mode 0600)"]
     if kind == "ca_trust":
         return [family.trust_ca(render(action["ca_trust"]), action.get("name", "devdockerCA.crt"))]

@@ -1,7 +1,7 @@
 """Machines Vagrant boots (docker, libvirt, VirtualBox), through python-vagrant.
 
 python-vagrant runs and parses Vagrant; this module adds what a lab needs
-around it: a time bound on every Vagrant call, a log under `.lab/logs/`,
+around it: a time bound on every Vagrant call, a log under `.lab/NAME/logs/`,
 the provider's preconditions checked before booting, what the machines boot
 from (the node image, a box built here, or a warm one), and a `down` that
 leaves no container or network behind.
@@ -13,6 +13,7 @@ import contextlib
 import ipaddress
 import logging
 import os
+import shlex
 import shutil
 import signal
 import stat
@@ -35,6 +36,7 @@ from lab.providers import MachineStatus, Say, wait_for_ssh  # noqa: E402
 from lab.remote import Host, Machine, machine_logger  # noqa: E402
 from lab.warm import WARM_BOX_VERSION, DockerWarm, LibvirtWarm, archive_digest, mirror_release, release_digest  # noqa: E402
 
+VAGRANTFILE_DIR = Path(__file__).resolve().parents[1]  # lab/Vagrantfile ships with reglab
 VBOX_NETWORKS = Path("/etc/vbox/networks.conf")
 VBOX_DEFAULT_RANGE = ipaddress.ip_network("192.168.56.0/21")
 VAGRANT_MISSING = "vagrant is not installed; on Debian or Ubuntu: apt-get install --no-install-recommends vagrant"
@@ -129,6 +131,10 @@ class VagrantProvider:
         env = dict(os.environ)
         env.update(
             REGLAB_LAB=str(lab.source),
+            REGLAB_STATE_DIR=str(lab.state_dir),
+            # reglab's own Vagrantfile, whichever folder the lab file is in; this lab's machine data.
+            VAGRANT_CWD=str(VAGRANTFILE_DIR),
+            VAGRANT_DOTFILE_PATH=str(lab.state_dir / "vagrant"),
             REGLAB_PROVIDER=lab.provider,
             VAGRANT_DEFAULT_PROVIDER=lab.provider,
             VAGRANT_CHECKPOINT_DISABLE="1",
@@ -141,7 +147,7 @@ class VagrantProvider:
             env["REGLAB_LIBVIRT_DRIVER"] = self.libvirt_driver
         else:
             self.libvirt_driver = None
-        self.vagrant = TimedVagrant(lab.root, env, self.log_dir / "vagrant.log", lab.timeouts.boot)
+        self.vagrant = TimedVagrant(VAGRANTFILE_DIR, env, self.log_dir / "vagrant.log", lab.timeouts.boot)
         self.host = Host(machine_logger(self.log_dir, "host"), redactor, lab.timeouts.command)
 
     @property
@@ -218,11 +224,40 @@ class VagrantProvider:
             self.vagrant.env["REGLAB_BOX_VERSION"] = WARM_BOX_VERSION
 
     def leftovers(self, states: dict[str, str]) -> list[str]:
-        """Containers of this lab that Vagrant no longer knows (its data was lost, or another
-        checkout made them) would block `vagrant up` by their names: remove them first."""
-        if self.lab.provider != "docker" or any(state != "not_created" for state in states.values()):
+        """Containers of this lab that Vagrant no longer knows (its data was lost) would block
+        `vagrant up` by their names: remove them first. Another lab's (the same name or subnet
+        from another folder) are never touched: that is refused, with what to change."""
+        if self.lab.provider != "docker":
+            return []
+        self.refuse_shared()
+        if any(state != "not_created" for state in states.values()):
             return []
         return self.remove_docker_leftovers()
+
+    def _containers(self, where: str) -> list[tuple[str, str, str]]:
+        """(id, lab name, state folder) of the containers a `docker ps` filter selects."""
+        form = '{{.ID}}\t{{.Label "org.reglab.lab"}}\t{{.Label "org.reglab.state"}}'
+        out = self.host.run(f"docker ps -a --filter {shlex.quote(where)} --format {shlex.quote(form)}",
+                            warn=True).stdout
+        return [tuple((line.split("\t") + ["", ""])[:3]) for line in out.splitlines() if line.strip()]
+
+    def _ours(self, state: str) -> bool:
+        # Containers an older reglab made carry no state label: this lab's by name.
+        return state in ("", str(self.lab.state_dir))
+
+    def refuse_shared(self) -> None:
+        """Two labs must not share a name (container names) or a subnet (Docker's network)."""
+        theirs = [c for c in self._containers(f"label=org.reglab.lab={self.lab.name}") if not self._ours(c[2])]
+        if theirs:
+            folder = Path(theirs[0][2]).parent.parent  # the state folder is FOLDER/.lab/NAME
+            raise LabError(f"the lab name {self.lab.name!r} is already used by the lab in {folder} (its machines "
+                           f"exist); give this lab another `name` in {self.lab.source}")
+        network = f"vagrant_network_{self.lab.network}"
+        theirs = [c for c in self._containers(f"network={network}") if not self._ours(c[2]) or c[1] != self.lab.name]
+        if theirs:
+            other = theirs[0][1] or "a container reglab did not make"
+            raise LabError(f"the subnet {self.lab.network} is already used by {other!r}; give this lab machines "
+                           f"on another /24 in {self.lab.source}")
 
     # -- machines ------------------------------------------------------------------
     def up(self, names: Sequence[str] = ()) -> list[Machine]:
@@ -301,16 +336,15 @@ class VagrantProvider:
         return []
 
     def remove_docker_leftovers(self) -> list[str]:
-        """Containers labelled with this lab, and Vagrant's network on the lab's subnet."""
+        """This lab's containers, and Vagrant's network on its subnet unless another lab's use it."""
         removed = []
-        label = f"label=org.reglab.lab={self.lab.name}"
-        ids = self.host.run(f"docker ps -aq --filter {label}", warn=True).stdout.split()
+        ids = [c[0] for c in self._containers(f"label=org.reglab.lab={self.lab.name}") if self._ours(c[2])]
         if ids:
             self.host.run("docker rm -f -v " + " ".join(ids))
             removed += [f"container {i}" for i in ids]
         network = f"vagrant_network_{self.lab.network}"
         exists = self.host.run(f"docker network inspect {network!r}", warn=True).ok
-        if exists:
+        if exists and not self._containers(f"network={network}"):
             self.host.run(f"docker network rm {network!r}")
             removed.append(f"network {network}")
         return removed

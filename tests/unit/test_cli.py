@@ -115,7 +115,7 @@ def test_bad_lab_file_is_one_error_line(tmp_path: Path, text: str, key_path: str
     assert code == 2
     assert out == ""
     assert_one_error_line(err, f"{path}: {key_path}")
-    assert not (tmp_path / ".lab").exists()  # nothing written for a lab that does not load
+    assert not (tmp_path / ".lab" / "reglab").exists()  # nothing written for a lab that does not load
 
 
 def test_missing_lab_file(tmp_path: Path) -> None:
@@ -217,7 +217,7 @@ def test_steps_lists_every_step_not_run(tmp_path: Path, machines: dict[str, str]
     rows = out.splitlines()
     assert [row.split()[0] for row in rows] == STEP_IDS
     assert all(row.split(None, 1)[1].startswith("not run ") for row in rows), out
-    assert (tmp_path / ".lab" / "secrets.yml").is_file()  # the generated password lives beside the lab file
+    assert (tmp_path / ".lab" / "reglab" / "secrets.yml").is_file()  # the generated password lives beside the lab file
 
 
 def _statuses(out: str) -> dict[str, str]:
@@ -237,8 +237,8 @@ def test_steps_show_results_only_for_the_machines_they_were_taken_on(
     tmp_path: Path, machines: dict[str, str], client_state: str, client_id: str, hosts: str, note: str
 ) -> None:
     path = lab_file(tmp_path)
-    (tmp_path / ".lab").mkdir()
-    (tmp_path / ".lab" / "state.json").write_text(
+    (tmp_path / ".lab" / "reglab").mkdir(parents=True)
+    (tmp_path / ".lab" / "reglab" / "state.json").write_text(
         '{"steps": {"hosts": {"status": "pass"}, "tls": {"status": "pass"}}, '
         f'"machines": {{"registry": "id-r1", "client": "{client_id}"}}}}')
     machines.update(registry="running", client=client_state)
@@ -256,12 +256,12 @@ def test_a_corrupt_state_file_is_set_aside_and_down_still_works(tmp_path: Path, 
 
     monkeypatch.setattr(Lifecycle, "down", lambda self: [])
     path = lab_file(tmp_path)
-    (tmp_path / ".lab").mkdir()
-    (tmp_path / ".lab" / "state.json").write_text('{"steps": {"hosts": {"stat')
+    (tmp_path / ".lab" / "reglab").mkdir(parents=True)
+    (tmp_path / ".lab" / "reglab" / "state.json").write_text('{"steps": {"hosts": {"stat')
     code, out, err = reglab("--lab", str(path), "down")
     assert code == 0, err
     assert "set aside as state.json.corrupt" in err
-    assert (tmp_path / ".lab" / "state.json.corrupt").exists()
+    assert (tmp_path / ".lab" / "reglab" / "state.json.corrupt").exists()
 
 
 def test_show_basic_auth_never_prints_the_password(tmp_path: Path) -> None:
@@ -304,7 +304,7 @@ def test_show_tls_modern(tmp_path: Path) -> None:
     assert "listen 443 ssl;" in out
     assert "ssl on;" not in [line.strip() for line in out.splitlines()]
     assert "openssl genrsa" not in out
-    assert ".lab/pki/" in out
+    assert ".lab/NAME/pki/" in out
 
 
 # --- interrupts: Ctrl-C, SIGTERM and SIGHUP are exit 130, recorded, never a traceback -------
@@ -343,7 +343,7 @@ def test_a_signal_during_a_phase_is_exit_130_and_recorded(
         "reglab: interrupted during boot. Machines may still be running: `reglab status` shows them, "
         "`reglab down` removes them."
     )
-    state = json.loads((tmp_path / ".lab" / "state.json").read_text())
+    state = json.loads((tmp_path / ".lab" / "reglab" / "state.json").read_text())
     assert state["interrupted"]["phase"] == "boot"
     assert state["interrupted"]["command"] == "up"
     assert datetime.fromisoformat(state["interrupted"]["at"]).tzinfo is not None
@@ -358,7 +358,7 @@ def test_an_interrupt_outside_any_phase_still_says_what_to_do(tmp_path: Path, mo
     assert code == 130
     assert err == ("reglab: interrupted. Machines may still be running: `reglab status` shows them, "
                    "`reglab down` removes them.\n")
-    state = json.loads((tmp_path / ".lab" / "state.json").read_text())
+    state = json.loads((tmp_path / ".lab" / "reglab" / "state.json").read_text())
     assert state["interrupted"]["phase"] is None
     assert state["interrupted"]["command"] == "show"
 
@@ -376,7 +376,7 @@ def test_status_without_vagrant_is_one_error_line(tmp_path: Path, monkeypatch: p
 
 
 def test_a_file_reglab_cannot_read_is_one_error_line_naming_it(tmp_path: Path) -> None:
-    state = tmp_path / ".lab" / "state.json"
+    state = tmp_path / ".lab" / "reglab" / "state.json"
     state.mkdir(parents=True)  # a folder where the state file goes
     code, _, err = reglab("--lab", str(lab_file(tmp_path)), "steps")
     assert code == 2
@@ -400,7 +400,7 @@ def test_the_cli_gives_the_lab_lock_back_when_a_command_ends(tmp_path: Path, mac
 
     path = lab_file(tmp_path)
     assert reglab("--lab", str(path), "steps")[0] == 0
-    fd = os.open(tmp_path / ".lab" / "lock", os.O_RDWR)
+    fd = os.open(tmp_path / ".lab" / "reglab" / "lock", os.O_RDWR)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # raises BlockingIOError if still held
     finally:
@@ -435,7 +435,7 @@ def test_run_passes_keep_going_down_to_the_engine(
     assert code == 1, err
     assert calls == [{"solve": True, "keep_going": keep_going}]
     assert ("bridge:   the modern solution was applied" in out) is keep_going
-    assert (tmp_path / ".lab" / "reports" / "as-written.json").exists()
+    assert (tmp_path / ".lab" / "reglab" / "reports" / "as-written.json").exists()
 
 
 def test_keep_going_is_a_flag_of_run_only(tmp_path: Path) -> None:
@@ -457,7 +457,7 @@ def test_report_writes_the_maintainers_report_and_the_readme_table_from_the_runs
     pull = StepResult("server-pull", "Pull", Status.FAIL, seen="no basic auth credentials",
                       diagnosis=cause_by_id("no-basic-auth"), bridged=True,
                       looks=[Look("no-basic-auth", Status.FAIL, diagnosis=cause_by_id("name-not-pushed"))])
-    reports = tmp_path / ".lab" / "reports"
+    reports = tmp_path / ".lab" / "reglab" / "reports"
     write_reports(RunResult("as-written", datetime.now().astimezone(), [pull]), reports)
     readme = tmp_path / "README.md"
     readme.write_text(f"# lab\n{README_START}\nold\n{README_END}\n")

@@ -35,7 +35,7 @@ def test_shipped_lab_file_has_the_tutorials_values() -> None:
     lab = load(SHIPPED, environ={})
     assert lab.source == SHIPPED
     assert lab.root == PROJECT
-    assert lab.state_dir == PROJECT / ".lab"
+    assert lab.state_dir == PROJECT / ".lab" / "reglab"
     assert lab.name == "reglab"
     assert lab.provider == "docker"
     assert lab.edition == "modern"

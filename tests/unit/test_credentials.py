@@ -58,7 +58,7 @@ def test_generates_a_password_once_into_secrets_yml(tmp_path: Path) -> None:
     assert lab.users[0].password is None
 
     first = resolve_passwords(lab)
-    path = tmp_path / ".lab" / "secrets.yml"
+    path = tmp_path / ".lab" / "reglab" / "secrets.yml"
     assert secrets_path(lab) == path
     assert path.is_file()
     assert _mode(path) == 0o600
@@ -112,7 +112,7 @@ def test_a_new_user_is_added_without_changing_the_others(tmp_path: Path) -> None
 def test_loose_secrets_file_is_tightened(tmp_path: Path) -> None:
     lab = make_lab(tmp_path)
     path = secrets_path(lab)
-    path.parent.mkdir()
+    path.parent.mkdir(parents=True)
     path.write_text("student: kept-from-before\n")
     os.chmod(path, 0o644)
     resolved = resolve_passwords(lab)
@@ -128,7 +128,7 @@ def test_loose_secrets_file_is_tightened(tmp_path: Path) -> None:
 def test_broken_secrets_file_is_a_config_error(tmp_path: Path, text: str, words: str) -> None:
     lab = make_lab(tmp_path)
     path = secrets_path(lab)
-    path.parent.mkdir()
+    path.parent.mkdir(parents=True)
     path.write_text(text)
     with pytest.raises(ConfigError) as info:
         resolve_passwords(lab)
@@ -139,7 +139,7 @@ def test_broken_secrets_file_is_a_config_error(tmp_path: Path, text: str, words:
 def _stored(tmp_path: Path, content: str | bytes) -> tuple[Lab, Path]:
     lab = make_lab(tmp_path)
     path = secrets_path(lab)
-    path.parent.mkdir()
+    path.parent.mkdir(parents=True)
     if isinstance(content, bytes):
         path.write_bytes(content)
     else:
@@ -171,7 +171,7 @@ def test_bad_stored_password_is_a_config_error_naming_file_and_user(
         resolve_passwords(lab)
     message = str(info.value)
     assert message.startswith(f"{path}: student: expected "), message
-    assert ".lab/secrets.yml" in message
+    assert ".lab/reglab/secrets.yml" in message
     for word in words:
         assert word in message, f"{word!r} not in {message!r}"
     assert path.read_text() == text  # nothing rewritten
@@ -205,7 +205,7 @@ def test_planted_link_at_a_temporary_name_is_never_followed(tmp_path: Path) -> N
     """A fixed `secrets.yml.tmp` name let a planted link redirect the new secret elsewhere."""
     lab = make_lab(tmp_path)
     path = secrets_path(lab)
-    path.parent.mkdir()
+    path.parent.mkdir(parents=True)
     victim = tmp_path / "victim"
     victim.write_text("untouched\n")
     (path.parent / "secrets.yml.tmp").symlink_to(victim)
@@ -218,7 +218,7 @@ def test_planted_link_at_a_temporary_name_is_never_followed(tmp_path: Path) -> N
 def test_link_at_secrets_yml_is_refused_not_followed(tmp_path: Path) -> None:
     lab = make_lab(tmp_path)
     path = secrets_path(lab)
-    path.parent.mkdir()
+    path.parent.mkdir(parents=True)
     elsewhere = tmp_path / "elsewhere.yml"
     elsewhere.write_text("student: chosen-by-someone-else\n")
     os.chmod(elsewhere, 0o644)
@@ -238,7 +238,7 @@ def test_secrets_in_a_folder_others_can_write_are_refused(tmp_path: Path) -> Non
 
 def test_secrets_file_is_not_read_when_every_password_is_given(tmp_path: Path) -> None:
     lab = make_lab(tmp_path, "users:\n  - name: ann\n    password: given-in-file\n")
-    secrets_path(lab).parent.mkdir()
+    secrets_path(lab).parent.mkdir(parents=True)
     secrets_path(lab).write_text("[broken\n")
     assert resolve_passwords(lab).users[0].password == "given-in-file"
 
@@ -587,7 +587,7 @@ def test_write_private_ignores_a_permissive_umask(tmp_path: Path) -> None:
 def test_null_password_in_secrets_file_is_regenerated(tmp_path: Path) -> None:
     lab = make_lab(tmp_path)
     path = secrets_path(lab)
-    path.parent.mkdir()
+    path.parent.mkdir(parents=True)
     path.write_text("student:\n")
     password = resolve_passwords(lab).users[0].password
     assert password not in (None, "", "None")

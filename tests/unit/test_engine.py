@@ -24,7 +24,7 @@ IDS = [s.id for s in SHIPPED.steps]
 
 @pytest.fixture
 def state(tmp_path: Path) -> State:
-    return State(tmp_path / ".lab" / "state.json")
+    return State(tmp_path / ".lab" / "reglab" / "state.json")
 
 
 def engine(state: State) -> Engine:
@@ -237,7 +237,7 @@ class _Ctx:
         from types import SimpleNamespace
 
         self.captured: dict[str, str] = {}
-        self.lab = SimpleNamespace(state_dir=lab_dir / ".lab")
+        self.lab = SimpleNamespace(state_dir=lab_dir / ".lab" / "reglab")
 
     def machine(self, name: str) -> str:
         return name
@@ -265,7 +265,7 @@ def test_step_logs_are_the_labs_own_paths_not_relative_ones(state: State, tmp_pa
     """Item 15: `.lab/logs/...` printed relative to the current folder pointed nowhere elsewhere."""
     run = Engine(SHIPPED, ctx=_Ctx(tmp_path), state=state, progress=Progress(quiet=True))  # type: ignore[arg-type]
     logs = run._logs(SHIPPED.step("hosts"))
-    assert logs == [str(tmp_path / ".lab" / "logs" / "registry.log"), str(tmp_path / ".lab" / "logs" / "client.log")]
+    assert logs == [str(tmp_path / ".lab" / "reglab" / "logs" / "registry.log"), str(tmp_path / ".lab" / "reglab" / "logs" / "client.log")]  # noqa: E501
 
 
 def test_an_unknown_os_is_the_same_usage_error_on_the_engines_path(tmp_path: Path) -> None:

@@ -97,7 +97,7 @@ def fake_vagrant(tmp_path: Path, body: str) -> Path:
 
 def make_vagrant(tmp_path: Path, body: str, timeout: int = 10) -> TimedVagrant:
     (tmp_path / "Vagrantfile").write_text("# not read by the fake\n")
-    tv = TimedVagrant(tmp_path, dict(os.environ), tmp_path / ".lab" / "logs" / "vagrant.log", timeout)
+    tv = TimedVagrant(tmp_path, dict(os.environ), tmp_path / ".lab" / "reglab" / "logs" / "vagrant.log", timeout)
     tv._vagrant_exe = str(fake_vagrant(tmp_path, body))
     return tv
 

@@ -89,7 +89,10 @@ def _environment(home: Path, **extra: str) -> dict[str, str]:
 def _start(root: Path, name: str, args: list[str], lab_text: str | None = None, **env: str) -> Run:
     work = root / name
     work.mkdir()
+    # The top-level Vagrantfile (plain `vagrant`) loads the one that ships with reglab.
     shutil.copy(PROJECT / "Vagrantfile", work / "Vagrantfile")
+    (work / "lab").mkdir()
+    shutil.copy(PROJECT / "lab" / "Vagrantfile", work / "lab" / "Vagrantfile")
     if lab_text is None:
         shutil.copy(PROJECT / "lab.yml", work / "lab.yml")
     else:
