@@ -28,7 +28,7 @@ from lab.config import DuplicateKeyError, StrictLoader, decode_utf8
 from lab.errors import ConfigError
 
 MAX_STUDENTS = 250  # one /24 each from the class pool, and about as many labs as one host could ever boot
-_ID = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,14}[a-z0-9])?")
+STUDENT_ID = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,14}[a-z0-9])?")
 _ID_RULE = ("expected 1 to 16 lower-case letters, digits or '-', starting and ending with a letter or digit "
             "(it names the student's lab and registry user, and begins their registry's domain)")
 _COUNT = re.compile(r"[+-]?[0-9]+")
@@ -189,7 +189,7 @@ def _checked(entries: list[_Entry], source: str) -> list[Student]:
         student_id = given.strip().lower()
         if not student_id:
             raise ConfigError(source, f"{where}: id", "missing: every student needs an id")
-        if not _ID.fullmatch(student_id):
+        if not STUDENT_ID.fullmatch(student_id):
             raise ConfigError(source, f"{where}: id", f"{given.strip()!r} is not a usable student id: {_ID_RULE}")
         if student_id in first:
             raise ConfigError(source, f"{where}: id", f"{student_id!r} is already the id of the student at "
