@@ -64,13 +64,13 @@ def truncate_lines(text: str, limit: int = SEEN_LINES) -> str:
     return "\n".join([f"[... {omitted} earlier lines omitted ...]", *lines[-limit:]])
 
 
-def _clean(text: str) -> str:
+def clean_output(text: str) -> str:
     """Output as a reader should see it: no terminal colors, only the tail."""
     return truncate_lines(_ANSI_ESCAPE.sub("", text))
 
 
 def _seen(step: StepResult) -> str:
-    return _clean(step.seen)
+    return clean_output(step.seen)
 
 
 def _cause_ids(step: StepResult) -> str:
@@ -225,13 +225,14 @@ def render_markdown(result: RunResult) -> str:
 
 def _md_attempt(expected: str, seen: str, diagnosis: Cause | None) -> list[str]:
     """One failure's details: what was expected, what was seen, its cause and fix."""
-    lines = [f"- expected: {expected or '(not recorded)'}", "- seen:", "", _md_fence(_clean(seen) or "(nothing)"), ""]
+    lines = [f"- expected: {expected or '(not recorded)'}", "- seen:", "",
+             _md_fence(clean_output(seen) or "(nothing)"), ""]
     if diagnosis:
         return [*lines, f"- likely cause: {diagnosis.cause}", f"- fix: {diagnosis.fix}"]
     return [*lines, "- likely cause: unknown (no known cause matched)"]
 
 
-def _xml_text(text: str) -> str:
+def xml_text(text: str) -> str:
     """Drop characters XML 1.0 cannot hold (ANSI escapes in tool output, for one)."""
     return _XML_INVALID.sub("", text)
 
@@ -246,10 +247,10 @@ def _failure_text(step: StepResult) -> str:
     for look in step.looks:
         parts.append(look_heading(look))
         if look.status is Status.FAIL:
-            parts += [f"expected: {look.expected}", "seen:", _clean(look.seen)]
+            parts += [f"expected: {look.expected}", "seen:", clean_output(look.seen)]
             if look.diagnosis:
                 parts.append(format_diagnosis(look.diagnosis))
-    return _xml_text("\n".join(parts))
+    return xml_text("\n".join(parts))
 
 
 def render_junit(result: RunResult) -> str:
@@ -283,7 +284,7 @@ def render_junit(result: RunResult) -> str:
             properties = ET.SubElement(case, "properties")
             for name, value in (("bridged", str(step.bridged).lower()), ("bridge_error", step.bridge_error),
                                 ("bridge_failed", step.bridge_failed)):
-                ET.SubElement(properties, "property", {"name": name, "value": _xml_text(value)})
+                ET.SubElement(properties, "property", {"name": name, "value": xml_text(value)})
         if step.status is Status.FAIL:
             message = (
                 f"likely cause: {step.diagnosis.cause}"
@@ -294,7 +295,7 @@ def render_junit(result: RunResult) -> str:
                 case,
                 "failure",
                 {
-                    "message": _xml_text(message),
+                    "message": xml_text(message),
                     "type": step.diagnosis.id if step.diagnosis else "check-failed",
                 },
             )
@@ -327,7 +328,7 @@ def _html_attempt(expected: str, seen: str, diagnosis: Cause | None) -> list[str
     parts = [
         f"<p><b>expected:</b> {e(expected or '(not recorded)')}</p>",
         "<p><b>seen:</b></p>",
-        f"<pre>{e(_clean(seen) or '(nothing)')}</pre>",
+        f"<pre>{e(clean_output(seen) or '(nothing)')}</pre>",
     ]
     if diagnosis:
         return [*parts, f"<p><b>likely cause:</b> {e(diagnosis.cause)}</p>", f"<p><b>fix:</b> {e(diagnosis.fix)}</p>"]
@@ -682,7 +683,7 @@ def _why_lines(step: StepResult) -> list[str]:
         if cause:
             lines.append(f"{after}{cause.id}: {cause.cause} Fix: {cause.fix}")
         else:
-            last = next((line for line in reversed(_clean(seen).splitlines()) if line.strip()), "(nothing)")
+            last = next((line for line in reversed(clean_output(seen).splitlines()) if line.strip()), "(nothing)")
             lines.append(f"{after}a cause reglab does not know: expected {expected or '(not recorded)'}; saw {last}")
     for look in step.looks:
         if look.error:

@@ -1,0 +1,194 @@
+"""The gradebook: what CSV and JUnit readers get back, in roster and scenario order, redacted, owner-only."""
+
+import csv
+import io
+import os
+import stat
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from lab.credentials import MASK, Redactor
+from lab.gradebook import CSV_COLUMNS, Grade, summary, write_gradebook
+
+STUDENTS = ["s01", "s02", "s03"]
+STEPS = ["local-registry", "hosts", "tls"]
+AT = "2026-12-01T09:30:00+00:00"
+SECRET = "correct-horse-battery"
+
+
+def grades() -> list[Grade]:
+    """A class mid-lesson, in the order checks finished (not roster order)."""
+    return [
+        Grade("s02", "hosts", "fail", 1.25, AT, "hosts-missing: the registry's name does not resolve",
+              "s02.myregistrydomain.com resolves to 10.77.1.10", "getent: exit status 2"),
+        Grade("s01", "tls", "pass", 3.5, AT),
+        Grade("s01", "local-registry", "pass", 2.0, AT),
+        Grade("s03", "local-registry", "unreachable", 10.0, AT, "ssh: the client does not answer",
+              "the machine answers over SSH", "Connection timed out"),
+        Grade("s01", "hosts", "pass", 0.5, AT),
+        Grade("s02", "local-registry", "pass", 2.5, AT),
+    ]
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    return list(csv.DictReader(io.StringIO(path.read_text(encoding="utf-8"), newline="")))
+
+
+def test_csv_has_one_row_per_student_and_step_in_roster_and_scenario_order(tmp_path: Path) -> None:
+    paths = write_gradebook(grades(), tmp_path, students=STUDENTS, steps=STEPS)
+    rows = read_csv(paths["csv"])
+    assert tuple(rows[0]) == CSV_COLUMNS
+    assert [(r["student"], r["step"]) for r in rows] == [(s, step) for s in STUDENTS for step in STEPS]
+    failed = rows[4]
+    assert failed == {
+        "student": "s02", "step": "hosts", "result": "fail", "seconds": "1.25", "checked_at": AT,
+        "cause": "hosts-missing: the registry's name does not resolve",
+        "expected": "s02.myregistrydomain.com resolves to 10.77.1.10", "seen": "getent: exit status 2",
+    }
+
+
+def test_a_step_never_graded_is_a_not_checked_row(tmp_path: Path) -> None:
+    rows = read_csv(write_gradebook(grades(), tmp_path, students=STUDENTS, steps=STEPS)["csv"])
+    s02_tls = rows[5]
+    assert (s02_tls["student"], s02_tls["step"], s02_tls["result"], s02_tls["checked_at"]) == (
+        "s02", "tls", "not-checked", "")
+
+
+def test_without_orders_the_grades_own_order_is_kept(tmp_path: Path) -> None:
+    rows = read_csv(write_gradebook(grades(), tmp_path)["csv"])
+    assert list(dict.fromkeys(r["student"] for r in rows)) == ["s02", "s01", "s03"]
+    assert [r["step"] for r in rows[:3]] == ["hosts", "tls", "local-registry"]
+
+
+def test_a_re_check_replaces_the_earlier_grade(tmp_path: Path) -> None:
+    again = [*grades(), Grade("s02", "hosts", "pass", 0.9, "2026-12-01T09:45:00+00:00")]
+    rows = read_csv(write_gradebook(again, tmp_path, students=STUDENTS, steps=STEPS)["csv"])
+    assert rows[4]["result"] == "pass" and rows[4]["checked_at"] == "2026-12-01T09:45:00+00:00"
+    assert len(rows) == 9
+
+
+def test_csv_cells_a_spreadsheet_would_run_as_formulas_are_quoted(tmp_path: Path) -> None:
+    """`seen` comes from a student's machine: it must not run in the instructor's spreadsheet."""
+    evil = Grade("s01", "hosts", "fail", 1.0, AT, "@SUM(A1)", "=1+1", '=HYPERLINK("http://x.invalid","a")')
+    row = read_csv(write_gradebook([evil], tmp_path)["csv"])[0]
+    assert row["cause"] == "'@SUM(A1)"
+    assert row["expected"] == "'=1+1"
+    assert row["seen"].startswith("'=HYPERLINK")
+
+
+def test_junit_xml_is_well_formed_with_a_suite_per_student(tmp_path: Path) -> None:
+    root = ET.parse(write_gradebook(grades(), tmp_path, students=STUDENTS, steps=STEPS)["xml"]).getroot()
+    assert root.tag == "testsuites"
+    assert (root.get("tests"), root.get("failures"), root.get("errors"), root.get("skipped")) == ("9", "1", "1", "3")
+    suites = root.findall("testsuite")
+    assert [s.get("name") for s in suites] == STUDENTS
+    for suite in suites:
+        cases = suite.findall("testcase")
+        assert [c.get("name") for c in cases] == STEPS
+        assert {c.get("classname") for c in cases} == {suite.get("name")}
+    s01 = suites[0]
+    assert (s01.get("tests"), s01.get("failures"), s01.get("errors"), s01.get("time")) == ("3", "0", "0", "6.000")
+    assert all(len(case.findall("failure") + case.findall("error") + case.findall("skipped")) == 0
+               for case in s01.findall("testcase"))
+
+
+def test_junit_failure_carries_the_cause_and_what_was_expected_and_seen(tmp_path: Path) -> None:
+    root = ET.parse(write_gradebook(grades(), tmp_path, students=STUDENTS, steps=STEPS)["xml"]).getroot()
+    hosts = root.find("testsuite[@name='s02']/testcase[@name='hosts']")
+    assert hosts is not None
+    failure = hosts.find("failure")
+    assert failure is not None
+    assert failure.get("message") == "hosts-missing: the registry's name does not resolve"
+    assert failure.text is not None
+    assert "expected: s02.myregistrydomain.com resolves to 10.77.1.10" in failure.text
+    assert "getent: exit status 2" in failure.text
+    prop = hosts.find("properties/property[@name='checked_at']")
+    assert prop is not None and prop.get("value") == AT
+    assert root.find("testsuite[@name='s02']/testcase[@name='tls']/skipped") is not None
+
+
+def test_an_unreachable_machine_is_a_junit_error_not_a_failure(tmp_path: Path) -> None:
+    root = ET.parse(write_gradebook(grades(), tmp_path, students=STUDENTS, steps=STEPS)["xml"]).getroot()
+    case = root.find("testsuite[@name='s03']/testcase[@name='local-registry']")
+    assert case is not None and case.find("failure") is None
+    error = case.find("error")
+    assert error is not None and error.get("message") == "ssh: the client does not answer"
+    assert error.text is not None and "Connection timed out" in error.text
+
+
+def test_terminal_colors_and_control_characters_in_seen_keep_the_xml_well_formed(tmp_path: Path) -> None:
+    grade = Grade("s01", "tls", "fail", 1.0, AT, "", "a certificate", "\x1b[31mx509: bad\x1b[0m\x00\x07")
+    paths = write_gradebook([grade], tmp_path)
+    failure = ET.parse(paths["xml"]).getroot().find("testsuite/testcase/failure")
+    assert failure is not None and failure.text is not None
+    assert "x509: bad" in failure.text and "\x1b" not in failure.text
+    assert failure.get("message") == "expected: a certificate"  # no cause known: what was expected
+    assert read_csv(paths["csv"])[0]["seen"] == "x509: bad\x00\x07"
+
+
+def test_long_output_is_clipped_to_its_end(tmp_path: Path) -> None:
+    seen = "\n".join(f"line {n}" for n in range(1, 201))
+    row = read_csv(write_gradebook([Grade("s01", "tls", "fail", seen=seen)], tmp_path)["csv"])[0]
+    assert row["seen"].endswith("line 200") and "line 100\n" not in row["seen"]
+    assert "earlier lines omitted" in row["seen"]
+
+
+def test_secrets_are_redacted_in_both_files(tmp_path: Path) -> None:
+    leaky = Grade("s01", "client-login", "fail", 1.0, AT, f"bad-login: {SECRET} refused",
+                  f"docker login with {SECRET}", f"Password: {SECRET}\nError: unauthorized")
+    paths = write_gradebook([leaky], tmp_path, Redactor([SECRET]))
+    for path in paths.values():
+        text = path.read_text()
+        assert SECRET not in text
+        assert MASK in text
+    assert read_csv(paths["csv"])[0]["seen"] == f"Password: {MASK}\nError: unauthorized"
+
+
+def test_without_a_redactor_nothing_is_masked(tmp_path: Path) -> None:
+    """The control for the test above: the secret does reach the file when nobody redacts."""
+    paths = write_gradebook([Grade("s01", "tls", "fail", seen=SECRET)], tmp_path)
+    assert SECRET in paths["csv"].read_text()
+
+
+def test_gradebook_files_are_owner_only_whatever_the_umask(tmp_path: Path) -> None:
+    (tmp_path / "gradebook.csv").write_text("old")
+    os.chmod(tmp_path / "gradebook.csv", 0o644)
+    old_umask = os.umask(0)
+    try:
+        paths = write_gradebook(grades(), tmp_path / "class")
+        paths.update({"old": write_gradebook(grades(), tmp_path)["csv"]})
+    finally:
+        os.umask(old_umask)
+    for path in paths.values():
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+    assert sorted(p.name for p in (tmp_path / "class").iterdir()) == ["gradebook.csv", "gradebook.xml"]
+
+
+def test_a_grade_with_an_unknown_status_is_refused() -> None:
+    with pytest.raises(ValueError, match="status must be one of"):
+        Grade("s01", "tls", "passed")
+
+
+def test_summary_shows_each_student_step_and_pass_count() -> None:
+    text = summary(grades(), students=STUDENTS, steps=STEPS)
+    lines = text.splitlines()
+    assert lines[0].split() == ["student", "1", "2", "3", "passed"]
+    assert lines[1].split() == ["s01", "P", "P", "P", "3/3"]
+    assert lines[2].split() == ["s02", "P", "F", "-", "1/3"]
+    assert lines[3].split() == ["s03", "!", "-", "-", "0/3"]
+    assert "1 local-registry" in text and "3 tls" in text
+    assert "P pass  F fail  - not checked  ! unreachable" in text
+
+
+def test_summary_columns_stay_aligned_past_nine_steps() -> None:
+    steps = [f"step{n}" for n in range(1, 12)]
+    text = summary([Grade("s01", "step11", "pass")], students=["s01", "s0002"], steps=steps)
+    header, first, second = text.splitlines()[:3]
+    assert header.index(" 11 ") + 1 == first.index("P")
+    assert header.index("passed") == first.index("1/11") == second.index("0/11")
+
+
+def test_summary_of_nothing_says_so() -> None:
+    assert summary([]) == "no grades\n"
