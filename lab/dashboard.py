@@ -25,7 +25,7 @@ from typing import Protocol
 
 import flask
 from markupsafe import Markup
-from werkzeug.serving import make_server
+from werkzeug.serving import WSGIRequestHandler, make_server
 
 from lab import clip
 from lab.errors import LabError
@@ -276,10 +276,15 @@ def create_app(
         return flask.jsonify({"started": refresher.start(student)}), 202
 
     if every is not None:
-        threading.Thread(
-            target=_periodic, args=(refresher, every, stop), name="reglab-every", daemon=True
-        ).start()
+        threading.Thread(target=_periodic, args=(refresher, every, stop), name="reglab-every", daemon=True).start()
     return app
+
+
+class _QuietHandler(WSGIRequestHandler):
+    """No access log: the page polls twice a second while checks run, which would flood the terminal."""
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        pass
 
 
 def serve(
@@ -312,7 +317,7 @@ def serve(
         raise LabError(f"cannot listen on {bind}:{port}: {exc.strerror or exc}") from exc
     with listener:
         bound = listener.getsockname()[1]
-        server = make_server(bind, bound, app, threaded=True, fd=listener.fileno())
+        server = make_server(bind, bound, app, threaded=True, request_handler=_QuietHandler, fd=listener.fileno())
     server.timeout = 0.2  # how often the loop below looks at `stop`
     try:
         shown = f"[{bind}]" if ":" in bind else bind

@@ -8,6 +8,7 @@ proved while a refresh is genuinely running.
 from __future__ import annotations
 
 import json
+import logging
 import re
 import socket
 import threading
@@ -344,12 +345,15 @@ def test_serve_reports_a_busy_port_as_a_lab_error(board: FakeBoard) -> None:
             serve(board, port=taken.getsockname()[1])
 
 
-def test_serve_on_port_0_announces_a_loopback_url_and_stops_on_the_stop_event(board: FakeBoard) -> None:
+def test_serve_on_port_0_announces_a_loopback_url_and_stops_on_the_stop_event(
+    board: FakeBoard, caplog: pytest.LogCaptureFixture
+) -> None:
     """A real werkzeug server: ready() gets a URL that answers, and setting stop ends serve()."""
     board.grid = {("alice", "hosts"): Cell("pass")}
     stop = threading.Event()
     urls: list[str] = []
     thread = threading.Thread(target=serve, args=(board,), kwargs={"ready": urls.append, "stop": stop}, daemon=True)
+    caplog.set_level(logging.INFO, logger="werkzeug")
     thread.start()
     try:
         assert poll(lambda: urls, timeout=5, interval=0.02), "ready() was never called"
@@ -367,5 +371,6 @@ def test_serve_on_port_0_announces_a_loopback_url_and_stops_on_the_stop_event(bo
     assert data["rows"][0]["cells"][0]["status"] == "pass"
     assert started == (202, {"started": True})
     assert not thread.is_alive(), "serve() did not return after the stop event"
+    assert not [r for r in caplog.records if "GET /api/grid" in r.getMessage()], "the page's polling floods the log"
     with pytest.raises(OSError):
         urllib.request.urlopen(url, timeout=2)
