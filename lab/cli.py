@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ipaddress
 import os
 import shutil
 import signal
@@ -24,6 +25,7 @@ from typing import TextIO
 
 from lab import boxes, config, report
 from lab.boxes import PROVIDERS as BOX_PROVIDERS
+from lab.classroom import CHECK_TIMEOUT, JOBS, ClassBoard, Classroom, Outcome, roster_name
 from lab.cleanup import reset
 from lab.config import EDITIONS, IMAGE_SOURCES, OS_FAMILIES, PROVIDERS
 from lab.diagnosis import format_diagnosis
@@ -31,6 +33,7 @@ from lab.errors import ExitStatus, LabError, LabFailure
 from lab.progress import Progress
 from lab.providers import MachineStatus
 from lab.results import RunResult, Status, StepResult
+from lab.roster import load_roster
 from lab.session import Session
 from lab.teaching import instructions
 
@@ -88,6 +91,30 @@ def build_parser(out: TextIO | None = None, err: TextIO | None = None) -> argpar
     rep = sub.add_parser("report", help="print the last run's report per edition, write the maintainer's report "
                                         "(both editions side by side); --readme updates README.md")
     rep.add_argument("--readme", type=Path, nargs="?", const=Path("README.md"))
+    klass = sub.add_parser("class", help="a class: a lab per student from a roster (up, status, check, reset, "
+                                         "down, bundle, serve)")
+    klass.add_argument("--name", help="the class (up: default the roster file's name; else the only class here)")
+    class_sub = klass.add_subparsers(dest="class_command", required=True, metavar="ACTION")
+    class_up = class_sub.add_parser("up", help="a lab per student of ROSTER (CSV, YAML or a count), booted at once")
+    class_up.add_argument("roster")
+    class_up.add_argument("--pool", help="the private network the labs' /24s come from (default 10.77.0.0/16)")
+    class_up.add_argument("--jobs", type=int, default=JOBS, help=f"labs booted at once (default {JOBS})")
+    class_sub.add_parser("status", help="each student's lab and its machines' state")
+    class_check = class_sub.add_parser("check", help="grade every student's lab (observe-only); write the gradebook")
+    target = class_check.add_mutually_exclusive_group(required=True)
+    target.add_argument("step", nargs="?")
+    target.add_argument("--all", action="store_true")
+    class_check.add_argument("--jobs", type=int, default=8, help="labs graded at once (default 8)")
+    class_check.add_argument("--timeout", type=int, default=CHECK_TIMEOUT,
+                             help=f"seconds before an unanswering lab is a failed row (default {CHECK_TIMEOUT})")
+    class_reset = class_sub.add_parser("reset", help="a student's lab back to the state after provisioning")
+    class_reset.add_argument("student")
+    class_sub.add_parser("down", help="destroy every lab of the class and the students' keys (the gradebook stays)")
+    class_bundle = class_sub.add_parser("bundle", help="what to hand a student: ssh_config, key, registry login")
+    class_bundle.add_argument("student")
+    class_serve = class_sub.add_parser("serve", help="the instructor's dashboard on localhost")
+    class_serve.add_argument("--port", type=int, default=8765)
+    class_serve.add_argument("--every", type=int, help="re-check every N seconds (default: on demand only)")
     image = sub.add_parser("image", help="build images on the host")
     image_sub = image.add_subparsers(dest="image_command", required=True, metavar="ACTION")
     build = image_sub.add_parser("build", help="build an image: node (the machine image) or lab")
@@ -171,6 +198,8 @@ def main(argv: Sequence[str] | None = None, stdout: TextIO | None = None, stderr
 def dispatch(args: argparse.Namespace, out: TextIO, err: TextIO) -> ExitStatus:
     overrides = {"provider": args.provider, "edition": args.edition, "images.source": args.images,
                  "start": "fresh" if args.fresh else None}
+    if args.command == "class":  # many labs: each its own session
+        return class_command(args, out, err)
     if args.command == "box":  # the host's cache only: no machine, no lab state, no lock
         return box_build(config.load(args.lab, overrides=overrides), args, out, Progress(err, quiet=args.quiet))
     # Commands that only read, or hand the terminal over (ssh), do not wait for the lab's lock.
@@ -182,6 +211,88 @@ def dispatch(args: argparse.Namespace, out: TextIO, err: TextIO) -> ExitStatus:
         raise Interrupted(note_interrupted(session, args.command)) from None
     finally:
         session.lock.release()  # main() may be called again in this process (the tests do)
+
+
+def class_command(args: argparse.Namespace, out: TextIO, err: TextIO) -> ExitStatus:
+    """`reglab class ACTION`: one lab per student, from the lab file as the class's base."""
+    progress = Progress(err, quiet=args.quiet)
+    action = args.class_command
+    try:
+        if action == "up":
+            students = load_roster(args.roster)
+            if args.jobs < 1:
+                raise LabError(f"--jobs: expected 1 or more labs at once, got {args.jobs}")
+            pool = None
+            if args.pool:
+                try:
+                    pool = ipaddress.IPv4Network(args.pool)
+                except ValueError as exc:
+                    raise LabError(f"--pool: expected a private IPv4 network like 10.77.0.0/16 ({exc})") from None
+            room = Classroom(args.lab, args.name or roster_name(args.roster), progress)
+            room.enrol(students, pool)
+            wanted = {s.id for s in students}
+            outcomes = room.up([m for m in room.members if m.id in wanted], args.jobs)
+            print_outcomes(outcomes, "lab up", out)
+            for outcome in outcomes:
+                if outcome.ok:
+                    print(f"{outcome.member.id}: bundle in {outcome.value} (`reglab class bundle "
+                          f"{outcome.member.id}` prints it)", file=out)
+            return ExitStatus.OK if all(o.ok for o in outcomes) else ExitStatus.FAILED
+        room = Classroom.open(args.lab, args.name, progress)
+        if action == "status":
+            rows = [("STUDENT", "LAB", "SUBNET", "REGISTRY", "CLIENT")]
+            for outcome in room.status():
+                states = outcome.value or {}
+                member = outcome.member
+                rows.append((member.id, f"{room.name}-{member.id}", str(member.subnet),
+                             states.get("registry", outcome.message or "?"), states.get("client", "?")))
+            print_table(rows, out)
+            return ExitStatus.OK
+        if action == "check":
+            grades = room.check(room.members, None if args.all else args.step, args.jobs, args.timeout)
+            paths = room.write_gradebook(grades)
+            print(room.summary(grades), file=out)
+            print(f"gradebook: {paths['csv']} (also {paths['xml'].name})", file=out)
+            return ExitStatus.OK if grades and all(g.status == "pass" for g in grades) else ExitStatus.FAILED
+        if action == "reset":
+            room.reset(room.member(args.student))
+            print(f"{args.student}: lab reset to the state after provisioning", file=out)
+            return ExitStatus.OK
+        if action == "down":
+            outcomes = room.down()
+            print_outcomes(outcomes, "lab down", out)
+            return ExitStatus.OK if all(o.ok for o in outcomes) else ExitStatus.FAILED
+        if action == "bundle":
+            print(room.bundle(room.member(args.student)), file=out)
+            return ExitStatus.OK
+        if action == "serve":
+            from lab.dashboard import serve
+
+            board = ClassBoard(room)
+            serve(board, port=args.port, every=args.every,
+                  ready=lambda url: print(f"dashboard of class {room.name}: {url} (Ctrl-C stops it)", file=out,
+                                          flush=True))
+            return ExitStatus.OK
+    except KeyboardInterrupt:
+        print("reglab: interrupted. Labs may still be booting or running: `reglab class status` shows them, "
+              "`reglab class down` removes them.", file=err)
+        return ExitStatus.INTERRUPTED
+    raise LabError(f"unknown class action {action!r}")
+
+
+def print_outcomes(outcomes: list[Outcome], what: str, out: TextIO) -> None:
+    rows = [("STUDENT", "RESULT", "SECONDS")]
+    rows += [(o.member.id, "ok" if o.ok else f"FAILED: {o.message}", f"{o.seconds:.1f}") for o in outcomes]
+    print_table(rows, out)
+    failed = sum(not o.ok for o in outcomes)
+    print(f"{what}: {len(outcomes) - failed} of {len(outcomes)} ok" + (f", {failed} failed" if failed else ""),
+          file=out)
+
+
+def print_table(rows: list[tuple[str, ...]], out: TextIO) -> None:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip(), file=out)
 
 
 def note_interrupted(session: Session, command: str) -> str | None:

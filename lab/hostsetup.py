@@ -65,7 +65,11 @@ def dpkg_installed(package: str) -> bool:
     return _ok(["dpkg-query", "-W", "-f=${Status}", package], contains="ok installed", timeout=30)
 
 
-def needs(provider: str) -> list[Need]:
+CHROMIUM = Path("/usr/bin/chromium")  # Debian's, which the dashboard's browser tests drive
+
+
+def needs(provider: str, browser: bool = False) -> list[Need]:
+    """What `provider` needs here; with `browser`, also the browser the dashboard's e2e tests drive."""
     found = [
         Need("vagrant", "vagrant", lambda: shutil.which("vagrant") is not None),
         Need("ssh", "openssh-client", lambda: shutil.which("ssh") is not None),
@@ -77,6 +81,8 @@ def needs(provider: str) -> list[Need]:
         ]
     if provider == "libvirt":
         found += [Need(package, package, lambda p=package: dpkg_installed(p)) for package in LIBVIRT_PACKAGES]
+    if browser:
+        found.append(Need("Chromium (for the dashboard's browser tests)", "chromium", CHROMIUM.exists))
     return found
 
 
@@ -221,11 +227,11 @@ def start_docker(log: Path) -> None:
         raise LabFailure(f"the Docker daemon did not answer within {DOCKER_WAIT}s; see {log}")
 
 
-def setup(provider: str, log_dir: Path, say: Callable[[str], None]) -> str:
+def setup(provider: str, log_dir: Path, say: Callable[[str], None], browser: bool = False) -> str:
     """Make this host ready for `provider`; return what was done, or raise with what to do."""
     if provider == "auto":
         provider = usable_provider()
-    missing = [need for need in needs(provider) if not need.usable()]
+    missing = [need for need in needs(provider, browser) if not need.usable()]
     log = log_dir / "hostsetup.log"
     if missing:
         packages = list(dict.fromkeys(need.package for need in missing))
@@ -237,7 +243,7 @@ def setup(provider: str, log_dir: Path, say: Callable[[str], None]) -> str:
             )
         say(f"installing {' '.join(packages)} with apt (log: {log})")
         install(packages, log)
-        still = [need.what for need in needs(provider) if not need.usable()]
+        still = [need.what for need in needs(provider, browser) if not need.usable()]
         if still:
             raise LabFailure(f"after installing {' '.join(packages)}, still not usable: {', '.join(still)}; see {log}")
     if provider == "docker" and not docker_answers():
@@ -251,7 +257,14 @@ def setup(provider: str, log_dir: Path, say: Callable[[str], None]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    del argv
+    """`python -m lab.hostsetup [--browser]`: --browser also installs Chromium for the dashboard's tests."""
+    args = list(argv or [])
+    browser = "--browser" in args
+    unknown = [a for a in args if a != "--browser"]
+    if unknown:
+        print(f"reglab: error: unknown argument {unknown[0]!r}; usage: python -m lab.hostsetup [--browser]",
+              file=sys.stderr)
+        return ExitStatus.USAGE
     provider = os.environ.get("REGLAB_PROVIDER", "auto") or "auto"
 
     def say(message: str) -> None:
@@ -260,7 +273,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         log_dir = private_dir(Path(".lab")) / "logs"
         log_dir.mkdir(mode=0o700, exist_ok=True)
-        provider = setup(provider, log_dir, say)
+        provider = setup(provider, log_dir, say, browser)
     except LabError as exc:
         print(f"reglab: error: {exc}", file=sys.stderr)
         return ExitStatus.USAGE
@@ -275,4 +288,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

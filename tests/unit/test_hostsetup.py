@@ -62,7 +62,7 @@ def test_a_failed_apt_step_is_one_message_naming_the_log(tmp_path, monkeypatch):
 def test_main_turns_errors_into_exit_codes_without_a_traceback(monkeypatch, tmp_path, capsys):
     monkeypatch.chdir(tmp_path)
 
-    def broken(provider, log_dir, say):
+    def broken(provider, log_dir, say, browser=False):
         raise LabFailure("apt-get update failed (exit 100); see .lab/logs/hostsetup.log")
 
     monkeypatch.setattr(hostsetup, "setup", broken)
@@ -93,3 +93,14 @@ def test_libvirt_needs_its_packages(monkeypatch):
     missing = [n.package for n in hostsetup.needs("libvirt") if not n.usable() and n.package in
                hostsetup.LIBVIRT_PACKAGES]
     assert missing == ["vagrant-libvirt"]
+
+
+def test_browser_adds_debian_chromium_to_what_the_host_needs() -> None:
+    """`tox -e e2e` drives the class dashboard in Chromium: hostsetup installs it with --browser."""
+    assert "chromium" not in [n.package for n in hostsetup.needs("docker")]
+    assert "chromium" in [n.package for n in hostsetup.needs("docker", browser=True)]
+
+
+def test_an_unknown_argument_is_exit_2_naming_it(capsys) -> None:
+    assert hostsetup.main(["--brwoser"]) == 2
+    assert "unknown argument '--brwoser'" in capsys.readouterr().err
