@@ -1,0 +1,169 @@
+"""Issue 9: a class of four on one host, from one checkout.
+
+`reglab class up` boots four labs in parallel from a roster. Each student's
+key opens their own two machines and not another student's; one lab's
+machines cannot reach another's. A step done in every lab and then broken
+by hand in one shows as a failure for that student only: in the gradebook,
+and on the dashboard in a real browser (Debian's Chromium, Playwright).
+`reglab class down` leaves no container or network behind.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import subprocess
+import threading
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lab.classroom import Classroom, ClassBoard
+from lab.cli import main
+from lab.dashboard import serve
+from lab.progress import Progress
+
+pytestmark = pytest.mark.e2e
+
+CHROMIUM = Path("/usr/bin/chromium")
+BROWSER_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                "--disable-sync", "--no-first-run"]
+STUDENTS = ["ada", "bob", "cyd", "dee"]
+
+
+def cli(lab_file: Path, *args: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    return main(["--lab", str(lab_file), "-q", *args], stdout=out, stderr=err), out.getvalue(), err.getvalue()
+
+
+def ssh(bundle: Path, machine: str, command: str, key: Path | None = None, host: str | None = None) -> int:
+    """The system's ssh with a student's bundle; another student's key or machine when given."""
+    args = ["ssh", "-F", str(bundle / "ssh_config"), "-o", "BatchMode=yes", "-o", "ConnectTimeout=10"]
+    if key is not None:
+        args += ["-o", f"IdentityFile={key}"]
+    target = machine if host is None else host
+    if host is not None:
+        args += ["-o", "User=vagrant", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+                 "-i", str(key or bundle / "id_ed25519"), "-o", "IdentitiesOnly=yes"]
+    return subprocess.run([*args, target, command], capture_output=True, timeout=60).returncode
+
+
+def grades(room: Classroom) -> dict[tuple[str, str], str]:
+    with (room.dir / "gradebook.csv").open(newline="") as handle:
+        return {(row["student"], row["step"]): row["result"] for row in csv.DictReader(handle)}
+
+
+@pytest.fixture
+def classroom(lab_session, tmp_path):
+    if lab_session.lab.provider != "docker":
+        pytest.fail(f"the class test boots its labs on the docker provider; the session's is {lab_session.lab.provider}")
+    base = tmp_path / "lab.yml"
+    base.write_text(yaml.safe_dump({"provider": "docker", "images": {"source": lab_session.lab.images.source}}))
+    roster = tmp_path / "net101.csv"
+    roster.write_text("id,name\n" + "".join(f"{s},{s.title()} Lovelace\n" for s in STUDENTS))
+    try:
+        yield base, roster
+    finally:
+        status, out, err = cli(base, "class", "--name", "net101", "down")
+        assert status == 0, out + err
+
+
+def test_a_class_of_four_is_booted_isolated_graded_and_removed(classroom):
+    base, roster = classroom
+    status, out, err = cli(base, "class", "up", str(roster), "--jobs", "4")
+    assert status == 0, out + err
+    assert "lab up: 4 of 4 ok" in out, out
+    room = Classroom.open(base, None, Progress(quiet=True))
+    assert [m.id for m in room.members] == STUDENTS
+    assert len({m.subnet for m in room.members}) == 4  # a /24 each
+    bundles = {s: room.dir / "students" / s for s in STUDENTS}
+    assert all((b / "id_ed25519").stat().st_mode & 0o777 == 0o600 for b in bundles.values())
+
+    # Each student's key opens their own machines, not another student's.
+    ada, bob = room.member("ada"), room.member("bob")
+    assert ssh(bundles["ada"], "registry", "true") == 0
+    assert ssh(bundles["ada"], "client", "true") == 0
+    bob_registry = str(bob.subnet.network_address + 10)
+    assert ssh(bundles["bob"], "registry", "true", host=bob_registry) == 0
+    assert ssh(bundles["ada"], "registry", "true", key=bundles["ada"] / "id_ed25519", host=bob_registry) == 255
+
+    # One lab's machines cannot reach another's: ada's client reaches her registry, not bob's.
+    probe = "timeout 5 bash -c '</dev/tcp/{}/22' && echo open || echo closed"
+    ada_registry = str(ada.subnet.network_address + 10)
+    assert _on(bundles["ada"], "client", probe.format(ada_registry)) == "open"
+    assert _on(bundles["ada"], "client", probe.format(bob_registry)) == "closed"
+    bob_bridge = subprocess.run(["docker", "inspect", "-f", "{{.NetworkSettings.IPAddress}}", "net101-bob-registry"],
+                                capture_output=True, text=True, timeout=30).stdout.strip()
+    assert bob_bridge and _on(bundles["ada"], "client", probe.format(bob_bridge)) == "closed", bob_bridge
+
+    # Every student does the `hosts` step; the class check passes it for all.
+    for student in STUDENTS:
+        status, out, err = cli(room.member(student).lab_file, "solve", "hosts")
+        assert status == 0, out + err
+    status, out, err = cli(base, "class", "check", "hosts")
+    assert status == 0, out + err
+    assert all(grades(room)[(s, "hosts")] == "pass" for s in STUDENTS)
+
+    # The dashboard, in a real browser: every row; bob breaks his step by hand; Check now shows it.
+    stop = threading.Event()
+    urls: list[str] = []
+    ready = threading.Event()
+    server = threading.Thread(target=serve, args=(ClassBoard(room),),
+                              kwargs={"ready": lambda url: (urls.append(url), ready.set()), "stop": stop},
+                              daemon=True)
+    server.start()
+    try:
+        assert ready.wait(30), "the dashboard did not start"
+        _browse(urls[0], lambda: _on(bundles["bob"], "client", "sed -i '/myregistrydomain.com$/d' /etc/hosts",
+                                     sudo=True))
+    finally:
+        stop.set()
+        server.join(30)
+    book = grades(room)
+    assert book[("bob", "hosts")] == "fail"
+    assert all(book[(s, "hosts")] == "pass" for s in STUDENTS if s != "bob"), book
+    status, out, err = cli(base, "class", "check", "hosts")
+    assert status == 1 and "bob" in out, out + err
+
+    status, out, err = cli(base, "class", "down")
+    assert status == 0, out + err
+    left = subprocess.run(["docker", "ps", "-aq", "--filter", "label=org.reglab.lab"], capture_output=True,
+                          text=True, timeout=30).stdout.split()
+    names = subprocess.run(["docker", "inspect", "-f", "{{.Name}}", *left], capture_output=True, text=True,
+                           timeout=30).stdout if left else ""
+    assert "net101-" not in names, names
+    networks = subprocess.run(["docker", "network", "ls", "--format", "{{.Name}}"], capture_output=True, text=True,
+                              timeout=30).stdout
+    assert not [n for n in networks.split() if any(str(m.subnet) in n for m in room.members)], networks
+
+
+def _on(bundle: Path, machine: str, command: str, sudo: bool = False) -> str:
+    wrapped = f"sudo sh -c {command!r}" if sudo else command
+    done = subprocess.run(["ssh", "-F", str(bundle / "ssh_config"), "-o", "BatchMode=yes", machine, wrapped],
+                          capture_output=True, text=True, timeout=60)
+    return done.stdout.strip()
+
+
+def _browse(url: str, break_step) -> None:  # noqa: ANN001
+    from playwright.sync_api import expect, sync_playwright
+
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} is not installed; `python -m lab.hostsetup --browser` installs it")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=BROWSER_ARGS)
+        try:
+            page = browser.new_page()
+            page.goto(url)
+            for student in STUDENTS:
+                expect(page.locator(f'[data-student="{student}"][data-step="hosts"]')).to_have_attribute(
+                    "data-status", "pass")
+            break_step()
+            page.get_by_role("button", name="Check now").click()
+            cell = page.locator('[data-student="bob"][data-step="hosts"]')
+            expect(cell).to_have_attribute("data-status", "fail", timeout=120_000)
+            assert "resolve" in (cell.get_attribute("title") or "") or cell.get_attribute("title"), \
+                cell.get_attribute("title")
+            expect(page.locator('[data-student="ada"][data-step="hosts"]')).to_have_attribute("data-status", "pass")
+        finally:
+            browser.close()
