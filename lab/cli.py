@@ -55,6 +55,8 @@ def build_parser(out: TextIO | None = None, err: TextIO | None = None) -> argpar
     )
     parser.add_argument("--lab", type=Path, default=Path(os.environ.get("REGLAB_LAB", "lab.yml")),
                         help="the lab file (default: ./lab.yml, or $REGLAB_LAB)")
+    parser.add_argument("--scenario", type=Path, help="the scenario to run: its steps file, or a folder with "
+                        "scenario.yaml (default: the lab file's `scenario:`, else the tutorial)")
     parser.add_argument("--provider", choices=(*PROVIDERS, "auto"), help="override the lab's provider")
     parser.add_argument("--edition", choices=EDITIONS, help="override the lab's edition")
     parser.add_argument("--images", choices=IMAGE_SOURCES, help="where the lab's images come from")
@@ -170,7 +172,7 @@ def main(argv: Sequence[str] | None = None, stdout: TextIO | None = None, stderr
 
 def dispatch(args: argparse.Namespace, out: TextIO, err: TextIO) -> ExitStatus:
     overrides = {"provider": args.provider, "edition": args.edition, "images.source": args.images,
-                 "start": "fresh" if args.fresh else None}
+                 "start": "fresh" if args.fresh else None, "scenario": str(args.scenario) if args.scenario else None}
     if args.command == "box":  # the host's cache only: no machine, no lab state, no lock
         return box_build(config.load(args.lab, overrides=overrides), args, out, Progress(err, quiet=args.quiet))
     # Commands that only read, or hand the terminal over (ssh), do not wait for the lab's lock.
