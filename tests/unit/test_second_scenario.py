@@ -39,7 +39,7 @@ lab:
     db: {default: 5432, fixed: "the page names the database port 5432"}
   images:
     server:
-      default: "busybox:1.36"
+      default: "nginx:1.27"
       recipe: images/server.Dockerfile
       name: reglab/second-server
   templates: templates
@@ -62,6 +62,8 @@ steps:
         - run: mkdir -p {{ workdir }}/www
         - file: "{{ workdir }}/www/index.html"
           template: index.html.j2
+        - file: "{{ workdir }}/site.conf"
+          template: site.conf.j2
     check:
       web:
         - command: cat {{ workdir }}/www/index.html
@@ -87,7 +89,7 @@ steps:
         - run: >-
             docker rm -f second-web >/dev/null 2>&1;
             docker run -d --name second-web -p {{ ports.http }}:80 -v {{ workdir }}/www:/www:ro
-            {{ images.server }} httpd -f -p 80 -h /www
+            -v {{ workdir }}/site.conf:/etc/nginx/conf.d/site.conf:ro {{ images.server }}
         - wait:
             command: curl -fsS http://127.0.0.1:{{ ports.http }}/
           timeout: 30
@@ -98,7 +100,9 @@ steps:
 """
 
 TEMPLATE = "<p>served by {{ domain }}, db at {{ ip.db }}:{{ ports.db }}, on {{ ports.http }}</p>\n"
-RECIPE = "ARG BASE\nFROM ${BASE}\nRUN echo 1 > /etc/reglab-package-version\n"
+SITE = "server {\n    listen 80 default_server;\n    server_name {{ domain }};\n    root /www;\n}\n"
+# nginx from its Debian package: the tutorial's recipe, copied (a second tutorial may well want nginx too).
+RECIPE = (Path(__file__).resolve().parents[2] / "scenarios" / "tutorial" / "images" / "nginx.Dockerfile").read_text()
 CAUSES = "- {id: page-missing, match: ['404 Not Found'], cause: The page is not there., fix: Write it again.}\n"
 
 
@@ -108,6 +112,7 @@ def write_second(folder: Path) -> Path:
     (folder / "images").mkdir()
     (folder / "scenario.yaml").write_text(SCENARIO)
     (folder / "templates" / "index.html.j2").write_text(TEMPLATE)
+    (folder / "templates" / "site.conf.j2").write_text(SITE)
     (folder / "images" / "server.Dockerfile").write_text(RECIPE)
     (folder / "causes.yaml").write_text(CAUSES)
     return folder
@@ -130,7 +135,7 @@ def test_a_lab_file_loads_a_second_scenario_with_its_own_machines_ports_and_imag
     assert [(m.name, m.ip) for m in lab.machines] == [("web", "192.168.78.10"), ("db", "192.168.78.11")]
     assert str(lab.network) == "192.168.78.0/24"
     assert (lab.domain, dict(lab.ports)) == ("shop.example", {"http": 8080, "db": 5432})
-    assert lab.images.refs() == {"server": "busybox:1.36"}
+    assert lab.images.refs() == {"server": "nginx:1.27"}
 
 
 @pytest.mark.parametrize(("text", "key_path", "words"), [
@@ -174,7 +179,9 @@ def test_the_engine_renders_its_steps_and_its_own_template(tmp_path, second) -> 
     assert page == "<p>served by shop.example, db at 192.168.78.11:5432, on 8080</p>\n"
     loaded = scenario.load(lab.manifest.path, "modern", lab.manifest)
     (run, _wait) = render_value(ctx.jinja, loaded.step("serve").solve["web"], variables)
-    assert "-p 8080:80 -v /root/second-lab/www:/www:ro reglab/second-server:1-debian12 httpd" in run["run"]
+    assert "-p 8080:80 -v /root/second-lab/www:/www:ro" in run["run"]
+    assert run["run"].endswith("/etc/nginx/conf.d/site.conf:ro reglab/second-server:1-debian12")
+    assert "server_name shop.example;" in render_template(ctx.jinja, "site.conf.j2", variables)
     (resolve,) = render_value(ctx.jinja, loaded.step("hosts").check["db"], variables)
     assert re.search(resolve["regex"], "192.168.78.10   shop.example")
     with pytest.raises(jinja2.TemplateNotFound):  # the tutorial's templates are not this lab's
