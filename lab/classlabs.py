@@ -81,7 +81,14 @@ def student_lab(
     if provider == "ssh":
         raise ConfigError(source, "provider", "a class boots a lab per student, but `provider: ssh` names machines "
                           "reglab does not boot; choose docker, virtualbox, libvirt or auto")
-    base_domain = base.get("domain", DEFAULTS["domain"])
+    base_domain = base.get("domain")
+    if base_domain is None:  # the scenario's own registry name
+        from pathlib import Path
+
+        from lab import config
+
+        manifest = config.scenario_manifest(base, Path(source).parent, {}, source)
+        base_domain = config.defaults_for(manifest)["domain"]
     if not isinstance(base_domain, str) or not base_domain:
         raise ConfigError(source, "domain", f"expected a DNS name like myregistrydomain.com, got {base_domain!r}")
     domain = f"{student.id}.{base_domain}"

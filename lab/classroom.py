@@ -147,6 +147,8 @@ class Classroom:
         subnets = netpool.free_subnets(len(new), self.pool, taken)
         self.members += [Member(s, net, self.dir / "labs" / f"{s.id}.yml") for s, net in zip(new, subnets, strict=True)]
         base = config.parse_yaml(config.decode_utf8(self.base_lab.read_bytes(), str(self.base_lab)), str(self.base_lab))
+        if isinstance(base.get("scenario"), str):  # the labs' files live elsewhere: the base's scenario, absolute
+            base["scenario"] = str((self.base_lab.parent / Path(base["scenario"]).expanduser()).resolve())
         private_dir(self.dir / "labs")
         for member in self.members:
             text = yaml.safe_dump(student_lab(base, self.name, member.student, member.subnet,
@@ -261,8 +263,8 @@ class Classroom:
         user = session.lab.users[0]
         write_private(folder / "credentials.txt",
                       f"lab: {session.lab.name}\ndomain: {session.lab.domain}\n"
-                      f"registry: {session.lab.registry.ip}\nclient: {session.lab.client.ip}\n"
-                      f"registry user: {user.name}\nregistry password: {user.password}\n")
+                      + "".join(f"{m.name}: {m.ip}\n" for m in session.lab.machines)
+                      + f"registry user: {user.name}\nregistry password: {user.password}\n")
         return str(folder)
 
     def bundle(self, member: Member) -> str:

@@ -3,10 +3,11 @@
 `reset` brings the machines back to the state after provisioning (faster
 than down and up). On machines reglab made, everything a student's work can
 leave goes. Machines given over SSH may hold work that is not the lab's, so
-there only what the tutorial makes goes: containers of the lab's images and
-of its Compose project, the tags it makes, its folder, its /etc/hosts line,
-its CA, its login. `remove_lab` (what `reglab down` does on given machines)
-takes away, besides, what provisioning put there.
+there only what the lab makes goes: containers of the lab's images, the
+scenario's folder (its `workdir`), and what the scenario's `reset:` names
+(its Compose project, the tags its steps make, its /etc/hosts line, its CA,
+its login: lab/manifest.py). `remove_lab` (what `reglab down` does on given
+machines) takes away, besides, what provisioning put there.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import posixpath
 import shlex
 from typing import TYPE_CHECKING
 
-from lab.engine import IDENTITY_FILE, WORKDIR
+from lab.engine import IDENTITY_FILE
 from lab.parallel import on_each
 from lab.provision import RESTART_DROPIN
 
@@ -23,12 +24,8 @@ if TYPE_CHECKING:
     from lab.remote import Machine
     from lab.session import Session
 
-PROJECT = posixpath.basename(WORKDIR)  # Compose names the project after its folder
-_HOSTS = "sed '/[[:space:]]{domain}$/d' /etc/hosts > /tmp/hosts.reglab && cat /tmp/hosts.reglab > /etc/hosts"
-_ANCHORS = "rm -f {anchor_dir}/devdockerCA.crt {anchor_dir}/debdockerCA.crt && {ca_update}"
-
 # Machines reglab made: where a student's work lives, all of it.
-RESET_COMMANDS = (
+MADE_COMMANDS = (
     "docker ps -aq | xargs -r docker rm -f -v >/dev/null",
     "docker network prune -f >/dev/null",
     # Untag by name (an ID may carry a kept tag too), then drop what is left untagged.
@@ -36,30 +33,19 @@ RESET_COMMANDS = (
     "| xargs -r docker rmi >/dev/null",
     "docker image prune -f >/dev/null",
     "docker volume prune -f >/dev/null",
-    f"rm -rf {WORKDIR} /root/.docker /root/devdockerCA.crt",
-    # /etc/hosts is a bind mount in a container: rewrite it in place, never rename.
-    _HOSTS,
-    _ANCHORS,
-    "systemctl restart docker",
+    "rm -rf {workdir} /root/.docker",
 )
 
-# Machines given over SSH: only what the tutorial's steps make.
-GIVEN_RESET_COMMANDS = (
-    # Containers of the lab's images (and of images built on them: test-image), of the
-    # tutorial's Compose project, and the ones it names.
-    "{{ for image in {images}; do docker ps -aq --filter ancestor=$image; done; "
-    f"docker ps -aq --filter label=com.docker.compose.project={PROJECT}; "
-    "docker ps -aq --filter name=^/registry$ --filter name=^/initcron-src$; }} 2>/dev/null "
+# Machines given over SSH: containers of the lab's images (and of images built on them), then
+# what the scenario's steps make (its `reset.given`).
+GIVEN_COMMANDS = (
+    "{{ for image in {images}; do docker ps -aq --filter ancestor=$image; done; }} 2>/dev/null "
     "| sort -u | xargs -r docker rm -f -v >/dev/null",
-    f"docker network ls -q --filter label=com.docker.compose.project={PROJECT} | xargs -r docker network rm >/dev/null",
-    "docker image ls --format '{{{{.Repository}}}}:{{{{.Tag}}}}' "
-    "| grep -E -e '(^|/)test-images?:' -e '/myfirstimage:' | xargs -r docker rmi >/dev/null",
-    "docker logout {domain_name} >/dev/null 2>&1; true",
-    f"rm -rf {WORKDIR} /root/devdockerCA.crt",
-    _HOSTS,
-    _ANCHORS,
-    "systemctl restart docker",
 )
+GIVEN_AFTER = ("rm -rf {workdir}",)
+
+# Last on every machine, after the scenario's `reset.all` (which may change the trusted CAs).
+RESTART = ("systemctl restart docker",)
 
 # What provisioning put on a given machine besides the tutorial's work. Packages stay:
 # another user of the machine may need them, and they were installed from its own sources.
@@ -76,6 +62,7 @@ def commands(session: Session, name: str, remove: bool = False) -> list[str]:
     ctx = session.context()
     family = ctx.family(name)
     images = ctx.images.all()
+    declared = session.lab.manifest
     values = {
         "keep": " -e ".join(shlex.quote(i) for i in images),
         "images": " ".join(shlex.quote(i) for i in images),
@@ -83,9 +70,14 @@ def commands(session: Session, name: str, remove: bool = False) -> list[str]:
         "domain_name": shlex.quote(session.lab.domain),
         "anchor_dir": family.ca_anchor_dir,
         "ca_update": family.ca_update,
+        "workdir": shlex.quote(declared.workdir),
+        "project": shlex.quote(posixpath.basename(declared.workdir)),  # Compose names it after its folder
     }
-    given = not session.provider.makes_machines
-    chosen = list(GIVEN_RESET_COMMANDS if given else RESET_COMMANDS)
+    reset = declared.reset
+    if session.provider.makes_machines:
+        chosen = [*MADE_COMMANDS, *reset["made"], *reset["all"], *RESTART]
+    else:
+        chosen = [*GIVEN_COMMANDS, *reset["given"], *GIVEN_AFTER, *reset["all"], *RESTART]
     if remove:
         chosen += REMOVE_COMMANDS
     return [command.format(**values) for command in chosen]
@@ -114,6 +106,6 @@ def remove_lab(session: Session) -> list[str]:
             machine.sudo(command)
 
     on_each([ctx.machine(name) for name in session.provider.names], clean)
-    return [f"from {', '.join(session.provider.names)}: the lab's containers, images, {WORKDIR}, "
+    return [f"from {', '.join(session.provider.names)}: the lab's containers, images, {session.lab.manifest.workdir}, "
             f"its /etc/hosts line, trusted CA and login, and reglab's Docker drop-in and identity "
             f"(packages provisioning installed stay)"]

@@ -58,6 +58,8 @@ def build_parser(out: TextIO | None = None, err: TextIO | None = None) -> argpar
     )
     parser.add_argument("--lab", type=Path, default=Path(os.environ.get("REGLAB_LAB", "lab.yml")),
                         help="the lab file (default: ./lab.yml, or $REGLAB_LAB)")
+    parser.add_argument("--scenario", type=Path, help="the scenario to run: its steps file, or a folder with "
+                        "scenario.yaml (default: the lab file's `scenario:`, else the tutorial)")
     parser.add_argument("--provider", choices=(*PROVIDERS, "auto"), help="override the lab's provider")
     parser.add_argument("--edition", choices=EDITIONS, help="override the lab's edition")
     parser.add_argument("--images", choices=IMAGE_SOURCES, help="where the lab's images come from")
@@ -197,7 +199,7 @@ def main(argv: Sequence[str] | None = None, stdout: TextIO | None = None, stderr
 
 def dispatch(args: argparse.Namespace, out: TextIO, err: TextIO) -> ExitStatus:
     overrides = {"provider": args.provider, "edition": args.edition, "images.source": args.images,
-                 "start": "fresh" if args.fresh else None}
+                 "start": "fresh" if args.fresh else None, "scenario": str(args.scenario) if args.scenario else None}
     if args.command == "class":  # many labs: each its own session
         return class_command(args, out, err)
     if args.command == "box":  # the host's cache only: no machine, no lab state, no lock

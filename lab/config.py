@@ -20,7 +20,9 @@ from typing import Any
 
 import yaml
 
+from lab import manifest as manifests
 from lab.errors import ConfigError
+from lab.manifest import Manifest, Named
 
 VAGRANT_PROVIDERS = ("docker", "virtualbox", "libvirt")  # machines Vagrant boots
 PROVIDERS = (*VAGRANT_PROVIDERS, "ssh")  # ssh: machines made elsewhere, reached over SSH
@@ -29,26 +31,17 @@ EDITIONS = ("modern", "as-written")
 IMAGE_SOURCES = ("auto", "pull", "preload", "build")
 STARTS = ("warm", "fresh")
 OS_FAMILIES = ("debian", "rhel")
-ROLES = ("registry", "client")
 
 DEFAULTS: dict[str, Any] = {
     "name": "reglab",
     "provider": "docker",
     "edition": "modern",
     "os": "debian",
-    "domain": "myregistrydomain.com",
-    "machines": {
-        "registry": {"ip": "192.168.33.10"},
-        "client": {"ip": "192.168.33.11"},
-    },
-    "ports": {"registry": 5000, "proxy": 5043, "https": 443},
+    # The scenario (its steps file) the lab runs, relative to the lab file; None: the tutorial shipped
+    # with reglab. What it declares (lab/manifest.py) gives the defaults of domain, machines, ports, images.
+    "scenario": None,
     "users": [{"name": "student"}],
-    "images": {
-        "source": "auto",
-        "registry": "registry:2",
-        "proxy": "nginx:1.27",
-        "base": "debian:bookworm",
-    },
+    "images": {"source": "auto"},
     "boxes": {
         # Built here from Debian packages: no catalogue (HCP Vagrant closes on 2026-12-31).
         "debian": "build",
@@ -94,7 +87,6 @@ _MIRROR = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~%/-]*
 _IMAGE_NAME_MAX = 255  # the reference grammar's limit on host and path together
 
 HTPASSWD_MAX_BYTES = 255  # htpasswd refuses longer passwords
-HTTPS_PORT = 443  # the steps' URLs (https://DOMAIN/v2/, docker login DOMAIN) name no port
 SSH_PORT = 22  # reglab reaches the machines over it
 SSH_MACHINE_KEYS = ("host", "port", "user", "identity_file")  # a machine given over SSH (provider: ssh)
 DOCKER_BRIDGE = ipaddress.IPv4Network("172.17.0.0/16")  # docker0 on every Docker host and machine
@@ -113,11 +105,8 @@ class Machine:
     identity_file: Path | None = None
 
 
-@dataclass(frozen=True)
-class Ports:
-    registry: int
-    proxy: int
-    https: int
+class Ports(Named):
+    """The ports the scenario declares, by name (`ports.proxy`), as the lab file sets them."""
 
 
 @dataclass(frozen=True)
@@ -129,12 +118,12 @@ class User:
         return f"User(name={self.name!r}, password=***)"
 
 
-@dataclass(frozen=True)
-class Images:
-    source: str
-    registry: str
-    proxy: str
-    base: str
+class Images(Named):
+    """`source` (pull, preload, build), and each image the scenario declares, by name (`images.proxy`)."""
+
+    def refs(self) -> dict[str, str]:
+        """The scenario's images, by name: everything but the source."""
+        return {name: ref for name, ref in self.items() if name != "source"}
 
 
 @dataclass(frozen=True)
@@ -169,6 +158,7 @@ class Lab:
     timeouts: Timeouts
     mirror: str | None = None  # None: take it from the host's apt configuration
     start: str = "warm"  # warm: a saved provisioned image when its key matches; fresh: provision from nothing
+    manifest: Manifest | None = field(default=None, hash=False)  # what the lab's scenario declares; set by load
 
     @property
     def root(self) -> Path:
@@ -193,16 +183,8 @@ class Lab:
         raise KeyError(name)
 
     @property
-    def registry(self) -> Machine:
-        return self.machine("registry")
-
-    @property
-    def client(self) -> Machine:
-        return self.machine("client")
-
-    @property
     def network(self) -> ipaddress.IPv4Network:
-        return ipaddress.ip_network(f"{self.registry.ip}/24", strict=False)
+        return ipaddress.ip_network(f"{self.machines[0].ip}/24", strict=False)
 
 
 def cache_dir(environ: Mapping[str, str]) -> Path:
@@ -227,8 +209,45 @@ def load(
     except OSError as exc:
         raise ConfigError(source, "", f"cannot read: {exc.strerror}") from None
     raw = parse_yaml(decode_utf8(data, source), source)
-    merged = layer(raw, environ if environ is not None else os.environ, overrides or {}, source)
-    return validate(merged, Path(path).resolve(), source)
+    declared = scenario_manifest(raw, Path(path).resolve().parent, overrides or {}, source)
+    merged = layer(raw, environ if environ is not None else os.environ, overrides or {}, source,
+                   defaults_for(declared))
+    return validate(merged, Path(path).resolve(), source, declared)
+
+
+def default_scenario() -> Path:
+    """The scenario reglab ships with: the tutorial's steps, beside the harness."""
+    return Path(__file__).resolve().parent.parent / "scenarios" / "tutorial.yaml"
+
+
+def scenario_manifest(raw: Mapping[str, Any], folder: Path, overrides: Mapping[str, str | None],
+                      source: str) -> Manifest:
+    """What the lab's scenario declares: `--scenario`, else the lab file's `scenario:` (relative to
+    it), else the shipped tutorial. A file or a folder holding `scenario.yaml`."""
+    given = overrides.get("scenario")
+    origin = "--scenario" if given is not None else source
+    if given is None:
+        given = raw.get("scenario")
+    if given is None:
+        return manifests.load(default_scenario())
+    if not isinstance(given, str) or not given.strip():
+        raise ConfigError(origin, "scenario", f"expected the path of a scenario file, got {_kind(given)}")
+    path = folder / Path(given).expanduser() if origin == source else Path(given).expanduser().resolve()
+    if path.is_dir():
+        path = path / "scenario.yaml"
+    if not path.is_file():
+        raise ConfigError(origin, "scenario", f"expected a scenario file (or a folder with scenario.yaml), "
+                                              f"got {path}, which is not one")
+    return manifests.load(path)
+
+
+def defaults_for(declared: Manifest) -> dict[str, Any]:
+    """The built-in defaults, with what the scenario declares (domain, machines, ports, images)."""
+    defaults = copy.deepcopy(DEFAULTS)
+    scenario = declared.defaults()
+    defaults.update(domain=scenario["domain"], machines=scenario["machines"], ports=scenario["ports"])
+    defaults["images"] = {"source": DEFAULTS["images"]["source"], **scenario["images"]}
+    return defaults
 
 
 def decode_utf8(data: bytes, source: str) -> str:
@@ -311,10 +330,12 @@ def layer(
     environ: Mapping[str, str],
     overrides: Mapping[str, str | None],
     source: str,
+    defaults: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Defaults, then the file, then the environment, then the command line."""
-    _check_keys(raw, DEFAULTS, "", source)
-    merged = _merge(copy.deepcopy(DEFAULTS), raw)
+    """Defaults (with the scenario's), then the file, then the environment, then the command line."""
+    defaults = defaults if defaults is not None else defaults_for(manifests.load(default_scenario()))
+    _check_keys(raw, defaults, "", source)
+    merged = _merge(copy.deepcopy(dict(defaults)), raw)
     for variable, key in ENVIRONMENT.items():
         value = environ.get(variable)
         if value:
@@ -330,10 +351,11 @@ def layer(
     return merged
 
 
-def validate(data: Mapping[str, Any], path: Path, source: str) -> Lab:
+def validate(data: Mapping[str, Any], path: Path, source: str, declared: Manifest | None = None) -> Lab:
+    declared = declared or manifests.load(default_scenario())
     v = _Validator(source)
     provider = v.provider(data["provider"])
-    machines = v.machines(data["machines"], provider, path.parent)
+    machines = v.machines(data["machines"], provider, path.parent, declared.roles)
     images = v.mapping(data["images"], "images")
     ports = v.mapping(data["ports"], "ports")
     timeouts = v.mapping(data["timeouts"], "timeouts")
@@ -346,14 +368,11 @@ def validate(data: Mapping[str, Any], path: Path, source: str) -> Lab:
         os=v.choice(data["os"], "os", OS_FAMILIES),
         domain=v.match(data["domain"], "domain", _DOMAIN, "a DNS name like myregistrydomain.com"),
         machines=machines,
-        ports=v.ports(ports),
+        ports=v.ports(ports, declared),
         users=v.users(data["users"]),
         images=Images(
             source=v.choice(images["source"], "images.source", IMAGE_SOURCES),
-            **{
-                k: v.image(images[k], f"images.{k}")
-                for k in ("registry", "proxy", "base")
-            },
+            **{k: v.image(images[k], f"images.{k}") for k in declared.images},
         ),
         boxes={family: v.box(boxes, family) for family in OS_FAMILIES},
         timeouts=Timeouts(
@@ -362,6 +381,7 @@ def validate(data: Mapping[str, Any], path: Path, source: str) -> Lab:
         ),
         mirror=v.mirror(data["mirror"]),
         start=v.choice(data["start"], "start", STARTS),
+        manifest=declared,
     )
 
 
@@ -425,18 +445,20 @@ class _Validator:
             raise self.fail(path, f"expected a port number 1-65535, got {value!r}")
         return value
 
-    def ports(self, ports: Mapping[str, Any]) -> Ports:
-        """Three ports of their own; HTTPS on 443, which the steps' URLs assume."""
-        numbers = {k: self.port(ports[k], f"ports.{k}") for k in ("https", "registry", "proxy")}
-        if numbers["https"] != HTTPS_PORT:
-            raise self.fail("ports.https", f"expected {HTTPS_PORT}: the tutorial's steps serve on {HTTPS_PORT} only "
-                            f"(https://DOMAIN/v2/, docker login DOMAIN), got {numbers['https']}")
+    def ports(self, ports: Mapping[str, Any], declared: Manifest) -> Ports:
+        """The scenario's ports, each of its own; a port the scenario fixes (its steps assume it) checked first."""
+        order = sorted(declared.ports, key=lambda name: not declared.ports[name].fixed)
+        numbers = {k: self.port(ports[k], f"ports.{k}") for k in order}
+        for name in order:
+            spec = declared.ports[name]
+            if spec.fixed and numbers[name] != spec.default:
+                raise self.fail(f"ports.{name}", f"expected {spec.default}: {spec.fixed}, got {numbers[name]}")
         taken: dict[int, str] = {SSH_PORT: "SSH, which reglab reaches the machines through"}
         for key, number in numbers.items():
             if number in taken:
                 raise self.fail(f"ports.{key}", f"expected a port of its own, got {number}, already {taken[number]}")
             taken[number] = f"ports.{key}"
-        return Ports(**numbers)
+        return Ports(**{name: numbers[name] for name in declared.ports})
 
     def positive(self, value: Any, path: str) -> int:
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
@@ -480,21 +502,23 @@ class _Validator:
     def _not_build(self, value: str, where: str) -> Mapping[str, Any]:
         raise self.fail(where, f"expected `build` or a mapping with name and version (or url), got {value!r}")
 
-    def machines(self, value: Any, provider: str = "docker", folder: Path | None = None) -> tuple[Machine, ...]:
-        """The two machines. Vagrant's sit on one private /24 it makes; machines given over SSH
-        (`provider: ssh`) also say where and as whom reglab logs in."""
+    def machines(self, value: Any, provider: str = "docker", folder: Path | None = None,
+                 roles: tuple[str, ...] = ()) -> tuple[Machine, ...]:
+        """The scenario's machines (`roles`). Vagrant's sit on one private /24 it makes; machines given
+        over SSH (`provider: ssh`) also say where and as whom reglab logs in."""
         machines = self.mapping(value, "machines")
-        missing = [role for role in ROLES if role not in machines]
+        roles = roles or manifests.load(default_scenario()).roles
+        missing = [role for role in roles if role not in machines]
         if missing:
-            raise self.fail("machines", f"missing machine {missing[0]!r} (the lab needs {' and '.join(ROLES)})")
-        unknown = [name for name in machines if name not in ROLES]
+            raise self.fail("machines", f"missing machine {missing[0]!r} (the lab needs {' and '.join(roles)})")
+        unknown = [name for name in machines if name not in roles]
         if unknown:
-            raise self.fail(f"machines.{unknown[0]}", f"unknown machine; expected only {', '.join(ROLES)}")
+            raise self.fail(f"machines.{unknown[0]}", f"unknown machine; expected only {', '.join(roles)}")
         given = provider == "ssh"
         keys = dict.fromkeys(("ip", *SSH_MACHINE_KEYS) if given else ("ip",))
         result = []
         seen: dict[str, str] = {}
-        for name in ROLES:
+        for name in roles:
             where = f"machines.{name}"
             spec = self.mapping(machines[name], where)
             extra = [k for k in spec if k in SSH_MACHINE_KEYS and not given]

@@ -1,14 +1,19 @@
 """Known causes of failed checks, matched against the text a check saw.
 
-A failing check only shows raw tool output; this table turns the usual
-messages (Docker, curl, nginx, Compose, Vagrant, pip) into a cause and a fix
-a learner can act on. Add a row to CAUSES to teach reglab a new failure.
+A failing check only shows raw tool output; a table of causes turns the usual
+messages into a cause and a fix a learner can act on. The table is the
+scenario's own causes (its `lab.causes` file: what its tutorial gets wrong),
+then the harness's general ones here (GENERAL: machines, Docker Hub, Vagrant,
+systemd, names and ports), most specific first. Add a row to GENERAL to teach
+reglab a failure of any lab; a tutorial's own go in its scenario folder.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -41,94 +46,7 @@ def _match(*alternatives: str) -> re.Pattern[str]:
     return re.compile("|".join(f"(?:{alt})" for alt in flexible), re.IGNORECASE)
 
 
-CAUSES: tuple[Cause, ...] = (
-    Cause(
-        "legacy-cn",
-        _match(
-            r"x509: certificate relies on legacy Common Name field",
-            r"certificate is not valid for any names",
-            r"no subjectAltName",
-        ),
-        "The server certificate names the domain only in its Common Name; "
-        "current TLS clients (Go 1.15+, so Docker) only accept subjectAltName.",
-        "Reissue the server certificate with a subjectAltName for the domain "
-        "(and its IP), signed with SHA-256, then restart nginx.",
-    ),
-    Cause(
-        "wrong-name",
-        _match(
-            r"certificate is valid for \S.*?, not \S",
-            r"is not in the certificate's subjectAltName",
-            r"no alternative certificate subject name matches target host name",
-        ),
-        "The certificate does not name the host the client connected to.",
-        "Connect with the exact domain in the certificate, or reissue it with "
-        "a subjectAltName for that domain (and its IP).",
-    ),
-    Cause(
-        "http-to-https",
-        _match(
-            r"server gave HTTP response to HTTPS client",
-            r"wrong version number",
-        ),
-        "The client spoke HTTPS to a port that answers plain HTTP: it reached "
-        "the registry's own port, or nginx is not serving TLS there.",
-        "Point the client at the nginx TLS port and make nginx listen with "
-        "`listen 443 ssl;` in the server block.",
-    ),
-    Cause(
-        "no-basic-auth",
-        _match(r"no basic auth credentials"),
-        "A pull or push without `docker login` on this machine: Docker has no "
-        "stored credentials for this registry here (each machine logs in on its own).",
-        "Run `docker login <domain>` on that machine first (the registry "
-        "server needs it too before it can pull).",
-    ),
-    Cause(
-        "name-not-pushed",
-        _match(
-            # What Docker's daemon says for a registry's MANIFEST_UNKNOWN, DENIED and NAME_UNKNOWN
-            # (moby distribution/errors.go, notFoundError), then containerd's image store, then the API.
-            r"manifest for \S+ not found: manifest unknown",
-            r"repository does not exist or may require 'docker login'",
-            r"pull access denied for \S+",
-            r"repository \S+ not found: name unknown",
-            r"failed to resolve reference \S+ \S+: not found",
-            r"repository name not known to registry",
-        ),
-        "The image name pulled is not the one pushed, so the registry holds no such "
-        "repository (the tutorial pushes test-image and pulls test-images).",
-        "Pull exactly the name that was pushed (`docker pull <domain>/test-image`); "
-        "`curl -u USER https://<domain>/v2/_catalog` lists the names the registry holds.",
-    ),
-    Cause(
-        "compose-v1-file",
-        _match(r"Additional property \w+ is not allowed"),
-        "Compose v2 read a version-1 docker-compose.yml (services at the top "
-        "level, no `services:` key), a format it no longer accepts.",
-        "Nest the services under a top-level `services:` key, or run the file "
-        "with docker-compose 1.29.",
-    ),
-    Cause(
-        "unknown-ssl-directive",
-        _match(r'unknown directive "ssl"'),
-        "nginx 1.25.1 and later removed the `ssl on;` directive the tutorial's "
-        "config uses, so nginx refuses to start.",
-        "Delete `ssl on;` and write `listen 443 ssl;` instead.",
-    ),
-    Cause(
-        "ssl-on-deprecated",
-        _match(r'the "ssl" directive is deprecated'),
-        "The config uses `ssl on;`, deprecated since nginx 1.15; it still "
-        "runs but breaks on nginx 1.25.1 and later.",
-        "Delete `ssl on;` and write `listen 443 ssl;` instead.",
-    ),
-    Cause(
-        "too-large",
-        _match(r"413 Request Entity Too Large", r"HTTP 413\b"),
-        "nginx rejected an image layer larger than its default 1 MB body limit.",
-        "Add `client_max_body_size 0;` to the nginx server block and reload nginx.",
-    ),
+GENERAL: tuple[Cause, ...] = (
     Cause(
         "image-registry-unreachable",
         _match(
@@ -181,29 +99,6 @@ CAUSES: tuple[Cause, ...] = (
         "Add a line `<registry IP> <domain>` to /etc/hosts on this machine.",
     ),
     Cause(
-        "untrusted-ca",
-        _match(
-            r"x509: certificate signed by unknown authority",
-            r"SSL certificate problem: unable to get local issuer certificate",
-            r"self.signed certificate in certificate chain",
-        ),
-        "This machine does not trust the lab CA that signed the registry certificate.",
-        "Install the lab CA into the system trust store (update-ca-certificates "
-        "or update-ca-trust) and restart Docker, or copy it to "
-        "/etc/docker/certs.d/<domain>/ca.crt.",
-    ),
-    Cause(
-        "unauthorized",
-        _match(
-            r"401 Unauthorized",
-            r"unauthorized: authentication required",
-            r"incorrect username or password",
-        ),
-        "The registry refused the credentials: wrong user or wrong password.",
-        "Check the user in the htpasswd file nginx reads and the password "
-        "given to `docker login`; regenerate the htpasswd entry if unsure.",
-    ),
-    Cause(
         "connection-refused",
         _match(r"Connection refused", r"Failed to connect to"),
         "Nothing is listening on that address and port.",
@@ -221,35 +116,51 @@ CAUSES: tuple[Cause, ...] = (
         "Create /etc/vbox/networks.conf on the host with the line "
         "`* 192.168.33.0/24 192.168.56.0/21`.",
     ),
-    Cause(
-        "schema1-manifest",
-        _match(
-            r"manifest version 2, schema 1",
-            r"schema\s*1 support",
-        ),
-        "The image is from 2015 (like nginx:1.9) and uses the schema 1 "
-        "manifest format current Docker refuses to pull.",
-        "Use a current image tag (for example nginx:stable) instead of the "
-        "tutorial's old one.",
-    ),
-    Cause(
-        "pip-compose",
-        _match(
-            r"externally-managed-environment",
-            r"cython_sources",
-            r"kwargs_from_env\(\) got an unexpected keyword argument "
-            r"'ssl_version'",
-        ),
-        "docker-compose 1.x from pip no longer installs or runs on current "
-        "Python and docker-py.",
-        "Do not pip install docker-compose: use the distribution package or "
-        "Compose v2 (`docker compose`).",
-    ),
 )
 
-_BY_ID: dict[str, Cause] = {cause.id: cause for cause in CAUSES}
-if len(_BY_ID) != len(CAUSES):
-    raise ValueError("duplicate cause ids in CAUSES")
+CAUSE_KEYS = ("id", "match", "cause", "fix")
+# Every cause known in this process by id: the general ones, and those of the scenarios loaded,
+# so a stored result names its cause by id. NOTE: a scenario's causes are added when it loads.
+_BY_ID: dict[str, Cause] = {cause.id: cause for cause in GENERAL}
+if len(_BY_ID) != len(GENERAL):
+    raise ValueError("duplicate cause ids in GENERAL")
+
+
+def causes_from(data: Any) -> tuple[Cause, ...]:
+    """A scenario's causes file (a list of {id, match, cause, fix}) as Causes; ValueError naming the entry.
+
+    Known from then on by id (`cause_by_id`), for the results that name them.
+    """
+    if not isinstance(data, list):
+        raise ValueError("expected a list of causes, each {id, match, cause, fix}")
+    causes = []
+    for i, entry in enumerate(data):
+        where = f"[{i}]"
+        if not isinstance(entry, Mapping):
+            raise ValueError(f"{where}: expected a mapping with {', '.join(CAUSE_KEYS)}")
+        where = f"[{i}] ({entry.get('id')})"
+        unknown = [key for key in entry if key not in CAUSE_KEYS]
+        missing = [key for key in CAUSE_KEYS if key not in entry]
+        if unknown or missing:
+            raise ValueError(f"{where}: expected the keys {', '.join(CAUSE_KEYS)}, "
+                             + (f"got {unknown[0]!r} too" if unknown else f"missing {missing[0]!r}"))
+        alternatives = entry["match"]
+        if (not isinstance(alternatives, list) or not alternatives
+                or not all(isinstance(a, str) and a for a in alternatives)):
+            raise ValueError(f"{where}.match: expected a list of regular expressions")
+        if not all(isinstance(entry[k], str) for k in ("id", "cause", "fix")):
+            raise ValueError(f"{where}: expected id, cause and fix as strings")
+        try:
+            causes.append(Cause(entry["id"], _match(*alternatives), entry["cause"], entry["fix"]))
+        except re.error as exc:
+            raise ValueError(f"{where}.match: not a regular expression: {exc}") from None
+    ids = [cause.id for cause in causes]
+    twice = next((i for i in ids if ids.count(i) > 1), None)
+    if twice:
+        raise ValueError(f"cause id {twice!r} is given twice")
+    for cause in causes:
+        _BY_ID[cause.id] = cause
+    return tuple(causes)
 
 
 def cause_by_id(cause_id: str) -> Cause:
@@ -260,14 +171,14 @@ def cause_by_id(cause_id: str) -> Cause:
         raise ValueError(f"unknown cause id: {cause_id!r}") from None
 
 
-def diagnose(text: str) -> Cause | None:
-    """Return the most specific known cause found in the text, or None."""
-    return next((cause for cause in CAUSES if cause.pattern.search(text)), None)
+def diagnose(text: str, causes: Iterable[Cause] = GENERAL) -> Cause | None:
+    """Return the first cause of the table (most specific first) found in the text, or None."""
+    return next((cause for cause in causes if cause.pattern.search(text)), None)
 
 
-def diagnose_all(text: str) -> list[Cause]:
-    """Return every known cause found in the text, most specific first."""
-    return [cause for cause in CAUSES if cause.pattern.search(text)]
+def diagnose_all(text: str, causes: Iterable[Cause] = GENERAL) -> list[Cause]:
+    """Return every cause of the table found in the text, most specific first."""
+    return [cause for cause in causes if cause.pattern.search(text)]
 
 
 def format_diagnosis(cause: Cause) -> str:

@@ -16,7 +16,6 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import jinja2
@@ -44,8 +43,6 @@ _IDENTIFY = (
     f"cat /etc/os-release; echo; echo reglab-identity=$(cat {IDENTITY_FILE})"
 )
 
-TEMPLATES = Path(__file__).parent / "templates"
-WORKDIR = "/root/docker-registry"
 WAIT_TIMEOUT = 90
 # A failed step is bridged with this edition's solution of it (the flow that works today).
 BRIDGE_EDITION = "modern"
@@ -67,7 +64,7 @@ def template_variables(lab: Lab, images: LabImages, family: Family, user: Any, c
         "images": images,
         "user": user,
         "users": lab.users,
-        "workdir": WORKDIR,
+        "workdir": lab.manifest.workdir,
         "compose": family.compose,
         "ca_anchor": family.ca_path("devdockerCA.crt"),
         "edition": lab.edition,
@@ -96,7 +93,8 @@ def render_template(jinja: jinja2.Environment, name: str, variables: dict[str, A
     try:
         return jinja.get_template(name).render(variables)
     except jinja2.TemplateNotFound:
-        raise LabError(f"the scenario names template {name!r}, which is not in {TEMPLATES}") from None
+        folders = ", ".join(getattr(jinja.loader, "searchpath", []))
+        raise LabError(f"the scenario names template {name!r}, which is not in {folders}") from None
     except jinja2.TemplateError as exc:
         raise LabError(f"template {name!r}: {exc}") from None
 
@@ -117,7 +115,7 @@ class Context:
         self.identities: dict[str, str] = {}
         self._lock = threading.Lock()
         self.jinja = jinja2.Environment(
-            loader=jinja2.FileSystemLoader(TEMPLATES),
+            loader=jinja2.FileSystemLoader(lab.manifest.templates),
             undefined=jinja2.StrictUndefined,
             keep_trailing_newline=True,
         )
@@ -246,7 +244,9 @@ class Engine:
         NOTE: the CA's private key stays on the host: both machines trust the
         CA system-wide, and nothing on them needs to sign.
         """
-        files = pki.ensure_pki(self.ctx.lab.state_dir / "pki", self.ctx.lab.domain, [self.ctx.lab.registry.ip])
+        # The certificate names the domain and the IP of the machine that serves it: this one.
+        server_ip = self.ctx.lab.machine(machine.name).ip
+        files = pki.ensure_pki(self.ctx.lab.state_dir / "pki", self.ctx.lab.domain, [server_ip])
         self.ctx.redactor.add_private_key(files.key.read_bytes())
         self.ctx.redactor.add_private_key(files.ca_key.read_bytes())
         folder = item["pki"]
@@ -331,7 +331,7 @@ class Engine:
         result.expected = self.ctx.redactor.redact(result.expected)
         result.duration = round(time.monotonic() - started, 1)
         if result.status is Status.FAIL:
-            result.diagnosis = diagnose(result.seen)
+            result.diagnosis = diagnose(result.seen, self.scenario.causes)
         self.state.record(result)
         before = f" (before solving: {result.before.value})" if result.before else ""
         self.progress.say(f"{step.id}: {result.status.value.upper()} in {result.duration:.1f}s{before}")
@@ -404,7 +404,7 @@ class Engine:
                 return
             look.status, expected, seen = self.outcome(step, solve=True)
             look.expected, look.seen = redact(expected), redact(seen)
-            cause = look.diagnosis = diagnose(look.seen) if look.status is Status.FAIL else None
+            cause = look.diagnosis = diagnose(look.seen, self.scenario.causes) if look.status is Status.FAIL else None
             found = cause.id if cause else ("nothing: it passes" if look.status is Status.PASS else "an unknown cause")
             self.progress.say(f"{step.id}: past {look.past}, found {found}")
 

@@ -1,5 +1,7 @@
-"""Images made on the host: the machine image for the docker provider, and the
-registry, proxy and base images built from Debian packages.
+"""Images made on the host: the machine image for the docker provider (the
+harness's own recipe, here in `lab/images/`), and the images a scenario
+declares (`lab.images` of its file: lab/manifest.py), built from Debian
+packages by the recipes in the scenario's folder.
 
 Every image is tagged with what it really is (`reglab/nginx:1.22.1-debian12`,
 never `nginx:1.9`) and labelled with a hash of its recipe, so a recipe that
@@ -17,15 +19,15 @@ import shutil
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from lab import hostapt
 from lab.config import Lab
 from lab.errors import LabError, RemoteError
+from lab.manifest import Named
 from lab.remote import Host
 
-RECIPES = Path(__file__).parent / "images"
+RECIPES = Path(__file__).parent / "images"  # the harness's own: the machine image
 SUITE = "bookworm"
 DEBIAN_MAJOR = "12"
 BASE_TAG = f"reglab/debian:{SUITE}-debootstrap"
@@ -33,28 +35,17 @@ NODE_TAG = f"reglab/node:{SUITE}"
 RECIPE_LABEL = "org.reglab.recipe"
 CACHE_DIR_IN_MACHINE = "/var/cache/reglab"
 
-# What the host builds from Debian packages: role -> (recipe, tag name, other files).
-# Each recipe writes its package's Debian version to VERSION_FILE, read for the tag.
-PACKAGED = {
-    "registry": ("registry.Dockerfile", "reglab/docker-registry", ("registry-config.yml",)),
-    "proxy": ("nginx.Dockerfile", "reglab/nginx", ()),
-    "base": ("busybox.Dockerfile", "reglab/busybox", ()),
-}
+# Each recipe of a scenario's image writes its package's Debian version to VERSION_FILE, read for the tag.
 VERSION_FILE = "/etc/reglab-package-version"
 # Bundles not used for this long are removed when a new one is made (other labs may use the rest).
 BUNDLE_KEEP_DAYS = 14
 
 
-@dataclass(frozen=True)
-class LabImages:
-    """The image references the lab's files use, once resolved for a source."""
-
-    registry: str
-    proxy: str
-    base: str
+class LabImages(Named):
+    """The image references the lab's files use, by the scenario's names, once resolved for a source."""
 
     def all(self) -> list[str]:
-        return [self.registry, self.proxy, self.base]
+        return list(self.values())
 
 
 def upstream_version(debian_version: str) -> str:
@@ -133,10 +124,14 @@ class Builder:
             )
         return BASE_TAG
 
-    def build(self, dockerfile: str, base: str, tag: str | None, context_files: Sequence[str] = ()) -> str:
-        """Build a recipe FROM base unless an image of the same recipe exists."""
-        recipe_text = (RECIPES / dockerfile).read_bytes()
-        files = [(RECIPES / f).read_bytes() for f in context_files]
+    def build(self, dockerfile: Path, base: str, tag: str | None, context_files: Sequence[Path] = ()) -> str:
+        """Build a recipe FROM base unless an image of the same recipe exists.
+
+        NOTE: the recipe's hash is of the bytes of the recipe and its files (and the base's ID),
+        never of where they are: a recipe moved unchanged keeps its images.
+        """
+        recipe_text = dockerfile.read_bytes()
+        files = [f.read_bytes() for f in context_files]
         base_id = self.image_id(base)
         recipe = self.recipe_hash(recipe_text, base_id, *files)
         found = self.labelled(recipe)
@@ -145,19 +140,19 @@ class Builder:
         # NOTE: --no-cache: the recipe label is the cache; Docker's legacy builder
         # reused a stale `COPY --from` layer across recipes once.
         with tempfile.TemporaryDirectory(prefix="build-") as ctx:
-            for name in (dockerfile, *context_files):
-                shutil.copy(RECIPES / name, Path(ctx) / name)
+            for path in (dockerfile, *context_files):
+                shutil.copy(path, Path(ctx) / path.name)
             temp_tag = tag or f"reglab/building:{recipe}"
             self.host.run(
                 f"docker build -q --no-cache --build-arg BASE={base} --label {RECIPE_LABEL}={recipe} "
-                f"-t {temp_tag} -f {Path(ctx) / dockerfile} {ctx}",
+                f"-t {temp_tag} -f {Path(ctx) / dockerfile.name} {ctx}",
                 timeout=900,
             )
         return temp_tag
 
     def node(self, source: str = "auto") -> str:
         """The machine image that Vagrant's docker provider boots."""
-        built = self.build("node.Dockerfile", self.base(source), None, ["vagrant.pub"])
+        built = self.build(RECIPES / "node.Dockerfile", self.base(source), None, [RECIPES / "vagrant.pub"])
         if built != NODE_TAG:
             self.host.run(f"docker tag {built} {NODE_TAG}")
             if built.startswith("reglab/building:"):
@@ -165,9 +160,13 @@ class Builder:
         return NODE_TAG
 
     def packaged(self, role: str) -> str:
-        """An image from one Debian package, tagged with that package's version."""
-        dockerfile, name, extra = PACKAGED[role]
-        built = self.build(dockerfile, self.base(), None, extra)
+        """A scenario's image from one Debian package, tagged with that package's version."""
+        spec = self.lab.manifest.images[role]
+        if spec.recipe is None or spec.name is None:
+            raise LabError(f"the scenario's image {role!r} has no recipe ({self.lab.manifest.path}: "
+                           f"lab.images.{role}), so `images.source: build` cannot make it; use pull or preload")
+        name = spec.name
+        built = self.build(spec.recipe, self.base(), None, spec.files)
         if not built.startswith("reglab/building:"):
             return built
         version = self.host.run(f"docker run --rm --entrypoint /bin/cat {built} {VERSION_FILE}").stdout.strip()
@@ -185,7 +184,7 @@ class Builder:
         if self.lab.images.source != "auto":
             return self.lab.images.source
         if self._source is None:
-            wanted = [self.lab.images.registry, self.lab.images.proxy, self.lab.images.base]
+            wanted = list(self.lab.images.refs().values())
             self._source = "preload" if all(self.exists(ref) or self._pulled(ref) for ref in wanted) else "build"
         return self._source
 
@@ -197,10 +196,10 @@ class Builder:
 
     def lab_images(self) -> LabImages:
         """The images the lab's files name, built here when the source is `build`."""
-        images = self.lab.images
+        refs = self.lab.images.refs()
         if self.source() != "build":
-            return LabImages(images.registry, images.proxy, images.base)
-        return LabImages(self.packaged("registry"), self.packaged("proxy"), self.packaged("base"))
+            return LabImages(**refs)
+        return LabImages(**{role: self.packaged(role) for role in refs})
 
     def image_ids(self, images: LabImages) -> list[str]:
         """The host's IDs of the lab's images, in the order of `images.all()` (one inspect for all)."""

@@ -31,19 +31,19 @@ import jinja2
 import yaml
 
 from lab import checks, text_commands
-from lab.config import EDITIONS, ROLES
-from lab.diagnosis import CAUSES
+from lab import manifest as manifests
+from lab.config import EDITIONS, default_scenario
+from lab.diagnosis import Cause
 from lab.errors import ConfigError
 from lab.kinds import ACTIONS, Invalid, Kind
+from lab.manifest import Manifest
 from lab.tutorial_text import DIGEST_LENGTH, Cite
 
-SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
 ACTION_KINDS = tuple(ACTIONS)
 CHECK_KINDS = tuple(checks.KINDS)
 STEP_KEYS = ("id", "title", "section", "why", "passes_before", "bridge_from", "look_past", "tutorial", "solve",
              "check")
 CITE_KEYS = ("block", "first", "sha256", "why")
-CAUSE_IDS = tuple(cause.id for cause in CAUSES)
 _DIGEST = re.compile(rf"[0-9a-f]{{{DIGEST_LENGTH}}}")
 # Parses only: the engine's own environment (filters, StrictUndefined) renders at run time.
 _JINJA = jinja2.Environment()
@@ -81,6 +81,13 @@ class Scenario:
     steps: tuple[Step, ...]
     # The tutorial's shell blocks no step covers, each with its reason.
     left_out: tuple[Cite, ...] = ()
+    # What the scenario declares of its lab (its `lab:` section, or the lab's for a file without one).
+    manifest: Manifest | None = field(default=None, hash=False, compare=False)
+
+    @property
+    def causes(self) -> tuple[Cause, ...]:
+        """The known causes a failure of this scenario is diagnosed with: its own, then the harness's."""
+        return (self.manifest or manifests.load(default_scenario())).table
 
     def step(self, step_id: str) -> Step:
         for step in self.steps:
@@ -92,8 +99,12 @@ class Scenario:
         return [s.id for s in self.steps].index(step_id)
 
 
-def load(path: Path, edition: str) -> Scenario:
-    """Load a scenario file and keep what applies to `edition`."""
+def load(path: Path, edition: str, declared: Manifest | None = None) -> Scenario:
+    """Load a scenario file and keep what applies to `edition`.
+
+    A file with its own `lab:` section declares its machines, causes, ...; one without borrows
+    `declared` (the lab's), else the shipped tutorial's.
+    """
     source = str(path)
     try:
         data = yaml.safe_load(path.read_text())
@@ -102,29 +113,33 @@ def load(path: Path, edition: str) -> Scenario:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         raise ConfigError(source, f"line {mark.line + 1}" if mark else "", f"invalid YAML: {exc}") from None
-    return parse(data, path, edition)
+    return parse(data, path, edition, declared)
 
 
-def parse(data: Any, path: Path, edition: str) -> Scenario:
+def parse(data: Any, path: Path, edition: str, declared: Manifest | None = None) -> Scenario:
     source = str(path)
     if edition not in EDITIONS:
         raise ConfigError(source, "edition", f"expected one of {', '.join(EDITIONS)}, got {edition!r}")
     if not isinstance(data, dict) or not isinstance(data.get("steps"), list):
         raise ConfigError(source, "steps", "expected a mapping with a list of steps")
+    if "lab" in data:
+        declared = manifests.parse(data["lab"], path.resolve())
+    declared = declared or manifests.load(default_scenario())
     steps = []
     seen: set[str] = set()
     try:
         text = text_commands.load(data, path)
         for i, raw in enumerate(data["steps"]):
-            steps.append(_step(raw, f"steps[{i}]", seen, edition, text))
+            steps.append(_step(raw, f"steps[{i}]", seen, edition, text, declared))
         left_out = _cites(data.get("left_out", []), "left_out", need_why=True)
     except Invalid as exc:
         raise ConfigError(source, exc.path, exc.problem) from None
     return Scenario(id=str(data.get("id", path.stem)), title=str(data.get("title", path.stem)), path=path,
-                    steps=tuple(steps), left_out=left_out)
+                    steps=tuple(steps), left_out=left_out, manifest=declared)
 
 
-def _step(raw: Any, where: str, seen: set[str], edition: str, text: text_commands.TutorialText | None) -> Step:
+def _step(raw: Any, where: str, seen: set[str], edition: str, text: text_commands.TutorialText | None,
+          declared: Manifest) -> Step:
     if not isinstance(raw, dict):
         raise Invalid(where, "expected a mapping")
     if not isinstance(raw.get("id"), str) or not raw["id"]:
@@ -145,11 +160,11 @@ def _step(raw: Any, where: str, seen: set[str], edition: str, text: text_command
         if key in raw and (not isinstance(raw[key], str) or not raw[key].strip()):
             raise Invalid(f"{where}.{key}", "expected a non-empty string (the reason)")
     tutorial = _cites(raw.get("tutorial", []), f"{where}.tutorial", need_why=False)
-    look_past = _look_past(raw.get("look_past", {}), f"{where}.look_past")
+    look_past = _look_past(raw.get("look_past", {}), f"{where}.look_past", declared)
     parts = {}
     for part, table in (("solve", ACTIONS), ("check", checks.KINDS)):
         value = raw.get(part) or {}
-        _validate_part(value, f"{where}.{part}", table)
+        _validate_part(value, f"{where}.{part}", table, declared.roles)
         _compile_strings(value, f"{where}.{part}")
         if part == "solve":
             cited = {cite.block for cite in tutorial}
@@ -162,22 +177,24 @@ def _step(raw: Any, where: str, seen: set[str], edition: str, text: text_command
                 check=parts["check"], bridge_from=raw.get("bridge_from", ""), look_past=look_past)
 
 
-def _look_past(value: Any, where: str) -> dict[str, dict[str, list[dict[str, Any]]]]:
+def _look_past(value: Any, where: str, declared: Manifest) -> dict[str, dict[str, list[dict[str, Any]]]]:
     """`look_past:`: a known cause id to the actions, per machine, that get past just that cause.
 
     NOTE: the actions are the modern edition's own and apply only in an as-written keep-going run,
     so they take no `only:`.
     """
     if not isinstance(value, dict):
-        raise Invalid(where, "expected a mapping of a cause id (lab/diagnosis.py) to actions per machine")
+        raise Invalid(where, "expected a mapping of a cause id (lab/diagnosis.py or the scenario's causes) "
+                             "to actions per machine")
+    cause_ids = [cause.id for cause in declared.table]
     kept = {}
     for cause_id, actions in value.items():
         here = f"{where}.{cause_id}"
-        if cause_id not in CAUSE_IDS:
-            raise Invalid(here, f"unknown cause id; expected one of {', '.join(CAUSE_IDS)}")
+        if cause_id not in cause_ids:
+            raise Invalid(here, f"unknown cause id; expected one of {', '.join(cause_ids)}")
         if not isinstance(actions, dict) or not actions:
             raise Invalid(here, "expected a mapping of machine name to a list of actions")
-        _validate_part(actions, here, ACTIONS)
+        _validate_part(actions, here, ACTIONS, declared.roles)
         _compile_strings(actions, here)
         for machine, items in actions.items():
             for j, item in enumerate(items):
@@ -225,14 +242,14 @@ def _cites(value: Any, where: str, need_why: bool) -> tuple[Cite, ...]:
     return tuple(cites)
 
 
-def _validate_part(value: Any, where: str, table: Mapping[str, Kind]) -> None:
+def _validate_part(value: Any, where: str, table: Mapping[str, Kind], roles: tuple[str, ...]) -> None:
     """Every item of a `solve` or `check`, whatever its edition."""
     if not isinstance(value, dict):
         raise Invalid(where, "expected a mapping of machine name to a list")
     for machine, items in value.items():
         here = f"{where}.{machine}"
-        if machine not in ROLES:
-            raise Invalid(here, f"unknown machine; expected one of {', '.join(ROLES)}")
+        if machine not in roles:
+            raise Invalid(here, f"unknown machine; expected one of {', '.join(roles)}")
         if not isinstance(items, list):
             raise Invalid(here, "expected a list")
         for j, item in enumerate(items):
@@ -298,4 +315,4 @@ def kind_of(item: dict[str, Any], kinds: tuple[str, ...] = ACTION_KINDS + CHECK_
 
 
 def default_path() -> Path:
-    return SCENARIOS / "tutorial.yaml"
+    return default_scenario()

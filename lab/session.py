@@ -51,7 +51,7 @@ class Session:
         self.state = State(self.lab.state_dir / "state.json")
         if self.state.warning:
             self.progress.say(self.state.warning)
-        self.scenario = scenario.load(scenario_path or scenario.default_path(), self.lab.edition)
+        self.scenario = scenario.load(scenario_path or self.lab.manifest.path, self.lab.edition, self.lab.manifest)
         self._ctx: Context | None = None
         self._provisioned = False  # by this session, since its machines booted
 
@@ -245,9 +245,7 @@ class Session:
     # -- steps -----------------------------------------------------------------
     def context(self) -> Context:
         if self._ctx is None:
-            images = self.state.images or LabImages(
-                self.lab.images.registry, self.lab.images.proxy, self.lab.images.base
-            )
+            images = self.state.images or LabImages(**self.lab.images.refs())
             self._ctx = Context(self.lab, self.provider.connect, images, self.redactor)
         return self._ctx
 

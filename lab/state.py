@@ -19,7 +19,6 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -102,7 +101,7 @@ class State:
 
     @images.setter
     def images(self, images: LabImages) -> None:
-        self.data["images"] = asdict(images)
+        self.data["images"] = dict(images)
         self.save()
 
 

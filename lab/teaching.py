@@ -20,7 +20,7 @@ def instructions(session: Session, step_id: str) -> str:
     lab = session.lab
     step = session.scenario.step(step_id)
     ctx = session.context()
-    family = _family(session, next(iter(step.solve), "registry"))
+    family = _family(session, next(iter(step.solve), lab.machines[0].name))
     variables = template_variables(lab, ctx.images, family, _Shown(lab.users[0].name), _Placeholders())
     jinja = ctx.jinja
     lines = [f"# {step.id}: {step.title}", f"# tutorial section: {step.section} ({lab.edition} edition)", ""]

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lab.classroom import Classroom, ClassBoard
+from lab.classroom import ClassBoard, Classroom
 from lab.cli import main
 from lab.dashboard import serve
 from lab.progress import Progress
@@ -57,7 +57,7 @@ def grades(room: Classroom) -> dict[tuple[str, str], str]:
 @pytest.fixture
 def classroom(lab_session, tmp_path):
     if lab_session.lab.provider != "docker":
-        pytest.fail(f"the class test boots its labs on the docker provider; the session's is {lab_session.lab.provider}")
+        pytest.fail(f"the class test boots its labs on the docker provider, not {lab_session.lab.provider}")
     base = tmp_path / "lab.yml"
     base.write_text(yaml.safe_dump({"provider": "docker", "images": {"source": lab_session.lab.images.source}}))
     roster = tmp_path / "net101.csv"

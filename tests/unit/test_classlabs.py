@@ -66,12 +66,13 @@ def test_a_student_lab_is_a_valid_lab_file() -> None:
     loaded = config.validate(merged, ROOT / "lab.yml", "net101-ann-marie.yml")
     assert loaded.name == "net101-ann-marie"
     assert loaded.domain == "ann-marie.myregistrydomain.com"
-    assert loaded.registry.ip == "10.77.3.10" and loaded.client.ip == "10.77.3.11"
+    assert loaded.machine("registry").ip == "10.77.3.10" and loaded.machine("client").ip == "10.77.3.11"
     assert [user.name for user in loaded.users] == ["ann-marie"] and loaded.users[0].password is None
 
 
 def test_an_empty_base_takes_the_default_domain() -> None:
-    assert student_lab({}, "net101", Student("s01"), SUBNET)["domain"] == f"s01.{config.DEFAULTS['domain']}"
+    """The shipped tutorial declares the registry's name: myregistrydomain.com."""
+    assert student_lab({}, "net101", Student("s01"), SUBNET)["domain"] == "s01.myregistrydomain.com"
 
 
 def test_the_longest_class_name_and_id_still_make_a_valid_lab_name() -> None:

@@ -41,8 +41,8 @@ def test_shipped_lab_file_has_the_tutorials_values() -> None:
     assert lab.edition == "modern"
     assert lab.os == "debian"
     assert lab.domain == "myregistrydomain.com"
-    assert lab.registry.ip == "192.168.33.10"
-    assert lab.client.ip == "192.168.33.11"
+    assert lab.machine("registry").ip == "192.168.33.10"
+    assert lab.machine("client").ip == "192.168.33.11"
     assert [m.name for m in lab.machines] == ["registry", "client"]
     assert (lab.ports.registry, lab.ports.proxy, lab.ports.https) == (5000, 5043, 443)
     assert lab.network == ipaddress.ip_network("192.168.33.0/24")
@@ -64,7 +64,7 @@ def test_empty_file_gives_the_defaults(tmp_path: Path, text: str) -> None:
     assert lab.edition == "modern"
     assert lab.os == "debian"
     assert lab.domain == "myregistrydomain.com"
-    assert (lab.registry.ip, lab.client.ip) == ("192.168.33.10", "192.168.33.11")
+    assert (lab.machine("registry").ip, lab.machine("client").ip) == ("192.168.33.10", "192.168.33.11")
     assert (lab.ports.registry, lab.ports.proxy, lab.ports.https) == (5000, 5043, 443)
     assert lab.users == (User(name="student", password=None),)
     assert lab.images.source == "auto"
@@ -462,7 +462,7 @@ def test_machine_address_the_network_cannot_give_is_refused(
 
 def test_machine_addresses_next_to_the_reserved_ones_are_accepted(tmp_path: Path) -> None:
     lab = load_text(tmp_path, "machines:\n  registry: {ip: 172.16.0.2}\n  client: {ip: 172.16.0.254}\n")
-    assert (lab.registry.ip, lab.client.ip) == ("172.16.0.2", "172.16.0.254")
+    assert (lab.machine("registry").ip, lab.machine("client").ip) == ("172.16.0.2", "172.16.0.254")
 
 
 # --- ports --------------------------------------------------------------------

@@ -4,14 +4,22 @@ import re
 
 import pytest
 
-from lab.diagnosis import (
-    CAUSES,
-    Cause,
-    cause_by_id,
-    diagnose,
-    diagnose_all,
-    format_diagnosis,
-)
+from lab import diagnosis, manifest
+from lab.config import default_scenario
+from lab.diagnosis import GENERAL, Cause, cause_by_id, causes_from, format_diagnosis
+from lab.errors import ConfigError
+
+# The table a tutorial run diagnoses with: the tutorial's own causes (scenarios/tutorial/causes.yaml), then GENERAL.
+CAUSES = manifest.load(default_scenario()).table
+
+
+def diagnose(text: str) -> Cause | None:
+    return diagnosis.diagnose(text, CAUSES)
+
+
+def diagnose_all(text: str) -> list[Cause]:
+    return diagnosis.diagnose_all(text, CAUSES)
+
 
 EXAMPLES: dict[str, list[str]] = {
     "legacy-cn": [
@@ -250,3 +258,38 @@ def test_cause_by_id_rejects_unknown_id() -> None:
 def test_cause_rejects_multiline_fix() -> None:
     with pytest.raises(ValueError, match="fix"):
         Cause("x", re.compile("x"), "a cause", "first line\nsecond line")
+
+
+# --- the tutorial's causes are the scenario's, the harness keeps the general ones ------------------------
+
+
+def test_the_harness_knows_no_cause_of_the_tutorials_own() -> None:
+    """lab/ would serve another tutorial: nginx's `ssl on;` or test-images mean nothing there."""
+    tutorial_only = {"legacy-cn", "no-basic-auth", "name-not-pushed", "compose-v1-file", "unknown-ssl-directive"}
+    assert not tutorial_only & {cause.id for cause in GENERAL}
+    assert diagnosis.diagnose('nginx: [emerg] unknown directive "ssl"') is None  # the harness's table alone
+    assert diagnose('nginx: [emerg] unknown directive "ssl"') == cause_by_id("unknown-ssl-directive")
+    assert [cause.id for cause in CAUSES[-len(GENERAL):]] == [cause.id for cause in GENERAL]  # tried last
+
+
+@pytest.mark.parametrize(("data", "problem"), [
+    ({"id": "x"}, "list of causes"),
+    ([{"id": "x", "match": ["a"], "cause": "c"}], "missing 'fix'"),
+    ([{"id": "x", "match": ["a"], "cause": "c", "fix": "f", "hint": "h"}], "got 'hint' too"),
+    ([{"id": "x", "match": "a", "cause": "c", "fix": "f"}], "match: expected a list"),
+    ([{"id": "x", "match": ["(a"], "cause": "c", "fix": "f"}], "not a regular expression"),
+    ([{"id": "Not Kebab", "match": ["a"], "cause": "c", "fix": "f"}], "kebab-case"),
+    ([{"id": "x", "match": ["a"], "cause": "c", "fix": "f"}] * 2, "given twice"),
+], ids=["not-a-list", "missing-key", "unknown-key", "match-not-list", "bad-regex", "bad-id", "twice"])
+def test_a_bad_causes_file_entry_is_refused_with_its_reason(data: object, problem: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(problem)):
+        causes_from(data)
+
+
+def test_a_scenarios_causes_file_may_not_redefine_a_general_cause(tmp_path) -> None:
+    (tmp_path / "templates").mkdir()
+    (tmp_path / "causes.yaml").write_text("- {id: docker-start-limit, match: [x], cause: c, fix: f}\n")
+    section = {"machines": {"a": {"ip": "10.0.0.2"}}, "domain": "a.example", "ports": {}, "images": {},
+               "templates": "templates", "workdir": "/root/a-lab", "reset": {}, "causes": "causes.yaml"}
+    with pytest.raises(ConfigError, match="docker-start-limit: the harness knows this cause already"):
+        manifest.parse(section, tmp_path / "scenario.yaml")

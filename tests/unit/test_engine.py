@@ -97,7 +97,8 @@ def test_new_state_has_no_results(state: State) -> None:
 def test_state_round_trips(state: State) -> None:
     mark(state, Status.PASS, "hosts")
     mark(state, Status.FAIL, "tls")
-    state.images = LabImages("reglab/docker-registry:2.8.2-debian12", "reglab/nginx:1.22.1-debian12", "debian:bookworm")
+    state.images = LabImages(registry="reglab/docker-registry:2.8.2-debian12", proxy="reglab/nginx:1.22.1-debian12",
+                             base="debian:bookworm")
     state.data["provisioned"] = True
     state.save()
 
@@ -220,10 +221,13 @@ def test_the_lab_lock_is_reentrant_within_a_process(tmp_path: Path) -> None:
 def test_a_broken_template_is_a_lab_error_not_a_traceback() -> None:
     import jinja2
 
-    from lab.engine import TEMPLATES, render_template, render_value
+    from lab import manifest
+    from lab.config import default_scenario
+    from lab.engine import render_template, render_value
     from lab.errors import LabError
 
-    jinja = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), undefined=jinja2.StrictUndefined)
+    templates = manifest.load(default_scenario()).templates
+    jinja = jinja2.Environment(loader=jinja2.FileSystemLoader(templates), undefined=jinja2.StrictUndefined)
     with pytest.raises(LabError, match="which is not in"):
         render_template(jinja, "nosuch.j2", {})
     with pytest.raises(LabError, match="cannot be rendered"):
@@ -281,7 +285,8 @@ def test_an_unknown_os_is_the_same_usage_error_on_the_engines_path(tmp_path: Pat
     alpine = 'ID=alpine\nPRETTY_NAME="Alpine Linux v3.19"\n\nreglab-identity=abc\n'
     machine = SimpleNamespace(name="client", sudo=lambda command, **_: SimpleNamespace(stdout=alpine))
     (tmp_path / "lab.yml").write_text("")
-    ctx = Context(load(tmp_path / "lab.yml", environ={}), lambda name: machine, LabImages("r", "p", "b"), Redactor())
+    images = LabImages(registry="r", proxy="p", base="b")
+    ctx = Context(load(tmp_path / "lab.yml", environ={}), lambda name: machine, images, Redactor())
     with pytest.raises(UnsupportedOS) as info:
         ctx.identify("client")
     assert str(info.value).startswith("client: unsupported OS 'Alpine Linux v3.19'")
@@ -355,7 +360,7 @@ def _three_steps(tmp_path: Path, state: State, broken: set[str]) -> tuple[Engine
     (tmp_path / "lab.yml").write_text("")
     lab = load(tmp_path / "lab.yml", environ={}, overrides={"edition": "as-written"})
     machine = _Lab(broken)
-    ctx = Context(lab, lambda name: machine, LabImages("r", "p", "b"), Redactor())
+    ctx = Context(lab, lambda name: machine, LabImages(registry="r", proxy="p", base="b"), Redactor())
     run = Engine(scenario.load(path, "as-written"), ctx, state, Progress(quiet=True))
     return run, machine
 
@@ -508,7 +513,7 @@ def _pull_steps(tmp_path: Path, state: State, broken: set[str] = frozenset(), ed
     (tmp_path / "lab.yml").write_text("")
     lab = load(tmp_path / "lab.yml", environ={}, overrides={"edition": edition})
     machine = _Registry(set(broken))
-    ctx = Context(lab, lambda name: machine, LabImages("r", "p", "b"), Redactor())
+    ctx = Context(lab, lambda name: machine, LabImages(registry="r", proxy="p", base="b"), Redactor())
     return Engine(scenario.load(path, edition), ctx, state, Progress(quiet=True)), machine
 
 

@@ -7,11 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from lab.config import Lab, load
-from lab.images import PACKAGED, RECIPES, VERSION_FILE, Builder, LabImages, upstream_version
+from lab import manifest
+from lab.config import Lab, default_scenario, load
+from lab.images import RECIPES, VERSION_FILE, Builder, LabImages, upstream_version
 
 PROJECT = Path(__file__).resolve().parents[2]
-DOCKERFILES = sorted(RECIPES.glob("*.Dockerfile"))
+# The tutorial's images: their recipes live in its scenario folder, not in lab/.
+TUTORIAL_IMAGES = manifest.load(default_scenario()).images
+DOCKERFILES = sorted([*RECIPES.glob("*.Dockerfile"), *(spec.recipe for spec in TUTORIAL_IMAGES.values())])
 
 
 @pytest.mark.parametrize(
@@ -52,10 +55,12 @@ def _installed(path: Path) -> list[str]:
 
 
 def test_the_recipes_are_shipped() -> None:
-    assert {p.name for p in DOCKERFILES} == {
-        "node.Dockerfile", "registry.Dockerfile", "nginx.Dockerfile", "busybox.Dockerfile"
+    assert {p.name for p in RECIPES.glob("*.Dockerfile")} == {"node.Dockerfile"}  # the harness's own
+    assert {spec.recipe.relative_to(PROJECT).as_posix() for spec in TUTORIAL_IMAGES.values()} == {
+        "scenarios/tutorial/images/registry.Dockerfile", "scenarios/tutorial/images/nginx.Dockerfile",
+        "scenarios/tutorial/images/busybox.Dockerfile",
     }
-    assert {recipe for recipe, _, _ in PACKAGED.values()} <= {p.name for p in DOCKERFILES}
+    assert all(spec.recipe.is_file() and all(f.is_file() for f in spec.files) for spec in TUTORIAL_IMAGES.values())
 
 
 @pytest.mark.parametrize("path", DOCKERFILES, ids=lambda p: p.name)
@@ -73,7 +78,7 @@ def test_dockerfile_copies_only_shipped_files(path: Path) -> None:
     for line in _instructions(path):
         if line.startswith(("COPY", "ADD")) and "--from=" not in line:
             sources = [w for w in line.split()[1:-1] if not w.startswith("--")]
-            assert all((RECIPES / s).is_file() for s in sources), line
+            assert all((path.parent / s).is_file() for s in sources), line
 
 
 def test_node_image_has_a_vagrant_user_with_passwordless_sudo() -> None:
@@ -100,10 +105,10 @@ def test_node_image_installs_no_docker() -> None:
 )
 def test_packaged_images_install_their_package_and_record_its_version(role: str, package: str, name: str) -> None:
     """The tag is read from VERSION_FILE, so the recipe must write the version of that very package."""
-    recipe, tag_name, _ = PACKAGED[role]
-    assert tag_name == name
-    assert package in _installed(RECIPES / recipe)
-    text = " ".join(_instructions(RECIPES / recipe))
+    spec = TUTORIAL_IMAGES[role]
+    assert spec.name == name
+    assert package in _installed(spec.recipe)
+    text = " ".join(_instructions(spec.recipe))
     assert f"dpkg-query -W -f '${{Version}}' {package} >" in text
     assert VERSION_FILE.lstrip("/") in text
 
@@ -137,7 +142,7 @@ def test_lab_images_follow_the_lab_file(tmp_path: Path) -> None:
     lab = _lab(tmp_path, "images:\n  source: pull\n  registry: registry:2.8.3\n  proxy: nginx:1.25\n"
                          "  base: debian:bookworm-slim\n")
     images = Builder(lab, NoDocker()).lab_images()
-    assert images == LabImages("registry:2.8.3", "nginx:1.25", "debian:bookworm-slim")
+    assert images == LabImages(registry="registry:2.8.3", proxy="nginx:1.25", base="debian:bookworm-slim")
 
 
 def test_recipe_hash_depends_on_every_part(tmp_path: Path) -> None:
@@ -179,7 +184,7 @@ def test_auto_preloads_where_the_host_has_or_can_pull_the_images(tmp_path: Path)
     host = FakeDocker({"registry:2"}, hub=True)
     builder = Builder(_lab(tmp_path, ""), host)
     assert builder.source() == "preload"
-    assert builder.lab_images() == LabImages("registry:2", "nginx:1.27", "debian:bookworm")
+    assert builder.lab_images() == LabImages(registry="registry:2", proxy="nginx:1.27", base="debian:bookworm")
     assert not any(c.startswith("docker pull") and "registry:2" in c for c in host.commands)
 
 
@@ -217,7 +222,7 @@ def test_bundles_use_unique_temporary_names_and_keep_other_labs_bundles(tmp_path
     other.parent.mkdir(parents=True)
     other.write_bytes(b"another lab's bundle")
     host = SavingDocker()
-    target = Builder(lab, host).bundle(LabImages("r:1", "p:1", "b:1"))
+    target = Builder(lab, host).bundle(LabImages(registry="r:1", proxy="p:1", base="b:1"))
     assert target.read_bytes() == b"tar" and other.exists()
     assert host.saved[0] != str(target.with_suffix(".partial"))
     assert "cache with space" in host.saved[0]

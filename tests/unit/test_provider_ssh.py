@@ -12,8 +12,8 @@ from types import SimpleNamespace
 import paramiko
 import pytest
 
-from lab import cleanup
-from lab.config import Lab, load
+from lab import cleanup, manifest
+from lab.config import Lab, default_scenario, load
 from lab.credentials import Redactor
 from lab.errors import ConfigError, LabError, RemoteError
 from lab.providers import for_lab
@@ -211,7 +211,8 @@ def cleanup_session(makes_machines: bool) -> SimpleNamespace:
     family = SimpleNamespace(ca_anchor_dir="/usr/local/share/ca-certificates", ca_update="update-ca-certificates")
     ctx = SimpleNamespace(family=lambda name: family,
                           images=SimpleNamespace(all=lambda: ["reglab/registry:1", "reglab/nginx:1", "reglab/bb:1"]))
-    return SimpleNamespace(context=lambda: ctx, lab=SimpleNamespace(domain="myregistrydomain.com"),
+    return SimpleNamespace(context=lambda: ctx, lab=SimpleNamespace(domain="myregistrydomain.com",
+                                                                    manifest=manifest.load(default_scenario())),
                            provider=SimpleNamespace(makes_machines=makes_machines))
 
 

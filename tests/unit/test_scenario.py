@@ -15,13 +15,18 @@ import jinja2
 import pytest
 import yaml
 
-from lab.config import EDITIONS, Ports, User
-from lab.engine import TEMPLATES, WORKDIR
+from lab import manifest
+from lab.config import EDITIONS, Ports, User, default_scenario
 from lab.errors import ConfigError
 from lab.images import LabImages
 from lab.kinds import Key, Kind, Text
 from lab.osfamily import DEBIAN
 from lab.scenario import ACTION_KINDS, CHECK_KINDS, Scenario, default_path, kind_of, load
+
+# The tutorial's templates and workdir: what its scenario declares (lab/manifest.py).
+TUTORIAL = manifest.load(default_scenario())
+TEMPLATES = TUTORIAL.templates
+WORKDIR = TUTORIAL.workdir
 
 STEP_IDS = [
     "local-registry",

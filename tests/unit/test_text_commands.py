@@ -301,7 +301,8 @@ def as_written_engine(tmp_path: Path, scenario_path: Path) -> tuple[Engine, _Mac
     (tmp_path / "lab.yml").write_text(f"users: [{{name: student, password: {PASSWORD}}}]\n")
     lab = load_lab(tmp_path / "lab.yml", environ={}, overrides={"edition": "as-written"})
     machine = _Machine()
-    ctx = Context(lab, lambda name: machine, LabImages("reg-image", "proxy-image", "base-image"), Redactor())
+    images = LabImages(registry="reg-image", proxy="proxy-image", base="base-image")
+    ctx = Context(lab, lambda name: machine, images, Redactor())
     loaded = scenario.load(scenario_path, "as-written")
     return Engine(loaded, ctx, State(tmp_path / "state.json"), Progress(quiet=True)), machine
 
@@ -354,6 +355,7 @@ def test_the_as_written_push_and_pull_come_from_the_text_with_the_labs_images(tm
 def test_a_changed_command_in_the_text_changes_the_command_run(tmp_path: Path) -> None:
     """The proof that the command comes from the text and not from a second copy of it."""
     shutil.copy(scenario.default_path(), tmp_path / "tutorial.yaml")
+    shutil.copytree(scenario.default_path().parent / "tutorial", tmp_path / "tutorial")  # its templates, images
     text = TUTORIAL.read_text()
     assert text.count("openssl genrsa -out devdockerCA.key 2048") == 1
     (tmp_path / "tutorial.md").write_text(text.replace("openssl genrsa -out devdockerCA.key 2048",
@@ -380,7 +382,8 @@ def test_the_shipped_as_written_edition_takes_its_commands_from_the_text() -> No
 def show(tmp_path: Path, step_id: str) -> str:
     (tmp_path / "lab.yml").write_text(f"users: [{{name: student, password: {PASSWORD}}}]\n")
     lab = load_lab(tmp_path / "lab.yml", environ={}, overrides={"edition": "as-written"})
-    ctx = Context(lab, lambda name: None, LabImages("reg-image", "proxy-image", "base-image"), Redactor())
+    images = LabImages(registry="reg-image", proxy="proxy-image", base="base-image")
+    ctx = Context(lab, lambda name: None, images, Redactor())
     session = SimpleNamespace(lab=lab, scenario=scenario.load(scenario.default_path(), "as-written"),
                               context=lambda: ctx, provider=SimpleNamespace(makes_machines=True))
     return teaching.instructions(session, step_id)  # type: ignore[arg-type]
