@@ -241,19 +241,20 @@ class VagrantProvider:
                             warn=True).stdout
         return [tuple((line.split("\t") + ["", ""])[:3]) for line in out.splitlines() if line.strip()]
 
-    def _ours(self, state: str) -> bool:
+    def _this_lab(self, state: str) -> bool:
         # Containers an older reglab made carry no state label: this lab's by name.
         return state in ("", str(self.lab.state_dir))
 
     def refuse_shared(self) -> None:
         """Two labs must not share a name (container names) or a subnet (Docker's network)."""
-        theirs = [c for c in self._containers(f"label=org.reglab.lab={self.lab.name}") if not self._ours(c[2])]
+        theirs = [c for c in self._containers(f"label=org.reglab.lab={self.lab.name}") if not self._this_lab(c[2])]
         if theirs:
             folder = Path(theirs[0][2]).parent.parent  # the state folder is FOLDER/.lab/NAME
             raise LabError(f"the lab name {self.lab.name!r} is already used by the lab in {folder} (its machines "
                            f"exist); give this lab another `name` in {self.lab.source}")
         network = f"vagrant_network_{self.lab.network}"
-        theirs = [c for c in self._containers(f"network={network}") if not self._ours(c[2]) or c[1] != self.lab.name]
+        theirs = [c for c in self._containers(f"network={network}")
+                  if not self._this_lab(c[2]) or c[1] != self.lab.name]
         if theirs:
             other = theirs[0][1] or "a container reglab did not make"
             raise LabError(f"the subnet {self.lab.network} is already used by {other!r}; give this lab machines "
@@ -338,7 +339,7 @@ class VagrantProvider:
     def remove_docker_leftovers(self) -> list[str]:
         """This lab's containers, and Vagrant's network on its subnet unless another lab's use it."""
         removed = []
-        ids = [c[0] for c in self._containers(f"label=org.reglab.lab={self.lab.name}") if self._ours(c[2])]
+        ids = [c[0] for c in self._containers(f"label=org.reglab.lab={self.lab.name}") if self._this_lab(c[2])]
         if ids:
             self.host.run("docker rm -f -v " + " ".join(ids))
             removed += [f"container {i}" for i in ids]

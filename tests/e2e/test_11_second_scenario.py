@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import importlib.util
 import io
-import shutil
 import subprocess
 from pathlib import Path
 from types import ModuleType
@@ -61,9 +60,6 @@ def second_lab(tmp_path: Path):
         "name": NAME,
         "machines": {name: {"ip": ip} for name, ip in MACHINES.items()},
     }))
-    # NOTE: Vagrant reads the Vagrantfile of the folder it runs in, the lab file's (lab.root), and
-    # the Vagrantfile reads its machines from the lab file (REGLAB_LAB), so a copy of it serves here.
-    shutil.copy(PROJECT / "Vagrantfile", tmp_path / "Vagrantfile")
     try:
         yield lab_file, scenario
     finally:

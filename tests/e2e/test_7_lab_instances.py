@@ -33,7 +33,7 @@ def test_a_second_lab_from_anywhere_runs_beside_the_first_and_goes_alone(lab_ses
         "name": "otherlab", "provider": "docker", "images": {"source": lab_session.lab.images.source},
         "machines": {"registry": {"ip": "192.168.79.10"}, "client": {"ip": "192.168.79.11"}}}))
     try:
-        status, out, err = cli(other, "up", "registry")
+        status, out, err = cli(other, "up")
         assert status == 0, out + err
         state = other.parent / ".lab" / "otherlab"
         assert (state / "vagrant").is_dir() and (state / "logs" / "vagrant.log").is_file()

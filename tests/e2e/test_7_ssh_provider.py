@@ -124,7 +124,7 @@ def test_the_whole_tutorial_runs_on_given_machines_and_down_leaves_them_running_
     assert "modern: 11 passed, 0 failed, 0 not run" in out, out
     status, out, err = cli(lab_file, "status")
     assert status == 0 and out.count(" ssh ") == 2 and out.count(" running ") == 2, out
-    known = (tmp_path / ".lab" / "known_hosts").read_text()
+    known = (tmp_path / ".lab" / "givenlab" / "known_hosts").read_text()
     assert all(f"{ip} ssh-" in known for ip in MACHINES.values()), known  # both keys kept (trust on first use)
 
     # What the school keeps on its machines, which reset and down must leave alone.
@@ -153,4 +153,4 @@ def test_the_whole_tutorial_runs_on_given_machines_and_down_leaves_them_running_
         expected = "school-keep\nschool/empty" if role == "registry" else ""
         assert left == expected, f"{role} still holds: {left!r}"
     assert on(registry, "cat /root/school-data; grep -c school.example /etc/hosts") == "keep\n1"
-    assert not (tmp_path / ".lab" / "known_hosts").exists()
+    assert not (tmp_path / ".lab" / "givenlab" / "known_hosts").exists()

@@ -399,3 +399,46 @@ def test_connect_reuses_the_ssh_config_reglab_wrote_in_its_private_folder(provid
     third.vagrant = FakeVagrant()  # type: ignore[assignment]
     third.connect("registry")
     assert third.vagrant.calls == 1
+
+
+class FakeDocker:
+    """`docker ps` / `docker network` as the host would answer them, and what was removed."""
+
+    def __init__(self, containers: list[tuple[str, str, str, str]]) -> None:
+        self.containers = containers  # (id, lab name, state folder, network)
+        self.commands: list[str] = []
+
+    def run(self, command: str, warn: bool = False, **_kw):  # noqa: ANN003
+        from types import SimpleNamespace
+
+        self.commands.append(command)
+        if command.startswith("docker ps -a --filter"):
+            where = command.split("--filter ", 1)[1].split(" --format")[0].strip("'")
+            key, value = where.split("=", 1)
+            rows = [c for c in self.containers
+                    if (key == "label" and value == f"org.reglab.lab={c[1]}") or (key == "network" and value == c[3])]
+            return SimpleNamespace(ok=True, stdout="".join(f"{c[0]}\t{c[1]}\t{c[2]}\n" for c in rows))
+        return SimpleNamespace(ok=True, stdout="")
+
+
+def test_a_lab_name_another_folder_uses_is_refused_naming_that_lab(provider: VagrantProvider) -> None:
+    net = f"vagrant_network_{provider.lab.network}"
+    provider.host = FakeDocker([("c1", "reglab", "/srv/other/.lab/reglab", net)])  # type: ignore[assignment]
+    with pytest.raises(LabError, match="the lab name 'reglab' is already used by the lab in /srv/other"):
+        provider.leftovers({"registry": "not_created", "client": "not_created"})
+    assert not any(c.startswith("docker rm") for c in provider.host.commands)  # never removes another lab's
+
+
+def test_a_subnet_another_lab_uses_is_refused(provider: VagrantProvider) -> None:
+    net = f"vagrant_network_{provider.lab.network}"
+    provider.host = FakeDocker([("c9", "otherlab", "/srv/other/.lab/otherlab", net)])  # type: ignore[assignment]
+    with pytest.raises(LabError, match=r"the subnet 192.168.33.0/24 is already used by 'otherlab'"):
+        provider.leftovers({"registry": "not_created", "client": "not_created"})
+
+
+def test_this_labs_own_leftovers_and_unlabelled_ones_are_removed(provider: VagrantProvider) -> None:
+    mine = str(provider.lab.state_dir)
+    provider.host = FakeDocker([("c1", "reglab", mine, "x"), ("c2", "reglab", "", "x")])  # type: ignore[assignment]
+    assert provider.leftovers({"registry": "not_created", "client": "not_created"}) == \
+        ["container c1", "container c2", "network vagrant_network_192.168.33.0/24"]  # no other lab's on it
+    assert "docker rm -f -v c1 c2" in provider.host.commands
