@@ -15,7 +15,7 @@ from lab import config, report, scenario
 from lab.config import Lab
 from lab.credentials import Redactor, resolve_passwords
 from lab.engine import Context, Engine
-from lab.errors import LabError
+from lab.errors import LabError, RemoteError
 from lab.files import private_dir
 from lab.images import Builder, LabImages
 from lab.osfamily import DEBIAN
@@ -253,7 +253,18 @@ class Session:
         return Engine(self.scenario, self.context(), self.state, self.progress)
 
     def require_running(self) -> None:
-        """Both machines up, and the state about these very machines (solve, check, provision, reset)."""
+        """Both machines up, and the state about these very machines (solve, check, provision, reset).
+
+        NOTE: asking the machines themselves first is what keeps a student's
+        `reglab check` short: `vagrant status` alone takes 1-2 s. Only when one
+        does not answer is the provider asked why (and its SSH details again).
+        """
+        try:
+            self.verify_machines()
+            return
+        except RemoteError:
+            self.provider.forget_connections()
+            self._ctx = None
         missing = self.refresh_state()
         if missing:
             raise LabError(f"machine {missing[0]} is not running; start the lab with `reglab up` "

@@ -82,6 +82,9 @@ class Provider(Protocol):
 
     def connect(self, name: str) -> Machine: ...
 
+    def forget_connections(self) -> None:
+        """Drop cached SSH details (a machine that did not answer may have moved); ask again next time."""
+
     def down(self) -> list[str]:
         """Take away what reglab made; return what was removed, in words."""
 

@@ -112,6 +112,11 @@ class SSHProvider:
                                            self.redactor, self.lab.timeouts.command, known_hosts=self.known_hosts)
         return self._machines[name]
 
+    def forget_connections(self) -> None:
+        for machine in self._machines.values():
+            machine.close()
+        self._machines.clear()
+
     def _where(self, name: str) -> str:
         spec = self.lab.machine(name)
         return f"{spec.user}@{spec.host or spec.ip}:{spec.port}"

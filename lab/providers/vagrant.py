@@ -327,6 +327,10 @@ class VagrantProvider:
             self.lab.timeouts.command,
         )
 
+    def forget_connections(self) -> None:
+        self.ssh_config_path.unlink(missing_ok=True)
+        self._ssh_config_written = False
+
     def down(self) -> list[str]:
         """Destroy the machines and what the provider made for them; keep caches."""
         self.vagrant.destroy()

@@ -22,7 +22,6 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from lab.cli import main
-from lab.engine import WORKDIR
 from lab.provision import RESTART_DROPIN
 
 pytestmark = pytest.mark.e2e
@@ -147,7 +146,7 @@ def test_the_whole_tutorial_runs_on_given_machines_and_down_leaves_them_running_
     for role, container in given_machines.items():
         assert docker("inspect", "-f", "{{.State.Running}}", container) == "true", f"{role} was stopped"
         left = on(container, "docker ps -a --format '{{.Names}}'; docker image ls --format '{{.Repository}}'; "
-                             f"ls -d {WORKDIR} /var/lib/reglab {RESTART_DROPIN} "
+                             f"ls -d {lab_session.lab.manifest.workdir} /var/lib/reglab {RESTART_DROPIN} "
                              "/usr/local/share/ca-certificates/devdockerCA.crt /root/devdockerCA.crt 2>/dev/null; "
                              "grep myregistrydomain.com /etc/hosts; true")
         expected = "school-keep\nschool/empty" if role == "registry" else ""
