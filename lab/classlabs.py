@@ -66,7 +66,8 @@ def lab_name(class_name: str, student: Student) -> str:
 
 
 def student_lab(
-    base: Mapping[str, Any], class_name: str, student: Student, subnet: IPv4Network, *, source: str = "lab.yml"
+    base: Mapping[str, Any], class_name: str, student: Student, subnet: IPv4Network | None, *,
+    source: str = "lab.yml",
 ) -> dict[str, Any]:
     """The lab-file mapping of `student`'s lab: the base's, with this student's name, network, domain and user.
 
@@ -75,10 +76,10 @@ def student_lab(
     is kept as it is (provider, images, timeouts...).
     """
     name = lab_name(class_name, student)
-    if subnet.prefixlen != 24:
-        raise ValueError(f"each lab takes a /24, got {subnet}")
+    if student.machines is None and (subnet is None or subnet.prefixlen != 24):
+        raise ValueError(f"each lab reglab boots takes a /24, got {subnet}")
     provider = base.get("provider", DEFAULTS["provider"])
-    if provider == "ssh":
+    if provider == "ssh" and student.machines is None:
         raise ConfigError(source, "provider", "a class boots a lab per student, but `provider: ssh` names machines "
                           "reglab does not boot; choose docker, virtualbox, libvirt or auto")
     base_domain = base.get("domain")
@@ -96,13 +97,18 @@ def student_lab(
         raise ConfigError(source, "domain", f"too long to prefix with a student id: {student.id}.{base_domain} "
                           f"would have {len(domain)} characters, a DNS name at most {_DOMAIN_MAX}")
     lab = copy.deepcopy(dict(base))
+    if student.machines is not None:  # given over SSH by the school's own infrastructure
+        machines = {role: dict(spec) for role, spec in student.machines.items()}
+        lab["provider"] = "ssh"
+    else:
+        machines = {
+            "registry": {"ip": str(subnet.network_address + REGISTRY_HOST)},
+            "client": {"ip": str(subnet.network_address + CLIENT_HOST)},
+        }
     lab.update(
         name=name,
         domain=domain,
-        machines={
-            "registry": {"ip": str(subnet.network_address + REGISTRY_HOST)},
-            "client": {"ip": str(subnet.network_address + CLIENT_HOST)},
-        },
+        machines=machines,
         users=[{"name": student.id}],  # no password: generated into this lab's own secrets
     )
     return lab

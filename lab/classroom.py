@@ -52,7 +52,7 @@ class Member:
     """One student of the class and where their lab is."""
 
     student: Student
-    subnet: ipaddress.IPv4Network
+    subnet: ipaddress.IPv4Network | None  # None: the student's machines are given over SSH
     lab_file: Path
 
     @property
@@ -110,7 +110,8 @@ class Classroom:
             data = yaml.safe_load((self.dir / "class.yml").read_text())
             self.pool = ipaddress.IPv4Network(data["pool"])
             self.members = [
-                Member(Student(s["id"], s.get("name", "")), ipaddress.IPv4Network(s["subnet"]),
+                Member(Student(s["id"], s.get("name", ""), machines=s.get("machines")),
+                       ipaddress.IPv4Network(s["subnet"]) if s.get("subnet") else None,
                        self.dir / "labs" / f"{s['id']}.yml")
                 for s in data["students"]
             ]
@@ -123,7 +124,9 @@ class Classroom:
             "name": self.name,
             "base": str(self.base_lab),
             "pool": str(self.pool),
-            "students": [{"id": m.id, "name": m.student.name, "subnet": str(m.subnet)} for m in self.members],
+            "students": [{"id": m.id, "name": m.student.name, "subnet": str(m.subnet) if m.subnet else None,
+                          "machines": dict(m.student.machines) if m.student.machines else None}
+                         for m in self.members],
         }
         write_private(self.dir / "class.yml", yaml.safe_dump(data, sort_keys=False))
 
@@ -143,9 +146,14 @@ class Classroom:
             self.pool = pool
         known = {m.id for m in self.members}
         new = [s for s in roster if s.id not in known]
-        taken = [*netpool.host_networks(), *(m.subnet for m in self.members), *self._other_classes_subnets()]
-        subnets = netpool.free_subnets(len(new), self.pool, taken)
-        self.members += [Member(s, net, self.dir / "labs" / f"{s.id}.yml") for s, net in zip(new, subnets, strict=True)]
+        booted = [s for s in new if s.machines is None]  # the others' machines are given over SSH
+        subnets: list[ipaddress.IPv4Network] = []
+        if booted:
+            taken = [*netpool.host_networks(), *(m.subnet for m in self.members if m.subnet),
+                     *self._other_classes_subnets()]
+            subnets = netpool.free_subnets(len(booted), self.pool, taken)
+        nets = dict(zip((s.id for s in booted), subnets, strict=True))
+        self.members += [Member(s, nets.get(s.id), self.dir / "labs" / f"{s.id}.yml") for s in new]
         base = config.parse_yaml(config.decode_utf8(self.base_lab.read_bytes(), str(self.base_lab)), str(self.base_lab))
         if isinstance(base.get("scenario"), str):  # the labs' files live elsewhere: the base's scenario, absolute
             base["scenario"] = str((self.base_lab.parent / Path(base["scenario"]).expanduser()).resolve())
@@ -163,7 +171,7 @@ class Classroom:
         for name in classes_in(self.base_lab.parent):
             if name != self.name:
                 with contextlib.suppress(LabError):
-                    nets += [m.subnet for m in Classroom(self.base_lab, name, self.progress).members]
+                    nets += [m.subnet for m in Classroom(self.base_lab, name, self.progress).members if m.subnet]
         return nets
 
     def session(self, member: Member, lock: bool = True, overrides: dict[str, str | None] | None = None):  # noqa: ANN201
@@ -256,7 +264,8 @@ class Classroom:
             machine.sudo(f"grep -qxF {shlex.quote(public_line)} {keys} 2>/dev/null || "
                          f"echo {shlex.quote(public_line)} >> {keys}", timeout=30)
             spec = session.lab.machine(name)
-            hosts.append(f"Host {name}\n  HostName {spec.ip}\n  User {user}\n  IdentityFile {key_path}\n"
+            hosts.append(f"Host {name}\n  HostName {spec.host or spec.ip}\n  Port {spec.port}\n  User {user}\n"
+                         f"  IdentityFile {key_path}\n"
                          f"  IdentitiesOnly yes\n  StrictHostKeyChecking accept-new\n"
                          f"  UserKnownHostsFile {folder / 'known_hosts'}\n")
         write_private(folder / "ssh_config", "\n".join(hosts))

@@ -246,7 +246,7 @@ def class_command(args: argparse.Namespace, out: TextIO, err: TextIO) -> ExitSta
             for outcome in room.status():
                 states = outcome.value or {}
                 member = outcome.member
-                rows.append((member.id, f"{room.name}-{member.id}", str(member.subnet),
+                rows.append((member.id, f"{room.name}-{member.id}", str(member.subnet or "given (ssh)"),
                              states.get("registry", outcome.message or "?"), states.get("client", "?")))
             print_table(rows, out)
             return ExitStatus.OK

@@ -34,7 +34,7 @@ _ID_RULE = ("expected 1 to 16 lower-case letters, digits or '-', starting and en
 _COUNT = re.compile(r"[+-]?[0-9]+")
 _CSV_SUFFIXES = (".csv",)
 _YAML_SUFFIXES = (".yml", ".yaml")
-_KNOWN_COLUMNS = ("id", "name")  # every other column (email included) is kept in `extra`
+_KNOWN_COLUMNS = ("id", "name", "machines")  # every other column (email included) is kept in `extra`
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,9 @@ class Student:
     id: str
     name: str = ""
     extra: Mapping[str, str] = field(default_factory=dict, hash=False)
+    # Machines made elsewhere for this student (a YAML roster's `machines:`), reached over SSH:
+    # role -> {ip, host, port, user, identity_file}, identity files made absolute. None: reglab boots them.
+    machines: Mapping[str, Mapping[str, Any]] | None = field(default=None, hash=False, compare=False)
 
     def __post_init__(self) -> None:
         # A read-only copy: a Student is a value, shared by threads booting labs in parallel.
@@ -87,8 +90,9 @@ def _counted(value: str) -> list[Student]:
     return [Student(id=f"s{n:0{width}d}") for n in range(1, count + 1)]
 
 
-# An entry before its checks: where it was (e.g. "line 4"), the id as given, the name, the other columns.
-_Entry = tuple[str, Any, str, dict[str, str]]
+# An entry before its checks: where it was (e.g. "line 4"), the id as given, the name, the other columns,
+# and the machines given for it (YAML only; None: reglab boots them).
+_Entry = tuple[str, Any, str, dict[str, str], dict[str, dict[str, Any]] | None]
 
 
 def _from_csv(text: str, source: str) -> list[_Entry]:
@@ -125,7 +129,7 @@ def _from_csv(text: str, source: str) -> list[_Entry]:
                 cells[column] = cell.strip()
             student_id = cells.pop("id", "")
             name = cells.pop("name", "")
-            entries.append((where, student_id, name, cells))
+            entries.append((where, student_id, name, cells, None))
     except csv.Error as exc:
         raise ConfigError(source, f"line {reader.line_num}", f"not valid CSV: {exc}") from None
     return entries
@@ -155,7 +159,7 @@ def _from_yaml(text: str, source: str) -> list[_Entry]:
     for item_node, item in zip(node.value, data, strict=True):
         where = f"line {item_node.start_mark.line + 1}"
         if not isinstance(item, dict):
-            entries.append((where, item, "", {}))
+            entries.append((where, item, "", {}, None))
             continue
         if "id" not in item:
             raise ConfigError(source, where, "missing key `id` (the student's id), got keys "
@@ -170,7 +174,9 @@ def _from_yaml(text: str, source: str) -> list[_Entry]:
         name = item.get("name", "")
         if not isinstance(name, str):
             raise ConfigError(source, f"{where}: name", f"expected the student's name as text, got {_kind(name)}")
-        entries.append((where, item["id"], name.strip(), extra))
+        machines = item.get("machines")
+        given = None if machines is None else _given_machines(machines, source, where)
+        entries.append((where, item["id"], name.strip(), extra, given))
     return entries
 
 
@@ -182,7 +188,7 @@ def _checked(entries: list[_Entry], source: str) -> list[Student]:
         raise ConfigError(source, "", f"{len(entries)} students, expected at most {MAX_STUDENTS}")
     first: dict[str, str] = {}
     students = []
-    for where, given, name, extra in entries:
+    for where, given, name, extra, machines in entries:
         if not isinstance(given, str):
             raise ConfigError(source, f"{where}: id", f"expected the id as text, got {_kind(given)} {given!r}; "
                               "put it in quotes")
@@ -195,8 +201,35 @@ def _checked(entries: list[_Entry], source: str) -> list[Student]:
             raise ConfigError(source, f"{where}: id", f"{student_id!r} is already the id of the student at "
                               f"{first[student_id]}; ids must be unique (they name the labs)")
         first[student_id] = where
-        students.append(Student(id=student_id, name=name, extra=extra))
+        students.append(Student(id=student_id, name=name, extra=extra, machines=machines))
     return students
+
+
+_MACHINE_KEYS = ("ip", "host", "port", "user", "identity_file")
+
+
+def _given_machines(value: Any, source: str, where: str) -> dict[str, dict[str, Any]]:
+    """`machines:` of a roster entry: role -> where reglab reaches it; checked in full when the lab loads.
+
+    Identity files are taken relative to the roster, as the lab file's are to it.
+    """
+    if not isinstance(value, dict) or not value:
+        raise ConfigError(source, f"{where}: machines", f"expected a mapping of machine names to "
+                          f"{{ip, user, identity_file, host, port}}, got {_kind(value)}")
+    folder = Path(source).expanduser().resolve().parent
+    machines = {}
+    for role, spec in value.items():
+        if not isinstance(spec, dict):
+            raise ConfigError(source, f"{where}: machines.{role}", f"expected a mapping, got {_kind(spec)}")
+        unknown = [k for k in spec if k not in _MACHINE_KEYS]
+        if unknown:
+            raise ConfigError(source, f"{where}: machines.{role}.{unknown[0]}",
+                              f"unknown key; expected {', '.join(_MACHINE_KEYS)}")
+        spec = dict(spec)
+        if isinstance(spec.get("identity_file"), str):
+            spec["identity_file"] = str(folder / Path(spec["identity_file"]).expanduser())
+        machines[str(role)] = spec
+    return machines
 
 
 def _kind(value: Any) -> str:

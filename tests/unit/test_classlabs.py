@@ -114,5 +114,21 @@ def test_a_base_domain_that_is_not_text_is_refused() -> None:
 
 
 def test_a_subnet_other_than_a_24_is_a_programming_error() -> None:
-    with pytest.raises(ValueError, match="each lab takes a /24"):
+    with pytest.raises(ValueError, match="each lab reglab boots takes a /24"):
         student_lab(base(), "net101", Student("s01"), IPv4Network("10.77.0.0/23"))
+
+
+def test_a_student_with_given_machines_gets_an_ssh_lab_that_loads(tmp_path) -> None:  # noqa: ANN001
+    """Issue 10: machines made by the school, reached over SSH; no /24 taken from the pool."""
+    key = tmp_path / "k"
+    key.write_text("x")
+    key.chmod(0o600)
+    student = Student("ada", machines={"registry": {"ip": "10.9.0.5", "user": "t", "identity_file": str(key)},
+                                       "client": {"ip": "10.9.0.6", "user": "t", "identity_file": str(key)}})
+    lab = student_lab(base(), "net101", student, None)
+    assert lab["provider"] == "ssh" and lab["machines"]["client"]["ip"] == "10.9.0.6"
+    path = tmp_path / "ada.yml"
+    path.write_text(yaml.safe_dump(lab))
+    loaded = config.load(path, environ={})
+    assert loaded.provider == "ssh" and loaded.machine("registry").identity_file == key
+    assert loaded.domain == "ada.myregistrydomain.com" and loaded.users[0].name == "ada"

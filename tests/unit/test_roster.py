@@ -229,3 +229,22 @@ def test_student_is_a_frozen_value_with_a_read_only_extra() -> None:
     with pytest.raises(TypeError):
         student.extra["email"] = "b@example.org"  # type: ignore[index]
     assert hash(student) == hash(Student("s01", "Ann"))
+
+
+def test_a_yaml_roster_may_give_each_students_machines_over_ssh(tmp_path) -> None:  # noqa: ANN001
+    """Issue 10: a school's own machines per student; identity files are relative to the roster."""
+    roster = tmp_path / "given.yml"
+    roster.write_text("- id: ada\n  machines:\n    registry: {ip: 10.9.0.5, user: teacher, identity_file: keys/ada}\n"
+                      "    client: {ip: 10.9.0.6, host: pc6.school.example, port: 2222, user: teacher}\n- bob\n")
+    ada, bob = load_roster(str(roster))
+    assert ada.machines["registry"] == {"ip": "10.9.0.5", "user": "teacher",
+                                        "identity_file": str(tmp_path / "keys" / "ada")}
+    assert ada.machines["client"]["port"] == 2222
+    assert bob.machines is None  # reglab boots bob's
+
+
+def test_a_misspelt_machine_key_in_a_roster_names_the_entry(tmp_path) -> None:  # noqa: ANN001
+    roster = tmp_path / "given.yml"
+    roster.write_text("- id: ada\n  machines:\n    registry: {ip: 10.9.0.5, usr: teacher}\n")
+    with pytest.raises(ConfigError, match=r"line 1: machines.registry.usr.*unknown key"):
+        load_roster(str(roster))
