@@ -87,6 +87,8 @@ class Classroom:
         self.members: list[Member] = []
         self.pool = netpool.CLASS_POOL
         self.fixes: dict[tuple[str, str], str] = {}  # the last check's fixes, for the dashboard
+        self._logs: dict[str, Any] = {}
+        self._logs_lock = threading.Lock()
         if (self.dir / "class.yml").is_file():
             self._load()
 
@@ -178,8 +180,13 @@ class Classroom:
         """The member's lab, its progress going to its own log."""
         from lab.session import Session
 
-        log_dir = private_dir(self.dir / "logs")
-        stream = (log_dir / f"{member.id}.log").open("a", encoding="utf-8")
+        with self._logs_lock:  # one stream per lab, reused: a dashboard checks again and again
+            stream = self._logs.get(member.id)
+            if stream is None:
+                log_dir = private_dir(self.dir / "logs")
+                stream = self._logs[member.id] = (log_dir / f"{member.id}.log").open("a", encoding="utf-8")
+        if member.student.machines is not None:  # given over SSH, whatever REGLAB_PROVIDER says
+            overrides = {**(overrides or {}), "provider": "ssh"}
         return Session.from_file(member.lab_file, overrides, Progress(stream), lock=lock)
 
     # -- one job per lab, a bounded number at once ------------------------------------
@@ -224,8 +231,9 @@ class Classroom:
                 break
         with lock:
             for member in members:
-                outcomes.setdefault(member.id, Outcome(member, False, f"no answer within {timeout:.0f}s",
-                                                       float(timeout or 0)))
+                if member.id not in outcomes:
+                    outcomes[member.id] = Outcome(member, False, f"no answer within {timeout or 0:.0f}s",
+                                                  float(timeout or 0))
             return [outcomes[m.id] for m in members]
 
     # -- commands -------------------------------------------------------------------------

@@ -57,6 +57,13 @@ def cli(lab_file: Path, *args: str) -> tuple[int, str, str]:
     return status, out.getvalue(), err.getvalue()
 
 
+def cli_plain(lab_file: Path, *args: str) -> tuple[int, str, str]:
+    """The CLI without --provider: a class decides per student (given machines: ssh)."""
+    out, err = io.StringIO(), io.StringIO()
+    status = main(["--lab", str(lab_file), "-q", *args], stdout=out, stderr=err)
+    return status, out.getvalue(), err.getvalue()
+
+
 def private_key(path: Path) -> str:
     """A new ed25519 key, 0600 from its first byte; returns the public line."""
     key = Ed25519PrivateKey.generate()
@@ -139,6 +146,31 @@ def test_the_whole_tutorial_runs_on_given_machines_and_down_leaves_them_running_
     assert status == 1, out + err
     status, out, err = cli(lab_file, "solve", "--all")
     assert status == 0 and "11 passed, 0 failed" in out, out + err
+
+    # A class whose students' machines are given over SSH, one of them on a host that does not answer:
+    # graded in parallel, the unreachable one a failed row within its timeout, not a stalled class.
+    roster = tmp_path / "given.yml"
+    roster.write_text(yaml.safe_dump([
+        {"id": "ada", "machines": {role: {"ip": ip, "user": USER, "identity_file": "teacher_key"}
+                                   for role, ip in MACHINES.items()}},
+        {"id": "bob", "machines": {role: {"ip": f"{SUBNET}.{99 + i}", "user": USER, "identity_file": "teacher_key"}
+                                   for i, role in enumerate(MACHINES)}},
+    ]))
+    base = tmp_path / "class-base.yml"
+    base.write_text(yaml.safe_dump({"images": {"source": lab_session.lab.images.source}}))
+    status, out, err = cli_plain(base, "class", "up", str(roster))
+    assert status == 1, out + err
+    assert "ada" in out and "lab up: 1 of 2 ok, 1 failed" in out, out
+    started = time.monotonic()
+    status, out, err = cli_plain(base, "class", "check", "--all", "--timeout", "40")
+    took = time.monotonic() - started
+    assert status == 1, out + err
+    rows = (tmp_path / ".class" / "given" / "gradebook.csv").read_text().splitlines()
+    assert sum(",unreachable," in r for r in rows if r.startswith("bob,")) == 11, rows
+    assert not any(",unreachable," in r for r in rows if r.startswith("ada,")), rows
+    assert took < 40 + 30, f"the class check took {took:.0f}s with one host unreachable"
+    status, out, err = cli_plain(base, "class", "down")
+    assert status == 1 and "bob" in out, out + err  # bob's machines cannot be cleaned: said, not hidden
 
     status, out, err = cli(lab_file, "down")
     assert status == 0, out + err

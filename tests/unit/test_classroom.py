@@ -1,0 +1,169 @@
+"""Unit tests for lab.classroom without machines: enrolment, the bounded parallel runner,
+grades from step results, the dashboard's board, and the class commands' bad input."""
+
+from __future__ import annotations
+
+import io
+import threading
+import time
+from ipaddress import IPv4Network
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lab import classroom, netpool
+from lab.classroom import ClassBoard, Classroom, read_gradebook, roster_name, to_grade
+from lab.cli import main
+from lab.diagnosis import Cause
+from lab.errors import LabError
+from lab.gradebook import Grade
+from lab.progress import Progress
+from lab.results import Status, StepResult
+from lab.roster import Student
+
+
+@pytest.fixture
+def base(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setattr(netpool, "host_networks", lambda: [IPv4Network("10.77.0.0/24")])  # the host has one
+    path = tmp_path / "lab.yml"
+    path.write_text("provider: docker\n")
+    return path
+
+
+def quiet() -> Progress:
+    return Progress(io.StringIO())
+
+
+def test_enrol_gives_each_student_a_free_24_and_a_lab_file_and_keeps_them(base: Path) -> None:
+    room = Classroom(base, "net101", quiet())
+    room.enrol([Student("ada"), Student("bob")])
+    assert [(m.id, str(m.subnet)) for m in room.members] == [("ada", "10.77.1.0/24"), ("bob", "10.77.2.0/24")]
+    lab = yaml.safe_load(room.member("bob").lab_file.read_text())
+    assert lab["name"] == "net101-bob" and lab["machines"]["registry"]["ip"] == "10.77.2.10"
+    assert room.member("bob").lab_file.stat().st_mode & 0o777 == 0o600
+    again = Classroom(base, "net101", quiet())  # read back from class.yml
+    again.enrol([Student("ada"), Student("cyd")])
+    assert [(m.id, str(m.subnet)) for m in again.members] == [
+        ("ada", "10.77.1.0/24"), ("bob", "10.77.2.0/24"), ("cyd", "10.77.3.0/24")]
+
+
+def test_a_second_class_never_gets_the_first_ones_subnets(base: Path) -> None:
+    Classroom(base, "net101", quiet()).enrol([Student("ada")])
+    other = Classroom(base, "net102", quiet())
+    other.enrol([Student("ada")])
+    assert str(other.member("ada").subnet) == "10.77.2.0/24"
+
+
+def test_students_with_given_machines_take_no_subnet(base: Path, tmp_path: Path) -> None:
+    given = {"registry": {"ip": "10.9.0.5", "user": "t"}, "client": {"ip": "10.9.0.6", "user": "t"}}
+    room = Classroom(base, "net101", quiet())
+    room.enrol([Student("ada", machines=given), Student("bob")])
+    assert room.member("ada").subnet is None and str(room.member("bob").subnet) == "10.77.1.0/24"
+    assert yaml.safe_load(room.member("ada").lab_file.read_text())["provider"] == "ssh"
+    assert Classroom(base, "net101", quiet()).member("ada").student.machines == given
+
+
+def test_open_finds_the_only_class_and_names_the_choices_otherwise(base: Path) -> None:
+    with pytest.raises(LabError, match="no class here yet"):
+        Classroom.open(base, None, quiet())
+    Classroom(base, "net101", quiet()).enrol([Student("ada")])
+    assert Classroom.open(base, None, quiet()).name == "net101"
+    Classroom(base, "net102", quiet()).enrol([Student("ada")])
+    with pytest.raises(LabError, match=r"several classes here \(net101, net102\)"):
+        Classroom.open(base, None, quiet())
+
+
+def test_each_runs_at_most_jobs_labs_at_once_and_a_failure_is_its_own_row(base: Path) -> None:
+    room = Classroom(base, "net101", quiet())
+    room.enrol([Student(f"s{i}") for i in range(6)])
+    running, most = [0], [0]
+    lock = threading.Lock()
+
+    def work(member):  # noqa: ANN001, ANN202
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        time.sleep(0.05)
+        with lock:
+            running[0] -= 1
+        if member.id == "s3":
+            raise LabError("machine registry is not running")
+        return member.id
+
+    outcomes = room.each(room.members, work, jobs=2, what="test")
+    assert most[0] == 2
+    assert [(o.member.id, o.ok) for o in outcomes] == [("s0", True), ("s1", True), ("s2", True), ("s3", False),
+                                                       ("s4", True), ("s5", True)]
+    assert outcomes[3].message == "machine registry is not running"
+
+
+def test_a_lab_that_does_not_answer_is_given_up_after_its_timeout(base: Path) -> None:
+    room = Classroom(base, "net101", quiet())
+    room.enrol([Student("ada"), Student("bob")])
+    stuck = threading.Event()
+    started = time.monotonic()
+    outcomes = room.each(room.members, lambda m: stuck.wait(30) if m.id == "bob" else "ok", jobs=2, what="check",
+                         timeout=2)
+    stuck.set()
+    assert time.monotonic() - started < 6
+    assert [(o.member.id, o.ok) for o in outcomes] == [("ada", True), ("bob", False)]
+    assert outcomes[1].message == "no answer within 2s"
+
+
+def test_a_step_result_becomes_a_gradebook_row_with_every_cause() -> None:
+    cause = Cause("no-basic-auth", __import__("re").compile("x"), "the server never logged in", "docker login")
+    result = StepResult("server-pull", "Pull", Status.FAIL, 1.234, "an image", "no basic auth credentials", cause)
+    grade = to_grade("ada", result, "2026-11-29T12:00:00+00:00")
+    assert (grade.status, grade.seconds, grade.cause) == ("fail", 1.23, "no-basic-auth: the server never logged in")
+    assert to_grade("ada", StepResult("hosts", "Hosts", Status.PASS), "t").status == "pass"
+
+
+@pytest.mark.parametrize(("roster", "name"), [("4", "class"), ("net101.csv", "net101"), ("/x/Net 1-01.yml", "net101"),
+                                              ("2026-spring.csv", "c2026spring")])
+def test_a_class_is_named_after_its_roster(roster: str, name: str) -> None:
+    assert roster_name(roster) == name
+
+
+def test_the_board_shows_the_last_gradebook_and_refreshes_through_class_check(base: Path, monkeypatch) -> None:
+    room = Classroom(base, "net101", quiet())
+    room.enrol([Student("ada"), Student("bob")])
+    room.write_gradebook([Grade("ada", "hosts", "pass", 0.5, "2026-11-29T12:00:00+00:00")])
+    board = ClassBoard(room)
+    assert board.students() == ["ada", "bob"] and board.steps()[0][0] == "local-registry"
+    assert board.cells()[("ada", "hosts")].status == "pass"
+    seen: list[list[str]] = []
+
+    def check(members, step, jobs, timeout):  # noqa: ANN001, ANN202
+        seen.append([m.id for m in members])
+        return [Grade("bob", "hosts", "fail", 0.4, "2026-11-29T12:01:00+00:00", "unresolved-name: no such host")]
+
+    monkeypatch.setattr(room, "check", check)
+    board.refresh("bob")
+    assert seen == [["bob"]] and not board.refreshing()
+    assert board.cells()[("bob", "hosts")].cause == "unresolved-name: no such host"
+    assert board.cells()[("ada", "hosts")].status == "pass"  # another student's last result stays
+    rows = {(g.student, g.step): g.status for g in read_gradebook(room.dir / "gradebook.csv")}
+    assert rows[("bob", "hosts")] == "fail" and rows[("ada", "hosts")] == "pass"
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["class", "up", "0"], "expected a number of students from 1"),
+        (["class", "up", "2", "--jobs", "0"], "--jobs: expected 1 or more"),
+        (["class", "up", "2", "--pool", "10.77.0.0/33"], "--pool: expected a private IPv4 network"),
+        (["class", "status"], "no class here yet"),
+        (["class", "--name", "Bad_Name", "up", "2"], "expected 1 to 12 lower-case letters or digits"),
+    ],
+    ids=["no-students", "no-jobs", "bad-pool", "no-class", "bad-name"],
+)
+def test_bad_class_input_is_exit_2_with_one_message(base: Path, args: list[str], words: str) -> None:
+    out, err = io.StringIO(), io.StringIO()
+    assert main(["--lab", str(base), *args], stdout=out, stderr=err) == 2
+    assert words in err.getvalue() and "Traceback" not in err.getvalue(), err.getvalue()
+    assert err.getvalue().count("\n") == 1
+
+
+def test_the_class_module_bounds_every_wait() -> None:
+    assert classroom.CHECK_TIMEOUT > 0 and classroom.JOBS >= 1
