@@ -30,8 +30,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from lab import config, netpool
 from lab.classlabs import check_class_name, student_lab
@@ -41,6 +39,7 @@ from lab.gradebook import Grade, summary, write_gradebook
 from lab.progress import Progress
 from lab.results import Status, StepResult
 from lab.roster import Student, load_roster
+from lab.sshkeys import new_key
 
 T = TypeVar("T")
 JOBS = 4  # labs booted at once: each boot is mostly waiting, but 2 cores share every provision
@@ -258,11 +257,7 @@ class Classroom:
         folder = private_dir(self.dir / "students" / member.id)
         key_path = folder / "id_ed25519"
         if not key_path.exists():
-            key = Ed25519PrivateKey.generate()
-            write_private(key_path, key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
-                                                      serialization.NoEncryption()))
-            public = key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
-            write_private(folder / "id_ed25519.pub", public + f" {session.lab.name}\n".encode())
+            new_key(key_path, session.lab.name)
         public_line = (folder / "id_ed25519.pub").read_text().strip()
         hosts = []
         for name in session.provider.names:

@@ -37,6 +37,15 @@ CACHE_DIR_IN_MACHINE = "/var/cache/reglab"
 
 # Each recipe of a scenario's image writes its package's Debian version to VERSION_FILE, read for the tag.
 VERSION_FILE = "/etc/reglab-package-version"
+# What makes a container of the node image a machine (systemd as PID 1, a Docker daemon inside):
+# lab/Vagrantfile's docker provider arguments, for machines made without Vagrant (tests, benchmarks).
+MACHINE_ARGS = (
+    "--cap-add=ALL", "--cap-drop=SYS_RESOURCE",
+    "--security-opt", "seccomp=unconfined", "--security-opt", "apparmor=unconfined",
+    "--tmpfs", "/run", "--tmpfs", "/run/lock", "--tmpfs", "/tmp",
+    "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw", "-v", "/var/lib/docker",
+    "--stop-signal", "SIGRTMIN+3",
+)
 # Bundles not used for this long are removed when a new one is made (other labs may use the rest).
 BUNDLE_KEEP_DAYS = 14
 

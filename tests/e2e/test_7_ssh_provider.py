@@ -18,25 +18,17 @@ from pathlib import Path
 
 import pytest
 import yaml
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from lab.cli import main
+from lab.images import MACHINE_ARGS  # what makes a container a machine here
 from lab.provision import RESTART_DROPIN
+from lab.sshkeys import new_key
 
 pytestmark = pytest.mark.e2e
 
 SUBNET = "192.168.77"
 MACHINES = {"registry": f"{SUBNET}.10", "client": f"{SUBNET}.11"}
 USER = "teacher"
-# What makes a container a machine here: the Vagrantfile's docker provider arguments.
-MACHINE_ARGS = [
-    "--cap-add=ALL", "--cap-drop=SYS_RESOURCE",
-    "--security-opt", "seccomp=unconfined", "--security-opt", "apparmor=unconfined",
-    "--tmpfs", "/run", "--tmpfs", "/run/lock", "--tmpfs", "/tmp",
-    "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw", "-v", "/var/lib/docker",
-    "--stop-signal", "SIGRTMIN+3",
-]
 
 
 def docker(*args: str, timeout: int = 120, check: bool = True, stdin: str | None = None) -> str:
@@ -64,18 +56,6 @@ def cli_plain(lab_file: Path, *args: str) -> tuple[int, str, str]:
     return status, out.getvalue(), err.getvalue()
 
 
-def private_key(path: Path) -> str:
-    """A new ed25519 key, 0600 from its first byte; returns the public line."""
-    key = Ed25519PrivateKey.generate()
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
-                            serialization.NoEncryption())
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(pem)
-    return key.public_key().public_bytes(serialization.Encoding.OpenSSH,
-                                         serialization.PublicFormat.OpenSSH).decode()
-
-
 @pytest.fixture
 def given_machines(lab_session, tmp_path):
     """Two plain machines on a network of the test's own; removed afterwards whatever happens."""
@@ -87,7 +67,7 @@ def given_machines(lab_session, tmp_path):
         for role, ip in MACHINES.items():
             docker("run", "-d", "--name", names[role], "--hostname", role, "--network", tag, "--ip", ip,
                    *MACHINE_ARGS, node, "/sbin/init")
-        public = private_key(tmp_path / "teacher_key")
+        public = new_key(tmp_path / "teacher_key")
         for container in names.values():
             deadline = time.monotonic() + 120
             while on(container, "systemctl is-active ssh", check=False) != "active":

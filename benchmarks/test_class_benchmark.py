@@ -1,0 +1,131 @@
+"""A class on this host, measured: how many labs boot at once, how long a student waits.
+
+`tox -e bench -- benchmarks/test_class_benchmark.py` (REGLAB_BENCH_LABS: how
+many labs, default 8; REGLAB_BENCH_GIVEN: how many labs' machines to grade
+over SSH, default 20). Reports, in the benchmark's extra info and printed:
+
+- capacity: the time from `class up` to every lab provisioned, and the memory
+  each lab's two machines use (their containers' cgroup memory);
+- waiting: how long `reglab check STEP` and `reglab check --all` take for one
+  student (the real command, Python's start included) while the whole class
+  runs, and on an idle host with one lab;
+- grading machines given over SSH: `class check --all` of many labs whose
+  machines reglab did not boot (plain containers of the node image).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lab.classroom import Classroom
+from lab.images import MACHINE_ARGS
+from lab.progress import Progress
+from lab.roster import Student
+from lab.sshkeys import new_key
+
+pytestmark = pytest.mark.e2e
+
+LABS = int(os.environ.get("REGLAB_BENCH_LABS", "8"))
+GIVEN = int(os.environ.get("REGLAB_BENCH_GIVEN", "20"))
+
+
+def reglab(lab_file: Path, *args: str) -> tuple[int, float]:
+    """The student's command, timed as they wait for it."""
+    started = time.monotonic()
+    done = subprocess.run([str(Path(sys.executable).parent / "reglab"), "--lab", str(lab_file), "-q", *args],
+                          capture_output=True, text=True, timeout=600)
+    return done.returncode, time.monotonic() - started
+
+
+def memory_mib(container: str) -> float:
+    out = subprocess.run(["docker", "stats", "--no-stream", "--format", "{{.MemUsage}}", container],
+                         capture_output=True, text=True, timeout=60).stdout.split("/")[0].strip()
+    number = float("".join(c for c in out if c.isdigit() or c == "."))
+    return number / 1024 if out.endswith("KiB") else number * 1024 if out.endswith("GiB") else number
+
+
+def test_a_class_of_labs_boots_and_students_wait_little(benchmark, tmp_path):
+    base = tmp_path / "lab.yml"
+    base.write_text(yaml.safe_dump({"provider": "docker", "images": {"source": os.environ.get("REGLAB_IMAGES",
+                                                                                               "build")}}))
+    room = Classroom(base, "bench", Progress())
+    room.enrol([Student(f"s{i:02d}") for i in range(1, LABS + 1)])
+    try:
+        outcomes = benchmark.pedantic(lambda: room.up(room.members, jobs=LABS), rounds=1, iterations=1)
+        assert all(o.ok for o in outcomes), [(o.member.id, o.message) for o in outcomes if not o.ok]
+        up = benchmark.stats.stats.max
+        memory = [memory_mib(f"bench-{m.id}-{role}") for m in room.members for role in ("registry", "client")]
+        first = room.members[0].lab_file
+        code, _ = reglab(first, "solve", "hosts")
+        assert code == 0
+        step = [reglab(first, "check", "hosts")[1] for _ in range(3)]
+        every = [reglab(first, "check", "--all")[1] for _ in range(2)]
+        info = {
+            "labs": LABS,
+            "all_provisioned_s": round(up, 1),
+            "memory_per_lab_mib": round(sum(memory) / LABS, 0),
+            "check_step_busy_s": round(min(step), 2),
+            "check_all_busy_s": round(min(every), 2),
+        }
+    finally:
+        room.down(jobs=LABS)
+    idle = room.members[0].lab_file  # one lab alone on the host
+    try:
+        Classroom(base, "bench", Progress()).up(room.members[:1], jobs=1)
+        reglab(idle, "solve", "hosts")
+        info["check_step_idle_s"] = round(min(reglab(idle, "check", "hosts")[1] for _ in range(3)), 2)
+        info["check_all_idle_s"] = round(min(reglab(idle, "check", "--all")[1] for _ in range(2)), 2)
+    finally:
+        Classroom(base, "bench", Progress()).down(jobs=1)
+    benchmark.extra_info.update(info)
+    print("\nclass capacity:\n" + "\n".join(f"  {k:<22} {v}" for k, v in info.items()))
+
+
+def test_grading_many_labs_given_over_ssh(benchmark, tmp_path, lab_session):
+    """`class check --all` of GIVEN labs whose machines are plain containers reglab did not boot."""
+    node = lab_session.builder.node()
+
+    net = f"reglab-bench-given-{os.getpid()}"
+    subprocess.run(["docker", "network", "create", "--subnet", "192.168.96.0/22", net], check=True, timeout=60,
+                   capture_output=True)
+    names: list[str] = []
+    try:
+        public = new_key(tmp_path / "key")
+        roster = []
+        for i in range(GIVEN):
+            machines = {}
+            for j, role in enumerate(("registry", "client")):
+                ip = f"192.168.{96 + (2 * i + j) // 250}.{10 + (2 * i + j) % 250}"
+                name = f"{net}-{i}-{role}"
+                subprocess.run(["docker", "run", "-d", "--name", name, "--network", net, "--ip", ip, *MACHINE_ARGS,
+                                node, "/sbin/init"], check=True, timeout=120, capture_output=True)
+                names.append(name)
+                machines[role] = {"ip": ip, "user": "vagrant", "identity_file": str(tmp_path / "key")}
+            roster.append({"id": f"g{i:02d}", "machines": machines})
+        for name in names:
+            subprocess.run(["docker", "exec", name, "sh", "-c", f"until systemctl is-active -q ssh; do sleep 1; done; "
+                            f"echo '{public}' >> /home/vagrant/.ssh/authorized_keys"], check=True, timeout=120)
+        (tmp_path / "given.yml").write_text(yaml.safe_dump(roster))
+        base = tmp_path / "lab.yml"
+        base.write_text("{}\n")
+        from lab.roster import load_roster
+
+        room = Classroom(base, "given", Progress())
+        room.enrol(load_roster(str(tmp_path / "given.yml")))
+        grades = benchmark.pedantic(lambda: room.check(room.members, None, jobs=8, timeout=60), rounds=1,
+                                    iterations=1)
+        assert {g.student for g in grades} == {f"g{i:02d}" for i in range(GIVEN)}
+        assert not [g for g in grades if g.status == "unreachable"], "every given machine answers"
+        benchmark.extra_info.update(given_labs=GIVEN, class_check_all_s=round(benchmark.stats.stats.max, 1))
+        print(f"\nclass check --all of {GIVEN} labs given over SSH: {benchmark.stats.stats.max:.1f}s")
+    finally:
+        for name in names:
+            subprocess.run(["docker", "rm", "-f", "-v", name], timeout=120, capture_output=True)
+        subprocess.run(["docker", "network", "rm", net], timeout=60, capture_output=True)
