@@ -34,8 +34,8 @@ def test_reglab_ssh_runs_one_command(reglab, lab_session):
     resolves its own way: libvirt's to the management network)."""
     result = reglab("ssh", "client", "--", "ip", "-4", "-o", "addr", "show")
     assert result.status == 0, result.err
-    assert f"inet {lab_session.lab.machine("client").ip}/24" in result.out
-    assert f"inet {lab_session.lab.machine("registry").ip}/" not in result.out
+    assert f"inet {lab_session.lab.machine('client').ip}/24" in result.out
+    assert f"inet {lab_session.lab.machine('registry').ip}/" not in result.out
 
 
 def test_reglab_ssh_names_an_unknown_machine(reglab):
