@@ -13,11 +13,13 @@ import contextlib
 import ipaddress
 import logging
 import os
+import random
 import shlex
 import shutil
 import signal
 import stat
 import subprocess
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -44,6 +46,14 @@ STOP_GRACE = 10  # seconds Vagrant gets after each signal (INT, TERM, KILL) to e
 _ERROR_LINES = 15
 
 
+LOCKED = "because it is locked"  # Vagrant's MachineActionLockedError, in its own words
+LOCK_PAUSE = (1.0, 4.0)  # seconds, at random, before running a command another Vagrant's lock stopped
+
+
+class VagrantLocked(RemoteError):
+    """Another Vagrant process held a lock this command needed; running it again is safe."""
+
+
 class TimedVagrant(vagrant.Vagrant):
     """python-vagrant with a timeout on every call and output to a log file."""
 
@@ -65,6 +75,29 @@ class TimedVagrant(vagrant.Vagrant):
             raise LabError(VAGRANT_MISSING) from None
 
     def _call_vagrant_command(self, args):  # noqa: ANN001 - python-vagrant's signature
+        return self._again_if_locked(self._call_once, args)
+
+    def _run_vagrant_command(self, args):  # noqa: ANN001
+        return self._again_if_locked(self._run_once, args)
+
+    def _again_if_locked(self, call, args):  # noqa: ANN001, ANN202
+        """Run a Vagrant command again while another Vagrant holds a host-wide lock, within the bound.
+
+        NOTE: Vagrant takes some locks for the whole host without waiting
+        (`fpcollision`, checked by every `up`), so labs booting at once (a
+        class) make each other fail at random with "it is locked"; the command
+        is safe to run again, after a short random pause.
+        """
+        deadline = time.monotonic() + self.timeout
+        while True:
+            try:
+                return call(args)
+            except VagrantLocked:
+                if time.monotonic() + LOCK_PAUSE[1] >= deadline:
+                    raise
+                time.sleep(random.uniform(*LOCK_PAUSE))
+
+    def _call_once(self, args):  # noqa: ANN001
         command = self._make_vagrant_command(args)
         with self.out_cm() as out_fh, self.err_cm() as err_fh:
             out_fh.write(f"\n$ {' '.join(command)}\n")
@@ -73,7 +106,7 @@ class TimedVagrant(vagrant.Vagrant):
             self._wait(subprocess.Popen(command, cwd=self.root, stdout=out_fh, stderr=err_fh,
                                         env=self.env, start_new_session=True), command, start)
 
-    def _run_vagrant_command(self, args):  # noqa: ANN001
+    def _run_once(self, args):  # noqa: ANN001
         command = self._make_vagrant_command(args)
         with self.err_cm() as err_fh:
             err_fh.write(f"\n$ {' '.join(command)}\n")
@@ -106,7 +139,8 @@ class TimedVagrant(vagrant.Vagrant):
                 with self.err_cm() as err_fh:
                     err_fh.write(text)
             said = vagrant_error(text) or _log_since(self.log_path, log_start)
-            raise RemoteError(
+            error = VagrantLocked if LOCKED in said else RemoteError
+            raise error(
                 f"{shown} failed (exit {proc.returncode})" + (":\n  " + said.replace("\n", "\n  ") if said else "")
                 + f"\n  full log: {self.log_path}"
             )

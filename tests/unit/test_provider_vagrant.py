@@ -442,3 +442,33 @@ def test_this_labs_own_leftovers_and_unlabelled_ones_are_removed(provider: Vagra
     assert provider.leftovers({"registry": "not_created", "client": "not_created"}) == \
         ["container c1", "container c2", "network vagrant_network_192.168.33.0/24"]  # no other lab's on it
     assert "docker rm -f -v c1 c2" in provider.host.commands
+
+
+LOCKED_TEXT = ("Vagrant cannot use the requested machine because it is locked! This\\n"
+               "means that another Vagrant process is currently reading or modifying")
+
+
+def test_a_command_another_vagrant_locked_out_is_run_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A class boots labs at once; Vagrant's host-wide `fpcollision` lock makes some fail at random."""
+    monkeypatch.setattr(machines, "LOCK_PAUSE", (0.0, 0.01))
+    body = (f"n=$(cat {tmp_path}/n 2>/dev/null || echo 0); echo $((n + 1)) > {tmp_path}/n\n"
+            f"if [ $n -lt 2 ]; then echo '1,,error-exit,Vagrant::Errors::MachineActionLockedError,{LOCKED_TEXT}'; "
+            "exit 1; fi\necho up\n")
+    tv = make_vagrant(tmp_path, body)
+    tv.up()
+    assert (tmp_path / "n").read_text().strip() == "3"  # twice locked out, then done
+
+
+def test_a_lock_that_outlasts_the_bound_is_reported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(machines, "LOCK_PAUSE", (0.0, 0.01))
+    tv = make_vagrant(tmp_path, f"echo '1,,error-exit,Vagrant::Errors::MachineActionLockedError,{LOCKED_TEXT}'\n"
+                                "exit 1\n", timeout=1)
+    with pytest.raises(RemoteError, match="because it is locked"):
+        tv.up()
+
+
+def test_other_failures_are_not_run_again(tmp_path: Path) -> None:
+    tv = make_vagrant(tmp_path, f"echo x >> {tmp_path}/calls\necho '1,,error-exit,E,the box is missing'\nexit 1\n")
+    with pytest.raises(RemoteError, match="the box is missing"):
+        tv.up()
+    assert (tmp_path / "calls").read_text().count("x") == 1
