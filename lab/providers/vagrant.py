@@ -307,7 +307,51 @@ class VagrantProvider:
         machines = [self.connect(name) for name in targets]
         for machine in machines:
             wait_for_ssh(machine, self.lab.timeouts.boot)
+        if self.lab.provider == "docker":
+            self.isolate()
         return machines
+
+    # -- one lab's machines apart from every other container ----------------------------
+    @property
+    def _rule_tag(self) -> str:
+        return f"reglab-lab:{self.lab.name}"
+
+    def isolate(self) -> list[str]:
+        """Keep other containers (another lab's machines) from this lab's over Docker's default bridge.
+
+        NOTE: Vagrant's docker provider reaches each machine through docker0,
+        where every container may talk to every other; labs' own networks are
+        apart already. Rules in DOCKER-USER drop forwarded docker0 traffic from
+        and to this lab's machines (the machines talk to each other on their
+        own network, and the host reaches them without forwarding). Without
+        iptables rights the lab still runs, and reglab says what is not apart.
+        """
+        if os.geteuid() != 0 or shutil.which("iptables") is None:
+            self.say("note: machines of different labs can reach each other over Docker's default bridge "
+                     "(isolating them needs iptables, as root)")
+            return []
+        self.unisolate()
+        added = []
+        for name in self.names:
+            ip = self.host.run(f"docker inspect -f '{{{{.NetworkSettings.IPAddress}}}}' {self.lab.name}-{name}",
+                               warn=True).stdout.strip()
+            if not ip:
+                continue
+            for side in ("-s", "-d"):
+                self.host.run(f"iptables -w 10 -I DOCKER-USER -i docker0 -o docker0 {side} {ip} "
+                              f"-m comment --comment {self._rule_tag} -j DROP")
+            added.append(ip)
+        return added
+
+    def unisolate(self) -> int:
+        """Remove this lab's rules (by their comment); return how many."""
+        if os.geteuid() != 0 or shutil.which("iptables") is None:
+            return 0
+        rules = self.host.run("iptables -w 10 -S DOCKER-USER", warn=True).stdout.splitlines()
+        ours = [r for r in rules if r.startswith("-A ") and f"--comment {self._rule_tag} " in f"{r} "]
+        for rule in ours:
+            self.host.run("iptables -w 10 -D " + rule[3:], warn=True)
+        return len(ours)
 
     def status(self) -> list[MachineStatus]:
         ips = {m.name: m.ip for m in self.lab.machines}
@@ -371,7 +415,8 @@ class VagrantProvider:
         self.ssh_config_path.unlink(missing_ok=True)
         self._ssh_config_written = False
         if self.lab.provider == "docker":
-            return self.remove_docker_leftovers()
+            rules = self.unisolate()
+            return self.remove_docker_leftovers() + ([f"{rules} isolation rules"] if rules else [])
         return []
 
     def remove_docker_leftovers(self) -> list[str]:

@@ -18,6 +18,7 @@ def test_down_leaves_no_machine_and_no_network(lab_session, reglab):
     if lab.provider == "docker":
         assert _lines("docker", "ps", "-aq", "--filter", f"label=org.reglab.lab={lab.name}") == []
         assert f"vagrant_network_{lab.network}" not in _lines("docker", "network", "ls", "--format", "{{.Name}}")
+        assert not [r for r in _lines("iptables", "-S", "DOCKER-USER") if f"reglab-lab:{lab.name} " in f"{r} "]
     elif lab.provider == "libvirt":
         domains = _lines("virsh", "-c", "qemu:///system", "list", "--all", "--name")
         assert not [d for d in domains if d.startswith(f"{lab.name}-")], domains

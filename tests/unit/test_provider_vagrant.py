@@ -472,3 +472,52 @@ def test_other_failures_are_not_run_again(tmp_path: Path) -> None:
     with pytest.raises(RemoteError, match="the box is missing"):
         tv.up()
     assert (tmp_path / "calls").read_text().count("x") == 1
+
+
+class FakeIptables:
+    """docker inspect and iptables as a root host would answer them; the rules kept in a list."""
+
+    def __init__(self, ips: dict[str, str]) -> None:
+        self.ips = ips
+        self.rules = ["-A DOCKER-USER -j RETURN", "-A DOCKER-USER -s 172.17.0.9/32 -m comment --comment other -j DROP"]
+
+    def run(self, command: str, warn: bool = False, **_kw):  # noqa: ANN003
+        from types import SimpleNamespace
+
+        if command.startswith("docker inspect"):
+            return SimpleNamespace(ok=True, stdout=self.ips.get(command.split()[-1], "") + "\n")
+        if " -S DOCKER-USER" in command:
+            return SimpleNamespace(ok=True, stdout="-N DOCKER-USER\n" + "\n".join(self.rules) + "\n")
+        words = command.split()
+        if "-I" in words:
+            rule = " ".join(words[words.index("-I") + 1:])
+            side, ip = ("-s", words[words.index("-s") + 1]) if "-s" in words else ("-d", words[words.index("-d") + 1])
+            self.rules.insert(0, "-A " + rule.replace(f"{side} {ip}", f"{side} {ip}/32"))
+        if "-D" in words:
+            self.rules.remove("-A " + " ".join(words[words.index("-D") + 1:]))
+        return SimpleNamespace(ok=True, stdout="")
+
+
+def test_a_labs_machines_are_kept_apart_on_dockers_bridge_and_the_rules_go_with_it(
+        provider: VagrantProvider, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(machines.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(machines.shutil, "which", lambda name: f"/usr/sbin/{name}")
+    host = FakeIptables({"reglab-registry": "172.17.0.2", "reglab-client": "172.17.0.3"})
+    provider.host = host  # type: ignore[assignment]
+    assert provider.isolate() == ["172.17.0.2", "172.17.0.3"]
+    ours = [r for r in host.rules if "reglab-lab:reglab" in r]
+    assert len(ours) == 4 and all("-i docker0 -o docker0" in r and r.endswith("-j DROP") for r in ours)
+    assert provider.isolate() == ["172.17.0.2", "172.17.0.3"]  # up again: the old rules replaced, not doubled
+    assert len([r for r in host.rules if "reglab-lab:reglab" in r]) == 4
+    assert provider.unisolate() == 4
+    assert host.rules == ["-A DOCKER-USER -j RETURN",
+                          "-A DOCKER-USER -s 172.17.0.9/32 -m comment --comment other -j DROP"]  # others' stay
+
+
+def test_without_iptables_rights_the_lab_runs_and_says_what_is_not_apart(provider: VagrantProvider,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    said: list[str] = []
+    provider.say = said.append
+    monkeypatch.setattr(machines.os, "geteuid", lambda: 1000)
+    assert provider.isolate() == []
+    assert "can reach each other over Docker's default bridge" in said[0]
