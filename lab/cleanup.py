@@ -51,8 +51,8 @@ RESTART = ("systemctl restart docker",)
 # another user of the machine may need them, and they were installed from its own sources.
 REMOVE_COMMANDS = (
     "docker rmi {images} >/dev/null 2>&1; true",
-    f"rm -f {RESTART_DROPIN} && rmdir --ignore-fail-on-non-empty {posixpath.dirname(RESTART_DROPIN)} "
-    "&& systemctl daemon-reload",
+    f"rm -f {RESTART_DROPIN}; rmdir --ignore-fail-on-non-empty {posixpath.dirname(RESTART_DROPIN)} 2>/dev/null; "
+    "systemctl daemon-reload",
     f"rm -rf {posixpath.dirname(IDENTITY_FILE)}",
 )
 
