@@ -65,9 +65,13 @@ class Outcome:
 
     member: Member
     ok: bool
-    message: str
+    message: str  # why it failed, whole (a table shows its first line)
     seconds: float
     value: Any = None
+
+    @property
+    def first_line(self) -> str:
+        return self.message.splitlines()[0] if self.message else ""
 
 
 def classes_in(folder: Path) -> list[str]:
@@ -211,11 +215,11 @@ class Classroom:
                     value = work(member)
                     outcome = Outcome(member, True, "", time.monotonic() - began, value)
                 except (LabError, LabFailure, RemoteError, OSError) as exc:
-                    outcome = Outcome(member, False, str(exc).splitlines()[0], time.monotonic() - began)
+                    outcome = Outcome(member, False, str(exc), time.monotonic() - began)
                 with lock:
                     outcomes.setdefault(member.id, outcome)
                     finished = len(outcomes)
-                self.progress.say(f"{member.id}: {what} {'done' if outcome.ok else 'FAILED: ' + outcome.message} "
+                self.progress.say(f"{member.id}: {what} {'done' if outcome.ok else 'FAILED: ' + outcome.first_line} "
                                   f"in {outcome.seconds:.1f}s ({finished}/{len(members)})")
                 if finished == len(members):
                     done.set()
@@ -320,7 +324,7 @@ class Classroom:
         for outcome in outcomes:
             if not outcome.ok:
                 grades += [Grade(outcome.member.id, s, "unreachable", outcome.seconds, now,
-                                 f"lab did not answer: {outcome.message}") for s in ids]
+                                 f"lab did not answer: {outcome.first_line}", seen=outcome.message) for s in ids]
                 continue
             for result in outcome.value:
                 grades.append(to_grade(outcome.member.id, result, now))

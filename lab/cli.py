@@ -247,7 +247,7 @@ def class_command(args: argparse.Namespace, out: TextIO, err: TextIO) -> ExitSta
                 states = outcome.value or {}
                 member = outcome.member
                 rows.append((member.id, f"{room.name}-{member.id}", str(member.subnet or "given (ssh)"),
-                             states.get("registry", outcome.message or "?"), states.get("client", "?")))
+                             states.get("registry", outcome.first_line or "?"), states.get("client", "?")))
             print_table(rows, out)
             return ExitStatus.OK
         if action == "check":
@@ -284,8 +284,11 @@ def class_command(args: argparse.Namespace, out: TextIO, err: TextIO) -> ExitSta
 
 def print_outcomes(outcomes: list[Outcome], what: str, out: TextIO) -> None:
     rows = [("STUDENT", "RESULT", "SECONDS")]
-    rows += [(o.member.id, "ok" if o.ok else f"FAILED: {o.message}", f"{o.seconds:.1f}") for o in outcomes]
+    rows += [(o.member.id, "ok" if o.ok else f"FAILED: {o.first_line}", f"{o.seconds:.1f}") for o in outcomes]
     print_table(rows, out)
+    for outcome in outcomes:
+        if not outcome.ok and "\n" in outcome.message:
+            print(f"\n{outcome.member.id}:\n  " + outcome.message.replace("\n", "\n  "), file=out)
     failed = sum(not o.ok for o in outcomes)
     print(f"{what}: {len(outcomes) - failed} of {len(outcomes)} ok" + (f", {failed} failed" if failed else ""),
           file=out)

@@ -139,7 +139,9 @@ class TimedVagrant(vagrant.Vagrant):
                 with self.err_cm() as err_fh:
                     err_fh.write(text)
             said = vagrant_error(text) or _log_since(self.log_path, log_start)
-            error = VagrantLocked if LOCKED in said else RemoteError
+            # Anywhere in what this command printed: the lock message may sit above a longer output.
+            everything = text + _log_since(self.log_path, log_start, lines=None)
+            error = VagrantLocked if LOCKED in everything.replace("\n", " ") else RemoteError
             raise error(
                 f"{shown} failed (exit {proc.returncode})" + (":\n  " + said.replace("\n", "\n  ") if said else "")
                 + f"\n  full log: {self.log_path}"
@@ -504,12 +506,13 @@ def vagrant_error(machine_readable: str) -> str | None:
     return tail(text, _ERROR_LINES) or None
 
 
-def _log_since(path: Path, offset: int) -> str:
-    """The end of what the failed command wrote to the log (not what earlier commands did)."""
+def _log_since(path: Path, offset: int, lines: int | None = _ERROR_LINES) -> str:
+    """The end of what the failed command wrote to the log (not what earlier commands did); all of it
+    with `lines=None`."""
     try:
         with path.open("rb") as handle:
             handle.seek(offset)
             text = handle.read().decode(errors="replace")
     except OSError:
         return ""
-    return tail(text, _ERROR_LINES)
+    return text if lines is None else tail(text, lines)

@@ -521,3 +521,13 @@ def test_without_iptables_rights_the_lab_runs_and_says_what_is_not_apart(provide
     monkeypatch.setattr(machines.os, "geteuid", lambda: 1000)
     assert provider.isolate() == []
     assert "can reach each other over Docker's default bridge" in said[0]
+
+
+def test_a_lock_message_above_a_long_output_is_still_seen(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`vagrant ssh-config` prints one machine's config after the other's lock error (seen in a class of 4)."""
+    monkeypatch.setattr(machines, "LOCK_PAUSE", (0.0, 0.01))
+    body = (f"n=$(cat {tmp_path}/n 2>/dev/null || echo 0); echo $((n + 1)) > {tmp_path}/n\n"
+            "if [ $n -lt 1 ]; then echo 'Vagrant cannot use the requested machine because it is locked! This' >&2; "
+            "for i in $(seq 30); do echo \"  Option$i value\"; done; exit 1; fi\necho 'Host registry'\n")
+    tv = make_vagrant(tmp_path, body)
+    assert tv.ssh_config().startswith("Host registry")
