@@ -350,7 +350,9 @@ class VagrantProvider:
         if os.geteuid() != 0 or shutil.which("iptables") is None:
             return 0
         rules = self.host.run("iptables -w 10 -S DOCKER-USER", warn=True).stdout.splitlines()
-        ours = [r for r in rules if r.startswith("-A ") and f"--comment {self._rule_tag} " in f"{r} "]
+        # iptables -S prints the comment in quotes when it holds ':' (as the tag does).
+        marks = (f'--comment "{self._rule_tag}" ', f"--comment {self._rule_tag} ")
+        ours = [r for r in rules if r.startswith("-A ") and any(mark in f"{r} " for mark in marks)]
         for rule in ours:
             self.host.run("iptables -w 10 -D " + rule[3:], warn=True)
         return len(ours)

@@ -492,9 +492,16 @@ class FakeIptables:
         if "-I" in words:
             rule = " ".join(words[words.index("-I") + 1:])
             side, ip = ("-s", words[words.index("-s") + 1]) if "-s" in words else ("-d", words[words.index("-d") + 1])
-            self.rules.insert(0, "-A " + rule.replace(f"{side} {ip}", f"{side} {ip}/32"))
+            rule = rule.replace(f"{side} {ip}", f"{side} {ip}/32")
+            tag = words[words.index("--comment") + 1]
+            self.rules.insert(0, "-A " + rule.replace(f"--comment {tag}", f'--comment "{tag}"'))  # as iptables -S
         if "-D" in words:
-            self.rules.remove("-A " + " ".join(words[words.index("-D") + 1:]))
+            import shlex
+
+            spec = shlex.split(command)
+            wanted = " ".join(spec[spec.index("-D") + 1:])
+            self.rules = [r for r in self.rules if " ".join(shlex.split(r)[1:]) != wanted]
+            return SimpleNamespace(ok=True, stdout="")
         return SimpleNamespace(ok=True, stdout="")
 
 
