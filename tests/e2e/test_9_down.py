@@ -1,5 +1,6 @@
 """Last: `reglab down` leaves no machine and no network behind."""
 
+import re
 import subprocess
 
 import pytest
@@ -18,7 +19,9 @@ def test_down_leaves_no_machine_and_no_network(lab_session, reglab):
     if lab.provider == "docker":
         assert _lines("docker", "ps", "-aq", "--filter", f"label=org.reglab.lab={lab.name}") == []
         assert f"vagrant_network_{lab.network}" not in _lines("docker", "network", "ls", "--format", "{{.Name}}")
-        assert not [r for r in _lines("iptables", "-S", "DOCKER-USER") if f"reglab-lab:{lab.name} " in f"{r} "]
+        rules = subprocess.run(["iptables", "-S", "DOCKER-USER"], capture_output=True, text=True, timeout=60,
+                               check=True).stdout.splitlines()  # the comment is quoted when it holds ':'
+        assert not [r for r in rules if re.search(rf'--comment "?reglab-lab:{re.escape(lab.name)}"?( |$)', r)], rules
     elif lab.provider == "libvirt":
         domains = _lines("virsh", "-c", "qemu:///system", "list", "--all", "--name")
         assert not [d for d in domains if d.startswith(f"{lab.name}-")], domains
