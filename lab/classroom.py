@@ -417,7 +417,8 @@ class ClassBoard:
         from lab.dashboard import Cell
 
         with self._lock:
-            return {key: Cell(g.status, g.cause, self.classroom.fixes.get(key, ""), g.expected, g.seen, g.checked_at)
+            return {key: Cell(g.status, cause_or_check(g), self.classroom.fixes.get(key, ""), g.expected, g.seen,
+                              g.checked_at)
                     for key, g in self._grades.items()}
 
     def refresh(self, student: str | None = None) -> None:
@@ -436,6 +437,14 @@ class ClassBoard:
 
     def refreshing(self) -> bool:
         return self._busy.is_set()
+
+
+def cause_or_check(grade: Grade) -> str:
+    """What to show of a failure: its known cause, else what the check expected and the first thing it saw."""
+    if grade.cause or grade.status == "pass":
+        return grade.cause
+    seen = grade.seen.strip().splitlines()[0] if grade.seen.strip() else "nothing"
+    return f"expected {grade.expected}; saw {seen}" if grade.expected else ""
 
 
 def read_gradebook(path: Path) -> list[Grade]:

@@ -14,6 +14,7 @@ import ipaddress
 import logging
 import os
 import random
+import re
 import shlex
 import shutil
 import signal
@@ -46,12 +47,15 @@ STOP_GRACE = 10  # seconds Vagrant gets after each signal (INT, TERM, KILL) to e
 _ERROR_LINES = 15
 
 
-LOCKED = "because it is locked"  # Vagrant's MachineActionLockedError, in its own words
+# What Vagrant says when another Vagrant process got in its way, in its own words: a host-wide
+# lock it does not wait for (MachineActionLockedError), and its machine index's lock files, which
+# two processes may both try to delete (a Ruby ENOENT "unexpected error" in machine_index.rb).
+LOCKED = re.compile(r"because it is locked|No such file or directory @ \S+ - \S*/machine-index/\S+\.lock")
 LOCK_PAUSE = (1.0, 4.0)  # seconds, at random, before running a command another Vagrant's lock stopped
 
 
 class VagrantLocked(RemoteError):
-    """Another Vagrant process held a lock this command needed; running it again is safe."""
+    """Another Vagrant process got in this command's way (a lock); running it again is safe."""
 
 
 class TimedVagrant(vagrant.Vagrant):
@@ -141,7 +145,7 @@ class TimedVagrant(vagrant.Vagrant):
             said = vagrant_error(text) or _log_since(self.log_path, log_start)
             # Anywhere in what this command printed: the lock message may sit above a longer output.
             everything = text + _log_since(self.log_path, log_start, lines=None)
-            error = VagrantLocked if LOCKED in everything.replace("\n", " ") else RemoteError
+            error = VagrantLocked if LOCKED.search(everything.replace("\n", " ")) else RemoteError
             raise error(
                 f"{shown} failed (exit {proc.returncode})" + (":\n  " + said.replace("\n", "\n  ") if said else "")
                 + f"\n  full log: {self.log_path}"

@@ -167,3 +167,12 @@ def test_bad_class_input_is_exit_2_with_one_message(base: Path, args: list[str],
 
 def test_the_class_module_bounds_every_wait() -> None:
     assert classroom.CHECK_TIMEOUT > 0 and classroom.JOBS >= 1
+
+
+def test_a_failure_without_a_known_cause_shows_what_its_check_expected_and_saw() -> None:
+    from lab.classroom import cause_or_check
+
+    grade = Grade("bob", "hosts", "fail", 0.3, "t", "", "bob.example resolves to the registry", "on client: exit 2\nx")
+    assert cause_or_check(grade) == "expected bob.example resolves to the registry; saw on client: exit 2"
+    assert cause_or_check(Grade("bob", "tls", "fail", 0.3, "t", "legacy-cn: CN only")) == "legacy-cn: CN only"
+    assert cause_or_check(Grade("bob", "hosts", "pass")) == ""

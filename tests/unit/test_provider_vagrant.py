@@ -538,3 +538,13 @@ def test_a_lock_message_above_a_long_output_is_still_seen(tmp_path: Path, monkey
             "for i in $(seq 30); do echo \"  Option$i value\"; done; exit 1; fi\necho 'Host registry'\n")
     tv = make_vagrant(tmp_path, body)
     assert tv.ssh_config().startswith("Host registry")
+
+
+def test_vagrants_machine_index_race_is_run_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Seen in a class of four: two Vagrants delete the same machine-index lock file; up fails, harmlessly."""
+    monkeypatch.setattr(machines, "LOCK_PAUSE", (0.0, 0.01))
+    race = ("No such file or directory @ apply2files - /root/.vagrant.d/data/machine-index/da585f96.lock")
+    body = (f"n=$(cat {tmp_path}/n 2>/dev/null || echo 0); echo $((n + 1)) > {tmp_path}/n\n"
+            f"if [ $n -lt 1 ]; then echo 'An unexpected error occurred' >&2; echo '{race}' >&2; exit 1; fi\n")
+    make_vagrant(tmp_path, body).up()
+    assert (tmp_path / "n").read_text().strip() == "2"
