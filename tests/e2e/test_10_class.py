@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import io
+import shlex
 import subprocess
 import threading
 from pathlib import Path
@@ -115,8 +116,7 @@ def test_a_class_of_four_is_booted_isolated_graded_and_removed(classroom):
     server.start()
     try:
         assert ready.wait(30), "the dashboard did not start"
-        _browse(urls[0], lambda: _on(bundles["bob"], "client", "sed -i '/myregistrydomain.com$/d' /etc/hosts",
-                                     sudo=True))
+        _browse(urls[0], lambda: _break_hosts(bundles["bob"]))
     finally:
         stop.set()
         server.join(30)
@@ -139,10 +139,19 @@ def test_a_class_of_four_is_booted_isolated_graded_and_removed(classroom):
 
 
 def _on(bundle: Path, machine: str, command: str, sudo: bool = False) -> str:
-    wrapped = f"sudo sh -c {command!r}" if sudo else command
+    wrapped = f"sudo sh -c {shlex.quote(command)}" if sudo else command
     done = subprocess.run(["ssh", "-F", str(bundle / "ssh_config"), "-o", "BatchMode=yes", machine, wrapped],
                           capture_output=True, text=True, timeout=60)
     return done.stdout.strip()
+
+
+def _break_hosts(bundle: Path) -> None:
+    """What a student might do by mistake: the registry's line gone from the client's /etc/hosts.
+
+    NOTE: /etc/hosts is a bind mount in a container, so it is rewritten in place (sed -i renames)."""
+    _on(bundle, "client", "grep -v myregistrydomain.com /etc/hosts > /tmp/hosts; cat /tmp/hosts > /etc/hosts",
+        sudo=True)
+    assert _on(bundle, "client", "grep -c myregistrydomain.com /etc/hosts; true") == "0"
 
 
 def _browse(url: str, break_step) -> None:  # noqa: ANN001
