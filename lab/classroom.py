@@ -357,6 +357,8 @@ class Classroom:
         """Destroy every lab, then the students' keys and secrets; the class record and gradebook stay."""
 
         def destroy(member: Member) -> list[str]:
+            if not member.lab_file.exists():  # an earlier `class down` took this lab away already
+                return []
             session = self.session(member)
             try:
                 return session.down()

@@ -176,3 +176,12 @@ def test_a_failure_without_a_known_cause_shows_what_its_check_expected_and_saw()
     assert cause_or_check(grade) == "expected bob.example resolves to the registry; saw on client: exit 2"
     assert cause_or_check(Grade("bob", "tls", "fail", 0.3, "t", "legacy-cn: CN only")) == "legacy-cn: CN only"
     assert cause_or_check(Grade("bob", "hosts", "pass")) == ""
+
+
+def test_down_twice_is_no_error(base: Path, monkeypatch) -> None:
+    """The first down removes the labs' files; a second (a teardown, a script run again) finds nothing to do."""
+    room = Classroom(base, "net101", quiet())
+    room.enrol([Student("ada")])
+    room.member("ada").lab_file.unlink()
+    monkeypatch.setattr(room, "session", lambda member, **kw: pytest.fail("no lab left to open"))
+    assert [o.ok for o in room.down()] == [True]
