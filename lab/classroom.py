@@ -38,7 +38,7 @@ from lab.files import private_dir, write_private
 from lab.gradebook import Grade, summary, write_gradebook
 from lab.progress import Progress
 from lab.results import Status, StepResult
-from lab.roster import Student, load_roster
+from lab.roster import Student
 from lab.sshkeys import new_key
 
 T = TypeVar("T")
@@ -387,10 +387,6 @@ def roster_name(roster: str) -> str:
         return "class"
     stem = "".join(c for c in Path(roster).stem.lower() if c.isalnum())
     return stem[:12] if stem[:1].isalpha() else f"c{stem[:11]}"
-
-
-def load(roster: str) -> list[Student]:
-    return load_roster(roster)
 
 
 class ClassBoard:

@@ -442,9 +442,7 @@ def print_status(session: Session, out: TextIO) -> None:
 
     rows = [("MACHINE", "PROVIDER", "STATE", "IP", "START")]
     rows += [(s.name, s.provider, s.state, s.ip, start(s)) for s in session.provider.status()]
-    widths = [max(len(r[i]) for r in rows) for i in range(5)]
-    for row in rows:
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip(), file=out)
+    print_table(rows, out)
     for note in session.provider.notes():
         print(note, file=out)
 
