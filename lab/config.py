@@ -8,7 +8,6 @@ and the key path, so a bad lab file is one clear message, never a traceback.
 from __future__ import annotations
 
 import copy
-import datetime
 import ipaddress
 import os
 import re
@@ -22,6 +21,7 @@ import yaml
 
 from lab import manifest as manifests
 from lab.errors import ConfigError
+from lab.fields import FieldReader, value_kind
 from lab.manifest import Manifest, Named
 
 VAGRANT_PROVIDERS = ("docker", "virtualbox", "libvirt")  # machines Vagrant boots
@@ -231,7 +231,7 @@ def scenario_manifest(raw: Mapping[str, Any], folder: Path, overrides: Mapping[s
     if given is None:
         return manifests.load(default_scenario())
     if not isinstance(given, str) or not given.strip():
-        raise ConfigError(origin, "scenario", f"expected the path of a scenario file, got {_kind(given)}")
+        raise ConfigError(origin, "scenario", f"expected the path of a scenario file, got {value_kind(given)}")
     path = folder / Path(given).expanduser() if origin == source else Path(given).expanduser().resolve()
     if path.is_dir():
         path = path / "scenario.yaml"
@@ -321,7 +321,7 @@ def parse_yaml(text: str, source: str) -> dict[str, Any]:
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ConfigError(source, "(top level)", f"expected a mapping, got {_kind(data)}")
+        raise ConfigError(source, "(top level)", f"expected a mapping, got {value_kind(data)}")
     return data
 
 
@@ -385,21 +385,11 @@ def validate(data: Mapping[str, Any], path: Path, source: str, declared: Manifes
     )
 
 
-class _Validator:
-    def __init__(self, source: str) -> None:
-        self.source = source
-
-    def fail(self, path: str, problem: str) -> ConfigError:
-        return ConfigError(self.source, path, problem)
-
-    def mapping(self, value: Any, path: str) -> Mapping[str, Any]:
-        if not isinstance(value, Mapping):
-            raise self.fail(path, f"expected a mapping, got {_kind(value)}")
-        return value
+class _Validator(FieldReader):
 
     def string(self, value: Any, path: str) -> str:
         if not isinstance(value, str) or not value:
-            raise self.fail(path, f"expected a non-empty string, got {_kind(value)}")
+            raise self.fail(path, f"expected a non-empty string, got {value_kind(value)}")
         if _control_character(value) is not None:
             raise self.fail(path, f"expected text without control characters (newline, tab, CR, NUL), got {value!r}")
         return value
@@ -407,7 +397,7 @@ class _Validator:
     def match(self, value: Any, path: str, pattern: re.Pattern[str], what: str) -> str:
         """A string the whole of which matches `pattern` (no control characters get through one)."""
         if not isinstance(value, str) or not value:
-            raise self.fail(path, f"expected a non-empty string, got {_kind(value)}")
+            raise self.fail(path, f"expected a non-empty string, got {value_kind(value)}")
         if not pattern.fullmatch(value):
             raise self.fail(path, f"expected {what}, got {value!r}")
         return value
@@ -440,10 +430,6 @@ class _Validator:
         text = self.match(value, path, _MIRROR, "an http:// or https:// URL of a Debian mirror")
         return text.rstrip("/")
 
-    def port(self, value: Any, path: str) -> int:
-        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
-            raise self.fail(path, f"expected a port number 1-65535, got {value!r}")
-        return value
 
     def ports(self, ports: Mapping[str, Any], declared: Manifest) -> Ports:
         """The scenario's ports, each of its own; a port the scenario fixes (its steps assume it) checked first."""
@@ -608,7 +594,7 @@ class _Validator:
 
     def users(self, value: Any) -> tuple[User, ...]:
         if not isinstance(value, list) or not value:
-            raise self.fail("users", f"expected a non-empty list of {{name, password}}, got {_kind(value)}")
+            raise self.fail("users", f"expected a non-empty list of {{name, password}}, got {value_kind(value)}")
         users = []
         for i, entry in enumerate(value):
             path = f"users[{i}]"
@@ -630,7 +616,7 @@ class _Validator:
 def password_problem(value: Any) -> str | None:
     """What is wrong with a password for htpasswd and `docker login`, or None; never echoes it."""
     if not isinstance(value, str):
-        return (f"expected a string, got {_kind(value)}: YAML reads some unquoted values (12345678.90, "
+        return (f"expected a string, got {value_kind(value)}: YAML reads some unquoted values (12345678.90, "
                 "0123456701, 2024-01-31, yes) as numbers, dates or booleans; put the password in quotes")
     rule = (f"expected a password of 8 or more characters and at most {HTPASSWD_MAX_BYTES} bytes (htpasswd's "
             "limits), without ':' or control characters (newline, tab, CR, NUL)")
@@ -654,7 +640,7 @@ def _control_character(text: str) -> str | None:
 
 def _check_keys(value: Mapping[str, Any], known: Mapping[str, Any], path: str, source: str) -> None:
     if not isinstance(value, Mapping):
-        raise ConfigError(source, path or "(top level)", f"expected a mapping, got {_kind(value)}")
+        raise ConfigError(source, path or "(top level)", f"expected a mapping, got {value_kind(value)}")
     for key in value:
         here = f"{path}.{key}" if path else str(key)
         if key not in known:
@@ -682,13 +668,5 @@ def _set(data: dict[str, Any], dotted: str, value: Any, source: str) -> None:
     for i, key in enumerate(parents):
         data = data[key]
         if not isinstance(data, dict):
-            raise ConfigError(source, ".".join(parents[: i + 1]), f"expected a mapping, got {_kind(data)}")
+            raise ConfigError(source, ".".join(parents[: i + 1]), f"expected a mapping, got {value_kind(data)}")
     data[last] = value
-
-
-def _kind(value: Any) -> str:
-    if value is None:
-        return "nothing"
-    names = {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean", int: "a number", float: "a number",
-             datetime.date: "a date", datetime.datetime: "a date and time"}
-    return names.get(type(value), type(value).__name__)

@@ -38,6 +38,7 @@ import yaml
 
 from lab.diagnosis import GENERAL, Cause, causes_from
 from lab.errors import ConfigError
+from lab.fields import FieldReader
 
 RESET_KINDS = ("all", "made", "given")  # every machine; machines reglab made; machines given over SSH
 _ROLE = re.compile(r"[a-z][a-z0-9-]{0,30}")
@@ -247,17 +248,7 @@ def parse(value: Any, path: Path) -> Manifest:
                     causes=causes)
 
 
-class _Reader:
-    def __init__(self, source: str) -> None:
-        self.source = source
-
-    def fail(self, path: str, problem: str) -> ConfigError:
-        return ConfigError(self.source, path, problem)
-
-    def mapping(self, value: Any, path: str) -> Mapping[str, Any]:
-        if not isinstance(value, Mapping):
-            raise self.fail(path, "expected a mapping")
-        return value
+class _Reader(FieldReader):
 
     def keys(self, value: Mapping[str, Any], known: tuple[str, ...], path: str,
              required: tuple[str, ...] = ()) -> None:
@@ -278,10 +269,6 @@ class _Reader:
             raise self.fail(path, f"expected {what}, got {value!r}")
         return value
 
-    def port(self, value: Any, path: str) -> int:
-        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
-            raise self.fail(path, f"expected a port number 1-65535, got {value!r}")
-        return value
 
     def file(self, value: Any, path: str, folder: Path) -> Path:
         found = (folder / self.text(value, path)).resolve()

@@ -26,6 +26,7 @@ import yaml
 
 from lab.config import DuplicateKeyError, StrictLoader, decode_utf8
 from lab.errors import ConfigError
+from lab.fields import value_kind
 
 MAX_STUDENTS = 250  # one /24 each from the class pool, and about as many labs as one host could ever boot
 STUDENT_ID = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,14}[a-z0-9])?")
@@ -169,11 +170,11 @@ def _from_yaml(text: str, source: str) -> list[_Entry]:
             if key in _KNOWN_COLUMNS:
                 continue
             if value is not None and (isinstance(value, bool) or not isinstance(value, str | int | float)):
-                raise ConfigError(source, f"{where}: {key}", f"expected a text value, got {_kind(value)}")
+                raise ConfigError(source, f"{where}: {key}", f"expected a text value, got {value_kind(value)}")
             extra[str(key).strip().lower()] = "" if value is None else str(value).strip()
         name = item.get("name", "")
         if not isinstance(name, str):
-            raise ConfigError(source, f"{where}: name", f"expected the student's name as text, got {_kind(name)}")
+            raise ConfigError(source, f"{where}: name", f"expected the student's name as text, got {value_kind(name)}")
         machines = item.get("machines")
         given = None if machines is None else _given_machines(machines, source, where)
         entries.append((where, item["id"], name.strip(), extra, given))
@@ -190,7 +191,7 @@ def _checked(entries: list[_Entry], source: str) -> list[Student]:
     students = []
     for where, given, name, extra, machines in entries:
         if not isinstance(given, str):
-            raise ConfigError(source, f"{where}: id", f"expected the id as text, got {_kind(given)} {given!r}; "
+            raise ConfigError(source, f"{where}: id", f"expected the id as text, got {value_kind(given)} {given!r}; "
                               "put it in quotes")
         student_id = given.strip().lower()
         if not student_id:
@@ -215,12 +216,12 @@ def _given_machines(value: Any, source: str, where: str) -> dict[str, dict[str, 
     """
     if not isinstance(value, dict) or not value:
         raise ConfigError(source, f"{where}: machines", f"expected a mapping of machine names to "
-                          f"{{ip, user, identity_file, host, port}}, got {_kind(value)}")
+                          f"{{ip, user, identity_file, host, port}}, got {value_kind(value)}")
     folder = Path(source).expanduser().resolve().parent
     machines = {}
     for role, spec in value.items():
         if not isinstance(spec, dict):
-            raise ConfigError(source, f"{where}: machines.{role}", f"expected a mapping, got {_kind(spec)}")
+            raise ConfigError(source, f"{where}: machines.{role}", f"expected a mapping, got {value_kind(spec)}")
         unknown = [k for k in spec if k not in _MACHINE_KEYS]
         if unknown:
             raise ConfigError(source, f"{where}: machines.{role}.{unknown[0]}",
@@ -230,8 +231,3 @@ def _given_machines(value: Any, source: str, where: str) -> dict[str, dict[str, 
             spec["identity_file"] = str(folder / Path(spec["identity_file"]).expanduser())
         machines[str(role)] = spec
     return machines
-
-
-def _kind(value: Any) -> str:
-    names = {bool: "a boolean", int: "a number", float: "a number", list: "a list", dict: "a mapping"}
-    return "nothing" if value is None else names.get(type(value), type(value).__name__)
