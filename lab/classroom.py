@@ -18,6 +18,7 @@ Everything of a class lives in FOLDER/.class/NAME (FOLDER: the base lab file's):
 from __future__ import annotations
 
 import contextlib
+import functools
 import ipaddress
 import shlex
 import shutil
@@ -302,14 +303,10 @@ class Classroom:
     def check(self, members: Sequence[Member], step: str | None, jobs: int = 8,
               timeout: float = CHECK_TIMEOUT) -> list[Grade]:
         """Grade each lab, observe-only, `jobs` at once; a lab that does not answer is one row of its own."""
-        steps: list[tuple[str, str]] = []
-
         def grade(member: Member) -> list[StepResult]:
             session = self.session(member)
             try:
                 session.step_ids(step)
-                if not steps:
-                    steps.extend((s.id, s.title) for s in session.scenario.steps)
                 session.require_running()
                 targets = [session.scenario.step(step)] if step else list(session.scenario.steps)
                 return session.engine().run(targets, solve=False, phases={}).steps
@@ -319,7 +316,7 @@ class Classroom:
         with self.progress.phase("class check", f"grade {len(members)} labs ({step or 'every step'})"):
             outcomes = self.each(members, grade, jobs, "check", timeout)
         now = datetime.now(UTC).isoformat(timespec="seconds")
-        ids = [step] if step else [s for s, _ in steps] or self.step_ids()
+        ids = [step] if step else self.step_ids()
         grades = []
         for outcome in outcomes:
             if not outcome.ok:
@@ -331,10 +328,16 @@ class Classroom:
                 self.fixes[(outcome.member.id, result.step_id)] = " / ".join(c.fix for c in result.causes)
         return grades
 
-    def step_ids(self) -> list[str]:
+    @functools.cached_property
+    def steps(self) -> list[tuple[str, str]]:
+        """(id, title) of the class's scenario, the base lab file's, read once."""
         from lab import scenario
 
-        return [s.id for s in scenario.load(scenario.default_path(), "modern").steps]
+        lab = config.load(self.base_lab)
+        return [(s.id, s.title) for s in scenario.load(lab.manifest.path, lab.edition, lab.manifest).steps]
+
+    def step_ids(self) -> list[str]:
+        return [step_id for step_id, _ in self.steps]
 
     def write_gradebook(self, grades: Sequence[Grade], redactor: Any = None) -> dict[str, Path]:
         return write_gradebook(grades, self.dir, redactor, students=[m.id for m in self.members],
@@ -393,12 +396,9 @@ class ClassBoard:
     """The class as the dashboard sees it: the last grades, and a check that refreshes them."""
 
     def __init__(self, classroom: Classroom, jobs: int = 8, timeout: float = CHECK_TIMEOUT) -> None:
-        from lab import scenario
-
         self.classroom = classroom
         self.jobs = jobs
         self.timeout = timeout
-        self._steps = [(s.id, s.title) for s in scenario.load(scenario.default_path(), "modern").steps]
         self._grades: dict[tuple[str, str], Grade] = {}
         self._busy = threading.Event()
         self._lock = threading.Lock()
@@ -409,7 +409,7 @@ class ClassBoard:
         return [m.id for m in self.classroom.members]
 
     def steps(self) -> list[tuple[str, str]]:
-        return list(self._steps)
+        return list(self.classroom.steps)
 
     def cells(self) -> dict[tuple[str, str], Any]:
         from lab.dashboard import Cell

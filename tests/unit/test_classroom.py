@@ -185,3 +185,19 @@ def test_down_twice_is_no_error(base: Path, monkeypatch) -> None:
     room.member("ada").lab_file.unlink()
     monkeypatch.setattr(room, "session", lambda member, **kw: pytest.fail("no lab left to open"))
     assert [o.ok for o in room.down()] == [True]
+
+
+def test_the_class_grades_the_steps_of_its_base_labs_scenario(tmp_path: Path, monkeypatch) -> None:
+    """A class of a second tutorial lists that tutorial's steps, not the shipped one's."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("second", Path(__file__).with_name("test_second_scenario.py"))
+    second = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(second)
+    folder = second.write_second(tmp_path / "second")
+    monkeypatch.setattr(netpool, "host_networks", lambda: [])
+    base = tmp_path / "lab.yml"
+    base.write_text(f"provider: docker\nscenario: {folder}\n")
+    room = Classroom(base, "web101", quiet())
+    assert room.step_ids() == ["page", "hosts", "serve"]
+    assert ClassBoard(room).steps()[0][0] == "page"
