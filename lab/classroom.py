@@ -38,6 +38,7 @@ from lab.errors import ConfigError, LabError, LabFailure, RemoteError
 from lab.files import private_dir, write_private
 from lab.gradebook import Grade, summary, write_gradebook
 from lab.progress import Progress
+from lab.providers.ssh import host_block
 from lab.results import Status, StepResult
 from lab.roster import Student
 from lab.sshkeys import new_key
@@ -272,11 +273,8 @@ class Classroom:
             machine.sudo(f"grep -qxF {shlex.quote(public_line)} {keys} 2>/dev/null || "
                          f"echo {shlex.quote(public_line)} >> {keys}", timeout=30)
             spec = session.lab.machine(name)
-            hosts.append(f"Host {name}\n  HostName {spec.host or spec.ip}\n  Port {spec.port}\n  User {user}\n"
-                         f"  IdentityFile {key_path}\n"
-                         f"  IdentitiesOnly yes\n  StrictHostKeyChecking accept-new\n"
-                         f"  UserKnownHostsFile {folder / 'known_hosts'}\n")
-        write_private(folder / "ssh_config", "\n".join(hosts))
+            hosts.append(host_block(name, spec.host or spec.ip, spec.port, user, folder / "known_hosts", key_path))
+        write_private(folder / "ssh_config", "\n\n".join(hosts) + "\n")
         user = session.lab.users[0]
         write_private(folder / "credentials.txt",
                       f"lab: {session.lab.name}\ndomain: {session.lab.domain}\n"

@@ -28,21 +28,26 @@ from lab.remote import Host, Machine, machine_logger
 PROBE_TIMEOUT = 20  # seconds for one machine to answer `reglab status`
 
 
+def host_block(name: str, host: str, port: int, user: str | None, known_hosts: Path,
+               identity: Path | None = None) -> str:
+    """One ssh_config Host block: host keys trusted on first use in `known_hosts`. Pure."""
+    lines = [
+        f"Host {name}",
+        f"  HostName {host}",
+        f"  Port {port}",
+        f"  User {user}",
+        f"  UserKnownHostsFile {known_hosts}",
+        "  StrictHostKeyChecking accept-new",
+    ]
+    if identity is not None:
+        lines += [f"  IdentityFile {identity}", "  IdentitiesOnly yes"]
+    return "\n".join(lines)
+
+
 def ssh_config_text(lab: Lab, known_hosts: Path) -> str:
     """One Host block per machine, from the lab file. Pure."""
-    blocks = []
-    for machine in lab.machines:
-        lines = [
-            f"Host {machine.name}",
-            f"  HostName {machine.host or machine.ip}",
-            f"  Port {machine.port}",
-            f"  User {machine.user}",
-            f"  UserKnownHostsFile {known_hosts}",
-            "  StrictHostKeyChecking accept-new",
-        ]
-        if machine.identity_file is not None:
-            lines += [f"  IdentityFile {machine.identity_file}", "  IdentitiesOnly yes"]
-        blocks.append("\n".join(lines))
+    blocks = [host_block(m.name, m.host or m.ip, m.port, m.user, known_hosts, m.identity_file)
+              for m in lab.machines]
     return "\n\n".join(blocks) + "\n"
 
 
