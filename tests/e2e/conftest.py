@@ -38,6 +38,19 @@ def reglab(lab_session, capfd) -> Callable[..., CliResult]:
     return run
 
 
+@pytest.fixture
+def lab_cli() -> Callable[..., tuple[int, str, str]]:
+    """Run the `reglab` CLI in-process against a lab file of the test's own (not the session's):
+    (exit status, stdout, stderr). Global options (--provider, --scenario) go before the command."""
+
+    def run(lab_file, *args: str) -> tuple[int, str, str]:  # noqa: ANN001
+        out, err = io.StringIO(), io.StringIO()
+        status = main(["--lab", str(lab_file), "-q", *args], stdout=out, stderr=err)
+        return status, out.getvalue(), err.getvalue()
+
+    return run
+
+
 @pytest.fixture(scope="session")
 def solved(lab_session):
     """The lab after every step of the scenario (solved here if this session has not)."""

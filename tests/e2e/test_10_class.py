@@ -11,7 +11,6 @@ and on the dashboard in a real browser (Debian's Chromium, Playwright).
 from __future__ import annotations
 
 import csv
-import io
 import shlex
 import subprocess
 import threading
@@ -21,7 +20,6 @@ import pytest
 import yaml
 
 from lab.classroom import ClassBoard, Classroom
-from lab.cli import main
 from lab.dashboard import serve
 from lab.progress import Progress
 
@@ -31,11 +29,6 @@ CHROMIUM = Path("/usr/bin/chromium")
 BROWSER_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                 "--disable-sync", "--no-first-run"]
 STUDENTS = ["ada", "bob", "cyd", "dee"]
-
-
-def cli(lab_file: Path, *args: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    return main(["--lab", str(lab_file), "-q", *args], stdout=out, stderr=err), out.getvalue(), err.getvalue()
 
 
 def ssh(bundle: Path, machine: str, command: str, key: Path | None = None, host: str | None = None) -> int:
@@ -56,7 +49,7 @@ def grades(room: Classroom) -> dict[tuple[str, str], str]:
 
 
 @pytest.fixture
-def classroom(lab_session, tmp_path):
+def classroom(lab_session, tmp_path, lab_cli):
     if lab_session.lab.provider != "docker":
         pytest.fail(f"the class test boots its labs on the docker provider, not {lab_session.lab.provider}")
     base = tmp_path / "lab.yml"
@@ -66,13 +59,13 @@ def classroom(lab_session, tmp_path):
     try:
         yield base, roster
     finally:
-        status, out, err = cli(base, "class", "--name", "net101", "down")
+        status, out, err = lab_cli(base, "class", "--name", "net101", "down")
         assert status == 0, out + err
 
 
-def test_a_class_of_four_is_booted_isolated_graded_and_removed(classroom):
+def test_a_class_of_four_is_booted_isolated_graded_and_removed(classroom, lab_cli):
     base, roster = classroom
-    status, out, err = cli(base, "class", "up", str(roster), "--jobs", "4")
+    status, out, err = lab_cli(base, "class", "up", str(roster), "--jobs", "4")
     assert status == 0, out + err
     assert "lab up: 4 of 4 ok" in out, out
     room = Classroom.open(base, None, Progress(quiet=True))
@@ -100,9 +93,9 @@ def test_a_class_of_four_is_booted_isolated_graded_and_removed(classroom):
 
     # Every student does the `hosts` step; the class check passes it for all.
     for student in STUDENTS:
-        status, out, err = cli(room.member(student).lab_file, "solve", "hosts")
+        status, out, err = lab_cli(room.member(student).lab_file, "solve", "hosts")
         assert status == 0, out + err
-    status, out, err = cli(base, "class", "check", "hosts")
+    status, out, err = lab_cli(base, "class", "check", "hosts")
     assert status == 0, out + err
     assert all(grades(room)[(s, "hosts")] == "pass" for s in STUDENTS)
 
@@ -123,10 +116,10 @@ def test_a_class_of_four_is_booted_isolated_graded_and_removed(classroom):
     book = grades(room)
     assert book[("bob", "hosts")] == "fail"
     assert all(book[(s, "hosts")] == "pass" for s in STUDENTS if s != "bob"), book
-    status, out, err = cli(base, "class", "check", "hosts")
+    status, out, err = lab_cli(base, "class", "check", "hosts")
     assert status == 1 and "bob" in out, out + err
 
-    status, out, err = cli(base, "class", "down")
+    status, out, err = lab_cli(base, "class", "down")
     assert status == 0, out + err
     left = subprocess.run(["docker", "ps", "-aq", "--filter", "label=org.reglab.lab"], capture_output=True,
                           text=True, timeout=30).stdout.split()

@@ -10,15 +10,12 @@ its own name, its own subnet (192.168.78.0/24) and its own folder (tmp_path) for
 from __future__ import annotations
 
 import importlib.util
-import io
 import subprocess
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 import yaml
-
-from lab.cli import main
 
 pytestmark = pytest.mark.e2e
 
@@ -37,12 +34,9 @@ def second_scenario() -> ModuleType:
     return module
 
 
-def cli(lab_file: Path, scenario: Path, *args: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    # --provider: the session's REGLAB_PROVIDER may name another one; this test is the docker provider's.
-    status = main(["--lab", str(lab_file), "--scenario", str(scenario), "--provider", "docker", "-q", *args],
-                  stdout=out, stderr=err)
-    return status, out.getvalue(), err.getvalue()
+def options(scenario: Path) -> tuple[str, ...]:
+    """Its scenario, and the docker provider whatever the session's REGLAB_PROVIDER names."""
+    return ("--scenario", str(scenario), "--provider", "docker")
 
 
 def containers() -> list[str]:
@@ -52,7 +46,7 @@ def containers() -> list[str]:
 
 
 @pytest.fixture
-def second_lab(tmp_path: Path):
+def second_lab(tmp_path: Path, lab_cli):
     """The second scenario's folder and a lab file for it; its machines destroyed afterwards whatever happens."""
     scenario = second_scenario().write_second(tmp_path / "second")
     lab_file = tmp_path / "lab.yml"
@@ -63,36 +57,36 @@ def second_lab(tmp_path: Path):
     try:
         yield lab_file, scenario
     finally:
-        cli(lab_file, scenario, "down")
+        lab_cli(lab_file, *options(scenario), "down")
 
 
-def test_a_second_tutorial_runs_on_the_docker_provider_with_no_change_to_lab(second_lab, capfd) -> None:
+def test_a_second_tutorial_runs_on_the_docker_provider_with_no_change_to_lab(second_lab, capfd, lab_cli) -> None:
     lab_file, scenario = second_lab
-    status, out, err = cli(lab_file, scenario, "run")
+    status, out, err = lab_cli(lab_file, *options(scenario), "run")
     assert status == 0, out + err
 
-    status, out, err = cli(lab_file, scenario, "steps")
+    status, out, err = lab_cli(lab_file, *options(scenario), "steps")
     assert status == 0, err
     assert {line.split()[0]: line.split()[1] for line in out.splitlines()} == {
         "page": "pass", "hosts": "pass", "serve": "pass"}
 
     capfd.readouterr()
-    status, out, err = cli(lab_file, scenario, "ssh", "db", "--", "curl", "-fsS", "http://shop.example:8080/")
+    status, out, err = lab_cli(lab_file, *options(scenario), "ssh", "db", "--", "curl", "-fsS", "http://shop.example:8080/")
     assert status == 0, err
     shown = capfd.readouterr().out  # `reglab ssh MACHINE -- CMD` prints the command's own output as it comes
     assert "served by shop.example, db at 192.168.78.11:5432, on 8080" in shown
 
-    status, out, err = cli(lab_file, scenario, "status")
+    status, out, err = lab_cli(lab_file, *options(scenario), "status")
     assert status == 0, err
     assert all(f"{name}" in out and ip in out for name, ip in MACHINES.items()), out
 
     # Its reset takes what its steps made, by its own reset commands: every check fails again.
-    status, out, err = cli(lab_file, scenario, "reset")
+    status, out, err = lab_cli(lab_file, *options(scenario), "reset")
     assert status == 0, out + err
     for step in ("page", "hosts", "serve"):
-        status, out, err = cli(lab_file, scenario, "check", step)
+        status, out, err = lab_cli(lab_file, *options(scenario), "check", step)
         assert status == 1, f"{step} still passes after reset: {out}{err}"
 
-    status, out, err = cli(lab_file, scenario, "down")
+    status, out, err = lab_cli(lab_file, *options(scenario), "down")
     assert status == 0, out + err
     assert containers() == []

@@ -7,23 +7,13 @@ A lab that takes the session lab's name is refused before booting.
 
 from __future__ import annotations
 
-import io
-from pathlib import Path
-
 import pytest
 import yaml
-
-from lab.cli import main
 
 pytestmark = pytest.mark.e2e
 
 
-def cli(lab_file: Path, *args: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    return main(["--lab", str(lab_file), "-q", *args], stdout=out, stderr=err), out.getvalue(), err.getvalue()
-
-
-def test_a_second_lab_from_anywhere_runs_beside_the_first_and_goes_alone(lab_session, reglab, tmp_path):
+def test_a_second_lab_from_anywhere_runs_beside_the_first_and_goes_alone(lab_session, reglab, lab_cli, tmp_path):
     if lab_session.lab.provider != "docker":
         pytest.fail("this test boots a second lab on the docker provider; the session's lab is "
                     f"{lab_session.lab.provider}")
@@ -33,15 +23,15 @@ def test_a_second_lab_from_anywhere_runs_beside_the_first_and_goes_alone(lab_ses
         "name": "otherlab", "provider": "docker", "images": {"source": lab_session.lab.images.source},
         "machines": {"registry": {"ip": "192.168.79.10"}, "client": {"ip": "192.168.79.11"}}}))
     try:
-        status, out, err = cli(other, "up")
+        status, out, err = lab_cli(other, "up")
         assert status == 0, out + err
         state = other.parent / ".lab" / "otherlab"
         assert (state / "vagrant").is_dir() and (state / "logs" / "vagrant.log").is_file()
         assert not (other.parent / "Vagrantfile").exists()  # the Vagrantfile came with reglab
-        status, out, err = cli(other, "ssh", "registry", "--", "hostname")
+        status, out, err = lab_cli(other, "ssh", "registry", "--", "hostname")
         assert status == 0, out + err
     finally:
-        status, out, err = cli(other, "down")
+        status, out, err = lab_cli(other, "down")
     assert status == 0, out + err
     mine = reglab("status")
     assert mine.out.count(" running ") == 2, mine.out  # the session's lab was left alone
@@ -52,7 +42,7 @@ def test_a_second_lab_from_anywhere_runs_beside_the_first_and_goes_alone(lab_ses
     clash.write_text(yaml.safe_dump({
         "name": lab_session.lab.name, "provider": "docker",
         "machines": {"registry": {"ip": "192.168.80.10"}, "client": {"ip": "192.168.80.11"}}}))
-    status, out, err = cli(clash, "up")
+    status, out, err = lab_cli(clash, "up")
     assert status == 2, out + err
     assert f"the lab name {lab_session.lab.name!r} is already used by the lab in {lab_session.lab.root}" in err, err
     assert reglab("status").out.count(" running ") == 2

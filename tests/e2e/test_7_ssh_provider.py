@@ -10,16 +10,13 @@ and hold nothing of the lab, while what the "school" had on them stays.
 
 from __future__ import annotations
 
-import io
 import os
 import subprocess
 import time
-from pathlib import Path
 
 import pytest
 import yaml
 
-from lab.cli import main
 from lab.images import MACHINE_ARGS  # what makes a container a machine here
 from lab.provision import RESTART_DROPIN
 from lab.sshkeys import new_key
@@ -29,6 +26,9 @@ pytestmark = pytest.mark.e2e
 SUBNET = "192.168.77"
 MACHINES = {"registry": f"{SUBNET}.10", "client": f"{SUBNET}.11"}
 USER = "teacher"
+# The session's REGLAB_PROVIDER (docker here) would override the lab file's provider; a class (no option)
+# decides per student (given machines: ssh).
+AS_SSH = ("--provider", "ssh")
 
 
 def docker(*args: str, timeout: int = 120, check: bool = True, stdin: str | None = None) -> str:
@@ -40,20 +40,6 @@ def docker(*args: str, timeout: int = 120, check: bool = True, stdin: str | None
 
 def on(container: str, command: str, timeout: int = 120, check: bool = True) -> str:
     return docker("exec", container, "sh", "-c", command, timeout=timeout, check=check)
-
-
-def cli(lab_file: Path, *args: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    # --provider: the session's REGLAB_PROVIDER (docker here) would override the lab file's.
-    status = main(["--lab", str(lab_file), "--provider", "ssh", "-q", *args], stdout=out, stderr=err)
-    return status, out.getvalue(), err.getvalue()
-
-
-def cli_plain(lab_file: Path, *args: str) -> tuple[int, str, str]:
-    """The CLI without --provider: a class decides per student (given machines: ssh)."""
-    out, err = io.StringIO(), io.StringIO()
-    status = main(["--lab", str(lab_file), "-q", *args], stdout=out, stderr=err)
-    return status, out.getvalue(), err.getvalue()
 
 
 @pytest.fixture
@@ -85,7 +71,7 @@ def given_machines(lab_session, tmp_path):
 
 
 def test_the_whole_tutorial_runs_on_given_machines_and_down_leaves_them_running_and_clean(
-        lab_session, given_machines, tmp_path):
+        lab_session, given_machines, tmp_path, lab_cli):
     lab_file = tmp_path / "lab.yml"
     lab_file.write_text(yaml.safe_dump({
         "name": "givenlab",
@@ -96,7 +82,7 @@ def test_the_whole_tutorial_runs_on_given_machines_and_down_leaves_them_running_
     }))
 
     # No sudo yet: `up` says exactly that, for each machine, and how to give it.
-    status, out, err = cli(lab_file, "up")
+    status, out, err = lab_cli(lab_file, *AS_SSH, "up")
     assert status == 2, out + err
     for role, ip in MACHINES.items():
         assert f"{role} ({USER}@{ip}:22): {USER} has no passwordless sudo" in err, err
@@ -105,10 +91,10 @@ def test_the_whole_tutorial_runs_on_given_machines_and_down_leaves_them_running_
         on(container, f"echo '{USER} ALL=(ALL) NOPASSWD: ALL' > /etc/sudoers.d/{USER} && "
                       f"chmod 440 /etc/sudoers.d/{USER}")
 
-    status, out, err = cli(lab_file, "run")
+    status, out, err = lab_cli(lab_file, *AS_SSH, "run")
     assert status == 0, out + err
     assert "modern: 11 passed, 0 failed, 0 not run" in out, out
-    status, out, err = cli(lab_file, "status")
+    status, out, err = lab_cli(lab_file, *AS_SSH, "status")
     assert status == 0 and out.count(" ssh ") == 2 and out.count(" running ") == 2, out
     known = (tmp_path / ".lab" / "givenlab" / "known_hosts").read_text()
     assert all(f"{ip} ssh-" in known for ip in MACHINES.values()), known  # both keys kept (trust on first use)
@@ -120,11 +106,11 @@ def test_the_whole_tutorial_runs_on_given_machines_and_down_leaves_them_running_
                  "docker create --name school-keep school/empty:1 /nothing >/dev/null")
 
     # Reset works as on Vagrant machines: the steps are undone, and can be done again.
-    status, out, err = cli(lab_file, "reset")
+    status, out, err = lab_cli(lab_file, *AS_SSH, "reset")
     assert status == 0, out + err
-    status, out, err = cli(lab_file, "check", "hosts")
+    status, out, err = lab_cli(lab_file, *AS_SSH, "check", "hosts")
     assert status == 1, out + err
-    status, out, err = cli(lab_file, "solve", "--all")
+    status, out, err = lab_cli(lab_file, *AS_SSH, "solve", "--all")
     assert status == 0 and "11 passed, 0 failed" in out, out + err
 
     # A class whose students' machines are given over SSH, one of them on a host that does not answer:
@@ -138,21 +124,21 @@ def test_the_whole_tutorial_runs_on_given_machines_and_down_leaves_them_running_
     ]))
     base = tmp_path / "class-base.yml"
     base.write_text(yaml.safe_dump({"images": {"source": lab_session.lab.images.source}}))
-    status, out, err = cli_plain(base, "class", "up", str(roster))
+    status, out, err = lab_cli(base, "class", "up", str(roster))
     assert status == 1, out + err
     assert "ada" in out and "lab up: 1 of 2 ok, 1 failed" in out, out
     started = time.monotonic()
-    status, out, err = cli_plain(base, "class", "check", "--all", "--timeout", "40")
+    status, out, err = lab_cli(base, "class", "check", "--all", "--timeout", "40")
     took = time.monotonic() - started
     assert status == 1, out + err
     rows = (tmp_path / ".class" / "given" / "gradebook.csv").read_text().splitlines()
     assert sum(",unreachable," in r for r in rows if r.startswith("bob,")) == 11, rows
     assert not any(",unreachable," in r for r in rows if r.startswith("ada,")), rows
     assert took < 40 + 30, f"the class check took {took:.0f}s with one host unreachable"
-    status, out, err = cli_plain(base, "class", "down")
+    status, out, err = lab_cli(base, "class", "down")
     assert status == 1 and "bob" in out, out + err  # bob's machines cannot be cleaned: said, not hidden
 
-    status, out, err = cli(lab_file, "down")
+    status, out, err = lab_cli(lab_file, *AS_SSH, "down")
     assert status == 0, out + err
     assert "machines left running" in out, out
     for role, container in given_machines.items():
