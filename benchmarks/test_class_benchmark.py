@@ -24,11 +24,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lab.classroom import Classroom
-from lab.images import MACHINE_ARGS
-from lab.progress import Progress
-from lab.roster import Student
-from lab.sshkeys import new_key
+from lab.classroom.room import Classroom
+from lab.classroom.roster import Student
+from lab.common.progress import Progress
+from lab.common.sshkeys import new_key
+from lab.machines.images import MACHINE_ARGS
 
 pytestmark = pytest.mark.e2e
 
@@ -130,7 +130,7 @@ def test_grading_many_labs_given_over_ssh(benchmark, tmp_path, lab_session):
         (tmp_path / "given.yml").write_text(yaml.safe_dump(roster))
         base = tmp_path / "lab.yml"
         base.write_text("{}\n")
-        from lab.roster import load_roster
+        from lab.classroom.roster import load_roster
 
         room = Classroom(base, "given", Progress())
         room.enrol(load_roster(str(tmp_path / "given.yml")))

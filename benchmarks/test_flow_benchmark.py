@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from lab import config
-from lab.progress import Progress
-from lab.session import Session
+from lab.common.progress import Progress
+from lab.engine.session import Session
+from lab.model import labfile
 
 SEQUENTIAL_BASELINE_S = 190
 
@@ -23,7 +23,7 @@ pytestmark = pytest.mark.e2e
 
 
 def _flow(benchmark, pytestconfig, start: str) -> None:  # noqa: ANN001
-    lab = config.load(Path(pytestconfig.rootpath) / "lab.yml", overrides={"edition": "modern", "start": start})
+    lab = labfile.load(Path(pytestconfig.rootpath) / "lab.yml", overrides={"edition": "modern", "start": start})
     benchmark.extra_info["provider"] = lab.provider
     benchmark.extra_info["start"] = start
     warm = Session(lab, Progress(quiet=True))

@@ -16,15 +16,15 @@ from typing import Any
 
 import pytest
 
-from lab import config
-from lab.diagnosis import format_diagnosis
-from lab.engine import Engine
-from lab.errors import LabError, LabFailure
-from lab.progress import Progress
-from lab.results import RunResult, Status, StepResult
-from lab.scenario import Scenario, Step
-from lab.scenario import load as load_scenario
-from lab.session import Session
+from lab.common.errors import LabError, LabFailure
+from lab.common.progress import Progress
+from lab.engine.session import Session
+from lab.engine.steps import Engine
+from lab.model import labfile
+from lab.model.diagnosis import format_diagnosis
+from lab.model.results import RunResult, Status, StepResult
+from lab.model.scenario import Scenario, Step
+from lab.model.scenario import load as load_scenario
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -66,7 +66,7 @@ class LabRun:
             pytest.fail(f"the lab could not start: {self.error}", pytrace=False)
         if self._session is None:
             try:
-                lab = config.load(self.lab_path, overrides={"edition": self.edition})
+                lab = labfile.load(self.lab_path, overrides={"edition": self.edition})
                 # NOTE: no lab lock for the test session: its tests start reglab on this lab themselves.
                 session = Session(lab, Progress(_TerminalStream(self.config)), lock=False)
             except (LabError, LabFailure) as exc:
@@ -136,7 +136,7 @@ class ScenarioFile(pytest.File):
     """A scenario YAML file: one item per step, in the file's order."""
 
     def collect(self):  # noqa: ANN201 - pytest's collector protocol
-        edition = self.config.getoption("--edition") or config.load(
+        edition = self.config.getoption("--edition") or labfile.load(
             Path(self.config.getoption("--lab")), environ=os.environ
         ).edition
         scenario = load_scenario(self.path, edition)

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from lab.cli import main
-from lab.results import Status
+from lab.cli.main import main
+from lab.model.results import Status
 
 pytestmark = pytest.mark.e2e
 

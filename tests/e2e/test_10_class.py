@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lab.classroom import ClassBoard, Classroom
-from lab.dashboard import serve
-from lab.progress import Progress
+from lab.classroom.dashboard import serve
+from lab.classroom.room import ClassBoard, Classroom
+from lab.common.progress import Progress
 
 pytestmark = pytest.mark.e2e
 
@@ -151,7 +151,7 @@ def _browse(url: str, break_step) -> None:  # noqa: ANN001
     from playwright.sync_api import expect, sync_playwright
 
     if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} is not installed; `python -m lab.hostsetup --browser` installs it")
+        pytest.fail(f"{CHROMIUM} is not installed; `python -m lab.machines.hostsetup --browser` installs it")
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=BROWSER_ARGS)
         try:

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, Route, expect, sync_playwright
 
-from lab.dashboard import Cell, serve
-from lab.polling import poll
+from lab.classroom.dashboard import Cell, serve
+from lab.common.polling import poll
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = [
@@ -36,9 +36,10 @@ pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
 @pytest.fixture(autouse=True)
 def chromium() -> None:
-    """`tox -e e2e` installs it (python -m lab.hostsetup --browser); without it this fails, never skips."""
+    """`tox -e e2e` installs it (python -m lab.machines.hostsetup --browser); without it this fails, never skips."""
     if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} is not installed (Debian's chromium package); run `python -m lab.hostsetup --browser`")
+        pytest.fail(f"{CHROMIUM} is not installed (Debian's chromium package); "
+                    "run `python -m lab.machines.hostsetup --browser`")
 
 
 class FlippingBoard:

@@ -2,8 +2,8 @@
 
 import pytest
 
-from lab.report import load_result
-from lab.results import Status
+from lab.model.results import Status
+from lab.reports.report import load_result
 
 pytestmark = pytest.mark.e2e
 

@@ -17,9 +17,9 @@ import time
 import pytest
 import yaml
 
-from lab.images import MACHINE_ARGS  # what makes a container a machine here
-from lab.provision import RESTART_DROPIN
-from lab.sshkeys import new_key
+from lab.common.sshkeys import new_key
+from lab.machines.images import MACHINE_ARGS  # what makes a container a machine here
+from lab.machines.provision import RESTART_DROPIN
 
 pytestmark = pytest.mark.e2e
 

@@ -14,10 +14,10 @@ import time
 
 import pytest
 
-from lab.config import Timeouts
-from lab.progress import Progress
-from lab.results import Status
-from lab.session import Session
+from lab.common.progress import Progress
+from lab.engine.session import Session
+from lab.model.labfile import Timeouts
+from lab.model.results import Status
 
 pytestmark = pytest.mark.e2e
 
@@ -60,7 +60,7 @@ def test_a_machine_destroyed_by_hand_takes_its_results_and_ctrl_c_in_provision_e
     assert reglab("--fresh", "up").status == 0  # provisioned from nothing below, not from a warm image
 
     # Ctrl-C while the new client installs Docker: exit 130 within seconds, no traceback.
-    command = [sys.executable, "-c", "import sys; from lab.cli import main; sys.exit(main())",
+    command = [sys.executable, "-c", "import sys; from lab.cli.main import main; sys.exit(main())",
                "--lab", str(lab.source), "provision"]
     proc = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, cwd=lab.root,
                             env=dict(os.environ, REGLAB_LAB=str(lab.source)))

@@ -14,11 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from lab import boxes, config
-from lab.errors import LabError, LabFailure
+from lab.common.errors import LabError, LabFailure
+from lab.machines import boxes
+from lab.model import labfile
 
 ROOT = Path(__file__).resolve().parents[2]
-KEY = (ROOT / "lab/images/vagrant.pub").read_text()
+KEY = (ROOT / "lab/machines/images/vagrant.pub").read_text()
 UUID = "3f1c0d2e-8a4b-4c6d-9e0f-112233445566"
 OVF = "{http://schemas.dmtf.org/ovf/envelope/1}"
 RASD = "{http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_ResourceAllocationSettingData}"
@@ -194,11 +195,11 @@ def test_the_box_key_follows_the_root_file_system_and_the_disk_layout(monkeypatc
     assert key != boxes.box_key("rootfs-a")
 
 
-def lab_with(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mirror: str) -> config.Lab:
+def lab_with(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mirror: str) -> labfile.Lab:
     monkeypatch.setenv("REGLAB_CACHE", str(tmp_path / "cache"))
     path = tmp_path / f"lab-{len(mirror)}.yml"
     path.write_text(f"mirror: {mirror}\n")
-    return config.load(path, environ={})
+    return labfile.load(path, environ={})
 
 
 def test_a_second_build_comes_from_the_cache_whatever_the_mirror(tmp_path, monkeypatch):
@@ -395,7 +396,7 @@ def test_a_work_folder_with_a_mount_inside_is_left_alone(tmp_path, monkeypatch):
 
 
 def reglab(*argv: str) -> tuple[int, str, str]:
-    from lab.cli import main
+    from lab.cli.main import main
 
     out, err = io.StringIO(), io.StringIO()
     return main(list(argv), out, err), out.getvalue(), err.getvalue()
@@ -489,8 +490,8 @@ def test_box_build_reports_a_bad_lab_file_first(cli_lab, built):
 
 def test_older_versions_of_reglabs_box_are_removed_from_vagrant_and_libvirts_pool(tmp_path) -> None:
     """Each rebuild adds a 700 MB box; Vagrant and libvirt's pool would keep every old one."""
-    from lab import boxes
-    from lab.errors import LabFailure
+    from lab.common.errors import LabFailure
+    from lab.machines import boxes
 
     calls: list[list[str]] = []
 

@@ -14,13 +14,15 @@ from typing import Any
 
 import pytest
 
-from lab import checks, manifest, pki
-from lab.checks import HttpResponse, Outcome, curl_config, docker_auth, match_text, parse_http_response
-from lab.config import User, default_scenario
-from lab.credentials import MASK, Redactor
-from lab.diagnosis import diagnose
-from lab.engine import Context
-from lab.errors import LabFailure
+from lab.common.errors import LabFailure
+from lab.engine import checks
+from lab.engine.checks import HttpResponse, Outcome, curl_config, docker_auth, match_text, parse_http_response
+from lab.engine.steps import Context
+from lab.model import manifest
+from lab.model.credentials import MASK, Redactor
+from lab.model.diagnosis import diagnose
+from lab.model.labfile import User, default_scenario
+from lab.pki import certs
 
 PASSWORD = "s3cret-Passw0rd"
 DIGEST = "sha256:" + "ab" * 32
@@ -662,7 +664,7 @@ def test_docker_auth_ignores_a_broken_entry_of_another_registry() -> None:
 @pytest.fixture(scope="module")
 def ca() -> tuple[str, str]:
     """The lab CA as (key PEM, cert PEM)."""
-    key, cert = pki.make_ca()
+    key, cert = certs.make_ca()
     return key.decode(), cert.decode()
 
 
@@ -703,7 +705,7 @@ def test_run_tls_without_a_certificate_fails(ca: tuple[str, str]) -> None:
 
 def test_tls_with_a_missing_ca_file_fails_and_lets_the_next_alternative_run() -> None:
     """Inside `any`, a missing CA file raised and the other alternatives were never tried."""
-    from lab.checks import run_any
+    from lab.engine.checks import run_any
 
     ctx = FakeContext({"/etc/ca.crt": "not a certificate"})
     item = {"any": [{"tls": "localhost:5043", "ca": "/nonexistent.crt"},

@@ -7,10 +7,10 @@ from typing import Any
 import pytest
 import yaml
 
-from lab import config
-from lab.classlabs import check_class_name, lab_name, student_lab
-from lab.errors import ConfigError
-from lab.roster import Student
+from lab.classroom.labs import check_class_name, lab_name, student_lab
+from lab.classroom.roster import Student
+from lab.common.errors import ConfigError
+from lab.model import labfile
 
 SUBNET = IPv4Network("10.77.3.0/24")
 ROOT = Path(__file__).resolve().parents[2]
@@ -62,8 +62,8 @@ def test_two_students_share_no_value_a_step_writes_down() -> None:
 def test_a_student_lab_is_a_valid_lab_file() -> None:
     """What the orchestration writes must load: lab.config's own validation accepts it."""
     lab = student_lab(base(), "net101", Student("ann-marie"), SUBNET)
-    merged = config.layer(lab, {}, {}, "net101-ann-marie.yml")
-    loaded = config.validate(merged, ROOT / "lab.yml", "net101-ann-marie.yml")
+    merged = labfile.layer(lab, {}, {}, "net101-ann-marie.yml")
+    loaded = labfile.validate(merged, ROOT / "lab.yml", "net101-ann-marie.yml")
     assert loaded.name == "net101-ann-marie"
     assert loaded.domain == "ann-marie.myregistrydomain.com"
     assert loaded.machine("registry").ip == "10.77.3.10" and loaded.machine("client").ip == "10.77.3.11"
@@ -129,6 +129,6 @@ def test_a_student_with_given_machines_gets_an_ssh_lab_that_loads(tmp_path) -> N
     assert lab["provider"] == "ssh" and lab["machines"]["client"]["ip"] == "10.9.0.6"
     path = tmp_path / "ada.yml"
     path.write_text(yaml.safe_dump(lab))
-    loaded = config.load(path, environ={})
+    loaded = labfile.load(path, environ={})
     assert loaded.provider == "ssh" and loaded.machine("registry").identity_file == key
     assert loaded.domain == "ada.myregistrydomain.com" and loaded.users[0].name == "ada"

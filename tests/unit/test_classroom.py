@@ -12,15 +12,15 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lab import classroom, netpool
-from lab.classroom import ClassBoard, Classroom, read_gradebook, roster_name, to_grade
-from lab.cli import main
-from lab.diagnosis import Cause
-from lab.errors import LabError
-from lab.gradebook import Grade
-from lab.progress import Progress
-from lab.results import Status, StepResult
-from lab.roster import Student
+from lab.classroom import netpool, room
+from lab.classroom.gradebook import Grade
+from lab.classroom.room import ClassBoard, Classroom, read_gradebook, roster_name, to_grade
+from lab.classroom.roster import Student
+from lab.cli.main import main
+from lab.common.errors import LabError
+from lab.common.progress import Progress
+from lab.model.diagnosis import Cause
+from lab.model.results import Status, StepResult
 
 
 @pytest.fixture
@@ -166,11 +166,11 @@ def test_bad_class_input_is_exit_2_with_one_message(base: Path, args: list[str],
 
 
 def test_the_class_module_bounds_every_wait() -> None:
-    assert classroom.CHECK_TIMEOUT > 0 and classroom.JOBS >= 1
+    assert room.CHECK_TIMEOUT > 0 and room.JOBS >= 1
 
 
 def test_a_failure_without_a_known_cause_shows_what_its_check_expected_and_saw() -> None:
-    from lab.classroom import cause_or_check
+    from lab.classroom.room import cause_or_check
 
     grade = Grade("bob", "hosts", "fail", 0.3, "t", "", "bob.example resolves to the registry", "on client: exit 2\nx")
     assert cause_or_check(grade) == "expected bob.example resolves to the registry; saw on client: exit 2"

@@ -19,8 +19,8 @@ from pathlib import Path
 import invoke.runners
 import pytest
 
-from lab.cli import main
-from lab.session import Session
+from lab.cli.main import main
+from lab.engine.session import Session
 
 PROJECT = Path(__file__).resolve().parents[2]
 SHIPPED = PROJECT / "lab.yml"
@@ -193,9 +193,9 @@ def test_help_exits_0(argv: list[str]) -> None:
 @pytest.fixture
 def machines(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     """Vagrant's view of the machines (name -> state) and their identities, without Vagrant."""
-    from lab.providers import MachineStatus
-    from lab.providers.vagrant import VagrantProvider as Lifecycle
-    from lab.session import Session
+    from lab.engine.session import Session
+    from lab.machines.providers import MachineStatus
+    from lab.machines.providers.vagrant import VagrantProvider as Lifecycle
 
     found = {"registry": "not_created", "client": "not_created"}
     identities = {"registry": "id-r1", "client": "id-c1"}
@@ -252,7 +252,7 @@ def test_steps_show_results_only_for_the_machines_they_were_taken_on(
 
 def test_a_corrupt_state_file_is_set_aside_and_down_still_works(tmp_path: Path, machines, monkeypatch) -> None:
     """Item 9: the message used to say "remove it (reglab down does)", and down failed the same way."""
-    from lab.providers.vagrant import VagrantProvider as Lifecycle
+    from lab.machines.providers.vagrant import VagrantProvider as Lifecycle
 
     monkeypatch.setattr(Lifecycle, "down", lambda self: [])
     path = lab_file(tmp_path)
@@ -412,7 +412,7 @@ def test_the_cli_gives_the_lab_lock_back_when_a_command_ends(tmp_path: Path, mac
 
 def _fake_run_session(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, object]]:
     """Session.run's own code with no machine: start does nothing, the engine records how it was called."""
-    from lab.results import RunResult, Status, StepResult
+    from lab.model.results import RunResult, Status, StepResult
 
     calls: list[dict[str, object]] = []
 
@@ -450,9 +450,9 @@ def test_keep_going_is_a_flag_of_run_only(tmp_path: Path) -> None:
 
 def test_report_writes_the_maintainers_report_and_the_readme_table_from_the_runs_json(tmp_path: Path) -> None:
     """Only the as-written run exists: the modern column says so, and the README table shows its causes."""
-    from lab.diagnosis import cause_by_id
-    from lab.report import README_END, README_START, write_reports
-    from lab.results import Look, RunResult, Status, StepResult
+    from lab.model.diagnosis import cause_by_id
+    from lab.model.results import Look, RunResult, Status, StepResult
+    from lab.reports.report import README_END, README_START, write_reports
 
     pull = StepResult("server-pull", "Pull", Status.FAIL, seen="no basic auth credentials",
                       diagnosis=cause_by_id("no-basic-auth"), bridged=True,
@@ -473,9 +473,9 @@ def test_report_writes_the_maintainers_report_and_the_readme_table_from_the_runs
 
 
 def test_a_failed_step_prints_what_each_look_past_a_cause_found() -> None:
-    from lab.cli import print_step
-    from lab.diagnosis import cause_by_id
-    from lab.results import Look, Status, StepResult
+    from lab.cli.main import print_step
+    from lab.model.diagnosis import cause_by_id
+    from lab.model.results import Look, Status, StepResult
 
     out = io.StringIO()
     print_step(StepResult("server-pull", "Pull", Status.FAIL, diagnosis=cause_by_id("no-basic-auth"),

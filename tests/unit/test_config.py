@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from lab.config import DEFAULTS, Lab, User, load
-from lab.errors import ConfigError, ExitStatus, LabError
+from lab.common.errors import ConfigError, ExitStatus, LabError
+from lab.model.labfile import DEFAULTS, Lab, User, load
 
 PROJECT = Path(__file__).resolve().parents[2]
 SHIPPED = PROJECT / "lab.yml"

@@ -17,10 +17,10 @@ import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from lab.clip import tail
-from lab.config import Lab, User, load
-from lab.credentials import KEY_MASK, MASK, Redactor, generate_password, resolve_passwords, write_private
-from lab.errors import ConfigError, LabError
+from lab.common.clip import tail
+from lab.common.errors import ConfigError, LabError
+from lab.model.credentials import KEY_MASK, MASK, Redactor, generate_password, resolve_passwords, write_private
+from lab.model.labfile import Lab, User, load
 
 PEM_KEY = """-----BEGIN PRIVATE KEY-----
 MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7VJTUt9Us8cKj

@@ -17,9 +17,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from lab.dashboard import Cell, create_app, serve
-from lab.errors import LabError
-from lab.polling import poll
+from lab.classroom.dashboard import Cell, create_app, serve
+from lab.common.errors import LabError
+from lab.common.polling import poll
 
 TEXTS = ["cause", "fix", "expected", "seen", "checked_at"]
 STEPS = [("hosts", "Hosts: both names in /etc/hosts"), ("tls", "TLS <with> the lab's CA")]

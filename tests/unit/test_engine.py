@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from lab import scenario
-from lab.engine import Engine
-from lab.images import LabImages
-from lab.progress import Progress
-from lab.results import Status, StepResult
-from lab.state import State
+from lab.common.progress import Progress
+from lab.engine.state import State
+from lab.engine.steps import Engine
+from lab.machines.images import LabImages
+from lab.model import scenario
+from lab.model.results import Status, StepResult
 
 SHIPPED = scenario.load(scenario.default_path(), "modern")
 IDS = [s.id for s in SHIPPED.steps]
@@ -185,8 +185,8 @@ def test_the_lab_lock_makes_a_second_process_wait_and_then_fail(tmp_path: Path) 
     import subprocess
     import sys
 
-    from lab.errors import LabFailure
-    from lab.state import LabLock
+    from lab.common.errors import LabFailure
+    from lab.engine.state import LabLock
 
     holder = subprocess.Popen(
         [sys.executable, "-c", "import fcntl,os,sys,time; fd=os.open(sys.argv[1], os.O_RDWR|os.O_CREAT, 0o600); "
@@ -208,7 +208,7 @@ def test_the_lab_lock_makes_a_second_process_wait_and_then_fail(tmp_path: Path) 
 
 def test_the_lab_lock_is_reentrant_within_a_process(tmp_path: Path) -> None:
     """The e2e tests run the CLI in-process on their session's lab: it must not wait for itself."""
-    from lab.state import LabLock
+    from lab.engine.state import LabLock
 
     first = LabLock(tmp_path)
     first.acquire(1, lambda _: None)
@@ -221,10 +221,10 @@ def test_the_lab_lock_is_reentrant_within_a_process(tmp_path: Path) -> None:
 def test_a_broken_template_is_a_lab_error_not_a_traceback() -> None:
     import jinja2
 
-    from lab import manifest
-    from lab.config import default_scenario
-    from lab.engine import render_template, render_value
-    from lab.errors import LabError
+    from lab.common.errors import LabError
+    from lab.engine.steps import render_template, render_value
+    from lab.model import manifest
+    from lab.model.labfile import default_scenario
 
     templates = manifest.load(default_scenario()).templates
     jinja = jinja2.Environment(loader=jinja2.FileSystemLoader(templates), undefined=jinja2.StrictUndefined)
@@ -252,8 +252,8 @@ class _Ctx:
 
 def test_values_captured_by_an_inline_check_during_solve_are_kept(state: State, tmp_path: Path, monkeypatch) -> None:
     """Item 15: `check:` and `wait:` actions captured values, and the engine dropped them."""
-    from lab import checks
-    from lab.checks import Outcome
+    from lab.engine import checks
+    from lab.engine.checks import Outcome
 
     monkeypatch.setattr(checks, "run", lambda item, machine, ctx: Outcome(True, "x", "y", {"pushed": "sha256:1"}))
     ctx = _Ctx(tmp_path)
@@ -276,11 +276,11 @@ def test_an_unknown_os_is_the_same_usage_error_on_the_engines_path(tmp_path: Pat
     """The engine reads os-release with the identity, before provisioning does: exit 2 there too."""
     from types import SimpleNamespace
 
-    from lab.config import load
-    from lab.credentials import Redactor
-    from lab.engine import Context
-    from lab.errors import ExitStatus
-    from lab.osfamily import UnsupportedOS
+    from lab.common.errors import ExitStatus
+    from lab.engine.steps import Context
+    from lab.machines.osfamily import UnsupportedOS
+    from lab.model.credentials import Redactor
+    from lab.model.labfile import load
 
     alpine = 'ID=alpine\nPRETTY_NAME="Alpine Linux v3.19"\n\nreglab-identity=abc\n'
     machine = SimpleNamespace(name="client", sudo=lambda command, **_: SimpleNamespace(stdout=alpine))
@@ -351,9 +351,9 @@ class _Lab:
 
 def _three_steps(tmp_path: Path, state: State, broken: set[str]) -> tuple[Engine, _Lab]:
     """An as-written engine over THREE_STEPS on one fake machine, rendering for real."""
-    from lab.config import load
-    from lab.credentials import Redactor
-    from lab.engine import Context
+    from lab.engine.steps import Context
+    from lab.model.credentials import Redactor
+    from lab.model.labfile import load
 
     path = tmp_path / "three.yaml"
     path.write_text(THREE_STEPS)
@@ -438,7 +438,7 @@ def test_a_bridge_from_an_earlier_step_solves_the_modern_steps_from_there(tmp_pa
 
 @pytest.mark.parametrize("target", ["last", "nosuch", "middle"], ids=["later", "unknown", "itself"])
 def test_bridge_from_must_name_an_earlier_step(tmp_path: Path, target: str) -> None:
-    from lab.errors import ConfigError
+    from lab.common.errors import ConfigError
 
     path = tmp_path / "three.yaml"
     path.write_text(THREE_STEPS.replace("  - id: middle\n", f"  - id: middle\n    bridge_from: {target}\n"))
@@ -504,9 +504,9 @@ class _Registry(_Lab):
 
 def _pull_steps(tmp_path: Path, state: State, broken: set[str] = frozenset(), edition: str = "as-written",
                 text: str = PULL_STEPS) -> tuple[Engine, _Registry]:
-    from lab.config import load
-    from lab.credentials import Redactor
-    from lab.engine import Context
+    from lab.engine.steps import Context
+    from lab.model.credentials import Redactor
+    from lab.model.labfile import load
 
     path = tmp_path / "pull.yaml"
     path.write_text(text)
@@ -595,7 +595,7 @@ def test_without_keep_going_nothing_is_looked_past(tmp_path: Path, state: State)
 ], ids=["unknown-cause", "unknown-kind", "only", "empty", "list"])
 def test_a_bad_look_past_is_a_config_error_naming_the_key(tmp_path: Path, value: str, key_path: str,
                                                           words: str) -> None:
-    from lab.errors import ConfigError
+    from lab.common.errors import ConfigError
 
     path = tmp_path / "pull.yaml"
     text = PULL_STEPS.replace("    look_past:\n      no-basic-auth:\n        registry:\n"

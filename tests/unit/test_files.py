@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from lab.errors import LabError
-from lab.files import atomic_write, private_dir, write_private
+from lab.common.errors import LabError
+from lab.common.files import atomic_write, private_dir, write_private
 
 
 def test_atomic_write_sets_the_mode_whatever_the_umask(tmp_path: Path) -> None:

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from lab.credentials import MASK, Redactor
-from lab.gradebook import CSV_COLUMNS, Grade, summary, write_gradebook
+from lab.classroom.gradebook import CSV_COLUMNS, Grade, summary, write_gradebook
+from lab.model.credentials import MASK, Redactor
 
 STUDENTS = ["s01", "s02", "s03"]
 STEPS = ["local-registry", "hosts", "tls"]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from lab import hostapt
-from lab.errors import LabError
+from lab.common.errors import LabError
+from lab.machines import hostapt
 
 DEB822 = """\
 Types: deb

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from lab import hostsetup
-from lab.errors import LabError, LabFailure
+from lab.common.errors import LabError, LabFailure
+from lab.machines import hostsetup
 
 
 @pytest.fixture

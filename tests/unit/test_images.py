@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from lab import manifest
-from lab.config import Lab, default_scenario, load
-from lab.images import RECIPES, VERSION_FILE, Builder, LabImages, upstream_version
+from lab.machines.images import RECIPES, VERSION_FILE, Builder, LabImages, upstream_version
+from lab.model import manifest
+from lab.model.labfile import Lab, default_scenario, load
 
 PROJECT = Path(__file__).resolve().parents[2]
 # The tutorial's images: their recipes live in its scenario folder, not in lab/.
@@ -57,8 +57,8 @@ def _installed(path: Path) -> list[str]:
 def test_the_recipes_are_shipped() -> None:
     assert {p.name for p in RECIPES.glob("*.Dockerfile")} == {"node.Dockerfile"}  # the harness's own
     assert {spec.recipe.relative_to(PROJECT).as_posix() for spec in TUTORIAL_IMAGES.values()} == {
-        "scenarios/tutorial/images/registry.Dockerfile", "scenarios/tutorial/images/nginx.Dockerfile",
-        "scenarios/tutorial/images/busybox.Dockerfile",
+        "lab/scenarios/tutorial/images/registry.Dockerfile", "lab/scenarios/tutorial/images/nginx.Dockerfile",
+        "lab/scenarios/tutorial/images/busybox.Dockerfile",
     }
     assert all(spec.recipe.is_file() and all(f.is_file() for f in spec.files) for spec in TUTORIAL_IMAGES.values())
 

@@ -6,8 +6,7 @@ from typing import Any
 
 import pytest
 
-from lab.errors import LabError
-from lab.netpool import (
+from lab.classroom.netpool import (
     ALWAYS_AVOIDED,
     CLASS_POOL,
     COMMAND_TIMEOUT,
@@ -17,6 +16,7 @@ from lab.netpool import (
     parse_ip_addr,
     parse_ip_route,
 )
+from lab.common.errors import LabError
 
 # Real output of `ip -j -4 addr` and `ip -j -4 route` on a lab host (docker0, the single lab's bridge).
 IP_ADDR = (

@@ -8,8 +8,8 @@ import subprocess
 
 import pytest
 
-from lab.errors import LabError
-from lab.osfamily import DEBIAN, FAMILIES, RHEL, Family, OsRelease, UnsupportedOS, family_of, parse_os_release
+from lab.common.errors import LabError
+from lab.machines.osfamily import DEBIAN, FAMILIES, RHEL, Family, OsRelease, UnsupportedOS, family_of, parse_os_release
 
 # /etc/os-release as the distributions ship it.
 DEBIAN_12 = """\

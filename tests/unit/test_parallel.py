@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from lab import parallel
+from lab.common import parallel
 
 
 class FakeMachine:

@@ -12,8 +12,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.verification import DNSName, PolicyBuilder, Store, VerificationError
 
-from lab.errors import LabError
-from lab.pki import (
+from lab.common.errors import LabError
+from lab.pki.certs import (
     LEGACY_CN_PROBLEM,
     CertFacts,
     PkiFiles,
@@ -481,7 +481,7 @@ def test_an_unconstrained_ca_from_before_is_replaced(tmp_path: Path) -> None:
 
 def test_keys_are_never_readable_by_others_even_while_written(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
     """Keys go through lab.files.write_private: created 0600, not chmod-ed afterwards."""
-    import lab.pki
+    import lab.pki.certs
 
     written: dict[str, int] = {}
 
@@ -489,9 +489,9 @@ def test_keys_are_never_readable_by_others_even_while_written(tmp_path: Path, mo
         written[Path(path).name] = mode
         return real(path, data, mode)
 
-    real = lab.pki.atomic_write
-    monkeypatch.setattr(lab.pki, "atomic_write", spy)
-    monkeypatch.setattr(lab.pki, "write_private", lambda path, data: spy(path, data, 0o600))
+    real = lab.pki.certs.atomic_write
+    monkeypatch.setattr(lab.pki.certs, "atomic_write", spy)
+    monkeypatch.setattr(lab.pki.certs, "write_private", lambda path, data: spy(path, data, 0o600))
     ensure_pki(tmp_path / "pki", DOMAIN, [IP])
     assert written == {"devdockerCA.key": 0o600, "devdockerCA.crt": 0o644, "domain.key": 0o600, "domain.crt": 0o644}
 

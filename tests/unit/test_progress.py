@@ -4,7 +4,7 @@ import io
 
 import pytest
 
-from lab.progress import Progress
+from lab.common.progress import Progress
 
 
 def test_a_phase_is_timed_and_printed_even_when_it_fails() -> None:

@@ -12,13 +12,14 @@ from types import SimpleNamespace
 import paramiko
 import pytest
 
-from lab import cleanup, manifest
-from lab.config import Lab, default_scenario, load
-from lab.credentials import Redactor
-from lab.errors import ConfigError, LabError, RemoteError
-from lab.providers import for_lab
-from lab.providers.ssh import SSHProvider, missing_sudo, ssh_config_text
-from lab.remote import TrustFirstUse
+from lab.common.errors import ConfigError, LabError, RemoteError
+from lab.engine import cleanup
+from lab.machines.providers import for_lab
+from lab.machines.providers.ssh import SSHProvider, missing_sudo, ssh_config_text
+from lab.machines.remote import TrustFirstUse
+from lab.model import manifest
+from lab.model.credentials import Redactor
+from lab.model.labfile import Lab, default_scenario, load
 
 
 def key_file(folder: Path, name: str = "id_lab", mode: int = 0o600) -> Path:
@@ -236,7 +237,7 @@ def test_removing_the_lab_also_takes_what_provisioning_put_there_but_not_package
 
 
 def test_the_identity_file_lives_where_cleanup_removes_it() -> None:
-    from lab.engine import IDENTITY_FILE
+    from lab.engine.steps import IDENTITY_FILE
 
     assert os.path.dirname(IDENTITY_FILE) == "/var/lib/reglab"
 

@@ -17,12 +17,10 @@ from pathlib import Path
 
 import pytest
 
-import lab.providers.vagrant as machines
-from lab.config import load
-from lab.credentials import Redactor
-from lab.errors import LabError, LabFailure, RemoteError
-from lab.providers import wait_for_ssh
-from lab.providers.vagrant import (
+import lab.machines.providers.vagrant as machines
+from lab.common.errors import LabError, LabFailure, RemoteError
+from lab.machines.providers import wait_for_ssh
+from lab.machines.providers.vagrant import (
     VAGRANT_MISSING,
     VBOX_NETWORKS,
     TimedVagrant,
@@ -30,6 +28,8 @@ from lab.providers.vagrant import (
     vagrant_error,
     vbox_range_problem,
 )
+from lab.model.credentials import Redactor
+from lab.model.labfile import load
 
 PROJECT = Path(__file__).resolve().parents[2]
 
@@ -220,7 +220,7 @@ class FlakyMachine:
 
 
 def test_wait_for_ssh_retries_until_it_answers(monkeypatch: pytest.MonkeyPatch) -> None:
-    from lab import polling
+    from lab.common import polling
 
     monkeypatch.setattr(polling.time, "sleep", lambda _s: None)
     machine = FlakyMachine(failures=3)
@@ -230,7 +230,7 @@ def test_wait_for_ssh_retries_until_it_answers(monkeypatch: pytest.MonkeyPatch) 
 
 
 def test_wait_for_ssh_gives_up_after_its_bound(monkeypatch: pytest.MonkeyPatch) -> None:
-    from lab import polling
+    from lab.common import polling
 
     clock = iter(range(0, 10_000, 10))
     monkeypatch.setattr(polling.time, "monotonic", lambda: next(clock))

@@ -13,11 +13,11 @@ from types import SimpleNamespace
 
 import pytest
 
-from lab.errors import LabError, RemoteError
-from lab.images import LabImages
-from lab.osfamily import DEBIAN
-from lab.progress import Progress
-from lab.provision import detect_family, provision
+from lab.common.errors import LabError, RemoteError
+from lab.common.progress import Progress
+from lab.machines.images import LabImages
+from lab.machines.osfamily import DEBIAN
+from lab.machines.provision import detect_family, provision
 
 IMAGES = LabImages(registry="registry:2", proxy="nginx:1.27", base="debian:bookworm")
 ALPINE = 'NAME="Alpine Linux"\nID=alpine\nPRETTY_NAME="Alpine Linux v3.19"\n'
@@ -119,7 +119,7 @@ class ImageMachine:
     ids=["same-ids", "other-build", "missing"],
 )
 def test_images_are_loaded_unless_the_same_builds_are_there(tmp_path, there, loads) -> None:  # noqa: ANN001
-    from lab.provision import load_images
+    from lab.machines.provision import load_images
 
     machine = ImageMachine(there)
     changes = load_images(machine, IMAGES, tmp_path / "images-x.tar", ["sha256:1", "sha256:2", "sha256:3"])

@@ -23,11 +23,11 @@ import pytest
 from fabric.runners import Result as FabricResult
 from fabric.testing.base import Command, MockRemote, Session
 
-import lab.remote as remote_module
-from lab.credentials import MASK, Redactor
-from lab.errors import LabFailure, RemoteError
-from lab.polling import poll
-from lab.remote import CONNECT_TIMEOUT, KEEPALIVE, Host, Machine, machine_logger
+import lab.machines.remote as remote_module
+from lab.common.errors import LabFailure, RemoteError
+from lab.common.polling import poll
+from lab.machines.remote import CONNECT_TIMEOUT, KEEPALIVE, Host, Machine, machine_logger
+from lab.model.credentials import MASK, Redactor
 
 SECRET = "s3cret-Passw0rd"
 

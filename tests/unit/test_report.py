@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from lab.credentials import MASK, Redactor
-from lab.diagnosis import cause_by_id
-from lab.errors import LabError
-from lab.report import (
+from lab.common.errors import LabError
+from lab.model.credentials import MASK, Redactor
+from lab.model.diagnosis import cause_by_id
+from lab.model.results import RunResult, Status, StepResult
+from lab.reports.report import (
     README_END,
     README_START,
     TextCheck,
@@ -32,7 +33,6 @@ from lab.report import (
     write_maintainer_report,
     write_reports,
 )
-from lab.results import RunResult, Status, StepResult
 
 STARTED = datetime(2024, 5, 1, 10, 0, 0, tzinfo=UTC)
 FINISHED = datetime(2024, 5, 1, 10, 3, 20, tzinfo=UTC)
@@ -379,8 +379,8 @@ def test_reports_show_the_check_before_solving_when_the_run_proved_its_checks() 
     """Item 5: the report shows both results, before and after solving."""
     from datetime import UTC, datetime
 
-    from lab.report import render_html, render_markdown
-    from lab.results import RunResult, Status, StepResult
+    from lab.model.results import RunResult, Status, StepResult
+    from lab.reports.report import render_html, render_markdown
 
     steps = [StepResult("hosts", "Name the registry", Status.PASS, before=Status.FAIL),
              StepResult("tls", "Serve TLS", Status.PASS, before=Status.PASS)]
@@ -482,7 +482,7 @@ NOT_PUSHED = "Error response from daemon: manifest for myregistrydomain.com/test
 
 def _two_causes() -> StepResult:
     """server-pull as written, past its missing login: the name test-images, never pushed."""
-    from lab.results import Look
+    from lab.model.results import Look
 
     return StepResult("server-pull", "Pull test-images", Status.FAIL, 4.0, expected="initcron", seen=NO_AUTH,
                       diagnosis=cause_by_id("no-basic-auth"), bridged=True,
@@ -616,7 +616,7 @@ def test_a_modern_failure_shows_its_cause_in_the_modern_column() -> None:
 
 
 def test_a_look_that_could_not_be_made_or_that_passed_is_said() -> None:
-    from lab.results import Look
+    from lab.model.results import Look
 
     written = _written()
     written.steps[3].looks = [Look("no-basic-auth", error="expected Login Succeeded; saw 401 Unauthorized")]
@@ -641,8 +641,8 @@ def test_the_maintainer_html_escapes_everything() -> None:
 
 
 def test_the_drift_line_counts_what_the_scenario_cites_when_the_text_is_unchanged() -> None:
-    from lab.scenario import default_path, load
-    from lab.tutorial_text import TUTORIAL
+    from lab.model.scenario import default_path, load
+    from lab.tutorial.text import TUTORIAL
 
     scenario = load(default_path(), "as-written")
     check = check_tutorial_text(scenario)
@@ -653,8 +653,8 @@ def test_the_drift_line_counts_what_the_scenario_cites_when_the_text_is_unchange
 
 
 def test_the_drift_line_names_the_step_whose_block_changed() -> None:
-    from lab.scenario import default_path, load
-    from lab.tutorial_text import TUTORIAL
+    from lab.model.scenario import default_path, load
+    from lab.tutorial.text import TUTORIAL
 
     scenario = load(default_path(), "as-written")
     text = TUTORIAL.read_text()
@@ -669,7 +669,7 @@ def test_the_drift_line_names_the_step_whose_block_changed() -> None:
 
 
 def test_a_tutorial_text_that_cannot_be_read_is_said_not_raised(tmp_path: Path) -> None:
-    from lab.scenario import default_path, load
+    from lab.model.scenario import default_path, load
 
     check = check_tutorial_text(load(default_path(), "modern"), tmp_path / "nosuch.md")
     assert check.line.startswith(f"tutorial text not checked: {tmp_path / 'nosuch.md'} cannot be read")

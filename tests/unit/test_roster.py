@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from lab.errors import ConfigError
-from lab.roster import MAX_STUDENTS, Student, load_roster
+from lab.classroom.roster import MAX_STUDENTS, Student, load_roster
+from lab.common.errors import ConfigError
 
 
 def write(tmp_path: Path, name: str, data: str | bytes) -> str:

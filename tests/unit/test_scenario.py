@@ -15,15 +15,15 @@ import jinja2
 import pytest
 import yaml
 
-from lab import manifest
-from lab.config import EDITIONS, Ports, User, default_scenario
-from lab.errors import ConfigError
-from lab.images import LabImages
-from lab.kinds import Key, Kind, Text
-from lab.osfamily import DEBIAN
-from lab.scenario import ACTION_KINDS, CHECK_KINDS, Scenario, default_path, kind_of, load
+from lab.common.errors import ConfigError
+from lab.machines.images import LabImages
+from lab.machines.osfamily import DEBIAN
+from lab.model import manifest
+from lab.model.kinds import Key, Kind, Text
+from lab.model.labfile import EDITIONS, Ports, User, default_scenario
+from lab.model.scenario import ACTION_KINDS, CHECK_KINDS, Scenario, default_path, kind_of, load
 
-# The tutorial's templates and workdir: what its scenario declares (lab/manifest.py).
+# The tutorial's templates and workdir: what its scenario declares (lab/model/manifest.py).
 TUTORIAL = manifest.load(default_scenario())
 TEMPLATES = TUTORIAL.templates
 WORKDIR = TUTORIAL.workdir

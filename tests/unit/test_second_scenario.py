@@ -14,14 +14,15 @@ from pathlib import Path
 import jinja2
 import pytest
 
-from lab import cleanup, config, manifest, scenario
-from lab.cli import main
-from lab.credentials import Redactor
-from lab.diagnosis import diagnose
-from lab.engine import Context, render_template, render_value, template_variables
-from lab.errors import ConfigError
-from lab.images import Builder, LabImages
-from lab.osfamily import DEBIAN
+from lab.cli.main import main
+from lab.common.errors import ConfigError
+from lab.engine import cleanup
+from lab.engine.steps import Context, render_template, render_value, template_variables
+from lab.machines.images import Builder, LabImages
+from lab.machines.osfamily import DEBIAN
+from lab.model import labfile, manifest, scenario
+from lab.model.credentials import Redactor
+from lab.model.diagnosis import diagnose
 
 LAB_DIR = Path(__file__).resolve().parents[2] / "lab"
 
@@ -130,7 +131,7 @@ def lab_file(tmp_path: Path, text: str = "") -> Path:
 
 
 def test_a_lab_file_loads_a_second_scenario_with_its_own_machines_ports_and_images(tmp_path, second) -> None:
-    lab = config.load(lab_file(tmp_path), environ={})
+    lab = labfile.load(lab_file(tmp_path), environ={})
     assert lab.manifest.path == second / "scenario.yaml"
     assert [(m.name, m.ip) for m in lab.machines] == [("web", "192.168.78.10"), ("db", "192.168.78.11")]
     assert str(lab.network) == "192.168.78.0/24"
@@ -151,13 +152,13 @@ def test_a_lab_file_loads_a_second_scenario_with_its_own_machines_ports_and_imag
 def test_the_lab_file_is_validated_against_what_the_second_scenario_declares(
         tmp_path, second, text: str, key_path: str, words: list[str]) -> None:
     with pytest.raises(ConfigError) as info:
-        config.load(lab_file(tmp_path, text), environ={})
+        labfile.load(lab_file(tmp_path, text), environ={})
     assert info.value.path == key_path
     assert all(word in info.value.problem for word in words), info.value.problem
 
 
 def test_its_steps_validate_against_its_own_machines_and_causes(tmp_path, second) -> None:
-    lab = config.load(lab_file(tmp_path), environ={})
+    lab = labfile.load(lab_file(tmp_path), environ={})
     loaded = scenario.load(lab.manifest.path, "modern", lab.manifest)
     assert [s.id for s in loaded.steps] == ["page", "hosts", "serve"]
     assert loaded.step("hosts").machines() == ["web", "db"]
@@ -171,7 +172,7 @@ def test_its_steps_validate_against_its_own_machines_and_causes(tmp_path, second
 
 
 def test_the_engine_renders_its_steps_and_its_own_template(tmp_path, second) -> None:
-    lab = config.load(lab_file(tmp_path), environ={})
+    lab = labfile.load(lab_file(tmp_path), environ={})
     ctx = Context(lab, lambda name: None, LabImages(server="reglab/second-server:1-debian12"), Redactor())
     variables = template_variables(lab, ctx.images, DEBIAN, lab.users[0], {})
     assert variables["workdir"] == "/root/second-lab"
@@ -191,7 +192,7 @@ def test_the_engine_renders_its_steps_and_its_own_template(tmp_path, second) -> 
 def test_a_reset_runs_its_reset_commands_and_none_of_the_tutorials(tmp_path, second) -> None:
     from types import SimpleNamespace
 
-    lab = config.load(lab_file(tmp_path), environ={})
+    lab = labfile.load(lab_file(tmp_path), environ={})
     family = SimpleNamespace(ca_anchor_dir="/usr/local/share/ca-certificates", ca_update="update-ca-certificates")
     ctx = SimpleNamespace(family=lambda name: family, images=LabImages(server="reglab/second-server:1"))
     for made in (True, False):
@@ -207,7 +208,7 @@ def test_a_reset_runs_its_reset_commands_and_none_of_the_tutorials(tmp_path, sec
 
 
 def test_its_image_is_built_from_its_own_recipe(tmp_path, second) -> None:
-    lab = config.load(lab_file(tmp_path, "images: {source: build}\n"), environ={})
+    lab = labfile.load(lab_file(tmp_path, "images: {source: build}\n"), environ={})
     built = []
 
     class Host:
@@ -252,7 +253,7 @@ def test_a_bad_scenario_key_is_one_config_error(tmp_path, value: str, words: lis
     path = tmp_path / "lab.yml"
     path.write_text(f"scenario: {value}\n")
     with pytest.raises(ConfigError) as info:
-        config.load(path, environ={})
+        labfile.load(path, environ={})
     assert all(word in str(info.value) for word in words), str(info.value)
 
 
@@ -260,7 +261,7 @@ def test_a_scenario_without_a_lab_section_cannot_be_a_labs(tmp_path) -> None:
     (tmp_path / "steps.yaml").write_text("steps: []\n")
     (tmp_path / "lab.yml").write_text("scenario: steps.yaml\n")
     with pytest.raises(ConfigError, match=r"steps\.yaml: lab: expected a `lab:` section"):
-        config.load(tmp_path / "lab.yml", environ={})
+        labfile.load(tmp_path / "lab.yml", environ={})
 
 
 @pytest.mark.parametrize(("old", "new", "key_path"), [

@@ -8,10 +8,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from lab.progress import Progress
-from lab.provision import Provisioned
-from lab.session import Session
-from lab.warm import WarmKey
+from lab.common.progress import Progress
+from lab.engine.session import Session
+from lab.machines.provision import Provisioned
+from lab.machines.warm import WarmKey
 
 
 class FakeStore:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 
-from lab.sshkeys import new_key
+from lab.common.sshkeys import new_key
 
 
 def test_a_new_key_is_private_loadable_and_its_public_line_returned(tmp_path: Path) -> None:

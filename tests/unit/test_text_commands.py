@@ -17,15 +17,16 @@ import jinja2
 import pytest
 import yaml
 
-from lab import scenario, teaching
-from lab.config import load as load_lab
-from lab.credentials import Redactor
-from lab.engine import Context, Engine
-from lab.errors import ConfigError
-from lab.images import LabImages
-from lab.progress import Progress
-from lab.state import State
-from lab.tutorial_text import TUTORIAL, digest, placeholders_in, substitute, waits_for_input
+from lab.common.errors import ConfigError
+from lab.common.progress import Progress
+from lab.engine import teaching
+from lab.engine.state import State
+from lab.engine.steps import Context, Engine
+from lab.machines.images import LabImages
+from lab.model import scenario
+from lab.model.credentials import Redactor
+from lab.model.labfile import load as load_lab
+from lab.tutorial.text import TUTORIAL, digest, placeholders_in, substitute, waits_for_input
 
 PASSWORD = "Sup3r-s3cret-pw"
 VALUES = {
@@ -188,7 +189,7 @@ def load_error(path: Path) -> str:
 
 
 def test_the_mini_text_has_the_blocks_the_tests_cite(tmp_path: Path) -> None:
-    from lab.tutorial_text import code_blocks
+    from lab.tutorial.text import code_blocks
 
     assert [b.text for b in code_blocks(MINI_TEXT)] == BLOCKS
 
@@ -418,7 +419,7 @@ def test_show_of_a_command_that_needs_no_equivalent_has_no_typed_here_line(tmp_p
 
 def test_show_writes_the_output_through_the_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """`reglab --edition as-written show tls` in-process: the openssl lines, as written and as typed."""
-    from lab.cli import main
+    from lab.cli.main import main
 
     monkeypatch.setenv("REGLAB_CACHE", str(tmp_path / "cache"))
     for name in ("REGLAB_PROVIDER", "REGLAB_EDITION", "REGLAB_IMAGES", "REGLAB_LAB"):

@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 import yaml
 
-from lab.config import EDITIONS
-from lab.errors import ConfigError
-from lab.scenario import Scenario, default_path, load, parse
-from lab.tutorial_text import TUTORIAL, Cite, block_id, classify, code_blocks, digest, drift
+from lab.common.errors import ConfigError
+from lab.model.labfile import EDITIONS
+from lab.model.scenario import Scenario, default_path, load, parse
+from lab.tutorial.text import TUTORIAL, Cite, block_id, classify, code_blocks, digest, drift
 
 TEXT = TUTORIAL.read_text()
 

@@ -91,8 +91,8 @@ def _start(root: Path, name: str, args: list[str], lab_text: str | None = None, 
     work.mkdir()
     # The top-level Vagrantfile (plain `vagrant`) loads the one that ships with reglab.
     shutil.copy(PROJECT / "Vagrantfile", work / "Vagrantfile")
-    (work / "lab").mkdir()
-    shutil.copy(PROJECT / "lab" / "Vagrantfile", work / "lab" / "Vagrantfile")
+    (work / "lab" / "machines").mkdir(parents=True)
+    shutil.copy(PROJECT / "lab" / "machines" / "Vagrantfile", work / "lab" / "machines" / "Vagrantfile")
     if lab_text is None:
         shutil.copy(PROJECT / "lab.yml", work / "lab.yml")
     else:

@@ -8,11 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from lab import config, warm
-from lab.cli import main
-from lab.osfamily import DEBIAN, RHEL
-from lab.provision import RESTART_DROPIN, plan
-from lab.warm import archive_digest, code_digest, dockerfile, warm_key
+from lab.cli.main import main
+from lab.machines import warm
+from lab.machines.osfamily import DEBIAN, RHEL
+from lab.machines.provision import RESTART_DROPIN, plan
+from lab.machines.warm import archive_digest, code_digest, dockerfile, warm_key
+from lab.model import labfile
 
 BASE = "sha256:" + "a" * 64
 
@@ -111,21 +112,21 @@ def test_the_warm_recipe_removes_what_each_machine_makes_for_itself() -> None:
 def test_start_is_warm_unless_asked_fresh(tmp_path: Path) -> None:
     lab_file = tmp_path / "lab.yml"
     lab_file.write_text("provider: docker\n")
-    assert config.load(lab_file, environ={}).start == "warm"
-    assert config.load(lab_file, environ={"REGLAB_START": "fresh"}).start == "fresh"
+    assert labfile.load(lab_file, environ={}).start == "warm"
+    assert labfile.load(lab_file, environ={"REGLAB_START": "fresh"}).start == "fresh"
     lab_file.write_text("provider: docker\nstart: fresh\n")
-    assert config.load(lab_file, environ={}).start == "fresh"
-    assert config.load(lab_file, environ={}, overrides={"start": "warm"}).start == "warm"
+    assert labfile.load(lab_file, environ={}).start == "fresh"
+    assert labfile.load(lab_file, environ={}, overrides={"start": "warm"}).start == "warm"
 
 
 def test_a_bad_start_is_refused_naming_where(tmp_path: Path) -> None:
     lab_file = tmp_path / "lab.yml"
     lab_file.write_text("provider: docker\nstart: hot\n")
-    with pytest.raises(config.ConfigError, match="start: expected one of warm, fresh, got 'hot'"):
-        config.load(lab_file, environ={})
+    with pytest.raises(labfile.ConfigError, match="start: expected one of warm, fresh, got 'hot'"):
+        labfile.load(lab_file, environ={})
     lab_file.write_text("provider: docker\n")
-    with pytest.raises(config.ConfigError, match="REGLAB_START.*expected one of warm, fresh"):
-        config.load(lab_file, environ={"REGLAB_START": "hot"})
+    with pytest.raises(labfile.ConfigError, match="REGLAB_START.*expected one of warm, fresh"):
+        labfile.load(lab_file, environ={"REGLAB_START": "hot"})
     out, err = io.StringIO(), io.StringIO()
     assert main(["--lab", str(lab_file), "--fresh", "--fresh-please", "status"], stdout=out, stderr=err) == 2
 

@@ -1,0 +1,460 @@
+"""A class on one host: a lab per student from a roster, booted, graded and removed together.
+
+`reglab class up ROSTER` makes each student's lab file from the base lab
+file (lab.classlabs: their own name, /24, domain, registry user and
+generated password), boots and provisions the labs in parallel under a
+bound, and gives each student a key of their own and an ssh_config to their
+two machines. `check` grades every lab at once, observe-only, into a
+gradebook; `serve` shows it live; `reset STUDENT` and `down` act per lab.
+
+Everything of a class lives in FOLDER/.class/NAME (FOLDER: the base lab file's):
+  class.yml           the class: its base lab file, pool, students and their /24s
+  labs/ID.yml         each student's lab file (its state in labs/.lab/NAME-ID/)
+  students/ID/        what the student gets: key, ssh_config, credentials (0600)
+  gradebook.csv/.xml  the last `class check`
+  logs/ID.log         each lab's progress
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import ipaddress
+import shlex
+import shutil
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from lab.classroom import netpool
+from lab.classroom.gradebook import Grade, summary, write_gradebook
+from lab.classroom.labs import check_class_name, student_lab
+from lab.classroom.roster import Student
+from lab.common.errors import ConfigError, LabError, LabFailure, RemoteError
+from lab.common.files import private_dir, write_private
+from lab.common.progress import Progress
+from lab.common.sshkeys import new_key
+from lab.machines.providers.ssh import host_block
+from lab.model import labfile
+from lab.model.results import Status, StepResult
+
+T = TypeVar("T")
+JOBS = 4  # labs booted at once: each boot is mostly waiting, but 2 cores share every provision
+CHECK_TIMEOUT = 60  # seconds one lab's grading may take before its row says it did not answer
+
+
+@dataclass(frozen=True)
+class Member:
+    """One student of the class and where their lab is."""
+
+    student: Student
+    subnet: ipaddress.IPv4Network | None  # None: the student's machines are given over SSH
+    lab_file: Path
+
+    @property
+    def id(self) -> str:
+        return self.student.id
+
+
+@dataclass
+class Outcome:
+    """What one lab's part of a class command came to."""
+
+    member: Member
+    ok: bool
+    message: str  # why it failed, whole (a table shows its first line)
+    seconds: float
+    value: Any = None
+
+    @property
+    def first_line(self) -> str:
+        return self.message.splitlines()[0] if self.message else ""
+
+
+def classes_in(folder: Path) -> list[str]:
+    root = folder / ".class"
+    return sorted(p.name for p in root.iterdir() if (p / "class.yml").is_file()) if root.is_dir() else []
+
+
+class Classroom:
+    """A class of labs from one base lab file; made by `create`, found again by `open`."""
+
+    def __init__(self, base_lab: Path, name: str, progress: Progress) -> None:
+        self.base_lab = base_lab.resolve()
+        self.name = check_class_name(name)
+        self.dir = self.base_lab.parent / ".class" / self.name
+        self.progress = progress
+        self.members: list[Member] = []
+        self.pool = netpool.CLASS_POOL
+        self.fixes: dict[tuple[str, str], str] = {}  # the last check's fixes, for the dashboard
+        self._logs: dict[str, Any] = {}
+        self._logs_lock = threading.Lock()
+        if (self.dir / "class.yml").is_file():
+            self._load()
+
+    @classmethod
+    def open(cls, base_lab: Path, name: str | None, progress: Progress) -> Classroom:
+        """The class of this name, or the only class beside the lab file."""
+        found = classes_in(base_lab.resolve().parent)
+        if name is None:
+            if len(found) != 1:
+                raise LabError("no class here yet; make one with `reglab class up ROSTER`" if not found else
+                               f"several classes here ({', '.join(found)}); name one with --name")
+            name = found[0]
+        if name not in found:
+            raise LabError(f"no class {name!r} beside {base_lab}; classes here: {', '.join(found) or 'none'}")
+        return cls(base_lab, name, progress)
+
+    # -- the record ---------------------------------------------------------------
+    def _load(self) -> None:
+        source = str(self.dir / "class.yml")
+        try:
+            data = yaml.safe_load((self.dir / "class.yml").read_text())
+            self.pool = ipaddress.IPv4Network(data["pool"])
+            self.members = [
+                Member(Student(s["id"], s.get("name", ""), machines=s.get("machines")),
+                       ipaddress.IPv4Network(s["subnet"]) if s.get("subnet") else None,
+                       self.dir / "labs" / f"{s['id']}.yml")
+                for s in data["students"]
+            ]
+        except (OSError, yaml.YAMLError, KeyError, TypeError, ValueError) as exc:
+            raise ConfigError(source, "", f"not a class file reglab wrote ({type(exc).__name__}: {exc}); "
+                              "remove the class folder, after `reglab class down` if its labs run") from None
+
+    def _save(self) -> None:
+        data = {
+            "name": self.name,
+            "base": str(self.base_lab),
+            "pool": str(self.pool),
+            "students": [{"id": m.id, "name": m.student.name, "subnet": str(m.subnet) if m.subnet else None,
+                          "machines": dict(m.student.machines) if m.student.machines else None}
+                         for m in self.members],
+        }
+        write_private(self.dir / "class.yml", yaml.safe_dump(data, sort_keys=False))
+
+    def member(self, student: str) -> Member:
+        for member in self.members:
+            if member.id == student:
+                return member
+        raise LabError(f"no student {student!r} in class {self.name}; students: "
+                       f"{', '.join(m.id for m in self.members)}")
+
+    # -- making the labs ------------------------------------------------------------
+    def enrol(self, roster: Sequence[Student], pool: ipaddress.IPv4Network | None = None) -> list[Member]:
+        """Give each new student of the roster a /24 and a lab file; those enrolled before keep theirs."""
+        private_dir(self.dir.parent)
+        private_dir(self.dir)
+        if pool is not None:
+            self.pool = pool
+        known = {m.id for m in self.members}
+        new = [s for s in roster if s.id not in known]
+        booted = [s for s in new if s.machines is None]  # the others' machines are given over SSH
+        subnets: list[ipaddress.IPv4Network] = []
+        if booted:
+            taken = [*netpool.host_networks(), *(m.subnet for m in self.members if m.subnet),
+                     *self._other_classes_subnets()]
+            subnets = netpool.free_subnets(len(booted), self.pool, taken)
+        nets = dict(zip((s.id for s in booted), subnets, strict=True))
+        self.members += [Member(s, nets.get(s.id), self.dir / "labs" / f"{s.id}.yml") for s in new]
+        source = str(self.base_lab)
+        base = labfile.parse_yaml(labfile.decode_utf8(self.base_lab.read_bytes(), source), source)
+        if isinstance(base.get("scenario"), str):  # the labs' files live elsewhere: the base's scenario, absolute
+            base["scenario"] = str((self.base_lab.parent / Path(base["scenario"]).expanduser()).resolve())
+        private_dir(self.dir / "labs")
+        for member in self.members:
+            text = yaml.safe_dump(student_lab(base, self.name, member.student, member.subnet,
+                                              source=str(self.base_lab)), sort_keys=False)
+            write_private(member.lab_file, text)
+        self._save()
+        return [m for m in self.members if m.student in new]
+
+    def _other_classes_subnets(self) -> list[ipaddress.IPv4Network]:
+        """The /24s of the other classes beside this one, booted or not: never given twice."""
+        nets = []
+        for name in classes_in(self.base_lab.parent):
+            if name != self.name:
+                with contextlib.suppress(LabError):
+                    nets += [m.subnet for m in Classroom(self.base_lab, name, self.progress).members if m.subnet]
+        return nets
+
+    def session(self, member: Member, lock: bool = True, overrides: dict[str, str | None] | None = None):  # noqa: ANN201
+        """The member's lab, its progress going to its own log."""
+        from lab.engine.session import Session
+
+        with self._logs_lock:  # one stream per lab, reused: a dashboard checks again and again
+            stream = self._logs.get(member.id)
+            if stream is None:
+                log_dir = private_dir(self.dir / "logs")
+                stream = self._logs[member.id] = (log_dir / f"{member.id}.log").open("a", encoding="utf-8")
+        if member.student.machines is not None:  # given over SSH, whatever REGLAB_PROVIDER says
+            overrides = {**(overrides or {}), "provider": "ssh"}
+        return Session.from_file(member.lab_file, overrides, Progress(stream), lock=lock)
+
+    # -- one job per lab, a bounded number at once ------------------------------------
+    def each(self, members: Sequence[Member], work: Callable[[Member], T], jobs: int, what: str,
+             timeout: float | None = None) -> list[Outcome]:
+        """`work(member)` for each lab, `jobs` at once, each in a thread of its own.
+
+        One lab's failure is its own row; the others go on. The threads are
+        daemons, so a Ctrl-C ends reglab at once (then `reglab class down`
+        removes what was booting). With `timeout`, a lab still at work after
+        it is given up on and reported as not answering.
+        """
+        slots = threading.Semaphore(max(1, jobs))
+        outcomes: dict[str, Outcome] = {}
+        done = threading.Event()
+        lock = threading.Lock()
+        started_at = time.monotonic()
+
+        def one(member: Member) -> None:
+            with slots:
+                began = time.monotonic()
+                try:
+                    value = work(member)
+                    outcome = Outcome(member, True, "", time.monotonic() - began, value)
+                except (LabError, LabFailure, RemoteError, OSError) as exc:
+                    outcome = Outcome(member, False, str(exc), time.monotonic() - began)
+                with lock:
+                    outcomes.setdefault(member.id, outcome)
+                    finished = len(outcomes)
+                self.progress.say(f"{member.id}: {what} {'done' if outcome.ok else 'FAILED: ' + outcome.first_line} "
+                                  f"in {outcome.seconds:.1f}s ({finished}/{len(members)})")
+                if finished == len(members):
+                    done.set()
+
+        if not members:
+            return []
+        for member in members:
+            threading.Thread(target=one, args=(member,), name=f"lab-{member.id}", daemon=True).start()
+        deadline = None if timeout is None else started_at + timeout * -(-len(members) // max(1, jobs))
+        while not done.wait(1.0):
+            if deadline is not None and time.monotonic() > deadline:
+                break
+        with lock:
+            for member in members:
+                if member.id not in outcomes:
+                    outcomes[member.id] = Outcome(member, False, f"no answer within {timeout or 0:.0f}s",
+                                                  float(timeout or 0))
+            return [outcomes[m.id] for m in members]
+
+    # -- commands -------------------------------------------------------------------------
+    def up(self, members: Sequence[Member], jobs: int = JOBS) -> list[Outcome]:
+        """Boot and provision each lab, then give its student their key; `jobs` labs at once."""
+        self.progress.say(f"class {self.name}: {len(members)} labs, {jobs} at once "
+                          f"(each lab's progress: {self.dir / 'logs'}/ID.log)")
+
+        def start(member: Member) -> str:
+            session = self.session(member)
+            try:
+                session.start()
+                return self.grant(member, session)
+            finally:
+                session.lock.release()
+
+        with self.progress.phase("class up", f"boot and provision {len(members)} labs"):
+            return self.each(members, start, jobs, "lab up")
+
+    def grant(self, member: Member, session: Any) -> str:
+        """The student's own key on both of their machines, and their bundle: ssh_config, key, credentials."""
+        folder = private_dir(self.dir / "students" / member.id)
+        key_path = folder / "id_ed25519"
+        if not key_path.exists():
+            new_key(key_path, session.lab.name)
+        public_line = (folder / "id_ed25519.pub").read_text().strip()
+        hosts = []
+        for name in session.provider.names:
+            machine = session.context().machine(name)
+            user = machine.user
+            keys = f"~{user}/.ssh/authorized_keys"
+            machine.sudo(f"grep -qxF {shlex.quote(public_line)} {keys} 2>/dev/null || "
+                         f"echo {shlex.quote(public_line)} >> {keys}", timeout=30)
+            spec = session.lab.machine(name)
+            hosts.append(host_block(name, spec.host or spec.ip, spec.port, user, folder / "known_hosts", key_path))
+        write_private(folder / "ssh_config", "\n\n".join(hosts) + "\n")
+        user = session.lab.users[0]
+        write_private(folder / "credentials.txt",
+                      f"lab: {session.lab.name}\ndomain: {session.lab.domain}\n"
+                      + "".join(f"{m.name}: {m.ip}\n" for m in session.lab.machines)
+                      + f"registry user: {user.name}\nregistry password: {user.password}\n")
+        return str(folder)
+
+    def bundle(self, member: Member) -> str:
+        """What to hand a student: how to reach their machines, and their registry login."""
+        folder = self.dir / "students" / member.id
+        if not (folder / "ssh_config").is_file():
+            raise LabError(f"no bundle for {member.id} yet: `reglab class up` makes it once their lab is up")
+        return (f"# {member.id}: ssh -F {folder / 'ssh_config'} registry   (or client)\n"
+                f"# key: {folder / 'id_ed25519'} (0600; only this student's machines accept it)\n"
+                + (folder / "ssh_config").read_text() + "\n" + (folder / "credentials.txt").read_text())
+
+    def status(self, jobs: int = 8) -> list[Outcome]:
+        def states(member: Member) -> dict[str, str]:
+            session = self.session(member, lock=False)
+            return {s.name: s.state for s in session.provider.status()}
+
+        return self.each(self.members, states, jobs, "status")
+
+    def check(self, members: Sequence[Member], step: str | None, jobs: int = 8,
+              timeout: float = CHECK_TIMEOUT) -> list[Grade]:
+        """Grade each lab, observe-only, `jobs` at once; a lab that does not answer is one row of its own."""
+        def grade(member: Member) -> list[StepResult]:
+            session = self.session(member)
+            try:
+                session.step_ids(step)
+                session.require_running()
+                targets = [session.scenario.step(step)] if step else list(session.scenario.steps)
+                return session.engine().run(targets, solve=False, phases={}).steps
+            finally:
+                session.lock.release()
+
+        with self.progress.phase("class check", f"grade {len(members)} labs ({step or 'every step'})"):
+            outcomes = self.each(members, grade, jobs, "check", timeout)
+        now = datetime.now(UTC).isoformat(timespec="seconds")
+        ids = [step] if step else self.step_ids()
+        grades = []
+        for outcome in outcomes:
+            if not outcome.ok:
+                grades += [Grade(outcome.member.id, s, "unreachable", outcome.seconds, now,
+                                 f"lab did not answer: {outcome.first_line}", seen=outcome.message) for s in ids]
+                continue
+            for result in outcome.value:
+                grades.append(to_grade(outcome.member.id, result, now))
+                self.fixes[(outcome.member.id, result.step_id)] = " / ".join(c.fix for c in result.causes)
+        return grades
+
+    @functools.cached_property
+    def steps(self) -> list[tuple[str, str]]:
+        """(id, title) of the class's scenario, the base lab file's, read once."""
+        from lab.model import scenario
+
+        lab = labfile.load(self.base_lab)
+        return [(s.id, s.title) for s in scenario.load(lab.manifest.path, lab.edition, lab.manifest).steps]
+
+    def step_ids(self) -> list[str]:
+        return [step_id for step_id, _ in self.steps]
+
+    def write_gradebook(self, grades: Sequence[Grade], redactor: Any = None) -> dict[str, Path]:
+        return write_gradebook(grades, self.dir, redactor, students=[m.id for m in self.members],
+                               steps=self.step_ids())
+
+    def summary(self, grades: Sequence[Grade]) -> str:
+        return summary(grades, students=[m.id for m in self.members], steps=self.step_ids())
+
+    def reset(self, member: Member) -> None:
+        from lab.engine.cleanup import reset
+
+        session = self.session(member)
+        try:
+            session.require_running()
+            reset(session)
+        finally:
+            session.lock.release()
+
+    def down(self, jobs: int = JOBS) -> list[Outcome]:
+        """Destroy every lab, then the students' keys and secrets; the class record and gradebook stay."""
+
+        def destroy(member: Member) -> list[str]:
+            if not member.lab_file.exists():  # an earlier `class down` took this lab away already
+                return []
+            session = self.session(member)
+            try:
+                return session.down()
+            finally:
+                session.lock.release()
+
+        with self.progress.phase("class down", f"destroy {len(self.members)} labs"):
+            outcomes = self.each(self.members, destroy, jobs, "lab down")
+        if all(o.ok for o in outcomes):
+            for folder in (self.dir / "students", self.dir / "labs"):
+                shutil.rmtree(folder, ignore_errors=True)
+        return outcomes
+
+
+def to_grade(student: str, result: StepResult, when: str) -> Grade:
+    """A step's result as a gradebook row: the cause's id and its first line."""
+    cause = "; ".join(f"{c.id}: {c.cause}" for c in result.causes)
+    status = {Status.PASS: "pass", Status.FAIL: "fail"}.get(result.status, "not-checked")
+    return Grade(student, result.step_id, status, round(result.duration, 2), when, cause, result.expected,
+                 result.seen)
+
+
+def roster_name(roster: str) -> str:
+    """A class name from the roster file's name (`net101.csv` -> net101), or `class` for a count."""
+    if roster.strip().isdigit():
+        return "class"
+    stem = "".join(c for c in Path(roster).stem.lower() if c.isalnum())
+    return stem[:12] if stem[:1].isalpha() else f"c{stem[:11]}"
+
+
+class ClassBoard:
+    """The class as the dashboard sees it: the last grades, and a check that refreshes them."""
+
+    def __init__(self, classroom: Classroom, jobs: int = 8, timeout: float = CHECK_TIMEOUT) -> None:
+        self.classroom = classroom
+        self.jobs = jobs
+        self.timeout = timeout
+        self._grades: dict[tuple[str, str], Grade] = {}
+        self._busy = threading.Event()
+        self._lock = threading.Lock()
+        for grade in read_gradebook(classroom.dir / "gradebook.csv"):
+            self._grades[(grade.student, grade.step)] = grade
+
+    def students(self) -> list[str]:
+        return [m.id for m in self.classroom.members]
+
+    def steps(self) -> list[tuple[str, str]]:
+        return list(self.classroom.steps)
+
+    def cells(self) -> dict[tuple[str, str], Any]:
+        from lab.classroom.dashboard import Cell
+
+        with self._lock:
+            return {key: Cell(g.status, cause_or_check(g), self.classroom.fixes.get(key, ""), g.expected, g.seen,
+                              g.checked_at)
+                    for key, g in self._grades.items()}
+
+    def refresh(self, student: str | None = None) -> None:
+        """Check every lab (or one student's), observe-only, and keep the gradebook up to date."""
+        members = [self.classroom.member(student)] if student else list(self.classroom.members)
+        self._busy.set()
+        try:
+            grades = self.classroom.check(members, None, self.jobs, self.timeout)
+            with self._lock:
+                for grade in grades:
+                    self._grades[(grade.student, grade.step)] = grade
+                everything = list(self._grades.values())
+            self.classroom.write_gradebook(everything)
+        finally:
+            self._busy.clear()
+
+    def refreshing(self) -> bool:
+        return self._busy.is_set()
+
+
+def cause_or_check(grade: Grade) -> str:
+    """What to show of a failure: its known cause, else what the check expected and the first thing it saw."""
+    if grade.cause or grade.status == "pass":
+        return grade.cause
+    seen = grade.seen.strip().splitlines()[0] if grade.seen.strip() else "nothing"
+    return f"expected {grade.expected}; saw {seen}" if grade.expected else ""
+
+
+def read_gradebook(path: Path) -> list[Grade]:
+    """The rows of a gradebook.csv reglab wrote (none when there is none yet)."""
+    import csv
+
+    if not path.is_file():
+        return []
+    rows = []
+    with path.open(newline="", encoding="utf-8") as handle:
+        for row in csv.DictReader(handle):
+            with contextlib.suppress(KeyError, ValueError):
+                rows.append(Grade(row["student"], row["step"], row["result"], float(row["seconds"] or 0),
+                                  row["checked_at"], row["cause"], row["expected"], row["seen"]))
+    return rows

@@ -1,0 +1,73 @@
+"""Files the lab writes on the host: atomically, with their mode from the first byte.
+
+NOTE: every write of reglab's own files goes through `atomic_write`, so two
+reglab processes never share a temporary name, a reader never sees half a
+file, and a planted symlink at the target or temporary name is replaced,
+never followed. `private_dir` is the one place that makes and vets the
+lab's state directory (`.lab`), which holds secrets and keys.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import tempfile
+from pathlib import Path
+
+from lab.common.errors import LabError
+
+
+def atomic_write(path: Path, data: str | bytes, mode: int = 0o644) -> Path:
+    """Write `data` to `path` through a unique temporary file in the same folder.
+
+    The temporary file is created exclusively (O_EXCL, never following a link)
+    with `mode` already set, so a secret is never readable by others, not even
+    for a moment; `os.replace` then swaps it in whole.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    raw = data.encode() if isinstance(data, str) else data
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(raw)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_private(path: Path, data: str | bytes) -> Path:
+    """A file only its owner can read (passwords, keys), 0600 from the moment it exists."""
+    return atomic_write(path, data, 0o600)
+
+
+def private_dir(path: Path) -> Path:
+    """Make `path` (and use it) only as a folder of ours that nobody else can write.
+
+    Created 0700; an existing one that is a symlink, belongs to another user
+    or is group- or world-writable is refused: files planted there (an
+    ssh_config with a ProxyCommand, a secrets file) would be trusted as ours.
+    """
+    path = Path(path)
+    try:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        info = os.lstat(path)
+    except OSError as exc:
+        raise LabError(f"{path}: cannot create the lab's state folder: {exc.strerror}") from None
+    if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode):
+        raise LabError(f"{path}: expected a folder, found a link or a file; remove it and run again")
+    if info.st_uid != os.geteuid():
+        raise LabError(f"{path}: belongs to another user (uid {info.st_uid}); remove it or use another lab")
+    if info.st_mode & 0o022:
+        raise LabError(
+            f"{path}: others can write to it (mode {stat.S_IMODE(info.st_mode):04o}), so its files cannot be "
+            f"trusted; check its contents, then `chmod 700 {path}`"
+        )
+    if info.st_mode & 0o077:
+        os.chmod(path, 0o700)
+    return path

@@ -1,0 +1,111 @@
+"""What a student's work and reglab leave on the machines, and taking it away again.
+
+`reset` brings the machines back to the state after provisioning (faster
+than down and up). On machines reglab made, everything a student's work can
+leave goes. Machines given over SSH may hold work that is not the lab's, so
+there only what the lab makes goes: containers of the lab's images, the
+scenario's folder (its `workdir`), and what the scenario's `reset:` names
+(its Compose project, the tags its steps make, its /etc/hosts line, its CA,
+its login: lab/model/manifest.py). `remove_lab` (what `reglab down` does on given
+machines) takes away, besides, what provisioning put there.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import shlex
+from typing import TYPE_CHECKING
+
+from lab.common.parallel import on_each
+from lab.engine.steps import IDENTITY_FILE
+from lab.machines.provision import RESTART_DROPIN
+
+if TYPE_CHECKING:
+    from lab.engine.session import Session
+    from lab.machines.remote import Machine
+
+# Machines reglab made: where a student's work lives, all of it.
+MADE_COMMANDS = (
+    "docker ps -aq | xargs -r docker rm -f -v >/dev/null",
+    "docker network prune -f >/dev/null",
+    # Untag by name (an ID may carry a kept tag too), then drop what is left untagged.
+    "docker image ls --format '{{{{.Repository}}}}:{{{{.Tag}}}}' | grep -v '<none>' | grep -vxF -e {keep} "
+    "| xargs -r docker rmi >/dev/null",
+    "docker image prune -f >/dev/null",
+    "docker volume prune -f >/dev/null",
+    "rm -rf {workdir} /root/.docker",
+)
+
+# Machines given over SSH: containers of the lab's images (and of images built on them), then
+# what the scenario's steps make (its `reset.given`).
+GIVEN_COMMANDS = (
+    "{{ for image in {images}; do docker ps -aq --filter ancestor=$image; done; }} 2>/dev/null "
+    "| sort -u | xargs -r docker rm -f -v >/dev/null",
+)
+GIVEN_AFTER = ("rm -rf {workdir}",)
+
+# Last on every machine, after the scenario's `reset.all` (which may change the trusted CAs).
+RESTART = ("systemctl restart docker",)
+
+# What provisioning put on a given machine besides the tutorial's work. Packages stay:
+# another user of the machine may need them, and they were installed from its own sources.
+REMOVE_COMMANDS = (
+    "docker rmi {images} >/dev/null 2>&1; true",
+    f"rm -f {RESTART_DROPIN}; rmdir --ignore-fail-on-non-empty {posixpath.dirname(RESTART_DROPIN)} 2>/dev/null; "
+    "systemctl daemon-reload",
+    f"rm -rf {posixpath.dirname(IDENTITY_FILE)}",
+)
+
+
+def commands(session: Session, name: str, remove: bool = False) -> list[str]:
+    """The commands that reset (or, with `remove`, take the lab off) one machine."""
+    ctx = session.context()
+    family = ctx.family(name)
+    images = ctx.images.all()
+    declared = session.lab.manifest
+    values = {
+        "keep": " -e ".join(shlex.quote(i) for i in images),
+        "images": " ".join(shlex.quote(i) for i in images),
+        "domain": session.lab.domain.replace(".", r"\."),
+        "domain_name": shlex.quote(session.lab.domain),
+        "anchor_dir": family.ca_anchor_dir,
+        "ca_update": family.ca_update,
+        "workdir": shlex.quote(declared.workdir),
+        "project": shlex.quote(posixpath.basename(declared.workdir)),  # Compose names it after its folder
+    }
+    reset = declared.reset
+    if session.provider.makes_machines:
+        chosen = [*MADE_COMMANDS, *reset["made"], *reset["all"], *RESTART]
+    else:
+        chosen = [*GIVEN_COMMANDS, *reset["given"], *GIVEN_AFTER, *reset["all"], *RESTART]
+    if remove:
+        chosen += REMOVE_COMMANDS
+    return [command.format(**values) for command in chosen]
+
+
+def reset(session: Session) -> None:
+    """Both machines back to the state after provisioning, at once; no step counts as done."""
+    ctx = session.context()
+
+    def clean(machine: Machine) -> None:
+        for command in commands(session, machine.name):
+            machine.sudo(command)
+
+    with session.progress.phase("reset", "reset both machines"):
+        on_each([ctx.machine(name) for name in session.provider.names], clean)
+    session.state.data["steps"] = {}
+    session.state.save()
+
+
+def remove_lab(session: Session) -> list[str]:
+    """Take the lab off machines reglab did not make (they stay); say what went."""
+    ctx = session.context()
+
+    def clean(machine: Machine) -> None:
+        for command in commands(session, machine.name, remove=True):
+            machine.sudo(command)
+
+    on_each([ctx.machine(name) for name in session.provider.names], clean)
+    return [f"from {', '.join(session.provider.names)}: the lab's containers, images, {session.lab.manifest.workdir}, "
+            f"its /etc/hosts line, trusted CA and login, and reglab's Docker drop-in and identity "
+            f"(packages provisioning installed stay)"]

@@ -1,0 +1,291 @@
+"""What this host needs to run the lab, installed where it can be and named where not.
+
+`tox -e e2e` runs this first. It decides from what is really usable, not from
+what is on PATH: a `docker` client alone (some hosts ship one without a
+daemon) is not Docker. On a Debian or Ubuntu host (as root, or with
+passwordless sudo) it installs what is missing with apt and starts the Docker
+daemon when none answers; elsewhere it says exactly what to install and exits
+2. It never ends in a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from lab.common.errors import ExitStatus, LabError, LabFailure
+from lab.common.files import private_dir
+from lab.common.polling import poll
+from lab.machines.osfamily import parse_os_release
+
+DOCKER_WAIT = 60
+APT_TIMEOUT = 1200
+
+
+@dataclass(frozen=True)
+class Need:
+    """One thing the provider needs: how to tell it is usable, and the Debian package that brings it."""
+
+    what: str
+    package: str
+    usable: Callable[[], bool]
+
+
+def _ok(command: Sequence[str], contains: str | None = None, timeout: int = 60) -> bool:
+    try:
+        done = subprocess.run(list(command), capture_output=True, text=True, timeout=timeout)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return done.returncode == 0 and (contains is None or contains in done.stdout)
+
+
+def docker_answers() -> bool:
+    return shutil.which("docker") is not None and _ok(["docker", "info"], timeout=30)
+
+
+def docker_usable() -> bool:
+    """A daemon that answers, or one this host can start: a client alone is not enough."""
+    return docker_answers() or (shutil.which("dockerd") is not None and shutil.which("docker") is not None)
+
+
+# What the libvirt provider needs on a Debian host: vagrant-libvirt, QEMU and libvirt,
+# and what `reglab box build` builds boxes with (mmdebstrap, extlinux, sfdisk, qemu-img).
+LIBVIRT_PACKAGES = ("vagrant-libvirt", "qemu-system-x86", "qemu-utils", "libvirt-daemon-system",
+                    "libvirt-clients", "dnsmasq-base", "mmdebstrap", "extlinux", "fdisk")
+QEMU_CONF = Path("/etc/libvirt/qemu.conf")
+LIBVIRT_WAIT = 60
+
+
+def dpkg_installed(package: str) -> bool:
+    return _ok(["dpkg-query", "-W", "-f=${Status}", package], contains="ok installed", timeout=30)
+
+
+CHROMIUM = Path("/usr/bin/chromium")  # Debian's, which the dashboard's browser tests drive
+
+
+def needs(provider: str, browser: bool = False) -> list[Need]:
+    """What `provider` needs here; with `browser`, also the browser the dashboard's e2e tests drive."""
+    found = [
+        Need("vagrant", "vagrant", lambda: shutil.which("vagrant") is not None),
+        Need("ssh", "openssh-client", lambda: shutil.which("ssh") is not None),
+    ]
+    if provider == "docker":
+        found += [
+            Need("Docker Engine (a daemon, not only the client)", "docker.io", docker_usable),
+            Need("debootstrap", "debootstrap", lambda: shutil.which("debootstrap") is not None),
+        ]
+    if provider == "libvirt":
+        found += [Need(package, package, lambda p=package: dpkg_installed(p)) for package in LIBVIRT_PACKAGES]
+    if browser:
+        found.append(Need("Chromium (for the dashboard's browser tests)", "chromium", CHROMIUM.exists))
+    return found
+
+
+def libvirt_driver(cpuinfo: str, kvm_exists: bool) -> str:
+    """`kvm` where the CPU offers hardware virtualisation to this host, else `qemu` (software, TCG).
+
+    NOTE: /dev/kvm alone is not enough: some hosts expose it without vmx/svm,
+    and only specially built guest kernels run there; a stock Debian kernel does not.
+    """
+    flags = set()
+    for line in cpuinfo.splitlines():
+        if line.startswith("flags"):
+            flags.update(line.partition(":")[2].split())
+    return "kvm" if kvm_exists and flags & {"vmx", "svm"} else "qemu"
+
+
+def host_libvirt_driver() -> str:
+    try:
+        cpuinfo = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        cpuinfo = ""
+    return libvirt_driver(cpuinfo, Path("/dev/kvm").exists())
+
+
+def qemu_conf_as_root(text: str) -> str | None:
+    """qemu.conf with QEMU run as root, or None when it already is.
+
+    Without it libvirt re-probes QEMU on every API call (4-30 s each) on hosts
+    where root may open /dev/kvm and the QEMU user may not.
+    """
+    lines = text.splitlines()
+    wanted = {"user": '"root"', "group": '"root"'}
+    present = {}
+    for line in lines:
+        key, _, value = line.partition("=")
+        if not line.lstrip().startswith("#") and key.strip() in wanted:
+            present[key.strip()] = value.strip()
+    if all(present.get(k) == v for k, v in wanted.items()):
+        return None
+    kept = [line for line in lines
+            if line.lstrip().startswith("#") or line.partition("=")[0].strip() not in wanted]
+    return "\n".join([*kept, "# reglab: QEMU as root (libvirt probes QEMU once, not on every call)",
+                      'user = "root"', 'group = "root"']) + "\n"
+
+
+def libvirt_answers() -> bool:
+    return _ok(["virsh", "-c", "qemu:///system", "version"], timeout=30)
+
+
+def prepare_libvirt(log_dir: Path, say: Callable[[str], None]) -> None:
+    """QEMU as root where needed, and libvirtd and virtlogd running (started by hand without systemd)."""
+    log = log_dir / "hostsetup.log"
+    changed = False
+    if QEMU_CONF.exists() and host_libvirt_driver() == "qemu":
+        new = qemu_conf_as_root(QEMU_CONF.read_text())
+        if new is not None:
+            say(f"running QEMU as root in {QEMU_CONF} (KVM is not usable here)")
+            QEMU_CONF.write_text(new)
+            changed = True
+    systemd = Path("/run/systemd/system").exists()
+    if changed and libvirt_answers():
+        if systemd:
+            run_step(as_root(["systemctl", "restart", "libvirtd"]), "systemctl restart libvirtd", 120, log)
+        else:
+            run_step(as_root(["pkill", "-x", "libvirtd"]), "stop libvirtd", 30, log)
+            poll(lambda: not _ok(["pgrep", "-x", "libvirtd"]), 30)
+    if libvirt_answers():
+        return
+    say("starting libvirtd and virtlogd")
+    if systemd:
+        run_step(as_root(["systemctl", "start", "virtlogd", "libvirtd"]), "systemctl start libvirtd", 120, log)
+    else:
+        for daemon in ("virtlogd", "libvirtd"):
+            if not _ok(["pgrep", "-x", daemon]):
+                run_step(as_root([daemon, "-d"]), f"{daemon} -d", 60, log)
+    if not poll(libvirt_answers, LIBVIRT_WAIT):
+        raise LabFailure(f"libvirtd did not answer within {LIBVIRT_WAIT}s (virsh -c qemu:///system version)")
+
+
+def usable_provider() -> str:
+    """VirtualBox or libvirt where they run VMs at hardware speed on this host, else docker.
+
+    NOTE: libvirt under software emulation works (`provider: libvirt` asks for
+    it) but is about 17 times slower; `auto` does not pick it.
+    """
+    if shutil.which("VBoxManage") and _ok(["VBoxManage", "list", "hostonlyifs"]):
+        return "virtualbox"
+    if shutil.which("virsh") and host_libvirt_driver() == "kvm" and libvirt_answers() and \
+            _ok(["vagrant", "plugin", "list"], contains="vagrant-libvirt"):
+        return "libvirt"
+    return "docker"
+
+
+def debian_like(os_release: Path = Path("/etc/os-release")) -> bool:
+    try:
+        release = parse_os_release(os_release.read_text(errors="replace"))
+    except OSError:
+        return False
+    return any(i in ("debian", "ubuntu") for i in (release.id, *release.id_like))
+
+
+def as_root(command: list[str]) -> list[str]:
+    return command if os.geteuid() == 0 else ["sudo", "-n", *command]
+
+
+def can_install() -> bool:
+    return debian_like() and (os.geteuid() == 0 or _ok(["sudo", "-n", "true"]))
+
+
+def run_step(command: list[str], what: str, timeout: int, log: Path) -> None:
+    """A host command with a bound; its output goes to the log, its failure to one message."""
+    with open(log, "ab") as out:
+        try:
+            done = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                  timeout=timeout, env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
+        except subprocess.TimeoutExpired:
+            raise LabFailure(f"{what} did not finish within {timeout}s; see {log}") from None
+        except OSError as exc:
+            raise LabFailure(f"{what} could not start ({exc.strerror}); see {log}") from None
+    if done.returncode != 0:
+        raise LabFailure(f"{what} failed (exit {done.returncode}); see {log}")
+
+
+def install(packages: list[str], log: Path) -> None:
+    run_step(as_root(["apt-get", "update", "-q"]), "apt-get update", 600, log)
+    run_step(as_root(["apt-get", "install", "-y", "-q", "--no-install-recommends", *packages]),
+             f"apt-get install {' '.join(packages)}", APT_TIMEOUT, log)
+
+
+def start_docker(log: Path) -> None:
+    """systemd where it runs, else the daemon by hand (containers and CI have no systemd)."""
+    if Path("/run/systemd/system").exists():
+        run_step(as_root(["systemctl", "start", "docker"]), "systemctl start docker", 120, log)
+    else:
+        with open(log, "ab") as out:
+            try:
+                subprocess.Popen(as_root(["dockerd"]), stdout=out, stderr=out, stdin=subprocess.DEVNULL,
+                                 start_new_session=True)
+            except OSError as exc:
+                raise LabFailure(f"dockerd could not start ({exc.strerror})") from None
+    if not poll(docker_answers, DOCKER_WAIT):
+        raise LabFailure(f"the Docker daemon did not answer within {DOCKER_WAIT}s; see {log}")
+
+
+def setup(provider: str, log_dir: Path, say: Callable[[str], None], browser: bool = False) -> str:
+    """Make this host ready for `provider`; return what was done, or raise with what to do."""
+    if provider == "auto":
+        provider = usable_provider()
+    missing = [need for need in needs(provider, browser) if not need.usable()]
+    log = log_dir / "hostsetup.log"
+    if missing:
+        packages = list(dict.fromkeys(need.package for need in missing))
+        if not can_install():
+            raise LabError(
+                f"this host lacks {', '.join(n.what for n in missing)}. Install them: on Debian or Ubuntu "
+                f"`apt-get install --no-install-recommends {' '.join(packages)}` (as root); elsewhere Vagrant "
+                f"and Docker Engine from their vendors' packages"
+            )
+        say(f"installing {' '.join(packages)} with apt (log: {log})")
+        install(packages, log)
+        still = [need.what for need in needs(provider, browser) if not need.usable()]
+        if still:
+            raise LabFailure(f"after installing {' '.join(packages)}, still not usable: {', '.join(still)}; see {log}")
+    if provider == "docker" and not docker_answers():
+        say(f"starting the Docker daemon (log: {log_dir / 'dockerd.log'})")
+        start_docker(log_dir / "dockerd.log")
+    if provider == "libvirt":
+        prepare_libvirt(log_dir, say)
+        driver = host_libvirt_driver()
+        say(f"libvirt driver: {driver} ({'hardware' if driver == 'kvm' else 'software emulation, slow'})")
+    return provider
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m lab.machines.hostsetup [--browser]`: --browser also installs Chromium for the dashboard's tests."""
+    args = list(argv or [])
+    browser = "--browser" in args
+    unknown = [a for a in args if a != "--browser"]
+    if unknown:
+        print(f"reglab: error: unknown argument {unknown[0]!r}; usage: python -m lab.machines.hostsetup [--browser]",
+              file=sys.stderr)
+        return ExitStatus.USAGE
+    provider = os.environ.get("REGLAB_PROVIDER", "auto") or "auto"
+
+    def say(message: str) -> None:
+        print(f"reglab: {message}", flush=True)
+
+    try:
+        log_dir = private_dir(Path(".lab")) / "logs"
+        log_dir.mkdir(mode=0o700, exist_ok=True)
+        provider = setup(provider, log_dir, say, browser)
+    except LabError as exc:
+        print(f"reglab: error: {exc}", file=sys.stderr)
+        return ExitStatus.USAGE
+    except LabFailure as exc:
+        print(f"reglab: failed: {exc}", file=sys.stderr)
+        return ExitStatus.FAILED
+    except KeyboardInterrupt:
+        print("reglab: interrupted", file=sys.stderr)
+        return ExitStatus.INTERRUPTED
+    say(f"host ready for the {provider} provider")
+    return ExitStatus.OK
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

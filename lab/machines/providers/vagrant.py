@@ -1,0 +1,531 @@
+"""Machines Vagrant boots (docker, libvirt, VirtualBox), through python-vagrant.
+
+python-vagrant runs and parses Vagrant; this module adds what a lab needs
+around it: a time bound on every Vagrant call, a log under `.lab/NAME/logs/`,
+the provider's preconditions checked before booting, what the machines boot
+from (the node image, a box built here, or a warm one), and a `down` that
+leaves no container or network behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import logging
+import os
+import random
+import re
+import shlex
+import shutil
+import signal
+import stat
+import subprocess
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+# python-vagrant warns on import when vagrant is not installed; reglab says so itself, when it matters.
+logging.getLogger("vagrant").addHandler(logging.NullHandler())
+
+import vagrant  # noqa: E402
+
+from lab.common.clip import tail  # noqa: E402
+from lab.common.errors import LabError, RemoteError  # noqa: E402
+from lab.common.files import write_private  # noqa: E402
+from lab.machines import boxes, hostapt  # noqa: E402
+from lab.machines.providers import MachineStatus, Say, wait_for_ssh  # noqa: E402
+from lab.machines.remote import Host, Machine, machine_logger  # noqa: E402
+from lab.machines.warm import (  # noqa: E402
+    WARM_BOX_VERSION,
+    DockerWarm,
+    LibvirtWarm,
+    archive_digest,
+    mirror_release,
+    release_digest,
+)
+from lab.model.credentials import Redactor  # noqa: E402
+from lab.model.labfile import Lab  # noqa: E402
+
+VAGRANTFILE_DIR = Path(__file__).resolve().parents[1]  # lab/machines/Vagrantfile ships with reglab
+VBOX_NETWORKS = Path("/etc/vbox/networks.conf")
+VBOX_DEFAULT_RANGE = ipaddress.ip_network("192.168.56.0/21")
+VAGRANT_MISSING = "vagrant is not installed; on Debian or Ubuntu: apt-get install --no-install-recommends vagrant"
+STOP_GRACE = 10  # seconds Vagrant gets after each signal (INT, TERM, KILL) to end
+_ERROR_LINES = 15
+
+
+# What Vagrant says when another Vagrant process got in its way, in its own words: a host-wide
+# lock it does not wait for (MachineActionLockedError), and its machine index's lock files, which
+# two processes may both try to delete (a Ruby ENOENT "unexpected error" in machine_index.rb).
+LOCKED = re.compile(r"because it is locked|No such file or directory @ \S+ - \S*/machine-index/\S+\.lock")
+LOCK_PAUSE = (1.0, 4.0)  # seconds, at random, before running a command another Vagrant's lock stopped
+
+
+class VagrantLocked(RemoteError):
+    """Another Vagrant process got in this command's way (a lock); running it again is safe."""
+
+
+class TimedVagrant(vagrant.Vagrant):
+    """python-vagrant with a timeout on every call and output to a log file."""
+
+    def __init__(self, root: Path, env: dict[str, str], log_path: Path, timeout: int) -> None:
+        log_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # python-vagrant opens the log by name with the umask's mode: it is made 0600 here first.
+        fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
+        os.fchmod(fd, 0o600)
+        os.close(fd)
+        self.log_path = log_path
+        self.timeout = timeout
+        cm = vagrant.make_file_cm(str(log_path), mode="a")
+        super().__init__(root=str(root), env=env, out_cm=cm, err_cm=cm)
+
+    def _make_vagrant_command(self, args):  # noqa: ANN001
+        try:
+            return super()._make_vagrant_command(args)
+        except RuntimeError:  # python-vagrant's way of saying it found no vagrant on PATH
+            raise LabError(VAGRANT_MISSING) from None
+
+    def _call_vagrant_command(self, args):  # noqa: ANN001 - python-vagrant's signature
+        return self._again_if_locked(self._call_once, args)
+
+    def _run_vagrant_command(self, args):  # noqa: ANN001
+        return self._again_if_locked(self._run_once, args)
+
+    def _again_if_locked(self, call, args):  # noqa: ANN001, ANN202
+        """Run a Vagrant command again while another Vagrant holds a host-wide lock, within the bound.
+
+        NOTE: Vagrant takes some locks for the whole host without waiting
+        (`fpcollision`, checked by every `up`), so labs booting at once (a
+        class) make each other fail at random with "it is locked"; the command
+        is safe to run again, after a short random pause.
+        """
+        deadline = time.monotonic() + self.timeout
+        while True:
+            try:
+                return call(args)
+            except VagrantLocked:
+                if time.monotonic() + LOCK_PAUSE[1] >= deadline:
+                    raise
+                time.sleep(random.uniform(*LOCK_PAUSE))
+
+    def _call_once(self, args):  # noqa: ANN001
+        command = self._make_vagrant_command(args)
+        with self.out_cm() as out_fh, self.err_cm() as err_fh:
+            out_fh.write(f"\n$ {' '.join(command)}\n")
+            out_fh.flush()
+            start = out_fh.tell()
+            self._wait(subprocess.Popen(command, cwd=self.root, stdout=out_fh, stderr=err_fh,
+                                        env=self.env, start_new_session=True), command, start)
+
+    def _run_once(self, args):  # noqa: ANN001
+        command = self._make_vagrant_command(args)
+        with self.err_cm() as err_fh:
+            err_fh.write(f"\n$ {' '.join(command)}\n")
+            err_fh.flush()
+            start = err_fh.tell()
+            proc = subprocess.Popen(command, cwd=self.root, env=self.env, stdout=subprocess.PIPE,
+                                    stderr=err_fh, start_new_session=True)
+            out = self._wait(proc, command, start)
+        return out.decode()
+
+    def _wait(self, proc: subprocess.Popen, command: list[str], log_start: int = 0) -> bytes:
+        """Vagrant's output, within the bound; stopped, with what it printed, when it fails.
+
+        NOTE: Vagrant runs in a session of its own (so a Ctrl-C cannot kill it
+        half-way through writing its state); on Ctrl-C reglab asks it to stop
+        with SIGINT, as the terminal would, and insists if it takes too long.
+        """
+        shown = f"`vagrant {' '.join(command[1:])}`"
+        try:
+            out, _ = proc.communicate(timeout=self.timeout)
+        except subprocess.TimeoutExpired:
+            _stop(proc, (signal.SIGTERM, signal.SIGKILL))
+            raise RemoteError(f"{shown} did not finish within {self.timeout}s; see {self.log_path}") from None
+        except KeyboardInterrupt:
+            _stop(proc, (signal.SIGINT, signal.SIGTERM, signal.SIGKILL))
+            raise
+        if proc.returncode != 0:
+            text = (out or b"").decode(errors="replace")
+            if text:  # machine-readable output, where Vagrant puts its error; keep it in the log too
+                with self.err_cm() as err_fh:
+                    err_fh.write(text)
+            said = vagrant_error(text) or _log_since(self.log_path, log_start)
+            # Anywhere in what this command printed: the lock message may sit above a longer output.
+            everything = text + _log_since(self.log_path, log_start, lines=None)
+            error = VagrantLocked if LOCKED.search(everything.replace("\n", " ")) else RemoteError
+            raise error(
+                f"{shown} failed (exit {proc.returncode})" + (":\n  " + said.replace("\n", "\n  ") if said else "")
+                + f"\n  full log: {self.log_path}"
+            )
+        return out or b""
+
+
+class VagrantProvider:
+    """Boot, inspect, reach and destroy the lab's machines with Vagrant."""
+
+    makes_machines = True
+
+    def __init__(self, lab: Lab, redactor: Redactor, say: Say = print) -> None:
+        self.lab = lab
+        self.say = say
+        self.name = lab.provider
+        self._warm: DockerWarm | LibvirtWarm | None = None
+        self._box_mirror: str | None = None
+        self.redactor = redactor
+        self.log_dir = lab.state_dir / "logs"
+        self.ssh_config_path = lab.state_dir / "ssh_config"
+        self._ssh_config_written = False  # by this process: one found on disk is never trusted
+        env = dict(os.environ)
+        env.update(
+            REGLAB_LAB=str(lab.source),
+            REGLAB_STATE_DIR=str(lab.state_dir),
+            # reglab's own Vagrantfile, whichever folder the lab file is in; this lab's machine data.
+            VAGRANT_CWD=str(VAGRANTFILE_DIR),
+            VAGRANT_DOTFILE_PATH=str(lab.state_dir / "vagrant"),
+            REGLAB_PROVIDER=lab.provider,
+            VAGRANT_DEFAULT_PROVIDER=lab.provider,
+            VAGRANT_CHECKPOINT_DISABLE="1",
+            VAGRANT_NO_COLOR="1",
+        )
+        if lab.provider == "libvirt":
+            from lab.machines.hostsetup import host_libvirt_driver
+
+            self.libvirt_driver: str | None = host_libvirt_driver()
+            env["REGLAB_LIBVIRT_DRIVER"] = self.libvirt_driver
+        else:
+            self.libvirt_driver = None
+        self.vagrant = TimedVagrant(VAGRANTFILE_DIR, env, self.log_dir / "vagrant.log", lab.timeouts.boot)
+        self.host = Host(machine_logger(self.log_dir, "host"), redactor, lab.timeouts.command)
+
+    @property
+    def names(self) -> list[str]:
+        return [m.name for m in self.lab.machines]
+
+    def check_host(self) -> None:
+        """Fail before booting when this host cannot run the provider."""
+        if shutil.which("vagrant") is None:
+            raise LabError(VAGRANT_MISSING)
+        if self.lab.provider == "docker":
+            if shutil.which("docker") is None:
+                raise LabError("docker is not installed; on Debian or Ubuntu: apt-get install docker.io")
+            if not self.host.run("docker info", warn=True, timeout=30).ok:
+                raise LabError("the Docker daemon does not answer (`docker info` failed); start it first")
+        if self.lab.provider == "virtualbox":
+            problem = vbox_range_problem(
+                [m.ip for m in self.lab.machines],
+                VBOX_NETWORKS.read_text() if VBOX_NETWORKS.exists() else None,
+            )
+            if problem:
+                raise LabError(problem)
+
+    def notes(self) -> list[str]:
+        """What `reglab status` adds under the table."""
+        if self.libvirt_driver is None:
+            return []
+        how = ("KVM, hardware virtualisation" if self.libvirt_driver == "kvm"
+               else "QEMU software emulation (TCG): no usable KVM")
+        return [f"libvirt: {how}"]
+
+    # -- what the machines boot from ----------------------------------------------
+    def prepare(self, say: Say, phase) -> str | None:  # noqa: ANN001 - Progress.phase
+        """The node image (docker) or the Debian box built here, ready; its identity for warm starts."""
+        from lab.machines.images import Builder
+
+        if self.lab.provider == "docker":
+            builder = Builder(self.lab, self.host)
+            with phase("node image", "machine image (reglab/node)"):
+                node = builder.node()
+            self.vagrant.env["REGLAB_NODE_IMAGE"] = node
+            return builder.image_id(node)
+        if not self.lab.boxes[self.lab.os].build:
+            return None
+        with phase("box", f"Debian box for {self.lab.provider} (reglab box build)"):
+            built = boxes.build_box(self.lab, self.lab.provider, say)
+            boxes.add_box(built, say, [self.lab.provider])
+        self.vagrant.env["REGLAB_BOX_NAME"] = built.name
+        self.vagrant.env["REGLAB_BOX_VERSION"] = built.version
+        self._box_mirror = built.info[self.lab.provider].get("mirror")
+        return f"{built.name} {built.version}"
+
+    def warm_store(self) -> DockerWarm | LibvirtWarm | None:
+        """Docker images of provisioned machines, or boxes of provisioned VMs built here."""
+        if self._warm is None:
+            if self.lab.provider == "docker":
+                self._warm = DockerWarm(self.host)
+            elif self.lab.provider == "libvirt" and self.lab.boxes[self.lab.os].build:
+                self._warm = LibvirtWarm(self.lab.cache_dir, self.say)
+        return self._warm
+
+    def archive_now(self) -> str:
+        if self.lab.provider == "docker":  # the machines' apt lists live in the host's cache
+            return archive_digest(self.lab.cache_dir / "apt" / "lists")
+        # A VM's apt fetches the mirror the box was built from.
+        mirror = self._box_mirror or hostapt.mirror_for(boxes.SUITE, self.lab.mirror)
+        return release_digest(mirror_release(mirror, boxes.SUITE, hostapt.host_proxy()))
+
+    def boot_from(self, image: str) -> None:
+        if self.lab.provider == "docker":
+            self.vagrant.env["REGLAB_NODE_IMAGE"] = image
+        else:
+            self.vagrant.env["REGLAB_BOX_NAME"] = image
+            self.vagrant.env["REGLAB_BOX_VERSION"] = WARM_BOX_VERSION
+
+    def leftovers(self, states: dict[str, str]) -> list[str]:
+        """Containers of this lab that Vagrant no longer knows (its data was lost) would block
+        `vagrant up` by their names: remove them first. Another lab's (the same name or subnet
+        from another folder) are never touched: that is refused, with what to change."""
+        if self.lab.provider != "docker":
+            return []
+        self.refuse_shared()
+        if any(state != "not_created" for state in states.values()):
+            return []
+        return self.remove_docker_leftovers()
+
+    def _containers(self, where: str) -> list[tuple[str, str, str]]:
+        """(id, lab name, state folder) of the containers a `docker ps` filter selects."""
+        form = '{{.ID}}\t{{.Label "org.reglab.lab"}}\t{{.Label "org.reglab.state"}}'
+        out = self.host.run(f"docker ps -a --filter {shlex.quote(where)} --format {shlex.quote(form)}",
+                            warn=True).stdout
+        return [tuple((line.split("\t") + ["", ""])[:3]) for line in out.splitlines() if line.strip()]
+
+    def _this_lab(self, state: str) -> bool:
+        # Containers an older reglab made carry no state label: this lab's by name.
+        return state in ("", str(self.lab.state_dir))
+
+    def refuse_shared(self) -> None:
+        """Two labs must not share a name (container names) or a subnet (Docker's network)."""
+        theirs = [c for c in self._containers(f"label=org.reglab.lab={self.lab.name}") if not self._this_lab(c[2])]
+        if theirs:
+            folder = Path(theirs[0][2]).parent.parent  # the state folder is FOLDER/.lab/NAME
+            raise LabError(f"the lab name {self.lab.name!r} is already used by the lab in {folder} (its machines "
+                           f"exist); give this lab another `name` in {self.lab.source}")
+        network = f"vagrant_network_{self.lab.network}"
+        theirs = [c for c in self._containers(f"network={network}")
+                  if not self._this_lab(c[2]) or c[1] != self.lab.name]
+        if theirs:
+            other = theirs[0][1] or "a container reglab did not make"
+            raise LabError(f"the subnet {self.lab.network} is already used by {other!r}; give this lab machines "
+                           f"on another /24 in {self.lab.source}")
+
+    # -- machines ------------------------------------------------------------------
+    def up(self, names: Sequence[str] = ()) -> list[Machine]:
+        self.check_host()
+        targets = list(names) or self.names
+        if len(targets) == len(self.names):
+            self.vagrant.up(provider=self.lab.provider)  # all at once: the docker provider boots in parallel
+        else:
+            for name in targets:
+                self.vagrant.up(vm_name=name, provider=self.lab.provider)
+        self.write_ssh_config()
+        machines = [self.connect(name) for name in targets]
+        for machine in machines:
+            wait_for_ssh(machine, self.lab.timeouts.boot)
+        if self.lab.provider == "docker":
+            self.isolate()
+        return machines
+
+    # -- one lab's machines apart from every other container ----------------------------
+    @property
+    def _rule_tag(self) -> str:
+        return f"reglab-lab:{self.lab.name}"
+
+    def isolate(self) -> list[str]:
+        """Keep other containers (another lab's machines) from this lab's over Docker's default bridge.
+
+        NOTE: Vagrant's docker provider reaches each machine through docker0,
+        where every container may talk to every other; labs' own networks are
+        apart already. Rules in DOCKER-USER drop forwarded docker0 traffic from
+        and to this lab's machines (the machines talk to each other on their
+        own network, and the host reaches them without forwarding). Without
+        iptables rights the lab still runs, and reglab says what is not apart.
+        """
+        if os.geteuid() != 0 or shutil.which("iptables") is None:
+            self.say("note: machines of different labs can reach each other over Docker's default bridge "
+                     "(isolating them needs iptables, as root)")
+            return []
+        self.unisolate()
+        added = []
+        for name in self.names:
+            ip = self.host.run(f"docker inspect -f '{{{{.NetworkSettings.IPAddress}}}}' {self.lab.name}-{name}",
+                               warn=True).stdout.strip()
+            if not ip:
+                continue
+            for side in ("-s", "-d"):
+                self.host.run(f"iptables -w 10 -I DOCKER-USER -i docker0 -o docker0 {side} {ip} "
+                              f"-m comment --comment {self._rule_tag} -j DROP")
+            added.append(ip)
+        return added
+
+    def unisolate(self) -> int:
+        """Remove this lab's rules (by their comment); return how many."""
+        if os.geteuid() != 0 or shutil.which("iptables") is None:
+            return 0
+        rules = self.host.run("iptables -w 10 -S DOCKER-USER", warn=True).stdout.splitlines()
+        # iptables -S prints the comment in quotes when it holds ':' (as the tag does).
+        marks = (f'--comment "{self._rule_tag}" ', f"--comment {self._rule_tag} ")
+        ours = [r for r in rules if r.startswith("-A ") and any(mark in f"{r} " for mark in marks)]
+        for rule in ours:
+            self.host.run("iptables -w 10 -D " + rule[3:], warn=True)
+        return len(ours)
+
+    def status(self) -> list[MachineStatus]:
+        ips = {m.name: m.ip for m in self.lab.machines}
+        return [
+            MachineStatus(s.name, s.provider or self.lab.provider, s.state, ips.get(s.name, "?"))
+            for s in self.vagrant.status()
+        ]
+
+    def running(self) -> list[str]:
+        return [s.name for s in self.status() if s.state == "running"]
+
+    def write_ssh_config(self) -> Path:
+        write_private(self.ssh_config_path, self.vagrant.ssh_config())
+        self._ssh_config_written = True
+        return self.ssh_config_path
+
+    def ssh_config(self) -> Path:
+        """The ssh_config from `vagrant ssh-config`, written by this process.
+
+        NOTE: fabric and ssh obey what an ssh_config says (a ProxyCommand runs
+        a program), so one left in `.lab` by someone else is never used.
+        """
+        if not self._ssh_config_written and not self._ours(self.ssh_config_path):
+            self.write_ssh_config()
+        return self.ssh_config_path
+
+    @staticmethod
+    def _ours(path: Path) -> bool:
+        """A file reglab wrote: ours, 0600, a plain file in a folder only we can write.
+
+        NOTE: `.lab` is vetted by `private_dir` (0700, ours) before anything in
+        it is read, so nobody else can have planted this file; reusing it saves
+        a `vagrant ssh-config` (1-2 s) on every `reglab check`.
+        """
+        try:
+            info = os.lstat(path)
+            folder = os.lstat(path.parent)
+        except OSError:
+            return False
+        return (stat.S_ISREG(info.st_mode) and info.st_uid == os.geteuid() and not info.st_mode & 0o077
+                and folder.st_uid == os.geteuid() and not folder.st_mode & 0o022)
+
+    def connect(self, name: str) -> Machine:
+        if name not in self.names:
+            raise LabError(f"no machine {name!r} in {self.lab.source}; machines: {', '.join(self.names)}")
+        return Machine(
+            name,
+            self.ssh_config(),
+            machine_logger(self.log_dir, name),
+            self.redactor,
+            self.lab.timeouts.command,
+        )
+
+    def forget_connections(self) -> None:
+        self.ssh_config_path.unlink(missing_ok=True)
+        self._ssh_config_written = False
+
+    def down(self) -> list[str]:
+        """Destroy the machines and what the provider made for them; keep caches."""
+        self.vagrant.destroy()
+        self.ssh_config_path.unlink(missing_ok=True)
+        self._ssh_config_written = False
+        if self.lab.provider == "docker":
+            rules = self.unisolate()
+            return self.remove_docker_leftovers() + ([f"{rules} isolation rules"] if rules else [])
+        return []
+
+    def remove_docker_leftovers(self) -> list[str]:
+        """This lab's containers, and Vagrant's network on its subnet unless another lab's use it."""
+        removed = []
+        ids = [c[0] for c in self._containers(f"label=org.reglab.lab={self.lab.name}") if self._this_lab(c[2])]
+        if ids:
+            self.host.run("docker rm -f -v " + " ".join(ids))
+            removed += [f"container {i}" for i in ids]
+        network = f"vagrant_network_{self.lab.network}"
+        exists = self.host.run(f"docker network inspect {network!r}", warn=True).ok
+        if exists and not self._containers(f"network={network}"):
+            self.host.run(f"docker network rm {network!r}")
+            removed.append(f"network {network}")
+        return removed
+
+
+def _stop(proc: subprocess.Popen, signals: Sequence[signal.Signals]) -> None:
+    """Each signal in turn to Vagrant's process group (Vagrant and what it started), until it ends.
+
+    Bounded: STOP_GRACE seconds per signal. A second Ctrl-C while waiting
+    goes straight to SIGKILL.
+    """
+    for sig in signals:
+        _signal_group(proc, sig)
+        try:
+            proc.wait(STOP_GRACE)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+        except KeyboardInterrupt:
+            _signal_group(proc, signal.SIGKILL)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(STOP_GRACE)
+            raise
+
+
+def _signal_group(proc: subprocess.Popen, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, sig)
+
+
+def vbox_range_problem(ips: Sequence[str], networks_conf: str | None) -> str | None:
+    """Why VirtualBox (6.1.28+) will refuse these host-only IPs, or None.
+
+    Pure: takes the text of /etc/vbox/networks.conf (None when absent).
+    """
+    allowed = [VBOX_DEFAULT_RANGE]
+    if networks_conf is not None:
+        allowed = []
+        for line in networks_conf.splitlines():
+            words = line.split()
+            if words and words[0] == "*":
+                for word in words[1:]:
+                    with contextlib.suppress(ValueError):
+                        allowed.append(ipaddress.ip_network(word, strict=False))
+    outside = [ip for ip in ips if not any(ipaddress.ip_address(ip) in net for net in allowed)]
+    if not outside:
+        return None
+    subnet = ipaddress.ip_network(f"{outside[0]}/24", strict=False)
+    return (
+        f"VirtualBox allows host-only addresses only in {', '.join(map(str, allowed)) or 'no range'}, "
+        f"so it will refuse {', '.join(outside)} (The IP address configured for the host-only network "
+        f"is not within the allowed ranges). Fix: add the line `* {subnet} 192.168.56.0/21` to "
+        f"{VBOX_NETWORKS}, or give the machines IPs in 192.168.56.0/21 in lab.yml."
+    )
+
+
+def vagrant_error(machine_readable: str) -> str | None:
+    """What Vagrant said went wrong, from its `--machine-readable` output, or None.
+
+    Pure. Vagrant prints `TIME,TARGET,error-exit,CLASS,MESSAGE` (and `ui`
+    lines of kind `error`) with commas as `%!(VAGRANT_COMMA)` and newlines as `\\n`.
+    """
+    messages = []
+    for line in machine_readable.splitlines():
+        fields = line.split(",", 4)
+        if len(fields) == 5 and fields[2] == "error-exit":
+            messages.append(fields[4])
+        elif len(fields) == 5 and fields[2] == "ui" and fields[3] == "error":
+            messages.append(fields[4])
+    if not messages:
+        return None
+    text = "\n".join(messages).replace("%!(VAGRANT_COMMA)", ",").replace("\\n", "\n").replace("\\r", "")
+    return tail(text, _ERROR_LINES) or None
+
+
+def _log_since(path: Path, offset: int, lines: int | None = _ERROR_LINES) -> str:
+    """The end of what the failed command wrote to the log (not what earlier commands did); all of it
+    with `lines=None`."""
+    try:
+        with path.open("rb") as handle:
+            handle.seek(offset)
+            text = handle.read().decode(errors="replace")
+    except OSError:
+        return ""
+    return text if lines is None else tail(text, lines)

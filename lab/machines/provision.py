@@ -1,0 +1,167 @@
+"""Provisioning: Docker, Compose, htpasswd, curl and openssl on every machine, and
+the lab's images loaded into each Docker daemon.
+
+Machines are provisioned in parallel. Packages are downloaded once: on a
+Debian machine with the shared cache mounted, the first machine fetches the
+package lists and .debs into `/var/cache/reglab/apt` under a lock and the
+other installs from there. Each part checks before it changes, so a second
+run changes nothing and says so.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lab.common.parallel import on_each
+from lab.common.progress import Progress
+from lab.machines.images import CACHE_DIR_IN_MACHINE, LabImages
+from lab.machines.osfamily import DEBIAN, Family, family_for
+from lab.machines.remote import Machine
+
+NEEDS = ("docker", "compose", "htpasswd", "curl", "openssl")
+APT_CACHE = f"{CACHE_DIR_IN_MACHINE}/apt"
+LISTS_MAX_AGE_MINUTES = 360
+BUNDLE_TIMEOUT = 600  # copying the image bundle over SFTP, where no shared folder has it
+
+
+@dataclass
+class Provisioned:
+    machine: str
+    family: str
+    changes: list[str] = field(default_factory=list)
+
+
+def detect_family(machine: Machine) -> Family:
+    return family_for(machine.name, machine.run("cat /etc/os-release").stdout)
+
+
+def install_packages(machine: Machine, family: Family) -> list[str]:
+    missing = machine.sudo(family.missing(NEEDS)).stdout.split()
+    if not missing:
+        return []
+    shared = family is DEBIAN and machine.sudo(f"test -d {CACHE_DIR_IN_MACHINE} -a -w {CACHE_DIR_IN_MACHINE}",
+                                               warn=True).ok
+    names = " ".join(shlex.quote(p) for p in missing)
+    if shared:
+        apt = f"-o Dir::State::Lists={APT_CACHE}/lists -o Dir::Cache::Archives={APT_CACHE}/archives"
+        # One machine at a time downloads into the shared cache; the next finds it there.
+        machine.sudo(
+            f"mkdir -p {APT_CACHE}/lists/partial {APT_CACHE}/archives/partial && "
+            f"flock {APT_CACHE}/.lock sh -c '"
+            f"if [ -z \"$(find {APT_CACHE}/lists -maxdepth 1 -name \"*_Packages*\" "
+            f"-mmin -{LISTS_MAX_AGE_MINUTES})\" ]; "
+            f"then apt-get {apt} update -q; fi && "
+            f"DEBIAN_FRONTEND=noninteractive apt-get {apt} install -y -q --download-only "
+            f"--no-install-recommends {names}'",
+            timeout=900,
+        )
+        # Installing from a private copy lets both machines run dpkg at once.
+        machine.sudo(
+            f"cp -a {APT_CACHE}/lists/. /var/lib/apt/lists/ && "
+            f"cp -a {APT_CACHE}/archives/*.deb /var/cache/apt/archives/ && "
+            f"{family.install_command(missing)} && rm -f /var/cache/apt/archives/*.deb",
+            timeout=900,
+        )
+    else:
+        machine.sudo(f"{family.prepare} && {family.install_command(missing)}", timeout=900)
+    return [f"installed {' '.join(missing)}"]
+
+
+# Steps restart docker (after trusting the CA), and so do resets: on a fast host that
+# runs into the unit's start limit ("start of the service was attempted too often").
+RESTART_DROPIN = "/etc/systemd/system/docker.service.d/reglab-restarts.conf"
+RESTART_DROPIN_TEXT = "[Unit]\n# reglab: labs restart docker often; never refuse a start\nStartLimitIntervalSec=0\n"
+
+
+def plan(family: Family) -> dict[str, object]:
+    """What provisioning makes of a machine of this family, as data: a warm image's key is
+    made from it (with this module's code), so a changed plan is never served a stale image."""
+    return {
+        "needs": list(NEEDS),
+        "packages": family.package_names(NEEDS),
+        "install": family.install_template,
+        "files": {RESTART_DROPIN: RESTART_DROPIN_TEXT},
+        "services": ["docker"],
+    }
+
+
+def package_versions(machine: Machine, family: Family) -> dict[str, str]:
+    """The versions of the plan's packages on a machine, for a warm image's metadata."""
+    names = " ".join(shlex.quote(p) for p in family.package_names(NEEDS))
+    query = (f"dpkg-query -W -f '${{Package}} ${{Version}}\\n' {names}" if family is DEBIAN
+             else f"rpm -q --qf '%{{NAME}} %{{VERSION}}-%{{RELEASE}}\\n' {names}")
+    out = machine.sudo(query, warn=True).stdout
+    return dict(line.split(" ", 1) for line in out.splitlines() if " " in line)
+
+
+def allow_restarts(machine: Machine) -> list[str]:
+    """A systemd drop-in that lifts docker's start limit on lab machines."""
+    text = shlex.quote(RESTART_DROPIN_TEXT)
+    if machine.sudo(f"printf %s {text} | cmp -s - {RESTART_DROPIN}", warn=True).ok:
+        return []
+    machine.sudo(f"mkdir -p {RESTART_DROPIN.rsplit('/', 1)[0]} && printf %s {text} > {RESTART_DROPIN} && "
+                 "systemctl daemon-reload && systemctl reset-failed docker.service docker.socket 2>/dev/null; true")
+    return ["let docker restart without a start limit"]
+
+
+def start_docker(machine: Machine) -> list[str]:
+    changes = allow_restarts(machine)
+    if machine.sudo("systemctl is-active --quiet docker", warn=True).ok:
+        return changes
+    changes.append("started docker")
+    machine.sudo("systemctl enable --now docker", timeout=120)
+    machine.sudo("for i in $(seq 60); do docker info >/dev/null 2>&1 && exit 0; sleep 1; done; docker info",
+                 timeout=90)
+    return changes
+
+
+def load_images(machine: Machine, images: LabImages, bundle: Path | None, ids: list[str] | None = None) -> list[str]:
+    """Load the lab's images from the shared cache (or over SFTP where there is none).
+
+    With `ids` (the host's image IDs), images of the same name but another
+    build (a machine booted warm from an older disk) are loaded again.
+    """
+    refs = " ".join(shlex.quote(i) for i in images.all())
+    if bundle is None:
+        return []
+    there = machine.sudo(f"docker image inspect -f '{{{{.Id}}}}' {refs}", warn=True)
+    if there.ok and (ids is None or there.stdout.split() == ids):
+        return []
+    shared = f"{CACHE_DIR_IN_MACHINE}/images/{bundle.name}"
+    if not machine.sudo(f"test -r {shared}", warn=True).ok:
+        shared = f"/tmp/{bundle.name}"
+        machine.put(str(bundle), shared, timeout=BUNDLE_TIMEOUT)
+    machine.sudo(f"docker load -q -i {shared}", timeout=600)
+    if shared.startswith("/tmp/"):
+        machine.sudo(f"rm -f {shared}")
+    return [f"loaded {', '.join(images.all())}"]
+
+
+def provision_one(machine: Machine, images: LabImages, bundle: Path | None, progress: Progress,
+                  family_of: Callable[[Machine], Family] = detect_family,
+                  ids: list[str] | None = None) -> Provisioned:
+    family = family_of(machine)
+    done = Provisioned(machine.name, family.name)
+    progress.say(f"{machine.name}: {family.name} family; installing what is missing of {', '.join(NEEDS)}")
+    done.changes += install_packages(machine, family)
+    done.changes += start_docker(machine)
+    done.changes += load_images(machine, images, bundle, ids)
+    progress.say(f"{machine.name}: {'; '.join(done.changes) if done.changes else 'nothing to change'}")
+    return done
+
+
+def provision(machines: list[Machine], images: LabImages, bundle: Path | None, progress: Progress,
+              family_of: Callable[[Machine], Family] = detect_family,
+              ids: list[str] | None = None) -> list[Provisioned]:
+    """Both machines at once: their work is independent. `family_of` is how a machine's
+    OS family is known (a session passes the one it already read).
+
+    A failure on one machine lets the other finish (half an apt install is
+    worse than a whole one). A Ctrl-C does not wait: the machines'
+    connections are closed, which ends what the threads wait on, and the
+    machines refuse any further command.
+    """
+    return on_each(machines, lambda machine: provision_one(machine, images, bundle, progress, family_of, ids))

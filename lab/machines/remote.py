@@ -1,0 +1,476 @@
+"""Commands on the lab's machines and on the host, through fabric and invoke.
+
+`Machine` is a fabric `Connection` built from `vagrant ssh-config`, and `Host`
+an invoke `Context`; both return fabric/invoke `Result`s. What they add is
+what the lab needs of every command: a timeout, a line in the machine's log
+with exit code and duration, redaction of secrets, and a `RemoteError` that
+names the machine instead of a paramiko traceback.
+
+NOTE: invoke's own timeout starts only once a command is running on the
+machine, and ends it by closing its channel, which writes to the peer. A
+frozen machine (its TCP connection up, nothing answering) can hold up both:
+opening a session or starting a command waits for replies that never come.
+So every remote command and transfer also runs under a watchdog that, past
+its bound, closes the connection without a word to the peer; everything
+waiting on it then ends at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+import posixpath
+import re
+import shlex
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+
+import invoke
+import paramiko
+from fabric import Config, Connection
+from fabric.runners import Remote
+from invoke.exceptions import CommandTimedOut, ThreadException, UnexpectedExit
+
+from lab.common.clip import tail
+from lab.common.errors import RemoteError
+from lab.common.polling import poll
+from lab.model.credentials import Redactor
+
+DEFAULT_TIMEOUT = 300
+CONNECT_TIMEOUT = 15
+KEEPALIVE = 5  # seconds of silence after which the transport sends a keepalive
+ABORT_GRACE = 5  # past a command's timeout, the watchdog closes the connection under it
+STOP_GRACE = 5  # seconds a local command gets to end after an interrupt, before SIGKILL
+_TAIL_LINES = 30
+_LOG_LINES = 200
+_STDIN_CHUNK = 64 * 1024
+
+
+def machine_logger(log_dir: Path, name: str) -> logging.Logger:
+    """A logger writing to `.lab/LAB/logs/MACHINE.log` (one file per machine, appended).
+
+    The file is created 0600 whatever the umask, and never through a link:
+    logs hold redacted output, but output all the same.
+    """
+    path = log_dir.resolve() / f"{name}.log"  # the folder resolved, never a link at the file
+    logger = logging.getLogger(f"reglab.{path}")
+    if not any(getattr(h, "baseFilename", None) == str(path) for h in logger.handlers):
+        log_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
+        os.fchmod(fd, 0o600)  # a file left by an earlier run with looser bits is tightened
+        handler = logging.FileHandler(path, delay=True)
+        handler.stream = os.fdopen(fd, "a", encoding="utf-8", errors="backslashreplace")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%dT%H:%M:%S"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.DEBUG)
+        logger.propagate = False
+    return logger
+
+
+class _Watchdog:
+    """Calls `abort` if the work it guards still runs `seconds` after it began (None: never)."""
+
+    def __init__(self, seconds: float | None, abort: Callable[[], None]) -> None:
+        self.fired = False
+        self._abort = abort
+        self._timer: threading.Timer | None = None
+        if seconds is not None:
+            self._timer = threading.Timer(seconds, self._fire)
+            self._timer.daemon = True
+
+    def _fire(self) -> None:
+        self.fired = True
+        with contextlib.suppress(Exception):  # a thread of its own: nobody to hear it
+            self._abort()
+
+    def __enter__(self) -> _Watchdog:
+        if self._timer is not None:
+            self._timer.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+
+
+class _Chunks(io.BytesIO):
+    """A command's stdin from bytes, handed to invoke in large pieces.
+
+    NOTE: invoke reads an `in_stream` that is not a terminal one byte per
+    call, with a 10 ms nap between calls (100 bytes a second); this hands it
+    64 KiB a call instead.
+    """
+
+    def read(self, size: int | None = -1) -> bytes:  # noqa: ARG002 - invoke asks for 1
+        return super().read(_STDIN_CHUNK)
+
+
+class _Logged:
+    """Timeout, logging and redaction around invoke's one run entry point.
+
+    NOTE: `_run` is where both `run` and `sudo` of invoke and fabric end up,
+    so this is the one seam that sees every command.
+    """
+
+    name: str
+    log: logging.Logger
+    redactor: Redactor
+    default_timeout: int
+
+    def _watchdog(self, timeout: float) -> _Watchdog:  # noqa: ARG002 - a Machine's has a bound
+        return _Watchdog(None, lambda: None)
+
+    def _run(self, runner: Any, command: str, **kwargs: Any) -> invoke.Result:
+        # None (what a scenario item without `timeout:` passes) is the machine's bound, never "no bound".
+        if kwargs.get("timeout") is None:
+            kwargs["timeout"] = self.default_timeout
+        timeout = kwargs["timeout"]
+        kwargs.setdefault("hide", True)
+        if kwargs.get("in_stream") in (None, False):
+            kwargs["in_stream"] = io.StringIO()  # EOF at once: nothing waits on a terminal
+        shown = self.redactor.redact(command)
+        started = time.monotonic()
+        watchdog = self._watchdog(timeout)
+        try:
+            with watchdog:
+                result = super()._run(runner, command, **kwargs)  # type: ignore[misc]
+        except UnexpectedExit as exc:
+            if watchdog.fired:
+                raise self._timed_out(shown, timeout, exc.result, started) from None
+            self._record(shown, exc.result, time.monotonic() - started)
+            raise RemoteError(self.describe_failure(shown, exc.result)) from None
+        except CommandTimedOut as exc:
+            raise self._timed_out(shown, exc.timeout, exc.result, started) from None
+        except (TimeoutError, OSError, paramiko.SSHException, EOFError, ThreadException) as exc:
+            if watchdog.fired:
+                raise self._timed_out(shown, timeout, None, started) from None
+            self.log.info("%s $ %s -> no connection: %s", self.name, shown, exc)
+            raise RemoteError(
+                f"{self.name} does not answer ({type(exc).__name__}: {exc}); "
+                f"is it up? Try `reglab status`."
+            ) from None
+        if watchdog.fired:  # what came back came from a connection the watchdog had to close
+            raise self._timed_out(shown, timeout, result, started)
+        self._record(shown, result, time.monotonic() - started)
+        return result
+
+    def _timed_out(self, shown: str, timeout: float, result: invoke.Result | None, started: float) -> RemoteError:
+        elapsed = time.monotonic() - started
+        self.log.info("%s $ %s -> timed out after %.1fs", self.name, shown, elapsed)
+        if result is not None:
+            self._record_output(result)
+        return RemoteError(f"{self.name}: `{shown}` timed out after {timeout}s" + self._tail(result))
+
+    def _record(self, shown: str, result: invoke.Result, elapsed: float) -> None:
+        self.log.info("%s $ %s -> exit %s in %.2fs", self.name, shown, result.exited, elapsed)
+        self._record_output(result)
+
+    def _record_output(self, result: invoke.Result) -> None:
+        for stream in ("stdout", "stderr"):
+            text = tail(self.redactor.redact(getattr(result, stream) or ""), _LOG_LINES)
+            if text:
+                self.log.info("  %s:\n    %s", stream, text.replace("\n", "\n    "))
+
+    def sudo(self, command: str, **kwargs: Any) -> invoke.Result:  # type: ignore[override]
+        """Run as root in a login-less bash, so pipes and `cd` apply to the whole command.
+
+        NOTE: invoke's own sudo prefixes only the first word of a pipeline and
+        reads stdin for a password; the lab's machines have passwordless sudo.
+        """
+        return self.run(f"sudo -n -H bash -c {shlex.quote(command)}", **kwargs)
+
+    def describe_failure(self, shown: str, result: invoke.Result) -> str:
+        return f"{self.name}: `{shown}` exited {result.exited}" + self._tail(result)
+
+    def _tail(self, result: invoke.Result | None) -> str:
+        if result is None:
+            return ""
+        # Redact first, clip after: half a private key matches no pattern.
+        text = tail(self.redactor.redact((result.stderr or "") + (result.stdout or "")), _TAIL_LINES)
+        if not text:
+            return ""
+        return "\n  " + text.replace("\n", "\n  ")
+
+
+class _Remote(Remote):
+    """fabric's runner, letting go of a machine at once when a command times out or is interrupted.
+
+    NOTE: fabric's `kill` closes the channel, which writes to the peer, and
+    without a pty a Ctrl-C only stops the wait, not the reading of output
+    that may never come. Closing the whole connection does neither.
+    """
+
+    def kill(self) -> None:
+        self.context.abort()
+
+    def send_interrupt(self, interrupt: KeyboardInterrupt) -> None:
+        self.context.abort()
+        raise interrupt
+
+
+class _Local(invoke.Local):
+    """invoke's local runner, with the command in a process group of its own that reglab can stop.
+
+    NOTE: invoke answers a Ctrl-C by writing ^C to the command's stdin and
+    waiting on, and its timeout kills the shell but not what the shell
+    started (which keeps the output pipe open); SIGTERM and SIGHUP, which
+    reglab turns into a Ctrl-C, reach no command at all. Here the whole
+    group gets SIGTERM, then SIGKILL.
+    """
+
+    context: Host
+
+    def start(self, command: str, shell: str, env: dict[str, Any]) -> None:
+        if self.using_pty:
+            super().start(command, shell, env)
+        else:
+            self.process = invoke.runners.Popen(
+                command, shell=True, executable=shell, env=env, start_new_session=True,
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.PIPE,
+            )
+        self.context._started(self)
+
+    def _signal(self, sig: signal.Signals) -> None:
+        pid = self.pid if self.using_pty else self.process.pid
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            if self.using_pty:
+                os.kill(pid, sig)
+            else:
+                os.killpg(pid, sig)
+
+    def kill(self) -> None:
+        self._signal(signal.SIGKILL)
+
+    def end(self) -> None:
+        """SIGTERM, then SIGKILL if the command has not ended within STOP_GRACE seconds."""
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            self._signal(sig)
+            if poll(lambda: self.process_is_finished, STOP_GRACE, 0.05):
+                return
+
+    def send_interrupt(self, interrupt: KeyboardInterrupt) -> None:
+        self.end()
+        raise interrupt
+
+    def stop(self) -> None:
+        super().stop()
+        self.context._ended(self)
+
+
+class TrustFirstUse(paramiko.MissingHostKeyPolicy):
+    """Keep a machine's host key the first time it is met; refuse another key later.
+
+    NOTE: paramiko's AutoAddPolicy rewrites the whole file from what one
+    client loaded, so two machines met at once would each drop the other's
+    key. This appends one line under a lock, after looking at the file as
+    it is now.
+    """
+
+    _lock = threading.Lock()
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
+        with self._lock:
+            kept = paramiko.HostKeys()
+            with contextlib.suppress(FileNotFoundError):
+                kept.load(str(self.path))
+            known = kept.lookup(hostname) or {}
+            if key.get_name() in known and known[key.get_name()] != key:
+                raise paramiko.BadHostKeyException(hostname, key, known[key.get_name()])
+            if key.get_name() not in known:
+                fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
+                with os.fdopen(fd, "a") as handle:
+                    handle.write(f"{hostname} {key.get_name()} {key.get_base64()}\n")
+            client.get_host_keys().add(hostname, key.get_name(), key)
+
+
+class Machine(_Logged, Connection):
+    """One lab machine: a fabric Connection configured by `vagrant ssh-config`."""
+
+    def __init__(
+        self,
+        name: str,
+        ssh_config: Path,
+        log: logging.Logger,
+        redactor: Redactor,
+        timeout: int = DEFAULT_TIMEOUT,
+        connect_timeout: int = CONNECT_TIMEOUT,
+        known_hosts: Path | None = None,
+    ) -> None:
+        # Config reads this one ssh_config file and nothing of the user's own.
+        config = Config(runtime_ssh_path=str(ssh_config), overrides={"load_ssh_configs": True})
+        config.load_ssh_config()
+        # Each step of connecting is bounded: TCP, the server's banner, login, opening a session.
+        bounds = {"banner_timeout": connect_timeout, "auth_timeout": connect_timeout,
+                  "channel_timeout": connect_timeout}
+        super().__init__(host=name, config=config, connect_timeout=connect_timeout, connect_kwargs=bounds)
+        self.name = name
+        self.log = log
+        self.redactor = redactor
+        self.default_timeout = timeout
+        self._abandoned = False
+        # paramiko's own complaints (a banner that never came) go to this machine's log, not the terminal.
+        ssh_log = logging.getLogger(f"{log.name}.ssh")
+        ssh_log.setLevel(logging.WARNING)
+        self.client.set_log_channel(ssh_log.name)
+        self.known_hosts = known_hosts
+        if known_hosts is not None:
+            # Trust on first use: a key that differs from the one kept is refused by paramiko;
+            # a machine met for the first time has its key added to the file.
+            self.client.load_host_keys(str(known_hosts))
+            self.client.set_missing_host_key_policy(TrustFirstUse(known_hosts))
+
+    def _remote_runner(self) -> Remote:
+        return _Remote(context=self, inline_env=self.inline_ssh_env)
+
+    def _watchdog(self, timeout: float) -> _Watchdog:
+        return _Watchdog(timeout + ABORT_GRACE, self.abort)
+
+    def open(self) -> Any:
+        """Connect, or say which machine does not answer (fabric opens before running)."""
+        if self._abandoned:
+            raise RemoteError(f"{self.name}: not used any more, reglab was interrupted")
+        connected = self.is_connected
+        try:
+            result = super().open()
+        except paramiko.BadHostKeyException as exc:
+            self.log.info("%s: host key changed: %s", self.name, exc)
+            raise RemoteError(
+                f"{self.name} ({exc.hostname}) offers another host key than the one kept in {self.known_hosts}: "
+                f"refused. If the machine was rebuilt, delete its line there (ssh-keygen -R {exc.hostname} "
+                f"-f {self.known_hosts}) and try again."
+            ) from None
+        except (OSError, paramiko.SSHException, EOFError) as exc:
+            self.log.info("%s: no connection: %s", self.name, exc)
+            raise RemoteError(
+                f"{self.name} does not answer ({type(exc).__name__}: {exc}); is it up? Try `reglab status`."
+            ) from None
+        if not connected and self.transport is not None:
+            self.transport.set_keepalive(KEEPALIVE)
+        return result
+
+    def abort(self) -> None:
+        """Drop the connection now, without a word to the peer, so nothing waits on a frozen machine.
+
+        Whatever waits on it (a command, a transfer) fails at once; the next
+        command connects again.
+        """
+        self._sftp = None  # bound to the closed connection; `sftp()` makes a new one
+        transport = self.client.get_transport()
+        if transport is not None:
+            transport.close()
+
+    def abandon(self) -> None:
+        """Drop the connection and refuse every further command: reglab was interrupted,
+        and threads still working on this machine must end instead of connecting again."""
+        self._abandoned = True
+        self.abort()
+
+    def upload(self, data: bytes | str, dest: str, mode: str = "0600", timeout: int | None = None) -> invoke.Result:
+        """Write a small file as root, with `mode` from the moment it exists.
+
+        The data goes on stdin, never on a command line or through a file in
+        /tmp; under `umask 077` the file is never readable by others, not even
+        before `install` sets its mode. Folders it needs are made as `mkdir -p`
+        makes them. Logged and bounded like every command.
+        """
+        if not re.fullmatch(r"[0-7]{3,4}", mode):
+            raise ValueError(f"mode {mode!r}: expected octal digits such as 0600")
+        raw = data.encode() if isinstance(data, str) else data
+        folder = posixpath.dirname(dest) or "."
+        command = (f"mkdir -p {shlex.quote(folder)} && umask 077 && "
+                   f"install -m {mode} /dev/stdin {shlex.quote(dest)}")
+        # latin-1 maps every byte to one character and back: invoke decodes what it reads
+        # from in_stream and encodes it again, and any other codec would change binary data.
+        return self.sudo(command, in_stream=_Chunks(raw), encoding="latin-1", timeout=timeout)
+
+    def put(self, local: str | IO[bytes], remote: str | None = None, preserve_mode: bool = True,
+            timeout: int | None = None) -> Any:
+        """Copy a file over SFTP (the large ones: image bundles), bounded and logged like a command."""
+        timeout = timeout or self.default_timeout
+        size = _size(local)
+        shown = f"put {local if isinstance(local, str) else '<data>'} -> {remote} ({_human(size)})"
+        started = time.monotonic()
+        watchdog = _Watchdog(timeout, self.abort)  # nothing else bounds a transfer: no grace
+        try:
+            with watchdog:
+                result = super().put(local, remote, preserve_mode=preserve_mode)
+        except (OSError, paramiko.SSHException, EOFError) as exc:
+            elapsed = time.monotonic() - started
+            if watchdog.fired:
+                self.log.info("%s $ %s -> timed out after %.1fs", self.name, shown, elapsed)
+                raise RemoteError(f"{self.name}: {shown} timed out after {timeout}s") from None
+            self.log.info("%s $ %s -> failed after %.1fs: %s", self.name, shown, elapsed, exc)
+            raise RemoteError(f"{self.name}: {shown} failed ({type(exc).__name__}: {exc})") from None
+        elapsed = time.monotonic() - started
+        rate = f", {_human(size / elapsed)}/s" if size and elapsed > 0 else ""
+        self.log.info("%s $ %s -> done in %.2fs%s", self.name, shown, elapsed, rate)
+        return result
+
+
+class Host(_Logged, invoke.Context):
+    """Commands on this computer (docker build, vagrant), logged like a machine's."""
+
+    # Real attributes, not config keys (invoke's Context turns unknown attributes into config).
+    _abandoned = False
+    _runners: set[_Local] = set()
+    _runners_lock = threading.Lock()
+
+    def __init__(self, log: logging.Logger, redactor: Redactor, timeout: int = DEFAULT_TIMEOUT) -> None:
+        super().__init__()
+        self.config.runners.local = _Local
+        self.name = "host"
+        self.log = log
+        self.redactor = redactor
+        self.default_timeout = timeout
+        self._runners = set()
+        self._runners_lock = threading.Lock()
+
+    def _run(self, runner: Any, command: str, **kwargs: Any) -> invoke.Result:
+        if self._abandoned:
+            raise RemoteError(f"host: `{self.redactor.redact(command)}` not run, reglab was interrupted")
+        return super()._run(runner, command, **kwargs)
+
+    def _started(self, runner: _Local) -> None:
+        with self._runners_lock:
+            self._runners.add(runner)
+
+    def _ended(self, runner: _Local) -> None:
+        with self._runners_lock:
+            self._runners.discard(runner)
+
+    def abandon(self) -> None:
+        """End the commands running now, in every thread, and refuse new ones: reglab was interrupted."""
+        self._abandoned = True
+        with self._runners_lock:
+            running = list(self._runners)
+        for runner in running:
+            runner.end()
+
+
+def _size(local: str | IO[bytes]) -> int | None:
+    try:
+        if isinstance(local, str):
+            return os.path.getsize(local)
+        return len(local.getvalue()) if isinstance(local, io.BytesIO) else None
+    except OSError:
+        return None
+
+
+def _human(size: float | None) -> str:
+    if size is None:
+        return "size unknown"
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} GB"
