@@ -18,9 +18,8 @@ import pytest
 
 from lab.common.errors import LabError, LabFailure
 from lab.common.progress import Progress
-from lab.engine.session import Session
+from lab.engine.session import Session, load_lab
 from lab.engine.steps import Engine
-from lab.model import labfile
 from lab.model.diagnosis import format_diagnosis
 from lab.model.results import RunResult, Status, StepResult
 from lab.model.scenario import Scenario, Step
@@ -66,7 +65,7 @@ class LabRun:
             pytest.fail(f"the lab could not start: {self.error}", pytrace=False)
         if self._session is None:
             try:
-                lab = labfile.load(self.lab_path, overrides={"edition": self.edition})
+                lab = load_lab(self.lab_path, overrides={"edition": self.edition})
                 # NOTE: no lab lock for the test session: its tests start reglab on this lab themselves.
                 session = Session(lab, Progress(_TerminalStream(self.config)), lock=False)
             except (LabError, LabFailure) as exc:
@@ -136,9 +135,7 @@ class ScenarioFile(pytest.File):
     """A scenario YAML file: one item per step, in the file's order."""
 
     def collect(self):  # noqa: ANN201 - pytest's collector protocol
-        edition = self.config.getoption("--edition") or labfile.load(
-            Path(self.config.getoption("--lab")), environ=os.environ
-        ).edition
+        edition = self.config.getoption("--edition") or load_lab(Path(self.config.getoption("--lab"))).edition
         scenario = load_scenario(self.path, edition)
         self.scenario = scenario
         self.failed: str | None = None

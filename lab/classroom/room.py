@@ -40,6 +40,7 @@ from lab.common.errors import ConfigError, LabError, LabFailure, RemoteError
 from lab.common.files import private_dir, write_private
 from lab.common.progress import Progress
 from lab.common.sshkeys import new_key
+from lab.engine.session import load_lab
 from lab.machines.providers.ssh import host_block
 from lab.model import labfile
 from lab.model.results import Status, StepResult
@@ -333,7 +334,7 @@ class Classroom:
         """(id, title) of the class's scenario, the base lab file's, read once."""
         from lab.model import scenario
 
-        lab = labfile.load(self.base_lab)
+        lab = load_lab(self.base_lab)
         return [(s.id, s.title) for s in scenario.load(lab.manifest.path, lab.edition, lab.manifest).steps]
 
     def step_ids(self) -> list[str]:
@@ -347,12 +348,10 @@ class Classroom:
         return summary(grades, students=[m.id for m in self.members], steps=self.step_ids())
 
     def reset(self, member: Member) -> None:
-        from lab.engine.cleanup import reset
-
         session = self.session(member)
         try:
             session.require_running()
-            reset(session)
+            session.reset()
         finally:
             session.lock.release()
 

@@ -27,12 +27,11 @@ from lab.classroom.room import CHECK_TIMEOUT, JOBS, ClassBoard, Classroom, Outco
 from lab.classroom.roster import load_roster
 from lab.common.errors import ExitStatus, LabError, LabFailure
 from lab.common.progress import Progress
-from lab.engine.cleanup import reset
-from lab.engine.session import Session
+from lab.engine.session import Session, load_lab
 from lab.engine.teaching import instructions
 from lab.machines import boxes
 from lab.machines.boxes import PROVIDERS as BOX_PROVIDERS
-from lab.machines.providers import MachineStatus
+from lab.machines.providers.base import MachineStatus
 from lab.model import labfile
 from lab.model.diagnosis import format_diagnosis
 from lab.model.labfile import EDITIONS, IMAGE_SOURCES, OS_FAMILIES, PROVIDERS
@@ -205,7 +204,7 @@ def dispatch(args: argparse.Namespace, out: TextIO, err: TextIO) -> ExitStatus:
     if args.command == "class":  # many labs: each its own session
         return class_command(args, out, err)
     if args.command == "box":  # the host's cache only: no machine, no lab state, no lock
-        return box_build(labfile.load(args.lab, overrides=overrides), args, out, Progress(err, quiet=args.quiet))
+        return box_build(load_lab(args.lab, overrides), args, out, Progress(err, quiet=args.quiet))
     # Commands that only read, or hand the terminal over (ssh), do not wait for the lab's lock.
     lock = args.command not in ("status", "show", "report", "ssh")
     session = Session.from_file(args.lab, overrides, Progress(err, quiet=args.quiet), lock=lock)
@@ -352,7 +351,7 @@ def run_command(session: Session, args: argparse.Namespace, out: TextIO, err: Te
         return ExitStatus.OK if result.passed else ExitStatus.FAILED
     elif command == "reset":
         session.require_running()
-        reset(session)
+        session.reset()
         print("machines reset to the state after provisioning", file=out)
     elif command == "report":
         return show_report(session, args.readme, out)

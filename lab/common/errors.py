@@ -41,3 +41,12 @@ class LabFailure(Exception):
 
 class RemoteError(LabFailure):
     """A remote command failed, timed out, or its machine did not answer."""
+
+
+class Invalid(Exception):
+    """A value in a scenario that does not fit; `path` is its full key path. The loader turns it into a ConfigError."""
+
+    def __init__(self, path: str, problem: str) -> None:
+        super().__init__(f"{path}: {problem}")
+        self.path = path
+        self.problem = problem

@@ -10,15 +10,20 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from typing import TYPE_CHECKING, TypeVar
+from typing import Protocol, TypeVar
 
-if TYPE_CHECKING:
-    from lab.machines.remote import Machine
 
+class Abandonable(Protocol):
+    """What a Ctrl-C needs of a machine (lab.machines.remote.Machine): to drop its connection at once."""
+
+    def abandon(self) -> None: ...
+
+
+M = TypeVar("M", bound=Abandonable)
 T = TypeVar("T")
 
 
-def on_each(machines: Sequence[Machine], work: Callable[[Machine], T]) -> list[T]:
+def on_each(machines: Sequence[M], work: Callable[[M], T]) -> list[T]:
     """`work(machine)` for every machine at once; results in the machines' order."""
     if len(machines) == 1:
         return [work(machines[0])]

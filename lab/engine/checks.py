@@ -4,9 +4,10 @@ A check never changes a machine, so the same checks grade a student who did
 a step by hand. The parsers here are pure and tested without machines; the
 `run_*` functions fetch what they parse through the machine's connection.
 
-Each check kind is declared once, beside its run function: a `lab.model.kinds.Kind`
-with the keys it accepts (validated when a scenario loads) and the function
-`run` dispatches to. A new check kind is one function and one `Kind`.
+Each check kind's keys are declared once in `lab.model.kinds.CHECKS` (the
+scenario validates against them when it loads, with no machine); how it runs is
+its `run_*` function here, in `RUNNERS`. A new check kind is one `Kind` there
+and one function here; a unit test holds the two tables to the same names.
 """
 
 from __future__ import annotations
@@ -16,31 +17,16 @@ import binascii
 import json
 import re
 import shlex
-from collections.abc import Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from lab.common import clip
 from lab.common.errors import LabFailure
-from lab.model.kinds import (
-    TEXT_KEYS,
-    Captures,
-    Choice,
-    Exit,
-    Flag,
-    Int,
-    Key,
-    Kind,
-    Mode,
-    Nested,
-    Seconds,
-    Strings,
-    Text,
-)
 from lab.pki import certs
 
 if TYPE_CHECKING:
-    from lab.engine.steps import Context
+    from lab.engine.context import Context
     from lab.machines.remote import Machine
 
 CURL_TIMEOUT = 10
@@ -194,16 +180,6 @@ def run_command(item: dict[str, Any], machine: Machine, ctx: Context) -> Outcome
     return Outcome(exit_ok and text_ok, expected, seen, captured)
 
 
-COMMAND = Kind("command", "check", {
-    "command": Key(Text(), required=True),
-    "stdin": Key(Text()),
-    "exit": Key(Exit()),
-    **TEXT_KEYS,
-    "capture": Key(Captures()),
-    "timeout": Key(Seconds()),
-}, run=run_command)
-
-
 def run_http(
     item: dict[str, Any], machine: Machine, ctx: Context, credentials: tuple[str, str] | None = None
 ) -> Outcome:
@@ -267,38 +243,6 @@ def run_http(
     return Outcome(ok, expected, seen)
 
 
-HTTP_EXPECTATIONS = ("status", "body", "body_contains", "headers")
-
-
-def _http_expects_something(item: Mapping[str, Any]) -> tuple[str, str] | None:
-    """Without an expectation an http check passes on any answer, so it must have one."""
-    given = [key for key in HTTP_EXPECTATIONS if key in item]
-    if item.get("unreachable"):
-        if given:
-            return given[0], "an unreachable URL gives no answer to compare; drop this key or `unreachable`"
-        return None
-    if not given:
-        return "", (f"an http check must expect something: {', '.join(HTTP_EXPECTATIONS)} or unreachable: true "
-                    "(without one it passes on any answer)")
-    return None
-
-
-HTTP = Kind("http", "check", {
-    "http": Key(Text(), required=True),
-    "status": Key(Int(100, 599, "an HTTP status")),
-    "body": Key(Text(empty=True)),
-    "body_contains": Key(Text()),
-    "headers": Key(Strings()),
-    "unreachable": Key(Flag()),
-    "auth": Key(Choice(("none", "user", "wrong"))),
-    "head": Key(Flag()),
-    "user_agent": Key(Text()),
-    "accept": Key(Text()),
-    "cacert": Key(Text()),
-    "timeout": Key(Seconds()),
-}, rules=(_http_expects_something,), run=run_http)
-
-
 def run_tls(item: dict[str, Any], machine: Machine, ctx: Context) -> Outcome:
     target = item["tls"]
     servername = item.get("servername") or target.rsplit(":", 1)[0]
@@ -338,14 +282,6 @@ def run_tls(item: dict[str, Any], machine: Machine, ctx: Context) -> Outcome:
     return Outcome(not problems, expected, seen)
 
 
-TLS = Kind("tls", "check", {
-    "tls": Key(Text(), required=True),
-    "ca": Key(Text(), required=True),
-    "servername": Key(Text()),
-    "san": Key(Flag()),
-}, run=run_tls)
-
-
 def run_file(item: dict[str, Any], machine: Machine, ctx: Context) -> Outcome:
     path = item["file"]
     quoted = shlex.quote(path)
@@ -375,25 +311,6 @@ def run_file(item: dict[str, Any], machine: Machine, ctx: Context) -> Outcome:
 
 
 # What `stat -c %F` prints; a check names one (an empty regular file counts as a regular file).
-FILE_TYPES = ("regular file", "directory", "symbolic link", "socket", "fifo", "character special file",
-              "block special file")
-
-
-def _absent_alone(item: Mapping[str, Any]) -> tuple[str, str] | None:
-    if item.get("absent"):
-        for key in ("type", "mode", *TEXT_KEYS):
-            if key in item:
-                return key, "a file expected absent has no type, mode or content to check"
-    return None
-
-
-FILE = Kind("file", "check", {
-    "file": Key(Text(), required=True),
-    "type": Key(Choice(FILE_TYPES)),
-    "mode": Key(Mode()),
-    "absent": Key(Flag()),
-    **TEXT_KEYS,
-}, rules=(_absent_alone,), run=run_file)
 
 
 def run_docker_login(item: dict[str, Any], machine: Machine, ctx: Context) -> Outcome:
@@ -413,9 +330,6 @@ def run_docker_login(item: dict[str, Any], machine: Machine, ctx: Context) -> Ou
     return Outcome(probe.ok, expected, f"stored user {user!r}; GET https://{registry}/v2/ with them: {probe.seen}")
 
 
-DOCKER_LOGIN = Kind("docker_login", "check", {"docker_login": Key(Text(), required=True)}, run=run_docker_login)
-
-
 def run_any(item: dict[str, Any], machine: Machine, ctx: Context) -> Outcome:
     """Passes when one alternative passes: a step's effect as it stands now or after later steps."""
     outcomes = []
@@ -429,14 +343,19 @@ def run_any(item: dict[str, Any], machine: Machine, ctx: Context) -> Outcome:
     return Outcome(False, expected, seen)
 
 
-ANY = Kind("any", "check", {"any": Key(Nested(many=True), required=True)}, run=run_any)
-
-# Every check kind, in the order the loader lists them.
-KINDS: dict[str, Kind] = {kind.name: kind for kind in (COMMAND, HTTP, TLS, FILE, DOCKER_LOGIN, ANY)}
+# How each check kind runs; its keys are declared in lab.model.kinds.CHECKS.
+RUNNERS: dict[str, Callable[..., Outcome]] = {
+    "command": run_command,
+    "http": run_http,
+    "tls": run_tls,
+    "file": run_file,
+    "docker_login": run_docker_login,
+    "any": run_any,
+}
 
 
 def run(item: dict[str, Any], machine: Machine, ctx: Context) -> Outcome:
-    kind = next((k for k in KINDS if k in item), None)
+    kind = next((k for k in RUNNERS if k in item), None)
     if kind is None:
         raise LabFailure(f"not a check: {item}")
-    return KINDS[kind].run(item, machine, ctx)
+    return RUNNERS[kind](item, machine, ctx)

@@ -6,8 +6,10 @@ leave goes. Machines given over SSH may hold work that is not the lab's, so
 there only what the lab makes goes: containers of the lab's images, the
 scenario's folder (its `workdir`), and what the scenario's `reset:` names
 (its Compose project, the tags its steps make, its /etc/hosts line, its CA,
-its login: lab/model/manifest.py). `remove_lab` (what `reglab down` does on given
-machines) takes away, besides, what provisioning put there.
+its login: lab/model/manifest.py). With `remove` (what `reglab down` does on
+given machines) it takes away, besides, what provisioning put there.
+
+The session (lab.engine.session) decides when; this module only says what.
 """
 
 from __future__ import annotations
@@ -17,11 +19,13 @@ import shlex
 from typing import TYPE_CHECKING
 
 from lab.common.parallel import on_each
-from lab.engine.steps import IDENTITY_FILE
+from lab.engine.context import IDENTITY_FILE
 from lab.machines.provision import RESTART_DROPIN
 
 if TYPE_CHECKING:
-    from lab.engine.session import Session
+    from collections.abc import Sequence
+
+    from lab.engine.context import Context
     from lab.machines.remote import Machine
 
 # Machines reglab made: where a student's work lives, all of it.
@@ -57,24 +61,23 @@ REMOVE_COMMANDS = (
 )
 
 
-def commands(session: Session, name: str, remove: bool = False) -> list[str]:
+def commands(ctx: Context, name: str, makes_machines: bool, remove: bool = False) -> list[str]:
     """The commands that reset (or, with `remove`, take the lab off) one machine."""
-    ctx = session.context()
     family = ctx.family(name)
     images = ctx.images.all()
-    declared = session.lab.manifest
+    declared = ctx.lab.manifest
     values = {
         "keep": " -e ".join(shlex.quote(i) for i in images),
         "images": " ".join(shlex.quote(i) for i in images),
-        "domain": session.lab.domain.replace(".", r"\."),
-        "domain_name": shlex.quote(session.lab.domain),
+        "domain": ctx.lab.domain.replace(".", r"\."),
+        "domain_name": shlex.quote(ctx.lab.domain),
         "anchor_dir": family.ca_anchor_dir,
         "ca_update": family.ca_update,
         "workdir": shlex.quote(declared.workdir),
         "project": shlex.quote(posixpath.basename(declared.workdir)),  # Compose names it after its folder
     }
     reset = declared.reset
-    if session.provider.makes_machines:
+    if makes_machines:
         chosen = [*MADE_COMMANDS, *reset["made"], *reset["all"], *RESTART]
     else:
         chosen = [*GIVEN_COMMANDS, *reset["given"], *GIVEN_AFTER, *reset["all"], *RESTART]
@@ -83,29 +86,18 @@ def commands(session: Session, name: str, remove: bool = False) -> list[str]:
     return [command.format(**values) for command in chosen]
 
 
-def reset(session: Session) -> None:
-    """Both machines back to the state after provisioning, at once; no step counts as done."""
-    ctx = session.context()
+def clean(ctx: Context, names: Sequence[str], makes_machines: bool, remove: bool = False) -> None:
+    """Every machine at once: back to the state after provisioning, or, with `remove`, the lab taken off."""
 
-    def clean(machine: Machine) -> None:
-        for command in commands(session, machine.name):
+    def one(machine: Machine) -> None:
+        for command in commands(ctx, machine.name, makes_machines, remove):
             machine.sudo(command)
 
-    with session.progress.phase("reset", "reset both machines"):
-        on_each([ctx.machine(name) for name in session.provider.names], clean)
-    session.state.data["steps"] = {}
-    session.state.save()
+    on_each([ctx.machine(name) for name in names], one)
 
 
-def remove_lab(session: Session) -> list[str]:
-    """Take the lab off machines reglab did not make (they stay); say what went."""
-    ctx = session.context()
-
-    def clean(machine: Machine) -> None:
-        for command in commands(session, machine.name, remove=True):
-            machine.sudo(command)
-
-    on_each([ctx.machine(name) for name in session.provider.names], clean)
-    return [f"from {', '.join(session.provider.names)}: the lab's containers, images, {session.lab.manifest.workdir}, "
+def removed(ctx: Context, names: Sequence[str]) -> list[str]:
+    """What `clean(..., remove=True)` took off given machines, in words."""
+    return [f"from {', '.join(names)}: the lab's containers, images, {ctx.lab.manifest.workdir}, "
             f"its /etc/hosts line, trusted CA and login, and reglab's Docker drop-in and identity "
             f"(packages provisioning installed stay)"]

@@ -9,17 +9,22 @@ from __future__ import annotations
 
 import contextlib
 import threading
+from collections.abc import Mapping
 from pathlib import Path
 
 from lab.common.errors import LabError, RemoteError
 from lab.common.files import private_dir
 from lab.common.parallel import on_each
 from lab.common.progress import Progress
+from lab.engine import cleanup
+from lab.engine.context import Context
 from lab.engine.state import LabLock, State
-from lab.engine.steps import Context, Engine
+from lab.engine.steps import Engine
+from lab.machines.hostsetup import usable_provider
 from lab.machines.images import Builder, LabImages
 from lab.machines.osfamily import DEBIAN
-from lab.machines.providers import Provider, for_lab
+from lab.machines.providers import for_lab
+from lab.machines.providers.base import Provider
 from lab.machines.provision import Provisioned, package_versions, plan, provision
 from lab.machines.warm import DockerWarm, LibvirtWarm, WarmKey, warm_key
 from lab.model import labfile, scenario
@@ -27,6 +32,11 @@ from lab.model.credentials import Redactor, resolve_passwords
 from lab.model.labfile import Lab
 from lab.model.results import RunResult
 from lab.reports import report
+
+
+def load_lab(path: Path, overrides: Mapping[str, str | None] | None = None) -> Lab:
+    """The lab file as reglab's commands read it: `provider: auto` is what this host can run."""
+    return labfile.load(path, overrides=overrides, auto_provider=usable_provider)
 
 
 class Session:
@@ -59,7 +69,7 @@ class Session:
     @classmethod
     def from_file(cls, path: Path, overrides: dict[str, str | None] | None = None,
                   progress: Progress | None = None, lock: bool = True) -> Session:
-        return cls(labfile.load(path, overrides=overrides), progress, lock=lock)
+        return cls(load_lab(path, overrides), progress, lock=lock)
 
     def verify_machines(self) -> None:
         """Ask each machine who it is (both at once); forget results of machines made anew."""
@@ -235,13 +245,19 @@ class Session:
 
     def remove_lab(self) -> list[str]:
         """What reglab put on machines it did not make, taken away (they must answer)."""
-        from lab.engine.cleanup import remove_lab
-
         missing = self.refresh_state()
         if missing:
             raise LabError(f"machine {missing[0]} does not answer, so what the lab put there cannot be "
                            f"removed; `reglab status` says more")
-        return remove_lab(self)
+        cleanup.clean(self.context(), self.provider.names, makes_machines=False, remove=True)
+        return cleanup.removed(self.context(), self.provider.names)
+
+    def reset(self) -> None:
+        """Both machines back to the state after provisioning, at once; no step counts as done."""
+        with self.progress.phase("reset", "reset both machines"):
+            cleanup.clean(self.context(), self.provider.names, self.provider.makes_machines)
+        self.state.data["steps"] = {}
+        self.state.save()
 
     # -- steps -----------------------------------------------------------------
     def context(self) -> Context:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from lab.common.errors import RemoteError
-from lab.engine.steps import render_template, render_value, template_variables
+from lab.engine.context import render_template, render_value, template_variables
 from lab.machines.osfamily import DEBIAN, FAMILIES, Family
 from lab.model.scenario import ACTION_KINDS, CHECK_KINDS, kind_of
 

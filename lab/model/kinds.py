@@ -1,12 +1,12 @@
 """Step kinds as typed parts: the keys each action and check accepts, declared once.
 
 A kind is one `Kind`: its keys (each with a value type and whether it is
-required), the rules that tie keys together, and, for a check, the function
-that runs it (declared beside that function in `lab.engine.checks`). The scenario
-loader validates every item against its kind, so a misspelt key is an error
-when the scenario loads, not a check that passes on anything.
+required) and the rules that tie keys together. The scenario loader validates
+every item against its kind, so a misspelt key is an error when the scenario
+loads, not a check that passes on anything.
 
-The actions are declared here; the engine runs them (`Engine._do_<kind>`).
+Actions and checks are both declared here, as data; the engine runs them
+(`lab.engine.steps.Engine._do_<kind>` and `lab.engine.checks.RUNNERS`).
 """
 
 from __future__ import annotations
@@ -14,9 +14,10 @@ from __future__ import annotations
 import difflib
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
+from lab.common.errors import Invalid
 from lab.model.labfile import EDITIONS
 
 # A rule sees a whole item and names the key it faults ("" for the item) and why.
@@ -25,15 +26,6 @@ Rule = Callable[[Mapping[str, Any]], tuple[str, str] | None]
 _TEMPLATE_PART = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", re.DOTALL)
 _MODE = re.compile(r"^0?[0-7]{3,4}$")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-
-
-class Invalid(Exception):
-    """An item that does not fit its kind; `path` is the full item path with the key."""
-
-    def __init__(self, path: str, problem: str) -> None:
-        super().__init__(f"{path}: {problem}")
-        self.path = path
-        self.problem = problem
 
 
 def _got(value: Any) -> str:
@@ -258,7 +250,6 @@ class Kind:
     role: str  # "action" or "check"
     keys: Mapping[str, Key]
     rules: tuple[Rule, ...] = ()
-    run: Callable[..., Any] | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         own = self.keys.get(self.name)
@@ -356,3 +347,85 @@ ACTIONS: dict[str, Kind] = {
         Kind("check", "action", {"check": Key(Nested(many=False), required=True)}),
     )
 }
+
+
+# --- the checks (run by lab.engine.checks) ----------------------------------------------
+
+COMMAND = Kind("command", "check", {
+    "command": Key(Text(), required=True),
+    "stdin": Key(Text()),
+    "exit": Key(Exit()),
+    **TEXT_KEYS,
+    "capture": Key(Captures()),
+    "timeout": Key(Seconds()),
+})
+
+
+HTTP_EXPECTATIONS = ("status", "body", "body_contains", "headers")
+
+
+def _http_expects_something(item: Mapping[str, Any]) -> tuple[str, str] | None:
+    """Without an expectation an http check passes on any answer, so it must have one."""
+    given = [key for key in HTTP_EXPECTATIONS if key in item]
+    if item.get("unreachable"):
+        if given:
+            return given[0], "an unreachable URL gives no answer to compare; drop this key or `unreachable`"
+        return None
+    if not given:
+        return "", (f"an http check must expect something: {', '.join(HTTP_EXPECTATIONS)} or unreachable: true "
+                    "(without one it passes on any answer)")
+    return None
+
+
+HTTP = Kind("http", "check", {
+    "http": Key(Text(), required=True),
+    "status": Key(Int(100, 599, "an HTTP status")),
+    "body": Key(Text(empty=True)),
+    "body_contains": Key(Text()),
+    "headers": Key(Strings()),
+    "unreachable": Key(Flag()),
+    "auth": Key(Choice(("none", "user", "wrong"))),
+    "head": Key(Flag()),
+    "user_agent": Key(Text()),
+    "accept": Key(Text()),
+    "cacert": Key(Text()),
+    "timeout": Key(Seconds()),
+}, rules=(_http_expects_something,))
+
+
+TLS = Kind("tls", "check", {
+    "tls": Key(Text(), required=True),
+    "ca": Key(Text(), required=True),
+    "servername": Key(Text()),
+    "san": Key(Flag()),
+})
+
+
+FILE_TYPES = ("regular file", "directory", "symbolic link", "socket", "fifo", "character special file",
+              "block special file")
+
+
+def _absent_alone(item: Mapping[str, Any]) -> tuple[str, str] | None:
+    if item.get("absent"):
+        for key in ("type", "mode", *TEXT_KEYS):
+            if key in item:
+                return key, "a file expected absent has no type, mode or content to check"
+    return None
+
+
+FILE = Kind("file", "check", {
+    "file": Key(Text(), required=True),
+    "type": Key(Choice(FILE_TYPES)),
+    "mode": Key(Mode()),
+    "absent": Key(Flag()),
+    **TEXT_KEYS,
+}, rules=(_absent_alone,))
+
+
+DOCKER_LOGIN = Kind("docker_login", "check", {"docker_login": Key(Text(), required=True)})
+
+
+ANY = Kind("any", "check", {"any": Key(Nested(many=True), required=True)})
+
+# Every check kind, in the order the loader lists them; lab.engine.checks runs them.
+CHECKS: dict[str, Kind] = {kind.name: kind for kind in (COMMAND, HTTP, TLS, FILE, DOCKER_LOGIN, ANY)}

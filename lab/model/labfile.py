@@ -12,7 +12,7 @@ import ipaddress
 import os
 import re
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -199,8 +199,13 @@ def load(
     path: Path,
     environ: Mapping[str, str] | None = None,
     overrides: Mapping[str, str | None] | None = None,
+    auto_provider: Callable[[], str] | None = None,
 ) -> Lab:
-    """Read, layer and validate a lab file; raise ConfigError naming the key path."""
+    """Read, layer and validate a lab file; raise ConfigError naming the key path.
+
+    `provider: auto` is resolved by `auto_provider`, which probes the host: the
+    model does not (lab.engine.session.load_lab passes lab.machines.hostsetup's).
+    """
     source = str(path)
     try:
         data = Path(path).read_bytes()
@@ -212,7 +217,7 @@ def load(
     declared = scenario_manifest(raw, Path(path).resolve().parent, overrides or {}, source)
     merged = layer(raw, environ if environ is not None else os.environ, overrides or {}, source,
                    defaults_for(declared))
-    return validate(merged, Path(path).resolve(), source, declared)
+    return validate(merged, Path(path).resolve(), source, declared, auto_provider)
 
 
 def default_scenario() -> Path:
@@ -351,10 +356,11 @@ def layer(
     return merged
 
 
-def validate(data: Mapping[str, Any], path: Path, source: str, declared: Manifest | None = None) -> Lab:
+def validate(data: Mapping[str, Any], path: Path, source: str, declared: Manifest | None = None,
+             auto_provider: Callable[[], str] | None = None) -> Lab:
     declared = declared or manifests.load(default_scenario())
     v = _Validator(source)
-    provider = v.provider(data["provider"])
+    provider = v.provider(data["provider"], auto_provider)
     machines = v.machines(data["machines"], provider, path.parent, declared.roles)
     images = v.mapping(data["images"], "images")
     ports = v.mapping(data["ports"], "ports")
@@ -415,12 +421,14 @@ class _Validator(FieldReader):
             raise self.fail(path, f"expected one of {', '.join(choices)}, got {value!r}")
         return value
 
-    def provider(self, value: Any) -> str:
-        """`auto` is the provider this host can run: VirtualBox or libvirt where usable, else docker."""
+    def provider(self, value: Any, auto_provider: Callable[[], str] | None) -> str:
+        """`auto` is the provider this host can run (VirtualBox or libvirt where usable, else docker),
+        as `auto_provider` finds it."""
         if value == "auto":
-            from lab.machines.hostsetup import usable_provider
-
-            return usable_provider()
+            if auto_provider is None:
+                raise self.fail("provider", "auto needs the host probed, which only reglab's commands do; "
+                                            f"name one of {', '.join(PROVIDERS)}")
+            return auto_provider()
         return self.choice(value, "provider", (*PROVIDERS, "auto"))
 
     def mirror(self, value: Any, path: str = "mirror") -> str | None:

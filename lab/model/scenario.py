@@ -30,18 +30,17 @@ from typing import Any
 import jinja2
 import yaml
 
-from lab.common.errors import ConfigError
-from lab.engine import checks
+from lab.common.errors import ConfigError, Invalid
 from lab.model import manifest as manifests
 from lab.model.diagnosis import Cause
-from lab.model.kinds import ACTIONS, Invalid, Kind
+from lab.model.kinds import ACTIONS, CHECKS, Kind
 from lab.model.labfile import EDITIONS, default_scenario
 from lab.model.manifest import Manifest
 from lab.tutorial import commands
 from lab.tutorial.text import DIGEST_LENGTH, Cite
 
 ACTION_KINDS = tuple(ACTIONS)
-CHECK_KINDS = tuple(checks.KINDS)
+CHECK_KINDS = tuple(CHECKS)
 STEP_KEYS = ("id", "title", "section", "why", "passes_before", "bridge_from", "look_past", "tutorial", "solve",
              "check")
 CITE_KEYS = ("block", "first", "sha256", "why")
@@ -163,7 +162,7 @@ def _step(raw: Any, where: str, seen: set[str], edition: str, text: commands.Tut
     tutorial = _cites(raw.get("tutorial", []), f"{where}.tutorial", need_why=False)
     look_past = _look_past(raw.get("look_past", {}), f"{where}.look_past", declared)
     parts = {}
-    for part, table in (("solve", ACTIONS), ("check", checks.KINDS)):
+    for part, table in (("solve", ACTIONS), ("check", CHECKS)):
         value = raw.get(part) or {}
         _validate_part(value, f"{where}.{part}", table, declared.roles)
         _compile_strings(value, f"{where}.{part}")
@@ -272,9 +271,9 @@ def _validate(item: Any, where: str, table: Mapping[str, Kind]) -> None:
             continue
         if many:
             for i, inner in enumerate(item[key]):
-                _validate(inner, f"{where}.{key}[{i}]", checks.KINDS)
+                _validate(inner, f"{where}.{key}[{i}]", CHECKS)
         else:
-            _validate(item[key], f"{where}.{key}", checks.KINDS)
+            _validate(item[key], f"{where}.{key}", CHECKS)
             if "only" in item[key]:
                 raise Invalid(f"{where}.{key}.only", "goes on the action, not on the check inside it")
 
@@ -304,7 +303,7 @@ def _for_edition(items: list[dict[str, Any]], where: str, edition: str, table: M
         kind = table[next(name for name in table if name in item)]
         for key, many in kind.nested().items():
             if many and key in item:
-                item[key] = _for_edition(item[key], f"{where}[{j}].{key}", edition, checks.KINDS)
+                item[key] = _for_edition(item[key], f"{where}[{j}].{key}", edition, CHECKS)
                 if not item[key]:
                     raise Invalid(f"{where}[{j}].{key}", f"no alternative applies to the {edition} edition")
         kept.append(item)

@@ -35,7 +35,7 @@ from typing import Any
 
 import jinja2
 
-from lab.model.kinds import Invalid
+from lab.common.errors import Invalid
 from lab.tutorial.text import Block, code_blocks, placeholders_in, substitute, waits_for_input
 
 EQUIVALENT_KEYS = ("block", "lines", "run", "stdin", "prompts", "why")

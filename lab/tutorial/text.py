@@ -18,10 +18,7 @@ import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from lab.model.scenario import Scenario
+from typing import Protocol
 
 TUTORIAL = Path(__file__).resolve().parent.parent / "scenarios" / "tutorial.md"
 DIGEST_LENGTH = 16
@@ -126,7 +123,19 @@ def classify(text: str, language: str = "") -> str:
     return "other"
 
 
-def drift(scenario: Scenario, text: str) -> list[str]:
+class _CitingStep(Protocol):
+    id: str
+    tutorial: tuple[Cite, ...]
+
+
+class Citations(Protocol):
+    """What drift needs of a scenario (lab.model.scenario.Scenario): which blocks each step cites."""
+
+    steps: tuple[_CitingStep, ...]
+    left_out: tuple[Cite, ...]
+
+
+def drift(scenario: Citations, text: str) -> list[str]:
     """Where the scenario and the tutorial text disagree, one message each; empty when they agree."""
     blocks = code_blocks(text)
     by_digest: dict[str, list[Block]] = {}

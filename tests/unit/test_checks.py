@@ -17,7 +17,7 @@ import pytest
 from lab.common.errors import LabFailure
 from lab.engine import checks
 from lab.engine.checks import HttpResponse, Outcome, curl_config, docker_auth, match_text, parse_http_response
-from lab.engine.steps import Context
+from lab.engine.context import Context
 from lab.model import manifest
 from lab.model.credentials import MASK, Redactor
 from lab.model.diagnosis import diagnose
@@ -714,3 +714,10 @@ def test_tls_with_a_missing_ca_file_fails_and_lets_the_next_alternative_run() ->
     assert not outcome.ok
     assert "/nonexistent.crt does not exist or cannot be read" in outcome.seen
     assert "/etc/ca.crt is not a PEM certificate" in outcome.seen
+
+
+def test_every_check_kind_declared_in_the_model_has_a_runner_and_no_more() -> None:
+    from lab.engine.checks import RUNNERS
+    from lab.model.kinds import CHECKS
+
+    assert list(RUNNERS) == list(CHECKS)

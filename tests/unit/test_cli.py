@@ -194,7 +194,7 @@ def test_help_exits_0(argv: list[str]) -> None:
 def machines(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     """Vagrant's view of the machines (name -> state) and their identities, without Vagrant."""
     from lab.engine.session import Session
-    from lab.machines.providers import MachineStatus
+    from lab.machines.providers.base import MachineStatus
     from lab.machines.providers.vagrant import VagrantProvider as Lifecycle
 
     found = {"registry": "not_created", "client": "not_created"}

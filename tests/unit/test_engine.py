@@ -222,7 +222,7 @@ def test_a_broken_template_is_a_lab_error_not_a_traceback() -> None:
     import jinja2
 
     from lab.common.errors import LabError
-    from lab.engine.steps import render_template, render_value
+    from lab.engine.context import render_template, render_value
     from lab.model import manifest
     from lab.model.labfile import default_scenario
 
@@ -277,7 +277,7 @@ def test_an_unknown_os_is_the_same_usage_error_on_the_engines_path(tmp_path: Pat
     from types import SimpleNamespace
 
     from lab.common.errors import ExitStatus
-    from lab.engine.steps import Context
+    from lab.engine.context import Context
     from lab.machines.osfamily import UnsupportedOS
     from lab.model.credentials import Redactor
     from lab.model.labfile import load
@@ -351,7 +351,7 @@ class _Lab:
 
 def _three_steps(tmp_path: Path, state: State, broken: set[str]) -> tuple[Engine, _Lab]:
     """An as-written engine over THREE_STEPS on one fake machine, rendering for real."""
-    from lab.engine.steps import Context
+    from lab.engine.context import Context
     from lab.model.credentials import Redactor
     from lab.model.labfile import load
 
@@ -504,7 +504,7 @@ class _Registry(_Lab):
 
 def _pull_steps(tmp_path: Path, state: State, broken: set[str] = frozenset(), edition: str = "as-written",
                 text: str = PULL_STEPS) -> tuple[Engine, _Registry]:
-    from lab.engine.steps import Context
+    from lab.engine.context import Context
     from lab.model.credentials import Redactor
     from lab.model.labfile import load
 

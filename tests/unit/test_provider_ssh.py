@@ -208,18 +208,17 @@ def test_two_machines_met_at_once_both_keep_their_keys(tmp_path: Path) -> None:
 # --- cleanup: a given machine keeps what is not the lab's ------------------------------------
 
 
-def cleanup_session(makes_machines: bool) -> SimpleNamespace:
+def cleanup_context() -> SimpleNamespace:
     family = SimpleNamespace(ca_anchor_dir="/usr/local/share/ca-certificates", ca_update="update-ca-certificates")
-    ctx = SimpleNamespace(family=lambda name: family,
-                          images=SimpleNamespace(all=lambda: ["reglab/registry:1", "reglab/nginx:1", "reglab/bb:1"]))
-    return SimpleNamespace(context=lambda: ctx, lab=SimpleNamespace(domain="myregistrydomain.com",
-                                                                    manifest=manifest.load(default_scenario())),
-                           provider=SimpleNamespace(makes_machines=makes_machines))
+    return SimpleNamespace(family=lambda name: family,
+                           images=SimpleNamespace(all=lambda: ["reglab/registry:1", "reglab/nginx:1", "reglab/bb:1"]),
+                           lab=SimpleNamespace(domain="myregistrydomain.com",
+                                               manifest=manifest.load(default_scenario())))
 
 
 def test_reset_on_given_machines_removes_only_what_the_tutorial_makes() -> None:
-    given = cleanup.commands(cleanup_session(False), "registry")
-    made = cleanup.commands(cleanup_session(True), "registry")
+    given = cleanup.commands(cleanup_context(), "registry", makes_machines=False)
+    made = cleanup.commands(cleanup_context(), "registry", makes_machines=True)
     assert "docker ps -aq | xargs -r docker rm -f -v >/dev/null" in made  # every container, on a lab machine
     assert not any(c.startswith("docker ps -aq |") or "prune" in c for c in given)  # never on a given one
     assert any("--filter ancestor=$image" in c and "reglab/nginx:1" in c for c in given)
@@ -229,7 +228,7 @@ def test_reset_on_given_machines_removes_only_what_the_tutorial_makes() -> None:
 
 
 def test_removing_the_lab_also_takes_what_provisioning_put_there_but_not_packages() -> None:
-    removed = cleanup.commands(cleanup_session(False), "client", remove=True)
+    removed = cleanup.commands(cleanup_context(), "client", makes_machines=False, remove=True)
     assert any("reglab-restarts.conf" in c for c in removed)
     assert any(c.startswith("rm -rf /var/lib/reglab") for c in removed)
     assert any(c.startswith("docker rmi reglab/registry:1 reglab/nginx:1 reglab/bb:1") for c in removed)
@@ -237,7 +236,7 @@ def test_removing_the_lab_also_takes_what_provisioning_put_there_but_not_package
 
 
 def test_the_identity_file_lives_where_cleanup_removes_it() -> None:
-    from lab.engine.steps import IDENTITY_FILE
+    from lab.engine.context import IDENTITY_FILE
 
     assert os.path.dirname(IDENTITY_FILE) == "/var/lib/reglab"
 

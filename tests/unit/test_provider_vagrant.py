@@ -19,7 +19,7 @@ import pytest
 
 import lab.machines.providers.vagrant as machines
 from lab.common.errors import LabError, LabFailure, RemoteError
-from lab.machines.providers import wait_for_ssh
+from lab.machines.providers.base import wait_for_ssh
 from lab.machines.providers.vagrant import (
     VAGRANT_MISSING,
     VBOX_NETWORKS,

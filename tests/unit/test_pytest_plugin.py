@@ -37,7 +37,7 @@ class FakeConfig:
 def test_machines_are_destroyed_when_provisioning_fails(tmp_path, monkeypatch) -> None:
     """Seen: a failed boot or provision left both machines running, since nothing was recorded to destroy."""
     monkeypatch.setattr(pytest_plugin, "Session", FakeSession)
-    monkeypatch.setattr(pytest_plugin.labfile, "load", lambda path, overrides=None: SimpleNamespace(edition="modern"))
+    monkeypatch.setattr(pytest_plugin, "load_lab", lambda path, overrides=None: SimpleNamespace(edition="modern"))
     FakeSession.downs = 0
     run = pytest_plugin.LabRun(FakeConfig(tmp_path))
     with pytest.raises(pytest.fail.Exception, match="the lab could not start: client"):

@@ -17,7 +17,7 @@ import pytest
 from lab.cli.main import main
 from lab.common.errors import ConfigError
 from lab.engine import cleanup
-from lab.engine.steps import Context, render_template, render_value, template_variables
+from lab.engine.context import Context, render_template, render_value, template_variables
 from lab.machines.images import Builder, LabImages
 from lab.machines.osfamily import DEBIAN
 from lab.model import labfile, manifest, scenario
@@ -194,10 +194,9 @@ def test_a_reset_runs_its_reset_commands_and_none_of_the_tutorials(tmp_path, sec
 
     lab = labfile.load(lab_file(tmp_path), environ={})
     family = SimpleNamespace(ca_anchor_dir="/usr/local/share/ca-certificates", ca_update="update-ca-certificates")
-    ctx = SimpleNamespace(family=lambda name: family, images=LabImages(server="reglab/second-server:1"))
+    ctx = SimpleNamespace(family=lambda name: family, images=LabImages(server="reglab/second-server:1"), lab=lab)
     for made in (True, False):
-        session = SimpleNamespace(context=lambda: ctx, lab=lab, provider=SimpleNamespace(makes_machines=made))
-        commands = cleanup.commands(session, "web")
+        commands = cleanup.commands(ctx, "web", made)
         text = "\n".join(commands)
         assert r"/[[:space:]]shop\.example$/d" in text
         assert "rm -rf /root/second-lab" in text

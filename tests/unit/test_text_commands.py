@@ -20,8 +20,9 @@ import yaml
 from lab.common.errors import ConfigError
 from lab.common.progress import Progress
 from lab.engine import teaching
+from lab.engine.context import Context
 from lab.engine.state import State
-from lab.engine.steps import Context, Engine
+from lab.engine.steps import Engine
 from lab.machines.images import LabImages
 from lab.model import scenario
 from lab.model.credentials import Redactor

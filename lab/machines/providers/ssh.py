@@ -20,7 +20,7 @@ from pathlib import Path
 from lab.common.errors import LabError, RemoteError
 from lab.common.files import atomic_write, write_private
 from lab.common.parallel import on_each
-from lab.machines.providers import MachineStatus, Say
+from lab.machines.providers.base import MachineStatus, Say
 from lab.machines.remote import Host, Machine, machine_logger
 from lab.model.credentials import Redactor
 from lab.model.labfile import Lab

@@ -33,7 +33,7 @@ from lab.common.clip import tail  # noqa: E402
 from lab.common.errors import LabError, RemoteError  # noqa: E402
 from lab.common.files import write_private  # noqa: E402
 from lab.machines import boxes, hostapt  # noqa: E402
-from lab.machines.providers import MachineStatus, Say, wait_for_ssh  # noqa: E402
+from lab.machines.providers.base import MachineStatus, Say, wait_for_ssh  # noqa: E402
 from lab.machines.remote import Host, Machine, machine_logger  # noqa: E402
 from lab.machines.warm import (  # noqa: E402
     WARM_BOX_VERSION,

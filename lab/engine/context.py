@@ -1,0 +1,169 @@
+"""What one run knows: the lab, its machines, the resolved images, and values captured by checks.
+
+`Context` is what checks (lab.engine.checks) and the engine (lab.engine.steps)
+both use; it renders a scenario's templates for a machine and reads and
+writes files on it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import re
+import shlex
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import jinja2
+
+from lab.common.errors import LabError, LabFailure
+from lab.machines.images import LabImages
+from lab.machines.osfamily import Family, family_for
+from lab.machines.remote import Machine
+from lab.model.credentials import Redactor
+from lab.model.labfile import Lab, User
+
+# Made once on each machine at first contact: tells one machine from another made anew under its name.
+IDENTITY_FILE = "/var/lib/reglab/machine-id"
+_IDENTIFY = (
+    f"test -s {IDENTITY_FILE} || {{ mkdir -p /var/lib/reglab && "
+    f"od -An -N16 -tx1 /dev/urandom | tr -d ' \\n' > {IDENTITY_FILE}; }}; "
+    f"cat /etc/os-release; echo; echo reglab-identity=$(cat {IDENTITY_FILE})"
+)
+
+
+
+class StepFailed(LabFailure):
+    def __init__(self, expected: str, seen: str) -> None:
+        super().__init__(f"expected {expected}; saw {seen}")
+        self.expected = expected
+        self.seen = seen
+
+
+def template_variables(lab: Lab, images: LabImages, family: Family, user: Any, captured: Any) -> dict[str, Any]:
+    """The names a scenario's strings and the config templates may use."""
+    return {
+        "domain": lab.domain,
+        "ip": {m.name: m.ip for m in lab.machines},
+        "ports": lab.ports,
+        "images": images,
+        "user": user,
+        "users": lab.users,
+        "workdir": lab.manifest.workdir,
+        "compose": family.compose,
+        "ca_anchor": family.ca_path("devdockerCA.crt"),
+        "edition": lab.edition,
+        "captured": captured,
+    }
+
+
+def render_value(jinja: jinja2.Environment, value: Any, variables: dict[str, Any]) -> Any:
+    if isinstance(value, str):
+        try:
+            return jinja.from_string(value).render(variables)
+        except jinja2.UndefinedError as exc:
+            seen = f"none ({exc.message}); an earlier check captures it"
+            raise StepFailed(f"a value for {value!r}", seen) from None
+        except jinja2.TemplateError as exc:
+            raise LabError(f"the scenario's {value!r} cannot be rendered: {exc}") from None
+    if isinstance(value, list):
+        return [render_value(jinja, v, variables) for v in value]
+    if isinstance(value, dict):
+        return {k: render_value(jinja, v, variables) for k, v in value.items()}
+    return value
+
+
+def render_template(jinja: jinja2.Environment, name: str, variables: dict[str, Any]) -> str:
+    """A config template by name; a missing or broken one is the scenario's fault (exit 2)."""
+    try:
+        return jinja.get_template(name).render(variables)
+    except jinja2.TemplateNotFound:
+        folders = ", ".join(getattr(jinja.loader, "searchpath", []))
+        raise LabError(f"the scenario names template {name!r}, which is not in {folders}") from None
+    except jinja2.TemplateError as exc:
+        raise LabError(f"template {name!r}: {exc}") from None
+
+
+class Context:
+    """Everything a step's actions and checks may use, for one run."""
+
+    def __init__(self, lab: Lab, connect, images: LabImages, redactor: Redactor) -> None:  # noqa: ANN001
+        self.lab = lab
+        self._connect = connect
+        self.images = images
+        self.redactor = redactor
+        # The edition templates render for: the lab's, but modern while a bridge applies a modern solution.
+        self.edition = lab.edition
+        self.captured: dict[str, str] = {}
+        self._machines: dict[str, Machine] = {}
+        self._families: dict[str, Family] = {}
+        self.identities: dict[str, str] = {}
+        self._lock = threading.Lock()
+        self.jinja = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(lab.manifest.templates),
+            undefined=jinja2.StrictUndefined,
+            keep_trailing_newline=True,
+        )
+        self.jinja.filters["regex_escape"] = re.escape
+
+    def machine(self, name: str) -> Machine:
+        with self._lock:
+            if name not in self._machines:
+                self._machines[name] = self._connect(name)
+            return self._machines[name]
+
+    def family(self, name: str) -> Family:
+        if name not in self._families:
+            self.identify(name)
+        return self._families[name]
+
+    def identify(self, name: str) -> str:
+        """The machine's OS family and identity, read in one command (a check's first contact)."""
+        if name not in self.identities:
+            text = self.machine(name).sudo(_IDENTIFY).stdout
+            release, _, identity = text.rpartition("reglab-identity=")
+            self._families[name] = family_for(name, release)
+            self.identities[name] = identity.strip()
+        return self.identities[name]
+
+    def lab_user(self) -> User:
+        return self.lab.users[0]
+
+    def stdin(self, text: str) -> io.StringIO:
+        """Secrets reach commands on stdin only, never on a command line."""
+        if not text.endswith("\n"):
+            text += "\n"
+        return io.StringIO(text)
+
+    def variables(self, machine: str) -> dict[str, Any]:
+        variables = template_variables(self.lab, self.images, self.family(machine), self.lab_user(), self.captured)
+        return variables | {"edition": self.edition}
+
+    @contextlib.contextmanager
+    def rendering_as(self, edition: str) -> Iterator[None]:
+        """Render templates (the nginx and Compose files) as `edition` does, for a bridge."""
+        kept, self.edition = self.edition, edition
+        try:
+            yield
+        finally:
+            self.edition = kept
+
+    def render(self, value: Any, machine: str) -> Any:
+        """A scenario item with every string rendered for this machine."""
+        return render_value(self.jinja, value, self.variables(machine))
+
+    def read_file(self, spec: str, default_machine: str, missing_ok: bool = False) -> str | None:
+        """`machine:path` or `path` (on the default machine), read as root.
+
+        With `missing_ok`, a file that cannot be read is None (a check grades it);
+        a machine that does not answer still raises.
+        """
+        name, _, path = spec.partition(":") if ":" in spec and not spec.startswith("/") else ("", "", spec)
+        machine = self.machine(name or default_machine)
+        result = machine.sudo(f"cat {shlex.quote(path)}", warn=missing_ok)
+        return result.stdout if result.ok else None
+
+    def upload(self, machine: Machine, data: bytes, dest: str, mode: str = "0644") -> None:
+        """A small file as root, with its mode from the first byte (never a 0644 key in /tmp)."""
+        machine.upload(data, dest, mode)
