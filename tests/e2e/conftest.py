@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -62,7 +63,36 @@ def solved(lab_session):
     return lab_session
 
 
+# The order the e2e files run in, after the scenario's own steps (scenarios/): the ones that
+# share the session's lab first, the class's (labs of their own) next, and last the ones that
+# take the session's machines away. A file not listed here fails the collection.
+ORDER = (
+    "test_machines.py",
+    "test_flow.py",
+    "test_teaching.py",
+    "test_editions.py",
+    "test_hardening.py",
+    "test_warm_and_fresh_starts.py",
+    "test_lab_instances.py",
+    "test_ssh_provider.py",
+    "test_second_tutorial.py",
+    "test_class.py",
+    "test_dashboard_browser.py",
+    "test_machines_change.py",  # takes machines away
+    "test_down.py",  # last: nothing of the lab is left
+)
+
+
 def pytest_collection_modifyitems(items):
+    here = Path(__file__).parent
+    unlisted = sorted({item.path.name for item in items if item.path.parent == here} - set(ORDER))
+    if unlisted:
+        raise pytest.UsageError(f"tests/e2e/conftest.py: ORDER does not list {', '.join(unlisted)}")
+
+    def rank(item: pytest.Item) -> int:
+        return ORDER.index(item.path.name) + 1 if item.path.parent == here else 0  # scenarios/ first
+
+    items.sort(key=rank)  # stable: tests keep their order within a file
     for item in items:
-        if "tests/e2e" in str(item.path):
+        if item.path.parent == here:
             item.add_marker(pytest.mark.e2e)
