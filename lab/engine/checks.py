@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from lab.common import clip
 from lab.common.errors import LabFailure
-from lab.pki import certs
+from lab.pki import verify
 
 if TYPE_CHECKING:
     from lab.engine.context import Context
@@ -255,7 +255,7 @@ def run_tls(item: dict[str, Any], machine: Machine, ctx: Context) -> Outcome:
         return Outcome(False, expected, f"the CA file {item['ca']} does not exist or cannot be read")
     ca_pem = ca_text.encode()
     try:
-        certs.cert_facts(ca_pem)
+        verify.cert_facts(ca_pem)
     except ValueError:
         return Outcome(False, expected, f"the CA file {item['ca']} is not a PEM certificate")
     result = machine.sudo(
@@ -263,13 +263,13 @@ def run_tls(item: dict[str, Any], machine: Machine, ctx: Context) -> Outcome:
         f"-servername {shlex.quote(servername)} -showcerts </dev/null 2>&1",
         warn=True,
     )
-    chain = certs.extract_pem_certs(result.stdout)
+    chain = verify.extract_pem_certs(result.stdout)
     if not chain:
         seen = f"no certificate served (openssl exit {result.exited}):\n{_tail(ctx, result.stdout)}"
         return Outcome(False, expected, seen)
     try:
-        facts = certs.cert_facts(chain[0])
-        problems = certs.verify_chain(chain, ca_pem, servername, check_names=item.get("san", True))
+        facts = verify.cert_facts(chain[0])
+        problems = verify.verify_chain(chain, ca_pem, servername, check_names=item.get("san", True))
     except ValueError as exc:
         return Outcome(False, expected, f"the certificate served at {target} cannot be read: {exc}")
     seen = (

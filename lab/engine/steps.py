@@ -25,7 +25,7 @@ from lab.model import scenario
 from lab.model.diagnosis import diagnose
 from lab.model.results import Look, RunResult, Status, StepResult
 from lab.model.scenario import ACTION_KINDS, Scenario, Step, kind_of
-from lab.pki import certs
+from lab.pki.make import ensure_pki
 
 WAIT_TIMEOUT = 90
 
@@ -96,7 +96,7 @@ class Engine:
         """
         # The certificate names the domain and the IP of the machine that serves it: this one.
         server_ip = self.ctx.lab.machine(machine.name).ip
-        files = certs.ensure_pki(self.ctx.lab.state_dir / "pki", self.ctx.lab.domain, [server_ip])
+        files = ensure_pki(self.ctx.lab.state_dir / "pki", self.ctx.lab.domain, [server_ip])
         self.ctx.redactor.add_private_key(files.key.read_bytes())
         self.ctx.redactor.add_private_key(files.ca_key.read_bytes())
         folder = item["pki"]

@@ -22,7 +22,7 @@ from lab.model import manifest
 from lab.model.credentials import MASK, Redactor
 from lab.model.diagnosis import diagnose
 from lab.model.labfile import User, default_scenario
-from lab.pki import certs
+from lab.pki.make import make_ca
 
 PASSWORD = "s3cret-Passw0rd"
 DIGEST = "sha256:" + "ab" * 32
@@ -664,7 +664,7 @@ def test_docker_auth_ignores_a_broken_entry_of_another_registry() -> None:
 @pytest.fixture(scope="module")
 def ca() -> tuple[str, str]:
     """The lab CA as (key PEM, cert PEM)."""
-    key, cert = certs.make_ca()
+    key, cert = make_ca()
     return key.decode(), cert.decode()
 
 

@@ -1,4 +1,4 @@
-"""Unit tests for lab.pki: making certs, checking served chains, ensure_pki's files."""
+"""Unit tests for lab.pki (make, names, verify): making certs, checking served chains, ensure_pki's files."""
 
 from __future__ import annotations
 
@@ -13,18 +13,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.verification import DNSName, PolicyBuilder, Store, VerificationError
 
 from lab.common.errors import LabError
-from lab.pki.certs import (
-    LEGACY_CN_PROBLEM,
-    CertFacts,
-    PkiFiles,
-    cert_facts,
-    ensure_pki,
-    extract_pem_certs,
-    lab_name_constraints,
-    make_ca,
-    make_server_cert,
-    verify_chain,
-)
+from lab.pki.make import PkiFiles, ensure_pki, make_ca, make_server_cert
+from lab.pki.names import lab_name_constraints
+from lab.pki.verify import LEGACY_CN_PROBLEM, CertFacts, cert_facts, extract_pem_certs, verify_chain
 
 DOMAIN = "registry.lab"
 IP = "192.168.56.10"
@@ -481,7 +472,7 @@ def test_an_unconstrained_ca_from_before_is_replaced(tmp_path: Path) -> None:
 
 def test_keys_are_never_readable_by_others_even_while_written(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
     """Keys go through lab.files.write_private: created 0600, not chmod-ed afterwards."""
-    import lab.pki.certs
+    import lab.pki.make
 
     written: dict[str, int] = {}
 
@@ -489,9 +480,9 @@ def test_keys_are_never_readable_by_others_even_while_written(tmp_path: Path, mo
         written[Path(path).name] = mode
         return real(path, data, mode)
 
-    real = lab.pki.certs.atomic_write
-    monkeypatch.setattr(lab.pki.certs, "atomic_write", spy)
-    monkeypatch.setattr(lab.pki.certs, "write_private", lambda path, data: spy(path, data, 0o600))
+    real = lab.pki.make.atomic_write
+    monkeypatch.setattr(lab.pki.make, "atomic_write", spy)
+    monkeypatch.setattr(lab.pki.make, "write_private", lambda path, data: spy(path, data, 0o600))
     ensure_pki(tmp_path / "pki", DOMAIN, [IP])
     assert written == {"devdockerCA.key": 0o600, "devdockerCA.crt": 0o644, "domain.key": 0o600, "domain.crt": 0o644}
 
