@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import jinja2
+from jinja2.sandbox import SandboxedEnvironment
 
 from lab import checks, pki, scenario
 from lab.config import Lab, User
@@ -114,7 +115,8 @@ class Context:
         self._families: dict[str, Family] = {}
         self.identities: dict[str, str] = {}
         self._lock = threading.Lock()
-        self.jinja = jinja2.Environment(
+        # Sandboxed: the scenario's templates are trusted, but what they render may not be (defence in depth).
+        self.jinja = SandboxedEnvironment(
             loader=jinja2.FileSystemLoader(lab.manifest.templates),
             undefined=jinja2.StrictUndefined,
             keep_trailing_newline=True,

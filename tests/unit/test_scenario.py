@@ -14,6 +14,7 @@ from typing import Any
 import jinja2
 import pytest
 import yaml
+from jinja2.sandbox import SandboxedEnvironment
 
 from lab import manifest
 from lab.config import EDITIONS, Ports, User, default_scenario
@@ -56,7 +57,7 @@ def shipped() -> dict[str, Scenario]:
 
 def jinja() -> jinja2.Environment:
     """As engine.Context builds it."""
-    env = jinja2.Environment(
+    env = SandboxedEnvironment(
         loader=jinja2.FileSystemLoader(TEMPLATES), undefined=jinja2.StrictUndefined, keep_trailing_newline=True
     )
     env.filters["regex_escape"] = re.escape
