@@ -35,6 +35,7 @@ from lab.remote import Machine
 from lab.results import Look, RunResult, Status, StepResult
 from lab.scenario import ACTION_KINDS, Scenario, Step, kind_of
 from lab.state import State
+from lab.tutorial_text import Command
 
 # Made once on each machine at first contact: tells one machine from another made anew under its name.
 IDENTITY_FILE = "/var/lib/reglab/machine-id"
@@ -74,6 +75,8 @@ def template_variables(lab: Lab, images: LabImages, family: Family, user: Any, c
 
 
 def render_value(jinja: jinja2.Environment, value: Any, variables: dict[str, Any]) -> Any:
+    if isinstance(value, Command):  # the tutorial's text: only its values are templates
+        return value.render(lambda template: render_value(jinja, template, variables))
     if isinstance(value, str):
         try:
             return jinja.from_string(value).render(variables)

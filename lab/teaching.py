@@ -49,8 +49,8 @@ def _describe(action: dict[str, Any], jinja, variables: dict[str, Any], family) 
         if "stdin" in action:
             return [f"{command}    # {_STDIN}"]
         return [command]
-    if kind == "from_text":
-        return _from_text(action, render)
+    if kind == "from_text":  # the text's commands: never str()'d, so only their values render
+        return _from_text(action, lambda command: render_value(jinja, command, variables))
     if kind == "file":
         if "template" in action:
             values = {k: render(v) if isinstance(v, str) else v for k, v in action.get("vars", {}).items()}

@@ -9,7 +9,8 @@ A scenario that runs the tutorial's own commands names its copy of the text
   `{secret: "{{ user.password }}"}`: it reaches a command on stdin only, and a
   command line that would carry it is refused when the scenario loads.
   Substitution is `lab.tutorial_text.substitute`: one pass, longest first,
-  whole tokens.
+  whole tokens. The text itself is never a template: only the values are
+  rendered, and the text between them is kept byte for byte.
 - `equivalents:` lines of the text the lab types differently, each with why.
   A command that waits for a person (`docker run -t -i ... /bin/bash` and the
   lines typed in it, `docker login` and its prompts, `openssl req` and its
@@ -20,8 +21,9 @@ A scenario that runs the tutorial's own commands names its copy of the text
 
 `from_text: REFS` (a block `37`, a line `"61:1"`, lines `"61:2-3"`, or a list
 of them, run in order and joined with `&&` so a `cd` holds for what follows)
-becomes, when the scenario loads, the command template the engine runs
-(`command`, and `stdin` from an equivalent) and the parts it came from
+becomes, when the scenario loads, the command the engine runs (`command`,
+and `stdin` from an equivalent: `lab.tutorial_text.Command`s, the text's
+pieces and the values' templates kept apart) and the parts it came from
 (`FromText`), which `reglab show` prints as written. Each block must be a
 shell block the step cites in `tutorial:`.
 """
@@ -36,7 +38,7 @@ from typing import Any
 import jinja2
 
 from lab.kinds import Invalid
-from lab.tutorial_text import Block, code_blocks, placeholders_in, substitute, waits_for_input
+from lab.tutorial_text import Block, Command, code_blocks, placeholders_in, substitute, waits_for_input
 
 EQUIVALENT_KEYS = ("block", "lines", "run", "stdin", "prompts", "why")
 REF = re.compile(r"^(\d+)(?::(\d+)(?:-(\d+))?)?$")
@@ -65,7 +67,7 @@ class Part:
     first: int
     last: int
     written: str  # the lines as the text writes them
-    command: str  # the template the lab runs: placeholders substituted
+    command: Command  # what the lab runs: the text with the placeholders' values (templates) in place
     instead: Equivalent | None = None
     prompts: str = ""  # the text of the prompts block, as written
 
@@ -103,7 +105,7 @@ class TutorialText:
             raise Invalid(where, f"block {number} ({block.first!r}) is not a shell block: nothing in it runs")
         return block
 
-    def command(self, text: str, where: str, what: str) -> str:
+    def command(self, text: str, where: str, what: str) -> Command:
         """`text` with placeholders substituted; refused when it would carry a password."""
         secret = [name for name in placeholders_in(text, list(self.values)) if name in self.secrets]
         if secret:
@@ -133,7 +135,7 @@ class TutorialText:
             if "stdin" in item:
                 raise Invalid(f"{where}.stdin", f"the equivalent of {stdins[0].where()} already gives stdin")
             expanded["stdin"] = substitute(stdins[0].instead.stdin or "", self.values)
-        expanded["command"] = " && ".join(part.command for part in parts)
+        expanded["command"] = Command.joined((part.command for part in parts), " && ")
         expanded["from_text"] = FromText(tuple(refs), tuple(parts))
         return expanded
 

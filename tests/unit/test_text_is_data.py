@@ -2,24 +2,159 @@
 
 A line of the text that holds template syntax (`{% endraw %}{{ ... }}{% raw %}`) must
 neither run Python on the host (`reglab show`, the engine's rendering) nor put a
-password on a command line. A cited block whose text is no longer the one reviewed
-stops the load; once reviewed (its digest updated), its text runs byte for byte.
+password on a command line: it runs and prints byte for byte.
 """
 
 from __future__ import annotations
 
+import io
 import re
+import shutil
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
+from lab import scenario
+from lab.cli import main
 from lab.config import load as load_lab
 from lab.credentials import Redactor
-from lab.engine import Context, render_value
+from lab.engine import Context, Engine, render_value
 from lab.errors import LabError
 from lab.images import LabImages
+from lab.progress import Progress
+from lab.state import State
+from lab.tutorial_text import TUTORIAL, code_blocks, digest
 
 PASSWORD = "Sup3r-s3cret-pw"
+BLOCK_1 = "docker run -d -p 5000:5000 --name registry registry:2"
+
+
+def hostile(marker: Path) -> str:
+    return f"{{% endraw %}}{{{{ cycler.__init__.__globals__.os.popen('touch {marker}').read() }}}}{{% raw %}}"
+
+
+def tutorial_copy(tmp_path: Path, added: str, reviewed: bool) -> Path:
+    """The shipped scenario beside a copy of the tutorial whose block 1 (local-registry's
+    `from_text: 1`) has the line `added` after its command; with `reviewed`, the scenario's
+    citation of block 1 carries the new text's digest. Returns the scenario's path."""
+    folder = tmp_path / "scenario"
+    folder.mkdir()
+    shutil.copytree(scenario.default_path().parent / "tutorial", folder / "tutorial")  # its templates, images
+    text = TUTORIAL.read_text()
+    assert text.count(f"\n{BLOCK_1}\n") == 1
+    (folder / "tutorial.md").write_text(text.replace(f"\n{BLOCK_1}\n", f"\n{BLOCK_1}\n{added}\n"))
+    source = scenario.default_path().read_text()
+    old = digest(BLOCK_1)
+    assert source.count(f"sha256: {old}") == 1
+    if reviewed:
+        source = source.replace(f"sha256: {old}", f"sha256: {digest(BLOCK_1 + chr(10) + added)}")
+    (folder / "tutorial.yaml").write_text(source)
+    assert code_blocks((folder / "tutorial.md").read_text())[0].text == f"{BLOCK_1}\n{added}"
+    return folder / "tutorial.yaml"
+
+
+def show(tmp_path: Path, path: Path, step_id: str, monkeypatch: pytest.MonkeyPatch) -> tuple[int, str, str]:
+    """`reglab --scenario PATH --edition as-written show STEP`, in-process."""
+    monkeypatch.setenv("REGLAB_CACHE", str(tmp_path / "cache"))
+    for name in ("REGLAB_PROVIDER", "REGLAB_EDITION", "REGLAB_IMAGES", "REGLAB_LAB", "REGLAB_SCENARIO"):
+        monkeypatch.delenv(name, raising=False)
+    (tmp_path / "lab.yml").write_text(f"users: [{{name: student, password: {PASSWORD}}}]\n")
+    out, err = io.StringIO(), io.StringIO()
+    code = main(["--lab", str(tmp_path / "lab.yml"), "--scenario", str(path), "--edition", "as-written", "-q",
+                 "show", step_id], stdout=out, stderr=err)
+    return code, out.getvalue(), err.getvalue()
+
+
+class _Machine:
+    """Records each command and what it read on stdin; every command succeeds."""
+
+    name = "registry"
+
+    def __init__(self) -> None:
+        self.commands: list[tuple[str, str]] = []
+
+    def sudo(self, command: str, in_stream: Any = False, **_: object) -> SimpleNamespace:
+        if "reglab-identity=" in command:
+            return SimpleNamespace(ok=True, exited=0, stderr="",
+                                   stdout='ID=debian\nPRETTY_NAME="Debian 12"\n\nreglab-identity=fake\n')
+        self.commands.append((command, in_stream.read() if in_stream else ""))
+        return SimpleNamespace(ok=True, exited=0, stdout="", stderr="")
+
+
+def engine_for(tmp_path: Path, path: Path) -> tuple[Engine, _Machine]:
+    (tmp_path / "lab.yml").write_text(f"users: [{{name: student, password: {PASSWORD}}}]\n")
+    lab = load_lab(tmp_path / "lab.yml", environ={}, overrides={"edition": "as-written"})
+    machine = _Machine()
+    images = LabImages(registry="reg-image", proxy="proxy-image", base="base-image")
+    ctx = Context(lab, lambda name: machine, images, Redactor())
+    loaded = scenario.load(path, "as-written")
+    return Engine(loaded, ctx, State(tmp_path / "state.json"), Progress(quiet=True)), machine
+
+
+def run_block_1(tmp_path: Path, path: Path) -> _Machine:
+    """local-registry's `from_text: 1`, run on a machine that records it."""
+    engine, machine = engine_for(tmp_path, path)
+    engine.act(block_1_action(engine), "registry")
+    return machine
+
+
+def block_1_action(engine: Engine) -> dict[str, Any]:
+    (action,) = [a for a in engine.scenario.step("local-registry").solve["registry"]
+                 if getattr(a.get("from_text"), "refs", None) == (1,)]
+    return action
+
+
+
+
+# --- reviewed: the text runs and prints byte for byte, and never reaches jinja2 ------------------
+
+
+def test_reviewed_template_syntax_is_shown_as_written_and_runs_nothing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    marker = tmp_path / "MARKER"
+    line = hostile(marker)
+    path = tutorial_copy(tmp_path, line, reviewed=True)
+    code, out, err = show(tmp_path, path, "local-registry", monkeypatch)
+    assert not marker.exists(), "the tutorial's text ran Python on the host"
+    assert code == 0, err
+    assert f"# tutorial block 1, line 2: {line}\n{line}\n" in out
+    machine = run_block_1(tmp_path, path)
+    assert not marker.exists(), "the tutorial's text ran Python on the host"
+    assert machine.commands == [(f"docker run -d -p 5000:5000 --name registry reg-image && {line}", "")]
+
+
+@pytest.mark.parametrize("line", [
+    "echo '{{ x }}' '{% raw %}' [YOUR-DOMAIN] '{#' '{% endraw %}' '#}' '{%' '%}' '}}'",
+    "docker ps --format '{{.Names}}' --filter name=USERNAME",
+    "echo '{% raw %}{{ domain }}{% endraw %}' {{ domain }} {{",
+], ids=["every-delimiter", "format", "raw-around-a-name"])
+def test_braces_in_the_text_come_out_verbatim(tmp_path: Path, line: str) -> None:
+    path = tutorial_copy(tmp_path, line, reviewed=True)
+    ((command, _),) = run_block_1(tmp_path, path).commands
+    expected = line.replace("[YOUR-DOMAIN]", "myregistrydomain.com").replace("USERNAME", "student")
+    assert command == f"docker run -d -p 5000:5000 --name registry reg-image && {expected}"
+
+
+# --- a password never reaches a command line -----------------------------------------------------
+
+
+SMUGGLE = "docker login -u USERNAME -p {% endraw %}{{ user.password }}{% raw %} [YOUR-DOMAIN]"
+
+
+def test_a_reviewed_smuggle_runs_its_text_literally_without_the_password(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tutorial_copy(tmp_path, SMUGGLE, reviewed=True)
+    machine = run_block_1(tmp_path, path)
+    ((command, _),) = machine.commands
+    assert PASSWORD not in command
+    assert command.endswith("docker login -u student -p {% endraw %}{{ user.password }}{% raw %} "
+                            "myregistrydomain.com")
+    code, out, err = show(tmp_path, path, "local-registry", monkeypatch)
+    assert code == 0, err
+    assert PASSWORD not in out
+    assert "-p {% endraw %}{{ user.password }}{% raw %} myregistrydomain.com\n" in out
 
 
 # --- defence in depth: the lab's own templates render in a sandbox ------------------------------
