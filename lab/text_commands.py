@@ -25,7 +25,8 @@ becomes, when the scenario loads, the command the engine runs (`command`,
 and `stdin` from an equivalent: `lab.tutorial_text.Command`s, the text's
 pieces and the values' templates kept apart) and the parts it came from
 (`FromText`), which `reglab show` prints as written. Each block must be a
-shell block the step cites in `tutorial:`.
+shell block the step cites in `tutorial:`, and its text must still have the
+digest cited there: a block changed since it was reviewed is a load error.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from typing import Any
 import jinja2
 
 from lab.kinds import Invalid
-from lab.tutorial_text import Block, Command, code_blocks, placeholders_in, substitute, waits_for_input
+from lab.tutorial_text import Block, Cite, Command, code_blocks, placeholders_in, substitute, waits_for_input
 
 EQUIVALENT_KEYS = ("block", "lines", "run", "stdin", "prompts", "why")
 REF = re.compile(r"^(\d+)(?::(\d+)(?:-(\d+))?)?$")
@@ -114,16 +115,27 @@ class TutorialText:
                                  "in `equivalents:` that reads it on stdin)")
         return substitute(text, self.values)
 
-    def expand(self, item: dict[str, Any], where: str, cited: set[int]) -> dict[str, Any]:
-        """A `from_text` action as the engine runs it: `command`, `stdin`, and its parts."""
+    def expand(self, item: dict[str, Any], where: str, cited: tuple[Cite, ...]) -> dict[str, Any]:
+        """A `from_text` action as the engine runs it: `command`, `stdin`, and its parts.
+
+        Each block it runs is one the step cites (`cited`), with the text the citation's digest
+        names: what runs is what was reviewed.
+        """
         refs = item["from_text"] if isinstance(item["from_text"], list) else [item["from_text"]]
         parts: list[Part] = []
         for i, ref in enumerate(refs):
             here = f"{where}.from_text" + (f"[{i}]" if isinstance(item["from_text"], list) else "")
             number, first, last = parse_ref(ref, here)
             block = self.block(number, here)
-            if number not in cited:
+            cites = [cite for cite in cited if cite.block == number]
+            if not cites:
                 raise Invalid(here, f"block {number} ({block.first!r}) is not one this step cites in `tutorial:`")
+            stale = next((cite for cite in cites if cite.sha256 != block.digest), None)
+            if stale is not None:
+                now = f", and its first line is now {block.first!r}" if block.first != stale.first else ""
+                raise Invalid(here, f"block {number} ({stale.first!r}) changed since this step cited it: "
+                                    f"sha256 {stale.sha256} cited, {block.digest} now{now}; what runs must be "
+                                    "what was reviewed: read the block, then update its citation in `tutorial:`")
             first, last = _in_block(block, first, last, here)
             parts += self._parts(block, first, last, here)
         stdins = [p for p in parts if p.instead is not None and p.instead.stdin is not None]

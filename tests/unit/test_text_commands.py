@@ -25,7 +25,7 @@ from lab.errors import ConfigError
 from lab.images import LabImages
 from lab.progress import Progress
 from lab.state import State
-from lab.tutorial_text import TUTORIAL, Command, digest, placeholders_in, substitute, waits_for_input
+from lab.tutorial_text import TUTORIAL, Command, code_blocks, digest, placeholders_in, substitute, waits_for_input
 
 PASSWORD = "Sup3r-s3cret-pw"
 VALUES = {
@@ -359,13 +359,18 @@ def test_the_as_written_push_and_pull_come_from_the_text_with_the_labs_images(tm
 
 
 def test_a_changed_command_in_the_text_changes_the_command_run(tmp_path: Path) -> None:
-    """The proof that the command comes from the text and not from a second copy of it."""
-    shutil.copy(scenario.default_path(), tmp_path / "tutorial.yaml")
+    """The proof that the command comes from the text and not from a second copy of it (once
+    the change is reviewed: the step's citation carries the changed block's digest)."""
     shutil.copytree(scenario.default_path().parent / "tutorial", tmp_path / "tutorial")  # its templates, images
     text = TUTORIAL.read_text()
     assert text.count("openssl genrsa -out devdockerCA.key 2048") == 1
-    (tmp_path / "tutorial.md").write_text(text.replace("openssl genrsa -out devdockerCA.key 2048",
-                                                       "openssl genrsa -out devdockerCA.key 4096"))
+    changed = text.replace("openssl genrsa -out devdockerCA.key 2048", "openssl genrsa -out devdockerCA.key 4096")
+    (tmp_path / "tutorial.md").write_text(changed)
+    (before,) = [b for b in code_blocks(text) if "openssl genrsa -out devdockerCA.key 2048" in b.text]
+    source = scenario.default_path().read_text()
+    assert source.count(f"sha256: {before.digest}") == 1
+    after = code_blocks(changed)[before.number - 1]
+    (tmp_path / "tutorial.yaml").write_text(source.replace(f"sha256: {before.digest}", f"sha256: {after.digest}"))
     engine, machine = as_written_engine(tmp_path, tmp_path / "tutorial.yaml")
     (openssl,) = from_text_actions(engine, "tls", "registry")
     engine.act(openssl, "registry")

@@ -2,7 +2,8 @@
 
 A line of the text that holds template syntax (`{% endraw %}{{ ... }}{% raw %}`) must
 neither run Python on the host (`reglab show`, the engine's rendering) nor put a
-password on a command line: it runs and prints byte for byte.
+password on a command line. A cited block whose text is no longer the one reviewed
+stops the load; once reviewed (its digest updated), its text runs byte for byte.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from lab.cli import main
 from lab.config import load as load_lab
 from lab.credentials import Redactor
 from lab.engine import Context, Engine, render_value
-from lab.errors import LabError
+from lab.errors import ConfigError, LabError
 from lab.images import LabImages
 from lab.progress import Progress
 from lab.state import State
@@ -106,6 +107,44 @@ def block_1_action(engine: Engine) -> dict[str, Any]:
     return action
 
 
+# --- a block changed behind the reviewer's back: refused when the scenario loads ---------------
+
+
+def test_template_syntax_added_to_a_cited_block_stops_show_and_runs_nothing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    marker = tmp_path / "MARKER"
+    path = tutorial_copy(tmp_path, hostile(marker), reviewed=False)
+    code, out, err = show(tmp_path, path, "local-registry", monkeypatch)
+    assert not marker.exists(), "the tutorial's text ran Python on the host"
+    assert code == 2, (out, err)
+    assert "steps[0] (local-registry).solve.registry[" in err and "block 1" in err, err
+    assert digest(BLOCK_1) in err, err
+
+
+def test_a_stale_cited_block_stops_the_load_naming_step_and_block(tmp_path: Path) -> None:
+    marker = tmp_path / "MARKER"
+    path = tutorial_copy(tmp_path, hostile(marker), reviewed=False)
+    with pytest.raises(ConfigError) as info:
+        scenario.load(path, "as-written")
+    message = str(info.value)
+    assert "steps[0] (local-registry)" in message and "block 1" in message, message
+    assert "changed" in message, message
+    assert not marker.exists()
+
+
+def test_a_stale_block_only_cited_is_drift_not_a_load_error(tmp_path: Path) -> None:
+    """Only what a from_text action runs must match at load; the rest is `drift`'s report."""
+    from lab.tutorial_text import drift
+
+    folder = tmp_path / "scenario"
+    folder.mkdir()
+    shutil.copytree(scenario.default_path().parent / "tutorial", folder / "tutorial")
+    shutil.copy(scenario.default_path(), folder / "tutorial.yaml")
+    text = TUTORIAL.read_text().replace("curl http://localhost:5043/v2/", "curl http://localhost:5044/v2/", 1)
+    (folder / "tutorial.md").write_text(text)
+    loaded = scenario.load(folder / "tutorial.yaml", "as-written")  # block 22: cited by nginx-proxy, not run
+    [problem] = drift(loaded, text)
+    assert "step 'nginx-proxy' cites block 22" in problem
 
 
 # --- reviewed: the text runs and prints byte for byte, and never reaches jinja2 ------------------
@@ -141,6 +180,12 @@ def test_braces_in_the_text_come_out_verbatim(tmp_path: Path, line: str) -> None
 
 
 SMUGGLE = "docker login -u USERNAME -p {% endraw %}{{ user.password }}{% raw %} [YOUR-DOMAIN]"
+
+
+def test_a_password_smuggled_past_the_placeholder_check_is_refused_at_load(tmp_path: Path) -> None:
+    path = tutorial_copy(tmp_path, SMUGGLE, reviewed=False)
+    with pytest.raises(ConfigError, match=r"steps\[0\] \(local-registry\).*block 1"):
+        scenario.load(path, "as-written")
 
 
 def test_a_reviewed_smuggle_runs_its_text_literally_without_the_password(
