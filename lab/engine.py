@@ -103,6 +103,16 @@ def render_template(jinja: jinja2.Environment, name: str, variables: dict[str, A
         raise LabError(f"template {name!r}: {exc}") from None
 
 
+# A password has 8 or more characters (lab.config.password_problem): a shorter value (a user with
+# no password yet, whose secret renders "None" or "") is no password to look for.
+_SHORTEST_SECRET = 8
+
+
+def carries_secret(command: str, secrets: Sequence[str]) -> bool:
+    """Whether a command line holds one of `secrets`: a password reaches a command on stdin only."""
+    return any(len(secret) >= _SHORTEST_SECRET and secret in command for secret in secrets)
+
+
 class Context:
     """Everything a step's actions and checks may use, for one run."""
 
@@ -223,7 +233,24 @@ class Engine:
             raise StepFailed(outcome.expected, outcome.seen)
 
     def _do_from_text(self, item: dict[str, Any], machine: Machine) -> None:
-        """The tutorial's own command(s), placeholders substituted when the scenario loaded."""
+        """The tutorial's own command(s), placeholders substituted when the scenario loaded.
+
+        The load refuses a password placeholder on a command line by name; here the command
+        as rendered must hold no password either (the lab's users', the secret placeholders'
+        values), whatever put it there.
+        """
+        text = item["from_text"]
+        secrets = [user.password for user in self.ctx.lab.users if user.password]
+        for template in text.secrets:
+            try:
+                secrets.append(self.ctx.render(template, machine.name))
+            except StepFailed:  # a value not captured yet: then nothing put it on this command line either
+                continue
+        if carries_secret(item["command"], secrets):
+            where = next((part.where() for part in text.parts
+                          if carries_secret(self.ctx.render(part.command, machine.name), secrets)), "its parts joined")
+            raise LabError(f"from_text {', '.join(map(str, text.refs))}: the tutorial's {where} would put a "
+                           "password on a command line; refused: a password reaches a command on stdin only")
         run = {key: value for key, value in item.items() if key not in ("from_text", "command")}
         self._do_run({**run, "run": item["command"]}, machine)
 

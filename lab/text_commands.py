@@ -7,7 +7,8 @@ A scenario that runs the tutorial's own commands names its copy of the text
   `[YOUR-DOMAIN]`, `USERNAME`, `ubuntu`, `~/docker-registry`, ...) and the
   lab's value, a template (`"{{ domain }}"`). A password is
   `{secret: "{{ user.password }}"}`: it reaches a command on stdin only, and a
-  command line that would carry it is refused when the scenario loads.
+  command line that would carry it is refused when the scenario loads (by the
+  placeholder's name) and when the engine runs it (by the password itself).
   Substitution is `lab.tutorial_text.substitute`: one pass, longest first,
   whole tokens. The text itself is never a template: only the values are
   rendered, and the text between them is kept byte for byte.
@@ -83,6 +84,8 @@ class FromText:
 
     refs: tuple[int | str, ...]  # as the scenario writes them
     parts: tuple[Part, ...]
+    # The templates of the secret placeholders: what they render to must never be on the command line.
+    secrets: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -148,7 +151,8 @@ class TutorialText:
                 raise Invalid(f"{where}.stdin", f"the equivalent of {stdins[0].where()} already gives stdin")
             expanded["stdin"] = substitute(stdins[0].instead.stdin or "", self.values)
         expanded["command"] = Command.joined((part.command for part in parts), " && ")
-        expanded["from_text"] = FromText(tuple(refs), tuple(parts))
+        secrets = tuple(dict.fromkeys(self.values[name] for name in sorted(self.secrets)))
+        expanded["from_text"] = FromText(tuple(refs), tuple(parts), secrets)
         return expanded
 
     def _parts(self, block: Block, first: int, last: int, where: str) -> list[Part]:
@@ -256,6 +260,11 @@ def _placeholders(raw: Any) -> tuple[dict[str, str], frozenset[str]]:
         except jinja2.TemplateSyntaxError as exc:
             raise Invalid(here, f"template syntax error: {(exc.message or '').rstrip('.')} in {value!r}") from None
         values[name] = value
+    secret_values = {values[name]: name for name in secrets}
+    for name, value in values.items():
+        if name not in secrets and value in secret_values:
+            raise Invalid(f"placeholders.{name}", f"has the value of the secret {secret_values[value]!r}: "
+                                                  "a secret's value is {secret: TEMPLATE} wherever it stands")
     return values, frozenset(secrets)
 
 

@@ -253,6 +253,9 @@ LOAD_ERRORS = [
                  "is not a shell block", id="equivalent-of-a-non-shell-block"),
     pytest.param([{"from_text": 1}], {"placeholders": {"PW": "{{ user.password }}"}}, "placeholders.PW",
                  "a password is {secret: TEMPLATE}", id="password-not-secret"),
+    pytest.param([{"from_text": 1}],
+                 {"placeholders": {"PW": {"secret": "{{ captured.pw }}"}, "TOKEN": "{{ captured.pw }}"}},
+                 "placeholders.TOKEN", "has the value of the secret 'PW'", id="secret-value-not-secret"),
 ]
 
 

@@ -3,7 +3,9 @@
 A line of the text that holds template syntax (`{% endraw %}{{ ... }}{% raw %}`) must
 neither run Python on the host (`reglab show`, the engine's rendering) nor put a
 password on a command line. A cited block whose text is no longer the one reviewed
-stops the load; once reviewed (its digest updated), its text runs byte for byte.
+stops the load; once reviewed (its digest updated), its text runs byte for byte. And
+whatever puts a password on a command line, the engine refuses to run it and `reglab
+show` to print it.
 """
 
 from __future__ import annotations
@@ -200,6 +202,55 @@ def test_a_reviewed_smuggle_runs_its_text_literally_without_the_password(
     assert code == 0, err
     assert PASSWORD not in out
     assert "-p {% endraw %}{{ user.password }}{% raw %} myregistrydomain.com\n" in out
+
+
+def test_a_command_line_that_would_carry_a_password_is_refused_when_it_runs(tmp_path: Path) -> None:
+    """The placeholder check is by name; this one holds on the final command, whatever gave it the password."""
+    folder = tmp_path / "scenario"
+    folder.mkdir()
+    shutil.copytree(scenario.default_path().parent / "tutorial", folder / "tutorial")
+    shutil.copy(TUTORIAL, folder / "tutorial.md")
+    source = scenario.default_path().read_text()
+    # A non-secret placeholder whose value turns out to be a password (here: a captured value).
+    source = source.replace('  "registry:2": "{{ images.registry }}"', '  "registry:2": "{{ captured.image }}"', 1)
+    assert '"{{ captured.image }}"' in source
+    (folder / "tutorial.yaml").write_text(source)
+    engine, machine = engine_for(tmp_path, folder / "tutorial.yaml")
+    engine.ctx.captured["image"] = PASSWORD
+    with pytest.raises(LabError) as info:
+        engine.act(block_1_action(engine), "registry")
+    assert machine.commands == []
+    assert PASSWORD not in str(info.value)
+    assert "block 1" in str(info.value) and "password" in str(info.value)
+
+
+def test_a_secret_not_known_yet_does_not_stop_a_command_without_it(tmp_path: Path) -> None:
+    folder = tmp_path / "scenario"
+    folder.mkdir()
+    shutil.copytree(scenario.default_path().parent / "tutorial", folder / "tutorial")
+    shutil.copy(TUTORIAL, folder / "tutorial.md")
+    source = scenario.default_path().read_text().replace('{secret: "{{ user.password }}"}',
+                                                         '{secret: "{{ captured.token }}"}')
+    (folder / "tutorial.yaml").write_text(source)
+    machine = run_block_1(tmp_path, folder / "tutorial.yaml")
+    assert machine.commands == [("docker run -d -p 5000:5000 --name registry reg-image", "")]
+
+
+def test_show_refuses_to_print_a_password_on_a_command_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = tmp_path / "scenario"
+    folder.mkdir()
+    shutil.copytree(scenario.default_path().parent / "tutorial", folder / "tutorial")
+    shutil.copy(TUTORIAL, folder / "tutorial.md")
+    source = scenario.default_path().read_text()
+    # A value that reaches a password without naming one (the scenario is trusted; this is its slip).
+    sneaky = '"{{ users | map(attribute=\'pass\' ~ \'word\') | first }}"'
+    source = source.replace('  "registry:2": "{{ images.registry }}"', f'  "registry:2": {sneaky}', 1)
+    assert sneaky in source
+    (folder / "tutorial.yaml").write_text(source)
+    code, out, err = show(tmp_path, folder / "tutorial.yaml", "local-registry", monkeypatch)
+    assert code == 2, out
+    assert "block 1, line 1 would show a password on a command line" in err, err
+    assert PASSWORD not in out + err
 
 
 # --- defence in depth: the lab's own templates render in a sandbox ------------------------------
