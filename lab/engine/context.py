@@ -12,10 +12,11 @@ import io
 import re
 import shlex
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import jinja2
+from jinja2.sandbox import SandboxedEnvironment
 
 from lab.common.errors import LabError, LabFailure
 from lab.machines.images import LabImages
@@ -23,6 +24,7 @@ from lab.machines.osfamily import Family, family_for
 from lab.machines.remote import Machine
 from lab.model.credentials import Redactor
 from lab.model.labfile import Lab, User
+from lab.tutorial.text import Command
 
 # Made once on each machine at first contact: tells one machine from another made anew under its name.
 IDENTITY_FILE = "/var/lib/reglab/machine-id"
@@ -59,6 +61,8 @@ def template_variables(lab: Lab, images: LabImages, family: Family, user: Any, c
 
 
 def render_value(jinja: jinja2.Environment, value: Any, variables: dict[str, Any]) -> Any:
+    if isinstance(value, Command):  # the tutorial's text: only its values are templates
+        return value.render(lambda template: render_value(jinja, template, variables))
     if isinstance(value, str):
         try:
             return jinja.from_string(value).render(variables)
@@ -85,6 +89,16 @@ def render_template(jinja: jinja2.Environment, name: str, variables: dict[str, A
         raise LabError(f"template {name!r}: {exc}") from None
 
 
+# A password has 8 or more characters (lab.model.labfile.password_problem): a shorter value (a user with
+# no password yet, whose secret renders "None" or "") is no password to look for.
+_SHORTEST_SECRET = 8
+
+
+def carries_secret(command: str, secrets: Sequence[str]) -> bool:
+    """Whether a command line holds one of `secrets`: a password reaches a command on stdin only."""
+    return any(len(secret) >= _SHORTEST_SECRET and secret in command for secret in secrets)
+
+
 class Context:
     """Everything a step's actions and checks may use, for one run."""
 
@@ -100,7 +114,8 @@ class Context:
         self._families: dict[str, Family] = {}
         self.identities: dict[str, str] = {}
         self._lock = threading.Lock()
-        self.jinja = jinja2.Environment(
+        # Sandboxed: the scenario's templates are trusted, but what they render may not be (defence in depth).
+        self.jinja = SandboxedEnvironment(
             loader=jinja2.FileSystemLoader(lab.manifest.templates),
             undefined=jinja2.StrictUndefined,
             keep_trailing_newline=True,

@@ -13,12 +13,12 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from lab.common.errors import RemoteError
+from lab.common.errors import LabError, RemoteError
 from lab.common.parallel import on_each
 from lab.common.polling import poll
 from lab.common.progress import Progress
 from lab.engine import checks
-from lab.engine.context import Context, StepFailed, render_template
+from lab.engine.context import Context, StepFailed, carries_secret, render_template
 from lab.engine.state import State
 from lab.machines.remote import Machine
 from lab.model import scenario
@@ -68,7 +68,24 @@ class Engine:
             raise StepFailed(outcome.expected, outcome.seen)
 
     def _do_from_text(self, item: dict[str, Any], machine: Machine) -> None:
-        """The tutorial's own command(s), placeholders substituted when the scenario loaded."""
+        """The tutorial's own command(s), placeholders substituted when the scenario loaded.
+
+        The load refuses a password placeholder on a command line by name; here the command
+        as rendered must hold no password either (the lab's users', the secret placeholders'
+        values), whatever put it there.
+        """
+        text = item["from_text"]
+        secrets = [user.password for user in self.ctx.lab.users if user.password]
+        for template in text.secrets:
+            try:
+                secrets.append(self.ctx.render(template, machine.name))
+            except StepFailed:  # a value not captured yet: then nothing put it on this command line either
+                continue
+        if carries_secret(item["command"], secrets):
+            where = next((part.where() for part in text.parts
+                          if carries_secret(self.ctx.render(part.command, machine.name), secrets)), "its parts joined")
+            raise LabError(f"from_text {', '.join(map(str, text.refs))}: the tutorial's {where} would put a "
+                           "password on a command line; refused: a password reaches a command on stdin only")
         run = {key: value for key, value in item.items() if key not in ("from_text", "command")}
         self._do_run({**run, "run": item["command"]}, machine)
 

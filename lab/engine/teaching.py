@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from lab.common.errors import RemoteError
-from lab.engine.context import render_template, render_value, template_variables
+from lab.common.errors import LabError, RemoteError
+from lab.engine.context import carries_secret, render_template, render_value, template_variables
 from lab.machines.osfamily import DEBIAN, FAMILIES, Family
 from lab.model.scenario import ACTION_KINDS, CHECK_KINDS, kind_of
 
@@ -49,8 +49,9 @@ def _describe(action: dict[str, Any], jinja, variables: dict[str, Any], family) 
         if "stdin" in action:
             return [f"{command}    # {_STDIN}"]
         return [command]
-    if kind == "from_text":
-        return _from_text(action, render)
+    if kind == "from_text":  # the text's commands: never str()'d, so only their values render
+        return _from_text(action, lambda command: render_value(jinja, command, variables),
+                          [user.password for user in variables["users"] if user.password])
     if kind == "file":
         if "template" in action:
             values = {k: render(v) if isinstance(v, str) else v for k, v in action.get("vars", {}).items()}
@@ -78,7 +79,7 @@ def _describe(action: dict[str, Any], jinja, variables: dict[str, Any], family) 
 _STDIN = "type the password when asked, or pipe it on stdin"
 
 
-def _from_text(action: dict[str, Any], render) -> list[str]:  # noqa: ANN001
+def _from_text(action: dict[str, Any], render, passwords: list[str]) -> list[str]:  # noqa: ANN001
     """Each command as the tutorial writes it (block, line), then as typed here; an interactive
     one says what it is typed as, and why. Passwords stay placeholders: a secret never
     reaches a part's command, and stdin is not shown."""
@@ -100,6 +101,8 @@ def _from_text(action: dict[str, Any], render) -> list[str]:  # noqa: ANN001
                 lines.append(f"#   and its prompts (block {part.instead.prompts}): {answers}")
             lines.append(f"# typed here as ({part.instead.why}):")
         command = render(part.command)
+        if carries_secret(command, passwords):
+            raise LabError(f"the tutorial's {part.where()} would show a password on a command line; refused")
         lines.append(f"{command}    # {_STDIN}" if reads_stdin else command)
     return lines
 

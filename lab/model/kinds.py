@@ -320,7 +320,7 @@ ACTIONS: dict[str, Kind] = {
             **TEXT_KEYS,
             "timeout": Key(Seconds()),
         }),
-        # The as-written edition's commands, taken from the tutorial's text (lab.text_commands).
+        # The as-written edition's commands, taken from the tutorial's text (lab.tutorial.commands).
         Kind("from_text", "action", {
             "from_text": Key(TextRefs(), required=True),
             "stdin": Key(Text()),

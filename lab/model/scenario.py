@@ -16,7 +16,9 @@ scenario lists the shell blocks no step covers (`left_out:`, each with a
 reason); `lab.tutorial.text.drift` compares both with the tutorial's text.
 A `from_text` action runs commands of a block the step cites, taken from that
 text (`text:`, with `placeholders:` and `equivalents:`; `lab.tutorial.commands`):
-it is expanded here, so a bad reference stops the load too.
+it is expanded here, so a bad reference stops the load too, and so does a
+block whose text no longer has the digest the step cites: what runs is what
+was reviewed. `drift` remains the full report, of every block.
 """
 
 from __future__ import annotations
@@ -167,7 +169,7 @@ def _step(raw: Any, where: str, seen: set[str], edition: str, text: commands.Tut
         _validate_part(value, f"{where}.{part}", table, declared.roles)
         _compile_strings(value, f"{where}.{part}")
         if part == "solve":
-            cited = {cite.block for cite in tutorial}
+            cited = tutorial
             value = {machine: [_from_text(item, f"{where}.solve.{machine}[{j}]", text, cited)
                                for j, item in enumerate(items)] for machine, items in value.items()}
         parts[part] = {machine: _for_edition(items, f"{where}.{part}.{machine}", edition, table)
@@ -206,7 +208,7 @@ def _look_past(value: Any, where: str, declared: Manifest) -> dict[str, dict[str
 
 
 def _from_text(item: dict[str, Any], where: str, text: commands.TutorialText | None,
-               cited: set[int]) -> dict[str, Any]:
+               cited: tuple[Cite, ...]) -> dict[str, Any]:
     """A `from_text` action with its command taken from the text; any other item as it is."""
     if "from_text" not in item:
         return item

@@ -7,9 +7,11 @@ A scenario that runs the tutorial's own commands names its copy of the text
   `[YOUR-DOMAIN]`, `USERNAME`, `ubuntu`, `~/docker-registry`, ...) and the
   lab's value, a template (`"{{ domain }}"`). A password is
   `{secret: "{{ user.password }}"}`: it reaches a command on stdin only, and a
-  command line that would carry it is refused when the scenario loads.
+  command line that would carry it is refused when the scenario loads (by the
+  placeholder's name) and when the engine runs it (by the password itself).
   Substitution is `lab.tutorial.text.substitute`: one pass, longest first,
-  whole tokens.
+  whole tokens. The text itself is never a template: only the values are
+  rendered, and the text between them is kept byte for byte.
 - `equivalents:` lines of the text the lab types differently, each with why.
   A command that waits for a person (`docker run -t -i ... /bin/bash` and the
   lines typed in it, `docker login` and its prompts, `openssl req` and its
@@ -20,10 +22,12 @@ A scenario that runs the tutorial's own commands names its copy of the text
 
 `from_text: REFS` (a block `37`, a line `"61:1"`, lines `"61:2-3"`, or a list
 of them, run in order and joined with `&&` so a `cd` holds for what follows)
-becomes, when the scenario loads, the command template the engine runs
-(`command`, and `stdin` from an equivalent) and the parts it came from
+becomes, when the scenario loads, the command the engine runs (`command`,
+and `stdin` from an equivalent: `lab.tutorial.text.Command`s, the text's
+pieces and the values' templates kept apart) and the parts it came from
 (`FromText`), which `reglab show` prints as written. Each block must be a
-shell block the step cites in `tutorial:`.
+shell block the step cites in `tutorial:`, and its text must still have the
+digest cited there: a block changed since it was reviewed is a load error.
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ from typing import Any
 import jinja2
 
 from lab.common.errors import Invalid
-from lab.tutorial.text import Block, code_blocks, placeholders_in, substitute, waits_for_input
+from lab.tutorial.text import Block, Cite, Command, code_blocks, placeholders_in, substitute, waits_for_input
 
 EQUIVALENT_KEYS = ("block", "lines", "run", "stdin", "prompts", "why")
 REF = re.compile(r"^(\d+)(?::(\d+)(?:-(\d+))?)?$")
@@ -65,7 +69,7 @@ class Part:
     first: int
     last: int
     written: str  # the lines as the text writes them
-    command: str  # the template the lab runs: placeholders substituted
+    command: Command  # what the lab runs: the text with the placeholders' values (templates) in place
     instead: Equivalent | None = None
     prompts: str = ""  # the text of the prompts block, as written
 
@@ -80,6 +84,8 @@ class FromText:
 
     refs: tuple[int | str, ...]  # as the scenario writes them
     parts: tuple[Part, ...]
+    # The templates of the secret placeholders: what they render to must never be on the command line.
+    secrets: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -103,7 +109,7 @@ class TutorialText:
             raise Invalid(where, f"block {number} ({block.first!r}) is not a shell block: nothing in it runs")
         return block
 
-    def command(self, text: str, where: str, what: str) -> str:
+    def command(self, text: str, where: str, what: str) -> Command:
         """`text` with placeholders substituted; refused when it would carry a password."""
         secret = [name for name in placeholders_in(text, list(self.values)) if name in self.secrets]
         if secret:
@@ -112,16 +118,27 @@ class TutorialText:
                                  "in `equivalents:` that reads it on stdin)")
         return substitute(text, self.values)
 
-    def expand(self, item: dict[str, Any], where: str, cited: set[int]) -> dict[str, Any]:
-        """A `from_text` action as the engine runs it: `command`, `stdin`, and its parts."""
+    def expand(self, item: dict[str, Any], where: str, cited: tuple[Cite, ...]) -> dict[str, Any]:
+        """A `from_text` action as the engine runs it: `command`, `stdin`, and its parts.
+
+        Each block it runs is one the step cites (`cited`), with the text the citation's digest
+        names: what runs is what was reviewed.
+        """
         refs = item["from_text"] if isinstance(item["from_text"], list) else [item["from_text"]]
         parts: list[Part] = []
         for i, ref in enumerate(refs):
             here = f"{where}.from_text" + (f"[{i}]" if isinstance(item["from_text"], list) else "")
             number, first, last = parse_ref(ref, here)
             block = self.block(number, here)
-            if number not in cited:
+            cites = [cite for cite in cited if cite.block == number]
+            if not cites:
                 raise Invalid(here, f"block {number} ({block.first!r}) is not one this step cites in `tutorial:`")
+            stale = next((cite for cite in cites if cite.sha256 != block.digest), None)
+            if stale is not None:
+                now = f", and its first line is now {block.first!r}" if block.first != stale.first else ""
+                raise Invalid(here, f"block {number} ({stale.first!r}) changed since this step cited it: "
+                                    f"sha256 {stale.sha256} cited, {block.digest} now{now}; what runs must be "
+                                    "what was reviewed: read the block, then update its citation in `tutorial:`")
             first, last = _in_block(block, first, last, here)
             parts += self._parts(block, first, last, here)
         stdins = [p for p in parts if p.instead is not None and p.instead.stdin is not None]
@@ -133,8 +150,9 @@ class TutorialText:
             if "stdin" in item:
                 raise Invalid(f"{where}.stdin", f"the equivalent of {stdins[0].where()} already gives stdin")
             expanded["stdin"] = substitute(stdins[0].instead.stdin or "", self.values)
-        expanded["command"] = " && ".join(part.command for part in parts)
-        expanded["from_text"] = FromText(tuple(refs), tuple(parts))
+        expanded["command"] = Command.joined((part.command for part in parts), " && ")
+        secrets = tuple(dict.fromkeys(self.values[name] for name in sorted(self.secrets)))
+        expanded["from_text"] = FromText(tuple(refs), tuple(parts), secrets)
         return expanded
 
     def _parts(self, block: Block, first: int, last: int, where: str) -> list[Part]:
@@ -242,6 +260,11 @@ def _placeholders(raw: Any) -> tuple[dict[str, str], frozenset[str]]:
         except jinja2.TemplateSyntaxError as exc:
             raise Invalid(here, f"template syntax error: {(exc.message or '').rstrip('.')} in {value!r}") from None
         values[name] = value
+    secret_values = {values[name]: name for name in secrets}
+    for name, value in values.items():
+        if name not in secrets and value in secret_values:
+            raise Invalid(f"placeholders.{name}", f"has the value of the secret {secret_values[value]!r}: "
+                                                  "a secret's value is {secret: TEMPLATE} wherever it stands")
     return values, frozenset(secrets)
 
 

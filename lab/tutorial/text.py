@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 TUTORIAL = Path(__file__).resolve().parent.parent / "scenarios" / "tutorial.md"
 DIGEST_LENGTH = 16
@@ -186,7 +187,6 @@ def _compare(cite: Cite, blocks: list[Block], by_digest: dict[str, list[Block]],
 # and `~/docker-registry` (edges that are not token characters) are replaced wherever they stand.
 TOKEN_CHARACTERS = "A-Za-z0-9_.-"
 _TOKEN_EDGE = re.compile(f"[{TOKEN_CHARACTERS}]")
-_JINJA_START = re.compile(r"\{[{%#]")
 
 
 def _placeholder_pattern(names: list[str]) -> re.Pattern[str]:
@@ -206,30 +206,58 @@ def placeholders_in(text: str, names: list[str]) -> list[str]:
     return [found.group(0) for found in _placeholder_pattern(names).finditer(text)]
 
 
-def substitute(text: str, values: dict[str, str]) -> str:
-    """`text` as a jinja2 template: each placeholder replaced by its value (itself a template),
-    every other character kept literally.
+class Piece(NamedTuple):
+    """A run of a command: literal text, or a value (a template of the scenario's)."""
+
+    text: str
+    value: bool = False
+
+
+@dataclass(frozen=True)
+class Command:
+    """A command in the text's words with the lab's values in place of its placeholders.
+
+    The text and the values stay apart: a literal piece is the text itself, byte for
+    byte, and never goes through jinja2, so `{{`, `{%` or `{#` in the tutorial is
+    data, whatever it says; only a value piece (a placeholder's template, from the
+    scenario) is rendered, by whoever runs or shows the command.
+    """
+
+    pieces: tuple[Piece, ...] = ()
+
+    def render(self, value: Callable[[str], str]) -> str:
+        """The command with each value rendered by `value`, the literal text as it is."""
+        return "".join(value(piece.text) if piece.value else piece.text for piece in self.pieces)
+
+    @classmethod
+    def joined(cls, commands: Iterable[Command], separator: str) -> Command:
+        pieces: list[Piece] = []
+        for i, command in enumerate(commands):
+            if i:
+                pieces.append(Piece(separator))
+            pieces += command.pieces
+        return cls(tuple(pieces))
+
+
+def substitute(text: str, values: dict[str, str]) -> Command:
+    """`text` with each placeholder replaced by its value (a template, rendered later), every other
+    character kept literally: literal pieces and value pieces, never one template.
 
     One pass, left to right, longest placeholder first: a value is never searched
-    again, so a value that contains a placeholder's text stays as it is. The text
-    between placeholders goes in `{% raw %}` when it holds `{{`, `{%` or `{#`, so a
-    command like `docker ps --format '{{.Names}}'` runs as written.
+    again, so a value that contains a placeholder's text stays as it is. A command
+    like `docker ps --format '{{.Names}}'` runs as written: the text is not a template.
     """
-    if not values:
-        return _literal(text)
-    pattern = _placeholder_pattern(list(values))
-    out: list[str] = []
+    pieces: list[Piece] = []
     end = 0
-    for found in pattern.finditer(text):
-        out.append(_literal(text[end:found.start()]))
-        out.append(values[found.group(0)])
-        end = found.end()
-    out.append(_literal(text[end:]))
-    return "".join(out)
-
-
-def _literal(text: str) -> str:
-    return f"{{% raw %}}{text}{{% endraw %}}" if _JINJA_START.search(text) else text
+    if values:
+        for found in _placeholder_pattern(list(values)).finditer(text):
+            if found.start() > end:
+                pieces.append(Piece(text[end:found.start()]))
+            pieces.append(Piece(values[found.group(0)], value=True))
+            end = found.end()
+    if end < len(text):
+        pieces.append(Piece(text[end:]))
+    return Command(tuple(pieces))
 
 
 def waits_for_input(line: str) -> str:

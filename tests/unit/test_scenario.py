@@ -14,6 +14,7 @@ from typing import Any
 import jinja2
 import pytest
 import yaml
+from jinja2.sandbox import SandboxedEnvironment
 
 from lab.common.errors import ConfigError
 from lab.machines.images import LabImages
@@ -22,6 +23,7 @@ from lab.model import manifest
 from lab.model.kinds import Key, Kind, Text
 from lab.model.labfile import EDITIONS, Ports, User, default_scenario
 from lab.model.scenario import ACTION_KINDS, CHECK_KINDS, Scenario, default_path, kind_of, load
+from lab.tutorial.text import Command
 
 # The tutorial's templates and workdir: what its scenario declares (lab/model/manifest.py).
 TUTORIAL = manifest.load(default_scenario())
@@ -56,7 +58,7 @@ def shipped() -> dict[str, Scenario]:
 
 def jinja() -> jinja2.Environment:
     """As engine.Context builds it."""
-    env = jinja2.Environment(
+    env = SandboxedEnvironment(
         loader=jinja2.FileSystemLoader(TEMPLATES), undefined=jinja2.StrictUndefined, keep_trailing_newline=True
     )
     env.filters["regex_escape"] = re.escape
@@ -82,7 +84,9 @@ def variables(edition: str) -> dict[str, Any]:
 
 
 def render(env: jinja2.Environment, value: Any, names: dict[str, Any]) -> Any:
-    """Engine.Context.render: every string in nested lists and mappings."""
+    """Engine.Context.render: every string in nested lists and mappings; of the text's commands, the values."""
+    if isinstance(value, Command):
+        return value.render(lambda template: render(env, template, names))
     if isinstance(value, str):
         return env.from_string(value).render(names)
     if isinstance(value, list):
@@ -174,7 +178,8 @@ def _kinds(scenario: Scenario, step_id: str, machine: str = "registry") -> list[
 def _runs(scenario: Scenario, step_id: str, machine: str = "registry") -> str:
     """The commands of a step's run and from_text actions (those as loaded: taken from the text)."""
     actions = scenario.step(step_id).solve[machine]
-    return "\n".join(a.get("run") or a["command"] for a in actions if "run" in a or "from_text" in a)
+    return "\n".join(a["run"] if "run" in a else a["command"].render(lambda value: value)
+                     for a in actions if "run" in a or "from_text" in a)
 
 
 def test_tls_step_differs_by_edition(shipped: dict[str, Scenario]) -> None:

@@ -27,7 +27,7 @@ from lab.machines.images import LabImages
 from lab.model import scenario
 from lab.model.credentials import Redactor
 from lab.model.labfile import load as load_lab
-from lab.tutorial.text import TUTORIAL, digest, placeholders_in, substitute, waits_for_input
+from lab.tutorial.text import TUTORIAL, Command, code_blocks, digest, placeholders_in, substitute, waits_for_input
 
 PASSWORD = "Sup3r-s3cret-pw"
 VALUES = {
@@ -43,7 +43,13 @@ NAMES = {"domain": "reg.example", "user": "student", "base": "busybox", "registr
 
 
 def rendered(text: str, values: dict[str, str] = VALUES) -> str:
-    return jinja2.Environment().from_string(substitute(text, values)).render(NAMES)
+    jinja = jinja2.Environment()
+    return substitute(text, values).render(lambda value: jinja.from_string(value).render(NAMES))
+
+
+def plain(command: Command) -> str:
+    """The command with its values' templates in place, unrendered: what it is made of."""
+    return command.render(lambda value: value)
 
 
 # --- substitution -------------------------------------------------------------------------
@@ -76,23 +82,23 @@ def test_a_placeholder_inside_a_longer_word_is_left_alone(text: str) -> None:
 def test_the_longest_placeholder_wins_whatever_the_table_order() -> None:
     """`[YOUR-DOMAIN]` before `YOUR-DOMAIN`: no stray brackets around the lab's domain."""
     values = {"YOUR-DOMAIN": "D", "[YOUR-DOMAIN]": "B", "USERNAME": "U", "<YOURUSERNAME>": "A"}
-    assert substitute("[YOUR-DOMAIN] YOUR-DOMAIN <YOURUSERNAME> USERNAME", values) == "B D A U"
+    assert plain(substitute("[YOUR-DOMAIN] YOUR-DOMAIN <YOURUSERNAME> USERNAME", values)) == "B D A U"
     assert placeholders_in("x [YOUR-DOMAIN]/y <YOURUSERNAME>", list(values)) == ["[YOUR-DOMAIN]", "<YOURUSERNAME>"]
 
 
 def test_where_two_placeholders_start_at_one_place_the_longer_wins() -> None:
     """Leftmost first, then longest: `registry:2` is the image, not `registry` followed by `:2`."""
     values = {"registry": "NAME", "registry:2": "IMAGE", "~/d": "HOME", "~/d/nginx": "NGINX"}
-    assert substitute("--name registry registry:2", values) == "--name NAME IMAGE"
-    assert substitute("cd ~/d/nginx; cd ~/d/data", values) == "cd NGINX; cd HOME/data"
+    assert plain(substitute("--name registry registry:2", values)) == "--name NAME IMAGE"
+    assert plain(substitute("cd ~/d/nginx; cd ~/d/data", values)) == "cd NGINX; cd HOME/data"
 
 
 def test_a_value_is_never_searched_again() -> None:
-    assert substitute("USERNAME", {"USERNAME": "YOUR-DOMAIN", "YOUR-DOMAIN": "x"}) == "YOUR-DOMAIN"
+    assert plain(substitute("USERNAME", {"USERNAME": "YOUR-DOMAIN", "YOUR-DOMAIN": "x"})) == "YOUR-DOMAIN"
 
 
 def test_braces_in_the_text_run_as_written() -> None:
-    """The result is a jinja2 template: the text's own `{{.Names}}` must not be read as one."""
+    """Only the values are templates: the text's own `{{.Names}}` is never read as one."""
     text = "docker ps --format '{{.Names}}' --filter name=USERNAME"
     assert rendered(text) == "docker ps --format '{{.Names}}' --filter name=student"
 
@@ -198,7 +204,7 @@ def test_the_mini_text_has_the_blocks_the_tests_cite(tmp_path: Path) -> None:
 def test_from_text_loads_the_texts_commands_joined_in_order(tmp_path: Path) -> None:
     loaded = scenario.load(mini(tmp_path, [{"from_text": [1, 6], "contains": "x"}]), "as-written")
     item = loaded.steps[0].solve["registry"][0]
-    assert item["command"] == ("docker run -d --name registry {{ images.registry }} && "
+    assert plain(item["command"]) == ("docker run -d --name registry {{ images.registry }} && "
                                "docker run {{ images.base }} touch initcron && "
                                "docker commit $(docker ps -lq) test-image")
     assert item["contains"] == "x"
@@ -208,9 +214,9 @@ def test_from_text_loads_the_texts_commands_joined_in_order(tmp_path: Path) -> N
 
 def test_an_equivalent_brings_its_stdin_in_the_labs_words(tmp_path: Path) -> None:
     item = scenario.load(mini(tmp_path, [{"from_text": 3}]), "as-written").steps[0].solve["registry"][0]
-    assert item["command"] == ("cd {{ workdir }} && "
+    assert plain(item["command"]) == ("cd {{ workdir }} && "
                                "docker login https://{{ domain }} -u {{ user.name }} --password-stdin")
-    assert item["stdin"] == "{{ user.password }}"
+    assert plain(item["stdin"]) == "{{ user.password }}"
     assert item["from_text"].parts[1].prompts == BLOCKS[3]
 
 
@@ -249,6 +255,9 @@ LOAD_ERRORS = [
                  "is not a shell block", id="equivalent-of-a-non-shell-block"),
     pytest.param([{"from_text": 1}], {"placeholders": {"PW": "{{ user.password }}"}}, "placeholders.PW",
                  "a password is {secret: TEMPLATE}", id="password-not-secret"),
+    pytest.param([{"from_text": 1}],
+                 {"placeholders": {"PW": {"secret": "{{ captured.pw }}"}, "TOKEN": "{{ captured.pw }}"}},
+                 "placeholders.TOKEN", "has the value of the secret 'PW'", id="secret-value-not-secret"),
 ]
 
 
@@ -355,13 +364,18 @@ def test_the_as_written_push_and_pull_come_from_the_text_with_the_labs_images(tm
 
 
 def test_a_changed_command_in_the_text_changes_the_command_run(tmp_path: Path) -> None:
-    """The proof that the command comes from the text and not from a second copy of it."""
-    shutil.copy(scenario.default_path(), tmp_path / "tutorial.yaml")
+    """The proof that the command comes from the text and not from a second copy of it (once
+    the change is reviewed: the step's citation carries the changed block's digest)."""
     shutil.copytree(scenario.default_path().parent / "tutorial", tmp_path / "tutorial")  # its templates, images
     text = TUTORIAL.read_text()
     assert text.count("openssl genrsa -out devdockerCA.key 2048") == 1
-    (tmp_path / "tutorial.md").write_text(text.replace("openssl genrsa -out devdockerCA.key 2048",
-                                                       "openssl genrsa -out devdockerCA.key 4096"))
+    changed = text.replace("openssl genrsa -out devdockerCA.key 2048", "openssl genrsa -out devdockerCA.key 4096")
+    (tmp_path / "tutorial.md").write_text(changed)
+    (before,) = [b for b in code_blocks(text) if "openssl genrsa -out devdockerCA.key 2048" in b.text]
+    source = scenario.default_path().read_text()
+    assert source.count(f"sha256: {before.digest}") == 1
+    after = code_blocks(changed)[before.number - 1]
+    (tmp_path / "tutorial.yaml").write_text(source.replace(f"sha256: {before.digest}", f"sha256: {after.digest}"))
     engine, machine = as_written_engine(tmp_path, tmp_path / "tutorial.yaml")
     (openssl,) = from_text_actions(engine, "tls", "registry")
     engine.act(openssl, "registry")
