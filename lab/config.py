@@ -17,12 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from lab import manifest as manifests
 from lab.errors import ConfigError
 from lab.fields import FieldReader, value_kind
 from lab.manifest import Manifest, Named
+from lab.yamlfile import MissingFileError, read_yaml
 
 VAGRANT_PROVIDERS = ("docker", "virtualbox", "libvirt")  # machines Vagrant boots
 PROVIDERS = (*VAGRANT_PROVIDERS, "ssh")  # ssh: machines made elsewhere, reached over SSH
@@ -202,13 +201,7 @@ def load(
 ) -> Lab:
     """Read, layer and validate a lab file; raise ConfigError naming the key path."""
     source = str(path)
-    try:
-        data = Path(path).read_bytes()
-    except FileNotFoundError:
-        raise ConfigError(source, "", "no such file") from None
-    except OSError as exc:
-        raise ConfigError(source, "", f"cannot read: {exc.strerror}") from None
-    raw = parse_yaml(decode_utf8(data, source), source)
+    raw = read_lab_file(path)
     declared = scenario_manifest(raw, Path(path).resolve().parent, overrides or {}, source)
     merged = layer(raw, environ if environ is not None else os.environ, overrides or {}, source,
                    defaults_for(declared))
@@ -250,74 +243,13 @@ def defaults_for(declared: Manifest) -> dict[str, Any]:
     return defaults
 
 
-def decode_utf8(data: bytes, source: str) -> str:
-    """The text of a file that must be UTF-8; anything else is one ConfigError naming the line."""
+def read_lab_file(path: Path) -> dict[str, Any]:
+    """A lab file's mapping as written, before layering; a missing one says how to make one."""
+    source = str(path)
     try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
-        raise ConfigError(
-            source, f"line {line}", f"expected UTF-8 text, got the byte 0x{data[exc.start]:02x}; save the file as UTF-8"
-        ) from None
-
-
-class DuplicateKeyError(yaml.constructor.ConstructorError):
-    """A key given twice in one mapping, which PyYAML would silently collapse to the last."""
-
-    def __init__(self, key: Any, key_path: str, first: yaml.Mark, again: yaml.Mark) -> None:
-        super().__init__(None, None, f"duplicate key {key!r}", again)
-        self.key = key
-        self.key_path = key_path
-        self.first_line = first.line + 1
-        self.line = again.line + 1
-
-
-class StrictLoader(yaml.SafeLoader):
-    """SafeLoader that refuses a mapping key given twice, naming its key path and lines.
-
-    NOTE: keys brought in by a merge (`<<: *anchor`) may be overridden; that is
-    what a merge is for. Only keys written twice in the same mapping are refused.
-    """
-
-    def construct_document(self, node: yaml.Node) -> Any:
-        self._refuse_duplicates(node, "", set())
-        return super().construct_document(node)
-
-    def _refuse_duplicates(self, node: yaml.Node, path: str, seen_nodes: set[int]) -> None:
-        if id(node) in seen_nodes:  # an alias: already checked, and maybe recursive
-            return
-        seen_nodes.add(id(node))
-        if isinstance(node, yaml.MappingNode):
-            first: dict[Any, yaml.Mark] = {}
-            for key_node, value_node in node.value:
-                here = path
-                if isinstance(key_node, yaml.ScalarNode) and key_node.tag != "tag:yaml.org,2002:merge":
-                    key = self.construct_object(key_node)
-                    here = f"{path}.{key}" if path else str(key)
-                    if key in first:
-                        raise DuplicateKeyError(key, here, first[key], key_node.start_mark)
-                    first[key] = key_node.start_mark
-                self._refuse_duplicates(value_node, here, seen_nodes)
-        elif isinstance(node, yaml.SequenceNode):
-            for i, item in enumerate(node.value):
-                self._refuse_duplicates(item, f"{path}[{i}]", seen_nodes)
-
-
-def parse_yaml(text: str, source: str) -> dict[str, Any]:
-    try:
-        data = yaml.load(text, Loader=StrictLoader)  # a SafeLoader: no arbitrary objects
-    except DuplicateKeyError as exc:
-        raise ConfigError(
-            source,
-            exc.key_path,
-            f"expected each key once, got {exc.key!r} again at line {exc.line} (first at line {exc.first_line}); "
-            "YAML would keep only the last, so remove one",
-        ) from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError(source, where, f"invalid YAML: {problem}") from None
+        data = read_yaml(path, "lab file")
+    except MissingFileError:
+        raise ConfigError(source, "", "no such file") from None
     if data is None:
         return {}
     if not isinstance(data, dict):

@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
-import yaml
 
 from lab import checks, text_commands
 from lab import manifest as manifests
@@ -38,6 +37,7 @@ from lab.errors import ConfigError
 from lab.kinds import ACTIONS, Invalid, Kind
 from lab.manifest import Manifest
 from lab.tutorial_text import DIGEST_LENGTH, Cite
+from lab.yamlfile import read_yaml
 
 ACTION_KINDS = tuple(ACTIONS)
 CHECK_KINDS = tuple(checks.KINDS)
@@ -105,15 +105,7 @@ def load(path: Path, edition: str, declared: Manifest | None = None) -> Scenario
     A file with its own `lab:` section declares its machines, causes, ...; one without borrows
     `declared` (the lab's), else the shipped tutorial's.
     """
-    source = str(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(source, "", "no such scenario file") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise ConfigError(source, f"line {mark.line + 1}" if mark else "", f"invalid YAML: {exc}") from None
-    return parse(data, path, edition, declared)
+    return parse(read_yaml(path, "scenario file"), path, edition, declared)
 
 
 def parse(data: Any, path: Path, edition: str, declared: Manifest | None = None) -> Scenario:

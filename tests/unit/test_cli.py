@@ -125,6 +125,15 @@ def test_missing_lab_file(tmp_path: Path) -> None:
     assert err == f"reglab: error: {path}: no such file\n"
 
 
+def test_dev_zero_as_lab_file_is_exit_2_at_once() -> None:
+    """/dev/zero never ends: read whole, it would eat the host's memory before any check."""
+    started = time.monotonic()
+    code, out, err = reglab("--lab", "/dev/zero", "status")
+    assert code == 2 and out == ""
+    assert_one_error_line(err, "/dev/zero: cannot read the lab file: not a regular file")
+    assert time.monotonic() - started < 5
+
+
 @pytest.mark.parametrize(
     "command",
     [

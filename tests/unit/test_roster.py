@@ -184,12 +184,12 @@ def test_yaml_that_is_not_a_list_is_refused(tmp_path: Path, text: str) -> None:
 
 
 def test_invalid_yaml_names_the_line(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=r"line 2: invalid YAML"):
+    with pytest.raises(ConfigError, match=r"line 2, column \d+: invalid YAML"):
         load_roster(write(tmp_path, "roster.yml", "- s01\n- a: b: c\n- s03\n"))
 
 
 def test_yaml_key_given_twice_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="line 1: key 'id' given twice"):
+    with pytest.raises(ConfigError, match=r"\[0\]\.id: expected each key once, got 'id' again at line 1"):
         load_roster(write(tmp_path, "roster.yml", "- {id: s01, id: s02}\n"))
 
 
@@ -207,7 +207,7 @@ def test_duplicate_ids_in_yaml_are_refused(tmp_path: Path) -> None:
 
 def test_a_missing_file_is_one_config_error(tmp_path: Path) -> None:
     path = str(tmp_path / "nobody.csv")
-    with pytest.raises(ConfigError, match=f"^{path}: cannot read the roster: No such file"):
+    with pytest.raises(ConfigError, match=f"^{path}: no such roster$"):
         load_roster(path)
 
 
