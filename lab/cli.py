@@ -17,7 +17,7 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
@@ -33,7 +33,7 @@ from lab.errors import ExitStatus, LabError, LabFailure
 from lab.progress import Progress
 from lab.providers import MachineStatus
 from lab.results import RunResult, Status, StepResult
-from lab.roster import load_roster
+from lab.roster import MAX_STUDENTS, load_roster
 from lab.session import Session
 from lab.teaching import instructions
 
@@ -47,6 +47,31 @@ class _Parser(argparse.ArgumentParser):
     def _print_message(self, message: str, file: TextIO | None = None) -> None:  # noqa: ARG002
         if message:
             (self.err if file is sys.stderr else self.out).write(message)
+
+
+CHECK_TIMEOUT_MAX = 3600  # an hour: a lab that has not answered by then will not; also keeps waits finite
+EVERY_MAX = 86400  # a day between re-checks of the dashboard
+PORT_MAX = 65535
+
+
+def whole_number(low: int, high: int, what: str) -> Callable[[str], int]:
+    """An argparse type: a whole number from `low` to `high`, else argparse's usage error (exit 2).
+
+    Checked where the option is read, so `--timeout 0` or `--jobs -1` never reaches
+    a thread pool or a wait that would misbehave on it.
+    """
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"expected {what} from {low} to {high}, got {text!r}")
+        return value
+
+    parse.__name__ = what  # argparse's own messages name the type by it
+    return parse
 
 
 def build_parser(out: TextIO | None = None, err: TextIO | None = None) -> argparse.ArgumentParser:
@@ -100,23 +125,29 @@ def build_parser(out: TextIO | None = None, err: TextIO | None = None) -> argpar
     class_up = class_sub.add_parser("up", help="a lab per student of ROSTER (CSV, YAML or a count), booted at once")
     class_up.add_argument("roster")
     class_up.add_argument("--pool", help="the private network the labs' /24s come from (default 10.77.0.0/16)")
-    class_up.add_argument("--jobs", type=int, default=JOBS, help=f"labs booted at once (default {JOBS})")
+    class_up.add_argument("--jobs", type=whole_number(1, MAX_STUDENTS, "a number of labs"), default=JOBS,
+                          help=f"labs booted at once, 1 to {MAX_STUDENTS} (default {JOBS})")
     class_sub.add_parser("status", help="each student's lab and its machines' state")
     class_check = class_sub.add_parser("check", help="grade every student's lab (observe-only); write the gradebook")
     target = class_check.add_mutually_exclusive_group(required=True)
     target.add_argument("step", nargs="?")
     target.add_argument("--all", action="store_true")
-    class_check.add_argument("--jobs", type=int, default=8, help="labs graded at once (default 8)")
-    class_check.add_argument("--timeout", type=int, default=CHECK_TIMEOUT,
-                             help=f"seconds before an unanswering lab is a failed row (default {CHECK_TIMEOUT})")
+    class_check.add_argument("--jobs", type=whole_number(1, MAX_STUDENTS, "a number of labs"), default=8,
+                             help=f"labs graded at once, 1 to {MAX_STUDENTS} (default 8)")
+    class_check.add_argument("--timeout", type=whole_number(1, CHECK_TIMEOUT_MAX, "a whole number of seconds"),
+                             default=CHECK_TIMEOUT,
+                             help=f"seconds before an unanswering lab is a failed row, 1 to {CHECK_TIMEOUT_MAX} "
+                                  f"(default {CHECK_TIMEOUT})")
     class_reset = class_sub.add_parser("reset", help="a student's lab back to the state after provisioning")
     class_reset.add_argument("student")
     class_sub.add_parser("down", help="destroy every lab of the class and the students' keys (the gradebook stays)")
     class_bundle = class_sub.add_parser("bundle", help="what to hand a student: ssh_config, key, registry login")
     class_bundle.add_argument("student")
     class_serve = class_sub.add_parser("serve", help="the instructor's dashboard on localhost")
-    class_serve.add_argument("--port", type=int, default=8765)
-    class_serve.add_argument("--every", type=int, help="re-check every N seconds (default: on demand only)")
+    class_serve.add_argument("--port", type=whole_number(0, PORT_MAX, "a TCP port"), default=8765,
+                             help="the TCP port on 127.0.0.1, 0 for any free one (default 8765)")
+    class_serve.add_argument("--every", type=whole_number(1, EVERY_MAX, "a whole number of seconds"),
+                             help=f"re-check every N seconds, 1 to {EVERY_MAX} (default: on demand only)")
     image = sub.add_parser("image", help="build images on the host")
     image_sub = image.add_subparsers(dest="image_command", required=True, metavar="ACTION")
     build = image_sub.add_parser("build", help="build an image: node (the machine image) or lab")
@@ -222,8 +253,6 @@ def class_command(args: argparse.Namespace, out: TextIO, err: TextIO) -> ExitSta
     try:
         if action == "up":
             students = load_roster(args.roster)
-            if args.jobs < 1:
-                raise LabError(f"--jobs: expected 1 or more labs at once, got {args.jobs}")
             pool = None
             if args.pool:
                 try:
