@@ -88,6 +88,7 @@ _IMAGE_NAME_MAX = 255  # the reference grammar's limit on host and path together
 HTPASSWD_MAX_BYTES = 255  # htpasswd refuses longer passwords
 SSH_PORT = 22  # reglab reaches the machines over it
 SSH_MACHINE_KEYS = ("host", "port", "user", "identity_file")  # a machine given over SSH (provider: ssh)
+PRIVATE_KEY_MAX_BYTES = 64 * 1024  # an RSA key of 16384 bits is 12 KiB
 DOCKER_BRIDGE = ipaddress.IPv4Network("172.17.0.0/16")  # docker0 on every Docker host and machine
 LINK_LOCAL = ipaddress.IPv4Network("169.254.0.0/16")
 
@@ -488,6 +489,11 @@ class _Validator(FieldReader):
         if info.st_mode & 0o077:
             raise self.fail(path, f"the private key {file} is readable by others (mode {info.st_mode & 0o777:04o}); "
                             f"`chmod 600 {file}`")
+        if info.st_size > PRIVATE_KEY_MAX_BYTES:
+            raise self.fail(path, f"{file} is larger than {PRIVATE_KEY_MAX_BYTES // 1024} KiB: not a private key")
+        problem = private_key_problem(file)
+        if problem:
+            raise self.fail(path, f"{file}: {problem}")
         return file
 
     def given_ip(self, value: Any, path: str) -> str:
@@ -543,6 +549,44 @@ class _Validator(FieldReader):
                     raise self.fail(f"{path}.password", problem)
             users.append(User(name=name, password=password))
         return tuple(users)
+
+
+def identity_file(value: Any, source: str, path: str, folder: Path) -> Path:
+    """A private key reglab can log in with (relative to `folder`), as a lab file's machine or a roster's gives it."""
+    return _Validator(source).identity_file(value, path, folder)
+
+
+def private_key_problem(file: Path) -> str | None:
+    """Why paramiko, which reglab logs in with, cannot use this private key, or None.
+
+    Found when the lab loads: at login, a key paramiko cannot read is only a
+    machine that "does not answer", which sends the user looking at the machine.
+    """
+    import paramiko  # only labs given over SSH need it here
+
+    from_path = getattr(paramiko.PKey, "from_path", None)  # paramiko 3.2 and later
+    encrypted = ("encrypted key: use an unencrypted key (or leave identity_file out and add the key to "
+                 "ssh-agent)")
+    unreadable = "not a private key paramiko can read (an OpenSSH or PEM Ed25519, ECDSA or RSA key)"
+    if from_path is not None:
+        try:
+            from_path(file)
+        except (paramiko.PasswordRequiredException, TypeError):  # TypeError: cryptography's "no password given"
+            return encrypted
+        except Exception:  # noqa: BLE001 - whatever the parsers raise, paramiko cannot log in with it
+            return unreadable
+        return None
+    found_encrypted = False
+    for kind in (paramiko.Ed25519Key, paramiko.ECDSAKey, paramiko.RSAKey):
+        try:
+            kind.from_private_key_file(str(file))
+        except paramiko.PasswordRequiredException:
+            found_encrypted = True
+        except Exception:  # noqa: BLE001 - not this kind of key; the next may read it
+            continue
+        else:
+            return None
+    return encrypted if found_encrypted else unreadable
 
 
 def password_problem(value: Any) -> str | None:

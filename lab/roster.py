@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lab.config import identity_file
 from lab.errors import ConfigError
 from lab.fields import value_kind
 from lab.yamlfile import parse, read_text
@@ -192,7 +193,8 @@ _MACHINE_KEYS = ("ip", "host", "port", "user", "identity_file")
 def _given_machines(value: Any, source: str, where: str) -> dict[str, dict[str, Any]]:
     """`machines:` of a roster entry: role -> where reglab reaches it; checked in full when the lab loads.
 
-    Identity files are taken relative to the roster, as the lab file's are to it.
+    Identity files are taken relative to the roster, as the lab file's are to it, and checked now (a
+    key paramiko cannot read would only show at login, as machines that do not answer).
     """
     if not isinstance(value, dict) or not value:
         raise ConfigError(source, f"{where}: machines", f"expected a mapping of machine names to "
@@ -207,7 +209,8 @@ def _given_machines(value: Any, source: str, where: str) -> dict[str, dict[str, 
             raise ConfigError(source, f"{where}: machines.{role}.{unknown[0]}",
                               f"unknown key; expected {', '.join(_MACHINE_KEYS)}")
         spec = dict(spec)
-        if isinstance(spec.get("identity_file"), str):
+        if spec.get("identity_file") is not None:
+            identity_file(spec["identity_file"], source, f"{where}: machines.{role}.identity_file", folder)
             spec["identity_file"] = str(folder / Path(spec["identity_file"]).expanduser())
         machines[str(role)] = spec
     return machines
