@@ -503,3 +503,7 @@ def show_report(session: Session, readme: Path | None, out: TextIO) -> ExitStatu
         report.update_readme_file(readme, report.render_summary_table(results))
         print(f"updated {readme}", file=out)
     return ExitStatus.OK
+
+
+if __name__ == "__main__":  # `python -m lab.cli`, as `python -m lab`
+    sys.exit(main())
