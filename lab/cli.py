@@ -12,6 +12,7 @@ import argparse
 import contextlib
 import ipaddress
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -23,7 +24,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TextIO
 
-from lab import boxes, config, report
+from lab import boxes, config, report, scaffold
 from lab.boxes import PROVIDERS as BOX_PROVIDERS
 from lab.classroom import CHECK_TIMEOUT, JOBS, ClassBoard, Classroom, Outcome, roster_name
 from lab.cleanup import reset
@@ -93,6 +94,13 @@ def build_parser(out: TextIO | None = None, err: TextIO | None = None) -> argpar
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
+    init = sub.add_parser("init", help="write a commented lab.yml to start from (with --class, a class's too)")
+    init.add_argument("folder", nargs="?", type=Path, default=Path("."), metavar="FOLDER",
+                      help="where to write it (default: here)")
+    init.add_argument("--class", dest="roster", metavar="ROSTER",
+                      help="also a class's base lab file (class-lab.yml) and an example roster named ROSTER "
+                           "(net101.csv, or .yml for YAML)")
+    init.add_argument("--force", action="store_true", help="overwrite files that exist")
     up = sub.add_parser("up", help="boot the machines and wait for SSH")
     up.add_argument("machines", nargs="*", metavar="MACHINE")
     sub.add_parser("status", help="machine, provider, state and IP")
@@ -231,6 +239,8 @@ def main(argv: Sequence[str] | None = None, stdout: TextIO | None = None, stderr
 def dispatch(args: argparse.Namespace, out: TextIO, err: TextIO) -> ExitStatus:
     overrides = {"provider": args.provider, "edition": args.edition, "images.source": args.images,
                  "start": "fresh" if args.fresh else None, "scenario": str(args.scenario) if args.scenario else None}
+    if args.command == "init":  # writes the lab file: nothing to load yet
+        return init_command(args, out)
     if args.command == "class":  # many labs: each its own session
         return class_command(args, out, err)
     if args.command == "box":  # the host's cache only: no machine, no lab state, no lock
@@ -244,6 +254,21 @@ def dispatch(args: argparse.Namespace, out: TextIO, err: TextIO) -> ExitStatus:
         raise Interrupted(note_interrupted(session, args.command)) from None
     finally:
         session.lock.release()  # main() may be called again in this process (the tests do)
+
+
+def init_command(args: argparse.Namespace, out: TextIO) -> ExitStatus:
+    """`reglab init [FOLDER] [--class ROSTER]`: the files to start from, and what to type next."""
+    written = scaffold.write(args.folder, args.roster, args.force)
+    for path in written:
+        print(f"wrote {path}", file=out)
+    here = args.folder.resolve() == Path.cwd()
+    lab = "" if here else f" --lab {shlex.quote(str(written[0]))}"
+    print(f"next: `reglab{lab} run` boots, provisions, solves and checks every step (edit lab.yml first for "
+          "another provider, edition or network)", file=out)
+    if args.roster is not None:
+        base, roster = (shlex.quote(str(p if not here else p.name)) for p in written[1:])
+        print(f"a class: edit {roster}, then `reglab --lab {base} class up {roster}`", file=out)
+    return ExitStatus.OK
 
 
 def class_command(args: argparse.Namespace, out: TextIO, err: TextIO) -> ExitStatus:

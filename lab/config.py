@@ -11,6 +11,7 @@ import copy
 import ipaddress
 import os
 import re
+import shlex
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -250,7 +251,11 @@ def read_lab_file(path: Path) -> dict[str, Any]:
     try:
         data = read_yaml(path, "lab file")
     except MissingFileError:
-        raise ConfigError(source, "", "no such file") from None
+        folder = Path(path).parent
+        init = "reglab init" if folder.resolve() == Path.cwd() else f"reglab init {shlex.quote(str(folder))}"
+        then = "" if Path(path).name == "lab.yml" else f" (then give --lab {shlex.quote(str(folder / 'lab.yml'))})"
+        raise ConfigError(source, "", f"no such file; `{init}` writes a commented lab.yml to start from{then}"
+                          ) from None
     if data is None:
         return {}
     if not isinstance(data, dict):

@@ -122,7 +122,8 @@ def test_missing_lab_file(tmp_path: Path) -> None:
     path = tmp_path / "nowhere.yml"
     code, _, err = reglab("--lab", str(path), "status")
     assert code == 2
-    assert err == f"reglab: error: {path}: no such file\n"
+    assert err == (f"reglab: error: {path}: no such file; `reglab init {tmp_path}` writes a commented lab.yml to "
+                   f"start from (then give --lab {tmp_path / 'lab.yml'})\n")
 
 
 def test_dev_zero_as_lab_file_is_exit_2_at_once() -> None:
