@@ -1,7 +1,8 @@
 """The one reader of the user's files: lab files, rosters, scenarios, causes, stored secrets.
 
 A user's file may be anything: a FIFO that never ends, /dev/zero, a folder,
-a huge export, Latin-1 text, YAML nested thousands deep, a key given twice.
+a huge export, Latin-1 text, YAML nested thousands deep or whose aliases
+expand to a billion values, a key given twice.
 Each is one ConfigError naming the file (and the line or key path where
 there is one), never a hang, a MemoryError or a traceback.
 """
@@ -19,6 +20,7 @@ from lab.errors import ConfigError
 
 MAX_BYTES = 1024 * 1024  # far above any lab file, scenario or roster; far below what would hurt
 MAX_DEPTH = 64  # the shipped scenario nests 9 deep; PyYAML itself overflows the stack near 500
+MAX_VALUES = 100_000  # values once aliases are expanded; the shipped scenario has 1,606
 
 
 class MissingFileError(ConfigError):
@@ -36,31 +38,40 @@ class DuplicateKeyError(yaml.constructor.ConstructorError):
         self.line = again.line + 1
 
 
-class NestingError(yaml.YAMLError):
-    """Nested deeper than MAX_DEPTH: whatever reads the data next would recurse as deep."""
+class ShapeError(yaml.YAMLError):
+    """A document whose shape would stall or overflow whatever reads it next: too deep, too big once its
+    aliases are expanded (a "billion laughs"), or holding itself."""
 
-    def __init__(self, mark: yaml.Mark) -> None:
-        super().__init__(f"nested more than {MAX_DEPTH} levels deep")
+    def __init__(self, problem: str, mark: yaml.Mark) -> None:
+        super().__init__(problem)
+        self.problem = problem
         self.line = mark.line + 1
 
 
 class StrictLoader(yaml.SafeLoader):
-    """SafeLoader that refuses a mapping key given twice, naming its key path and lines, and deep nesting.
+    """SafeLoader that refuses a mapping key given twice, naming its key path and lines, and a shape
+    nothing downstream should meet (ShapeError).
 
     NOTE: keys brought in by a merge (`<<: *anchor`) may be overridden; that is
     what a merge is for. Only keys written twice in the same mapping are refused.
     """
 
     def construct_document(self, node: yaml.Node) -> Any:
-        self._refuse_duplicates(node, "", set(), 0)
+        if self._refuse_duplicates(node, "", {}, 0) > MAX_VALUES:
+            raise ShapeError(f"more than {MAX_VALUES} values once its aliases are expanded", node.start_mark)
         return super().construct_document(node)
 
-    def _refuse_duplicates(self, node: yaml.Node, path: str, seen_nodes: set[int], depth: int) -> None:
-        if id(node) in seen_nodes:  # an alias: already checked, and maybe recursive
-            return
-        seen_nodes.add(id(node))
+    def _refuse_duplicates(self, node: yaml.Node, path: str, sizes: dict[int, int | None], depth: int) -> int:
+        """Check `node`; return how many values it stands for, aliases expanded (each node is walked once)."""
+        if id(node) in sizes:  # an alias of a node walked already, or being walked: one inside its own anchor
+            size = sizes[id(node)]
+            if size is None:
+                raise ShapeError("an alias inside its own anchor (a value that holds itself)", node.start_mark)
+            return size
+        sizes[id(node)] = None
         if depth > MAX_DEPTH:
-            raise NestingError(node.start_mark)
+            raise ShapeError(f"nested too deeply (more than {MAX_DEPTH} levels)", node.start_mark)
+        size = 1
         if isinstance(node, yaml.MappingNode):
             first: dict[Any, yaml.Mark] = {}
             for key_node, value_node in node.value:
@@ -71,10 +82,12 @@ class StrictLoader(yaml.SafeLoader):
                     if key in first:
                         raise DuplicateKeyError(key, here, first[key], key_node.start_mark)
                     first[key] = key_node.start_mark
-                self._refuse_duplicates(value_node, here, seen_nodes, depth + 1)
+                size += 1 + self._refuse_duplicates(value_node, here, sizes, depth + 1)
         elif isinstance(node, yaml.SequenceNode):
             for i, item in enumerate(node.value):
-                self._refuse_duplicates(item, f"{path}[{i}]", seen_nodes, depth + 1)
+                size += self._refuse_duplicates(item, f"{path}[{i}]", sizes, depth + 1)
+        sizes[id(node)] = size = min(size, MAX_VALUES + 1)  # the count stays small, however aliases multiply
+        return size
 
 
 def read_bytes(path: Path | str, what: str, limit: int = MAX_BYTES) -> bytes:
@@ -142,8 +155,8 @@ def parse(text: str, source: str) -> tuple[Any, yaml.Node | None]:
             f"expected each key once, got {exc.key!r} again at line {exc.line} (first at line {exc.first_line}); "
             "YAML would keep only the last, so remove one",
         ) from None
-    except NestingError as exc:
-        raise ConfigError(source, f"line {exc.line}", f"nested too deeply (more than {MAX_DEPTH} levels)") from None
+    except ShapeError as exc:
+        raise ConfigError(source, f"line {exc.line}", exc.problem) from None
     except RecursionError:  # PyYAML's composer recursed first: no line to name
         raise ConfigError(source, "", f"nested too deeply (more than {MAX_DEPTH} levels)") from None
     except yaml.YAMLError as exc:

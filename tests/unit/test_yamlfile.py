@@ -62,6 +62,43 @@ def test_nesting_up_to_the_bound_is_read_and_one_more_level_refused() -> None:
         yamlfile.parse("x: " + "[" * (depth + 1) + "]" * (depth + 1), "t.yml")
 
 
+def laughs(levels: int = 9) -> str:
+    """A "billion laughs": a few hundred bytes whose aliases stand for 9**levels values."""
+    items = ['&a0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    items += [f"&a{i} [" + ",".join([f"*a{i - 1}"] * 9) + "]" for i in range(1, levels)]
+    return "[" + ", ".join(items) + "]"
+
+
+@pytest.mark.parametrize("key", ["edition", "name", "timeouts"])
+def test_aliases_that_expand_to_a_billion_values_are_refused(tmp_path: Path, key: str) -> None:
+    """`edition: <laughs>` was a MemoryError: the error message's repr expanded every alias."""
+    path = tmp_path / "lab.yml"
+    path.write_text(f"{key}: {laughs()}\n")
+    assert error_of(lambda: config.load(path, environ={})) == (
+        f"{path}: line 1: more than {yamlfile.MAX_VALUES} values once its aliases are expanded")
+
+
+def test_a_roster_of_laughs_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "net101.yml"
+    path.write_text(f"- {laughs()}\n")
+    assert "values once its aliases are expanded" in error_of(lambda: load_roster(str(path)))
+
+
+def test_a_value_that_holds_itself_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "lab.yml"
+    path.write_text("timeouts: &t {command: *t}\n")
+    assert "an alias inside its own anchor" in error_of(lambda: config.load(path, environ={}))
+
+
+def test_ordinary_aliases_and_merges_still_load(tmp_path: Path) -> None:
+    path = tmp_path / "lab.yml"
+    path.write_text("machines:\n  registry: &m {ip: 192.168.50.10}\n  client:\n    <<: *m\n    ip: 192.168.50.11\n")
+    lab = config.load(path, environ={})
+    assert [m.ip for m in lab.machines] == ["192.168.50.10", "192.168.50.11"]
+    data, _ = yamlfile.parse(f"a: {laughs(5)}\n", "small.yml")  # 9**5 = 59,049 values: under the bound
+    assert len(data["a"]) == 5
+
+
 # --- what is not a regular file, or too large ---------------------------------------
 
 def fifo(tmp_path: Path, name: str) -> Path:
