@@ -163,8 +163,7 @@ class Classroom:
             subnets = netpool.free_subnets(len(booted), self.pool, taken)
         nets = dict(zip((s.id for s in booted), subnets, strict=True))
         self.members += [Member(s, nets.get(s.id), self.dir / "labs" / f"{s.id}.yml") for s in new]
-        source = str(self.base_lab)
-        base = labfile.parse_yaml(labfile.decode_utf8(self.base_lab.read_bytes(), source), source)
+        base = labfile.read_lab_file(self.base_lab)
         if isinstance(base.get("scenario"), str):  # the labs' files live elsewhere: the base's scenario, absolute
             base["scenario"] = str((self.base_lab.parent / Path(base["scenario"]).expanduser()).resolve())
         private_dir(self.dir / "labs")

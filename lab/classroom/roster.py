@@ -12,7 +12,6 @@ is the most likely input and the least likely to be tidy.
 
 from __future__ import annotations
 
-import codecs
 import csv
 import io
 import re
@@ -22,11 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from lab.common.errors import ConfigError
 from lab.common.fields import value_kind
-from lab.model.labfile import DuplicateKeyError, StrictLoader, decode_utf8
+from lab.common.yamlfile import parse, read_text
+from lab.model.labfile import identity_file
 
 MAX_STUDENTS = 250  # one /24 each from the class pool, and about as many labs as one host could ever boot
 STUDENT_ID = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,14}[a-z0-9])?")
@@ -74,11 +72,7 @@ def load_roster(text_or_path: str) -> list[Student]:
     suffix = Path(value).suffix.lower()
     if suffix not in (*_CSV_SUFFIXES, *_YAML_SUFFIXES):
         raise ConfigError(source, "", "expected a number of students, or a roster file ending in .csv, .yml or .yaml")
-    try:
-        data = Path(value).expanduser().read_bytes()
-    except OSError as exc:
-        raise ConfigError(source, "", f"cannot read the roster: {exc.strerror}") from None
-    text = decode_utf8(data.removeprefix(codecs.BOM_UTF8), source)
+    text = read_text(value, "roster")
     entries = _from_csv(text, source) if suffix in _CSV_SUFFIXES else _from_yaml(text, source)
     return _checked(entries, source)
 
@@ -137,20 +131,7 @@ def _from_csv(text: str, source: str) -> list[_Entry]:
 
 
 def _from_yaml(text: str, source: str) -> list[_Entry]:
-    loader = StrictLoader(text)
-    try:
-        node = loader.get_single_node()
-        data = loader.construct_document(node) if node is not None else None
-    except DuplicateKeyError as exc:
-        raise ConfigError(source, f"line {exc.line}", f"key {exc.key!r} given twice (first at line "
-                          f"{exc.first_line}); remove one") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError(source, where, f"invalid YAML: {problem}") from None
-    finally:
-        loader.dispose()
+    data, node = parse(text, source)
     if data is None:
         return []
     if not isinstance(data, list) or node is None:
@@ -212,7 +193,8 @@ _MACHINE_KEYS = ("ip", "host", "port", "user", "identity_file")
 def _given_machines(value: Any, source: str, where: str) -> dict[str, dict[str, Any]]:
     """`machines:` of a roster entry: role -> where reglab reaches it; checked in full when the lab loads.
 
-    Identity files are taken relative to the roster, as the lab file's are to it.
+    Identity files are taken relative to the roster, as the lab file's are to it, and checked now (a
+    key paramiko cannot read would only show at login, as machines that do not answer).
     """
     if not isinstance(value, dict) or not value:
         raise ConfigError(source, f"{where}: machines", f"expected a mapping of machine names to "
@@ -227,7 +209,8 @@ def _given_machines(value: Any, source: str, where: str) -> dict[str, dict[str, 
             raise ConfigError(source, f"{where}: machines.{role}.{unknown[0]}",
                               f"unknown key; expected {', '.join(_MACHINE_KEYS)}")
         spec = dict(spec)
-        if isinstance(spec.get("identity_file"), str):
+        if spec.get("identity_file") is not None:
+            identity_file(spec["identity_file"], source, f"{where}: machines.{role}.identity_file", folder)
             spec["identity_file"] = str(folder / Path(spec["identity_file"]).expanduser())
         machines[str(role)] = spec
     return machines

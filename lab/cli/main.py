@@ -12,19 +12,21 @@ import argparse
 import contextlib
 import ipaddress
 import os
+import shlex
 import shutil
 import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 from typing import TextIO
 
 from lab.classroom.room import CHECK_TIMEOUT, JOBS, ClassBoard, Classroom, Outcome, roster_name
-from lab.classroom.roster import load_roster
+from lab.classroom.roster import MAX_STUDENTS, load_roster
+from lab.cli import scaffold
 from lab.common.errors import ExitStatus, LabError, LabFailure
 from lab.common.progress import Progress
 from lab.engine.session import Session, load_lab
@@ -50,6 +52,31 @@ class _Parser(argparse.ArgumentParser):
             (self.err if file is sys.stderr else self.out).write(message)
 
 
+CHECK_TIMEOUT_MAX = 3600  # an hour: a lab that has not answered by then will not; also keeps waits finite
+EVERY_MAX = 86400  # a day between re-checks of the dashboard
+PORT_MAX = 65535
+
+
+def whole_number(low: int, high: int, what: str) -> Callable[[str], int]:
+    """An argparse type: a whole number from `low` to `high`, else argparse's usage error (exit 2).
+
+    Checked where the option is read, so `--timeout 0` or `--jobs -1` never reaches
+    a thread pool or a wait that would misbehave on it.
+    """
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"expected {what} from {low} to {high}, got {text!r}")
+        return value
+
+    parse.__name__ = what  # argparse's own messages name the type by it
+    return parse
+
+
 def build_parser(out: TextIO | None = None, err: TextIO | None = None) -> argparse.ArgumentParser:
     _Parser.out = out or sys.stdout
     _Parser.err = err or sys.stderr
@@ -69,6 +96,13 @@ def build_parser(out: TextIO | None = None, err: TextIO | None = None) -> argpar
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
+    init = sub.add_parser("init", help="write a commented lab.yml to start from (with --class, a class's too)")
+    init.add_argument("folder", nargs="?", type=Path, default=Path("."), metavar="FOLDER",
+                      help="where to write it (default: here)")
+    init.add_argument("--class", dest="roster", metavar="ROSTER",
+                      help="also a class's base lab file (class-lab.yml) and an example roster named ROSTER "
+                           "(net101.csv, or .yml for YAML)")
+    init.add_argument("--force", action="store_true", help="overwrite files that exist")
     up = sub.add_parser("up", help="boot the machines and wait for SSH")
     up.add_argument("machines", nargs="*", metavar="MACHINE")
     sub.add_parser("status", help="machine, provider, state and IP")
@@ -101,23 +135,29 @@ def build_parser(out: TextIO | None = None, err: TextIO | None = None) -> argpar
     class_up = class_sub.add_parser("up", help="a lab per student of ROSTER (CSV, YAML or a count), booted at once")
     class_up.add_argument("roster")
     class_up.add_argument("--pool", help="the private network the labs' /24s come from (default 10.77.0.0/16)")
-    class_up.add_argument("--jobs", type=int, default=JOBS, help=f"labs booted at once (default {JOBS})")
+    class_up.add_argument("--jobs", type=whole_number(1, MAX_STUDENTS, "a number of labs"), default=JOBS,
+                          help=f"labs booted at once, 1 to {MAX_STUDENTS} (default {JOBS})")
     class_sub.add_parser("status", help="each student's lab and its machines' state")
     class_check = class_sub.add_parser("check", help="grade every student's lab (observe-only); write the gradebook")
     target = class_check.add_mutually_exclusive_group(required=True)
     target.add_argument("step", nargs="?")
     target.add_argument("--all", action="store_true")
-    class_check.add_argument("--jobs", type=int, default=8, help="labs graded at once (default 8)")
-    class_check.add_argument("--timeout", type=int, default=CHECK_TIMEOUT,
-                             help=f"seconds before an unanswering lab is a failed row (default {CHECK_TIMEOUT})")
+    class_check.add_argument("--jobs", type=whole_number(1, MAX_STUDENTS, "a number of labs"), default=8,
+                             help=f"labs graded at once, 1 to {MAX_STUDENTS} (default 8)")
+    class_check.add_argument("--timeout", type=whole_number(1, CHECK_TIMEOUT_MAX, "a whole number of seconds"),
+                             default=CHECK_TIMEOUT,
+                             help=f"seconds before an unanswering lab is a failed row, 1 to {CHECK_TIMEOUT_MAX} "
+                                  f"(default {CHECK_TIMEOUT})")
     class_reset = class_sub.add_parser("reset", help="a student's lab back to the state after provisioning")
     class_reset.add_argument("student")
     class_sub.add_parser("down", help="destroy every lab of the class and the students' keys (the gradebook stays)")
     class_bundle = class_sub.add_parser("bundle", help="what to hand a student: ssh_config, key, registry login")
     class_bundle.add_argument("student")
     class_serve = class_sub.add_parser("serve", help="the instructor's dashboard on localhost")
-    class_serve.add_argument("--port", type=int, default=8765)
-    class_serve.add_argument("--every", type=int, help="re-check every N seconds (default: on demand only)")
+    class_serve.add_argument("--port", type=whole_number(0, PORT_MAX, "a TCP port"), default=8765,
+                             help="the TCP port on 127.0.0.1, 0 for any free one (default 8765)")
+    class_serve.add_argument("--every", type=whole_number(1, EVERY_MAX, "a whole number of seconds"),
+                             help=f"re-check every N seconds, 1 to {EVERY_MAX} (default: on demand only)")
     image = sub.add_parser("image", help="build images on the host")
     image_sub = image.add_subparsers(dest="image_command", required=True, metavar="ACTION")
     build = image_sub.add_parser("build", help="build an image: node (the machine image) or lab")
@@ -201,6 +241,8 @@ def main(argv: Sequence[str] | None = None, stdout: TextIO | None = None, stderr
 def dispatch(args: argparse.Namespace, out: TextIO, err: TextIO) -> ExitStatus:
     overrides = {"provider": args.provider, "edition": args.edition, "images.source": args.images,
                  "start": "fresh" if args.fresh else None, "scenario": str(args.scenario) if args.scenario else None}
+    if args.command == "init":  # writes the lab file: nothing to load yet
+        return init_command(args, out)
     if args.command == "class":  # many labs: each its own session
         return class_command(args, out, err)
     if args.command == "box":  # the host's cache only: no machine, no lab state, no lock
@@ -216,6 +258,21 @@ def dispatch(args: argparse.Namespace, out: TextIO, err: TextIO) -> ExitStatus:
         session.lock.release()  # main() may be called again in this process (the tests do)
 
 
+def init_command(args: argparse.Namespace, out: TextIO) -> ExitStatus:
+    """`reglab init [FOLDER] [--class ROSTER]`: the files to start from, and what to type next."""
+    written = scaffold.write(args.folder, args.roster, args.force)
+    for path in written:
+        print(f"wrote {path}", file=out)
+    here = args.folder.resolve() == Path.cwd()
+    lab = "" if here else f" --lab {shlex.quote(str(written[0]))}"
+    print(f"next: `reglab{lab} run` boots, provisions, solves and checks every step (edit lab.yml first for "
+          "another provider, edition or network)", file=out)
+    if args.roster is not None:
+        base, roster = (shlex.quote(str(p if not here else p.name)) for p in written[1:])
+        print(f"a class: edit {roster}, then `reglab --lab {base} class up {roster}`", file=out)
+    return ExitStatus.OK
+
+
 def class_command(args: argparse.Namespace, out: TextIO, err: TextIO) -> ExitStatus:
     """`reglab class ACTION`: one lab per student, from the lab file as the class's base."""
     progress = Progress(err, quiet=args.quiet)
@@ -223,8 +280,6 @@ def class_command(args: argparse.Namespace, out: TextIO, err: TextIO) -> ExitSta
     try:
         if action == "up":
             students = load_roster(args.roster)
-            if args.jobs < 1:
-                raise LabError(f"--jobs: expected 1 or more labs at once, got {args.jobs}")
             pool = None
             if args.pool:
                 try:
@@ -475,3 +530,7 @@ def show_report(session: Session, readme: Path | None, out: TextIO) -> ExitStatu
         report.update_readme_file(readme, report.render_summary_table(results))
         print(f"updated {readme}", file=out)
     return ExitStatus.OK
+
+
+if __name__ == "__main__":  # `python -m lab.cli.main`, as `python -m lab`
+    sys.exit(main())

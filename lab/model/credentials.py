@@ -26,7 +26,8 @@ import yaml
 
 from lab.common.errors import ConfigError
 from lab.common.files import private_dir, write_private  # the one private writer; still importable from here
-from lab.model.labfile import DuplicateKeyError, Lab, StrictLoader, User, password_problem
+from lab.common.yamlfile import read_yaml
+from lab.model.labfile import Lab, User, password_problem
 
 MASK = "********"
 KEY_MASK = "-----PRIVATE KEY REDACTED-----"
@@ -104,15 +105,9 @@ def _read_secrets(path: Path) -> dict[Any, Any]:
     if info.st_mode & 0o077:
         os.chmod(path, 0o600)
     try:
-        text = path.read_bytes().decode("utf-8")
-        stored = yaml.load(text, Loader=StrictLoader)  # a SafeLoader: no arbitrary objects
-    except DuplicateKeyError as exc:
-        raise ConfigError(source, exc.key_path, f"expected each user once, got {exc.key!r} again at line "
-                          f"{exc.line} (first at line {exc.first_line}); remove one") from None
-    except UnicodeDecodeError:
-        raise ConfigError(source, "", "expected UTF-8 text; remove it to generate new passwords") from None
-    except yaml.YAMLError:
-        raise ConfigError(source, "", "not valid YAML; remove it to generate new passwords") from None
+        stored = read_yaml(path, "secrets file")
+    except ConfigError as exc:
+        raise ConfigError(exc.source, exc.path, f"{exc.problem}; remove it to generate new passwords") from None
     if stored is None:
         return {}
     if not isinstance(stored, dict):

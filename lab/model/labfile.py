@@ -11,16 +11,16 @@ import copy
 import ipaddress
 import os
 import re
+import shlex
 import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from lab.common.errors import ConfigError
 from lab.common.fields import FieldReader, value_kind
+from lab.common.yamlfile import MissingFileError, read_yaml
 from lab.model import manifest as manifests
 from lab.model.manifest import Manifest, Named
 
@@ -89,6 +89,7 @@ _IMAGE_NAME_MAX = 255  # the reference grammar's limit on host and path together
 HTPASSWD_MAX_BYTES = 255  # htpasswd refuses longer passwords
 SSH_PORT = 22  # reglab reaches the machines over it
 SSH_MACHINE_KEYS = ("host", "port", "user", "identity_file")  # a machine given over SSH (provider: ssh)
+PRIVATE_KEY_MAX_BYTES = 64 * 1024  # an RSA key of 16384 bits is 12 KiB
 DOCKER_BRIDGE = ipaddress.IPv4Network("172.17.0.0/16")  # docker0 on every Docker host and machine
 LINK_LOCAL = ipaddress.IPv4Network("169.254.0.0/16")
 
@@ -207,13 +208,7 @@ def load(
     model does not (lab.engine.session.load_lab passes lab.machines.hostsetup's).
     """
     source = str(path)
-    try:
-        data = Path(path).read_bytes()
-    except FileNotFoundError:
-        raise ConfigError(source, "", "no such file") from None
-    except OSError as exc:
-        raise ConfigError(source, "", f"cannot read: {exc.strerror}") from None
-    raw = parse_yaml(decode_utf8(data, source), source)
+    raw = read_lab_file(path)
     declared = scenario_manifest(raw, Path(path).resolve().parent, overrides or {}, source)
     merged = layer(raw, environ if environ is not None else os.environ, overrides or {}, source,
                    defaults_for(declared))
@@ -255,74 +250,17 @@ def defaults_for(declared: Manifest) -> dict[str, Any]:
     return defaults
 
 
-def decode_utf8(data: bytes, source: str) -> str:
-    """The text of a file that must be UTF-8; anything else is one ConfigError naming the line."""
+def read_lab_file(path: Path) -> dict[str, Any]:
+    """A lab file's mapping as written, before layering; a missing one says how to make one."""
+    source = str(path)
     try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
-        raise ConfigError(
-            source, f"line {line}", f"expected UTF-8 text, got the byte 0x{data[exc.start]:02x}; save the file as UTF-8"
-        ) from None
-
-
-class DuplicateKeyError(yaml.constructor.ConstructorError):
-    """A key given twice in one mapping, which PyYAML would silently collapse to the last."""
-
-    def __init__(self, key: Any, key_path: str, first: yaml.Mark, again: yaml.Mark) -> None:
-        super().__init__(None, None, f"duplicate key {key!r}", again)
-        self.key = key
-        self.key_path = key_path
-        self.first_line = first.line + 1
-        self.line = again.line + 1
-
-
-class StrictLoader(yaml.SafeLoader):
-    """SafeLoader that refuses a mapping key given twice, naming its key path and lines.
-
-    NOTE: keys brought in by a merge (`<<: *anchor`) may be overridden; that is
-    what a merge is for. Only keys written twice in the same mapping are refused.
-    """
-
-    def construct_document(self, node: yaml.Node) -> Any:
-        self._refuse_duplicates(node, "", set())
-        return super().construct_document(node)
-
-    def _refuse_duplicates(self, node: yaml.Node, path: str, seen_nodes: set[int]) -> None:
-        if id(node) in seen_nodes:  # an alias: already checked, and maybe recursive
-            return
-        seen_nodes.add(id(node))
-        if isinstance(node, yaml.MappingNode):
-            first: dict[Any, yaml.Mark] = {}
-            for key_node, value_node in node.value:
-                here = path
-                if isinstance(key_node, yaml.ScalarNode) and key_node.tag != "tag:yaml.org,2002:merge":
-                    key = self.construct_object(key_node)
-                    here = f"{path}.{key}" if path else str(key)
-                    if key in first:
-                        raise DuplicateKeyError(key, here, first[key], key_node.start_mark)
-                    first[key] = key_node.start_mark
-                self._refuse_duplicates(value_node, here, seen_nodes)
-        elif isinstance(node, yaml.SequenceNode):
-            for i, item in enumerate(node.value):
-                self._refuse_duplicates(item, f"{path}[{i}]", seen_nodes)
-
-
-def parse_yaml(text: str, source: str) -> dict[str, Any]:
-    try:
-        data = yaml.load(text, Loader=StrictLoader)  # a SafeLoader: no arbitrary objects
-    except DuplicateKeyError as exc:
-        raise ConfigError(
-            source,
-            exc.key_path,
-            f"expected each key once, got {exc.key!r} again at line {exc.line} (first at line {exc.first_line}); "
-            "YAML would keep only the last, so remove one",
-        ) from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError(source, where, f"invalid YAML: {problem}") from None
+        data = read_yaml(path, "lab file")
+    except MissingFileError:
+        folder = Path(path).parent
+        init = "reglab init" if folder.resolve() == Path.cwd() else f"reglab init {shlex.quote(str(folder))}"
+        then = "" if Path(path).name == "lab.yml" else f" (then give --lab {shlex.quote(str(folder / 'lab.yml'))})"
+        raise ConfigError(source, "", f"no such file; `{init}` writes a commented lab.yml to start from{then}"
+                          ) from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -564,6 +502,11 @@ class _Validator(FieldReader):
         if info.st_mode & 0o077:
             raise self.fail(path, f"the private key {file} is readable by others (mode {info.st_mode & 0o777:04o}); "
                             f"`chmod 600 {file}`")
+        if info.st_size > PRIVATE_KEY_MAX_BYTES:
+            raise self.fail(path, f"{file} is larger than {PRIVATE_KEY_MAX_BYTES // 1024} KiB: not a private key")
+        problem = private_key_problem(file)
+        if problem:
+            raise self.fail(path, f"{file}: {problem}")
         return file
 
     def given_ip(self, value: Any, path: str) -> str:
@@ -619,6 +562,44 @@ class _Validator(FieldReader):
                     raise self.fail(f"{path}.password", problem)
             users.append(User(name=name, password=password))
         return tuple(users)
+
+
+def identity_file(value: Any, source: str, path: str, folder: Path) -> Path:
+    """A private key reglab can log in with (relative to `folder`), as a lab file's machine or a roster's gives it."""
+    return _Validator(source).identity_file(value, path, folder)
+
+
+def private_key_problem(file: Path) -> str | None:
+    """Why paramiko, which reglab logs in with, cannot use this private key, or None.
+
+    Found when the lab loads: at login, a key paramiko cannot read is only a
+    machine that "does not answer", which sends the user looking at the machine.
+    """
+    import paramiko  # only labs given over SSH need it here
+
+    from_path = getattr(paramiko.PKey, "from_path", None)  # paramiko 3.2 and later
+    encrypted = ("encrypted key: use an unencrypted key (or leave identity_file out and add the key to "
+                 "ssh-agent)")
+    unreadable = "not a private key paramiko can read (an OpenSSH or PEM Ed25519, ECDSA or RSA key)"
+    if from_path is not None:
+        try:
+            from_path(file)
+        except (paramiko.PasswordRequiredException, TypeError):  # TypeError: cryptography's "no password given"
+            return encrypted
+        except Exception:  # noqa: BLE001 - whatever the parsers raise, paramiko cannot log in with it
+            return unreadable
+        return None
+    found_encrypted = False
+    for kind in (paramiko.Ed25519Key, paramiko.ECDSAKey, paramiko.RSAKey):
+        try:
+            kind.from_private_key_file(str(file))
+        except paramiko.PasswordRequiredException:
+            found_encrypted = True
+        except Exception:  # noqa: BLE001 - not this kind of key; the next may read it
+            continue
+        else:
+            return None
+    return encrypted if found_encrypted else unreadable
 
 
 def password_problem(value: Any) -> str | None:

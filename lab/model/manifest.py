@@ -34,10 +34,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from lab.common.errors import ConfigError
 from lab.common.fields import FieldReader
+from lab.common.yamlfile import read_yaml
 from lab.model.diagnosis import GENERAL, Cause, causes_from
 
 RESET_KINDS = ("all", "made", "given")  # every machine; machines reglab made; machines given over SSH
@@ -146,13 +145,7 @@ def load(path: Path) -> Manifest:
 @functools.lru_cache(maxsize=16)
 def _load(path: Path, _mtime: int, _size: int) -> Manifest:
     """Read once per version of the file: the lab file and the scenario both ask for it."""
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(str(path), "", f"cannot read: {exc}") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise ConfigError(str(path), f"line {mark.line + 1}" if mark else "", f"invalid YAML: {exc}") from None
+    data = read_yaml(path, "scenario file")
     if not isinstance(data, dict) or "lab" not in data:
         raise ConfigError(str(path), "lab", "expected a `lab:` section: the machines, ports, images, templates, "
                                             "workdir and reset this scenario needs (lab/model/manifest.py)")
@@ -235,8 +228,8 @@ def parse(value: Any, path: Path) -> Manifest:
     if "causes" in section:
         causes_path = v.file(section["causes"], "lab.causes", folder)
         try:
-            causes = causes_from(yaml.safe_load(causes_path.read_text(encoding="utf-8")))
-        except (yaml.YAMLError, ValueError) as exc:
+            causes = causes_from(read_yaml(causes_path, "causes file"))
+        except ValueError as exc:
             raise ConfigError(str(causes_path), "", str(exc).splitlines()[0]) from None
         general = {cause.id for cause in GENERAL}
         clash = next((cause.id for cause in causes if cause.id in general), None)

@@ -30,9 +30,9 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
-import yaml
 
 from lab.common.errors import ConfigError, Invalid
+from lab.common.yamlfile import read_yaml
 from lab.model import manifest as manifests
 from lab.model.diagnosis import Cause
 from lab.model.kinds import ACTIONS, CHECKS, Kind
@@ -107,15 +107,7 @@ def load(path: Path, edition: str, declared: Manifest | None = None) -> Scenario
     A file with its own `lab:` section declares its machines, causes, ...; one without borrows
     `declared` (the lab's), else the shipped tutorial's.
     """
-    source = str(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(source, "", "no such scenario file") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise ConfigError(source, f"line {mark.line + 1}" if mark else "", f"invalid YAML: {exc}") from None
-    return parse(data, path, edition, declared)
+    return parse(read_yaml(path, "scenario file"), path, edition, declared)
 
 
 def parse(data: Any, path: Path, edition: str, declared: Manifest | None = None) -> Scenario:

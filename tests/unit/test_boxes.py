@@ -488,10 +488,12 @@ def test_box_build_reports_a_bad_lab_file_first(cli_lab, built):
     assert code == 2 and f"{cli_lab}: provider" in err and built == {}
 
 
-def test_older_versions_of_reglabs_box_are_removed_from_vagrant_and_libvirts_pool(tmp_path) -> None:
+def test_older_versions_of_reglabs_box_are_removed_from_vagrant_and_libvirts_pool(tmp_path, monkeypatch) -> None:
     """Each rebuild adds a 700 MB box; Vagrant and libvirt's pool would keep every old one."""
     from lab.common.errors import LabFailure
     from lab.machines import boxes
+
+    monkeypatch.setattr(boxes.shutil, "which", lambda name: f"/usr/bin/{name}")  # as where virsh is installed
 
     calls: list[list[str]] = []
 

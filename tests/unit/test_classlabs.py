@@ -10,6 +10,7 @@ import yaml
 from lab.classroom.labs import check_class_name, lab_name, student_lab
 from lab.classroom.roster import Student
 from lab.common.errors import ConfigError
+from lab.common.sshkeys import new_key
 from lab.model import labfile
 
 SUBNET = IPv4Network("10.77.3.0/24")
@@ -121,8 +122,7 @@ def test_a_subnet_other_than_a_24_is_a_programming_error() -> None:
 def test_a_student_with_given_machines_gets_an_ssh_lab_that_loads(tmp_path) -> None:  # noqa: ANN001
     """Issue 10: machines made by the school, reached over SSH; no /24 taken from the pool."""
     key = tmp_path / "k"
-    key.write_text("x")
-    key.chmod(0o600)
+    new_key(key)
     student = Student("ada", machines={"registry": {"ip": "10.9.0.5", "user": "t", "identity_file": str(key)},
                                        "client": {"ip": "10.9.0.6", "user": "t", "identity_file": str(key)}})
     lab = student_lab(base(), "net101", student, None)

@@ -151,12 +151,11 @@ def test_the_board_shows_the_last_gradebook_and_refreshes_through_class_check(ba
     ("args", "words"),
     [
         (["class", "up", "0"], "expected a number of students from 1"),
-        (["class", "up", "2", "--jobs", "0"], "--jobs: expected 1 or more"),
         (["class", "up", "2", "--pool", "10.77.0.0/33"], "--pool: expected a private IPv4 network"),
         (["class", "status"], "no class here yet"),
         (["class", "--name", "Bad_Name", "up", "2"], "expected 1 to 12 lower-case letters or digits"),
     ],
-    ids=["no-students", "no-jobs", "bad-pool", "no-class", "bad-name"],
+    ids=["no-students", "bad-pool", "no-class", "bad-name"],
 )
 def test_bad_class_input_is_exit_2_with_one_message(base: Path, args: list[str], words: str) -> None:
     out, err = io.StringIO(), io.StringIO()

@@ -122,7 +122,17 @@ def test_missing_lab_file(tmp_path: Path) -> None:
     path = tmp_path / "nowhere.yml"
     code, _, err = reglab("--lab", str(path), "status")
     assert code == 2
-    assert err == f"reglab: error: {path}: no such file\n"
+    assert err == (f"reglab: error: {path}: no such file; `reglab init {tmp_path}` writes a commented lab.yml to "
+                   f"start from (then give --lab {tmp_path / 'lab.yml'})\n")
+
+
+def test_dev_zero_as_lab_file_is_exit_2_at_once() -> None:
+    """/dev/zero never ends: read whole, it would eat the host's memory before any check."""
+    started = time.monotonic()
+    code, out, err = reglab("--lab", "/dev/zero", "status")
+    assert code == 2 and out == ""
+    assert_one_error_line(err, "/dev/zero: cannot read the lab file: not a regular file")
+    assert time.monotonic() - started < 5
 
 
 @pytest.mark.parametrize(
@@ -483,3 +493,42 @@ def test_a_failed_step_prints_what_each_look_past_a_cause_found() -> None:
     text = out.getvalue()
     assert "then:     past no-basic-auth, the step as written fails again: name-not-pushed" in text
     assert text.index(cause_by_id("no-basic-auth").fix) < text.index(cause_by_id("name-not-pushed").fix)
+
+
+# --- numeric options: bounded where argparse reads them -------------------------------
+
+BAD_NUMBERS = [
+    (["class", "check", "--all", "--timeout", "0"], "--timeout", "'0'"),
+    (["class", "check", "--all", "--timeout", "-5"], "--timeout", "'-5'"),
+    (["class", "check", "--all", "--timeout", "1e9"], "--timeout", "'1e9'"),
+    (["class", "check", "--all", "--timeout", "3601"], "--timeout", "'3601'"),
+    (["class", "check", "--all", "--jobs", "0"], "--jobs", "'0'"),
+    (["class", "up", "2", "--jobs", "0"], "--jobs", "'0'"),
+    (["class", "up", "2", "--jobs", "251"], "--jobs", "'251'"),
+    (["class", "serve", "--port", "65536"], "--port", "'65536'"),
+    (["class", "serve", "--port", "-1"], "--port", "'-1'"),
+    (["class", "serve", "--every", "0"], "--every", "'0'"),
+    (["class", "serve", "--every", "abc"], "--every", "'abc'"),
+]
+
+
+@pytest.mark.parametrize(("argv", "option", "given"), BAD_NUMBERS, ids=[" ".join(a[-2:]) for a, _, _ in BAD_NUMBERS])
+def test_numeric_options_out_of_bounds_are_usage_errors(tmp_path: Path, argv: list[str], option: str,
+                                                        given: str) -> None:
+    """`--timeout 0` was accepted: every lab then failed at once as `unreachable`."""
+    code, out, err = reglab("--lab", str(lab_file(tmp_path)), *argv)
+    assert code == 2 and out == ""
+    assert f"error: argument {option}: expected " in err and f"got {given}" in err, err
+    assert "Traceback" not in err
+    assert not (tmp_path / ".class").exists()
+
+
+def test_numeric_options_accept_their_bounds() -> None:
+    from lab.cli.main import CHECK_TIMEOUT_MAX, build_parser
+
+    parser = build_parser(io.StringIO(), io.StringIO())
+    args = parser.parse_args(["class", "check", "--all", "--timeout", "1", "--jobs", "250"])
+    assert (args.timeout, args.jobs) == (1, 250)
+    assert parser.parse_args(["class", "check", "--all", "--timeout", str(CHECK_TIMEOUT_MAX)]).timeout == 3600
+    args = parser.parse_args(["class", "serve", "--port", "0", "--every", "1"])
+    assert (args.port, args.every) == (0, 1)

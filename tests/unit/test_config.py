@@ -257,7 +257,8 @@ def test_missing_file_names_the_file(tmp_path: Path) -> None:
     path = tmp_path / "nowhere" / "lab.yml"
     with pytest.raises(ConfigError) as info:
         load(path, environ={})
-    assert str(info.value) == f"{path}: no such file"
+    assert str(info.value) == (f"{path}: no such file; `reglab init {path.parent}` writes a commented lab.yml to "
+                               "start from")
     assert info.value.source == str(path)
 
 

@@ -122,7 +122,7 @@ def test_loose_secrets_file_is_tightened(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("text", "words"),
-    [("student: [unclosed\n", "not valid YAML"), ("- a\n- b\n", "expected a mapping")],
+    [("student: [unclosed\n", "invalid YAML"), ("- a\n- b\n", "expected a mapping")],
     ids=["bad-yaml", "not-a-mapping"],
 )
 def test_broken_secrets_file_is_a_config_error(tmp_path: Path, text: str, words: str) -> None:
@@ -183,7 +183,7 @@ def test_bad_stored_password_is_a_config_error_naming_file_and_user(
         ("just a string\n", "expected a mapping"),
         ("student: one-password\nstudent: another-one\n", "'student' again at line 2"),
         ("student: caf\u00e9-password\n".encode("latin-1"), "expected UTF-8 text"),
-        (b"student: \x00\n", "not valid YAML"),
+        (b"student: \x00\n", "invalid YAML"),
     ],
     ids=["scalar", "duplicate-user", "latin-1", "nul-byte"],
 )

@@ -6,6 +6,7 @@ import pytest
 
 from lab.classroom.roster import MAX_STUDENTS, Student, load_roster
 from lab.common.errors import ConfigError
+from lab.common.sshkeys import new_key
 
 
 def write(tmp_path: Path, name: str, data: str | bytes) -> str:
@@ -184,12 +185,12 @@ def test_yaml_that_is_not_a_list_is_refused(tmp_path: Path, text: str) -> None:
 
 
 def test_invalid_yaml_names_the_line(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=r"line 2: invalid YAML"):
+    with pytest.raises(ConfigError, match=r"line 2, column \d+: invalid YAML"):
         load_roster(write(tmp_path, "roster.yml", "- s01\n- a: b: c\n- s03\n"))
 
 
 def test_yaml_key_given_twice_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="line 1: key 'id' given twice"):
+    with pytest.raises(ConfigError, match=r"\[0\]\.id: expected each key once, got 'id' again at line 1"):
         load_roster(write(tmp_path, "roster.yml", "- {id: s01, id: s02}\n"))
 
 
@@ -207,7 +208,7 @@ def test_duplicate_ids_in_yaml_are_refused(tmp_path: Path) -> None:
 
 def test_a_missing_file_is_one_config_error(tmp_path: Path) -> None:
     path = str(tmp_path / "nobody.csv")
-    with pytest.raises(ConfigError, match=f"^{path}: cannot read the roster: No such file"):
+    with pytest.raises(ConfigError, match=f"^{path}: no such roster$"):
         load_roster(path)
 
 
@@ -233,6 +234,8 @@ def test_student_is_a_frozen_value_with_a_read_only_extra() -> None:
 
 def test_a_yaml_roster_may_give_each_students_machines_over_ssh(tmp_path) -> None:  # noqa: ANN001
     """Issue 10: a school's own machines per student; identity files are relative to the roster."""
+    (tmp_path / "keys").mkdir()
+    new_key(tmp_path / "keys" / "ada")
     roster = tmp_path / "given.yml"
     roster.write_text("- id: ada\n  machines:\n    registry: {ip: 10.9.0.5, user: teacher, identity_file: keys/ada}\n"
                       "    client: {ip: 10.9.0.6, host: pc6.school.example, port: 2222, user: teacher}\n- bob\n")
@@ -248,3 +251,26 @@ def test_a_misspelt_machine_key_in_a_roster_names_the_entry(tmp_path) -> None:  
     roster.write_text("- id: ada\n  machines:\n    registry: {ip: 10.9.0.5, usr: teacher}\n")
     with pytest.raises(ConfigError, match=r"line 1: machines.registry.usr.*unknown key"):
         load_roster(str(roster))
+
+
+def test_a_roster_key_paramiko_cannot_read_names_the_entry(tmp_path: Path) -> None:
+    """Checked with the roster: later it would be a class of labs whose machines "do not answer"."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    key = tmp_path / "locked"
+    key.write_bytes(Ed25519PrivateKey.generate().private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.BestAvailableEncryption(b"pw")))
+    key.chmod(0o600)
+    garbage = tmp_path / "garbage"
+    garbage.write_text("-----BEGIN OPENSSH PRIVATE KEY-----\nnonsense\n-----END OPENSSH PRIVATE KEY-----\n")
+    garbage.chmod(0o600)
+    roster = tmp_path / "given.yml"
+    for name, words in (("locked", "encrypted key: use an unencrypted key"),
+                        ("garbage", "not a private key paramiko can read")):
+        roster.write_text(f"- bob\n- id: ada\n  machines:\n"
+                          f"    registry: {{ip: 10.9.0.5, user: t, identity_file: {name}}}\n")
+        with pytest.raises(ConfigError) as info:
+            load_roster(str(roster))
+        assert str(info.value).startswith(f"{roster}: line 2: machines.registry.identity_file: {tmp_path / name}: ")
+        assert words in str(info.value)
