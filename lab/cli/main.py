@@ -31,7 +31,7 @@ from lab.common.errors import ExitStatus, LabError, LabFailure
 from lab.common.progress import Progress
 from lab.engine.session import Session, load_lab
 from lab.engine.teaching import instructions
-from lab.machines import boxes
+from lab.machines import boxes, hostsetup
 from lab.machines.boxes import PROVIDERS as BOX_PROVIDERS
 from lab.machines.providers.base import MachineStatus
 from lab.model import labfile
@@ -103,6 +103,10 @@ def build_parser(out: TextIO | None = None, err: TextIO | None = None) -> argpar
                       help="also a class's base lab file (class-lab.yml) and an example roster named ROSTER "
                            "(net101.csv, or .yml for YAML)")
     init.add_argument("--force", action="store_true", help="overwrite files that exist")
+    setup = sub.add_parser("setup-host", help="install and start what this host needs for the lab's provider "
+                           "(Debian or Ubuntu, as root or with passwordless sudo); elsewhere, say what to install")
+    setup.add_argument("--browser", action="store_true",
+                       help="also Debian's Chromium, for the dashboard's browser tests")
     up = sub.add_parser("up", help="boot the machines and wait for SSH")
     up.add_argument("machines", nargs="*", metavar="MACHINE")
     sub.add_parser("status", help="machine, provider, state and IP")
@@ -238,11 +242,21 @@ def main(argv: Sequence[str] | None = None, stdout: TextIO | None = None, stderr
             return ExitStatus.INTERRUPTED
 
 
+def setup_provider(args: argparse.Namespace) -> str:
+    """The provider to set the host up for: --provider, $REGLAB_PROVIDER, the lab file's, else auto."""
+    chosen = args.provider or os.environ.get("REGLAB_PROVIDER")
+    if not chosen and args.lab.exists():
+        chosen = labfile.read_lab_file(args.lab).get("provider")
+    return str(chosen or "auto")
+
+
 def dispatch(args: argparse.Namespace, out: TextIO, err: TextIO) -> ExitStatus:
     overrides = {"provider": args.provider, "edition": args.edition, "images.source": args.images,
                  "start": "fresh" if args.fresh else None, "scenario": str(args.scenario) if args.scenario else None}
     if args.command == "init":  # writes the lab file: nothing to load yet
         return init_command(args, out)
+    if args.command == "setup-host":  # the host, before any lab can boot
+        return ExitStatus(hostsetup.main(["--browser"] if args.browser else [], setup_provider(args)))
     if args.command == "class":  # many labs: each its own session
         return class_command(args, out, err)
     if args.command == "box":  # the host's cache only: no machine, no lab state, no lock

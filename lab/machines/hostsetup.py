@@ -256,8 +256,9 @@ def setup(provider: str, log_dir: Path, say: Callable[[str], None], browser: boo
     return provider
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m lab.machines.hostsetup [--browser]`: --browser also installs Chromium for the dashboard's tests."""
+def main(argv: Sequence[str] | None = None, provider: str | None = None) -> int:
+    """`python -m lab.machines.hostsetup [--browser]` and `reglab setup-host`: --browser also installs
+    Chromium for the dashboard's tests. The provider: `provider`, else $REGLAB_PROVIDER, else auto."""
     args = list(argv or [])
     browser = "--browser" in args
     unknown = [a for a in args if a != "--browser"]
@@ -265,7 +266,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"reglab: error: unknown argument {unknown[0]!r}; usage: python -m lab.machines.hostsetup [--browser]",
               file=sys.stderr)
         return ExitStatus.USAGE
-    provider = os.environ.get("REGLAB_PROVIDER", "auto") or "auto"
+    provider = provider or os.environ.get("REGLAB_PROVIDER", "auto") or "auto"
 
     def say(message: str) -> None:
         print(f"reglab: {message}", flush=True)

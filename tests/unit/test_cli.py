@@ -532,3 +532,21 @@ def test_numeric_options_accept_their_bounds() -> None:
     assert parser.parse_args(["class", "check", "--all", "--timeout", str(CHECK_TIMEOUT_MAX)]).timeout == 3600
     args = parser.parse_args(["class", "serve", "--port", "0", "--every", "1"])
     assert (args.port, args.every) == (0, 1)
+
+
+def test_setup_host_prepares_the_host_for_the_lab_files_provider_unless_told_otherwise(tmp_path, monkeypatch) -> None:
+    """`reglab setup-host`: what an installed reglab has in place of `python -m lab.machines.hostsetup`."""
+    from lab.machines import hostsetup
+
+    asked = []
+    monkeypatch.setattr(hostsetup, "setup", lambda provider, log_dir, say, browser=False: asked.append(
+        (provider, browser)) or provider)
+    monkeypatch.delenv("REGLAB_PROVIDER", raising=False)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "lab.yml").write_text("provider: docker\n")
+    out, err = io.StringIO(), io.StringIO()
+    assert main(["setup-host"], stdout=out, stderr=err) == 0
+    assert main(["--provider", "libvirt", "setup-host", "--browser"], stdout=out, stderr=err) == 0
+    monkeypatch.setenv("REGLAB_PROVIDER", "ssh")
+    assert main(["setup-host"], stdout=out, stderr=err) == 0
+    assert asked == [("docker", False), ("libvirt", True), ("ssh", False)]
