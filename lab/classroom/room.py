@@ -64,7 +64,7 @@ class Member:
 
 
 @dataclass
-class Outcome:
+class LabOutcome:
     """What one lab's part of a class command came to."""
 
     member: Member
@@ -198,7 +198,7 @@ class Classroom:
 
     # -- one job per lab, a bounded number at once ------------------------------------
     def each(self, members: Sequence[Member], work: Callable[[Member], T], jobs: int, what: str,
-             timeout: float | None = None) -> list[Outcome]:
+             timeout: float | None = None) -> list[LabOutcome]:
         """`work(member)` for each lab, `jobs` at once, each in a thread of its own.
 
         One lab's failure is its own row; the others go on. The threads are
@@ -207,7 +207,7 @@ class Classroom:
         it is given up on and reported as not answering.
         """
         slots = threading.Semaphore(max(1, jobs))
-        outcomes: dict[str, Outcome] = {}
+        outcomes: dict[str, LabOutcome] = {}
         done = threading.Event()
         lock = threading.Lock()
         started_at = time.monotonic()
@@ -217,9 +217,9 @@ class Classroom:
                 began = time.monotonic()
                 try:
                     value = work(member)
-                    outcome = Outcome(member, True, "", time.monotonic() - began, value)
+                    outcome = LabOutcome(member, True, "", time.monotonic() - began, value)
                 except (LabError, LabFailure, RemoteError, OSError) as exc:
-                    outcome = Outcome(member, False, str(exc), time.monotonic() - began)
+                    outcome = LabOutcome(member, False, str(exc), time.monotonic() - began)
                 with lock:
                     outcomes.setdefault(member.id, outcome)
                     finished = len(outcomes)
@@ -239,12 +239,12 @@ class Classroom:
         with lock:
             for member in members:
                 if member.id not in outcomes:
-                    outcomes[member.id] = Outcome(member, False, f"no answer within {timeout or 0:.0f}s",
+                    outcomes[member.id] = LabOutcome(member, False, f"no answer within {timeout or 0:.0f}s",
                                                   float(timeout or 0))
             return [outcomes[m.id] for m in members]
 
     # -- commands -------------------------------------------------------------------------
-    def up(self, members: Sequence[Member], jobs: int = JOBS) -> list[Outcome]:
+    def up(self, members: Sequence[Member], jobs: int = JOBS) -> list[LabOutcome]:
         """Boot and provision each lab, then give its student their key; `jobs` labs at once."""
         self.progress.say(f"class {self.name}: {len(members)} labs, {jobs} at once "
                           f"(each lab's progress: {self.dir / 'logs'}/ID.log)")
@@ -293,7 +293,7 @@ class Classroom:
                 f"# key: {folder / 'id_ed25519'} (0600; only this student's machines accept it)\n"
                 + (folder / "ssh_config").read_text() + "\n" + (folder / "credentials.txt").read_text())
 
-    def status(self, jobs: int = 8) -> list[Outcome]:
+    def status(self, jobs: int = 8) -> list[LabOutcome]:
         def states(member: Member) -> dict[str, str]:
             session = self.session(member, lock=False)
             return {s.name: s.state for s in session.provider.status()}
@@ -354,7 +354,7 @@ class Classroom:
         finally:
             session.lock.release()
 
-    def down(self, jobs: int = JOBS) -> list[Outcome]:
+    def down(self, jobs: int = JOBS) -> list[LabOutcome]:
         """Destroy every lab, then the students' keys and secrets; the class record and gradebook stay."""
 
         def destroy(member: Member) -> list[str]:

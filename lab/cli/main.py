@@ -24,7 +24,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TextIO
 
-from lab.classroom.room import CHECK_TIMEOUT, JOBS, ClassBoard, Classroom, Outcome, roster_name
+from lab.classroom.room import CHECK_TIMEOUT, JOBS, ClassBoard, Classroom, LabOutcome, roster_name
 from lab.classroom.roster import MAX_STUDENTS, load_roster
 from lab.cli import scaffold
 from lab.common.errors import ExitStatus, LabError, LabFailure
@@ -352,7 +352,7 @@ def class_command(args: argparse.Namespace, out: TextIO, err: TextIO) -> ExitSta
     raise LabError(f"unknown class action {action!r}")
 
 
-def print_outcomes(outcomes: list[Outcome], what: str, out: TextIO) -> None:
+def print_outcomes(outcomes: list[LabOutcome], what: str, out: TextIO) -> None:
     rows = [("STUDENT", "RESULT", "SECONDS")]
     rows += [(o.member.id, "ok" if o.ok else f"FAILED: {o.first_line}", f"{o.seconds:.1f}") for o in outcomes]
     print_table(rows, out)

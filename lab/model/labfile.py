@@ -95,8 +95,11 @@ LINK_LOCAL = ipaddress.IPv4Network("169.254.0.0/16")
 
 
 @dataclass(frozen=True)
-class Machine:
-    """A lab machine. `ip` is where the other machine reaches it; the rest is for `provider: ssh`."""
+class MachineSpec:
+    """A machine as the lab file describes it (the connection to it is lab.machines.remote.Machine).
+
+    `ip` is where the other machine reaches it; the rest is for `provider: ssh`.
+    """
 
     name: str
     ip: str
@@ -151,7 +154,7 @@ class Lab:
     edition: str
     os: str
     domain: str
-    machines: tuple[Machine, ...]
+    machines: tuple[MachineSpec, ...]
     ports: Ports
     users: tuple[User, ...]
     images: Images
@@ -177,7 +180,7 @@ class Lab:
         """Downloads and built bundles, shared by every checkout on this host (REGLAB_CACHE)."""
         return cache_dir(os.environ)
 
-    def machine(self, name: str) -> Machine:
+    def machine(self, name: str) -> MachineSpec:
         for machine in self.machines:
             if machine.name == name:
                 return machine
@@ -435,7 +438,7 @@ class _Validator(FieldReader):
         raise self.fail(where, f"expected `build` or a mapping with name and version (or url), got {value!r}")
 
     def machines(self, value: Any, provider: str = "docker", folder: Path | None = None,
-                 roles: tuple[str, ...] = ()) -> tuple[Machine, ...]:
+                 roles: tuple[str, ...] = ()) -> tuple[MachineSpec, ...]:
         """The scenario's machines (`roles`). Vagrant's sit on one private /24 it makes; machines given
         over SSH (`provider: ssh`) also say where and as whom reglab logs in."""
         machines = self.mapping(value, "machines")
@@ -466,7 +469,7 @@ class _Validator(FieldReader):
             if given:
                 result.append(self.ssh_machine(name, ip, spec, folder or Path(".")))
             else:
-                result.append(Machine(name=name, ip=ip))
+                result.append(MachineSpec(name=name, ip=ip))
         if given:
             return tuple(result)
         net = ipaddress.ip_network(f"{result[0].ip}/24", strict=False)
@@ -475,7 +478,7 @@ class _Validator(FieldReader):
                 raise self.fail(f"machines.{machine.name}.ip", f"{machine.ip} is not on the private network {net}")
         return tuple(result)
 
-    def ssh_machine(self, name: str, ip: str, spec: Mapping[str, Any], folder: Path) -> Machine:
+    def ssh_machine(self, name: str, ip: str, spec: Mapping[str, Any], folder: Path) -> MachineSpec:
         where = f"machines.{name}"
         host = spec.get("host", ip)
         if host != ip:
@@ -487,7 +490,7 @@ class _Validator(FieldReader):
         identity = None
         if spec.get("identity_file") is not None:
             identity = self.identity_file(spec["identity_file"], f"{where}.identity_file", folder)
-        return Machine(name=name, ip=ip, host=host, port=port, user=user, identity_file=identity)
+        return MachineSpec(name=name, ip=ip, host=host, port=port, user=user, identity_file=identity)
 
     def identity_file(self, value: Any, path: str, folder: Path) -> Path:
         """A private key only its owner can read, as ssh itself insists (relative to the lab file)."""
