@@ -310,6 +310,7 @@ def test_show_tls_modern(tmp_path: Path) -> None:
 # --- interrupts: Ctrl-C, SIGTERM and SIGHUP are exit 130, recorded, never a traceback -------
 
 
+@pytest.mark.usefixtures("ctrl_c")  # SIGINT raises KeyboardInterrupt, even where pytest inherited it ignored
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=lambda s: s.name)
 def test_a_signal_during_a_phase_is_exit_130_and_recorded(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sig: signal.Signals
