@@ -200,11 +200,14 @@ def signals_as_interrupt() -> Iterator[None]:
 
     Python raises KeyboardInterrupt in the main thread for SIGINT only; the
     previous handlers come back afterwards (main() is also called in-process).
+    A signal reglab was started with ignored stays ignored, as Python leaves
+    SIGINT: `nohup reglab up &` must outlive its terminal.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = {sig: signal.signal(sig, _interrupt) for sig in INTERRUPT_SIGNALS}
+    previous = {sig: signal.signal(sig, _interrupt) for sig in INTERRUPT_SIGNALS
+                if signal.getsignal(sig) != signal.SIG_IGN}
     try:
         yield
     finally:

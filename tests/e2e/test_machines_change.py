@@ -60,7 +60,13 @@ def test_a_machine_destroyed_by_hand_takes_its_results_and_ctrl_c_in_provision_e
     assert reglab("--fresh", "up").status == 0  # provisioned from nothing below, not from a warm image
 
     # Ctrl-C while the new client installs Docker: exit 130 within seconds, no traceback.
-    command = [sys.executable, "-c", "import sys; from lab.cli.main import main; sys.exit(main())",
+    # The child runs as from a terminal, where SIGINT raises KeyboardInterrupt: a child inherits an
+    # ignored SIGINT (pytest started in the background by a script or CI), and Python leaves it ignored,
+    # so the SIGINT sent below would be lost. Set in the child itself, not in a preexec_fn: that is
+    # not safe with threads running, and restore_signals does not cover SIGINT.
+    command = [sys.executable, "-c",
+               "import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+               "from lab.cli.main import main; sys.exit(main())",
                "--lab", str(lab.source), "provision"]
     proc = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, cwd=lab.root,
                             env=dict(os.environ, REGLAB_LAB=str(lab.source)))

@@ -490,11 +490,8 @@ def test_box_build_reports_a_bad_lab_file_first(cli_lab, built):
 
 def test_older_versions_of_reglabs_box_are_removed_from_vagrant_and_libvirts_pool(tmp_path, monkeypatch) -> None:
     """Each rebuild adds a 700 MB box; Vagrant and libvirt's pool would keep every old one."""
-    from lab.common.errors import LabFailure
-    from lab.machines import boxes
-
-    monkeypatch.setattr(boxes.shutil, "which", lambda name: f"/usr/bin/{name}")  # as where virsh is installed
-
+    # The pool is only cleaned where virsh is installed: say it is, whatever this host has.
+    monkeypatch.setattr(boxes.shutil, "which", lambda tool: f"/usr/bin/{tool}")
     calls: list[list[str]] = []
 
     def run(argv, timeout=0):  # noqa: ANN001, ANN202
@@ -514,3 +511,14 @@ def test_older_versions_of_reglabs_box_are_removed_from_vagrant_and_libvirts_poo
     volumes = [c[-1] for c in calls if "vol-delete" in c]
     assert volumes == ["reglab-VAGRANTSLASH-debian12_vagrant_box_image_12.2.2_box.img"]
     assert any("kept reglab/debian12 12.1.1" in line for line in said)
+
+
+def test_without_virsh_older_boxes_still_leave_vagrant_and_virsh_is_not_run(tmp_path, monkeypatch) -> None:
+    """A host without virsh (no libvirt client installed) cannot clean the pool, and must not try."""
+    monkeypatch.setattr(boxes.shutil, "which", lambda tool: None if tool == "virsh" else f"/usr/bin/{tool}")
+    calls: list[list[str]] = []
+    result = boxes.BoxResult("reglab/debian12", "12.3.3", {}, tmp_path / "catalog.json", {})
+    have = {("reglab/debian12", "libvirt", "12.2.2"), ("reglab/debian12", "libvirt", "12.3.3")}
+    boxes.prune(result, have, ["libvirt"], lambda argv, timeout=0: calls.append(list(argv)), lambda _: None)
+    assert calls == [["vagrant", "box", "remove", "reglab/debian12", "--provider", "libvirt",
+                      "--box-version", "12.2.2"]]

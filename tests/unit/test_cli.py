@@ -20,6 +20,7 @@ import invoke.runners
 import pytest
 
 from lab.cli.main import main
+from lab.common.errors import LabFailure
 from lab.engine.session import Session
 
 PROJECT = Path(__file__).resolve().parents[2]
@@ -320,6 +321,7 @@ def test_show_tls_modern(tmp_path: Path) -> None:
 # --- interrupts: Ctrl-C, SIGTERM and SIGHUP are exit 130, recorded, never a traceback -------
 
 
+@pytest.mark.usefixtures("ctrl_c")  # SIGINT raises KeyboardInterrupt, even where pytest inherited it ignored
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=lambda s: s.name)
 def test_a_signal_during_a_phase_is_exit_130_and_recorded(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sig: signal.Signals
@@ -357,6 +359,28 @@ def test_a_signal_during_a_phase_is_exit_130_and_recorded(
     assert state["interrupted"]["phase"] == "boot"
     assert state["interrupted"]["command"] == "up"
     assert datetime.fromisoformat(state["interrupted"]["at"]).tzinfo is not None
+
+
+def test_a_signal_reglab_was_started_with_ignored_stays_ignored(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`nohup reglab up &` ignores SIGHUP: closing the terminal must not stop it half-way."""
+    seen: list[object] = []
+
+    def up(self: Session, names: list[str] | None = None) -> None:
+        seen.append(signal.getsignal(signal.SIGHUP))
+        signal.raise_signal(signal.SIGHUP)  # the terminal closes: nothing happens
+        raise LabFailure("up went on after SIGHUP")  # and nothing after `up` is under test here
+
+    monkeypatch.setattr(Session, "up", up)
+    before = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        code, _, err = reglab("--lab", str(lab_file(tmp_path)), "up")
+        assert signal.getsignal(signal.SIGHUP) == signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGHUP, before)
+    assert seen == [signal.SIG_IGN]
+    assert code == 1 and err == "reglab: failed: up went on after SIGHUP\n"
 
 
 def test_an_interrupt_outside_any_phase_still_says_what_to_do(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -6,9 +6,9 @@ The machines are fakes: nothing here connects anywhere.
 from __future__ import annotations
 
 import io
-import signal
 import threading
 import time
+from collections.abc import Callable
 from types import SimpleNamespace
 
 import pytest
@@ -21,13 +21,6 @@ from lab.machines.provision import detect_family, provision
 
 IMAGES = LabImages(registry="registry:2", proxy="nginx:1.27", base="debian:bookworm")
 ALPINE = 'NAME="Alpine Linux"\nID=alpine\nPRETTY_NAME="Alpine Linux v3.19"\n'
-
-
-def ctrl_c_in(seconds: float) -> None:
-    """A real SIGINT to the main thread, as the terminal sends on Ctrl-C: it also wakes a blocked wait."""
-    main = threading.main_thread().ident
-    assert main is not None
-    threading.Timer(seconds, signal.pthread_kill, args=(main, signal.SIGINT)).start()
 
 
 class FakeMachine:
@@ -71,10 +64,12 @@ def test_detect_family_of_debian() -> None:
     assert detect_family(FakeMachine("registry")) is DEBIAN  # type: ignore[arg-type]
 
 
-def test_ctrl_c_during_provision_returns_at_once_and_abandons_both_machines() -> None:
+def test_ctrl_c_during_provision_returns_at_once_and_abandons_both_machines(
+    ctrl_c: Callable[[float], None],
+) -> None:
     """Waiting for the pool would wait for both machines to finish: minutes of apt."""
     machines = [FakeMachine("registry", delay=5), FakeMachine("client", delay=5)]
-    ctrl_c_in(0.2)
+    ctrl_c(0.2)
     started = time.monotonic()
     with pytest.raises(KeyboardInterrupt):
         provision(machines, IMAGES, None, Progress(io.StringIO()))  # type: ignore[arg-type]

@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import signal
 import socket
 import stat
 import threading
@@ -30,13 +29,6 @@ from lab.machines.remote import CONNECT_TIMEOUT, KEEPALIVE, Host, Machine, machi
 from lab.model.credentials import MASK, Redactor
 
 SECRET = "s3cret-Passw0rd"
-
-
-def ctrl_c_in(seconds: float) -> None:
-    """A real SIGINT to the main thread, as the terminal sends on Ctrl-C: it also wakes a blocked wait."""
-    main = threading.main_thread().ident
-    assert main is not None
-    threading.Timer(seconds, signal.pthread_kill, args=(main, signal.SIGINT)).start()
 
 
 def _close(logger: logging.Logger) -> None:
@@ -647,7 +639,9 @@ def test_a_command_that_never_ends_with_timeout_none_ends_at_the_machine_default
     assert not machine.is_connected  # let go of: the next command connects again
 
 
-def test_ctrl_c_during_a_remote_command_returns_at_once(server: Server, registry_log: logging.Logger) -> None:
+def test_ctrl_c_during_a_remote_command_returns_at_once(
+    server: Server, registry_log: logging.Logger, ctrl_c: Callable[[float], None]
+) -> None:
     """Without a pty fabric stops waiting on ^C but still reads output until the command ends."""
 
     def never_ends(channel: paramiko.Channel) -> bool:
@@ -657,17 +651,19 @@ def test_ctrl_c_during_a_remote_command_returns_at_once(server: Server, registry
     server.ssh(never_ends)
     machine = Machine("registry", server.ssh_config, registry_log, Redactor([]), timeout=30)
     machine.open()
-    ctrl_c_in(0.3)
+    ctrl_c(0.3)
     started = time.monotonic()
     with pytest.raises(KeyboardInterrupt):
         machine.run("sleep infinity")
     assert time.monotonic() - started < 2
 
 
-def test_ctrl_c_during_a_host_command_stops_the_command(host_log: logging.Logger) -> None:
+def test_ctrl_c_during_a_host_command_stops_the_command(
+    host_log: logging.Logger, ctrl_c: Callable[[float], None]
+) -> None:
     """invoke only writes ^C to the command's stdin; SIGTERM from reglab's handlers reaches nobody."""
     quick = Host(host_log, Redactor([]), timeout=30)
-    ctrl_c_in(0.3)
+    ctrl_c(0.3)
     started = time.monotonic()
     with pytest.raises(KeyboardInterrupt):
         quick.run("sleep 5")
