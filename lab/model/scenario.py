@@ -29,9 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import jinja2
-
 from lab.common.errors import ConfigError, Invalid
+from lab.common.templates import check_syntax
 from lab.common.yamlfile import read_yaml
 from lab.model import manifest as manifests
 from lab.model.diagnosis import Cause
@@ -48,7 +47,6 @@ STEP_KEYS = ("id", "title", "section", "why", "passes_before", "bridge_from", "l
 CITE_KEYS = ("block", "first", "sha256", "why")
 _DIGEST = re.compile(rf"[0-9a-f]{{{DIGEST_LENGTH}}}")
 # Parses only: the engine's own environment (filters, StrictUndefined) renders at run time.
-_JINJA = jinja2.Environment()
 
 
 @dataclass(frozen=True)
@@ -275,10 +273,7 @@ def _validate(item: Any, where: str, table: Mapping[str, Kind]) -> None:
 def _compile_strings(value: Any, where: str) -> None:
     """Every string the engine renders must parse as a jinja2 template."""
     if isinstance(value, str):
-        try:
-            _JINJA.parse(value)
-        except jinja2.TemplateSyntaxError as exc:
-            raise Invalid(where, f"template syntax error: {(exc.message or '').rstrip('.')} in {value!r}") from None
+        check_syntax(value, where)
     elif isinstance(value, list):
         for i, inner in enumerate(value):
             _compile_strings(inner, f"{where}[{i}]")

@@ -37,15 +37,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import jinja2
-
 from lab.common.errors import Invalid
+from lab.common.templates import check_syntax
 from lab.tutorial.text import Block, Cite, Command, code_blocks, placeholders_in, substitute, waits_for_input
 
 EQUIVALENT_KEYS = ("block", "lines", "run", "stdin", "prompts", "why")
 REF = re.compile(r"^(\d+)(?::(\d+)(?:-(\d+))?)?$")
 _LINES = re.compile(r"^(\d+)(?:-(\d+))?$")
-_JINJA = jinja2.Environment()
 
 
 @dataclass(frozen=True)
@@ -255,10 +253,7 @@ def _placeholders(raw: Any) -> tuple[dict[str, str], frozenset[str]]:
             raise Invalid(here, "expected the lab's value as a template, or {secret: TEMPLATE} for a password")
         elif "password" in value:
             raise Invalid(here, "a password is {secret: TEMPLATE}, so it never reaches a command line")
-        try:
-            _JINJA.parse(value)
-        except jinja2.TemplateSyntaxError as exc:
-            raise Invalid(here, f"template syntax error: {(exc.message or '').rstrip('.')} in {value!r}") from None
+        check_syntax(value, here)
         values[name] = value
     secret_values = {values[name]: name for name in secrets}
     for name, value in values.items():
