@@ -24,7 +24,7 @@ from typing import Any
 from lab.common.errors import ConfigError
 from lab.common.fields import value_kind
 from lab.common.yamlfile import parse, read_text
-from lab.model.labfile import identity_file
+from lab.model.labcheck import identity_file
 
 MAX_STUDENTS = 250  # one /24 each from the class pool, and about as many labs as one host could ever boot
 STUDENT_ID = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,14}[a-z0-9])?")

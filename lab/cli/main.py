@@ -36,7 +36,7 @@ from lab.machines.boxes import PROVIDERS as BOX_PROVIDERS
 from lab.machines.providers.base import MachineStatus
 from lab.model import labfile
 from lab.model.diagnosis import format_diagnosis
-from lab.model.labfile import EDITIONS, IMAGE_SOURCES, OS_FAMILIES, PROVIDERS
+from lab.model.lab import EDITIONS, IMAGE_SOURCES, OS_FAMILIES, PROVIDERS, Lab
 from lab.model.results import RunResult, Status, StepResult
 from lab.reports import report
 
@@ -436,7 +436,7 @@ def run_command(session: Session, args: argparse.Namespace, out: TextIO, err: Te
     return ExitStatus.OK
 
 
-def box_build(lab: labfile.Lab, args: argparse.Namespace, out: TextIO, progress: Progress) -> ExitStatus:
+def box_build(lab: Lab, args: argparse.Namespace, out: TextIO, progress: Progress) -> ExitStatus:
     """Build (or take from the cache) the box for each provider, then add it to Vagrant with its version."""
     provider = args.box_provider or (lab.provider if lab.provider in BOX_PROVIDERS else "all")
     result = boxes.build_box(lab, provider, progress.say, args.box_os or lab.os)

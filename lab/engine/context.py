@@ -23,7 +23,7 @@ from lab.machines.images import LabImages
 from lab.machines.osfamily import Family, family_for
 from lab.machines.remote import Machine
 from lab.model.credentials import Redactor
-from lab.model.labfile import Lab, User
+from lab.model.lab import Lab, User
 from lab.tutorial.text import Command
 
 # Made once on each machine at first contact: tells one machine from another made anew under its name.
@@ -89,7 +89,7 @@ def render_template(jinja: jinja2.Environment, name: str, variables: dict[str, A
         raise LabError(f"template {name!r}: {exc}") from None
 
 
-# A password has 8 or more characters (lab.model.labfile.password_problem): a shorter value (a user with
+# A password has 8 or more characters (lab.model.labcheck.password_problem): a shorter value (a user with
 # no password yet, whose secret renders "None" or "") is no password to look for.
 _SHORTEST_SECRET = 8
 

@@ -29,7 +29,7 @@ from lab.machines.provision import Provisioned, package_versions, plan, provisio
 from lab.machines.warm import DockerWarm, LibvirtWarm, WarmKey, warm_key
 from lab.model import labfile, scenario
 from lab.model.credentials import Redactor, resolve_passwords
-from lab.model.labfile import Lab
+from lab.model.lab import Lab
 from lab.model.results import RunResult
 from lab.reports import report
 

@@ -49,7 +49,7 @@ from lab.common.errors import LabError, LabFailure
 from lab.common.files import atomic_write
 from lab.common.polling import poll
 from lab.machines import hostapt
-from lab.model.labfile import BUILT_BOX_NAME, Lab
+from lab.model.lab import BUILT_BOX_NAME, Lab
 
 Say = Callable[[str], None]
 

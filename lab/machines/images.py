@@ -24,7 +24,7 @@ from pathlib import Path
 from lab.common.errors import LabError, RemoteError
 from lab.machines import hostapt
 from lab.machines.remote import Host
-from lab.model.labfile import Lab
+from lab.model.lab import Lab
 from lab.model.manifest import Named
 
 RECIPES = Path(__file__).parent / "images"  # the harness's own: the machine image

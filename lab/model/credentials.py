@@ -27,7 +27,8 @@ import yaml
 from lab.common.errors import ConfigError
 from lab.common.files import private_dir, write_private  # the one private writer; still importable from here
 from lab.common.yamlfile import read_yaml
-from lab.model.labfile import Lab, User, password_problem
+from lab.model.lab import Lab, User
+from lab.model.labcheck import password_problem
 
 MASK = "********"
 KEY_MASK = "-----PRIVATE KEY REDACTED-----"

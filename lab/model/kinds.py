@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from lab.common.errors import Invalid
-from lab.model.labfile import EDITIONS
+from lab.model.lab import EDITIONS
 
 # A rule sees a whole item and names the key it faults ("" for the item) and why.
 Rule = Callable[[Mapping[str, Any]], tuple[str, str] | None]

@@ -35,7 +35,7 @@ from lab.common.yamlfile import read_yaml
 from lab.model import manifest as manifests
 from lab.model.diagnosis import Cause
 from lab.model.kinds import ACTIONS, CHECKS, Kind
-from lab.model.labfile import EDITIONS, default_scenario
+from lab.model.lab import EDITIONS, default_scenario
 from lab.model.manifest import Manifest
 from lab.tutorial import commands
 from lab.tutorial.text import DIGEST_LENGTH, Cite

@@ -16,7 +16,7 @@ import pytest
 
 from lab.common.progress import Progress
 from lab.engine.session import Session
-from lab.model.labfile import Timeouts
+from lab.model.lab import Timeouts
 from lab.model.results import Status
 
 pytestmark = pytest.mark.e2e

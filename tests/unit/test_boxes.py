@@ -17,6 +17,7 @@ import pytest
 from lab.common.errors import LabError, LabFailure
 from lab.machines import boxes
 from lab.model import labfile
+from lab.model.lab import Lab
 
 ROOT = Path(__file__).resolve().parents[2]
 KEY = (ROOT / "lab/machines/images/vagrant.pub").read_text()
@@ -195,7 +196,7 @@ def test_the_box_key_follows_the_root_file_system_and_the_disk_layout(monkeypatc
     assert key != boxes.box_key("rootfs-a")
 
 
-def lab_with(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mirror: str) -> labfile.Lab:
+def lab_with(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mirror: str) -> Lab:
     monkeypatch.setenv("REGLAB_CACHE", str(tmp_path / "cache"))
     path = tmp_path / f"lab-{len(mirror)}.yml"
     path.write_text(f"mirror: {mirror}\n")

@@ -21,7 +21,7 @@ from lab.engine.context import Context
 from lab.model import manifest
 from lab.model.credentials import MASK, Redactor
 from lab.model.diagnosis import diagnose
-from lab.model.labfile import User, default_scenario
+from lab.model.lab import User, default_scenario
 from lab.pki.make import make_ca
 
 PASSWORD = "s3cret-Passw0rd"

@@ -11,7 +11,7 @@ from lab.classroom.labs import check_class_name, lab_name, student_lab
 from lab.classroom.roster import Student
 from lab.common.errors import ConfigError
 from lab.common.sshkeys import new_key
-from lab.model import labfile
+from lab.model import labcheck, labfile
 
 SUBNET = IPv4Network("10.77.3.0/24")
 ROOT = Path(__file__).resolve().parents[2]
@@ -64,7 +64,7 @@ def test_a_student_lab_is_a_valid_lab_file() -> None:
     """What the orchestration writes must load: lab.config's own validation accepts it."""
     lab = student_lab(base(), "net101", Student("ann-marie"), SUBNET)
     merged = labfile.layer(lab, {}, {}, "net101-ann-marie.yml")
-    loaded = labfile.validate(merged, ROOT / "lab.yml", "net101-ann-marie.yml")
+    loaded = labcheck.validate(merged, ROOT / "lab.yml", "net101-ann-marie.yml")
     assert loaded.name == "net101-ann-marie"
     assert loaded.domain == "ann-marie.myregistrydomain.com"
     assert loaded.machine("registry").ip == "10.77.3.10" and loaded.machine("client").ip == "10.77.3.11"

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from lab.common.errors import ConfigError, ExitStatus, LabError
-from lab.model.labfile import DEFAULTS, Lab, User, load
+from lab.model.lab import Lab, User
+from lab.model.labfile import DEFAULTS, load
 
 PROJECT = Path(__file__).resolve().parents[2]
 SHIPPED = PROJECT / "lab.yml"

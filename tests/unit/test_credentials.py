@@ -20,7 +20,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from lab.common.clip import tail
 from lab.common.errors import ConfigError, LabError
 from lab.model.credentials import KEY_MASK, MASK, Redactor, generate_password, resolve_passwords, write_private
-from lab.model.labfile import Lab, User, load
+from lab.model.lab import Lab, User
+from lab.model.labfile import load
 
 PEM_KEY = """-----BEGIN PRIVATE KEY-----
 MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7VJTUt9Us8cKj

@@ -7,7 +7,7 @@ import pytest
 from lab.common.errors import ConfigError
 from lab.model import diagnosis, manifest
 from lab.model.diagnosis import GENERAL, Cause, cause_by_id, causes_from, format_diagnosis
-from lab.model.labfile import default_scenario
+from lab.model.lab import default_scenario
 
 # The table a tutorial run diagnoses with: the tutorial's own causes (scenarios/tutorial/causes.yaml), then GENERAL.
 CAUSES = manifest.load(default_scenario()).table

@@ -224,7 +224,7 @@ def test_a_broken_template_is_a_lab_error_not_a_traceback() -> None:
     from lab.common.errors import LabError
     from lab.engine.context import render_template, render_value
     from lab.model import manifest
-    from lab.model.labfile import default_scenario
+    from lab.model.lab import default_scenario
 
     templates = manifest.load(default_scenario()).templates
     jinja = jinja2.Environment(loader=jinja2.FileSystemLoader(templates), undefined=jinja2.StrictUndefined)

@@ -9,7 +9,8 @@ import pytest
 
 from lab.machines.images import RECIPES, VERSION_FILE, Builder, LabImages, upstream_version
 from lab.model import manifest
-from lab.model.labfile import Lab, default_scenario, load
+from lab.model.lab import Lab, default_scenario
+from lab.model.labfile import load
 
 PROJECT = Path(__file__).resolve().parents[2]
 # The tutorial's images: their recipes live in its scenario folder, not in lab/.

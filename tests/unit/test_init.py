@@ -15,6 +15,7 @@ from lab.classroom.roster import load_roster
 from lab.cli import scaffold
 from lab.cli.main import main
 from lab.model import labfile
+from lab.model.lab import EDITIONS, IMAGE_SOURCES, OS_FAMILIES, PROVIDERS, STARTS, Lab
 
 
 @pytest.fixture(autouse=True)
@@ -30,7 +31,7 @@ def reglab(*argv: str) -> tuple[int, str, str]:
     return code, out.getvalue(), err.getvalue()
 
 
-def same_but_source(a: labfile.Lab, b: labfile.Lab) -> bool:
+def same_but_source(a: Lab, b: Lab) -> bool:
     return dataclasses.replace(a, source=b.source) == b
 
 
@@ -54,8 +55,8 @@ def test_init_writes_a_lab_file_that_loads_with_the_defaults(tmp_path: Path, mon
 def test_the_lab_file_explains_every_key() -> None:
     for key in (*labfile.DEFAULTS, "domain", "machines", "ports", "identity_file"):
         assert f"{key}:" in scaffold.LAB_YML, key
-    for choice in (*labfile.PROVIDERS, "auto", *labfile.EDITIONS, *labfile.IMAGE_SOURCES, *labfile.STARTS,
-                   *labfile.OS_FAMILIES):
+    for choice in (*PROVIDERS, "auto", *EDITIONS, *IMAGE_SOURCES, *STARTS,
+                   *OS_FAMILIES):
         assert choice in scaffold.LAB_YML, choice
 
 

@@ -20,7 +20,8 @@ from lab.machines.providers.ssh import SSHProvider, missing_sudo, ssh_config_tex
 from lab.machines.remote import TrustFirstUse
 from lab.model import manifest
 from lab.model.credentials import Redactor
-from lab.model.labfile import Lab, default_scenario, load
+from lab.model.lab import Lab, default_scenario
+from lab.model.labfile import load
 
 
 def key_file(folder: Path, name: str = "id_lab", mode: int = 0o600) -> Path:

@@ -21,7 +21,7 @@ from lab.machines.images import LabImages
 from lab.machines.osfamily import DEBIAN
 from lab.model import manifest
 from lab.model.kinds import Key, Kind, Text
-from lab.model.labfile import EDITIONS, Ports, User, default_scenario
+from lab.model.lab import EDITIONS, Ports, User, default_scenario
 from lab.model.scenario import ACTION_KINDS, CHECK_KINDS, Scenario, default_path, kind_of, load
 from lab.tutorial.text import Command
 

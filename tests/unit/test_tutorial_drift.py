@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from lab.common.errors import ConfigError
-from lab.model.labfile import EDITIONS
+from lab.model.lab import EDITIONS
 from lab.model.scenario import Scenario, default_path, load, parse
 from lab.tutorial.text import TUTORIAL, Cite, block_id, classify, code_blocks, digest, drift
 

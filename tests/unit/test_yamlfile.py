@@ -14,6 +14,7 @@ from lab.classroom.roster import load_roster
 from lab.common import yamlfile
 from lab.common.errors import ConfigError
 from lab.model import labfile, manifest, scenario
+from lab.model.lab import EDITIONS
 
 PROJECT = Path(__file__).resolve().parents[2]
 DEEP = "x: " + "[" * 3000 + "]" * 3000 + "\n"
@@ -160,7 +161,7 @@ def test_a_key_given_twice_in_a_causes_file_is_refused(tmp_path: Path) -> None:
 def test_the_shipped_scenario_and_its_causes_still_load() -> None:
     """They are read strictly now: a key given twice in them would stop every lab."""
     path = PROJECT / "scenarios" / "tutorial.yaml"
-    for edition in labfile.EDITIONS:
+    for edition in EDITIONS:
         assert scenario.load(path, edition).steps
     assert manifest.load(path).causes
     assert yamlfile.read_yaml(PROJECT / "scenarios" / "tutorial" / "causes.yaml", "causes file")

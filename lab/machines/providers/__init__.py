@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from lab.machines.providers.base import Provider, Say
     from lab.model.credentials import Redactor
-    from lab.model.labfile import Lab
+    from lab.model.lab import Lab
 
 
 def for_lab(lab: Lab, redactor: Redactor, say: Say = print) -> Provider:

@@ -23,7 +23,7 @@ from lab.common.parallel import on_each
 from lab.machines.providers.base import MachineStatus, Say
 from lab.machines.remote import Host, Machine, machine_logger
 from lab.model.credentials import Redactor
-from lab.model.labfile import Lab
+from lab.model.lab import Lab
 
 PROBE_TIMEOUT = 20  # seconds for one machine to answer `reglab status`
 
