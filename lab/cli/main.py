@@ -1,16 +1,13 @@
 """The `reglab` command: `main(argv) -> ExitStatus`, called in-process by the tests.
 
 Exit 0: all good; 1: a check or a remote command failed; 2: bad input (lab
-file, step name, missing tool, a file reglab cannot read or write); 130:
-interrupted (Ctrl-C, SIGTERM, SIGHUP). One message each, never a traceback:
-`main` is the one place that turns these exceptions into a message and a code.
-"""
+file, arguments); 130: interrupted. What a command prints is lab.cli.output's;
+what it accepts, lab.cli.parser's."""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import ipaddress
 import os
 import shlex
 import shutil
@@ -18,166 +15,25 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 from typing import TextIO
 
-from lab.classroom.room import CHECK_TIMEOUT, JOBS, ClassBoard, Classroom, LabOutcome, roster_name
-from lab.classroom.roster import MAX_STUDENTS, load_roster
 from lab.cli import scaffold
+from lab.cli.classes import class_command
+from lab.cli.output import print_status, print_step, print_summary, show_report
+from lab.cli.parser import build_parser
 from lab.common.errors import ExitStatus, LabError, LabFailure
 from lab.common.progress import Progress
 from lab.engine.session import Session, load_lab
 from lab.engine.teaching import instructions
 from lab.machines import boxes, hostsetup
 from lab.machines.boxes import PROVIDERS as BOX_PROVIDERS
-from lab.machines.providers.base import MachineStatus
 from lab.model import labfile
-from lab.model.diagnosis import format_diagnosis
-from lab.model.lab import EDITIONS, IMAGE_SOURCES, OS_FAMILIES, PROVIDERS, Lab
-from lab.model.results import RunResult, Status, StepResult
-from lab.reports import report
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse writing to main()'s streams, so in-process callers see its messages."""
-
-    out: TextIO = sys.stdout
-    err: TextIO = sys.stderr
-
-    def _print_message(self, message: str, file: TextIO | None = None) -> None:  # noqa: ARG002
-        if message:
-            (self.err if file is sys.stderr else self.out).write(message)
-
-
-CHECK_TIMEOUT_MAX = 3600  # an hour: a lab that has not answered by then will not; also keeps waits finite
-EVERY_MAX = 86400  # a day between re-checks of the dashboard
-PORT_MAX = 65535
-
-
-def whole_number(low: int, high: int, what: str) -> Callable[[str], int]:
-    """An argparse type: a whole number from `low` to `high`, else argparse's usage error (exit 2).
-
-    Checked where the option is read, so `--timeout 0` or `--jobs -1` never reaches
-    a thread pool or a wait that would misbehave on it.
-    """
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            value = None
-        if value is None or not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"expected {what} from {low} to {high}, got {text!r}")
-        return value
-
-    parse.__name__ = what  # argparse's own messages name the type by it
-    return parse
-
-
-def build_parser(out: TextIO | None = None, err: TextIO | None = None) -> argparse.ArgumentParser:
-    _Parser.out = out or sys.stdout
-    _Parser.err = err or sys.stderr
-    parser = _Parser(
-        prog="reglab",
-        description="A lab for the private Docker registry tutorial: boot, provision, solve and check it.",
-    )
-    parser.add_argument("--lab", type=Path, default=Path(os.environ.get("REGLAB_LAB", "lab.yml")),
-                        help="the lab file (default: ./lab.yml, or $REGLAB_LAB)")
-    parser.add_argument("--scenario", type=Path, help="the scenario to run: its steps file, or a folder with "
-                        "scenario.yaml (default: the lab file's `scenario:`, else the tutorial)")
-    parser.add_argument("--provider", choices=(*PROVIDERS, "auto"), help="override the lab's provider")
-    parser.add_argument("--edition", choices=EDITIONS, help="override the lab's edition")
-    parser.add_argument("--images", choices=IMAGE_SOURCES, help="where the lab's images come from")
-    parser.add_argument("--fresh", action="store_true",
-                        help="provision new machines from nothing, not from a warm image (REGLAB_START=fresh)")
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    init = sub.add_parser("init", help="write a commented lab.yml to start from (with --class, a class's too)")
-    init.add_argument("folder", nargs="?", type=Path, default=Path("."), metavar="FOLDER",
-                      help="where to write it (default: here)")
-    init.add_argument("--class", dest="roster", metavar="ROSTER",
-                      help="also a class's base lab file (class-lab.yml) and an example roster named ROSTER "
-                           "(net101.csv, or .yml for YAML)")
-    init.add_argument("--force", action="store_true", help="overwrite files that exist")
-    setup = sub.add_parser("setup-host", help="install and start what this host needs for the lab's provider "
-                           "(Debian or Ubuntu, as root or with passwordless sudo); elsewhere, say what to install")
-    setup.add_argument("--browser", action="store_true",
-                       help="also Debian's Chromium, for the dashboard's browser tests")
-    up = sub.add_parser("up", help="boot the machines and wait for SSH")
-    up.add_argument("machines", nargs="*", metavar="MACHINE")
-    sub.add_parser("status", help="machine, provider, state and IP")
-    ssh = sub.add_parser("ssh", help="a shell on a machine, or one command: reglab ssh MACHINE -- CMD...")
-    ssh.add_argument("machine")
-    ssh.add_argument("cmd", nargs=argparse.REMAINDER)
-    sub.add_parser("down", help="destroy the machines and their networks (caches are kept); "
-                   "on machines given over SSH, remove only what reglab put there")
-    sub.add_parser("provision", help="install Docker, Compose, htpasswd, curl, openssl; load the images")
-    sub.add_parser("steps", help="the steps, with their last result")
-    for name, text in (("solve", "apply the reference answer (steps before it first)"),
-                       ("check", "grade a step without changing anything")):
-        command = sub.add_parser(name, help=text)
-        target = command.add_mutually_exclusive_group(required=True)
-        target.add_argument("step", nargs="?")
-        target.add_argument("--all", action="store_true")
-    show = sub.add_parser("show", help="the commands to type for a step, per machine")
-    show.add_argument("step")
-    run = sub.add_parser("run", help="up, provision, solve and check every step; write the report")
-    run.add_argument("--keep-going", action="store_true",
-                     help="after a failed step, apply its modern solution (a bridge) and judge the next steps")
-    sub.add_parser("reset", help="bring the machines back to the state after provisioning")
-    rep = sub.add_parser("report", help="print the last run's report per edition, write the maintainer's report "
-                                        "(both editions side by side); --readme updates README.md")
-    rep.add_argument("--readme", type=Path, nargs="?", const=Path("README.md"))
-    klass = sub.add_parser("class", help="a class: a lab per student from a roster (up, status, check, reset, "
-                                         "down, bundle, serve)")
-    klass.add_argument("--name", help="the class (up: default the roster file's name; else the only class here)")
-    class_sub = klass.add_subparsers(dest="class_command", required=True, metavar="ACTION")
-    class_up = class_sub.add_parser("up", help="a lab per student of ROSTER (CSV, YAML or a count), booted at once")
-    class_up.add_argument("roster")
-    class_up.add_argument("--pool", help="the private network the labs' /24s come from (default 10.77.0.0/16)")
-    class_up.add_argument("--jobs", type=whole_number(1, MAX_STUDENTS, "a number of labs"), default=JOBS,
-                          help=f"labs booted at once, 1 to {MAX_STUDENTS} (default {JOBS})")
-    class_sub.add_parser("status", help="each student's lab and its machines' state")
-    class_check = class_sub.add_parser("check", help="grade every student's lab (observe-only); write the gradebook")
-    target = class_check.add_mutually_exclusive_group(required=True)
-    target.add_argument("step", nargs="?")
-    target.add_argument("--all", action="store_true")
-    class_check.add_argument("--jobs", type=whole_number(1, MAX_STUDENTS, "a number of labs"), default=8,
-                             help=f"labs graded at once, 1 to {MAX_STUDENTS} (default 8)")
-    class_check.add_argument("--timeout", type=whole_number(1, CHECK_TIMEOUT_MAX, "a whole number of seconds"),
-                             default=CHECK_TIMEOUT,
-                             help=f"seconds before an unanswering lab is a failed row, 1 to {CHECK_TIMEOUT_MAX} "
-                                  f"(default {CHECK_TIMEOUT})")
-    class_reset = class_sub.add_parser("reset", help="a student's lab back to the state after provisioning")
-    class_reset.add_argument("student")
-    class_sub.add_parser("down", help="destroy every lab of the class and the students' keys (the gradebook stays)")
-    class_bundle = class_sub.add_parser("bundle", help="what to hand a student: ssh_config, key, registry login")
-    class_bundle.add_argument("student")
-    class_serve = class_sub.add_parser("serve", help="the instructor's dashboard on localhost")
-    class_serve.add_argument("--port", type=whole_number(0, PORT_MAX, "a TCP port"), default=8765,
-                             help="the TCP port on 127.0.0.1, 0 for any free one (default 8765)")
-    class_serve.add_argument("--every", type=whole_number(1, EVERY_MAX, "a whole number of seconds"),
-                             help=f"re-check every N seconds, 1 to {EVERY_MAX} (default: on demand only)")
-    image = sub.add_parser("image", help="build images on the host")
-    image_sub = image.add_subparsers(dest="image_command", required=True, metavar="ACTION")
-    build = image_sub.add_parser("build", help="build an image: node (the machine image) or lab")
-    build.add_argument("what", choices=("node", "lab"))
-    build.add_argument("--from", dest="base_from", choices=("auto", "hub", "debootstrap"), default="auto",
-                       help="node only: debian:bookworm from Docker Hub, or debootstrap from the Debian mirror")
-    box = sub.add_parser("box", help="build Vagrant boxes on the host")
-    box_sub = box.add_subparsers(dest="box_command", required=True, metavar="ACTION")
-    box_build = box_sub.add_parser(
-        "build", help="build the Debian 12 box from Debian packages (as root) and add it to Vagrant")
-    box_build.add_argument("--provider", dest="box_provider", choices=(*BOX_PROVIDERS, "all"),
-                           help="the box's provider (default: the lab's, when libvirt or virtualbox; else all)")
-    box_build.add_argument("--os", dest="box_os", choices=OS_FAMILIES, help="default: the lab's `os`")
-    box_build.add_argument("--no-add", dest="box_add", action="store_false", help="build only; no `vagrant box add`")
-    return parser
-
+from lab.model.lab import Lab
+from lab.model.results import Status
 
 INTERRUPT_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
@@ -290,89 +146,6 @@ def init_command(args: argparse.Namespace, out: TextIO) -> ExitStatus:
     return ExitStatus.OK
 
 
-def class_command(args: argparse.Namespace, out: TextIO, err: TextIO) -> ExitStatus:
-    """`reglab class ACTION`: one lab per student, from the lab file as the class's base."""
-    progress = Progress(err, quiet=args.quiet)
-    action = args.class_command
-    try:
-        if action == "up":
-            students = load_roster(args.roster)
-            pool = None
-            if args.pool:
-                try:
-                    pool = ipaddress.IPv4Network(args.pool)
-                except ValueError as exc:
-                    raise LabError(f"--pool: expected a private IPv4 network like 10.77.0.0/16 ({exc})") from None
-            room = Classroom(args.lab, args.name or roster_name(args.roster), progress)
-            room.enrol(students, pool)
-            wanted = {s.id for s in students}
-            outcomes = room.up([m for m in room.members if m.id in wanted], args.jobs)
-            print_outcomes(outcomes, "lab up", out)
-            for outcome in outcomes:
-                if outcome.ok:
-                    print(f"{outcome.member.id}: bundle in {outcome.value} (`reglab class bundle "
-                          f"{outcome.member.id}` prints it)", file=out)
-            return ExitStatus.OK if all(o.ok for o in outcomes) else ExitStatus.FAILED
-        room = Classroom.open(args.lab, args.name, progress)
-        if action == "status":
-            rows = [("STUDENT", "LAB", "SUBNET", "REGISTRY", "CLIENT")]
-            for outcome in room.status():
-                states = outcome.value or {}
-                member = outcome.member
-                rows.append((member.id, f"{room.name}-{member.id}", str(member.subnet or "given (ssh)"),
-                             states.get("registry", outcome.first_line or "?"), states.get("client", "?")))
-            print_table(rows, out)
-            return ExitStatus.OK
-        if action == "check":
-            grades = room.check(room.members, None if args.all else args.step, args.jobs, args.timeout)
-            paths = room.write_gradebook(grades)
-            print(room.summary(grades), file=out)
-            print(f"gradebook: {paths['csv']} (also {paths['xml'].name})", file=out)
-            return ExitStatus.OK if grades and all(g.status == "pass" for g in grades) else ExitStatus.FAILED
-        if action == "reset":
-            room.reset(room.member(args.student))
-            print(f"{args.student}: lab reset to the state after provisioning", file=out)
-            return ExitStatus.OK
-        if action == "down":
-            outcomes = room.down()
-            print_outcomes(outcomes, "lab down", out)
-            return ExitStatus.OK if all(o.ok for o in outcomes) else ExitStatus.FAILED
-        if action == "bundle":
-            print(room.bundle(room.member(args.student)), file=out)
-            return ExitStatus.OK
-        if action == "serve":
-            from lab.classroom.dashboard import serve
-
-            board = ClassBoard(room)
-            serve(board, port=args.port, every=args.every,
-                  ready=lambda url: print(f"dashboard of class {room.name}: {url} (Ctrl-C stops it)", file=out,
-                                          flush=True))
-            return ExitStatus.OK
-    except KeyboardInterrupt:
-        print("reglab: interrupted. Labs may still be booting or running: `reglab class status` shows them, "
-              "`reglab class down` removes them.", file=err)
-        return ExitStatus.INTERRUPTED
-    raise LabError(f"unknown class action {action!r}")
-
-
-def print_outcomes(outcomes: list[LabOutcome], what: str, out: TextIO) -> None:
-    rows = [("STUDENT", "RESULT", "SECONDS")]
-    rows += [(o.member.id, "ok" if o.ok else f"FAILED: {o.first_line}", f"{o.seconds:.1f}") for o in outcomes]
-    print_table(rows, out)
-    for outcome in outcomes:
-        if not outcome.ok and "\n" in outcome.message:
-            print(f"\n{outcome.member.id}:\n  " + outcome.message.replace("\n", "\n  "), file=out)
-    failed = sum(not o.ok for o in outcomes)
-    print(f"{what}: {len(outcomes) - failed} of {len(outcomes)} ok" + (f", {failed} failed" if failed else ""),
-          file=out)
-
-
-def print_table(rows: list[tuple[str, ...]], out: TextIO) -> None:
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip(), file=out)
-
-
 def note_interrupted(session: Session, command: str) -> str | None:
     """Record in the state file what an interrupt stopped; the phase, for the message."""
     progress = session.progress
@@ -471,55 +244,6 @@ def solve_or_check(session: Session, command: str, step: str | None, out: TextIO
     return ExitStatus.OK if result.passed else ExitStatus.FAILED
 
 
-def print_step(step: StepResult, out: TextIO) -> None:
-    mark = {Status.PASS: "ok  ", Status.FAIL: "FAIL", Status.NOT_RUN: "--  "}[step.status]
-    print(f"{mark} {step.step_id}: {step.title}", file=out)
-    if step.status is Status.FAIL:
-        print(f"     expected: {step.expected}", file=out)
-        print("     seen:     " + step.seen.replace("\n", "\n               "), file=out)
-        if step.diagnosis:
-            print("     " + format_diagnosis(step.diagnosis).replace("\n", "\n     "), file=out)
-        for look in step.looks:
-            print(f"     then:     {report.look_heading(look)}", file=out)
-            if look.diagnosis:
-                print("     " + format_diagnosis(look.diagnosis).replace("\n", "\n     "), file=out)
-        if step.bridged:
-            print("     bridge:   " + (f"FAILED: {step.bridge_error}" if step.bridge_error
-                                        else "the modern solution was applied; the run went on"), file=out)
-        if step.bridge_failed:
-            print(f"     note:     judged after the bridge of {step.bridge_failed} failed", file=out)
-        if step.logs:
-            print(f"     logs:     {', '.join(step.logs)}", file=out)
-
-
-def print_summary(result: RunResult, out: TextIO, reports: Path | None = None) -> None:
-    counts = result.counts
-    phases = ", ".join(f"{name} {seconds:.1f}s" for name, seconds in result.phases.items())
-    print(
-        f"\n{result.edition}: {counts[Status.PASS]} passed, {counts[Status.FAIL]} failed, "
-        f"{counts[Status.NOT_RUN]} not run" + (f"  ({phases})" if phases else ""),
-        file=out,
-    )
-    if reports is not None:
-        print(f"report: {reports / (result.edition + '.md')} (also .xml, .html)", file=out)
-
-
-def print_status(session: Session, out: TextIO) -> None:
-    starts = session.state.data.get("starts", {})
-
-    def start(status: MachineStatus) -> str:
-        record = starts.get(status.name)
-        if status.state == "not_created" or not record:
-            return "-"
-        return f"{record['kind']} ({record['image']})" if record["kind"] == "warm" else "fresh"
-
-    rows = [("MACHINE", "PROVIDER", "STATE", "IP", "START")]
-    rows += [(s.name, s.provider, s.state, s.ip, start(s)) for s in session.provider.status()]
-    print_table(rows, out)
-    for note in session.provider.notes():
-        print(note, file=out)
-
-
 def ssh(session: Session, name: str, cmd: list[str], err: TextIO) -> ExitStatus | int:
     machine = session.provider.connect(name)  # names an unknown machine clearly
     if cmd and cmd[0] == "--":
@@ -530,23 +254,6 @@ def ssh(session: Session, name: str, cmd: list[str], err: TextIO) -> ExitStatus 
     if shutil.which("ssh") is None:
         raise LabError("ssh is not installed; on Debian or Ubuntu: apt-get install openssh-client")
     return subprocess.call(["ssh", "-F", str(session.provider.ssh_config()), name])
-
-
-def show_report(session: Session, readme: Path | None, out: TextIO) -> ExitStatus:
-    directory = session.lab.state_dir / "reports"
-    results = report.load_results(directory)
-    if not results:
-        raise LabError(f"no report in {directory}; `reglab run` writes one")
-    for result in results:
-        report.write_reports(result, directory, session.redactor)
-        print(report.render_markdown(result), file=out)
-    text = report.check_tutorial_text(session.scenario)
-    paths = report.write_maintainer_report(results, text, directory, session.redactor)
-    print(f"both editions side by side: {paths['md']} (also .html); {text.line}", file=out)
-    if readme is not None:
-        report.update_readme_file(readme, report.render_summary_table(results))
-        print(f"updated {readme}", file=out)
-    return ExitStatus.OK
 
 
 if __name__ == "__main__":  # `python -m lab.cli.main`, as `python -m lab`

@@ -507,7 +507,7 @@ def test_report_writes_the_maintainers_report_and_the_readme_table_from_the_runs
 
 
 def test_a_failed_step_prints_what_each_look_past_a_cause_found() -> None:
-    from lab.cli.main import print_step
+    from lab.cli.output import print_step
     from lab.model.diagnosis import cause_by_id
     from lab.model.results import Look, Status, StepResult
 
@@ -548,7 +548,7 @@ def test_numeric_options_out_of_bounds_are_usage_errors(tmp_path: Path, argv: li
 
 
 def test_numeric_options_accept_their_bounds() -> None:
-    from lab.cli.main import CHECK_TIMEOUT_MAX, build_parser
+    from lab.cli.parser import CHECK_TIMEOUT_MAX, build_parser
 
     parser = build_parser(io.StringIO(), io.StringIO())
     args = parser.parse_args(["class", "check", "--all", "--timeout", "1", "--jobs", "250"])

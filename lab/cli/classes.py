@@ -1,0 +1,78 @@
+"""`reglab class ...`: a lab per student from a roster, each its own session."""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+from typing import TextIO
+
+from lab.classroom.room import ClassBoard, Classroom, roster_name
+from lab.classroom.roster import load_roster
+from lab.cli.output import print_outcomes, print_table
+from lab.common.errors import ExitStatus, LabError
+from lab.common.progress import Progress
+
+
+def class_command(args: argparse.Namespace, out: TextIO, err: TextIO) -> ExitStatus:
+    """`reglab class ACTION`: one lab per student, from the lab file as the class's base."""
+    progress = Progress(err, quiet=args.quiet)
+    action = args.class_command
+    try:
+        if action == "up":
+            students = load_roster(args.roster)
+            pool = None
+            if args.pool:
+                try:
+                    pool = ipaddress.IPv4Network(args.pool)
+                except ValueError as exc:
+                    raise LabError(f"--pool: expected a private IPv4 network like 10.77.0.0/16 ({exc})") from None
+            room = Classroom(args.lab, args.name or roster_name(args.roster), progress)
+            room.enrol(students, pool)
+            wanted = {s.id for s in students}
+            outcomes = room.up([m for m in room.members if m.id in wanted], args.jobs)
+            print_outcomes(outcomes, "lab up", out)
+            for outcome in outcomes:
+                if outcome.ok:
+                    print(f"{outcome.member.id}: bundle in {outcome.value} (`reglab class bundle "
+                          f"{outcome.member.id}` prints it)", file=out)
+            return ExitStatus.OK if all(o.ok for o in outcomes) else ExitStatus.FAILED
+        room = Classroom.open(args.lab, args.name, progress)
+        if action == "status":
+            rows = [("STUDENT", "LAB", "SUBNET", "REGISTRY", "CLIENT")]
+            for outcome in room.status():
+                states = outcome.value or {}
+                member = outcome.member
+                rows.append((member.id, f"{room.name}-{member.id}", str(member.subnet or "given (ssh)"),
+                             states.get("registry", outcome.first_line or "?"), states.get("client", "?")))
+            print_table(rows, out)
+            return ExitStatus.OK
+        if action == "check":
+            grades = room.check(room.members, None if args.all else args.step, args.jobs, args.timeout)
+            paths = room.write_gradebook(grades)
+            print(room.summary(grades), file=out)
+            print(f"gradebook: {paths['csv']} (also {paths['xml'].name})", file=out)
+            return ExitStatus.OK if grades and all(g.status == "pass" for g in grades) else ExitStatus.FAILED
+        if action == "reset":
+            room.reset(room.member(args.student))
+            print(f"{args.student}: lab reset to the state after provisioning", file=out)
+            return ExitStatus.OK
+        if action == "down":
+            outcomes = room.down()
+            print_outcomes(outcomes, "lab down", out)
+            return ExitStatus.OK if all(o.ok for o in outcomes) else ExitStatus.FAILED
+        if action == "bundle":
+            print(room.bundle(room.member(args.student)), file=out)
+            return ExitStatus.OK
+        if action == "serve":
+            from lab.classroom.dashboard import serve
+
+            board = ClassBoard(room)
+            serve(board, port=args.port, every=args.every,
+                  ready=lambda url: print(f"dashboard of class {room.name}: {url} (Ctrl-C stops it)", file=out,
+                                          flush=True))
+            return ExitStatus.OK
+    except KeyboardInterrupt:
+        print("reglab: interrupted. Labs may still be booting or running: `reglab class status` shows them, "
+              "`reglab class down` removes them.", file=err)
+        return ExitStatus.INTERRUPTED
+    raise LabError(f"unknown class action {action!r}")

@@ -1,0 +1,98 @@
+"""What reglab prints: a step, a run's summary, the machines' status, a table, a class's outcomes, the last report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TextIO
+
+from lab.classroom.room import LabOutcome
+from lab.common.errors import ExitStatus, LabError
+from lab.engine.session import Session
+from lab.machines.providers.base import MachineStatus
+from lab.model.diagnosis import format_diagnosis
+from lab.model.results import RunResult, Status, StepResult
+from lab.reports import report
+
+
+def print_outcomes(outcomes: list[LabOutcome], what: str, out: TextIO) -> None:
+    rows = [("STUDENT", "RESULT", "SECONDS")]
+    rows += [(o.member.id, "ok" if o.ok else f"FAILED: {o.first_line}", f"{o.seconds:.1f}") for o in outcomes]
+    print_table(rows, out)
+    for outcome in outcomes:
+        if not outcome.ok and "\n" in outcome.message:
+            print(f"\n{outcome.member.id}:\n  " + outcome.message.replace("\n", "\n  "), file=out)
+    failed = sum(not o.ok for o in outcomes)
+    print(f"{what}: {len(outcomes) - failed} of {len(outcomes)} ok" + (f", {failed} failed" if failed else ""),
+          file=out)
+
+
+def print_table(rows: list[tuple[str, ...]], out: TextIO) -> None:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip(), file=out)
+
+
+def print_step(step: StepResult, out: TextIO) -> None:
+    mark = {Status.PASS: "ok  ", Status.FAIL: "FAIL", Status.NOT_RUN: "--  "}[step.status]
+    print(f"{mark} {step.step_id}: {step.title}", file=out)
+    if step.status is Status.FAIL:
+        print(f"     expected: {step.expected}", file=out)
+        print("     seen:     " + step.seen.replace("\n", "\n               "), file=out)
+        if step.diagnosis:
+            print("     " + format_diagnosis(step.diagnosis).replace("\n", "\n     "), file=out)
+        for look in step.looks:
+            print(f"     then:     {report.look_heading(look)}", file=out)
+            if look.diagnosis:
+                print("     " + format_diagnosis(look.diagnosis).replace("\n", "\n     "), file=out)
+        if step.bridged:
+            print("     bridge:   " + (f"FAILED: {step.bridge_error}" if step.bridge_error
+                                        else "the modern solution was applied; the run went on"), file=out)
+        if step.bridge_failed:
+            print(f"     note:     judged after the bridge of {step.bridge_failed} failed", file=out)
+        if step.logs:
+            print(f"     logs:     {', '.join(step.logs)}", file=out)
+
+
+def print_summary(result: RunResult, out: TextIO, reports: Path | None = None) -> None:
+    counts = result.counts
+    phases = ", ".join(f"{name} {seconds:.1f}s" for name, seconds in result.phases.items())
+    print(
+        f"\n{result.edition}: {counts[Status.PASS]} passed, {counts[Status.FAIL]} failed, "
+        f"{counts[Status.NOT_RUN]} not run" + (f"  ({phases})" if phases else ""),
+        file=out,
+    )
+    if reports is not None:
+        print(f"report: {reports / (result.edition + '.md')} (also .xml, .html)", file=out)
+
+
+def print_status(session: Session, out: TextIO) -> None:
+    starts = session.state.data.get("starts", {})
+
+    def start(status: MachineStatus) -> str:
+        record = starts.get(status.name)
+        if status.state == "not_created" or not record:
+            return "-"
+        return f"{record['kind']} ({record['image']})" if record["kind"] == "warm" else "fresh"
+
+    rows = [("MACHINE", "PROVIDER", "STATE", "IP", "START")]
+    rows += [(s.name, s.provider, s.state, s.ip, start(s)) for s in session.provider.status()]
+    print_table(rows, out)
+    for note in session.provider.notes():
+        print(note, file=out)
+
+
+def show_report(session: Session, readme: Path | None, out: TextIO) -> ExitStatus:
+    directory = session.lab.state_dir / "reports"
+    results = report.load_results(directory)
+    if not results:
+        raise LabError(f"no report in {directory}; `reglab run` writes one")
+    for result in results:
+        report.write_reports(result, directory, session.redactor)
+        print(report.render_markdown(result), file=out)
+    text = report.check_tutorial_text(session.scenario)
+    paths = report.write_maintainer_report(results, text, directory, session.redactor)
+    print(f"both editions side by side: {paths['md']} (also .html); {text.line}", file=out)
+    if readme is not None:
+        report.update_readme_file(readme, report.render_summary_table(results))
+        print(f"updated {readme}", file=out)
+    return ExitStatus.OK
