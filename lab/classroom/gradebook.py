@@ -5,7 +5,7 @@ test-report viewer (one suite per student), `summary` for the terminal.
 
 NOTE: a gradebook is personal data, so its files are written 0600. Every
 string is redacted before rendering (and the rendered text once more, as
-lab/reports/report.py does), then clipped: redact first, clip after. `seen` is what
+the reports do), then clipped: redact first, clip after. `seen` is what
 the students' machines printed, so a CSV cell that a spreadsheet would take
 for a formula (starting with = + - @) is prefixed with a quote.
 """
@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lab.common.files import atomic_write
-from lab.reports.report import clean_output, xml_text
+from lab.reports.text import clean_output, xml_text
 
 if TYPE_CHECKING:
     from lab.model.credentials import Redactor

@@ -14,25 +14,20 @@ from lab.common.errors import LabError
 from lab.model.credentials import MASK, Redactor
 from lab.model.diagnosis import cause_by_id
 from lab.model.results import RunResult, Status, StepResult
-from lab.reports.report import (
-    README_END,
-    README_START,
+from lab.reports.files import load_result, write_reports
+from lab.reports.html import render_html
+from lab.reports.junit import render_junit
+from lab.reports.maintainer import (
     TextCheck,
     check_text,
     check_tutorial_text,
-    load_result,
-    render_html,
-    render_junit,
     render_maintainer_html,
     render_maintainer_markdown,
-    render_markdown,
-    render_summary_table,
-    truncate_lines,
-    update_readme,
-    update_readme_file,
     write_maintainer_report,
-    write_reports,
 )
+from lab.reports.markdown import render_markdown
+from lab.reports.readme import README_END, README_START, render_summary_table, update_readme, update_readme_file
+from lab.reports.text import truncate_lines
 
 STARTED = datetime(2024, 5, 1, 10, 0, 0, tzinfo=UTC)
 FINISHED = datetime(2024, 5, 1, 10, 3, 20, tzinfo=UTC)
@@ -380,7 +375,8 @@ def test_reports_show_the_check_before_solving_when_the_run_proved_its_checks() 
     from datetime import UTC, datetime
 
     from lab.model.results import RunResult, Status, StepResult
-    from lab.reports.report import render_html, render_markdown
+    from lab.reports.html import render_html
+    from lab.reports.markdown import render_markdown
 
     steps = [StepResult("hosts", "Name the registry", Status.PASS, before=Status.FAIL),
              StepResult("tls", "Serve TLS", Status.PASS, before=Status.PASS)]
