@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import re
 
+from lab.common import clip
 from lab.model.results import Look, RunResult, Status, StepResult
 
-SEEN_LINES = 40
-
-
+SEEN_LINES = 40  # lines of tool output a report shows: the last ones, where tools print their error
 _ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
 _XML_INVALID = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
 
@@ -30,18 +29,9 @@ def format_seconds(seconds: float) -> str:
     return f"{minutes}m {secs:02d}s"
 
 
-def truncate_lines(text: str, limit: int = SEEN_LINES) -> str:
-    """Keep the last `limit` lines, since tools print their error at the end."""
-    lines = text.splitlines()
-    if len(lines) <= limit:
-        return text
-    omitted = len(lines) - limit
-    return "\n".join([f"[... {omitted} earlier lines omitted ...]", *lines[-limit:]])
-
-
 def clean_output(text: str) -> str:
-    """Output as a reader should see it: no terminal colors, only the tail."""
-    return truncate_lines(_ANSI_ESCAPE.sub("", text))
+    """Output as a reader should see it: no terminal colors, only its last SEEN_LINES lines."""
+    return clip.tail(_ANSI_ESCAPE.sub("", text), SEEN_LINES)
 
 
 def xml_text(text: str) -> str:

@@ -27,7 +27,7 @@ from lab.reports.maintainer import (
 )
 from lab.reports.markdown import render_markdown
 from lab.reports.readme import README_END, README_START, render_summary_table, update_readme, update_readme_file
-from lab.reports.text import truncate_lines
+from lab.reports.text import clean_output
 
 STARTED = datetime(2024, 5, 1, 10, 0, 0, tzinfo=UTC)
 FINISHED = datetime(2024, 5, 1, 10, 3, 20, tzinfo=UTC)
@@ -124,10 +124,10 @@ def test_markdown_without_failures_has_no_failures_section() -> None:
 
 def test_seen_is_truncated_to_the_last_lines() -> None:
     seen = "\n".join(f"line {i}" for i in range(100))
-    truncated = truncate_lines(seen).splitlines()
-    assert truncated[0] == "[... 60 earlier lines omitted ...]"
+    truncated = clean_output(seen).splitlines()
+    assert truncated[0] == "... (60 lines before)"
     assert truncated[1:] == [f"line {i}" for i in range(60, 100)]
-    assert truncate_lines("short") == "short"
+    assert clean_output("short") == "short"
 
 
 def test_junit_counts_failures_and_skipped() -> None:
