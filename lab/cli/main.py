@@ -404,7 +404,7 @@ def solve_or_check(session: Session, command: str, step: str | None, out: TextIO
 
 
 def print_step(step: StepResult, out: TextIO) -> None:
-    mark = {Status.PASS: "ok  ", Status.FAIL: "FAIL", Status.NOT_RUN: "--  "}[step.status]
+    mark = {Status.PASS: "ok  ", Status.FAIL: "FAIL", Status.NOT_RUN: "--  ", Status.UNREACHABLE: "!!  "}[step.status]
     print(f"{mark} {step.step_id}: {step.title}", file=out)
     if step.status is Status.FAIL:
         print(f"     expected: {step.expected}", file=out)

@@ -38,20 +38,7 @@ def render_json(result: RunResult) -> str:
 def redact_result(result: RunResult, redactor: Redactor) -> RunResult:
     """A copy of `result` with every string redacted but the edition (a checked file name)."""
     r = redactor.redact
-    steps = [
-        dataclasses.replace(
-            step,
-            step_id=r(step.step_id),
-            title=r(step.title),
-            expected=r(step.expected),
-            seen=r(step.seen),
-            logs=[r(log) for log in step.logs],
-            bridge_error=r(step.bridge_error),
-            looks=[dataclasses.replace(look, expected=r(look.expected), seen=r(look.seen), error=r(look.error))
-                   for look in step.looks],
-        )
-        for step in result.steps
-    ]
+    steps = [step.redacted(r) for step in result.steps]
     phases = {r(name): secs for name, secs in result.phases.items()}
     return dataclasses.replace(result, steps=steps, phases=phases)
 
