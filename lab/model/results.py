@@ -1,6 +1,7 @@
-"""Results of a run, shared by the engine that produces them and the reports.
+"""Results of a run, shared by the engine that produces them, the reports, and a class's gradebook and
+dashboard (a StepResult per student and step: `StudentResult`).
 
-Results are stored as JSON so a report can be re-rendered without rerunning
+A run's results are stored as JSON so a report can be re-rendered without rerunning
 the lab; to_dict/from_dict are the only serialization format. from_dict reads
 a file a person may have edited or a crash may have cut: anything it cannot
 use is a ValueError naming the key, never a KeyError or TypeError.
@@ -217,6 +218,16 @@ class StepResult:
             looks=[Look.from_dict(look, f"{where}looks[{i}].") for i, look in enumerate(looks)],
             reason=_get(d, "reason", str, "a string", where, ""),
         )
+
+
+@dataclass(frozen=True)
+class StudentResult:
+    """One student's result of one step in a class, and when it was checked: a row of the gradebook,
+    a cell of the dashboard."""
+
+    student: str
+    result: StepResult
+    checked_at: str = ""  # ISO-8601 UTC, "" when never checked
 
 
 @dataclass
