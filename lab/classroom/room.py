@@ -34,7 +34,7 @@ from typing import Any, TypeVar
 import yaml
 
 from lab.classroom import netpool
-from lab.classroom.gradebook import WORDS, read_gradebook, summary, write_gradebook
+from lab.classroom.gradebook import read_gradebook, summary, write_gradebook
 from lab.classroom.labs import check_class_name, student_lab
 from lab.classroom.roster import Student
 from lab.common.errors import ConfigError, LabError, LabFailure, RemoteError
@@ -407,14 +407,9 @@ class ClassBoard:
     def steps(self) -> list[tuple[str, str]]:
         return list(self.classroom.steps)
 
-    def cells(self) -> dict[tuple[str, str], Any]:
-        from lab.classroom.dashboard import Cell
-
+    def cells(self) -> dict[tuple[str, str], StudentResult]:
         with self._lock:
-            return {key: Cell(WORDS[r.result.status], cause_or_check(r.result),
-                              " / ".join(c.fix for c in r.result.causes), r.result.expected, r.result.seen,
-                              r.checked_at)
-                    for key, r in self._rows.items()}
+            return dict(self._rows)
 
     def refresh(self, student: str | None = None) -> None:
         """Check every lab (or one student's), observe-only, and keep the gradebook up to date."""
@@ -433,10 +428,3 @@ class ClassBoard:
     def refreshing(self) -> bool:
         return self._busy.is_set()
 
-
-def cause_or_check(result: StepResult) -> str:
-    """What to show of a failure: its known cause, else what the check expected and the first thing it saw."""
-    if result.cause_line or result.status is Status.PASS:
-        return result.cause_line
-    seen = result.seen.strip().splitlines()[0] if result.seen.strip() else "nothing"
-    return f"expected {result.expected}; saw {seen}" if result.expected else ""

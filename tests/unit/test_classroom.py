@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from lab.classroom import netpool, room
+from lab.classroom.dashboard import cell
 from lab.classroom.gradebook import WORDS, read_gradebook
 from lab.classroom.room import ClassBoard, Classroom, roster_name, to_row
 from lab.classroom.roster import Student
@@ -133,7 +134,7 @@ def test_the_board_shows_the_last_gradebook_and_refreshes_through_class_check(ba
     room.write_gradebook([StudentResult("ada", StepResult("hosts", "", Status.PASS, 0.5), "2026-11-29T12:00:00+00:00")])
     board = ClassBoard(room)
     assert board.students() == ["ada", "bob"] and board.steps()[0][0] == "local-registry"
-    assert board.cells()[("ada", "hosts")].status == "pass"
+    assert cell("hosts", board.cells()[("ada", "hosts")])["status"] == "pass"
     seen: list[list[str]] = []
 
     def check(members, step, jobs, timeout):  # noqa: ANN001, ANN202
@@ -144,8 +145,8 @@ def test_the_board_shows_the_last_gradebook_and_refreshes_through_class_check(ba
     monkeypatch.setattr(room, "check", check)
     board.refresh("bob")
     assert seen == [["bob"]] and not board.refreshing()
-    assert board.cells()[("bob", "hosts")].cause == "unresolved-name: no such host"
-    assert board.cells()[("ada", "hosts")].status == "pass"  # another student's last result stays
+    assert cell("hosts", board.cells()[("bob", "hosts")])["cause"] == "unresolved-name: no such host"
+    assert cell("hosts", board.cells()[("ada", "hosts")])["status"] == "pass"  # another student's last result stays
     rows = {(r.student, r.result.step_id): WORDS[r.result.status] for r in read_gradebook(room.dir / "gradebook.csv")}
     assert rows[("bob", "hosts")] == "fail" and rows[("ada", "hosts")] == "pass"
 
@@ -173,7 +174,7 @@ def test_the_class_module_bounds_every_wait() -> None:
 
 
 def test_a_failure_without_a_known_cause_shows_what_its_check_expected_and_saw() -> None:
-    from lab.classroom.room import cause_or_check
+    from lab.classroom.dashboard import cause_or_check
 
     result = StepResult("hosts", "", Status.FAIL, 0.3, "bob.example resolves to the registry", "on client: exit 2\nx")
     assert cause_or_check(result) == "expected bob.example resolves to the registry; saw on client: exit 2"
