@@ -1,9 +1,10 @@
 """The instructor's live dashboard: every student's lab, step by step, on one page.
 
 A small Flask app over a `Board`, which knows the students, the steps and each
-student's result per step, and re-runs the observe-only checks on demand. The
-dashboard neither grades nor reaches a machine itself; how a Board grades is
-another module's concern.
+student's result per step (a StudentResult, the gradebook's row), and re-runs
+the observe-only checks on demand. The dashboard neither grades nor reaches a
+machine itself; how a Board grades is another module's concern. Its status
+words are the gradebook's (`WORDS`).
 
 The grid holds students' data, so `serve` listens on loopback only and every
 request must name a loopback host (a DNS-rebinding page cannot read it). The page
@@ -19,7 +20,6 @@ import secrets
 import socket
 import threading
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
@@ -27,33 +27,33 @@ import flask
 from markupsafe import Markup
 from werkzeug.serving import WSGIRequestHandler, make_server
 
+from lab.classroom.gradebook import WORDS, not_checked
 from lab.common import clip
 from lab.common.errors import LabError
+from lab.model.results import Status, StepResult, StudentResult
 
 log = logging.getLogger(__name__)
 
-STATUSES = ("pass", "fail", "not-checked", "unreachable")
-LABELS = {"pass": "pass", "fail": "fail", "not-checked": "not yet", "unreachable": "unreachable"}
+LABELS = {WORDS[Status.PASS]: "pass", WORDS[Status.FAIL]: "fail", WORDS[Status.NOT_RUN]: "not yet",
+          WORDS[Status.UNREACHABLE]: "unreachable"}  # a cell's text, by its status word
 ERROR_LINES = 10
 
 
-@dataclass(frozen=True)
-class Cell:
-    """One student's result on one step, as the Board last saw it (texts already redacted)."""
-
-    status: str
-    cause: str = ""
-    fix: str = ""
-    expected: str = ""
-    seen: str = ""
-    checked_at: str = ""  # ISO-8601 UTC, "" when never checked
-
-    def __post_init__(self) -> None:
-        if self.status not in STATUSES:
-            raise ValueError(f"cell status {self.status!r} is not one of {', '.join(STATUSES)}")
+def cause_or_check(result: StepResult) -> str:
+    """What to show of a failure: its known cause, else what the check expected and the first thing it saw."""
+    if result.cause_line or result.status is Status.PASS:
+        return result.cause_line
+    seen = result.seen.strip().splitlines()[0] if result.seen.strip() else "nothing"
+    return f"expected {result.expected}; saw {seen}" if result.expected else ""
 
 
-NOT_CHECKED = Cell("not-checked")
+def cell(step: str, row: StudentResult | None) -> dict[str, str]:
+    """One student's result on one step as /api/grid gives it and the page shows it; None: never checked."""
+    row = row or not_checked("", step)
+    result = row.result
+    return {"step": step, "status": WORDS[result.status], "cause": cause_or_check(result),
+            "fix": " / ".join(cause.fix for cause in result.causes), "expected": result.expected,
+            "seen": result.seen, "checked_at": row.checked_at}
 
 
 class Board(Protocol):
@@ -65,8 +65,8 @@ class Board(Protocol):
         """(step id, title), in the tutorial's order."""
         ...
 
-    def cells(self) -> dict[tuple[str, str], Cell]:
-        """(student, step id) -> Cell; a missing pair is shown as not yet checked."""
+    def cells(self) -> dict[tuple[str, str], StudentResult]:
+        """(student, step id) -> the last result, its texts redacted; a missing pair is shown as not yet checked."""
         ...
 
     def refresh(self, student: str | None = None) -> None:
@@ -148,8 +148,8 @@ def _shown_time(iso: str) -> str:
     return when.strftime("%Y-%m-%d %H:%M:%S %z").strip()
 
 
-def _last_checked(cells: list[Cell]) -> str:
-    times = [(when, cell.checked_at) for cell in cells if cell.checked_at and (when := _when(cell.checked_at))]
+def _last_checked(cells: list[dict[str, str]]) -> str:
+    times = [(when, c["checked_at"]) for c in cells if c["checked_at"] and (when := _when(c["checked_at"]))]
     if not times:
         return ""
     try:
@@ -164,14 +164,14 @@ def grid(board: Board, refresher: _Refresher, every: int | None) -> dict:
     cells = board.cells()
     rows = []
     for student in board.students():
-        row = [cells.get((student, step), NOT_CHECKED) for step, _ in steps]
+        row = [cell(step, cells.get((student, step))) for step, _ in steps]
         rows.append(
             {
                 "student": student,
-                "passed": sum(cell.status == "pass" for cell in row),
+                "passed": sum(c["status"] == WORDS[Status.PASS] for c in row),
                 "total": len(row),
                 "last_checked": _last_checked(row),
-                "cells": [{"step": step, **asdict(cell)} for (step, _), cell in zip(steps, row, strict=True)],
+                "cells": row,
             }
         )
     return {

@@ -1,90 +1,84 @@
 """A class's gradebook: every student's result for every step, as CSV, JUnit XML and a terminal table.
 
-CSV is for the instructor's spreadsheet, JUnit XML for a CI server or any
-test-report viewer (one suite per student), `summary` for the terminal.
+A row is a `StudentResult`: the engine's StepResult of one step of one student's
+lab, and when it was checked. CSV is for the instructor's spreadsheet (and is
+read back by `read_gradebook`), JUnit XML for a CI server or any test-report
+viewer (one suite per student, written by lab.reports.junit), `summary` for the
+terminal. `WORDS` are the class's words for the statuses, as the CSV and the
+dashboard show them.
 
 NOTE: a gradebook is personal data, so its files are written 0600. Every
 string is redacted before rendering (and the rendered text once more, as
-lab/reports/report.py does), then clipped: redact first, clip after. `seen` is what
+the reports do), then clipped: redact first, clip after. `seen` is what
 the students' machines printed, so a CSV cell that a spreadsheet would take
 for a formula (starting with = + - @) is prefixed with a quote.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
-import dataclasses
 import io
-import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lab.common.files import atomic_write
-from lab.reports.report import clean_output, xml_text
+from lab.model.diagnosis import Cause, cause_by_id
+from lab.model.results import Status, StepResult, StudentResult
+from lab.reports.junit import Case, Suite, render_suites
+from lab.reports.text import clean_output
 
 if TYPE_CHECKING:
     from lab.model.credentials import Redactor
 
-STATUSES = ("pass", "fail", "not-checked", "unreachable")
+WORDS = {Status.PASS: "pass", Status.FAIL: "fail", Status.NOT_RUN: "not-checked", Status.UNREACHABLE: "unreachable"}
 CSV_COLUMNS = ("student", "step", "result", "seconds", "checked_at", "cause", "expected", "seen")
-SYMBOLS = {"pass": "P", "fail": "F", "not-checked": "-", "unreachable": "!"}
+SYMBOLS = {Status.PASS: "P", Status.FAIL: "F", Status.NOT_RUN: "-", Status.UNREACHABLE: "!"}
 GRADEBOOK_MODE = 0o600
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
-@dataclass(frozen=True)
-class Grade:
-    """One student's result for one step.
-
-    `cause` is the diagnosis id and its one-line cause ("legacy-cn: ..."), or
-    "" when none is known; `checked_at` is ISO-8601 UTC, "" when never checked.
-    """
-
-    student: str
-    step: str
-    status: str
-    seconds: float = 0.0
-    checked_at: str = ""
-    cause: str = ""
-    expected: str = ""
-    seen: str = ""
-
-    def __post_init__(self) -> None:
-        if self.status not in STATUSES:
-            raise ValueError(f"status must be one of {', '.join(STATUSES)}, got {self.status!r}")
+def status_of(word: str) -> Status:
+    """The status a class's word stands for ("not-checked" -> NOT_RUN); ValueError naming the words."""
+    for status, known in WORDS.items():
+        if word == known:
+            return status
+    raise ValueError(f"{word!r} is not one of {', '.join(WORDS.values())}: a status must be one of these")
 
 
-def _order(grades: Sequence[Grade], students: Sequence[str] | None, steps: Sequence[str] | None,
+def not_checked(student: str, step: str) -> StudentResult:
+    """The row of a step a student's lab was never checked at."""
+    return StudentResult(student, StepResult(step, "", Status.NOT_RUN))
+
+
+def _order(rows: Sequence[StudentResult], students: Sequence[str] | None, steps: Sequence[str] | None,
            ) -> tuple[list[str], list[str]]:
     """Students and steps in the order given (roster, scenario), then any others in the order they come."""
-    return (list(dict.fromkeys([*(students or ()), *(g.student for g in grades)])),
-            list(dict.fromkeys([*(steps or ()), *(g.step for g in grades)])))
+    return (list(dict.fromkeys([*(students or ()), *(r.student for r in rows)])),
+            list(dict.fromkeys([*(steps or ()), *(r.result.step_id for r in rows)])))
 
 
-def _grid(grades: Iterable[Grade], students: Sequence[str] | None = None, steps: Sequence[str] | None = None,
-          ) -> list[list[Grade]]:
-    """One row of grades per student, one grade per step; a step with no grade is not-checked.
+def _grid(rows: Iterable[StudentResult], students: Sequence[str] | None = None,
+          steps: Sequence[str] | None = None) -> list[list[StudentResult]]:
+    """One row per student, one result per step; a step with no result is not checked.
 
-    When a student and step are graded twice, the last grade given wins (a re-check).
+    When a student and step are graded twice, the last result given wins (a re-check).
     """
-    grades = list(grades)
-    student_order, step_order = _order(grades, students, steps)
-    by_key = {(g.student, g.step): g for g in grades}
+    rows = list(rows)
+    student_order, step_order = _order(rows, students, steps)
+    by_key = {(r.student, r.result.step_id): r for r in rows}
     return [
-        [by_key.get((student, step)) or Grade(student, step, "not-checked") for step in step_order]
+        [by_key.get((student, step)) or not_checked(student, step) for step in step_order]
         for student in student_order
     ]
 
 
-def _redacted(grade: Grade, redactor: Redactor | None) -> Grade:
-    """The grade with every string redacted (when a redactor is given), then `seen` cleaned and clipped."""
-    if redactor is not None:
-        r = redactor.redact
-        grade = dataclasses.replace(grade, student=r(grade.student), step=r(grade.step), cause=r(grade.cause),
-                                    expected=r(grade.expected), seen=r(grade.seen))
-    return dataclasses.replace(grade, seen=clean_output(grade.seen))
+def _redacted(row: StudentResult, redactor: Redactor | None) -> StudentResult:
+    """The row with every string redacted (when a redactor is given)."""
+    if redactor is None:
+        return row
+    return StudentResult(redactor.redact(row.student), row.result.redacted(redactor.redact), row.checked_at)
 
 
 def _cell(text: str) -> str:
@@ -92,54 +86,27 @@ def _cell(text: str) -> str:
     return "'" + text if text.startswith(_FORMULA_START) else text
 
 
-def render_csv(grid: Sequence[Sequence[Grade]]) -> str:
+def render_csv(grid: Sequence[Sequence[StudentResult]]) -> str:
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(CSV_COLUMNS)
     for row in grid:
-        for g in row:
-            writer.writerow([g.student, g.step, g.status, f"{g.seconds:.2f}", g.checked_at,
-                             _cell(g.cause), _cell(g.expected), _cell(g.seen)])
+        for r in row:
+            step = r.result
+            writer.writerow([r.student, step.step_id, WORDS[step.status], f"{step.duration:.2f}", r.checked_at,
+                             _cell(step.cause_line), _cell(step.expected), _cell(clean_output(step.seen))])
     return out.getvalue()
 
 
-def _details(grade: Grade) -> str:
-    return xml_text(f"expected: {grade.expected}\nseen:\n{grade.seen}")
-
-
-def render_junit(grid: Sequence[Sequence[Grade]]) -> str:
+def render_junit(grid: Sequence[Sequence[StudentResult]]) -> str:
     """JUnit XML: one testsuite per student, one testcase per step (classname = the student)."""
-
-    def totals(grades: Sequence[Grade]) -> dict[str, str]:
-        count = {status: sum(g.status == status for g in grades) for status in STATUSES}
-        return {"tests": str(len(grades)), "failures": str(count["fail"]), "errors": str(count["unreachable"]),
-                "skipped": str(count["not-checked"]), "time": f"{sum(g.seconds for g in grades):.3f}"}
-
-    root = ET.Element("testsuites", {"name": "reglab-class", **totals([g for row in grid for g in row])})
-    for row in grid:
-        if not row:
-            continue
-        suite = ET.SubElement(root, "testsuite", {"name": xml_text(row[0].student), **totals(row)})
-        for g in row:
-            case = ET.SubElement(suite, "testcase", {"classname": xml_text(g.student), "name": xml_text(g.step),
-                                                     "time": f"{g.seconds:.3f}"})
-            if g.checked_at:
-                properties = ET.SubElement(case, "properties")
-                ET.SubElement(properties, "property", {"name": "checked_at", "value": xml_text(g.checked_at)})
-            message = xml_text(g.cause or f"expected: {g.expected}")
-            if g.status == "fail":
-                ET.SubElement(case, "failure", {"message": message, "type": "check-failed"}).text = _details(g)
-            elif g.status == "unreachable":
-                element = ET.SubElement(case, "error", {"message": message, "type": "unreachable"})
-                element.text = _details(g)
-            elif g.status == "not-checked":
-                ET.SubElement(case, "skipped", {"message": "not checked"})
-    ET.indent(root)
-    return ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n"
+    suites = [Suite(row[0].student, [Case(r.result, r.checked_at) for r in row], sum(r.result.duration for r in row))
+              for row in grid if row]
+    return render_suites("reglab-class", suites, skipped="not checked")
 
 
 def write_gradebook(
-    grades: Iterable[Grade],
+    rows: Iterable[StudentResult],
     folder: Path,
     redactor: Redactor | None = None,
     *,
@@ -149,10 +116,10 @@ def write_gradebook(
     """Write gradebook.csv and gradebook.xml into `folder`, atomically and 0600; return their paths by kind.
 
     Rows: students in roster order, steps in scenario order (`students`,
-    `steps`; by default the order the grades come in), one per student and
+    `steps`; by default the order the results come in), one per student and
     step, a missing one as not-checked.
     """
-    grid = [[_redacted(g, redactor) for g in row] for row in _grid(grades, students, steps)]
+    grid = [[_redacted(r, redactor) for r in row] for row in _grid(rows, students, steps)]
     paths: dict[str, Path] = {}
     for kind, render in (("csv", render_csv), ("xml", render_junit)):
         text = render(grid)
@@ -162,19 +129,48 @@ def write_gradebook(
     return paths
 
 
-def summary(grades: Iterable[Grade], students: Sequence[str] | None = None, steps: Sequence[str] | None = None,
-            ) -> str:
+def _known_cause(line: str) -> Cause | None:
+    """The known cause a CSV cause cell is exactly the line of, as this process knows it; else None."""
+    with contextlib.suppress(ValueError):
+        cause = cause_by_id(line.partition(": ")[0])
+        if line == f"{cause.id}: {cause.cause}":
+            return cause
+    return None
+
+
+def read_gradebook(path: Path) -> list[StudentResult]:
+    """The rows of a gradebook.csv reglab wrote (none when there is none yet); a row it cannot read is left out.
+
+    A cause cell that is one cause this process knows becomes that cause; any
+    other (a lab that did not answer, several causes, a cause of a scenario not
+    loaded) is kept as its words, the result's `reason`.
+    """
+    if not path.is_file():
+        return []
+    rows = []
+    with path.open(newline="", encoding="utf-8") as handle:
+        for row in csv.DictReader(handle):
+            with contextlib.suppress(KeyError, ValueError):
+                cause = _known_cause(row["cause"])
+                result = StepResult(row["step"], "", status_of(row["result"]), float(row["seconds"] or 0),
+                                    row["expected"], row["seen"], cause, reason="" if cause else row["cause"])
+                rows.append(StudentResult(row["student"], result, row["checked_at"]))
+    return rows
+
+
+def summary(rows: Iterable[StudentResult], students: Sequence[str] | None = None,
+            steps: Sequence[str] | None = None) -> str:
     """A short table for the terminal: students down, steps across (numbered), each student's passes."""
-    grid = _grid(grades, students, steps)
+    grid = _grid(rows, students, steps)
     if not grid or not grid[0]:
         return "no grades\n"
-    step_names = [g.step for g in grid[0]]
+    step_names = [r.result.step_id for r in grid[0]]
     widths = [len(str(n)) for n in range(1, len(step_names) + 1)]
     first = max(len("student"), *(len(row[0].student) for row in grid))
     lines = ["  ".join([f"{'student':<{first}}", " ".join(str(n) for n in range(1, len(widths) + 1)), "passed"])]
     for row in grid:
-        marks = " ".join(f"{SYMBOLS[g.status]:<{w}}" for g, w in zip(row, widths, strict=True))
-        passed = sum(g.status == "pass" for g in row)
+        marks = " ".join(f"{SYMBOLS[r.result.status]:<{w}}" for r, w in zip(row, widths, strict=True))
+        passed = sum(r.result.status is Status.PASS for r in row)
         lines.append("  ".join([f"{row[0].student:<{first}}", marks, f"{passed}/{len(row)}"]))
     lines.append("")
     lines += [f"{n:>{widths[-1]}} {name}" for n, name in enumerate(step_names, 1)]

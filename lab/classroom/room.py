@@ -18,6 +18,7 @@ Everything of a class lives in FOLDER/.class/NAME (FOLDER: the base lab file's):
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import ipaddress
 import shlex
@@ -33,7 +34,7 @@ from typing import Any, TypeVar
 import yaml
 
 from lab.classroom import netpool
-from lab.classroom.gradebook import Grade, summary, write_gradebook
+from lab.classroom.gradebook import read_gradebook, summary, write_gradebook
 from lab.classroom.labs import check_class_name, student_lab
 from lab.classroom.roster import Student
 from lab.common.errors import ConfigError, LabError, LabFailure, RemoteError
@@ -43,7 +44,7 @@ from lab.common.sshkeys import new_key
 from lab.engine.session import load_lab
 from lab.machines.providers.ssh import host_block
 from lab.model import labfile
-from lab.model.results import Status, StepResult
+from lab.model.results import Status, StepResult, StudentResult
 
 T = TypeVar("T")
 JOBS = 4  # labs booted at once: each boot is mostly waiting, but 2 cores share every provision
@@ -93,7 +94,6 @@ class Classroom:
         self.progress = progress
         self.members: list[Member] = []
         self.pool = netpool.CLASS_POOL
-        self.fixes: dict[tuple[str, str], str] = {}  # the last check's fixes, for the dashboard
         self._logs: dict[str, Any] = {}
         self._logs_lock = threading.Lock()
         if (self.dir / "class.yml").is_file():
@@ -301,8 +301,8 @@ class Classroom:
         return self.each(self.members, states, jobs, "status")
 
     def check(self, members: Sequence[Member], step: str | None, jobs: int = 8,
-              timeout: float = CHECK_TIMEOUT) -> list[Grade]:
-        """Grade each lab, observe-only, `jobs` at once; a lab that does not answer is one row of its own."""
+              timeout: float = CHECK_TIMEOUT) -> list[StudentResult]:
+        """Grade each lab, observe-only, `jobs` at once; a lab that does not answer is unreachable at every step."""
         def grade(member: Member) -> list[StepResult]:
             session = self.session(member)
             try:
@@ -317,16 +317,16 @@ class Classroom:
             outcomes = self.each(members, grade, jobs, "check", timeout)
         now = datetime.now(UTC).isoformat(timespec="seconds")
         ids = [step] if step else self.step_ids()
-        grades = []
+        rows = []
         for outcome in outcomes:
             if not outcome.ok:
-                grades += [Grade(outcome.member.id, s, "unreachable", outcome.seconds, now,
-                                 f"lab did not answer: {outcome.first_line}", seen=outcome.message) for s in ids]
+                reason = f"lab did not answer: {outcome.first_line}"
+                rows += [StudentResult(outcome.member.id, StepResult(s, "", Status.UNREACHABLE, outcome.seconds,
+                                                                     seen=outcome.message, reason=reason), now)
+                         for s in ids]
                 continue
-            for result in outcome.value:
-                grades.append(to_grade(outcome.member.id, result, now))
-                self.fixes[(outcome.member.id, result.step_id)] = " / ".join(c.fix for c in result.causes)
-        return grades
+            rows += [to_row(outcome.member.id, result, now) for result in outcome.value]
+        return rows
 
     @functools.cached_property
     def steps(self) -> list[tuple[str, str]]:
@@ -339,12 +339,12 @@ class Classroom:
     def step_ids(self) -> list[str]:
         return [step_id for step_id, _ in self.steps]
 
-    def write_gradebook(self, grades: Sequence[Grade], redactor: Any = None) -> dict[str, Path]:
-        return write_gradebook(grades, self.dir, redactor, students=[m.id for m in self.members],
+    def write_gradebook(self, rows: Sequence[StudentResult], redactor: Any = None) -> dict[str, Path]:
+        return write_gradebook(rows, self.dir, redactor, students=[m.id for m in self.members],
                                steps=self.step_ids())
 
-    def summary(self, grades: Sequence[Grade]) -> str:
-        return summary(grades, students=[m.id for m in self.members], steps=self.step_ids())
+    def summary(self, rows: Sequence[StudentResult]) -> str:
+        return summary(rows, students=[m.id for m in self.members], steps=self.step_ids())
 
     def reset(self, member: Member) -> None:
         session = self.session(member)
@@ -374,12 +374,9 @@ class Classroom:
         return outcomes
 
 
-def to_grade(student: str, result: StepResult, when: str) -> Grade:
-    """A step's result as a gradebook row: the cause's id and its first line."""
-    cause = "; ".join(f"{c.id}: {c.cause}" for c in result.causes)
-    status = {Status.PASS: "pass", Status.FAIL: "fail"}.get(result.status, "not-checked")
-    return Grade(student, result.step_id, status, round(result.duration, 2), when, cause, result.expected,
-                 result.seen)
+def to_row(student: str, result: StepResult, when: str) -> StudentResult:
+    """A step's result as a gradebook row: the student's, checked `when`, its time to the hundredth."""
+    return StudentResult(student, dataclasses.replace(result, duration=round(result.duration, 2)), when)
 
 
 def roster_name(roster: str) -> str:
@@ -391,17 +388,17 @@ def roster_name(roster: str) -> str:
 
 
 class ClassBoard:
-    """The class as the dashboard sees it: the last grades, and a check that refreshes them."""
+    """The class as the dashboard sees it: the last results, and a check that refreshes them."""
 
     def __init__(self, classroom: Classroom, jobs: int = 8, timeout: float = CHECK_TIMEOUT) -> None:
         self.classroom = classroom
         self.jobs = jobs
         self.timeout = timeout
-        self._grades: dict[tuple[str, str], Grade] = {}
+        self._rows: dict[tuple[str, str], StudentResult] = {}
         self._busy = threading.Event()
         self._lock = threading.Lock()
-        for grade in read_gradebook(classroom.dir / "gradebook.csv"):
-            self._grades[(grade.student, grade.step)] = grade
+        for row in read_gradebook(classroom.dir / "gradebook.csv"):
+            self._rows[(row.student, row.result.step_id)] = row
 
     def students(self) -> list[str]:
         return [m.id for m in self.classroom.members]
@@ -409,24 +406,20 @@ class ClassBoard:
     def steps(self) -> list[tuple[str, str]]:
         return list(self.classroom.steps)
 
-    def cells(self) -> dict[tuple[str, str], Any]:
-        from lab.classroom.dashboard import Cell
-
+    def cells(self) -> dict[tuple[str, str], StudentResult]:
         with self._lock:
-            return {key: Cell(g.status, cause_or_check(g), self.classroom.fixes.get(key, ""), g.expected, g.seen,
-                              g.checked_at)
-                    for key, g in self._grades.items()}
+            return dict(self._rows)
 
     def refresh(self, student: str | None = None) -> None:
         """Check every lab (or one student's), observe-only, and keep the gradebook up to date."""
         members = [self.classroom.member(student)] if student else list(self.classroom.members)
         self._busy.set()
         try:
-            grades = self.classroom.check(members, None, self.jobs, self.timeout)
+            rows = self.classroom.check(members, None, self.jobs, self.timeout)
             with self._lock:
-                for grade in grades:
-                    self._grades[(grade.student, grade.step)] = grade
-                everything = list(self._grades.values())
+                for row in rows:
+                    self._rows[(row.student, row.result.step_id)] = row
+                everything = list(self._rows.values())
             self.classroom.write_gradebook(everything)
         finally:
             self._busy.clear()
@@ -434,25 +427,3 @@ class ClassBoard:
     def refreshing(self) -> bool:
         return self._busy.is_set()
 
-
-def cause_or_check(grade: Grade) -> str:
-    """What to show of a failure: its known cause, else what the check expected and the first thing it saw."""
-    if grade.cause or grade.status == "pass":
-        return grade.cause
-    seen = grade.seen.strip().splitlines()[0] if grade.seen.strip() else "nothing"
-    return f"expected {grade.expected}; saw {seen}" if grade.expected else ""
-
-
-def read_gradebook(path: Path) -> list[Grade]:
-    """The rows of a gradebook.csv reglab wrote (none when there is none yet)."""
-    import csv
-
-    if not path.is_file():
-        return []
-    rows = []
-    with path.open(newline="", encoding="utf-8") as handle:
-        for row in csv.DictReader(handle):
-            with contextlib.suppress(KeyError, ValueError):
-                rows.append(Grade(row["student"], row["step"], row["result"], float(row["seconds"] or 0),
-                                  row["checked_at"], row["cause"], row["expected"], row["seen"]))
-    return rows

@@ -11,6 +11,7 @@ from lab.classroom.roster import load_roster
 from lab.cli.output import print_outcomes, print_table
 from lab.common.errors import ExitStatus, LabError
 from lab.common.progress import Progress
+from lab.model.results import Status
 
 
 def class_command(args: argparse.Namespace, out: TextIO, err: TextIO) -> ExitStatus:
@@ -47,11 +48,11 @@ def class_command(args: argparse.Namespace, out: TextIO, err: TextIO) -> ExitSta
             print_table(rows, out)
             return ExitStatus.OK
         if action == "check":
-            grades = room.check(room.members, None if args.all else args.step, args.jobs, args.timeout)
-            paths = room.write_gradebook(grades)
-            print(room.summary(grades), file=out)
+            rows = room.check(room.members, None if args.all else args.step, args.jobs, args.timeout)
+            paths = room.write_gradebook(rows)
+            print(room.summary(rows), file=out)
             print(f"gradebook: {paths['csv']} (also {paths['xml'].name})", file=out)
-            return ExitStatus.OK if grades and all(g.status == "pass" for g in grades) else ExitStatus.FAILED
+            return ExitStatus.OK if rows and all(r.result.status is Status.PASS for r in rows) else ExitStatus.FAILED
         if action == "reset":
             room.reset(room.member(args.student))
             print(f"{args.student}: lab reset to the state after provisioning", file=out)

@@ -11,7 +11,11 @@ from lab.engine.session import Session
 from lab.machines.providers.base import MachineStatus
 from lab.model.diagnosis import format_diagnosis
 from lab.model.results import RunResult, Status, StepResult
-from lab.reports import report
+from lab.reports.files import load_results, write_reports
+from lab.reports.maintainer import check_tutorial_text, write_maintainer_report
+from lab.reports.markdown import render_markdown
+from lab.reports.readme import render_summary_table, update_readme_file
+from lab.reports.text import look_heading
 
 
 def print_outcomes(outcomes: list[LabOutcome], what: str, out: TextIO) -> None:
@@ -33,7 +37,7 @@ def print_table(rows: list[tuple[str, ...]], out: TextIO) -> None:
 
 
 def print_step(step: StepResult, out: TextIO) -> None:
-    mark = {Status.PASS: "ok  ", Status.FAIL: "FAIL", Status.NOT_RUN: "--  "}[step.status]
+    mark = {Status.PASS: "ok  ", Status.FAIL: "FAIL", Status.NOT_RUN: "--  ", Status.UNREACHABLE: "!!  "}[step.status]
     print(f"{mark} {step.step_id}: {step.title}", file=out)
     if step.status is Status.FAIL:
         print(f"     expected: {step.expected}", file=out)
@@ -41,7 +45,7 @@ def print_step(step: StepResult, out: TextIO) -> None:
         if step.diagnosis:
             print("     " + format_diagnosis(step.diagnosis).replace("\n", "\n     "), file=out)
         for look in step.looks:
-            print(f"     then:     {report.look_heading(look)}", file=out)
+            print(f"     then:     {look_heading(look)}", file=out)
             if look.diagnosis:
                 print("     " + format_diagnosis(look.diagnosis).replace("\n", "\n     "), file=out)
         if step.bridged:
@@ -83,16 +87,16 @@ def print_status(session: Session, out: TextIO) -> None:
 
 def show_report(session: Session, readme: Path | None, out: TextIO) -> ExitStatus:
     directory = session.lab.state_dir / "reports"
-    results = report.load_results(directory)
+    results = load_results(directory)
     if not results:
         raise LabError(f"no report in {directory}; `reglab run` writes one")
     for result in results:
-        report.write_reports(result, directory, session.redactor)
-        print(report.render_markdown(result), file=out)
-    text = report.check_tutorial_text(session.scenario)
-    paths = report.write_maintainer_report(results, text, directory, session.redactor)
+        write_reports(result, directory, session.redactor)
+        print(render_markdown(result), file=out)
+    text = check_tutorial_text(session.scenario)
+    paths = write_maintainer_report(results, text, directory, session.redactor)
     print(f"both editions side by side: {paths['md']} (also .html); {text.line}", file=out)
     if readme is not None:
-        report.update_readme_file(readme, report.render_summary_table(results))
+        update_readme_file(readme, render_summary_table(results))
         print(f"updated {readme}", file=out)
     return ExitStatus.OK

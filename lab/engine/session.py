@@ -31,7 +31,8 @@ from lab.model import labfile, scenario
 from lab.model.credentials import Redactor, resolve_passwords
 from lab.model.lab import Lab
 from lab.model.results import RunResult
-from lab.reports import report
+from lab.reports.files import load_results, write_reports
+from lab.reports.maintainer import check_tutorial_text, write_maintainer_report
 
 
 def load_lab(path: Path, overrides: Mapping[str, str | None] | None = None) -> Lab:
@@ -316,8 +317,8 @@ class Session:
         """This run's reports, and the maintainer's report beside them (with the other edition's last run)."""
         result.phases = dict(self.progress.phases)
         directory = self.lab.state_dir / "reports"
-        paths = report.write_reports(result, directory, self.redactor)
+        paths = write_reports(result, directory, self.redactor)
         with contextlib.suppress(LabError):  # an unreadable older report must not spoil this run's
-            report.write_maintainer_report(report.load_results(directory),
-                                           report.check_tutorial_text(self.scenario), directory, self.redactor)
+            write_maintainer_report(load_results(directory), check_tutorial_text(self.scenario), directory,
+                                    self.redactor)
         return paths

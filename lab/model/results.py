@@ -1,6 +1,7 @@
-"""Results of a run, shared by the engine that produces them and the reports.
+"""Results of a run, shared by the engine that produces them, the reports, and a class's gradebook and
+dashboard (a StepResult per student and step: `StudentResult`).
 
-Results are stored as JSON so a report can be re-rendered without rerunning
+A run's results are stored as JSON so a report can be re-rendered without rerunning
 the lab; to_dict/from_dict are the only serialization format. from_dict reads
 a file a person may have edited or a crash may have cut: anything it cannot
 use is a ValueError naming the key, never a KeyError or TypeError.
@@ -8,7 +9,9 @@ use is a ValueError naming the key, never a KeyError or TypeError.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -47,11 +50,12 @@ def _time(d: dict[str, Any], key: str, where: str) -> datetime:
 
 
 class Status(enum.StrEnum):
-    """Outcome of one step; the values are what reports print."""
+    """Outcome of one step; the values are what reports print (a class's files have words of their own)."""
 
     PASS = "pass"
     FAIL = "fail"
-    NOT_RUN = "not run"
+    NOT_RUN = "not run"  # not checked (yet)
+    UNREACHABLE = "unreachable"  # its lab did not answer, so it could not be checked (a class's check)
 
 
 def _cause(d: dict[str, Any], key: str, where: str) -> Cause | None:
@@ -133,12 +137,35 @@ class StepResult:
     bridge_failed: str = ""
     # With --keep-going, the looks past each known cause in turn (`look_past:` in the scenario), in order.
     looks: list[Look] = field(default_factory=list)
+    # Why, in words, when no known cause says it: why its lab did not answer (UNREACHABLE), or a cause
+    # read back from a gradebook that this process does not know. "" otherwise.
+    reason: str = ""
 
     @property
     def causes(self) -> list[Cause]:
         """Every known cause found, in order: the failure's own (`diagnosis`), then what each look found."""
         found = [self.diagnosis, *(look.diagnosis for look in self.looks)]
         return list(dict.fromkeys(cause for cause in found if cause is not None))
+
+    @property
+    def cause_line(self) -> str:
+        """Every known cause as `id: cause`, in order; else the reason; "" when neither is known."""
+        return "; ".join(f"{cause.id}: {cause.cause}" for cause in self.causes) or self.reason
+
+    def redacted(self, redact: Callable[[str], str]) -> StepResult:
+        """A copy with every string passed through `redact`, but the causes (the scenario's own words)."""
+        return dataclasses.replace(
+            self,
+            step_id=redact(self.step_id),
+            title=redact(self.title),
+            expected=redact(self.expected),
+            seen=redact(self.seen),
+            logs=[redact(log) for log in self.logs],
+            bridge_error=redact(self.bridge_error),
+            looks=[dataclasses.replace(look, expected=redact(look.expected), seen=redact(look.seen),
+                                       error=redact(look.error)) for look in self.looks],
+            reason=redact(self.reason),
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-safe dict; the diagnosis is stored by its id."""
@@ -156,6 +183,7 @@ class StepResult:
             "bridge_error": self.bridge_error,
             "bridge_failed": self.bridge_failed,
             "looks": [look.to_dict() for look in self.looks],
+            "reason": self.reason,
         }
 
     @classmethod
@@ -188,7 +216,18 @@ class StepResult:
             bridge_error=_get(d, "bridge_error", str, "a string", where, ""),
             bridge_failed=_get(d, "bridge_failed", str, "a string", where, ""),
             looks=[Look.from_dict(look, f"{where}looks[{i}].") for i, look in enumerate(looks)],
+            reason=_get(d, "reason", str, "a string", where, ""),
         )
+
+
+@dataclass(frozen=True)
+class StudentResult:
+    """One student's result of one step in a class, and when it was checked: a row of the gradebook,
+    a cell of the dashboard."""
+
+    student: str
+    result: StepResult
+    checked_at: str = ""  # ISO-8601 UTC, "" when never checked
 
 
 @dataclass

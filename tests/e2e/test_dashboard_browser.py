@@ -8,6 +8,7 @@ and fails the test, so the page is shown to need nothing from elsewhere.
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,8 +16,10 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, Route, expect, sync_playwright
 
-from lab.classroom.dashboard import Cell, serve
+from lab.classroom.dashboard import serve
 from lab.common.polling import poll
+from lab.model.diagnosis import Cause
+from lab.model.results import Status, StepResult, StudentResult
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = [
@@ -29,7 +32,9 @@ ARGS = [
 ]
 STUDENTS = ["alice", "bob", "carol"]
 STEPS = [("hosts", "Hosts: both names in /etc/hosts"), ("tls", "TLS with the lab's CA")]
-CAUSE = "the client does not trust <ca.crt>"
+UNTRUSTED = Cause("untrusted-ca", re.compile("unknown CA"), "the client does not trust <ca.crt>",
+                  "copy ca.crt to the client")
+CAUSE = "untrusted-ca: the client does not trust <ca.crt>"  # what the page shows of it
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
@@ -47,8 +52,9 @@ class FlippingBoard:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        passed = Cell("pass", checked_at="2026-11-28T10:00:00Z")
-        self._cells = {(student, step): passed for student in STUDENTS for step, _ in STEPS}
+        passed = "2026-11-28T10:00:00Z"
+        self._cells = {(student, step): StudentResult(student, StepResult(step, "", Status.PASS), passed)
+                       for student in STUDENTS for step, _ in STEPS}
         self.release = threading.Event()
 
     def students(self) -> list[str]:
@@ -57,20 +63,17 @@ class FlippingBoard:
     def steps(self) -> list[tuple[str, str]]:
         return list(STEPS)
 
-    def cells(self) -> dict[tuple[str, str], Cell]:
+    def cells(self) -> dict[tuple[str, str], StudentResult]:
         with self._lock:
             return dict(self._cells)
 
     def refresh(self, student: str | None = None) -> None:
         assert self.release.wait(30), "the test never released the refresh"
         with self._lock:
-            self._cells["bob", "tls"] = Cell(
-                "fail",
-                cause=CAUSE,
-                fix="copy ca.crt to the client",
-                expected="HTTP 200",
-                seen="x509: unknown CA",
-                checked_at="2026-11-28T10:05:00Z",
+            self._cells["bob", "tls"] = StudentResult(
+                "bob",
+                StepResult("tls", "", Status.FAIL, expected="HTTP 200", seen="x509: unknown CA", diagnosis=UNTRUSTED),
+                "2026-11-28T10:05:00Z",
             )
 
     def refreshing(self) -> bool:

@@ -3,7 +3,7 @@
 import pytest
 
 from lab.model.results import Status
-from lab.reports.report import load_result
+from lab.reports.files import load_result
 
 pytestmark = pytest.mark.e2e
 

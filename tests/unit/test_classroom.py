@@ -13,14 +13,15 @@ import pytest
 import yaml
 
 from lab.classroom import netpool, room
-from lab.classroom.gradebook import Grade
-from lab.classroom.room import ClassBoard, Classroom, read_gradebook, roster_name, to_grade
+from lab.classroom.dashboard import cell
+from lab.classroom.gradebook import WORDS, read_gradebook
+from lab.classroom.room import ClassBoard, Classroom, roster_name, to_row
 from lab.classroom.roster import Student
 from lab.cli.main import main
 from lab.common.errors import LabError
 from lab.common.progress import Progress
 from lab.model.diagnosis import Cause
-from lab.model.results import Status, StepResult
+from lab.model.results import Status, StepResult, StudentResult
 
 
 @pytest.fixture
@@ -114,9 +115,11 @@ def test_a_lab_that_does_not_answer_is_given_up_after_its_timeout(base: Path) ->
 def test_a_step_result_becomes_a_gradebook_row_with_every_cause() -> None:
     cause = Cause("no-basic-auth", __import__("re").compile("x"), "the server never logged in", "docker login")
     result = StepResult("server-pull", "Pull", Status.FAIL, 1.234, "an image", "no basic auth credentials", cause)
-    grade = to_grade("ada", result, "2026-11-29T12:00:00+00:00")
-    assert (grade.status, grade.seconds, grade.cause) == ("fail", 1.23, "no-basic-auth: the server never logged in")
-    assert to_grade("ada", StepResult("hosts", "Hosts", Status.PASS), "t").status == "pass"
+    row = to_row("ada", result, "2026-11-29T12:00:00+00:00")
+    assert (WORDS[row.result.status], row.result.duration, row.result.cause_line) == (
+        "fail", 1.23, "no-basic-auth: the server never logged in")
+    assert (row.student, row.checked_at) == ("ada", "2026-11-29T12:00:00+00:00")
+    assert WORDS[to_row("ada", StepResult("hosts", "Hosts", Status.PASS), "t").result.status] == "pass"
 
 
 @pytest.mark.parametrize(("roster", "name"), [("4", "class"), ("net101.csv", "net101"), ("/x/Net 1-01.yml", "net101"),
@@ -128,22 +131,23 @@ def test_a_class_is_named_after_its_roster(roster: str, name: str) -> None:
 def test_the_board_shows_the_last_gradebook_and_refreshes_through_class_check(base: Path, monkeypatch) -> None:
     room = Classroom(base, "net101", quiet())
     room.enrol([Student("ada"), Student("bob")])
-    room.write_gradebook([Grade("ada", "hosts", "pass", 0.5, "2026-11-29T12:00:00+00:00")])
+    room.write_gradebook([StudentResult("ada", StepResult("hosts", "", Status.PASS, 0.5), "2026-11-29T12:00:00+00:00")])
     board = ClassBoard(room)
     assert board.students() == ["ada", "bob"] and board.steps()[0][0] == "local-registry"
-    assert board.cells()[("ada", "hosts")].status == "pass"
+    assert cell("hosts", board.cells()[("ada", "hosts")])["status"] == "pass"
     seen: list[list[str]] = []
 
     def check(members, step, jobs, timeout):  # noqa: ANN001, ANN202
         seen.append([m.id for m in members])
-        return [Grade("bob", "hosts", "fail", 0.4, "2026-11-29T12:01:00+00:00", "unresolved-name: no such host")]
+        return [StudentResult("bob", StepResult("hosts", "", Status.FAIL, 0.4, reason="unresolved-name: no such host"),
+                              "2026-11-29T12:01:00+00:00")]
 
     monkeypatch.setattr(room, "check", check)
     board.refresh("bob")
     assert seen == [["bob"]] and not board.refreshing()
-    assert board.cells()[("bob", "hosts")].cause == "unresolved-name: no such host"
-    assert board.cells()[("ada", "hosts")].status == "pass"  # another student's last result stays
-    rows = {(g.student, g.step): g.status for g in read_gradebook(room.dir / "gradebook.csv")}
+    assert cell("hosts", board.cells()[("bob", "hosts")])["cause"] == "unresolved-name: no such host"
+    assert cell("hosts", board.cells()[("ada", "hosts")])["status"] == "pass"  # another student's last result stays
+    rows = {(r.student, r.result.step_id): WORDS[r.result.status] for r in read_gradebook(room.dir / "gradebook.csv")}
     assert rows[("bob", "hosts")] == "fail" and rows[("ada", "hosts")] == "pass"
 
 
@@ -169,12 +173,12 @@ def test_the_class_module_bounds_every_wait() -> None:
 
 
 def test_a_failure_without_a_known_cause_shows_what_its_check_expected_and_saw() -> None:
-    from lab.classroom.room import cause_or_check
+    from lab.classroom.dashboard import cause_or_check
 
-    grade = Grade("bob", "hosts", "fail", 0.3, "t", "", "bob.example resolves to the registry", "on client: exit 2\nx")
-    assert cause_or_check(grade) == "expected bob.example resolves to the registry; saw on client: exit 2"
-    assert cause_or_check(Grade("bob", "tls", "fail", 0.3, "t", "legacy-cn: CN only")) == "legacy-cn: CN only"
-    assert cause_or_check(Grade("bob", "hosts", "pass")) == ""
+    result = StepResult("hosts", "", Status.FAIL, 0.3, "bob.example resolves to the registry", "on client: exit 2\nx")
+    assert cause_or_check(result) == "expected bob.example resolves to the registry; saw on client: exit 2"
+    assert cause_or_check(StepResult("tls", "", Status.FAIL, 0.3, reason="legacy-cn: CN only")) == "legacy-cn: CN only"
+    assert cause_or_check(StepResult("hosts", "", Status.PASS)) == ""
 
 
 def test_down_twice_is_no_error(base: Path, monkeypatch) -> None:

@@ -486,7 +486,8 @@ def test_report_writes_the_maintainers_report_and_the_readme_table_from_the_runs
     """Only the as-written run exists: the modern column says so, and the README table shows its causes."""
     from lab.model.diagnosis import cause_by_id
     from lab.model.results import Look, RunResult, Status, StepResult
-    from lab.reports.report import README_END, README_START, write_reports
+    from lab.reports.files import write_reports
+    from lab.reports.readme import README_END, README_START
 
     pull = StepResult("server-pull", "Pull", Status.FAIL, seen="no basic auth credentials",
                       diagnosis=cause_by_id("no-basic-auth"), bridged=True,

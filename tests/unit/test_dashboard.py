@@ -14,15 +14,24 @@ import socket
 import threading
 import urllib.request
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
-from lab.classroom.dashboard import Cell, create_app, serve
+from lab.classroom.dashboard import create_app, serve
+from lab.classroom.gradebook import status_of
 from lab.common.errors import LabError
 from lab.common.polling import poll
+from lab.model.diagnosis import Cause
+from lab.model.results import Status, StepResult, StudentResult
 
 TEXTS = ["cause", "fix", "expected", "seen", "checked_at"]
 STEPS = [("hosts", "Hosts: both names in /etc/hosts"), ("tls", "TLS <with> the lab's CA")]
+
+
+def row(student: str, step: str, status: Status, checked_at: str = "", **result: Any) -> StudentResult:
+    """A student's result on a step as a Board gives it."""
+    return StudentResult(student, StepResult(step, "", status, **result), checked_at)
 
 
 class FakeBoard:
@@ -30,7 +39,7 @@ class FakeBoard:
 
     def __init__(self, students: list[str] | None = None) -> None:
         self._students = students if students is not None else ["alice", "bob"]
-        self.grid: dict[tuple[str, str], Cell] = {}
+        self.grid: dict[tuple[str, str], StudentResult] = {}
         self.calls: list[str | None] = []
         self.hold: threading.Event | None = None
         self.entered = threading.Event()
@@ -43,7 +52,7 @@ class FakeBoard:
     def steps(self) -> list[tuple[str, str]]:
         return list(STEPS)
 
-    def cells(self) -> dict[tuple[str, str], Cell]:
+    def cells(self) -> dict[tuple[str, str], StudentResult]:
         return dict(self.grid)
 
     def refresh(self, student: str | None = None) -> None:
@@ -96,9 +105,9 @@ def test_grid_has_a_row_per_student_and_a_column_per_step_with_its_title(board: 
 def test_each_status_has_its_own_class_data_status_and_label(board: FakeBoard) -> None:
     """pass, fail, not yet and unreachable must look different and be findable by data-status."""
     board.grid = {
-        ("alice", "hosts"): Cell("pass"),
-        ("alice", "tls"): Cell("fail", cause="wrong CA"),
-        ("bob", "hosts"): Cell("unreachable", cause="ssh: connection refused"),
+        ("alice", "hosts"): row("alice", "hosts", Status.PASS),
+        ("alice", "tls"): row("alice", "tls", Status.FAIL, reason="wrong CA"),
+        ("bob", "hosts"): row("bob", "hosts", Status.UNREACHABLE, reason="ssh: connection refused"),
     }
     html = create_app(board).test_client().get("/").text
 
@@ -118,13 +127,14 @@ def test_each_status_has_its_own_class_data_status_and_label(board: FakeBoard) -
 def test_failed_cell_shows_its_cause_on_hover_and_details_on_click(board: FakeBoard) -> None:
     """The title is the hover text; <details> holds cause, fix, expected and seen for the click."""
     board.grid = {
-        ("bob", "tls"): Cell(
-            "fail", cause="the CA is not trusted", fix="copy ca.crt", expected="HTTP 200", seen="x509: unknown CA"
+        ("bob", "tls"): row(
+            "bob", "tls", Status.FAIL, expected="HTTP 200", seen="x509: unknown CA",
+            diagnosis=Cause("untrusted-ca", re.compile("unknown CA"), "the CA is not trusted", "copy ca.crt"),
         )
     }
     html = create_app(board).test_client().get("/").text
 
-    assert 'title="the CA is not trusted"' in cell_tag(html, "bob", "tls")
+    assert 'title="untrusted-ca: the CA is not trusted"' in cell_tag(html, "bob", "tls")
     details = html[html.index('data-step="tls"', html.index('data-student="bob"')) :].split("</details>")[0]
     for text in ("<summary>fail</summary>", "the CA is not trusted", "copy ca.crt", "HTTP 200", "x509: unknown CA"):
         assert text in details
@@ -133,7 +143,8 @@ def test_failed_cell_shows_its_cause_on_hover_and_details_on_click(board: FakeBo
 def test_student_ids_causes_and_seen_output_are_escaped(board: FakeBoard) -> None:
     """A student id or a command's output with markup must show as text, never run in the instructor's browser."""
     evil = FakeBoard(students=['<img src=x onerror="alert(1)">'])
-    evil.grid = {(evil.students()[0], "tls"): Cell("fail", cause="<script>alert(2)</script>", seen="<b>401</b>")}
+    name = evil.students()[0]
+    evil.grid = {(name, "tls"): row(name, "tls", Status.FAIL, reason="<script>alert(2)</script>", seen="<b>401</b>")}
     html = create_app(evil).test_client().get("/").text
 
     assert "<script>alert" not in html
@@ -147,8 +158,8 @@ def test_student_ids_causes_and_seen_output_are_escaped(board: FakeBoard) -> Non
 def test_each_row_says_when_it_was_last_checked_and_how_many_steps_passed(board: FakeBoard) -> None:
     """The newest check of a student's cells is the row's time; a student never checked says so."""
     board.grid = {
-        ("alice", "hosts"): Cell("pass", checked_at="2026-11-28T10:00:00+00:00"),
-        ("alice", "tls"): Cell("pass", checked_at="2026-11-28T10:05:30Z"),
+        ("alice", "hosts"): row("alice", "hosts", Status.PASS, "2026-11-28T10:00:00+00:00"),
+        ("alice", "tls"): row("alice", "tls", Status.PASS, "2026-11-28T10:05:30Z"),
     }
     client = create_app(board).test_client()
     html = client.get("/").text
@@ -166,7 +177,9 @@ def test_each_row_says_when_it_was_last_checked_and_how_many_steps_passed(board:
 
 def test_api_grid_is_the_same_grid_as_json(board: FakeBoard) -> None:
     """The page's script and other tools read this shape; a change here breaks them."""
-    board.grid = {("alice", "tls"): Cell("fail", "cause", "fix", "expected", "seen", "2026-11-28T10:00:00Z")}
+    cause = Cause("c", re.compile("seen"), "cause", "fix")
+    board.grid = {("alice", "tls"): row("alice", "tls", Status.FAIL, "2026-11-28T10:00:00Z", expected="expected",
+                                        seen="seen", diagnosis=cause)}
     data = create_app(board).test_client().get("/api/grid").json
 
     assert data["students"] == ["alice", "bob"]
@@ -183,7 +196,7 @@ def test_api_grid_is_the_same_grid_as_json(board: FakeBoard) -> None:
         {
             "step": "tls",
             "status": "fail",
-            "cause": "cause",
+            "cause": "c: cause",
             "fix": "fix",
             "expected": "expected",
             "seen": "seen",
@@ -314,16 +327,17 @@ def test_the_page_is_self_contained(board: FakeBoard) -> None:
 
 def test_grid_fragment_is_the_pages_board_without_the_page(board: FakeBoard) -> None:
     """The script swaps this in after a check, so it must hold the same cells and no second page."""
-    board.grid = {("bob", "tls"): Cell("fail", cause="wrong CA")}
+    board.grid = {("bob", "tls"): row("bob", "tls", Status.FAIL, reason="wrong CA")}
     fragment = create_app(board).test_client().get("/grid").text
 
     assert "<html" not in fragment
     assert 'title="wrong CA"' in cell_tag(fragment, "bob", "tls")
 
 
-def test_cell_refuses_an_unknown_status() -> None:
+def test_a_status_word_the_page_does_not_know_is_refused() -> None:
+    """The page's words are the gradebook's; one outside them is an error, not a cell of no colour."""
     with pytest.raises(ValueError, match="not one of pass, fail, not-checked, unreachable"):
-        Cell("passed")
+        status_of("passed")
 
 
 @pytest.mark.parametrize("host", ["0.0.0.0", "192.168.33.10", "::", "example.org", ""])
@@ -349,7 +363,7 @@ def test_serve_on_port_0_announces_a_loopback_url_and_stops_on_the_stop_event(
     board: FakeBoard, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A real werkzeug server: ready() gets a URL that answers, and setting stop ends serve()."""
-    board.grid = {("alice", "hosts"): Cell("pass")}
+    board.grid = {("alice", "hosts"): row("alice", "hosts", Status.PASS)}
     stop = threading.Event()
     urls: list[str] = []
     thread = threading.Thread(target=serve, args=(board,), kwargs={"ready": urls.append, "stop": stop}, daemon=True)

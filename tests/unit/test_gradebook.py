@@ -3,32 +3,38 @@
 import csv
 import io
 import os
+import re
 import stat
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
 
-from lab.classroom.gradebook import CSV_COLUMNS, Grade, summary, write_gradebook
+from lab.classroom.gradebook import CSV_COLUMNS, read_gradebook, status_of, summary, write_gradebook
 from lab.model.credentials import MASK, Redactor
+from lab.model.diagnosis import Cause
+from lab.model.results import Status, StepResult, StudentResult
 
 STUDENTS = ["s01", "s02", "s03"]
 STEPS = ["local-registry", "hosts", "tls"]
 AT = "2026-12-01T09:30:00+00:00"
 SECRET = "correct-horse-battery"
+HOSTS_MISSING = Cause("hosts-missing", re.compile("getent"), "the registry's name does not resolve",
+                      "add the registry's name to /etc/hosts")
 
 
-def grades() -> list[Grade]:
+def grades() -> list[StudentResult]:
     """A class mid-lesson, in the order checks finished (not roster order)."""
     return [
-        Grade("s02", "hosts", "fail", 1.25, AT, "hosts-missing: the registry's name does not resolve",
-              "s02.myregistrydomain.com resolves to 10.77.1.10", "getent: exit status 2"),
-        Grade("s01", "tls", "pass", 3.5, AT),
-        Grade("s01", "local-registry", "pass", 2.0, AT),
-        Grade("s03", "local-registry", "unreachable", 10.0, AT, "ssh: the client does not answer",
-              "the machine answers over SSH", "Connection timed out"),
-        Grade("s01", "hosts", "pass", 0.5, AT),
-        Grade("s02", "local-registry", "pass", 2.5, AT),
+        StudentResult("s02", StepResult("hosts", "Hosts", Status.FAIL, 1.25,
+                                        "s02.myregistrydomain.com resolves to 10.77.1.10", "getent: exit status 2",
+                                        HOSTS_MISSING), AT),
+        StudentResult("s01", StepResult("tls", "TLS", Status.PASS, 3.5), AT),
+        StudentResult("s01", StepResult("local-registry", "Local registry", Status.PASS, 2.0), AT),
+        StudentResult("s03", StepResult("local-registry", "", Status.UNREACHABLE, 10.0, "the machine answers over SSH",
+                                        "Connection timed out", reason="ssh: the client does not answer"), AT),
+        StudentResult("s01", StepResult("hosts", "Hosts", Status.PASS, 0.5), AT),
+        StudentResult("s02", StepResult("local-registry", "Local registry", Status.PASS, 2.5), AT),
     ]
 
 
@@ -63,7 +69,8 @@ def test_without_orders_the_grades_own_order_is_kept(tmp_path: Path) -> None:
 
 
 def test_a_re_check_replaces_the_earlier_grade(tmp_path: Path) -> None:
-    again = [*grades(), Grade("s02", "hosts", "pass", 0.9, "2026-12-01T09:45:00+00:00")]
+    later = "2026-12-01T09:45:00+00:00"
+    again = [*grades(), StudentResult("s02", StepResult("hosts", "Hosts", Status.PASS, 0.9), later)]
     rows = read_csv(write_gradebook(again, tmp_path, students=STUDENTS, steps=STEPS)["csv"])
     assert rows[4]["result"] == "pass" and rows[4]["checked_at"] == "2026-12-01T09:45:00+00:00"
     assert len(rows) == 9
@@ -71,7 +78,8 @@ def test_a_re_check_replaces_the_earlier_grade(tmp_path: Path) -> None:
 
 def test_csv_cells_a_spreadsheet_would_run_as_formulas_are_quoted(tmp_path: Path) -> None:
     """`seen` comes from a student's machine: it must not run in the instructor's spreadsheet."""
-    evil = Grade("s01", "hosts", "fail", 1.0, AT, "@SUM(A1)", "=1+1", '=HYPERLINK("http://x.invalid","a")')
+    evil = StudentResult("s01", StepResult("hosts", "", Status.FAIL, 1.0, "=1+1", '=HYPERLINK("http://x.invalid","a")',
+                                           reason="@SUM(A1)"), AT)
     row = read_csv(write_gradebook([evil], tmp_path)["csv"])[0]
     assert row["cause"] == "'@SUM(A1)"
     assert row["expected"] == "'=1+1"
@@ -119,7 +127,8 @@ def test_an_unreachable_machine_is_a_junit_error_not_a_failure(tmp_path: Path) -
 
 
 def test_terminal_colors_and_control_characters_in_seen_keep_the_xml_well_formed(tmp_path: Path) -> None:
-    grade = Grade("s01", "tls", "fail", 1.0, AT, "", "a certificate", "\x1b[31mx509: bad\x1b[0m\x00\x07")
+    grade = StudentResult("s01", StepResult("tls", "", Status.FAIL, 1.0, "a certificate",
+                                            "\x1b[31mx509: bad\x1b[0m\x00\x07"), AT)
     paths = write_gradebook([grade], tmp_path)
     failure = ET.parse(paths["xml"]).getroot().find("testsuite/testcase/failure")
     assert failure is not None and failure.text is not None
@@ -130,14 +139,16 @@ def test_terminal_colors_and_control_characters_in_seen_keep_the_xml_well_formed
 
 def test_long_output_is_clipped_to_its_end(tmp_path: Path) -> None:
     seen = "\n".join(f"line {n}" for n in range(1, 201))
-    row = read_csv(write_gradebook([Grade("s01", "tls", "fail", seen=seen)], tmp_path)["csv"])[0]
+    row = read_csv(write_gradebook([StudentResult("s01", StepResult("tls", "", Status.FAIL, seen=seen))],
+                                   tmp_path)["csv"])[0]
     assert row["seen"].endswith("line 200") and "line 100\n" not in row["seen"]
-    assert "earlier lines omitted" in row["seen"]
+    assert "... (160 lines before)" in row["seen"]
 
 
 def test_secrets_are_redacted_in_both_files(tmp_path: Path) -> None:
-    leaky = Grade("s01", "client-login", "fail", 1.0, AT, f"bad-login: {SECRET} refused",
-                  f"docker login with {SECRET}", f"Password: {SECRET}\nError: unauthorized")
+    leaky = StudentResult("s01", StepResult("client-login", "", Status.FAIL, 1.0, f"docker login with {SECRET}",
+                                            f"Password: {SECRET}\nError: unauthorized",
+                                            reason=f"bad-login: {SECRET} refused"), AT)
     paths = write_gradebook([leaky], tmp_path, Redactor([SECRET]))
     for path in paths.values():
         text = path.read_text()
@@ -148,7 +159,7 @@ def test_secrets_are_redacted_in_both_files(tmp_path: Path) -> None:
 
 def test_without_a_redactor_nothing_is_masked(tmp_path: Path) -> None:
     """The control for the test above: the secret does reach the file when nobody redacts."""
-    paths = write_gradebook([Grade("s01", "tls", "fail", seen=SECRET)], tmp_path)
+    paths = write_gradebook([StudentResult("s01", StepResult("tls", "", Status.FAIL, seen=SECRET))], tmp_path)
     assert SECRET in paths["csv"].read_text()
 
 
@@ -168,7 +179,7 @@ def test_gradebook_files_are_owner_only_whatever_the_umask(tmp_path: Path) -> No
 
 def test_a_grade_with_an_unknown_status_is_refused() -> None:
     with pytest.raises(ValueError, match="status must be one of"):
-        Grade("s01", "tls", "passed")
+        status_of("passed")
 
 
 def test_summary_shows_each_student_step_and_pass_count() -> None:
@@ -184,7 +195,8 @@ def test_summary_shows_each_student_step_and_pass_count() -> None:
 
 def test_summary_columns_stay_aligned_past_nine_steps() -> None:
     steps = [f"step{n}" for n in range(1, 12)]
-    text = summary([Grade("s01", "step11", "pass")], students=["s01", "s0002"], steps=steps)
+    text = summary([StudentResult("s01", StepResult("step11", "", Status.PASS))], students=["s01", "s0002"],
+                   steps=steps)
     header, first, second = text.splitlines()[:3]
     assert header.index(" 11 ") + 1 == first.index("P")
     assert header.index("passed") == first.index("1/11") == second.index("0/11")
@@ -192,3 +204,27 @@ def test_summary_columns_stay_aligned_past_nine_steps() -> None:
 
 def test_summary_of_nothing_says_so() -> None:
     assert summary([]) == "no grades\n"
+
+
+def test_a_gradebook_read_back_writes_the_same_csv(tmp_path: Path) -> None:
+    """The dashboard starts from the last gradebook.csv: what it reads must be what was written."""
+    first = write_gradebook(grades(), tmp_path / "first", students=STUDENTS, steps=STEPS)["csv"]
+    rows = read_gradebook(first)
+    again = write_gradebook(rows, tmp_path / "again", students=STUDENTS, steps=STEPS)["csv"]
+    assert again.read_text() == first.read_text()
+    unreachable = next(r for r in rows if r.result.status is Status.UNREACHABLE)
+    assert (unreachable.student, unreachable.result.reason) == ("s03", "ssh: the client does not answer")
+    assert {r.result.status for r in rows} == {Status.PASS, Status.FAIL, Status.NOT_RUN, Status.UNREACHABLE}
+
+
+def test_a_cause_this_process_knows_is_read_back_as_that_cause(tmp_path: Path) -> None:
+    """A known cause comes back whole, with its fix; the words of one it does not know stay as they were."""
+    from lab.model.diagnosis import cause_by_id
+
+    known = cause_by_id("unresolved-name")
+    rows = [StudentResult("s01", StepResult("hosts", "", Status.FAIL, diagnosis=known), AT),
+            StudentResult("s02", StepResult("hosts", "", Status.FAIL, diagnosis=HOSTS_MISSING), AT)]
+    back = {r.student: r.result for r in read_gradebook(write_gradebook(rows, tmp_path)["csv"])}
+    assert back["s01"].diagnosis == known and back["s01"].reason == ""
+    assert back["s02"].diagnosis is None
+    assert back["s02"].cause_line == "hosts-missing: the registry's name does not resolve"

@@ -13,26 +13,21 @@ import pytest
 from lab.common.errors import LabError
 from lab.model.credentials import MASK, Redactor
 from lab.model.diagnosis import cause_by_id
-from lab.model.results import RunResult, Status, StepResult
-from lab.reports.report import (
-    README_END,
-    README_START,
+from lab.model.results import Look, RunResult, Status, StepResult
+from lab.reports.files import load_result, write_reports
+from lab.reports.html import render_html
+from lab.reports.junit import render_junit
+from lab.reports.maintainer import (
     TextCheck,
     check_text,
     check_tutorial_text,
-    load_result,
-    render_html,
-    render_junit,
     render_maintainer_html,
     render_maintainer_markdown,
-    render_markdown,
-    render_summary_table,
-    truncate_lines,
-    update_readme,
-    update_readme_file,
     write_maintainer_report,
-    write_reports,
 )
+from lab.reports.markdown import render_markdown
+from lab.reports.readme import README_END, README_START, render_summary_table, update_readme, update_readme_file
+from lab.reports.text import clean_output
 
 STARTED = datetime(2024, 5, 1, 10, 0, 0, tzinfo=UTC)
 FINISHED = datetime(2024, 5, 1, 10, 3, 20, tzinfo=UTC)
@@ -75,7 +70,7 @@ def make_result(edition: str = "as-written") -> RunResult:
 
 def test_counts_and_passed() -> None:
     result = make_result()
-    assert result.counts == {Status.PASS: 1, Status.FAIL: 2, Status.NOT_RUN: 1}
+    assert result.counts == {Status.PASS: 1, Status.FAIL: 2, Status.NOT_RUN: 1, Status.UNREACHABLE: 0}
     assert not result.passed
     all_pass = RunResult("modern", STARTED, [StepResult("hosts", "Hosts", Status.PASS)])
     assert all_pass.passed
@@ -87,6 +82,25 @@ def test_round_trip_through_dict_and_json() -> None:
     data = json.loads(json.dumps(result.to_dict()))
     assert data["steps"][1]["diagnosis"] == "legacy-cn"
     assert RunResult.from_dict(data) == result
+
+
+def test_a_step_that_could_not_be_checked_keeps_its_reason_and_a_file_without_one_still_reads() -> None:
+    step = StepResult("hosts", "Hosts", Status.UNREACHABLE, reason="lab did not answer: ssh: timed out")
+    assert StepResult.from_dict(json.loads(json.dumps(step.to_dict()))) == step
+    assert step.cause_line == "lab did not answer: ssh: timed out"
+    older = make_result().to_dict()["steps"][1]
+    del older["reason"]
+    assert StepResult.from_dict(older).reason == ""
+    assert StepResult.from_dict(older).cause_line == f"legacy-cn: {cause_by_id('legacy-cn').cause}"
+
+
+def test_a_redacted_step_has_no_secret_in_any_of_its_strings() -> None:
+    k = "K3Y"
+    step = StepResult(k, k, Status.FAIL, expected=k, seen=k, logs=[k], bridge_error=k,
+                      looks=[Look("legacy-cn", Status.FAIL, k, k, error=k)], reason=k)
+    redacted = step.redacted(lambda text: text.replace(k, "*"))
+    assert k in json.dumps(step.to_dict())
+    assert k not in json.dumps(redacted.to_dict())
 
 
 def test_from_dict_rejects_unknown_cause() -> None:
@@ -129,10 +143,10 @@ def test_markdown_without_failures_has_no_failures_section() -> None:
 
 def test_seen_is_truncated_to_the_last_lines() -> None:
     seen = "\n".join(f"line {i}" for i in range(100))
-    truncated = truncate_lines(seen).splitlines()
-    assert truncated[0] == "[... 60 earlier lines omitted ...]"
+    truncated = clean_output(seen).splitlines()
+    assert truncated[0] == "... (60 lines before)"
     assert truncated[1:] == [f"line {i}" for i in range(60, 100)]
-    assert truncate_lines("short") == "short"
+    assert clean_output("short") == "short"
 
 
 def test_junit_counts_failures_and_skipped() -> None:
@@ -293,7 +307,8 @@ def _json_with(**changes: object) -> str:
         (json.dumps(make_result().to_dict())[:150], "not valid JSON (line 1, column"),
         ("", "not valid JSON"),
         ("[1, 2]", "expected a JSON object, found list"),
-        (_json_with(step1_status="passed"), "steps[1].status: unknown status 'passed' (known: pass, fail, not run)"),
+        (_json_with(step1_status="passed"),
+         "steps[1].status: unknown status 'passed' (known: pass, fail, not run, unreachable)"),
         (_json_with(step1_diagnosis="no-such-cause"), "steps[1].diagnosis: unknown cause id: 'no-such-cause'"),
         (_json_with(step1_duration="2s"), "steps[1].duration: expected a number, found '2s'"),
         (_json_with(step1_logs=[1]), "steps[1].logs: expected a list of strings"),
@@ -380,7 +395,8 @@ def test_reports_show_the_check_before_solving_when_the_run_proved_its_checks() 
     from datetime import UTC, datetime
 
     from lab.model.results import RunResult, Status, StepResult
-    from lab.reports.report import render_html, render_markdown
+    from lab.reports.html import render_html
+    from lab.reports.markdown import render_markdown
 
     steps = [StepResult("hosts", "Name the registry", Status.PASS, before=Status.FAIL),
              StepResult("tls", "Serve TLS", Status.PASS, before=Status.PASS)]
