@@ -548,3 +548,51 @@ def test_vagrants_machine_index_race_is_run_again(tmp_path: Path, monkeypatch: p
             f"if [ $n -lt 1 ]; then echo 'An unexpected error occurred' >&2; echo '{race}' >&2; exit 1; fi\n")
     make_vagrant(tmp_path, body).up()
     assert (tmp_path / "n").read_text().strip() == "2"
+
+
+def test_attached_addresses_reads_docker_inspects_networks() -> None:
+    from lab.machines.providers.vagrant import attached_addresses
+
+    both = ('{"bridge":{"IPAddress":"172.17.0.7","Gateway":"172.17.0.1"},'
+            '"vagrant_network_10.77.3.0/24":{"IPAddress":"10.77.3.11"}}')
+    assert attached_addresses(both) == {"172.17.0.7", "10.77.3.11"}
+    assert attached_addresses('{"bridge":{"IPAddress":"172.17.0.7"}}') == {"172.17.0.7"}
+    assert attached_addresses("") == set() and attached_addresses("not json") == set()
+
+
+class FakeNetworks:
+    """docker inspect and docker network connect as the host would answer them."""
+
+    def __init__(self, attached: dict[str, str]) -> None:
+        self.attached = attached  # container -> its Networks as JSON
+        self.commands: list[str] = []
+
+    def run(self, command: str, warn: bool = False, **_kw):  # noqa: ANN003
+        from types import SimpleNamespace
+
+        self.commands.append(command)
+        if command.startswith("docker inspect"):
+            return SimpleNamespace(ok=True, stdout=self.attached[command.split()[-1]] + "\n")
+        return SimpleNamespace(ok=True, stdout="")
+
+
+def test_a_machine_vagrant_started_without_its_private_network_is_connected_to_it(
+        provider: VagrantProvider) -> None:
+    """Seen: labs booting at once, `vagrant up` run again after a lock started the client without
+    connecting it; a student's ssh to 10.77.3.11 then said "No route to host"."""
+    said: list[str] = []
+    provider.say = said.append
+    host = FakeNetworks({
+        "reglab-registry": '{"bridge":{"IPAddress":"172.17.0.2"},'
+                           '"vagrant_network_192.168.33.0/24":{"IPAddress":"192.168.33.10"}}',
+        "reglab-client": '{"bridge":{"IPAddress":"172.17.0.3"}}',
+    })
+    provider.host = host  # type: ignore[assignment]
+    assert provider.join_private_network() == ["client"]
+    assert host.commands[-1] == ("docker network connect --ip 192.168.33.11 vagrant_network_192.168.33.0/24 "
+                                 "reglab-client")
+    assert "connected client to the lab's network 192.168.33.0/24" in said[0]
+    host.attached["reglab-client"] = '{"vagrant_network_192.168.33.0/24":{"IPAddress":"192.168.33.11"}}'
+    host.commands.clear()
+    assert provider.join_private_network() == []  # both on it: nothing to do
+    assert not any("connect" in c.split()[1:3] for c in host.commands if c.startswith("docker network"))

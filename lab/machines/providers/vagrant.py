@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import json
 import logging
 import os
 import random
@@ -321,8 +322,34 @@ class VagrantProvider:
         for machine in machines:
             wait_for_ssh(machine, self.lab.timeouts.boot)
         if self.lab.provider == "docker":
+            self.join_private_network()
             self.isolate()
         return machines
+
+    def join_private_network(self) -> list[str]:
+        """Each docker machine on the lab's own network at its address; connected where Vagrant left it off.
+
+        NOTE: seen with labs booting at once: a `vagrant up` that another Vagrant locked out after
+        it had created a container is run again (TimedVagrant), and Vagrant then only starts that
+        container: it connects networks only when it creates one. The machine answers on docker0
+        (so SSH works) but not at its lab address: "No route to host" from the other machine and
+        from a student's ssh. Returns the machines connected here.
+        """
+        connected = []
+        network = f"vagrant_network_{self.lab.network}"  # as Vagrant names the network of a private_network
+        for spec in self.lab.machines:
+            container = f"{self.lab.name}-{spec.name}"
+            inspect = f"docker inspect -f '{{{{json .NetworkSettings.Networks}}}}' {shlex.quote(container)}"
+            found = self.host.run(inspect, warn=True, timeout=60)
+            if not found.ok or spec.ip in attached_addresses(found.stdout):
+                continue
+            self.host.run(f"docker network connect --ip {shlex.quote(spec.ip)} {shlex.quote(network)} "
+                          f"{shlex.quote(container)}", timeout=60)
+            connected.append(spec.name)
+        if connected:
+            self.say(f"connected {', '.join(connected)} to the lab's network {self.lab.network} "
+                     "(Vagrant had started it without it)")
+        return connected
 
     # -- one lab's machines apart from every other container ----------------------------
     @property
@@ -529,3 +556,14 @@ def _log_since(path: Path, offset: int, lines: int | None = _ERROR_LINES) -> str
     except OSError:
         return ""
     return text if lines is None else tail(text, lines)
+
+
+def attached_addresses(networks_json: str) -> set[str]:
+    """The IPv4 addresses a container has on its networks, from `docker inspect`'s Networks as JSON. Pure."""
+    try:
+        networks = json.loads(networks_json or "{}")
+    except json.JSONDecodeError:
+        return set()
+    if not isinstance(networks, dict):
+        return set()
+    return {n["IPAddress"] for n in networks.values() if isinstance(n, dict) and n.get("IPAddress")}
