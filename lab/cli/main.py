@@ -179,7 +179,8 @@ def run_command(session: Session, args: argparse.Namespace, out: TextIO, err: Te
         for done in session.provision():
             print(f"{done.machine}: {'; '.join(done.changes) if done.changes else 'nothing to change'}", file=out)
     elif command == "steps":
-        session.refresh_state()
+        if session.state.has_results():  # only results can go stale; with none, no machine is asked
+            session.refresh_state()
         for step in session.scenario.steps:
             print(f"{step.id:<18} {session.state.step_status(step.id):<8} {step.title}", file=out)
     elif command == "show":

@@ -60,6 +60,10 @@ class State:
         with self._lock:
             atomic_write(self.path, json.dumps(self.data, indent=2, sort_keys=True), 0o600)
 
+    def has_results(self) -> bool:
+        """Whether any step has a result (which a machine made anew would make stale)."""
+        return bool(self.data["steps"])
+
     def step_status(self, step_id: str) -> str:
         return self.data["steps"].get(step_id, {}).get("status", Status.NOT_RUN.value)
 

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 from collections.abc import Callable, Iterator
 
 import pytest
+
+
+@pytest.fixture(autouse=True)
+def no_reglab_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Unit tests read no REGLAB_* variable of the shell that runs them (tox passes them on for e2e):
+    a test that wants one sets it."""
+    for name in [n for n in os.environ if n.startswith("REGLAB_")]:
+        monkeypatch.delenv(name)
 
 
 @pytest.fixture
