@@ -33,7 +33,6 @@ import os
 import re
 import shlex
 import shutil
-import subprocess
 import tarfile
 import tempfile
 import time
@@ -44,11 +43,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lab.common.clip import tail
 from lab.common.errors import LabError, LabFailure
 from lab.common.files import atomic_write
 from lab.common.polling import poll
 from lab.machines import hostapt
+from lab.machines.host import Runner
 from lab.model.labfile import BUILT_BOX_NAME, Lab
 
 Say = Callable[[str], None]
@@ -87,7 +86,6 @@ TOOLS = {
 }
 MMDEBSTRAP_TIMEOUT = 1800
 CONVERT_TIMEOUT = 900
-COMMAND_TIMEOUT = 300
 VAGRANT_TIMEOUT = 900
 
 RHEL_MESSAGE = (
@@ -515,44 +513,6 @@ class BoxResult:
     info: dict[str, dict[str, Any]] = field(repr=False)  # provider -> reglab.json
     timings: dict[str, float] = field(default_factory=dict)  # phase -> seconds; empty parts came from the cache
     cached: tuple[str, ...] = ()  # what came from the cache ("rootfs", providers)
-
-
-class Runner:
-    """Host commands as argument lists (no shell), with a bound; output to a log, a failure to one message."""
-
-    def __init__(self, log: Path) -> None:
-        self.log = log
-
-    def __call__(self, argv: Sequence[str], timeout: int = COMMAND_TIMEOUT, stdin: str | None = None,
-                 env: Mapping[str, str] | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
-        argv = [str(a) for a in argv]
-        shown = shlex.join(argv)
-        try:
-            done = subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=timeout,
-                                  env=dict(os.environ, **(env or {})),
-                                  stdin=None if stdin is not None else subprocess.DEVNULL)
-        except subprocess.TimeoutExpired as exc:
-            self._write(shown, "timed out", _text(exc.stdout) + _text(exc.stderr))
-            raise LabFailure(f"`{shown}` did not finish within {timeout}s; see {self.log}") from None
-        except OSError as exc:
-            raise LabFailure(f"`{shown}` could not start: {exc.strerror}") from None
-        self._write(shown, f"exit {done.returncode}", done.stdout + done.stderr)
-        if check and done.returncode != 0:
-            raise LabFailure(f"`{shown}` failed (exit {done.returncode}):\n"
-                             f"{tail(done.stdout + done.stderr, 15)}\n(log: {self.log})")
-        return done
-
-    def _write(self, shown: str, outcome: str, output: str) -> None:
-        self.log.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.log, "a", encoding="utf-8", errors="replace") as handle:
-            handle.write(f"$ {shown}\n{output}{'' if output.endswith(chr(10)) or not output else chr(10)}"
-                         f"[{outcome}]\n")
-
-
-def _text(data: bytes | str | None) -> str:
-    if data is None:
-        return ""
-    return data.decode(errors="replace") if isinstance(data, bytes) else data
 
 
 def require_host() -> None:
