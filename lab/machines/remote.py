@@ -41,13 +41,13 @@ from invoke.exceptions import CommandTimedOut, ThreadException, UnexpectedExit
 from lab.common.clip import tail
 from lab.common.errors import RemoteError
 from lab.common.polling import poll
+from lab.machines.host import signal_group, stop_group
 from lab.model.credentials import Redactor
 
 DEFAULT_TIMEOUT = 300
 CONNECT_TIMEOUT = 15
 KEEPALIVE = 5  # seconds of silence after which the transport sends a keepalive
 ABORT_GRACE = 5  # past a command's timeout, the watchdog closes the connection under it
-STOP_GRACE = 5  # seconds a local command gets to end after an interrupt, before SIGKILL
 _TAIL_LINES = 30
 _LOG_LINES = 200
 _STDIN_CHUNK = 64 * 1024
@@ -222,7 +222,7 @@ class _Local(invoke.Local):
     waiting on, and its timeout kills the shell but not what the shell
     started (which keeps the output pipe open); SIGTERM and SIGHUP, which
     reglab turns into a Ctrl-C, reach no command at all. Here the whole
-    group gets SIGTERM, then SIGKILL.
+    group gets SIGTERM, then SIGKILL, as every host command does (lab.machines.host).
     """
 
     context: Host
@@ -238,22 +238,18 @@ class _Local(invoke.Local):
         self.context._started(self)
 
     def _signal(self, sig: signal.Signals) -> None:
-        pid = self.pid if self.using_pty else self.process.pid
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            if self.using_pty:
-                os.kill(pid, sig)
-            else:
-                os.killpg(pid, sig)
+        if self.using_pty:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(self.pid, sig)
+        else:
+            signal_group(self.process.pid, sig)
 
     def kill(self) -> None:
         self._signal(signal.SIGKILL)
 
     def end(self) -> None:
-        """SIGTERM, then SIGKILL if the command has not ended within STOP_GRACE seconds."""
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            self._signal(sig)
-            if poll(lambda: self.process_is_finished, STOP_GRACE, 0.05):
-                return
+        """SIGTERM, then SIGKILL if the command has not ended within STOP_GRACE seconds (lab.machines.host)."""
+        stop_group(self._signal, lambda seconds: bool(poll(lambda: self.process_is_finished, seconds, 0.05)))
 
     def send_interrupt(self, interrupt: KeyboardInterrupt) -> None:
         self.end()

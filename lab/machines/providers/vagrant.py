@@ -32,7 +32,7 @@ import vagrant  # noqa: E402
 from lab.common.clip import tail  # noqa: E402
 from lab.common.errors import LabError, RemoteError  # noqa: E402
 from lab.common.files import write_private  # noqa: E402
-from lab.machines import boxes, hostapt  # noqa: E402
+from lab.machines import boxes, host, hostapt  # noqa: E402
 from lab.machines.providers.base import MachineStatus, Say, wait_for_ssh  # noqa: E402
 from lab.machines.remote import Host, Machine, machine_logger  # noqa: E402
 from lab.machines.warm import (  # noqa: E402
@@ -137,13 +137,10 @@ class TimedVagrant(vagrant.Vagrant):
         """
         shown = f"`vagrant {' '.join(command[1:])}`"
         try:
-            out, _ = proc.communicate(timeout=self.timeout)
+            out, _ = host.wait(proc, self.timeout, interrupt=(signal.SIGINT, signal.SIGTERM, signal.SIGKILL),
+                               grace=STOP_GRACE)
         except subprocess.TimeoutExpired:
-            _stop(proc, (signal.SIGTERM, signal.SIGKILL))
             raise RemoteError(f"{shown} did not finish within {self.timeout}s; see {self.log_path}") from None
-        except KeyboardInterrupt:
-            _stop(proc, (signal.SIGINT, signal.SIGTERM, signal.SIGKILL))
-            raise
         if proc.returncode != 0:
             text = (out or b"").decode(errors="replace")
             if text:  # machine-readable output, where Vagrant puts its error; keep it in the log too
@@ -447,31 +444,6 @@ class VagrantProvider:
             self.host.run(f"docker network rm {network!r}")
             removed.append(f"network {network}")
         return removed
-
-
-def _stop(proc: subprocess.Popen, signals: Sequence[signal.Signals]) -> None:
-    """Each signal in turn to Vagrant's process group (Vagrant and what it started), until it ends.
-
-    Bounded: STOP_GRACE seconds per signal. A second Ctrl-C while waiting
-    goes straight to SIGKILL.
-    """
-    for sig in signals:
-        _signal_group(proc, sig)
-        try:
-            proc.wait(STOP_GRACE)
-            return
-        except subprocess.TimeoutExpired:
-            continue
-        except KeyboardInterrupt:
-            _signal_group(proc, signal.SIGKILL)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(STOP_GRACE)
-            raise
-
-
-def _signal_group(proc: subprocess.Popen, sig: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, sig)
 
 
 def vbox_range_problem(ips: Sequence[str], networks_conf: str | None) -> str | None:
