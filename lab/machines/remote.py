@@ -28,7 +28,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -51,6 +51,15 @@ ABORT_GRACE = 5  # past a command's timeout, the watchdog closes the connection 
 _TAIL_LINES = 30
 _LOG_LINES = 200
 _STDIN_CHUNK = 64 * 1024
+
+
+Command = str | Sequence[str | os.PathLike[str]]
+
+
+def shell_text(command: Command) -> str:
+    """A command as the shell reads it: a string as given; a list of arguments each quoted, so a
+    path with a space (or worse) stays one argument."""
+    return command if isinstance(command, str) else shlex.join(str(a) for a in command)
 
 
 def machine_logger(log_dir: Path, name: str) -> logging.Logger:
@@ -127,6 +136,10 @@ class _Logged:
     def _watchdog(self, timeout: float) -> _Watchdog:  # noqa: ARG002 - a Machine's has a bound
         return _Watchdog(None, lambda: None)
 
+    def run(self, command: Command, **kwargs: Any) -> invoke.Result:
+        """Run a shell command, or a list of arguments (each quoted: a path is never read as shell syntax)."""
+        return super().run(shell_text(command), **kwargs)  # type: ignore[misc]
+
     def _run(self, runner: Any, command: str, **kwargs: Any) -> invoke.Result:
         # None (what a scenario item without `timeout:` passes) is the machine's bound, never "no bound".
         if kwargs.get("timeout") is None:
@@ -178,13 +191,13 @@ class _Logged:
             if text:
                 self.log.info("  %s:\n    %s", stream, text.replace("\n", "\n    "))
 
-    def sudo(self, command: str, **kwargs: Any) -> invoke.Result:  # type: ignore[override]
+    def sudo(self, command: Command, **kwargs: Any) -> invoke.Result:  # type: ignore[override]
         """Run as root in a login-less bash, so pipes and `cd` apply to the whole command.
 
         NOTE: invoke's own sudo prefixes only the first word of a pipeline and
         reads stdin for a password; the lab's machines have passwordless sudo.
         """
-        return self.run(f"sudo -n -H bash -c {shlex.quote(command)}", **kwargs)
+        return self.run(f"sudo -n -H bash -c {shlex.quote(shell_text(command))}", **kwargs)
 
     def describe_failure(self, shown: str, result: invoke.Result) -> str:
         return f"{self.name}: `{shown}` exited {result.exited}" + self._tail(result)

@@ -176,7 +176,7 @@ class DockerWarm:
                 (Path(ctx) / "Dockerfile").write_text(dockerfile(partial, key))
                 (Path(ctx) / "warm.json").write_text(json.dumps(metadata, indent=2, sort_keys=True) + "\n")
                 shutil.copy(rootfs.VAGRANT_PUB, Path(ctx) / "vagrant.pub")
-                self.host.run(f"docker build -q -t {key.tag} {ctx}", timeout=600)
+                self.host.run(["docker", "build", "-q", "-t", key.tag, ctx], timeout=600)
         finally:
             self.host.run(f"docker rmi {partial}", warn=True, timeout=120)
         self.prune(key.tag)
