@@ -32,6 +32,7 @@ from lab.engine.teaching import instructions
 from lab.machines import boxes
 from lab.machines.boxes import PROVIDERS as BOX_PROVIDERS
 from lab.machines.providers.base import MachineStatus
+from lab.machines.providers.vagrant import box_vagrant
 from lab.model import labfile
 from lab.model.diagnosis import format_diagnosis
 from lab.model.labfile import EDITIONS, IMAGE_SOURCES, OS_FAMILIES, PROVIDERS
@@ -374,7 +375,7 @@ def box_build(lab: labfile.Lab, args: argparse.Namespace, out: TextIO, progress:
               file=out)
     print(f"catalogue: {result.catalog}", file=out)
     if args.box_add:
-        added = boxes.add_box(result, progress.say)
+        added = boxes.add_box(result, progress.say, box_vagrant(lab))
         print(f"in Vagrant as {result.name} {result.version}"
               + (f" (added: {', '.join(added)})" if added else " (already there)"), file=out)
     return ExitStatus.OK

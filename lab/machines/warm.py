@@ -289,13 +289,15 @@ def warm_box_name(key: WarmKey) -> str:
 class LibvirtWarm:
     """Warm boxes for libvirt VMs, in Vagrant's box store (and libvirt's copy in its pool)."""
 
-    def __init__(self, cache: Path, say: Callable[[str], None]) -> None:
+    def __init__(self, cache: Path, say: Callable[[str], None], vagrant: store.BoxCommands) -> None:
+        """`vagrant`: the provider's TimedVagrant for `vagrant box` (this module is below the providers)."""
         self.folder = cache / "boxes" / "warm"
         self.say = say
+        self.vagrant = vagrant
         self.run = Runner(cache / "boxes" / "logs" / "warm.log")
 
     def boxes(self) -> set[tuple[str, str, str]]:
-        return store.parse_box_list(self.run(["vagrant", "box", "list", "--machine-readable"], timeout=120).stdout)
+        return store.installed(self.vagrant)
 
     def archive_of(self, machine: Machine, cache: Path) -> str:  # noqa: ARG002 - one interface for both
         """The package index this VM installed from: its own copy of the suite's InRelease."""
@@ -346,7 +348,7 @@ class LibvirtWarm:
         catalog = work / "catalog.json"
         catalog.write_text(json.dumps(boxfile.catalog(name, WARM_BOX_VERSION, {"libvirt": (box_file, digest)},
                                                     "a reglab machine after provisioning (warm start)"), indent=2))
-        self.run(["vagrant", "box", "add", "--provider", "libvirt", catalog], timeout=store.VAGRANT_TIMEOUT)
+        self.vagrant.box_add_catalog(catalog, "libvirt")
         (work / "reglab.json").write_text(json.dumps(metadata, indent=2, sort_keys=True) + "\n")
         box_file.unlink()  # Vagrant has its own copy now
         self.prune(name)
@@ -366,9 +368,9 @@ class LibvirtWarm:
         for name, provider, version in sorted(self.boxes()):
             if not name.startswith("reglab/warm-") or name == keep or provider != "libvirt":
                 continue
-            done = self.run(["vagrant", "box", "remove", name, "--provider", provider, "--box-version", version],
-                            timeout=store.VAGRANT_TIMEOUT, check=False)
-            if done.returncode != 0:
+            try:
+                self.vagrant.box_remove_version(name, provider, version)
+            except LabFailure:
                 self.say(f"kept {name}: a machine may still use it")
                 continue
             self.run(["virsh", "-c", LIBVIRT_URI, "vol-delete", "--pool", "default",

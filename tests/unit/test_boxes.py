@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime
 import io
 import json
+import os
 import re
 import shlex
 import subprocess
@@ -166,14 +167,16 @@ def test_dpkg_query_output_is_parsed_into_versions():
         "sudo": "1.9.13p3-1", "systemd": "252.39-1"}
 
 
-def test_vagrant_box_list_is_parsed_per_provider_and_version():
+def test_vagrant_box_list_is_parsed_per_provider_and_version(tmp_path, monkeypatch):
     out = ("1795933307,,ui,info,reglab/debian12 (libvirt%!(VAGRANT_COMMA) 12.20261129.47332481)\n"
            "1795933307,,box-name,reglab/debian12\n1795933307,,box-provider,libvirt\n"
            "1795933307,,box-version,12.20261129.47332481\n"
            "1795933307,,box-name,generic/debian12\n1795933307,,box-provider,virtualbox\n"
            "1795933307,,box-version,4.3.12\n")
-    assert store.parse_box_list(out) == {("reglab/debian12", "libvirt", "12.20261129.47332481"),
-                                         ("generic/debian12", "virtualbox", "4.3.12")}
+    vagrant = FakeVagrant(tmp_path, monkeypatch, out)
+    assert store.installed(vagrant.timed) == {("reglab/debian12", "libvirt", "12.20261129.47332481"),
+                                              ("generic/debian12", "virtualbox", "4.3.12")}
+    assert vagrant.calls() == [["vagrant", "box", "list", "--machine-readable"]]
 
 
 # --- cache keys ------------------------------------------------------------------------------
@@ -315,22 +318,98 @@ def test_a_disk_gets_fstab_and_boot_configuration_for_the_file_system_made(tmp_p
     assert ["losetup", "-d", "/dev/loop9"] in host.calls
 
 
+# --- boxes in Vagrant: `vagrant box` through the provider's TimedVagrant -------------------------------
+
+FAKE_VAGRANT = """#!/bin/sh
+# A fake `vagrant`: records each call's arguments (one a line) and, for `box remove`, what its stdin is;
+# lists the boxes in $FAKE_LIST; refuses to remove a version named in $FAKE_IN_USE.
+printf '%s\\n' --- "$(basename "$0")" "$@" >> "$FAKE_RECORD"
+case "$1 $2" in
+  "box list") cat "$FAKE_LIST" ;;
+  "box remove")
+    readlink /proc/self/fd/0 >> "$FAKE_RECORD.stdin"
+    case " $* " in *" $FAKE_IN_USE "*) echo "box in use" >&2; exit 1 ;; esac ;;
+esac
+exit 0
+"""
+
+
+def box_listing(*boxes_: tuple[str, str, str]) -> str:
+    return "".join(f"1,,box-name,{n}\n1,,box-provider,{p}\n1,,box-version,{v}\n" for n, p, v in boxes_)
+
+
+class FakeVagrant:
+    """The TimedVagrant `box_vagrant(lab)` makes, running a fake `vagrant` script."""
+
+    def __init__(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, listing: str, in_use: str = "none") -> None:
+        from lab.machines.providers.vagrant import box_vagrant
+
+        self.record = tmp_path / "vagrant-calls"
+        (tmp_path / "bin").mkdir(exist_ok=True)
+        script = tmp_path / "bin" / "vagrant"
+        script.write_text(FAKE_VAGRANT)
+        script.chmod(0o755)
+        (tmp_path / "listing").write_text(listing)
+        for name, value in (("FAKE_RECORD", self.record), ("FAKE_LIST", tmp_path / "listing"),
+                            ("FAKE_IN_USE", in_use)):
+            monkeypatch.setenv(name, str(value))
+        self.timed = box_vagrant(lab_with(tmp_path, monkeypatch, "http://mirror.example/debian"))
+        self.timed._vagrant_exe = str(script)
+
+    def calls(self) -> list[list[str]]:
+        text = self.record.read_text() if self.record.exists() else ""
+        return [c.splitlines() for c in text.split("---\n") if c]
+
+
 def test_add_box_adds_through_the_catalogue_and_skips_what_vagrant_has(tmp_path, monkeypatch):
-    calls = []
-
-    def fake(self, argv, timeout=0, stdin=None, env=None, check=True):
-        calls.append([str(a) for a in argv])
-        out = "1,,box-name,reglab/debian12\n1,,box-provider,libvirt\n1,,box-version,12.1.2\n"
-        return subprocess.CompletedProcess(argv, 0, out if "list" in argv else "", "")
-
-    monkeypatch.setattr(store.Runner, "__call__", fake)
-    monkeypatch.setattr(store.shutil, "which", lambda tool: f"/usr/bin/{tool}")
+    vagrant = FakeVagrant(tmp_path, monkeypatch, box_listing(("reglab/debian12", "libvirt", "12.1.2")))
     catalog = tmp_path / "k" / "catalog.json"
     result = boxes.BoxResult("reglab/debian12", "12.1.2",
                              {"libvirt": tmp_path / "k/libvirt.box", "virtualbox": tmp_path / "k/virtualbox.box"},
                              catalog, {})
-    assert boxes.add_box(result, lambda m: None) == ["virtualbox"]
+    assert boxes.add_box(result, lambda m: None, vagrant.timed) == ["virtualbox"]
+    calls = vagrant.calls()
     assert calls[-1] == ["vagrant", "box", "add", "--provider", "virtualbox", str(catalog)]
+    assert "$ " + vagrant.timed._vagrant_exe + " box add" in vagrant.timed.log_path.read_text()
+    assert vagrant.timed.log_path == tmp_path / "cache" / "boxes" / "logs" / "vagrant-box.log"
+
+
+def test_vagrant_not_installed_is_said_before_adding(tmp_path, monkeypatch):
+    from lab.machines.providers.vagrant import VAGRANT_MISSING, box_vagrant
+
+    (tmp_path / "empty").mkdir()
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    result = boxes.BoxResult("reglab/debian12", "12.1.2", {"libvirt": tmp_path / "libvirt.box"},
+                             tmp_path / "catalog.json", {})
+    with pytest.raises(LabError) as refused:
+        boxes.add_box(result, lambda m: None, box_vagrant(lab_with(tmp_path, monkeypatch, "http://m.example/d")))
+    assert str(refused.value) == VAGRANT_MISSING
+
+
+def test_a_warm_box_is_found_and_older_ones_removed_unless_a_machine_uses_them(tmp_path, monkeypatch):
+    """Warm boxes are listed, added and removed through the same TimedVagrant, never answering a question."""
+    from lab.machines import warm
+
+    vagrant = FakeVagrant(tmp_path, monkeypatch, box_listing(
+        ("reglab/warm-debian-aaaa", "libvirt", "1.0.0"), ("reglab/warm-debian-bbbb", "libvirt", "1.0.0"),
+        ("reglab/warm-debian-cccc", "libvirt", "1.0.0"), ("reglab/debian12", "libvirt", "12.1.2")),
+        in_use="reglab/warm-debian-bbbb")
+    virsh = tmp_path / "bin" / "virsh"
+    virsh.write_text(f'#!/bin/sh\necho "$*" >> {tmp_path}/virsh-calls\n')
+    virsh.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:{os.environ['PATH']}")
+    said: list[str] = []
+    store_ = warm.LibvirtWarm(tmp_path / "cache", said.append, vagrant.timed)
+    key = warm.WarmKey("aaaa", "debian", {})
+    assert store_.find(key) == "reglab/warm-debian-aaaa"
+    assert store_.find(warm.WarmKey("dddd", "debian", {})) is None
+    assert store_.prune("reglab/warm-debian-aaaa") == ["reglab/warm-debian-cccc"]
+    removed = [c for c in vagrant.calls() if c[1:3] == ["box", "remove"]]
+    assert [c[3] for c in removed] == ["reglab/warm-debian-bbbb", "reglab/warm-debian-cccc"]
+    assert said == ["kept reglab/warm-debian-bbbb: a machine may still use it"]
+    volume = (tmp_path / "virsh-calls").read_text().split()[-1]
+    assert volume == "reglab-VAGRANTSLASH-warm-debian-cccc_vagrant_box_image_1.0.0_box.img"
+    assert set((tmp_path / "vagrant-calls.stdin").read_text().split()) == {"/dev/null"}
 
 
 # --- no mirror host names ---------------------------------------------------------------------------
@@ -416,7 +495,7 @@ def built(tmp_path, monkeypatch) -> dict:
         return boxes.BoxResult("reglab/debian12", "12.20261129.7", {"libvirt": box}, box.parent / "catalog.json",
                                {}, cached=("rootfs", "libvirt"))
 
-    def add_box(result, say):
+    def add_box(result, say, vagrant):
         asked["added"] = result.version
         return ["libvirt"]
 
@@ -472,21 +551,21 @@ def test_box_build_reports_a_bad_lab_file_first(cli_lab, built):
     assert code == 2 and f"{cli_lab}: provider" in err and built == {}
 
 
-def test_older_versions_of_reglabs_box_are_removed_from_vagrant_and_libvirts_pool(tmp_path) -> None:
+def test_older_versions_of_reglabs_box_are_removed_from_vagrant_and_libvirts_pool(tmp_path, monkeypatch) -> None:
     """Each rebuild adds a 700 MB box; Vagrant and libvirt's pool would keep every old one."""
-    calls: list[list[str]] = []
+    vagrant = FakeVagrant(tmp_path, monkeypatch, "", in_use="12.1.1")
+    virsh_calls: list[list[str]] = []
 
     def run(argv, timeout=0):  # noqa: ANN001, ANN202
-        calls.append(list(argv))
-        if "12.1.1" in argv:
-            raise LabFailure("box in use")
+        virsh_calls.append(list(argv))
 
     result = boxes.BoxResult("reglab/debian12", "12.3.3", {}, tmp_path / "catalog.json", {})
     have = {("reglab/debian12", "libvirt", "12.2.2"), ("reglab/debian12", "libvirt", "12.3.3"),
             ("reglab/debian12", "libvirt", "12.1.1"), ("reglab/debian12", "virtualbox", "12.2.2"),
             ("generic/debian12", "libvirt", "4.3.12")}
     said: list[str] = []
-    store.prune(result, have, ["libvirt"], run, said.append)
+    store.prune(result, have, ["libvirt"], vagrant.timed, run, said.append)
+    calls = vagrant.calls() + virsh_calls
     removed = [c for c in calls if c[1:3] == ["box", "remove"]]
     assert [c[c.index("--box-version") + 1] for c in removed] == ["12.1.1", "12.2.2"]
     assert all(c[2:4] != ["remove", "generic/debian12"] for c in calls)
