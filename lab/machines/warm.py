@@ -335,8 +335,7 @@ class LibvirtWarm:
             "key": key.value, **key.parts, "packages": dict(packages), "lab_images": images,
             "saved_from": domain, "created": datetime.now(UTC).isoformat(timespec="seconds"),
         }
-        size_gb = -(-int(json.loads(self.run(["qemu-img", "info", "--output=json", disk]).stdout)["virtual-size"])
-                    // 1024**3)
+        size_gb = -(-boxfile.virtual_size(disk, self.run) // 1024**3)
         box_file = work / "libvirt.box"
         digest = boxfile.write_box(box_file, {
             "metadata.json": json.dumps(boxfile.libvirt_metadata(size_gb)) + "\n",
