@@ -18,7 +18,8 @@ from collections.abc import Callable, Iterable, Sequence
 from ipaddress import IPv4Network
 from typing import Any
 
-from lab.common.errors import LabError
+from lab.common.errors import LabError, LabFailure
+from lab.machines.host import Runner
 
 # The class pool: 10.77.0.0/16 holds 256 /24s, more than a roster's 250 labs (a /22 would hold 4).
 # It is private (RFC 1918) and away from what a lab host usually has already:
@@ -81,8 +82,12 @@ def _checked_pool(pool: Any) -> IPv4Network:
     return pool
 
 
-def host_networks(run: Run = subprocess.run) -> list[IPv4Network]:
-    """The IPv4 networks this host has now: its addresses, its routes, and Docker's networks."""
+def host_networks(run: Run | None = None) -> list[IPv4Network]:
+    """The IPv4 networks this host has now: its addresses, its routes, and Docker's networks.
+
+    `run` is a `lab.machines.host.Runner` (without a log) unless a test gives its own.
+    """
+    run = run or Runner()
     found: list[IPv4Network] = []
     found += parse_ip_addr(_output(run, ["ip", "-j", "-4", "addr"]))
     found += parse_ip_route(_output(run, ["ip", "-j", "-4", "route"]))
@@ -95,8 +100,8 @@ def host_networks(run: Run = subprocess.run) -> list[IPv4Network]:
 def _output(run: Run, args: Sequence[str]) -> str:
     """A command's standard output, or "" when it is missing, fails or takes too long."""
     try:
-        result = run(list(args), capture_output=True, text=True, timeout=COMMAND_TIMEOUT, check=False)
-    except (OSError, subprocess.SubprocessError, ValueError):
+        result = run(list(args), timeout=COMMAND_TIMEOUT, check=False)
+    except (LabFailure, OSError, subprocess.SubprocessError, ValueError):
         return ""
     return (result.stdout or "") if result.returncode == 0 else ""
 

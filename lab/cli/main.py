@@ -31,6 +31,7 @@ from lab.engine.session import Session, load_lab
 from lab.engine.teaching import instructions
 from lab.machines import boxes, hostsetup
 from lab.machines.boxes import PROVIDERS as BOX_PROVIDERS
+from lab.machines.providers.vagrant import box_vagrant
 from lab.model import labfile
 from lab.model.lab import Lab
 from lab.model.results import Status
@@ -220,7 +221,7 @@ def box_build(lab: Lab, args: argparse.Namespace, out: TextIO, progress: Progres
               file=out)
     print(f"catalogue: {result.catalog}", file=out)
     if args.box_add:
-        added = boxes.add_box(result, progress.say)
+        added = boxes.add_box(result, progress.say, box_vagrant(lab))
         print(f"in Vagrant as {result.name} {result.version}"
               + (f" (added: {', '.join(added)})" if added else " (already there)"), file=out)
     return ExitStatus.OK

@@ -10,11 +10,11 @@ REGLAB_MIRROR says otherwise. The parsers are pure and tested on text.
 from __future__ import annotations
 
 import re
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 from lab.common.errors import LabError
+from lab.machines.host import probe
 
 APT_DIR = Path("/etc/apt")
 
@@ -107,8 +107,5 @@ def mirror_for(suite: str, configured: str | None, apt_dir: Path = APT_DIR) -> s
 
 def host_proxy() -> str | None:
     """The apt proxy the host uses, so builds on the host go through it as well."""
-    try:
-        done = subprocess.run(["apt-config", "dump"], capture_output=True, text=True, timeout=30)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return parse_proxy(done.stdout) if done.returncode == 0 else None
+    dump = probe(["apt-config", "dump"], timeout=30)
+    return parse_proxy(dump) if dump is not None else None

@@ -21,6 +21,7 @@ from pathlib import Path
 from lab.common.errors import ExitStatus, LabError, LabFailure
 from lab.common.files import private_dir
 from lab.common.polling import poll
+from lab.machines.host import Runner, probe
 from lab.machines.osfamily import parse_os_release
 
 DOCKER_WAIT = 60
@@ -37,11 +38,9 @@ class Need:
 
 
 def _ok(command: Sequence[str], contains: str | None = None, timeout: int = 60) -> bool:
-    try:
-        done = subprocess.run(list(command), capture_output=True, text=True, timeout=timeout)
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return done.returncode == 0 and (contains is None or contains in done.stdout)
+    """The command ran and exited 0 (and printed `contains`, when given)."""
+    out = probe(command, timeout)
+    return out is not None and (contains is None or contains in out)
 
 
 def docker_answers() -> bool:
@@ -193,17 +192,8 @@ def can_install() -> bool:
 
 
 def run_step(command: list[str], what: str, timeout: int, log: Path) -> None:
-    """A host command with a bound; its output goes to the log, its failure to one message."""
-    with open(log, "ab") as out:
-        try:
-            done = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                  timeout=timeout, env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
-        except subprocess.TimeoutExpired:
-            raise LabFailure(f"{what} did not finish within {timeout}s; see {log}") from None
-        except OSError as exc:
-            raise LabFailure(f"{what} could not start ({exc.strerror}); see {log}") from None
-    if done.returncode != 0:
-        raise LabFailure(f"{what} failed (exit {done.returncode}); see {log}")
+    """A host command with a bound; its output goes to the log as it comes, its failure to one message."""
+    Runner(log)(command, timeout=timeout, env={"DEBIAN_FRONTEND": "noninteractive"}, what=what, stream=True)
 
 
 def install(packages: list[str], log: Path) -> None:
@@ -217,6 +207,7 @@ def start_docker(log: Path) -> None:
     if Path("/run/systemd/system").exists():
         run_step(as_root(["systemctl", "start", "docker"]), "systemctl start docker", 120, log)
     else:
+        # A daemon, not a command: it outlives reglab, so it is started and left, never waited on or bounded.
         with open(log, "ab") as out:
             try:
                 subprocess.Popen(as_root(["dockerd"]), stdout=out, stderr=out, stdin=subprocess.DEVNULL,

@@ -152,11 +152,10 @@ class Builder:
             for path in (dockerfile, *context_files):
                 shutil.copy(path, Path(ctx) / path.name)
             temp_tag = tag or f"reglab/building:{recipe}"
-            self.host.run(
-                f"docker build -q --no-cache --build-arg BASE={base} --label {RECIPE_LABEL}={recipe} "
-                f"-t {temp_tag} -f {Path(ctx) / dockerfile.name} {ctx}",
-                timeout=900,
-            )
+            # A list of arguments: the temporary folder's path (TMPDIR may hold a space) stays one argument.
+            self.host.run(["docker", "build", "-q", "--no-cache", "--build-arg", f"BASE={base}",
+                           "--label", f"{RECIPE_LABEL}={recipe}", "-t", temp_tag, "-f", Path(ctx) / dockerfile.name,
+                           ctx], timeout=900)
         return temp_tag
 
     def node(self, source: str = "auto") -> str:

@@ -28,7 +28,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -41,16 +41,25 @@ from invoke.exceptions import CommandTimedOut, ThreadException, UnexpectedExit
 from lab.common.clip import tail
 from lab.common.errors import RemoteError
 from lab.common.polling import poll
+from lab.machines.host import signal_group, stop_group
 from lab.model.credentials import Redactor
 
 DEFAULT_TIMEOUT = 300
 CONNECT_TIMEOUT = 15
 KEEPALIVE = 5  # seconds of silence after which the transport sends a keepalive
 ABORT_GRACE = 5  # past a command's timeout, the watchdog closes the connection under it
-STOP_GRACE = 5  # seconds a local command gets to end after an interrupt, before SIGKILL
 _TAIL_LINES = 30
 _LOG_LINES = 200
 _STDIN_CHUNK = 64 * 1024
+
+
+Command = str | Sequence[str | os.PathLike[str]]
+
+
+def shell_text(command: Command) -> str:
+    """A command as the shell reads it: a string as given; a list of arguments each quoted, so a
+    path with a space (or worse) stays one argument."""
+    return command if isinstance(command, str) else shlex.join(str(a) for a in command)
 
 
 def machine_logger(log_dir: Path, name: str) -> logging.Logger:
@@ -127,6 +136,10 @@ class _Logged:
     def _watchdog(self, timeout: float) -> _Watchdog:  # noqa: ARG002 - a Machine's has a bound
         return _Watchdog(None, lambda: None)
 
+    def run(self, command: Command, **kwargs: Any) -> invoke.Result:
+        """Run a shell command, or a list of arguments (each quoted: a path is never read as shell syntax)."""
+        return super().run(shell_text(command), **kwargs)  # type: ignore[misc]
+
     def _run(self, runner: Any, command: str, **kwargs: Any) -> invoke.Result:
         # None (what a scenario item without `timeout:` passes) is the machine's bound, never "no bound".
         if kwargs.get("timeout") is None:
@@ -178,13 +191,13 @@ class _Logged:
             if text:
                 self.log.info("  %s:\n    %s", stream, text.replace("\n", "\n    "))
 
-    def sudo(self, command: str, **kwargs: Any) -> invoke.Result:  # type: ignore[override]
+    def sudo(self, command: Command, **kwargs: Any) -> invoke.Result:  # type: ignore[override]
         """Run as root in a login-less bash, so pipes and `cd` apply to the whole command.
 
         NOTE: invoke's own sudo prefixes only the first word of a pipeline and
         reads stdin for a password; the lab's machines have passwordless sudo.
         """
-        return self.run(f"sudo -n -H bash -c {shlex.quote(command)}", **kwargs)
+        return self.run(f"sudo -n -H bash -c {shlex.quote(shell_text(command))}", **kwargs)
 
     def describe_failure(self, shown: str, result: invoke.Result) -> str:
         return f"{self.name}: `{shown}` exited {result.exited}" + self._tail(result)
@@ -222,7 +235,7 @@ class _Local(invoke.Local):
     waiting on, and its timeout kills the shell but not what the shell
     started (which keeps the output pipe open); SIGTERM and SIGHUP, which
     reglab turns into a Ctrl-C, reach no command at all. Here the whole
-    group gets SIGTERM, then SIGKILL.
+    group gets SIGTERM, then SIGKILL, as every host command does (lab.machines.host).
     """
 
     context: Host
@@ -238,22 +251,18 @@ class _Local(invoke.Local):
         self.context._started(self)
 
     def _signal(self, sig: signal.Signals) -> None:
-        pid = self.pid if self.using_pty else self.process.pid
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            if self.using_pty:
-                os.kill(pid, sig)
-            else:
-                os.killpg(pid, sig)
+        if self.using_pty:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(self.pid, sig)
+        else:
+            signal_group(self.process.pid, sig)
 
     def kill(self) -> None:
         self._signal(signal.SIGKILL)
 
     def end(self) -> None:
-        """SIGTERM, then SIGKILL if the command has not ended within STOP_GRACE seconds."""
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            self._signal(sig)
-            if poll(lambda: self.process_is_finished, STOP_GRACE, 0.05):
-                return
+        """SIGTERM, then SIGKILL if the command has not ended within STOP_GRACE seconds (lab.machines.host)."""
+        stop_group(self._signal, lambda seconds: bool(poll(lambda: self.process_is_finished, seconds, 0.05)))
 
     def send_interrupt(self, interrupt: KeyboardInterrupt) -> None:
         self.end()

@@ -36,7 +36,8 @@ from pathlib import Path
 from typing import Any
 
 from lab.common.errors import LabFailure
-from lab.machines import boxes
+from lab.machines.boxes import boxfile, rootfs, store
+from lab.machines.host import Runner
 from lab.machines.images import RECIPE_LABEL
 from lab.machines.remote import Host, Machine
 
@@ -174,8 +175,8 @@ class DockerWarm:
             with tempfile.TemporaryDirectory(prefix="warm-") as ctx:
                 (Path(ctx) / "Dockerfile").write_text(dockerfile(partial, key))
                 (Path(ctx) / "warm.json").write_text(json.dumps(metadata, indent=2, sort_keys=True) + "\n")
-                shutil.copy(boxes.VAGRANT_PUB, Path(ctx) / "vagrant.pub")
-                self.host.run(f"docker build -q -t {key.tag} {ctx}", timeout=600)
+                shutil.copy(rootfs.VAGRANT_PUB, Path(ctx) / "vagrant.pub")
+                self.host.run(["docker", "build", "-q", "-t", key.tag, ctx], timeout=600)
         finally:
             self.host.run(f"docker rmi {partial}", warn=True, timeout=120)
         self.prune(key.tag)
@@ -288,17 +289,19 @@ def warm_box_name(key: WarmKey) -> str:
 class LibvirtWarm:
     """Warm boxes for libvirt VMs, in Vagrant's box store (and libvirt's copy in its pool)."""
 
-    def __init__(self, cache: Path, say: Callable[[str], None]) -> None:
+    def __init__(self, cache: Path, say: Callable[[str], None], vagrant: store.BoxCommands) -> None:
+        """`vagrant`: the provider's TimedVagrant for `vagrant box` (this module is below the providers)."""
         self.folder = cache / "boxes" / "warm"
         self.say = say
-        self.run = boxes.Runner(cache / "boxes" / "logs" / "warm.log")
+        self.vagrant = vagrant
+        self.run = Runner(cache / "boxes" / "logs" / "warm.log")
 
     def boxes(self) -> set[tuple[str, str, str]]:
-        return boxes.parse_box_list(self.run(["vagrant", "box", "list", "--machine-readable"], timeout=120).stdout)
+        return store.installed(self.vagrant)
 
     def archive_of(self, machine: Machine, cache: Path) -> str:  # noqa: ARG002 - one interface for both
         """The package index this VM installed from: its own copy of the suite's InRelease."""
-        out = machine.sudo(f"cat /var/lib/apt/lists/*_dists_{boxes.SUITE}_InRelease", warn=True, hide=True)
+        out = machine.sudo(f"cat /var/lib/apt/lists/*_dists_{rootfs.SUITE}_InRelease", warn=True, hide=True)
         return release_digest(out.stdout.encode()) if out.ok else ""
 
     def find(self, key: WarmKey) -> str | None:
@@ -319,7 +322,7 @@ class LibvirtWarm:
         except ValueError:
             raise LabFailure(f"{domain}: no disk found to copy (virsh domblklist)") from None
         began = time.monotonic()
-        machine.sudo(generalize_vm(boxes.VAGRANT_PUB.read_text()), timeout=120)
+        machine.sudo(generalize_vm(rootfs.VAGRANT_PUB.read_text()), timeout=120)
         try:
             # --finish: stop once the copy is in step with the disk: a consistent copy of this moment.
             self.run(["virsh", "-c", LIBVIRT_URI, "blockcopy", domain, device, "--dest", disk, "--format",
@@ -332,20 +335,19 @@ class LibvirtWarm:
             "key": key.value, **key.parts, "packages": dict(packages), "lab_images": images,
             "saved_from": domain, "created": datetime.now(UTC).isoformat(timespec="seconds"),
         }
-        size_gb = -(-int(json.loads(self.run(["qemu-img", "info", "--output=json", disk]).stdout)["virtual-size"])
-                    // 1024**3)
+        size_gb = -(-boxfile.virtual_size(disk, self.run) // 1024**3)
         box_file = work / "libvirt.box"
-        digest = boxes._write_box(box_file, {  # noqa: SLF001 - the box writer of lab.boxes, reused
-            "metadata.json": json.dumps(boxes.libvirt_metadata(size_gb)) + "\n",
-            "Vagrantfile": boxes.libvirt_vagrantfile(),
+        digest = boxfile.write_box(box_file, {
+            "metadata.json": json.dumps(boxfile.libvirt_metadata(size_gb)) + "\n",
+            "Vagrantfile": boxfile.libvirt_vagrantfile(),
             "reglab.json": json.dumps(metadata, indent=2, sort_keys=True) + "\n",
             "box.img": disk,
         })
         disk.unlink()
         catalog = work / "catalog.json"
-        catalog.write_text(json.dumps(boxes.catalog(name, WARM_BOX_VERSION, {"libvirt": (box_file, digest)},
+        catalog.write_text(json.dumps(boxfile.catalog(name, WARM_BOX_VERSION, {"libvirt": (box_file, digest)},
                                                     "a reglab machine after provisioning (warm start)"), indent=2))
-        self.run(["vagrant", "box", "add", "--provider", "libvirt", catalog], timeout=boxes.VAGRANT_TIMEOUT)
+        self.vagrant.box_add_catalog(catalog, "libvirt")
         (work / "reglab.json").write_text(json.dumps(metadata, indent=2, sort_keys=True) + "\n")
         box_file.unlink()  # Vagrant has its own copy now
         self.prune(name)
@@ -365,13 +367,13 @@ class LibvirtWarm:
         for name, provider, version in sorted(self.boxes()):
             if not name.startswith("reglab/warm-") or name == keep or provider != "libvirt":
                 continue
-            done = self.run(["vagrant", "box", "remove", name, "--provider", provider, "--box-version", version],
-                            timeout=boxes.VAGRANT_TIMEOUT, check=False)
-            if done.returncode != 0:
+            try:
+                self.vagrant.box_remove_version(name, provider, version)
+            except LabFailure:
                 self.say(f"kept {name}: a machine may still use it")
                 continue
             self.run(["virsh", "-c", LIBVIRT_URI, "vol-delete", "--pool", "default",
-                      boxes.libvirt_volume(name, version)], check=False)
+                      store.libvirt_volume(name, version)], check=False)
             shutil.rmtree(self.folder / name.rsplit("-", 1)[-1], ignore_errors=True)
             removed.append(name)
         return removed

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime
 import io
 import json
+import os
 import re
 import shlex
 import subprocess
@@ -16,8 +17,8 @@ import pytest
 
 from lab.common.errors import LabError, LabFailure
 from lab.machines import boxes
+from lab.machines.boxes import boxfile, build, cache, disk, rootfs, store
 from lab.model import labfile
-from lab.model.lab import Lab
 
 ROOT = Path(__file__).resolve().parents[2]
 KEY = (ROOT / "lab/machines/images/vagrant.pub").read_text()
@@ -33,11 +34,11 @@ GEM_VERSION = re.compile(r"\A\s*([0-9]+(?>\.[0-9a-zA-Z]+)*(-[0-9A-Za-z-]+(\.[0-9
 
 
 def test_fstab_mounts_root_by_the_given_uuid():
-    assert re.search(rf"^UUID={UUID}\s+/\s+ext4\s+\S+\s+0\s+1$", boxes.fstab(UUID), re.M)
+    assert re.search(rf"^UUID={UUID}\s+/\s+ext4\s+\S+\s+0\s+1$", disk.fstab(UUID), re.M)
 
 
 def test_extlinux_conf_boots_the_kernel_with_a_serial_console_and_eth0():
-    text = boxes.extlinux_conf(UUID, "/boot/vmlinuz-6.1.0-9-amd64", "/boot/initrd.img-6.1.0-9-amd64")
+    text = disk.extlinux_conf(UUID, "/boot/vmlinuz-6.1.0-9-amd64", "/boot/initrd.img-6.1.0-9-amd64")
     append = re.search(r"^\s*APPEND (.*)$", text, re.M).group(1).split()
     assert f"root=UUID={UUID}" in append
     assert "console=ttyS0,115200n8" in append and "net.ifnames=0" in append
@@ -47,7 +48,7 @@ def test_extlinux_conf_boots_the_kernel_with_a_serial_console_and_eth0():
 
 
 def test_first_boot_makes_ssh_host_keys_before_sshd_starts():
-    lines = boxes.hostkeys_dropin().splitlines()
+    lines = rootfs.hostkeys_dropin().splitlines()
     service = lines.index("[Service]")
     # The empty ExecStartPre= clears Debian's own list, so the keys come first.
     assert lines[service + 1:service + 4] == [
@@ -55,7 +56,7 @@ def test_first_boot_makes_ssh_host_keys_before_sshd_starts():
 
 
 def test_guest_files_give_vagrant_its_key_and_sudo_and_stop_initrd_rebuilds():
-    files = boxes.guest_files(KEY)
+    files = rootfs.guest_files(KEY)
     assert files["/home/vagrant/.ssh/authorized_keys"] == (0o600, KEY.strip() + "\n")
     assert files["/etc/sudoers.d/vagrant"] == (0o440, "vagrant ALL=(ALL) NOPASSWD:ALL\n")
     assert "update_initramfs=no" in files["/etc/initramfs-tools/update-initramfs.conf"][1].split()
@@ -67,8 +68,8 @@ def test_guest_files_give_vagrant_its_key_and_sudo_and_stop_initrd_rebuilds():
 
 def test_customize_script_installs_each_file_with_its_mode_and_leaves_no_identity(tmp_path):
     stage = str(tmp_path / "a stage; with spaces")
-    files = boxes.guest_files(KEY)
-    script = boxes.customize_script(stage, files)
+    files = rootfs.guest_files(KEY)
+    script = rootfs.customize_script(stage, files)
     assert f"stage={shlex.quote(stage)}" in script
     for number, (path, (mode, _)) in enumerate(sorted(files.items())):
         assert f'install -D -m {mode:04o} "$stage/files/{number}" "$root"{path}' in script
@@ -84,16 +85,16 @@ def test_customize_script_installs_each_file_with_its_mode_and_leaves_no_identit
 
 
 def test_libvirt_and_virtualbox_metadata():
-    assert boxes.libvirt_metadata(20) == {"provider": "libvirt", "format": "qcow2", "virtual_size": 20}
-    assert boxes.virtualbox_metadata() == {"provider": "virtualbox"}
+    assert boxfile.libvirt_metadata(20) == {"provider": "libvirt", "format": "qcow2", "virtual_size": 20}
+    assert boxfile.virtualbox_metadata() == {"provider": "virtualbox"}
 
 
 def test_ovf_is_well_formed_with_the_disk_on_sata_a_nat_nic_and_the_vagrantfiles_mac():
-    mac = boxes.mac_address("abc")
-    text = boxes.ovf("reglab-debian12", 21474836480, mac, UUID, "9b2f6a40-1c3d-4e5f-8a9b-0c1d2e3f4a5b")
+    mac = boxfile.mac_address("abc")
+    text = boxfile.ovf("reglab-debian12", 21474836480, mac, UUID, "9b2f6a40-1c3d-4e5f-8a9b-0c1d2e3f4a5b")
     root = ET.fromstring(text.encode())
     files = root.findall(f"{OVF}References/{OVF}File")
-    assert [f.get(f"{OVF}href") for f in files] == [boxes.VMDK_NAME]
+    assert [f.get(f"{OVF}href") for f in files] == [boxfile.VMDK_NAME]
     disk = root.find(f"{OVF}DiskSection/{OVF}Disk")
     assert disk.get(f"{OVF}fileRef") == files[0].get(f"{OVF}id")
     assert disk.get(f"{OVF}capacity") == "21474836480"
@@ -107,40 +108,40 @@ def test_ovf_is_well_formed_with_the_disk_on_sata_a_nat_nic_and_the_vagrantfiles
     assert hard_disk.find(f"{RASD}Parent").text == controller.find(f"{RASD}InstanceID").text
     assert hard_disk.find(f"{RASD}HostResource").text.endswith("/" + disk.get(f"{OVF}diskId"))
     assert nic.find(f"{RASD}Connection").text == "NAT"
-    assert by_type["4"].find(f"{RASD}VirtualQuantity").text == str(boxes.MEMORY_MB)
-    assert by_type["3"].find(f"{RASD}VirtualQuantity").text == str(boxes.CPUS)
+    assert by_type["4"].find(f"{RASD}VirtualQuantity").text == str(boxfile.MEMORY_MB)
+    assert by_type["3"].find(f"{RASD}VirtualQuantity").text == str(boxfile.CPUS)
     machine = systems[0].find(f"{VBOX}Machine")
     adapter = machine.find(f"{OVF}Hardware/{OVF}Network/{OVF}Adapter")
     assert adapter.get("MACAddress") == mac and adapter.find(f"{OVF}NAT") is not None
     image = machine.find(f".//{OVF}AttachedDevice/{OVF}Image")
     assert image.get("uuid") == "{" + disk.get(f"{VBOX}uuid") + "}"
-    assert f'config.vm.base_mac = "{mac}"' in boxes.virtualbox_vagrantfile(mac)
+    assert f'config.vm.base_mac = "{mac}"' in boxfile.virtualbox_vagrantfile(mac)
 
 
 def test_mac_is_virtualbox_range_twelve_hex_digits():
-    mac = boxes.mac_address("some recipe")
+    mac = boxfile.mac_address("some recipe")
     assert re.fullmatch(r"080027[0-9A-F]{6}", mac)
-    assert mac != boxes.mac_address("another recipe")
+    assert mac != boxfile.mac_address("another recipe")
 
 
 def test_version_is_a_valid_vagrant_version_that_names_the_day():
     day = datetime.datetime(2026, 11, 29, 6, 16, 47)
-    version = boxes.box_version(day, "984a207219b82ab7", "2026-11-29T06:16:47Z")
+    version = build.box_version(day, "984a207219b82ab7", "2026-11-29T06:16:47Z")
     assert GEM_VERSION.match(version)
     assert re.fullmatch(r"12\.20261129\.\d+", version)
 
 
 def test_a_rebuilt_root_file_system_is_a_new_version_and_the_same_one_is_not():
     day = datetime.datetime(2026, 11, 29)
-    first = boxes.box_version(day, "k", "2026-11-29T06:16:47Z")
-    assert first == boxes.box_version(day, "k", "2026-11-29T06:16:47Z")
-    assert first != boxes.box_version(day, "k", "2026-11-29T09:00:00Z")
-    assert first != boxes.box_version(day, "other", "2026-11-29T06:16:47Z")
+    first = build.box_version(day, "k", "2026-11-29T06:16:47Z")
+    assert first == build.box_version(day, "k", "2026-11-29T06:16:47Z")
+    assert first != build.box_version(day, "k", "2026-11-29T09:00:00Z")
+    assert first != build.box_version(day, "other", "2026-11-29T06:16:47Z")
 
 
 def test_catalog_lists_each_provider_with_a_file_url_and_checksum(tmp_path):
     box = tmp_path / "libvirt.box"
-    found = boxes.catalog("reglab/debian12", "12.20261129.1", {"libvirt": (box, "ab" * 32)}, "d")
+    found = boxfile.catalog("reglab/debian12", "12.20261129.1", {"libvirt": (box, "ab" * 32)}, "d")
     assert found["name"] == "reglab/debian12"
     [version] = found["versions"]
     assert version["version"] == "12.20261129.1"
@@ -151,7 +152,7 @@ def test_catalog_lists_each_provider_with_a_file_url_and_checksum(tmp_path):
 def test_box_info_names_the_kernel_systemd_sshd_and_sudo_versions():
     packages = {"linux-image-amd64": "6.1.176-1", "linux-image-6.1.0-50-amd64": "6.1.176-1",
                 "systemd": "252.39-1", "openssh-server": "1:9.2p1-2", "sudo": "1.9.13p3-1", "bash": "5.2"}
-    info = boxes.box_info(provider="libvirt", version="12.1.2", key="k",
+    info = build.box_info(provider="libvirt", version="12.1.2", key="k",
                           rootfs={"recipe": "r", "suite": "bookworm", "mirror": "http://mirror.example/debian",
                                   "built": "2026-11-29T06:16:47Z", "packages": packages},
                           fs_uuid=UUID, kernel="6.1.0-50-amd64", built="2026-11-29T06:17:01Z")
@@ -162,41 +163,43 @@ def test_box_info_names_the_kernel_systemd_sshd_and_sudo_versions():
 
 
 def test_dpkg_query_output_is_parsed_into_versions():
-    assert boxes.parse_packages("sudo\t1.9.13p3-1\nbroken line\nsystemd\t252.39-1\n") == {
+    assert rootfs.parse_packages("sudo\t1.9.13p3-1\nbroken line\nsystemd\t252.39-1\n") == {
         "sudo": "1.9.13p3-1", "systemd": "252.39-1"}
 
 
-def test_vagrant_box_list_is_parsed_per_provider_and_version():
+def test_vagrant_box_list_is_parsed_per_provider_and_version(tmp_path, monkeypatch):
     out = ("1795933307,,ui,info,reglab/debian12 (libvirt%!(VAGRANT_COMMA) 12.20261129.47332481)\n"
            "1795933307,,box-name,reglab/debian12\n1795933307,,box-provider,libvirt\n"
            "1795933307,,box-version,12.20261129.47332481\n"
            "1795933307,,box-name,generic/debian12\n1795933307,,box-provider,virtualbox\n"
            "1795933307,,box-version,4.3.12\n")
-    assert boxes.parse_box_list(out) == {("reglab/debian12", "libvirt", "12.20261129.47332481"),
-                                         ("generic/debian12", "virtualbox", "4.3.12")}
+    vagrant = FakeVagrant(tmp_path, monkeypatch, out)
+    assert store.installed(vagrant.timed) == {("reglab/debian12", "libvirt", "12.20261129.47332481"),
+                                              ("generic/debian12", "virtualbox", "4.3.12")}
+    assert vagrant.calls() == [["vagrant", "box", "list", "--machine-readable"]]
 
 
 # --- cache keys ------------------------------------------------------------------------------
 
 
 def test_the_cache_key_changes_with_the_recipe(monkeypatch):
-    key = boxes.recipe_key(KEY)
-    assert key == boxes.recipe_key(KEY)
-    assert key != boxes.recipe_key(KEY, packages=(*boxes.PACKAGES, "curl"))
-    assert key != boxes.recipe_key(KEY, suite="trixie")
-    assert key != boxes.recipe_key(KEY.replace("insecure", "other"))
-    monkeypatch.setattr(boxes, "BUILD_SCRIPT_VERSION", boxes.BUILD_SCRIPT_VERSION + 1)
-    assert key != boxes.recipe_key(KEY)
+    key = rootfs.recipe_key(KEY)
+    assert key == rootfs.recipe_key(KEY)
+    assert key != rootfs.recipe_key(KEY, packages=(*rootfs.PACKAGES, "curl"))
+    assert key != rootfs.recipe_key(KEY, suite="trixie")
+    assert key != rootfs.recipe_key(KEY.replace("insecure", "other"))
+    monkeypatch.setattr(rootfs, "BUILD_SCRIPT_VERSION", rootfs.BUILD_SCRIPT_VERSION + 1)
+    assert key != rootfs.recipe_key(KEY)
 
 
 def test_the_box_key_follows_the_root_file_system_and_the_disk_layout(monkeypatch):
-    key = boxes.box_key("rootfs-a")
-    assert key != boxes.box_key("rootfs-b")
-    monkeypatch.setattr(boxes, "DISK_GB", boxes.DISK_GB + 1)
-    assert key != boxes.box_key("rootfs-a")
+    key = build.box_key("rootfs-a")
+    assert key != build.box_key("rootfs-b")
+    monkeypatch.setattr(build, "DISK_GB", build.DISK_GB + 1)
+    assert key != build.box_key("rootfs-a")
 
 
-def lab_with(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mirror: str) -> Lab:
+def lab_with(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mirror: str) -> labfile.Lab:
     monkeypatch.setenv("REGLAB_CACHE", str(tmp_path / "cache"))
     path = tmp_path / f"lab-{len(mirror)}.yml"
     path.write_text(f"mirror: {mirror}\n")
@@ -205,7 +208,7 @@ def lab_with(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mirror: str) -> La
 
 def test_a_second_build_comes_from_the_cache_whatever_the_mirror(tmp_path, monkeypatch):
     """Boxes already made for this recipe are returned without root, mmdebstrap or any command."""
-    folder = tmp_path / "cache" / "boxes" / boxes.box_key(boxes.recipe_key(KEY))
+    folder = tmp_path / "cache" / "boxes" / build.box_key(rootfs.recipe_key(KEY))
     folder.mkdir(parents=True)
     (folder / "libvirt.box").write_bytes(b"box")
     (folder / "libvirt.json").write_text(json.dumps({"version": "12.20261129.5", "sha256": "cd" * 32}))
@@ -214,7 +217,8 @@ def test_a_second_build_comes_from_the_cache_whatever_the_mirror(tmp_path, monke
         raise AssertionError(f"ran {args}")
 
     monkeypatch.setattr(subprocess, "run", no_command)
-    monkeypatch.setattr(boxes, "require_host", lambda: no_command("require_host"))
+    monkeypatch.setattr(subprocess, "Popen", no_command)  # what host.Runner starts commands with
+    monkeypatch.setattr(build, "require_host", lambda: no_command("require_host"))
     for mirror in ("http://one.example/debian", "http://two.example:3142/debian"):
         result = boxes.build_box(lab_with(tmp_path, monkeypatch, mirror), "libvirt", lambda m: None)
         assert result.boxes == {"libvirt": folder / "libvirt.box"}
@@ -239,34 +243,16 @@ def test_an_unknown_provider_is_bad_input():
 
 
 def test_building_without_root_says_so(monkeypatch):
-    monkeypatch.setattr(boxes.os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(build.os, "geteuid", lambda: 1000)
     with pytest.raises(LabError, match="needs root"):
-        boxes.require_host()
+        build.require_host()
 
 
 def test_missing_tools_are_named_by_their_debian_packages(monkeypatch):
-    monkeypatch.setattr(boxes.os, "geteuid", lambda: 0)
-    monkeypatch.setattr(boxes.shutil, "which", lambda tool: None if tool in ("sfdisk", "qemu-img") else tool)
+    monkeypatch.setattr(build.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(build.shutil, "which", lambda tool: None if tool in ("sfdisk", "qemu-img") else tool)
     with pytest.raises(LabError, match=r"apt-get install --no-install-recommends .*fdisk.*qemu-utils"):
-        boxes.require_host()
-
-
-# --- running host commands --------------------------------------------------------------------
-
-
-def test_runner_passes_arguments_unquoted_and_never_through_a_shell(tmp_path):
-    run = boxes.Runner(tmp_path / "build.log")
-    assert run(["printf", "%s", "a; touch pwned $(id)"]).stdout == "a; touch pwned $(id)"
-    assert not list(tmp_path.glob("pwned*"))
-    assert "a; touch pwned" in (tmp_path / "build.log").read_text()
-
-
-def test_runner_failure_is_one_message_with_the_end_of_the_output(tmp_path):
-    run = boxes.Runner(tmp_path / "build.log")
-    with pytest.raises(LabFailure, match=r"(?s)failed \(exit 3\).*the cause"):
-        run(["sh", "-c", "echo the cause >&2; exit 3"])
-    with pytest.raises(LabFailure, match="did not finish within 1s"):
-        run(["sleep", "5"], timeout=1)
+        build.require_host()
 
 
 class FakeHost:
@@ -298,56 +284,132 @@ class FakeHost:
 
 @pytest.mark.parametrize(("fail", "mounted"), [("mkfs.ext4", False), ("extlinux", True)])
 def test_the_loop_device_is_always_detached(tmp_path, monkeypatch, fail, mounted):
-    monkeypatch.setattr(boxes, "poll", lambda *a, **k: True)
+    monkeypatch.setattr(disk, "poll", lambda *a, **k: True)
     host = FakeHost(fail)
     with pytest.raises(LabFailure, match=fail):
-        boxes.assemble_disk(tmp_path / "rootfs.tar", tmp_path, host, {})
+        disk.assemble_disk(tmp_path / "rootfs.tar", tmp_path, host, {})
     tools = [c[0] for c in host.calls]
     assert tools[-2:] == ["partx", "losetup"] and host.calls[-1] == ["losetup", "-d", "/dev/loop9"]
     assert ("umount" in tools) is mounted
 
 
 def test_a_disk_gets_fstab_and_boot_configuration_for_the_file_system_made(tmp_path, monkeypatch):
-    monkeypatch.setattr(boxes, "poll", lambda *a, **k: True)
-    monkeypatch.setattr(boxes, "MBR_BIN", tmp_path / "mbr.bin")
+    monkeypatch.setattr(disk, "poll", lambda *a, **k: True)
+    monkeypatch.setattr(disk, "MBR_BIN", tmp_path / "mbr.bin")
     (tmp_path / "mbr.bin").write_bytes(b"\xeb" * 440)
     host = FakeHost(None)
     seen = {}
-    real_rmtree = boxes.shutil.rmtree
+    real_rmtree = disk.shutil.rmtree
 
     def keep(path, *args, **kwargs):
         seen["fstab"] = (Path(path) / "etc/fstab").read_text()
         seen["extlinux"] = (Path(path) / "boot/extlinux/extlinux.conf").read_text()
         real_rmtree(path, *args, **kwargs)
 
-    monkeypatch.setattr(boxes.shutil, "rmtree", keep)
-    disk = boxes.assemble_disk(tmp_path / "rootfs.tar", tmp_path, host, {"/etc/reglab-box.json": "{}\n"})
+    monkeypatch.setattr(disk.shutil, "rmtree", keep)
+    made = disk.assemble_disk(tmp_path / "rootfs.tar", tmp_path, host, {"/etc/reglab-box.json": "{}\n"})
     mkfs = next(c for c in host.calls if c[0] == "mkfs.ext4")
-    assert mkfs[mkfs.index("-U") + 1] == disk.fs_uuid and "^64bit" in mkfs
-    assert seen["fstab"] == boxes.fstab(disk.fs_uuid)
-    assert f"root=UUID={disk.fs_uuid}" in seen["extlinux"]
-    assert disk.kernel == "6.1.0-9-amd64"
-    with open(disk.raw, "rb") as raw:
+    assert mkfs[mkfs.index("-U") + 1] == made.fs_uuid and "^64bit" in mkfs
+    assert seen["fstab"] == disk.fstab(made.fs_uuid)
+    assert f"root=UUID={made.fs_uuid}" in seen["extlinux"]
+    assert made.kernel == "6.1.0-9-amd64"
+    with open(made.raw, "rb") as raw:
         assert raw.read(440) == b"\xeb" * 440
     assert ["losetup", "-d", "/dev/loop9"] in host.calls
 
 
+# --- boxes in Vagrant: `vagrant box` through the provider's TimedVagrant -------------------------------
+
+FAKE_VAGRANT = """#!/bin/sh
+# A fake `vagrant`: records each call's arguments (one a line) and, for `box remove`, what its stdin is;
+# lists the boxes in $FAKE_LIST; refuses to remove a version named in $FAKE_IN_USE.
+printf '%s\\n' --- "$(basename "$0")" "$@" >> "$FAKE_RECORD"
+case "$1 $2" in
+  "box list") cat "$FAKE_LIST" ;;
+  "box remove")
+    readlink /proc/self/fd/0 >> "$FAKE_RECORD.stdin"
+    case " $* " in *" $FAKE_IN_USE "*) echo "box in use" >&2; exit 1 ;; esac ;;
+esac
+exit 0
+"""
+
+
+def box_listing(*boxes_: tuple[str, str, str]) -> str:
+    return "".join(f"1,,box-name,{n}\n1,,box-provider,{p}\n1,,box-version,{v}\n" for n, p, v in boxes_)
+
+
+class FakeVagrant:
+    """The TimedVagrant `box_vagrant(lab)` makes, running a fake `vagrant` script."""
+
+    def __init__(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, listing: str, in_use: str = "none") -> None:
+        from lab.machines.providers.vagrant import box_vagrant
+
+        self.record = tmp_path / "vagrant-calls"
+        (tmp_path / "bin").mkdir(exist_ok=True)
+        script = tmp_path / "bin" / "vagrant"
+        script.write_text(FAKE_VAGRANT)
+        script.chmod(0o755)
+        (tmp_path / "listing").write_text(listing)
+        for name, value in (("FAKE_RECORD", self.record), ("FAKE_LIST", tmp_path / "listing"),
+                            ("FAKE_IN_USE", in_use)):
+            monkeypatch.setenv(name, str(value))
+        self.timed = box_vagrant(lab_with(tmp_path, monkeypatch, "http://mirror.example/debian"))
+        self.timed._vagrant_exe = str(script)
+
+    def calls(self) -> list[list[str]]:
+        text = self.record.read_text() if self.record.exists() else ""
+        return [c.splitlines() for c in text.split("---\n") if c]
+
+
 def test_add_box_adds_through_the_catalogue_and_skips_what_vagrant_has(tmp_path, monkeypatch):
-    calls = []
-
-    def fake(self, argv, timeout=0, stdin=None, env=None, check=True):
-        calls.append([str(a) for a in argv])
-        out = "1,,box-name,reglab/debian12\n1,,box-provider,libvirt\n1,,box-version,12.1.2\n"
-        return subprocess.CompletedProcess(argv, 0, out if "list" in argv else "", "")
-
-    monkeypatch.setattr(boxes.Runner, "__call__", fake)
-    monkeypatch.setattr(boxes.shutil, "which", lambda tool: f"/usr/bin/{tool}")
+    vagrant = FakeVagrant(tmp_path, monkeypatch, box_listing(("reglab/debian12", "libvirt", "12.1.2")))
     catalog = tmp_path / "k" / "catalog.json"
     result = boxes.BoxResult("reglab/debian12", "12.1.2",
                              {"libvirt": tmp_path / "k/libvirt.box", "virtualbox": tmp_path / "k/virtualbox.box"},
                              catalog, {})
-    assert boxes.add_box(result, lambda m: None) == ["virtualbox"]
+    assert boxes.add_box(result, lambda m: None, vagrant.timed) == ["virtualbox"]
+    calls = vagrant.calls()
     assert calls[-1] == ["vagrant", "box", "add", "--provider", "virtualbox", str(catalog)]
+    assert "$ " + vagrant.timed._vagrant_exe + " box add" in vagrant.timed.log_path.read_text()
+    assert vagrant.timed.log_path == tmp_path / "cache" / "boxes" / "logs" / "vagrant-box.log"
+
+
+def test_vagrant_not_installed_is_said_before_adding(tmp_path, monkeypatch):
+    from lab.machines.providers.vagrant import VAGRANT_MISSING, box_vagrant
+
+    (tmp_path / "empty").mkdir()
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    result = boxes.BoxResult("reglab/debian12", "12.1.2", {"libvirt": tmp_path / "libvirt.box"},
+                             tmp_path / "catalog.json", {})
+    with pytest.raises(LabError) as refused:
+        boxes.add_box(result, lambda m: None, box_vagrant(lab_with(tmp_path, monkeypatch, "http://m.example/d")))
+    assert str(refused.value) == VAGRANT_MISSING
+
+
+def test_a_warm_box_is_found_and_older_ones_removed_unless_a_machine_uses_them(tmp_path, monkeypatch):
+    """Warm boxes are listed, added and removed through the same TimedVagrant, never answering a question."""
+    from lab.machines import warm
+
+    vagrant = FakeVagrant(tmp_path, monkeypatch, box_listing(
+        ("reglab/warm-debian-aaaa", "libvirt", "1.0.0"), ("reglab/warm-debian-bbbb", "libvirt", "1.0.0"),
+        ("reglab/warm-debian-cccc", "libvirt", "1.0.0"), ("reglab/debian12", "libvirt", "12.1.2")),
+        in_use="reglab/warm-debian-bbbb")
+    virsh = tmp_path / "bin" / "virsh"
+    virsh.write_text(f'#!/bin/sh\necho "$*" >> {tmp_path}/virsh-calls\n')
+    virsh.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:{os.environ['PATH']}")
+    said: list[str] = []
+    store_ = warm.LibvirtWarm(tmp_path / "cache", said.append, vagrant.timed)
+    key = warm.WarmKey("aaaa", "debian", {})
+    assert store_.find(key) == "reglab/warm-debian-aaaa"
+    assert store_.find(warm.WarmKey("dddd", "debian", {})) is None
+    assert store_.prune("reglab/warm-debian-aaaa") == ["reglab/warm-debian-cccc"]
+    removed = [c for c in vagrant.calls() if c[1:3] == ["box", "remove"]]
+    assert [c[3] for c in removed] == ["reglab/warm-debian-bbbb", "reglab/warm-debian-cccc"]
+    assert said == ["kept reglab/warm-debian-bbbb: a machine may still use it"]
+    volume = (tmp_path / "virsh-calls").read_text().split()[-1]
+    assert volume == "reglab-VAGRANTSLASH-warm-debian-cccc_vagrant_box_image_1.0.0_box.img"
+    assert set((tmp_path / "vagrant-calls.stdin").read_text().split()) == {"/dev/null"}
 
 
 # --- no mirror host names ---------------------------------------------------------------------------
@@ -378,17 +440,17 @@ def test_mount_points_below_a_folder_are_found_in_mountinfo(tmp_path):
     mountinfo = (f"36 25 0:32 / {tmp_path}/work\\040dir/root/sys rw - sysfs sysfs rw\n"
                  f"37 25 0:33 / {tmp_path}/work\\040dir2 rw - tmpfs tmpfs rw\n"
                  "38 25 0:34 / /proc rw - proc proc rw\n")
-    assert boxes.mounts_under(base, mountinfo) == [f"{base}/root/sys"]
+    assert cache.mounts_under(base, mountinfo) == [f"{base}/root/sys"]
 
 
 def test_a_work_folder_with_a_mount_inside_is_left_alone(tmp_path, monkeypatch):
     """rmtree through a leftover bind mount of /dev or /sys would delete the host's own."""
-    monkeypatch.setattr(boxes, "mounts_under", lambda folder, info: [f"{folder}/root/dev"])
-    with pytest.raises(LabFailure, match="still mounted"), boxes.workdir(tmp_path, ".disk-") as work:
+    monkeypatch.setattr(cache, "mounts_under", lambda folder, info: [f"{folder}/root/dev"])
+    with pytest.raises(LabFailure, match="still mounted"), cache.workdir(tmp_path, ".disk-") as work:
         (work / "file").write_text("x")
     assert (work / "file").exists()
-    monkeypatch.setattr(boxes, "mounts_under", lambda folder, info: [])
-    with boxes.workdir(tmp_path, ".disk-") as work:
+    monkeypatch.setattr(cache, "mounts_under", lambda folder, info: [])
+    with cache.workdir(tmp_path, ".disk-") as work:
         (work / "file").write_text("x")
     assert not work.exists()
 
@@ -433,7 +495,7 @@ def built(tmp_path, monkeypatch) -> dict:
         return boxes.BoxResult("reglab/debian12", "12.20261129.7", {"libvirt": box}, box.parent / "catalog.json",
                                {}, cached=("rootfs", "libvirt"))
 
-    def add_box(result, say):
+    def add_box(result, say, vagrant):
         asked["added"] = result.version
         return ["libvirt"]
 
@@ -492,20 +554,20 @@ def test_box_build_reports_a_bad_lab_file_first(cli_lab, built):
 def test_older_versions_of_reglabs_box_are_removed_from_vagrant_and_libvirts_pool(tmp_path, monkeypatch) -> None:
     """Each rebuild adds a 700 MB box; Vagrant and libvirt's pool would keep every old one."""
     # The pool is only cleaned where virsh is installed: say it is, whatever this host has.
-    monkeypatch.setattr(boxes.shutil, "which", lambda tool: f"/usr/bin/{tool}")
-    calls: list[list[str]] = []
+    monkeypatch.setattr(store.shutil, "which", lambda tool: f"/usr/bin/{tool}")
+    vagrant = FakeVagrant(tmp_path, monkeypatch, "", in_use="12.1.1")
+    virsh_calls: list[list[str]] = []
 
     def run(argv, timeout=0):  # noqa: ANN001, ANN202
-        calls.append(list(argv))
-        if "12.1.1" in argv:
-            raise LabFailure("box in use")
+        virsh_calls.append(list(argv))
 
     result = boxes.BoxResult("reglab/debian12", "12.3.3", {}, tmp_path / "catalog.json", {})
     have = {("reglab/debian12", "libvirt", "12.2.2"), ("reglab/debian12", "libvirt", "12.3.3"),
             ("reglab/debian12", "libvirt", "12.1.1"), ("reglab/debian12", "virtualbox", "12.2.2"),
             ("generic/debian12", "libvirt", "4.3.12")}
     said: list[str] = []
-    boxes.prune(result, have, ["libvirt"], run, said.append)
+    store.prune(result, have, ["libvirt"], vagrant.timed, run, said.append)
+    calls = vagrant.calls() + virsh_calls
     removed = [c for c in calls if c[1:3] == ["box", "remove"]]
     assert [c[c.index("--box-version") + 1] for c in removed] == ["12.1.1", "12.2.2"]
     assert all(c[2:4] != ["remove", "generic/debian12"] for c in calls)
@@ -516,10 +578,13 @@ def test_older_versions_of_reglabs_box_are_removed_from_vagrant_and_libvirts_poo
 
 def test_without_virsh_older_boxes_still_leave_vagrant_and_virsh_is_not_run(tmp_path, monkeypatch) -> None:
     """A host without virsh (no libvirt client installed) cannot clean the pool, and must not try."""
-    monkeypatch.setattr(boxes.shutil, "which", lambda tool: None if tool == "virsh" else f"/usr/bin/{tool}")
-    calls: list[list[str]] = []
+    vagrant = FakeVagrant(tmp_path, monkeypatch, "")
+    monkeypatch.setattr(store.shutil, "which", lambda tool: None if tool == "virsh" else f"/usr/bin/{tool}")
+    virsh_calls: list[list[str]] = []
     result = boxes.BoxResult("reglab/debian12", "12.3.3", {}, tmp_path / "catalog.json", {})
     have = {("reglab/debian12", "libvirt", "12.2.2"), ("reglab/debian12", "libvirt", "12.3.3")}
-    boxes.prune(result, have, ["libvirt"], lambda argv, timeout=0: calls.append(list(argv)), lambda _: None)
-    assert calls == [["vagrant", "box", "remove", "reglab/debian12", "--provider", "libvirt",
-                      "--box-version", "12.2.2"]]
+    store.prune(result, have, ["libvirt"], vagrant.timed, lambda argv, timeout=0: virsh_calls.append(list(argv)),
+                lambda _: None)
+    removed = [c for c in vagrant.calls() if c[1:3] == ["box", "remove"]]
+    assert [c[c.index("--box-version") + 1] for c in removed] == ["12.2.2"]
+    assert virsh_calls == []

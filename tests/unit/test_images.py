@@ -228,3 +228,40 @@ def test_bundles_use_unique_temporary_names_and_keep_other_labs_bundles(tmp_path
     assert host.saved[0] != str(target.with_suffix(".partial"))
     assert "cache with space" in host.saved[0]
     assert not list(target.parent.glob("*.partial"))
+
+
+class RecordingDocker:
+    """A Host that records each command as the list of arguments the shell gets, and what the build saw."""
+
+    def __init__(self) -> None:
+        self.argvs: list[list[str]] = []
+        self.context: list[str] = []
+
+    def run(self, command, **kwargs: object):  # noqa: ANN001 - a string or a list of arguments
+        import shlex
+        from types import SimpleNamespace
+
+        from lab.machines.remote import shell_text
+
+        argv = shlex.split(shell_text(command))  # what the shell hands docker
+        self.argvs.append(argv)
+        if argv[:2] == ["docker", "build"]:
+            self.context = sorted(p.name for p in Path(argv[-1]).iterdir())
+            assert Path(argv[argv.index("-f") + 1]).is_file()
+        return SimpleNamespace(ok=True, stdout="sha256:base\n" if "inspect" in argv else "")
+
+
+def test_a_build_context_in_a_tmpdir_with_a_space_stays_one_argument(tmp_path: Path, monkeypatch) -> None:
+    import tempfile
+
+    spaced = tmp_path / "tmp dir"
+    spaced.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(spaced))
+    host = RecordingDocker()
+    builder = Builder(_lab(tmp_path, ""), host)
+    tag = builder.build(RECIPES / "node.Dockerfile", "debian:bookworm", None, [RECIPES / "vagrant.pub"])
+    build = next(argv for argv in host.argvs if argv[:2] == ["docker", "build"])
+    assert Path(build[-1]).parent == spaced and build[-1].startswith(f"{spaced}/build-")
+    assert build[build.index("-f") + 1] == f"{build[-1]}/node.Dockerfile"
+    assert build[build.index("-t") + 1] == tag and tag.startswith("reglab/building:")
+    assert host.context == ["node.Dockerfile", "vagrant.pub"]

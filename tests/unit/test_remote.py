@@ -96,6 +96,15 @@ def test_host_run_logs_command_exit_duration_and_output(tmp_path: Path, host: Ho
     assert "stderr:\n    err-line" in log
 
 
+def test_host_run_quotes_a_list_of_arguments_word_by_word(tmp_path: Path, host: Host) -> None:
+    """A path with a space (or shell syntax) given in a list stays one argument, never shell text."""
+    odd = tmp_path / "tmp dir" / "ctx; touch pwned"
+    result = host.run(["printf", "%s|", "a b", "$(id)", odd])
+    assert result.stdout == f"a b|$(id)|{odd}|"
+    assert not list(tmp_path.rglob("pwned"))
+    assert f"host $ printf '%s|' 'a b' '$(id)' '{odd}' -> exit 0" in read_log(tmp_path, "host")
+
+
 def test_host_run_hides_output_by_default(host: Host, capfd: pytest.CaptureFixture[str]) -> None:
     host.run("echo not-on-the-terminal")
     assert "not-on-the-terminal" not in capfd.readouterr().out

@@ -211,9 +211,12 @@ def test_its_image_is_built_from_its_own_recipe(tmp_path, second) -> None:
     built = []
 
     class Host:
-        def run(self, command: str, **kwargs: object):
+        def run(self, command: str | list, **kwargs: object):
             from types import SimpleNamespace
 
+            from lab.machines.remote import shell_text
+
+            command = shell_text(command)  # `docker build` comes as a list of arguments
             built.append(command)
             out = "1\n" if "reglab-package-version" in command else "sha256:base\n"
             return SimpleNamespace(ok=True, stdout=out if "inspect" in command or "cat" in command else "")

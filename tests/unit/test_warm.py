@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import os
 from pathlib import Path
 
 import pytest
@@ -206,3 +207,41 @@ def test_old_warm_images_go_when_a_new_one_is_saved() -> None:
     assert warm.stale({"reglab/warm:debian-c": now - 20 * day}, now) == ["reglab/warm:debian-c"]
     assert warm.stale({"reglab/warm:debian-a": now - day}, now) == []
     assert warm.stale({}, now) == []
+
+
+FAKE_DOCKER = """#!/bin/sh
+# Records each call's arguments, one a line; for a build, also what its context folder holds.
+printf '%s\\n' --- "$@" >> "$RECORD"
+if [ "$1" = build ]; then for last; do :; done; ls "$last" > "$RECORD.context"; fi
+"""
+
+
+def test_a_warm_image_builds_from_a_tmpdir_with_a_space(tmp_path: Path, monkeypatch) -> None:
+    """The build context is a temporary folder: a TMPDIR with a space must stay one argument of `docker build`."""
+    import tempfile
+
+    from lab.machines.remote import Host, machine_logger
+    from lab.model.credentials import Redactor
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "docker").write_text(FAKE_DOCKER)
+    (bin_dir / "docker").chmod(0o755)
+    spaced = tmp_path / "tmp dir"
+    spaced.mkdir()
+    record = tmp_path / "record"
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    monkeypatch.setenv("RECORD", str(record))
+    monkeypatch.setattr(tempfile, "tempdir", str(spaced))
+    log = machine_logger(tmp_path / "logs", "host")
+    try:
+        tag = warm.DockerWarm(Host(log, Redactor([]), timeout=30)).save("lab-registry", None, key(), {}, [])
+    finally:
+        for handler in list(log.handlers):
+            log.removeHandler(handler)
+            handler.close()
+    calls = [c.splitlines() for c in record.read_text().split("---\n") if c]
+    build = next(c for c in calls if c[0] == "build")
+    assert build[:4] == ["build", "-q", "-t", tag]
+    assert len(build) == 5 and build[4].startswith(f"{spaced}/warm-")
+    assert (tmp_path / "record.context").read_text().split() == ["Dockerfile", "vagrant.pub", "warm.json"]

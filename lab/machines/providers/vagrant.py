@@ -10,6 +10,7 @@ leaves no container or network behind.
 from __future__ import annotations
 
 import contextlib
+import functools
 import ipaddress
 import json
 import logging
@@ -22,7 +23,7 @@ import signal
 import stat
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 # python-vagrant warns on import when vagrant is not installed; reglab says so itself, when it matters.
@@ -33,7 +34,9 @@ import vagrant  # noqa: E402
 from lab.common.clip import tail  # noqa: E402
 from lab.common.errors import LabError, RemoteError  # noqa: E402
 from lab.common.files import write_private  # noqa: E402
-from lab.machines import boxes, hostapt  # noqa: E402
+from lab.machines import boxes, host, hostapt  # noqa: E402
+from lab.machines.boxes.cache import boxes_dir  # noqa: E402
+from lab.machines.boxes.store import BOX_LIST_TIMEOUT, VAGRANT_TIMEOUT  # noqa: E402
 from lab.machines.providers.base import MachineStatus, Say, wait_for_ssh  # noqa: E402
 from lab.machines.remote import Host, Machine, machine_logger  # noqa: E402
 from lab.machines.warm import (  # noqa: E402
@@ -45,7 +48,7 @@ from lab.machines.warm import (  # noqa: E402
     release_digest,
 )
 from lab.model.credentials import Redactor  # noqa: E402
-from lab.model.labfile import Lab  # noqa: E402
+from lab.model.lab import Lab  # noqa: E402
 
 VAGRANTFILE_DIR = Path(__file__).resolve().parents[1]  # lab/machines/Vagrantfile ships with reglab
 VBOX_NETWORKS = Path("/etc/vbox/networks.conf")
@@ -69,7 +72,10 @@ class VagrantLocked(RemoteError):
 class TimedVagrant(vagrant.Vagrant):
     """python-vagrant with a timeout on every call and output to a log file."""
 
-    def __init__(self, root: Path, env: dict[str, str], log_path: Path, timeout: int) -> None:
+    def __init__(self, root: Path, env: dict[str, str], log_path: Path, timeout: int,
+                 stdin: int | None = None) -> None:
+        """`stdin`: what Vagrant reads; None is reglab's own, subprocess.DEVNULL makes a question
+        Vagrant asks (no terminal, so nobody would see it) fail at once instead of waiting."""
         log_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         # python-vagrant opens the log by name with the umask's mode: it is made 0600 here first.
         fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
@@ -77,6 +83,7 @@ class TimedVagrant(vagrant.Vagrant):
         os.close(fd)
         self.log_path = log_path
         self.timeout = timeout
+        self.stdin = stdin
         cm = vagrant.make_file_cm(str(log_path), mode="a")
         super().__init__(root=str(root), env=env, out_cm=cm, err_cm=cm)
 
@@ -115,7 +122,7 @@ class TimedVagrant(vagrant.Vagrant):
             out_fh.write(f"\n$ {' '.join(command)}\n")
             out_fh.flush()
             start = out_fh.tell()
-            self._wait(subprocess.Popen(command, cwd=self.root, stdout=out_fh, stderr=err_fh,
+            self._wait(subprocess.Popen(command, cwd=self.root, stdin=self.stdin, stdout=out_fh, stderr=err_fh,
                                         env=self.env, start_new_session=True), command, start)
 
     def _run_once(self, args):  # noqa: ANN001
@@ -124,10 +131,41 @@ class TimedVagrant(vagrant.Vagrant):
             err_fh.write(f"\n$ {' '.join(command)}\n")
             err_fh.flush()
             start = err_fh.tell()
-            proc = subprocess.Popen(command, cwd=self.root, env=self.env, stdout=subprocess.PIPE,
+            proc = subprocess.Popen(command, cwd=self.root, env=self.env, stdin=self.stdin, stdout=subprocess.PIPE,
                                     stderr=err_fh, start_new_session=True)
             out = self._wait(proc, command, start)
         return out.decode()
+
+    # -- `vagrant box`: what lab.machines.boxes.store and lab.machines.warm ask (store.BoxCommands) --------
+    @contextlib.contextmanager
+    def bounded(self, seconds: int) -> Iterator[None]:
+        """Calls made inside bounded by `seconds` instead of this Vagrant's own bound."""
+        before, self.timeout = self.timeout, seconds
+        try:
+            yield
+        finally:
+            self.timeout = before
+
+    def box_list(self):  # noqa: ANN201 - python-vagrant's Box(name, provider, version) tuples
+        """python-vagrant's own listing and parsing, within BOX_LIST_TIMEOUT (it takes a second or two)."""
+        with self.bounded(min(self.timeout, BOX_LIST_TIMEOUT)):
+            return super().box_list()
+
+    def box_add_catalog(self, catalog: Path, provider: str) -> None:
+        """`vagrant box add` from a catalogue (metadata JSON), which gives the box its name and version.
+
+        NOTE: python-vagrant's box_add wants a name beside the address, for a
+        box file; a catalogue names the box itself.
+        """
+        self._call_vagrant_command(["box", "add", "--provider", provider, str(catalog)])
+
+    def box_remove_version(self, name: str, provider: str, version: str) -> None:
+        """Remove one version of a box; fails (RemoteError) while a machine still uses it.
+
+        NOTE: python-vagrant's box_remove takes no version and forces the
+        removal, even of a box a machine still uses.
+        """
+        self._call_vagrant_command(["box", "remove", name, "--provider", provider, "--box-version", version])
 
     def _wait(self, proc: subprocess.Popen, command: list[str], log_start: int = 0) -> bytes:
         """Vagrant's output, within the bound; stopped, with what it printed, when it fails.
@@ -138,13 +176,10 @@ class TimedVagrant(vagrant.Vagrant):
         """
         shown = f"`vagrant {' '.join(command[1:])}`"
         try:
-            out, _ = proc.communicate(timeout=self.timeout)
+            out, _ = host.wait(proc, self.timeout, interrupt=(signal.SIGINT, signal.SIGTERM, signal.SIGKILL),
+                               grace=STOP_GRACE)
         except subprocess.TimeoutExpired:
-            _stop(proc, (signal.SIGTERM, signal.SIGKILL))
             raise RemoteError(f"{shown} did not finish within {self.timeout}s; see {self.log_path}") from None
-        except KeyboardInterrupt:
-            _stop(proc, (signal.SIGINT, signal.SIGTERM, signal.SIGKILL))
-            raise
         if proc.returncode != 0:
             text = (out or b"").decode(errors="replace")
             if text:  # machine-readable output, where Vagrant puts its error; keep it in the log too
@@ -159,6 +194,30 @@ class TimedVagrant(vagrant.Vagrant):
                 + f"\n  full log: {self.log_path}"
             )
         return out or b""
+
+
+def vagrant_env(lab: Lab) -> dict[str, str]:
+    """The environment Vagrant runs in for `lab`: reglab's own Vagrantfile, whichever folder the lab file is
+    in, and this lab's machine data."""
+    env = dict(os.environ)
+    env.update(
+        REGLAB_LAB=str(lab.source),
+        REGLAB_STATE_DIR=str(lab.state_dir),
+        VAGRANT_CWD=str(VAGRANTFILE_DIR),
+        VAGRANT_DOTFILE_PATH=str(lab.state_dir / "vagrant"),
+        REGLAB_PROVIDER=lab.provider,
+        VAGRANT_DEFAULT_PROVIDER=lab.provider,
+        VAGRANT_CHECKPOINT_DISABLE="1",
+        VAGRANT_NO_COLOR="1",
+    )
+    return env
+
+
+def box_vagrant(lab: Lab) -> TimedVagrant:
+    """Vagrant for `vagrant box` (reglab's boxes and warm boxes): the lab's environment, the boxes' log,
+    VAGRANT_TIMEOUT per call, and no terminal to ask on (a box a machine uses is kept, not waited on)."""
+    return TimedVagrant(VAGRANTFILE_DIR, vagrant_env(lab), boxes_dir(lab) / "logs" / "vagrant-box.log",
+                        VAGRANT_TIMEOUT, stdin=subprocess.DEVNULL)
 
 
 class VagrantProvider:
@@ -176,18 +235,7 @@ class VagrantProvider:
         self.log_dir = lab.state_dir / "logs"
         self.ssh_config_path = lab.state_dir / "ssh_config"
         self._ssh_config_written = False  # by this process: one found on disk is never trusted
-        env = dict(os.environ)
-        env.update(
-            REGLAB_LAB=str(lab.source),
-            REGLAB_STATE_DIR=str(lab.state_dir),
-            # reglab's own Vagrantfile, whichever folder the lab file is in; this lab's machine data.
-            VAGRANT_CWD=str(VAGRANTFILE_DIR),
-            VAGRANT_DOTFILE_PATH=str(lab.state_dir / "vagrant"),
-            REGLAB_PROVIDER=lab.provider,
-            VAGRANT_DEFAULT_PROVIDER=lab.provider,
-            VAGRANT_CHECKPOINT_DISABLE="1",
-            VAGRANT_NO_COLOR="1",
-        )
+        env = vagrant_env(lab)
         if lab.provider == "libvirt":
             from lab.machines.hostsetup import host_libvirt_driver
 
@@ -197,6 +245,11 @@ class VagrantProvider:
             self.libvirt_driver = None
         self.vagrant = TimedVagrant(VAGRANTFILE_DIR, env, self.log_dir / "vagrant.log", lab.timeouts.boot)
         self.host = Host(machine_logger(self.log_dir, "host"), redactor, lab.timeouts.command)
+
+    @functools.cached_property
+    def box_vagrant(self) -> TimedVagrant:
+        """`vagrant box` for this lab's boxes: made when first needed (a docker lab never needs it)."""
+        return box_vagrant(self.lab)
 
     @property
     def names(self) -> list[str]:
@@ -242,7 +295,7 @@ class VagrantProvider:
             return None
         with phase("box", f"Debian box for {self.lab.provider} (reglab box build)"):
             built = boxes.build_box(self.lab, self.lab.provider, say)
-            boxes.add_box(built, say, [self.lab.provider])
+            boxes.add_box(built, say, self.box_vagrant, [self.lab.provider])
         self.vagrant.env["REGLAB_BOX_NAME"] = built.name
         self.vagrant.env["REGLAB_BOX_VERSION"] = built.version
         self._box_mirror = built.info[self.lab.provider].get("mirror")
@@ -254,7 +307,7 @@ class VagrantProvider:
             if self.lab.provider == "docker":
                 self._warm = DockerWarm(self.host)
             elif self.lab.provider == "libvirt" and self.lab.boxes[self.lab.os].build:
-                self._warm = LibvirtWarm(self.lab.cache_dir, self.say)
+                self._warm = LibvirtWarm(self.lab.cache_dir, self.say, self.box_vagrant)
         return self._warm
 
     def archive_now(self) -> str:
@@ -474,31 +527,6 @@ class VagrantProvider:
             self.host.run(f"docker network rm {network!r}")
             removed.append(f"network {network}")
         return removed
-
-
-def _stop(proc: subprocess.Popen, signals: Sequence[signal.Signals]) -> None:
-    """Each signal in turn to Vagrant's process group (Vagrant and what it started), until it ends.
-
-    Bounded: STOP_GRACE seconds per signal. A second Ctrl-C while waiting
-    goes straight to SIGKILL.
-    """
-    for sig in signals:
-        _signal_group(proc, sig)
-        try:
-            proc.wait(STOP_GRACE)
-            return
-        except subprocess.TimeoutExpired:
-            continue
-        except KeyboardInterrupt:
-            _signal_group(proc, signal.SIGKILL)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(STOP_GRACE)
-            raise
-
-
-def _signal_group(proc: subprocess.Popen, sig: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, sig)
 
 
 def vbox_range_problem(ips: Sequence[str], networks_conf: str | None) -> str | None:
