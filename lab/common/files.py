@@ -9,9 +9,11 @@ lab's state directory (`.lab`), which holds secrets and keys.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from lab.common.errors import LabError
@@ -39,6 +41,21 @@ def atomic_write(path: Path, data: str | bytes, mode: int = 0o644) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+@contextlib.contextmanager
+def replaced_whole(target: Path, mode: int = 0o644) -> Iterator[Path]:
+    """A partial file beside `target` for a tool to write (docker save, tar); swapped in whole, with
+    `mode`, when the block ends well, and gone when it does not. For files too big for atomic_write."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, partial = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
+    os.close(fd)
+    try:
+        yield Path(partial)
+        os.chmod(partial, mode)
+        os.replace(partial, target)
+    finally:
+        Path(partial).unlink(missing_ok=True)
 
 
 def write_private(path: Path, data: str | bytes) -> Path:

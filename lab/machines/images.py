@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from lab.common.errors import LabError, RemoteError
+from lab.common.files import replaced_whole
 from lab.machines import hostapt
 from lab.machines.remote import Host
 from lab.model.lab import Lab
@@ -236,15 +237,8 @@ class Builder:
         if target.exists():
             os.utime(target)  # in use: keeps it from being cleaned up by another lab
             return target
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, partial = tempfile.mkstemp(prefix=f".{name}.", suffix=".partial", dir=target.parent)
-        os.close(fd)
-        try:
-            self.host.run(f"docker save -o {shlex.quote(partial)} {refs}", timeout=600)
-            os.chmod(partial, 0o644)
-            os.replace(partial, target)
-        finally:
-            Path(partial).unlink(missing_ok=True)
+        with replaced_whole(target) as partial:
+            self.host.run(f"docker save -o {shlex.quote(str(partial))} {refs}", timeout=600)
         cutoff = time.time() - BUNDLE_KEEP_DAYS * 86400
         for old in target.parent.glob("images-*.tar"):
             if old != target and old.stat().st_mtime < cutoff:

@@ -60,3 +60,20 @@ def test_private_dir_refuses_a_link(tmp_path: Path) -> None:
     (tmp_path / ".lab").symlink_to(tmp_path / "real")
     with pytest.raises(LabError, match="a link or a file"):
         private_dir(tmp_path / ".lab")
+
+
+def test_replaced_whole_swaps_in_what_the_tool_wrote_or_leaves_nothing(tmp_path) -> None:
+    import pytest
+
+    from lab.common.files import replaced_whole
+
+    target = tmp_path / "images" / "bundle.tar"
+    with replaced_whole(target) as partial:
+        partial.write_bytes(b"whole")
+        assert not target.exists()  # nobody sees half a file
+    assert target.read_bytes() == b"whole" and oct(target.stat().st_mode & 0o777) == "0o644"
+    with pytest.raises(RuntimeError), replaced_whole(target) as partial:
+        partial.write_bytes(b"half")
+        raise RuntimeError("docker save failed")
+    assert target.read_bytes() == b"whole"
+    assert [p.name for p in target.parent.iterdir()] == ["bundle.tar"]  # no partial left behind

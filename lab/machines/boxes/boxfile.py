@@ -15,15 +15,14 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import tarfile
-import tempfile
 import time
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from lab.common.files import replaced_whole
 from lab.machines.boxes.cache import digest
 from lab.machines.boxes.disk import CONVERT_TIMEOUT, Disk
 from lab.machines.boxes.rootfs import DEBIAN_MAJOR
@@ -218,10 +217,7 @@ def virtual_size(image: Path, run: Runner) -> int:
 
 def write_box(target: Path, members: Mapping[str, Path | str]) -> str:
     """Tar the box's files (paths, or text for small ones) into `target` atomically; its sha256."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, partial = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
-    os.close(fd)
-    try:
+    with replaced_whole(target) as partial:
         with tarfile.open(partial, "w", format=tarfile.PAX_FORMAT) as box:
             for name, content in members.items():
                 if isinstance(content, Path):
@@ -235,10 +231,6 @@ def write_box(target: Path, members: Mapping[str, Path | str]) -> str:
         with open(partial, "rb") as handle:
             for chunk in iter(lambda: handle.read(1 << 20), b""):
                 hashed.update(chunk)
-        os.chmod(partial, 0o644)
-        os.replace(partial, target)
-    finally:
-        Path(partial).unlink(missing_ok=True)
     return hashed.hexdigest()
 
 
