@@ -35,6 +35,8 @@ def ctrl_c_once(path: Path) -> Iterator[None]:
         if not ended.wait(0.1):
             signal.pthread_kill(main, signal.SIGINT)
 
+    # A job started in the background inherits SIGINT ignored: the test sets the handler it relies on.
+    inherited = signal.signal(signal.SIGINT, signal.default_int_handler)
     thread = threading.Thread(target=press, daemon=True)
     thread.start()
     try:
@@ -42,6 +44,7 @@ def ctrl_c_once(path: Path) -> Iterator[None]:
     finally:
         ended.set()
         thread.join()
+        signal.signal(signal.SIGINT, inherited)
 
 
 def _gone(pid: int) -> bool:
