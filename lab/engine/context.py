@@ -12,7 +12,7 @@ import io
 import re
 import shlex
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import jinja2
@@ -111,6 +111,7 @@ class Context:
         self.edition = lab.edition
         self.captured: dict[str, str] = {}
         self._machines: dict[str, Machine] = {}
+        self._wrap: Callable[[Machine], Any] | None = None
         self._families: dict[str, Family] = {}
         self.identities: dict[str, str] = {}
         self._lock = threading.Lock()
@@ -126,7 +127,28 @@ class Context:
         with self._lock:
             if name not in self._machines:
                 self._machines[name] = self._connect(name)
-            return self._machines[name]
+            machine = self._machines[name]
+        return machine if self._wrap is None else self._wrap(machine)
+
+    @contextlib.contextmanager
+    def machines_as(self, wrap: Callable[[Machine], Any]) -> Iterator[None]:
+        """`machine(name)` hands out `wrap(machine)` meanwhile (lab.engine.batching's stand-ins)."""
+        kept, self._wrap = self._wrap, wrap
+        try:
+            yield
+        finally:
+            self._wrap = kept
+
+    @contextlib.contextmanager
+    def kept(self) -> Iterator[None]:
+        """What running checks changes here (captured values, machines identified), put back afterwards."""
+        saved = [(mapping, dict(mapping)) for mapping in (self.captured, self.identities, self._families)]
+        try:
+            yield
+        finally:
+            for mapping, content in saved:
+                mapping.clear()
+                mapping.update(content)
 
     def family(self, name: str) -> Family:
         if name not in self._families:
