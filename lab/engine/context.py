@@ -8,6 +8,7 @@ writes files on it.
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import re
 import shlex
@@ -64,8 +65,10 @@ def render_value(jinja: jinja2.Environment, value: Any, variables: dict[str, Any
     if isinstance(value, Command):  # the tutorial's text: only its values are templates
         return value.render(lambda template: render_value(jinja, template, variables))
     if isinstance(value, str):
+        if _plain(jinja, value):
+            return value
         try:
-            return jinja.from_string(value).render(variables)
+            return _compiled(jinja, value).render(variables)
         except jinja2.UndefinedError as exc:
             seen = f"none ({exc.message}); an earlier check captures it"
             raise StepFailed(f"a value for {value!r}", seen) from None
@@ -76,6 +79,24 @@ def render_value(jinja: jinja2.Environment, value: Any, variables: dict[str, Any
     if isinstance(value, dict):
         return {k: render_value(jinja, v, variables) for k, v in value.items()}
     return value
+
+
+def _plain(jinja: jinja2.Environment, text: str) -> bool:
+    """Whether `text` renders as itself: no tag can start in it, and nothing jinja rewrites (line ends)."""
+    return ("{" not in text and "\r" not in text
+            and (jinja.keep_trailing_newline or not text.endswith("\n"))
+            and all(start.startswith("{") for start in
+                    (jinja.block_start_string, jinja.variable_start_string, jinja.comment_start_string))
+            and jinja.line_statement_prefix is None and jinja.line_comment_prefix is None)
+
+
+@functools.lru_cache(maxsize=4096)
+def _compiled(jinja: jinja2.Environment, text: str) -> jinja2.Template:
+    """A scenario string compiled once per environment: a check renders its strings again every round.
+
+    NOTE: compiling took most of a check's own time (a step's items, rendered once per
+    speculative round of lab.engine.batching and once more for real)."""
+    return jinja.from_string(text)
 
 
 def render_template(jinja: jinja2.Environment, name: str, variables: dict[str, Any]) -> str:

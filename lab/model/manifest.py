@@ -36,6 +36,7 @@ from typing import Any
 
 import yaml
 
+from lab.common import yamltext
 from lab.common.errors import ConfigError
 from lab.common.fields import FieldReader
 from lab.model.diagnosis import GENERAL, Cause, causes_from
@@ -147,7 +148,7 @@ def load(path: Path) -> Manifest:
 def _load(path: Path, _mtime: int, _size: int) -> Manifest:
     """Read once per version of the file: the lab file and the scenario both ask for it."""
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yamltext.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(str(path), "", f"cannot read: {exc}") from None
     except yaml.YAMLError as exc:
@@ -235,7 +236,7 @@ def parse(value: Any, path: Path) -> Manifest:
     if "causes" in section:
         causes_path = v.file(section["causes"], "lab.causes", folder)
         try:
-            causes = causes_from(yaml.safe_load(causes_path.read_text(encoding="utf-8")))
+            causes = causes_from(yamltext.safe_load(causes_path.read_text(encoding="utf-8")))
         except (yaml.YAMLError, ValueError) as exc:
             raise ConfigError(str(causes_path), "", str(exc).splitlines()[0]) from None
         general = {cause.id for cause in GENERAL}

@@ -32,6 +32,7 @@ from typing import Any
 import jinja2
 import yaml
 
+from lab.common import yamltext
 from lab.common.errors import ConfigError, Invalid
 from lab.model import manifest as manifests
 from lab.model.diagnosis import Cause
@@ -109,7 +110,7 @@ def load(path: Path, edition: str, declared: Manifest | None = None) -> Scenario
     """
     source = str(path)
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yamltext.safe_load(path.read_text())
     except FileNotFoundError:
         raise ConfigError(source, "", "no such scenario file") from None
     except yaml.YAMLError as exc:
