@@ -256,6 +256,7 @@ class Classroom:
                 session.start()
                 return self.grant(member, session)
             finally:
+                session.close()
                 session.lock.release()
 
         with self.progress.phase("class up", f"boot and provision {len(members)} labs"):
@@ -312,6 +313,7 @@ class Classroom:
                 targets = [session.scenario.step(step)] if step else list(session.scenario.steps)
                 return session.engine().run(targets, solve=False, phases={}).steps
             finally:
+                session.close()  # a dashboard checks again and again: each check's connections end with it
                 session.lock.release()
 
         with self.progress.phase("class check", f"grade {len(members)} labs ({step or 'every step'})"):
@@ -353,6 +355,7 @@ class Classroom:
             session.require_running()
             session.reset()
         finally:
+            session.close()
             session.lock.release()
 
     def down(self, jobs: int = JOBS) -> list[Outcome]:
@@ -365,6 +368,7 @@ class Classroom:
             try:
                 return session.down()
             finally:
+                session.close()
                 session.lock.release()
 
         with self.progress.phase("class down", f"destroy {len(self.members)} labs"):

@@ -213,6 +213,7 @@ def dispatch(args: argparse.Namespace, out: TextIO, err: TextIO) -> ExitStatus:
     except KeyboardInterrupt:
         raise Interrupted(note_interrupted(session, args.command)) from None
     finally:
+        session.close()  # the machines' connections stayed open for the whole command
         session.lock.release()  # main() may be called again in this process (the tests do)
 
 
@@ -449,7 +450,7 @@ def print_status(session: Session, out: TextIO) -> None:
 
 
 def ssh(session: Session, name: str, cmd: list[str], err: TextIO) -> ExitStatus | int:
-    machine = session.provider.connect(name)  # names an unknown machine clearly
+    machine = session.connect(name)  # names an unknown machine clearly
     if cmd and cmd[0] == "--":
         cmd = cmd[1:]
     if cmd:

@@ -171,6 +171,14 @@ class Context:
                 mapping.clear()
                 mapping.update(content)
 
+    def close(self) -> None:
+        """Close every machine's connection (a command after it opens it again)."""
+        with self._lock:
+            machines = list(self._machines.values())
+        for machine in machines:
+            with contextlib.suppress(Exception):  # closing: nothing to do about a connection already gone
+                machine.close()
+
     def family(self, name: str) -> Family:
         if name not in self._families:
             self.identify(name)
