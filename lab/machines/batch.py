@@ -49,7 +49,11 @@ _r() {
   rc=$?
   _now; e=$((_t - s))
   if { [ "$rc" = 124 ] || [ "$rc" = 137 ]; } && [ "$e" -ge "$3" ]; then t=1; fi
-  printf '%s %s %s %s %s %s %s\n' TAG "$1" "$rc" "$t" "$e" "$(base64 -w0 <"$_d/o")" "$(base64 -w0 <"$_d/e")"
+  printf '%s %s %s %s %s ' TAG "$1" "$rc" "$t" "$e"
+  if [ -s "$_d/o" ]; then base64 -w0 <"$_d/o"; fi
+  printf ' '
+  if [ -s "$_d/e" ]; then base64 -w0 <"$_d/e"; fi
+  printf '\n'
 }
 """
 
