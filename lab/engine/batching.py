@@ -20,6 +20,12 @@ exactly as before, on answers that are all known: the same verdicts, the same
 expected and seen, the same redaction. Rounds are bounded; a command still
 unknown then runs alone, live. A round stops at the first failure that
 rests on real answers only, as the real run does.
+
+NOTE: this needs what checks promise anyway: a check's command only observes.
+A round may ask an item's command before the items ahead of it have answered,
+or when one of them is about to fail, so a command that changed the machine
+could change what an earlier item sees. (The tutorial's `docker run` of the
+pulled image says `--pull=never` for that reason: an absent image was pulled.)
 """
 
 from __future__ import annotations
