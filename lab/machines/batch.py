@@ -5,7 +5,7 @@ than the questions (opening a channel, starting sudo, invoke's polling). A
 batch sends them together: one `sudo -n -H bash -s` reads a script on its
 stdin that runs each command as `Machine.sudo` would (`bash -c COMMAND` as
 root), each with its own stdin, its own time bound and its output captured,
-and prints one framed line per command.
+PARALLEL of them at once, and prints one framed line per command.
 
 Nothing secret reaches a command line: a command's stdin (curl's `-K -`
 credentials) is in the script as base64, handed to `base64 -d` by bash's
@@ -30,6 +30,10 @@ COMMAND = "sudo -n -H bash -s"
 # Past its bound a command gets SIGTERM, and SIGKILL this many seconds later (`timeout -k`).
 KILL_GRACE = 5
 
+# Commands of one batch running at once. A check only observes (lab/engine/batching.py), so the order
+# they run in does not change what they see; the slowest (a `docker run`) no longer waits for the rest.
+PARALLEL = 8
+
 # Exit statuses of `timeout` when it ended the command: TERM (124) or, past the grace, KILL (128 + 9).
 _TIMEOUT_EXITS = (124, 137)
 
@@ -39,21 +43,29 @@ _d=$(mktemp -d) || exit 97
 trap 'rm -rf "$_d"' EXIT
 _now() { _t=${EPOCHREALTIME/[.,]/}; [ -n "$_t" ] || _t=$(date +%s%6N); }
 _r() {
-  local rc t=0 s e
+  local rc t=0 s e o="$_d/$1.o" x="$_d/$1.e"
   _now; s=$_t
   if [ "$4" = - ]; then
-    timeout -k KILL "$2" bash -c "$5" </dev/null >"$_d/o" 2>"$_d/e"
+    timeout -k KILL "$2" bash -c "$5" </dev/null >"$o" 2>"$x"
   else
-    printf '%s' "$4" | base64 -d | timeout -k KILL "$2" bash -c "$5" >"$_d/o" 2>"$_d/e"
+    printf '%s' "$4" | base64 -d | timeout -k KILL "$2" bash -c "$5" >"$o" 2>"$x"
   fi
   rc=$?
   _now; e=$((_t - s))
   if { [ "$rc" = 124 ] || [ "$rc" = 137 ]; } && [ "$e" -ge "$3" ]; then t=1; fi
-  printf '%s %s %s %s %s ' TAG "$1" "$rc" "$t" "$e"
-  if [ -s "$_d/o" ]; then base64 -w0 <"$_d/o"; fi
-  printf ' '
-  if [ -s "$_d/e" ]; then base64 -w0 <"$_d/e"; fi
-  printf '\n'
+  {
+    printf '%s %s %s %s %s ' TAG "$1" "$rc" "$t" "$e"
+    if [ -s "$o" ]; then base64 -w0 <"$o"; fi
+    printf ' '
+    if [ -s "$x" ]; then base64 -w0 <"$x"; fi
+    printf '\n'
+  } >"$_d/$1.f"
+}
+_n=0
+_go() {
+  _r "$@" &
+  _n=$((_n + 1))
+  if [ "$_n" -ge PARALLEL ]; then wait -n; _n=$((_n - 1)); fi
 }
 """
 
@@ -79,7 +91,8 @@ class Reply:
 
 
 def build_script(items: Sequence[Item], tag: str) -> str:
-    """The bash script that runs `items` in order and prints one line per item, starting with `tag`.
+    """The bash script that runs `items` (PARALLEL at once) and prints one line per item, in their order,
+    starting with `tag`.
 
     Each line: tag, index, exit status, 1 if the time bound ended the command
     (else 0), microseconds taken, stdout and stderr in base64. A command that
@@ -87,13 +100,16 @@ def build_script(items: Sequence[Item], tag: str) -> str:
     """
     if not tag.replace("-", "").isalnum():
         raise ValueError(f"tag {tag!r}: letters, digits and dashes only")
-    lines = [_PRELUDE.replace("KILL", str(KILL_GRACE)).replace("TAG", tag)]
+    prelude = _PRELUDE.replace("KILL", str(KILL_GRACE)).replace("TAG", tag).replace("PARALLEL", str(PARALLEL))
+    lines = [prelude]
     for index, item in enumerate(items):
         if item.timeout <= 0:
             raise ValueError(f"item {index}: a time bound must be positive, got {item.timeout}")
         stdin = "-" if item.stdin is None else (base64.b64encode(item.stdin).decode() or "''")
         micros = int(item.timeout * 1_000_000)
-        lines.append(f"_r {index} {_seconds(item.timeout)} {micros} {stdin} {shlex.quote(item.command)}")
+        lines.append(f"_go {index} {_seconds(item.timeout)} {micros} {stdin} {shlex.quote(item.command)}")
+    lines.append("wait")
+    lines.append(f'for ((_i = 0; _i < {len(items)}; _i++)); do [ -f "$_d/$_i.f" ] && cat "$_d/$_i.f"; done')
     return "\n".join(lines) + "\n"
 
 

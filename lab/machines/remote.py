@@ -414,7 +414,8 @@ class Machine(_Logged, Connection):
         script = batch.build_script(items, tag).encode()
         bound = sum(item.timeout + batch.KILL_GRACE for item in items) + ABORT_GRACE
         shown = [self.redactor.redact(self.sudo_command(item.command)) for item in items]
-        self.log.info("%s: %d commands in one session (`%s`, each below)", self.name, len(items), batch.COMMAND)
+        if len(items) > 1:
+            self.log.info("%s: %d commands in one session (`%s`, each below)", self.name, len(items), batch.COMMAND)
         started = time.monotonic()
         output = bytearray()
         exit_status: int | None = None
@@ -479,8 +480,9 @@ class Machine(_Logged, Connection):
         ending = "" if len(replies) == len(items) else (
             f"; cut short after {len(replies)} (exit {exit_status}):\n    "
             + tail(self.redactor.redact(output.decode("utf-8", "replace")), _TAIL_LINES).replace("\n", "\n    "))
-        self.log.info("%s: batch of %d -> %d answered in %.2fs%s", self.name, len(items), done,
-                      time.monotonic() - started, ending)
+        if len(items) > 1 or ending:
+            self.log.info("%s: batch of %d -> %d answered in %.2fs%s", self.name, len(items), done,
+                          time.monotonic() - started, ending)
         return answers
 
     @property

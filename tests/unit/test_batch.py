@@ -55,7 +55,7 @@ def test_each_command_gives_its_exit_status_and_its_own_output_exactly() -> None
     assert all(0 <= r.seconds < 10 for r in replies.values())
 
 
-def test_commands_run_in_order_each_in_a_bash_of_its_own() -> None:
+def test_each_command_runs_in_a_bash_of_its_own() -> None:
     """A syntax error or an `exit` ends that command only; quotes, `$` and newlines reach bash as written."""
     replies, _ = run([
         Item("x=1; echo \"$x\" 'single $x' `echo back`", None, 10),
@@ -69,6 +69,18 @@ def test_commands_run_in_order_each_in_a_bash_of_its_own() -> None:
     assert (replies[2].exited, replies[2].stdout) == (0, b"")
     assert replies[3].stdout == b"first\nsecond\n"
     assert replies[4].stdout == b"unset\n"
+
+
+def test_commands_run_at_once_up_to_parallel_and_answer_in_their_order() -> None:
+    started = time.monotonic()
+    replies, _ = run([Item(f"sleep 0.5; echo {i}", None, 10) for i in range(batch.PARALLEL)])
+    assert time.monotonic() - started < 2.5  # not PARALLEL * 0.5 s
+    assert [r.stdout for r in replies.values()] == [f"{i}\n".encode() for i in range(batch.PARALLEL)]
+    many = 3 * batch.PARALLEL + 1  # more than run at once: each still answers, in its place
+    replies, done = run([Item(f"echo {i}", None, 10) for i in range(many)])
+    assert sorted(replies) == list(range(many))
+    assert [line.split(" ")[1] for line in done.stdout.decode().splitlines()] == [str(i) for i in range(many)]
+    assert all(replies[i].stdout == f"{i}\n".encode() for i in range(many))
 
 
 def test_a_command_gets_its_own_stdin_or_eof_at_once() -> None:
@@ -142,8 +154,8 @@ def test_a_batch_that_cannot_start_gives_no_replies(tmp_path: Path) -> None:
 
 def test_bounds_are_written_as_timeout_reads_them() -> None:
     script = build_script([Item("a", None, 300), Item("b", None, 0.5), Item("c", None, 2.25)], TAG)
-    lines = script.splitlines()[-3:]
-    assert lines == ["_r 0 300 300000000 - a", "_r 1 0.5 500000 - b", "_r 2 2.25 2250000 - c"]
+    lines = script.splitlines()[-5:-2]
+    assert lines == ["_go 0 300 300000000 - a", "_go 1 0.5 500000 - b", "_go 2 2.25 2250000 - c"]
 
 
 @pytest.mark.parametrize("bad", ["", "tag with space", "tag;rm", "tag$x"])
