@@ -32,7 +32,7 @@ from typing import Any, TypeVar
 
 import yaml
 
-from lab.classroom import netpool
+from lab.classroom import CHECK_TIMEOUT, JOBS, netpool
 from lab.classroom.gradebook import Grade, summary, write_gradebook
 from lab.classroom.labs import check_class_name, student_lab
 from lab.classroom.roster import Student
@@ -46,8 +46,6 @@ from lab.model import labfile
 from lab.model.results import Status, StepResult
 
 T = TypeVar("T")
-JOBS = 4  # labs booted at once: each boot is mostly waiting, but 2 cores share every provision
-CHECK_TIMEOUT = 60  # seconds one lab's grading may take before its row says it did not answer
 
 
 @dataclass(frozen=True)

@@ -21,10 +21,9 @@ from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from lab.classroom.room import CHECK_TIMEOUT, JOBS, ClassBoard, Classroom, Outcome, roster_name
-from lab.classroom.roster import load_roster
+from lab.classroom import CHECK_TIMEOUT, JOBS
 from lab.common.errors import ExitStatus, LabError, LabFailure
 from lab.common.progress import Progress
 from lab.engine.session import Session, load_lab
@@ -37,6 +36,9 @@ from lab.model.diagnosis import format_diagnosis
 from lab.model.labfile import EDITIONS, IMAGE_SOURCES, OS_FAMILIES, PROVIDERS
 from lab.model.results import RunResult, Status, StepResult
 from lab.reports import report
+
+if TYPE_CHECKING:
+    from lab.classroom.room import Outcome
 
 
 class _Parser(argparse.ArgumentParser):
@@ -219,6 +221,10 @@ def dispatch(args: argparse.Namespace, out: TextIO, err: TextIO) -> ExitStatus:
 
 def class_command(args: argparse.Namespace, out: TextIO, err: TextIO) -> ExitStatus:
     """`reglab class ACTION`: one lab per student, from the lab file as the class's base."""
+    # Loaded here, not with the module: a student's `reglab check` waits for none of it.
+    from lab.classroom.room import ClassBoard, Classroom, roster_name
+    from lab.classroom.roster import load_roster
+
     progress = Progress(err, quiet=args.quiet)
     action = args.class_command
     try:
