@@ -44,8 +44,9 @@ from lab.machines.batch import Item
 from lab.machines.remote import Machine
 
 # Most steps need one batch per machine, a check that reads before it asks (tls, docker_login, a
-# value captured on one machine and compared on the other) two; every step of the tutorial at once three.
-MAX_ROUNDS = 6
+# value captured on one machine and compared on the other) two; every step of the tutorial at once
+# two where the steps passed last time, up to six where nothing is known of them (lab.engine.steps).
+MAX_ROUNDS = 8
 
 Key = tuple[str, str, str | None, float]  # machine, command, stdin, time bound
 
@@ -101,21 +102,26 @@ class Speculator:
                             timeout=timeout)
 
     # -- rounds ----------------------------------------------------------------------------
-    def prefetch(self, explore: Callable[[], None]) -> None:
-        """Run `explore` (every item of the checks to come, past failures) in rounds until it asks
-        nothing new, each round's pending commands fetched in one batch per machine."""
-        for _ in range(self.rounds):
+    def prefetch(self, explore: Callable[[int], bool]) -> None:
+        """Run `explore(round)` (the items of the checks to come, past failures) in rounds until it
+        asks nothing new and says it looked at everything it may need (True: it left some for a
+        later round); each round's pending commands are fetched in one batch per machine."""
+        for round_ in range(self.rounds):
             self.pending = {}
             self.guessing = False
             self.speculating = True
+            more = False
             try:
                 with self.ctx.kept(), self.serving():
-                    explore()
+                    more = explore(round_)
             except Exception:  # noqa: BLE001, S110 - only a prefetch: the real run meets the same error and says it
                 pass
             finally:
                 self.speculating = False
-            if not self.pending or not self.fetch():
+            if self.pending:
+                if not self.fetch():
+                    return
+            elif not more:
                 return
 
     def fetch(self) -> int:

@@ -39,6 +39,7 @@ from lab.machines.remote import Machine, _Logged, machine_logger
 from lab.model import scenario
 from lab.model.credentials import Redactor
 from lab.model.labfile import load
+from lab.model.results import Status, StepResult
 from lab.pki.make import make_ca, make_server_cert
 
 PASSWORD = "s3cret-Passw0rd"
@@ -230,6 +231,11 @@ class Batching(OneByOne):
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
         self.batches: list[list[Item]] = []
+        self.alone: list[str] = []  # commands run one by one all the same
+
+    def run(self, command: str, **kwargs: Any) -> invoke.Result:
+        self.alone.append(shlex.split(command)[-1])
+        return super().run(command, **kwargs)
 
     def batch(self, items: list[Item]) -> list[invoke.Result | RemoteError | None]:
         self.batches.append(list(items))
@@ -326,14 +332,25 @@ def test_the_fakes_are_what_the_engine_batches_or_not() -> None:
     assert all(callable(getattr(Machine, name)) for name in ("batch", "settle", "sudo_command"))
 
 
+def passed_before(lab: Lab) -> Lab:
+    """The state a lab has after a check where every step passed (what `reglab run` leaves)."""
+    for step in lab.engine.scenario.steps:
+        lab.engine.state.record(StepResult(step.id, step.title, Status.PASS))
+    return lab
+
+
 def test_every_step_passing_batched_is_one_round_trip_per_machine_per_round(make_lab, pki) -> None:
-    alone, batched, results = both(make_lab, World(pki))
+    alone = make_lab(OneByOne, World(pki))
+    batched = passed_before(make_lab(Batching, World(pki)))
+    results = verdicts(alone)
+    assert verdicts(batched) == results
     assert [r[1] for r in results] == ["pass"] * 4
     registry, client = batched.machines["registry"], batched.machines["client"]
     # Round 1 learns what needs no answer; round 2 what needs one (the file's content after its stat,
     # the digest compared, the served chain after the CA, the probe with the stored login).
     assert len(registry.batches) == 2 and len(client.batches) == 2
-    # Nothing ran alone, and nothing was asked that the checks did not use.
+    # Nothing ran alone, and every command the checks asked alone came in a batch.
+    assert registry.alone == [] and client.alone == []
     assert set(registry.asked) >= set(alone.machines["registry"].asked)
     assert set(client.asked) >= set(alone.machines["client"].asked)
     assert len(registry.asked) == len(set(registry.asked))  # each command once
@@ -366,11 +383,40 @@ def test_a_failure_anywhere_gives_the_same_verdict_as_item_by_item(make_lab, pki
         both(make_lab, world, step)
 
 
+def test_steps_not_known_to_pass_are_looked_at_a_few_more_each_round(make_lab, pki) -> None:
+    """No step passed when last checked: round 1 asks the first step's commands only, then two steps,
+    four...: the same verdicts, a few more rounds, never a command per round."""
+    _, batched, results = both(make_lab, World(pki))
+    assert [r[1] for r in results] == ["pass"] * 4
+    registry = batched.machines["registry"]
+    first_step = {"has first", "stat -c '%F %a %U' /etc/thing", curl("http://localhost:5000/v2/", auth=True),
+                  curl("http://localhost:5043/v2/"), curl(f"https://{DOMAIN}/v2/")}
+    assert {item.command for item in registry.batches[0]} == first_step
+    assert 2 <= len(registry.batches) <= 4
+    assert registry.alone == [] and batched.machines["client"].alone == []  # every answer came in a batch
+    assert len(registry.asked) == len(set(registry.asked))
+
+
+def test_after_a_reset_a_check_of_every_step_asks_only_the_first_steps_commands(make_lab, pki) -> None:
+    """Every step fails at its first item, and nothing passed before: one round, the first step only
+    (speculating on every step asked some 40 commands of each machine of each lab of a class)."""
+    world = World(pki)
+    world.answers = {key: value for key, value in world.answers.items() if key[1].startswith("make ")}
+    _, batched, results = both(make_lab, world)
+    assert [r[1] for r in results] == ["fail", "not run", "not run", "not run"]
+    registry, client = batched.machines["registry"], batched.machines["client"]
+    assert len(registry.batches) == 1 and len(client.batches) == 1
+    assert len(registry.batches[0]) + len(client.batches[0]) == 6  # plain's items, its `any` both ways
+
+
 def test_a_failure_on_real_answers_ends_the_rounds_where_the_real_run_ends(make_lab, pki) -> None:
     """The first item fails for real: nothing after it is needed, so no second round is fetched."""
     world = World(pki)
     world.answers[("registry", "has first")] = (1, "", "no first\n")
-    _, batched, results = both(make_lab, world)
+    alone = make_lab(OneByOne, world)
+    batched = passed_before(make_lab(Batching, world))  # it passed last time: every step is looked at
+    results = verdicts(alone)
+    assert verdicts(batched) == results
     assert [r[1] for r in results] == ["fail", "not run", "not run", "not run"]
     assert len(batched.machines["registry"].batches) == 1 and len(batched.machines["client"].batches) == 1
 
@@ -437,7 +483,7 @@ def test_rounds_are_bounded_then_what_is_unknown_runs_alone(make_lab, pki, monke
     assert [r[1] for r in results] == ["pass"] * 4
     assert len(batched.machines["registry"].batches) == 1
     # The second round's commands ran alone, as before batching.
-    assert ("cat /etc/thing", None) in batched.machines["registry"].asked
+    assert "cat /etc/thing" in batched.machines["registry"].alone
 
 
 def test_a_machine_that_cannot_batch_is_asked_as_before(make_lab, pki) -> None:
@@ -453,9 +499,10 @@ def test_a_round_puts_back_what_it_captured(make_lab, pki) -> None:
     ctx.captured["kept"] = "yes"
     speculator = Speculator(ctx)
 
-    def explore() -> None:
+    def explore(round_: int) -> bool:
         ctx.captured["pushed"] = "guessed"
         ctx.machine("registry").sudo("has first", warn=True)
+        return False
 
     speculator.prefetch(explore)
     assert ctx.captured == {"kept": "yes"}
@@ -470,7 +517,7 @@ def test_a_known_answer_is_settled_like_a_live_one(make_lab, pki) -> None:
     lab = make_lab(Batching, world)
     ctx = lab.engine.ctx
     speculator = Speculator(ctx)
-    speculator.prefetch(lambda: ctx.machine("registry").sudo("cat /secret"))
+    speculator.prefetch(lambda round_: bool(ctx.machine("registry").sudo("cat /secret")) and False)
     with speculator.serving(), pytest.raises(RemoteError) as batched:
         ctx.machine("registry").sudo("cat /secret")
     with pytest.raises(RemoteError) as alone:
@@ -483,6 +530,7 @@ def test_stdin_reaches_the_batch_as_the_text_sent_alone(make_lab, pki) -> None:
     lab = make_lab(Batching, World(pki))
     ctx = lab.engine.ctx
     speculator = Speculator(ctx)
-    speculator.prefetch(lambda: ctx.machine("client").sudo("cat", warn=True, in_stream=io.StringIO("línea\n")))
+    speculator.prefetch(lambda round_: not ctx.machine("client").sudo("cat", warn=True,
+                                                                     in_stream=io.StringIO("línea\n")))
     [[item]] = lab.machines["client"].batches
     assert item == Item("cat", "línea\n".encode(), 300)
