@@ -33,7 +33,7 @@ from typing import Any, TypeVar
 
 import yaml
 
-from lab.classroom import netpool
+from lab.classroom import CHECK_TIMEOUT, JOBS, netpool
 from lab.classroom.gradebook import read_gradebook, summary, write_gradebook
 from lab.classroom.labs import check_class_name, student_lab
 from lab.classroom.roster import Student
@@ -47,8 +47,6 @@ from lab.model import labfile
 from lab.model.results import Status, StepResult, StudentResult
 
 T = TypeVar("T")
-JOBS = 4  # labs booted at once: each boot is mostly waiting, but 2 cores share every provision
-CHECK_TIMEOUT = 60  # seconds one lab's grading may take before its row says it did not answer
 
 
 @dataclass(frozen=True)
@@ -255,6 +253,7 @@ class Classroom:
                 session.start()
                 return self.grant(member, session)
             finally:
+                session.close()
                 session.lock.release()
 
         with self.progress.phase("class up", f"boot and provision {len(members)} labs"):
@@ -311,6 +310,7 @@ class Classroom:
                 targets = [session.scenario.step(step)] if step else list(session.scenario.steps)
                 return session.engine().run(targets, solve=False, phases={}).steps
             finally:
+                session.close()  # a dashboard checks again and again: each check's connections end with it
                 session.lock.release()
 
         with self.progress.phase("class check", f"grade {len(members)} labs ({step or 'every step'})"):
@@ -352,6 +352,7 @@ class Classroom:
             session.require_running()
             session.reset()
         finally:
+            session.close()
             session.lock.release()
 
     def down(self, jobs: int = JOBS) -> list[LabOutcome]:
@@ -364,6 +365,7 @@ class Classroom:
             try:
                 return session.down()
             finally:
+                session.close()
                 session.lock.release()
 
         with self.progress.phase("class down", f"destroy {len(self.members)} labs"):

@@ -22,7 +22,6 @@ from types import FrameType
 from typing import TextIO
 
 from lab.cli import scaffold
-from lab.cli.classes import class_command
 from lab.cli.output import print_status, print_step, print_summary, show_report
 from lab.cli.parser import build_parser
 from lab.common.errors import ExitStatus, LabError, LabFailure
@@ -118,6 +117,8 @@ def dispatch(args: argparse.Namespace, out: TextIO, err: TextIO) -> ExitStatus:
     if args.command == "setup-host":  # the host, before any lab can boot
         return ExitStatus(hostsetup.main(["--browser"] if args.browser else [], setup_provider(args)))
     if args.command == "class":  # many labs: each its own session
+        from lab.cli.classes import class_command  # loaded here: a student's `reglab check` waits for none of it
+
         return class_command(args, out, err)
     if args.command == "box":  # the host's cache only: no machine, no lab state, no lock
         return box_build(load_lab(args.lab, overrides), args, out, Progress(err, quiet=args.quiet))
@@ -129,6 +130,7 @@ def dispatch(args: argparse.Namespace, out: TextIO, err: TextIO) -> ExitStatus:
     except KeyboardInterrupt:
         raise Interrupted(note_interrupted(session, args.command)) from None
     finally:
+        session.close()  # the machines' connections stayed open for the whole command
         session.lock.release()  # main() may be called again in this process (the tests do)
 
 
@@ -247,7 +249,7 @@ def solve_or_check(session: Session, command: str, step: str | None, out: TextIO
 
 
 def ssh(session: Session, name: str, cmd: list[str], err: TextIO) -> ExitStatus | int:
-    machine = session.provider.connect(name)  # names an unknown machine clearly
+    machine = session.connect(name)  # names an unknown machine clearly
     if cmd and cmd[0] == "--":
         cmd = cmd[1:]
     if cmd:

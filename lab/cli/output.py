@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from lab.classroom.room import LabOutcome
 from lab.common.errors import ExitStatus, LabError
 from lab.engine.session import Session
 from lab.machines.providers.base import MachineStatus
@@ -16,6 +15,9 @@ from lab.reports.maintainer import check_tutorial_text, write_maintainer_report
 from lab.reports.markdown import render_markdown
 from lab.reports.readme import render_summary_table, update_readme_file
 from lab.reports.text import look_heading
+
+if TYPE_CHECKING:
+    from lab.classroom.room import LabOutcome  # loaded only by `reglab class`
 
 
 def print_outcomes(outcomes: list[LabOutcome], what: str, out: TextIO) -> None:

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
 
-from lab.classroom.room import CHECK_TIMEOUT, JOBS
+from lab.classroom import CHECK_TIMEOUT, JOBS
 from lab.classroom.roster import MAX_STUDENTS
 from lab.machines.boxes import PROVIDERS as BOX_PROVIDERS
 from lab.model.lab import EDITIONS, IMAGE_SOURCES, OS_FAMILIES, PROVIDERS

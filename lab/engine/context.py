@@ -8,11 +8,12 @@ writes files on it.
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import re
 import shlex
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import jinja2
@@ -64,8 +65,10 @@ def render_value(jinja: jinja2.Environment, value: Any, variables: dict[str, Any
     if isinstance(value, Command):  # the tutorial's text: only its values are templates
         return value.render(lambda template: render_value(jinja, template, variables))
     if isinstance(value, str):
+        if _plain(jinja, value):
+            return value
         try:
-            return jinja.from_string(value).render(variables)
+            return _compiled(jinja, value).render(variables)
         except jinja2.UndefinedError as exc:
             seen = f"none ({exc.message}); an earlier check captures it"
             raise StepFailed(f"a value for {value!r}", seen) from None
@@ -76,6 +79,24 @@ def render_value(jinja: jinja2.Environment, value: Any, variables: dict[str, Any
     if isinstance(value, dict):
         return {k: render_value(jinja, v, variables) for k, v in value.items()}
     return value
+
+
+def _plain(jinja: jinja2.Environment, text: str) -> bool:
+    """Whether `text` renders as itself: no tag can start in it, and nothing jinja rewrites (line ends)."""
+    return ("{" not in text and "\r" not in text
+            and (jinja.keep_trailing_newline or not text.endswith("\n"))
+            and all(start.startswith("{") for start in
+                    (jinja.block_start_string, jinja.variable_start_string, jinja.comment_start_string))
+            and jinja.line_statement_prefix is None and jinja.line_comment_prefix is None)
+
+
+@functools.lru_cache(maxsize=4096)
+def _compiled(jinja: jinja2.Environment, text: str) -> jinja2.Template:
+    """A scenario string compiled once per environment: a check renders its strings again every round.
+
+    NOTE: compiling took most of a check's own time (a step's items, rendered once per
+    speculative round of lab.engine.batching and once more for real)."""
+    return jinja.from_string(text)
 
 
 def render_template(jinja: jinja2.Environment, name: str, variables: dict[str, Any]) -> str:
@@ -111,6 +132,7 @@ class Context:
         self.edition = lab.edition
         self.captured: dict[str, str] = {}
         self._machines: dict[str, Machine] = {}
+        self._wrap: Callable[[Machine], Any] | None = None
         self._families: dict[str, Family] = {}
         self.identities: dict[str, str] = {}
         self._lock = threading.Lock()
@@ -126,7 +148,36 @@ class Context:
         with self._lock:
             if name not in self._machines:
                 self._machines[name] = self._connect(name)
-            return self._machines[name]
+            machine = self._machines[name]
+        return machine if self._wrap is None else self._wrap(machine)
+
+    @contextlib.contextmanager
+    def machines_as(self, wrap: Callable[[Machine], Any]) -> Iterator[None]:
+        """`machine(name)` hands out `wrap(machine)` meanwhile (lab.engine.batching's stand-ins)."""
+        kept, self._wrap = self._wrap, wrap
+        try:
+            yield
+        finally:
+            self._wrap = kept
+
+    @contextlib.contextmanager
+    def kept(self) -> Iterator[None]:
+        """What running checks changes here (captured values, machines identified), put back afterwards."""
+        saved = [(mapping, dict(mapping)) for mapping in (self.captured, self.identities, self._families)]
+        try:
+            yield
+        finally:
+            for mapping, content in saved:
+                mapping.clear()
+                mapping.update(content)
+
+    def close(self) -> None:
+        """Close every machine's connection (a command after it opens it again)."""
+        with self._lock:
+            machines = list(self._machines.values())
+        for machine in machines:
+            with contextlib.suppress(Exception):  # closing: nothing to do about a connection already gone
+                machine.close()
 
     def family(self, name: str) -> Family:
         if name not in self._families:

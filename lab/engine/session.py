@@ -26,6 +26,7 @@ from lab.machines.osfamily import DEBIAN
 from lab.machines.providers import for_lab
 from lab.machines.providers.base import Provider
 from lab.machines.provision import Provisioned, package_versions, plan, provision
+from lab.machines.remote import Machine
 from lab.machines.warm import DockerWarm, LibvirtWarm, WarmKey, warm_key
 from lab.model import labfile, scenario
 from lab.model.credentials import Redactor, resolve_passwords
@@ -66,11 +67,30 @@ class Session:
         self.scenario = scenario.load(scenario_path or self.lab.manifest.path, self.lab.edition, self.lab.manifest)
         self._ctx: Context | None = None
         self._provisioned = False  # by this session, since its machines booted
+        self._opened: list[Machine] = []  # every machine connection this session made, for `close`
+        self._opened_lock = threading.Lock()
 
     @classmethod
     def from_file(cls, path: Path, overrides: dict[str, str | None] | None = None,
                   progress: Progress | None = None, lock: bool = True) -> Session:
         return cls(load_lab(path, overrides), progress, lock=lock)
+
+    def connect(self, name: str) -> Machine:
+        """A machine's connection (opened at its first command), closed by `close`."""
+        machine = self.provider.connect(name)
+        with self._opened_lock:
+            if not any(m is machine for m in self._opened):
+                self._opened.append(machine)
+        return machine
+
+    def close(self) -> None:
+        """Close every machine connection this session opened: at the end of a command, of a class's
+        check of this lab. Used again, the session connects again."""
+        with self._opened_lock:
+            opened, self._opened = self._opened, []
+        for machine in opened:
+            with contextlib.suppress(Exception):  # closing: nothing to do about a connection already gone
+                machine.close()
 
     def verify_machines(self) -> None:
         """Ask each machine who it is (both at once); forget results of machines made anew."""
@@ -264,7 +284,7 @@ class Session:
     def context(self) -> Context:
         if self._ctx is None:
             images = self.state.images or LabImages(**self.lab.images.refs())
-            self._ctx = Context(self.lab, self.provider.connect, images, self.redactor)
+            self._ctx = Context(self.lab, self.connect, images, self.redactor)
         return self._ctx
 
     def engine(self) -> Engine:

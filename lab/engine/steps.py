@@ -7,9 +7,10 @@ steps` shows progress and `reglab solve` skips what is already done.
 
 from __future__ import annotations
 
+import contextlib
 import shlex
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,6 +19,7 @@ from lab.common.parallel import on_each
 from lab.common.polling import poll
 from lab.common.progress import Progress
 from lab.engine import checks
+from lab.engine.batching import Speculator, batchable
 from lab.engine.context import Context, StepFailed, carries_secret, render_template
 from lab.engine.state import State
 from lab.machines.remote import Machine
@@ -40,6 +42,7 @@ class Engine:
         self.state = state
         self.progress = progress
         self._bridge_scenario: Scenario | None = None
+        self._speculator: Speculator | None = None  # while checks are batched (`batched`)
 
     # -- actions ---------------------------------------------------------------
     def act(self, raw: dict[str, Any], machine_name: str) -> None:
@@ -156,13 +159,66 @@ class Engine:
             self.act(action, machine_name)
 
     def check(self, step: Step) -> None:
-        for machine_name, items in step.check.items():
-            machine = self.ctx.machine(machine_name)
-            for raw in items:
-                outcome = checks.run(self.ctx.render(raw, machine_name), machine, self.ctx)
-                if not outcome.ok:
-                    raise StepFailed(outcome.expected, f"on {machine_name}: {outcome.seen}")
-                self.ctx.captured.update(outcome.captured)
+        with self.batched([step]):
+            for machine_name, items in step.check.items():
+                machine = self.ctx.machine(machine_name)
+                for raw in items:
+                    outcome = checks.run(self.ctx.render(raw, machine_name), machine, self.ctx)
+                    if not outcome.ok:
+                        raise StepFailed(outcome.expected, f"on {machine_name}: {outcome.seen}")
+                    self.ctx.captured.update(outcome.captured)
+
+    @contextlib.contextmanager
+    def batched(self, steps: Sequence[Step]) -> Iterator[None]:
+        """The checks of `steps`, run meanwhile, get their machines' answers from one batch per machine
+        per round (lab.engine.batching), fetched here first; inside an outer `batched`, from the outer's.
+
+        NOTE: a check-only run batches every step's checks at once; a run that solves batches each
+        check on its own, after its step's solve.
+        """
+        machines = {name for step in steps for name in step.check}
+        if self._speculator is not None or not all(batchable(self.ctx.machine(n)) for n in machines):
+            yield
+            return
+        speculator = self._speculator = Speculator(self.ctx)
+        passed = {s.id for s in steps if self.state.step_status(s.id) == Status.PASS.value}
+        try:
+            speculator.prefetch(lambda round_: self._explore(steps, passed, 2 ** round_))
+            with speculator.serving():
+                yield
+        finally:
+            self._speculator = None
+
+    def _explore(self, steps: Sequence[Step], passed: set[str], window: int) -> bool:
+        """The check items of `steps` in order, on past a failure while answers are guessed, so that
+        a speculative round learns every command the real run may ask; it ends where the real run
+        would: at a failure that rests on real answers only. True if it left steps for a later round.
+
+        Steps that passed when last checked (`passed`) are looked at whole: most likely they pass
+        again, and the real run needs all of their commands. Of the others only `window` (doubled
+        each round): after `reglab reset` every step fails at its first item, and looking further
+        would ask some 40 commands for the one the real run needs (a class's machines pay for
+        each). A step done since still takes a round or two more, not one per step.
+        """
+        speculator = self._speculator
+        assert speculator is not None
+        for step in steps:
+            if step.id not in passed:
+                if window <= 0:
+                    return True
+                window -= 1
+            for machine_name, items in step.check.items():
+                machine = self.ctx.machine(machine_name)
+                for raw in items:
+                    try:
+                        outcome = checks.run(self.ctx.render(raw, machine_name), machine, self.ctx)
+                    except Exception:  # noqa: BLE001 - a placeholder's answer may break a runner; the real run will tell
+                        outcome = None
+                    if outcome is not None and outcome.ok:
+                        self.ctx.captured.update(outcome.captured)
+                    elif not speculator.guessing:
+                        return False
+        return False
 
     def outcome(self, step: Step, solve: bool) -> tuple[Status, str, str]:
         """Solve (when asked) and check one step: its status, what was expected and what was seen."""
@@ -218,6 +274,13 @@ class Engine:
         if keep_going and not solve:
             raise ValueError("keep_going bridges by solving; a check-only run never changes a machine")
         run = RunResult(edition=self.ctx.lab.edition, started=datetime.now(UTC), steps=[], phases=phases)
+        # A check-only run changes nothing between its steps: their checks are batched together.
+        with contextlib.nullcontext() if solve else self.batched(steps):
+            self._run_steps(run, steps, solve, keep_going)
+        run.finished = datetime.now(UTC)
+        return run
+
+    def _run_steps(self, run: RunResult, steps: Sequence[Step], solve: bool, keep_going: bool) -> None:
         failed = False
         broken_bridge = ""  # the first step whose bridge failed: later steps are judged on a lab it left wrong
         for step in steps:
@@ -233,8 +296,6 @@ class Engine:
                 result.bridged = True
                 result.bridge_error = self.bridge(step)
                 broken_bridge = broken_bridge or (step.id if result.bridge_error else "")
-        run.finished = datetime.now(UTC)
-        return run
 
     def look_past(self, step: Step, result: StepResult) -> None:
         """Find the causes a failed step's first cause hides: get past each known one and look again.

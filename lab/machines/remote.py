@@ -23,6 +23,7 @@ import logging
 import os
 import posixpath
 import re
+import secrets
 import shlex
 import signal
 import subprocess
@@ -36,11 +37,13 @@ import invoke
 import paramiko
 from fabric import Config, Connection
 from fabric.runners import Remote
+from fabric.runners import Result as FabricResult
 from invoke.exceptions import CommandTimedOut, ThreadException, UnexpectedExit
 
 from lab.common.clip import tail
 from lab.common.errors import RemoteError
 from lab.common.polling import poll
+from lab.machines import batch
 from lab.machines.host import signal_group, stop_group
 from lab.model.credentials import Redactor
 
@@ -179,6 +182,10 @@ class _Logged:
         self.log.info("%s $ %s -> timed out after %.1fs", self.name, shown, elapsed)
         if result is not None:
             self._record_output(result)
+        return self.timeout_error(shown, timeout, result)
+
+    def timeout_error(self, shown: str, timeout: float, result: invoke.Result | None) -> RemoteError:
+        """What a command that outlived its bound raises, whether it ran alone or in a batch (warn or not)."""
         return RemoteError(f"{self.name}: `{shown}` timed out after {timeout}s" + self._tail(result))
 
     def _record(self, shown: str, result: invoke.Result, elapsed: float) -> None:
@@ -197,7 +204,21 @@ class _Logged:
         NOTE: invoke's own sudo prefixes only the first word of a pipeline and
         reads stdin for a password; the lab's machines have passwordless sudo.
         """
-        return self.run(f"sudo -n -H bash -c {shlex.quote(shell_text(command))}", **kwargs)
+        return self.run(self.sudo_command(command), **kwargs)
+
+    @staticmethod
+    def sudo_command(command: Command) -> str:
+        """The command line `sudo` runs (and logs, and names in errors) for `command`."""
+        return f"sudo -n -H bash -c {shlex.quote(shell_text(command))}"
+
+    def settle(self, shown: str, result: invoke.Result, warn: bool) -> invoke.Result:
+        """A command's result as `run` hands it back: with `warn` False a non-zero exit raises RemoteError.
+
+        `_run` and results that come from a batch (lab.machines.batch) both end here.
+        """
+        if not warn and result.exited != 0:
+            raise RemoteError(self.describe_failure(shown, result))
+        return result
 
     def describe_failure(self, shown: str, result: invoke.Result) -> str:
         return f"{self.name}: `{shown}` exited {result.exited}" + self._tail(result)
@@ -383,6 +404,109 @@ class Machine(_Logged, Connection):
         and threads still working on this machine must end instead of connecting again."""
         self._abandoned = True
         self.abort()
+
+    def batch(self, items: Sequence[batch.Item]) -> list[invoke.Result | RemoteError | None]:
+        """Run `items` as root in one session, in order: for each, what `sudo(command, warn=True)` gives.
+
+        One SSH channel, one sudo, one bash (lab.machines.batch), read to its
+        end without invoke's polling, within the sum of the items' bounds. Each
+        item is logged as `sudo` logs it: its command line and output, never
+        its stdin. Per item the answer is its Result (warn=True: any exit
+        status), or the RemoteError that `sudo` raises: a timeout (whatever
+        `warn` says), or, for the first item not done, a machine that does not
+        answer. None: no answer, the batch ended first; that item runs alone
+        if it is needed (`settle` then applies `warn`).
+        """
+        if not items:
+            return []
+        tag = f"reglab-batch-{secrets.token_hex(8)}"
+        script = batch.build_script(items, tag).encode()
+        bound = sum(item.timeout + batch.KILL_GRACE for item in items) + ABORT_GRACE
+        shown = [self.redactor.redact(self.sudo_command(item.command)) for item in items]
+        if len(items) > 1:
+            self.log.info("%s: %d commands in one session (`%s`, each below)", self.name, len(items), batch.COMMAND)
+        started = time.monotonic()
+        output = bytearray()
+        exit_status: int | None = None
+        error: RemoteError | None = None
+        watchdog = _Watchdog(bound, self.abort)
+        timed_out = False
+        try:
+            with watchdog:
+                self.open()
+                channel = self.client.get_transport().open_session(timeout=self.connect_timeout or CONNECT_TIMEOUT)
+                try:
+                    channel.settimeout(bound)
+                    channel.exec_command(batch.COMMAND)
+                    channel.sendall(script)
+                    channel.shutdown_write()
+                    while chunk := channel.recv(_STDIN_CHUNK):
+                        output += chunk
+                    if channel.status_event.wait(ABORT_GRACE):
+                        exit_status = channel.exit_status
+                finally:
+                    channel.close()
+        except RemoteError as exc:  # from open(): no connection, a changed host key, reglab interrupted
+            error = exc
+        except (TimeoutError, OSError, paramiko.SSHException, EOFError) as exc:
+            timed_out = watchdog.fired or isinstance(exc, TimeoutError)
+            transport = self.client.get_transport()
+            if timed_out:
+                pass
+            elif transport is not None and transport.is_active():
+                # The connection is fine: the command ended before it read its script (sudo wanting a
+                # password): its items run alone, and say why themselves.
+                self.log.info("%s: batch -> ended early: %s: %s", self.name, type(exc).__name__, exc)
+            else:
+                self.log.info("%s: batch -> no connection: %s", self.name, exc)
+                error = RemoteError(f"{self.name} does not answer ({type(exc).__name__}: {exc}); "
+                                    f"is it up? Try `reglab status`.")
+        timed_out = timed_out or watchdog.fired
+        replies = batch.parse_output(output.decode("utf-8", "replace"), tag, len(items))
+        encoding = self.encoding
+        answers: list[invoke.Result | RemoteError | None] = []
+        first_missing = True
+        for index, item in enumerate(items):
+            reply = replies.get(index)
+            if reply is None:
+                answers.append(self._unanswered(shown[index], item, timed_out, error, started) if first_missing
+                               else None)
+                first_missing = False
+                continue
+            result = FabricResult(
+                connection=self, command=self.sudo_command(item.command), shell="", env={}, pty=False,
+                hide=("stdout", "stderr"), encoding=encoding, exited=reply.exited,
+                stdout=reply.stdout.decode(encoding, "replace"), stderr=reply.stderr.decode(encoding, "replace"),
+            )
+            if reply.timed_out:
+                self.log.info("%s $ %s -> timed out after %.1fs", self.name, shown[index], reply.seconds)
+                self._record_output(result)
+                answers.append(self.timeout_error(shown[index], item.timeout, result))
+            else:
+                self._record(shown[index], result, reply.seconds)
+                answers.append(result)
+        done = sum(a is not None for a in answers)
+        ending = "" if len(replies) == len(items) else (
+            f"; cut short after {len(replies)} (exit {exit_status}):\n    "
+            + tail(self.redactor.redact(output.decode("utf-8", "replace")), _TAIL_LINES).replace("\n", "\n    "))
+        if len(items) > 1 or ending:
+            self.log.info("%s: batch of %d -> %d answered in %.2fs%s", self.name, len(items), done,
+                          time.monotonic() - started, ending)
+        return answers
+
+    @property
+    def encoding(self) -> str:
+        """How invoke encodes a command's stdin and decodes its output here; a batch does the same."""
+        return self.config.run.encoding or invoke.runners.default_encoding()
+
+    def _unanswered(self, shown: str, item: batch.Item, timed_out: bool, error: RemoteError | None,
+                    started: float) -> RemoteError | None:
+        """The first item a batch did not finish: a timeout or a machine that stopped answering, as `sudo`
+        would say it; None (it runs alone if needed) when the batch ended for another reason."""
+        if timed_out:
+            self.log.info("%s $ %s -> timed out after %.1fs", self.name, shown, time.monotonic() - started)
+            return self.timeout_error(shown, item.timeout, None)
+        return error
 
     def upload(self, data: bytes | str, dest: str, mode: str = "0600", timeout: int | None = None) -> invoke.Result:
         """Write a small file as root, with `mode` from the moment it exists.

@@ -1,0 +1,141 @@
+"""Several root commands in one remote session: the script that runs them, and what it prints back.
+
+A check asks a machine ten small questions; one SSH session each costs more
+than the questions (opening a channel, starting sudo, invoke's polling). A
+batch sends them together: one `sudo -n -H bash -s` reads a script on its
+stdin that runs each command as `Machine.sudo` would (`bash -c COMMAND` as
+root), each with its own stdin, its own time bound and its output captured,
+PARALLEL of them at once, and prints one framed line per command.
+
+Nothing secret reaches a command line: a command's stdin (curl's `-K -`
+credentials) is in the script as base64, handed to `base64 -d` by bash's
+builtin `printf`, so `ps` shows only `bash -s`, `base64 -d`, `timeout ...
+bash -c COMMAND` and the command itself, as it would without a batch.
+
+Pure: building the script and parsing its output need no machine
+(tests/unit/test_batch.py runs the script with a local bash).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import shlex
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+# How the batch starts on the machine: root, root's HOME, a bash reading the script on stdin.
+COMMAND = "sudo -n -H bash -s"
+
+# Past its bound a command gets SIGTERM, and SIGKILL this many seconds later (`timeout -k`).
+KILL_GRACE = 5
+
+# Commands of one batch running at once. A check only observes (lab/engine/batching.py), so the order
+# they run in does not change what they see; the slowest (a `docker run`) no longer waits for the rest.
+PARALLEL = 8
+
+# Exit statuses of `timeout` when it ended the command: TERM (124) or, past the grace, KILL (128 + 9).
+_TIMEOUT_EXITS = (124, 137)
+
+_PRELUDE = r"""set +e
+exec 2>&1
+_d=$(mktemp -d) || exit 97
+trap 'rm -rf "$_d"' EXIT
+_now() { _t=${EPOCHREALTIME/[.,]/}; [ -n "$_t" ] || _t=$(date +%s%6N); }
+_r() {
+  local rc t=0 s e o="$_d/$1.o" x="$_d/$1.e"
+  _now; s=$_t
+  if [ "$4" = - ]; then
+    timeout -k KILL "$2" bash -c "$5" </dev/null >"$o" 2>"$x"
+  else
+    printf '%s' "$4" | base64 -d | timeout -k KILL "$2" bash -c "$5" >"$o" 2>"$x"
+  fi
+  rc=$?
+  _now; e=$((_t - s))
+  if { [ "$rc" = 124 ] || [ "$rc" = 137 ]; } && [ "$e" -ge "$3" ]; then t=1; fi
+  {
+    printf '%s %s %s %s %s ' TAG "$1" "$rc" "$t" "$e"
+    if [ -s "$o" ]; then base64 -w0 <"$o"; fi
+    printf ' '
+    if [ -s "$x" ]; then base64 -w0 <"$x"; fi
+    printf '\n'
+  } >"$_d/$1.f"
+}
+_n=0
+_go() {
+  _r "$@" &
+  _n=$((_n + 1))
+  if [ "$_n" -ge PARALLEL ]; then wait -n; _n=$((_n - 1)); fi
+}
+"""
+
+
+@dataclass(frozen=True)
+class Item:
+    """One command of a batch: run as root by `bash -c`, with `stdin` (None: none) within `timeout` seconds."""
+
+    command: str
+    stdin: bytes | None
+    timeout: float
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What one command did: its exit status, its output, whether its time bound ended it, how long it took."""
+
+    exited: int
+    stdout: bytes
+    stderr: bytes
+    timed_out: bool
+    seconds: float
+
+
+def build_script(items: Sequence[Item], tag: str) -> str:
+    """The bash script that runs `items` (PARALLEL at once) and prints one line per item, in their order,
+    starting with `tag`.
+
+    Each line: tag, index, exit status, 1 if the time bound ended the command
+    (else 0), microseconds taken, stdout and stderr in base64. A command that
+    exits 124 on its own before its bound is not a timeout.
+    """
+    if not tag.replace("-", "").isalnum():
+        raise ValueError(f"tag {tag!r}: letters, digits and dashes only")
+    prelude = _PRELUDE.replace("KILL", str(KILL_GRACE)).replace("TAG", tag).replace("PARALLEL", str(PARALLEL))
+    lines = [prelude]
+    for index, item in enumerate(items):
+        if item.timeout <= 0:
+            raise ValueError(f"item {index}: a time bound must be positive, got {item.timeout}")
+        stdin = "-" if item.stdin is None else (base64.b64encode(item.stdin).decode() or "''")
+        micros = int(item.timeout * 1_000_000)
+        lines.append(f"_go {index} {_seconds(item.timeout)} {micros} {stdin} {shlex.quote(item.command)}")
+    lines.append("wait")
+    lines.append(f'for ((_i = 0; _i < {len(items)}; _i++)); do [ -f "$_d/$_i.f" ] && cat "$_d/$_i.f"; done')
+    return "\n".join(lines) + "\n"
+
+
+def _seconds(value: float) -> str:
+    """A bound as `timeout` reads it: 300, 0.5 (never 3e-05)."""
+    return str(int(value)) if float(value).is_integer() else f"{value:.6f}".rstrip("0")
+
+
+def parse_output(text: str, tag: str, count: int) -> dict[int, Reply]:
+    """The replies a batch's output holds, by item index; lines that are not the batch's frames are ignored.
+
+    An item missing from the result did not finish (the batch was cut short).
+    """
+    replies: dict[int, Reply] = {}
+    for line in text.splitlines():
+        parts = line.split(" ")
+        if len(parts) != 7 or parts[0] != tag:
+            continue
+        try:
+            index, exited, ended, micros = int(parts[1]), int(parts[2]), parts[3], int(parts[4])
+            stdout = base64.b64decode(parts[5], validate=True)
+            stderr = base64.b64decode(parts[6], validate=True)
+        except (ValueError, binascii.Error):
+            continue
+        if not 0 <= index < count or ended not in ("0", "1") or index in replies:
+            continue
+        timed_out = ended == "1" and exited in _TIMEOUT_EXITS
+        replies[index] = Reply(exited, stdout, stderr, timed_out, micros / 1_000_000)
+    return replies
