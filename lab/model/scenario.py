@@ -23,6 +23,7 @@ was reviewed. `drift` remains the full report, of every block.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -104,6 +105,21 @@ def load(path: Path, edition: str, declared: Manifest | None = None) -> Scenario
 
     A file with its own `lab:` section declares its machines, causes, ...; one without borrows
     `declared` (the lab's), else the shipped tutorial's.
+    """
+    try:
+        stat = Path(path).stat()
+    except OSError:  # read_yaml names what is wrong
+        return parse(read_yaml(path, "scenario file"), path, edition, declared)
+    return _load(Path(path), stat.st_mtime_ns, stat.st_size, edition, declared)
+
+
+@functools.lru_cache(maxsize=16)
+def _load(path: Path, _mtime: int, _size: int, edition: str, declared: Manifest | None) -> Scenario:
+    """Read and validated once per version of the file: a class's check opens a session per lab, and
+    the dashboard does again at every refresh (parsing the tutorial's took about 0.1 s of CPU each).
+
+    NOTE: a Scenario is read-only data (frozen; nothing changes its steps' items), so the
+    labs' sessions, each in its own thread, share one.
     """
     return parse(read_yaml(path, "scenario file"), path, edition, declared)
 

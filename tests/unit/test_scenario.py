@@ -761,3 +761,15 @@ def test_a_kind_must_declare_its_own_key_as_required() -> None:
         Kind("x", "check", {"y": Key(Text())})
     with pytest.raises(TypeError, match="its own key 'x'"):
         Kind("x", "check", {"x": Key(Text())})
+
+
+
+def test_a_scenario_is_read_once_per_version_of_its_file(tmp_path: Path) -> None:
+    """A class's check loads the scenario once for all its labs' sessions; an edited file is read again."""
+    path = tmp_path / "mini.yaml"
+    path.write_text("steps:\n" + STEP.format(id="a") + "    check:\n      client:\n        - {command: 'true'}\n")
+    first = load(path, "modern")
+    assert load(path, "modern") is first
+    assert load(path, "as-written") is not first
+    path.write_text("steps:\n" + STEP.format(id="second") + "    check:\n      client:\n        - {command: 'true'}\n")
+    assert [s.id for s in load(path, "modern").steps] == ["second"]
