@@ -281,3 +281,25 @@ def test_a_bad_lab_section_names_its_key(second, old: str, new: str, key_path: s
     with pytest.raises(ConfigError) as info:
         manifest.load(second / "scenario.yaml")
     assert info.value.path == key_path
+
+
+@pytest.mark.parametrize("workdir", [
+    "/home/../etc", "/root/../etc/ssh", "/root/lab/..", "/etc/ssh", "/var/lib/docker", "/usr/local/lab",
+    "/home/ada", "/root", "/", "//etc/x", "/srv", "/boot/lab", "/root//",
+])
+def test_a_workdir_a_reset_could_not_safely_remove_is_refused(second, workdir: str) -> None:
+    """A reset runs `rm -rf WORKDIR` on every machine: `..` and system folders never load."""
+    (second / "scenario.yaml").write_text(SCENARIO.replace("  workdir: /root/second-lab\n", f"  workdir: {workdir}\n"))
+    with pytest.raises(ConfigError) as info:
+        manifest.load(second / "scenario.yaml")
+    assert info.value.path == "lab.workdir", str(info.value)
+    assert str(second / "scenario.yaml") in str(info.value)
+
+
+@pytest.mark.parametrize(("workdir", "normal"), [
+    ("/root/second-lab/", "/root/second-lab"), ("/root/./second-lab", "/root/second-lab"),
+    ("/home/ada/lab", "/home/ada/lab"), ("/opt/lab", "/opt/lab"), ("/srv/labs/a", "/srv/labs/a"),
+])
+def test_a_workdir_of_the_labs_own_loads_normalised(second, workdir: str, normal: str) -> None:
+    (second / "scenario.yaml").write_text(SCENARIO.replace("  workdir: /root/second-lab\n", f"  workdir: {workdir}\n"))
+    assert manifest.load(second / "scenario.yaml").workdir == normal
