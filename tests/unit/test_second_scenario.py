@@ -203,7 +203,8 @@ def test_a_reset_runs_its_reset_commands_and_none_of_the_tutorials(tmp_path, sec
         assert ("rm -f /root/second-made" in text) is made
         assert ("docker rm -f second-web" in text) is not made
         assert not re.search(r"docker-registry|devdockerCA|test-image|myregistrydomain", text), text
-        assert commands[-1] == "systemctl restart docker"
+        # On machines reglab made, docker restarts last; on given ones only if its inputs changed (cleanup.clean).
+        assert (commands[-1] == "systemctl restart docker") is made
 
 
 def test_its_image_is_built_from_its_own_recipe(tmp_path, second) -> None:
