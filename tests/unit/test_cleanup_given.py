@@ -184,7 +184,7 @@ def test_reset_on_a_given_machine_untags_only_the_tags_the_labs_steps_made(fake_
 
 def test_a_reset_never_restarts_dockerd_by_itself_on_a_given_machine() -> None:
     """The school's containers without a restart policy would stay down; clean() restarts only when
-    dockerd's inputs (trusted CAs, Docker's configuration) changed."""
+    Docker's own configuration changed."""
     assert not any("restart docker" in c for c in cleanup.commands(context(), "registry", makes_machines=False))
     assert any("restart docker" in c for c in cleanup.commands(context(), "registry", makes_machines=True))
 
@@ -199,7 +199,7 @@ class Recorder:
 
 
 @pytest.mark.parametrize(("inputs", "restarts"), [(["a", "a"], False), (["a", "b"], True)],
-                         ids=["unchanged", "ca-removed"])
+                         ids=["unchanged", "config-changed"])
 def test_clean_restarts_a_given_machines_dockerd_only_when_what_it_reads_changed(inputs, restarts) -> None:
     machine = Recorder("registry", list(inputs))
     ctx = context()
