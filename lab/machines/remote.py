@@ -371,7 +371,12 @@ class Machine(_Logged, Connection):
             # Trust on first use: a key that differs from the one kept is refused by paramiko;
             # a machine met for the first time has its key added to the file (or, pinned, only that key).
             self.client.load_host_keys(str(known_hosts))
-            self.client.set_missing_host_key_policy(TrustFirstUse(known_hosts, host_key, say, name))
+            def announce(text: str) -> None:  # in the machine's log too: `-q` silences `say`
+                log.info("%s", text)
+                if say is not None:
+                    say(text)
+
+            self.client.set_missing_host_key_policy(TrustFirstUse(known_hosts, host_key, announce, name))
 
     def _remote_runner(self) -> Remote:
         return _Remote(context=self, inline_env=self.inline_ssh_env)
