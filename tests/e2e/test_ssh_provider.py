@@ -104,7 +104,7 @@ def school_containers_kept(container: str, when: str) -> None:
 
 
 def test_the_whole_tutorial_runs_on_given_machines_and_down_leaves_them_running_and_clean(
-        lab_session, given_machines, tmp_path, lab_cli):
+        lab_session, given_machines, tmp_path, lab_cli, capfd):
     folder = tmp_path / "school lab %d"  # a space and an OpenSSH token in every path reglab writes
     folder.mkdir()
     shutil.copy(tmp_path / "teacher_key", folder / "teacher_key")
@@ -141,8 +141,10 @@ def test_the_whole_tutorial_runs_on_given_machines_and_down_leaves_them_running_
         assert log.count("trusted on first use") == 1 and f"{role}: host key ssh-ed25519 SHA256:" in log, log[-2000:]
 
     # The lab's folder has a space and a `%`: reglab's own connections and the system's ssh both get there.
+    capfd.readouterr()
     status, out, err = lab_cli(lab_file, *AS_SSH, "ssh", "registry", "--", "whoami")
-    assert status == 0 and out.strip() == USER, out + err
+    shown = capfd.readouterr().out  # the command's own output goes to the terminal
+    assert status == 0 and shown.strip().splitlines()[-1] == USER, shown + out + err
     done = system_ssh(state / "ssh_config", "registry", "whoami")  # what `reglab ssh registry` runs
     assert done.returncode == 0 and done.stdout.strip() == USER, done.stderr
     # A pinned host key that is not the machine's: refused before logging in, by name.
