@@ -2,12 +2,13 @@
 
 `reset` brings the machines back to the state after provisioning (faster
 than down and up). On machines reglab made, everything a student's work can
-leave goes. Machines given over SSH may hold work that is not the lab's, so
-there only what the lab makes goes: containers of the lab's images, the
-scenario's folder (its `workdir`), and what the scenario's `reset:` names
-(its Compose project, the tags its steps make, its /etc/hosts line, its CA,
-its login: lab/model/manifest.py). With `remove` (what `reglab down` does on
-given machines) it takes away, besides, what provisioning put there.
+leave goes. Machines given over SSH are the school's, so there only what
+carries the lab's mark goes (GIVEN_COMMANDS says which), the scenario's folder
+(its `workdir`), and what the scenario's `reset:` names (the tags its steps
+make, its /etc/hosts line, its CA, its login: lab/model/manifest.py). With
+`remove` (what `reglab down` does on given machines) it takes away, besides,
+what provisioning and the class put there: the tags it loaded, its drop-in and
+identity, the student's account.
 
 The session (lab.engine.session) decides when; this module only says what.
 """
