@@ -41,6 +41,7 @@ from lab.common.errors import ConfigError, LabError, LabFailure, RemoteError
 from lab.common.files import private_dir, write_private
 from lab.common.progress import Progress
 from lab.common.sshkeys import new_key
+from lab.engine.cleanup import account_mark
 from lab.engine.session import load_lab
 from lab.machines.providers.ssh import host_block
 from lab.model import labfile
@@ -260,19 +261,30 @@ class Classroom:
             return self.each(members, start, jobs, "lab up")
 
     def grant(self, member: Member, session: Any) -> str:
-        """The student's own key on both of their machines, and their bundle: ssh_config, key, credentials."""
+        """The student's own key on both of their machines, and their bundle: ssh_config, key, credentials.
+
+        On machines reglab made, the key goes to the machine's login user. On machines a school
+        gives over SSH it never goes to the school's account: reglab makes the student an account
+        of their own (named after the lab, marked as reglab's, with sudo as the tutorial needs),
+        which `down` and `class down` remove whole (lab.engine.cleanup).
+        """
         folder = private_dir(self.dir / "students" / member.id)
         key_path = folder / "id_ed25519"
         if not key_path.exists():
             new_key(key_path, session.lab.name)
         public_line = (folder / "id_ed25519.pub").read_text().strip()
+        given = not session.provider.makes_machines
         hosts = []
         for name in session.provider.names:
             machine = session.context().machine(name)
-            user = machine.user
-            keys = f"~{user}/.ssh/authorized_keys"
-            machine.sudo(f"grep -qxF {shlex.quote(public_line)} {keys} 2>/dev/null || "
-                         f"echo {shlex.quote(public_line)} >> {keys}", timeout=30)
+            if given:
+                user = session.lab.name
+                machine.sudo(student_account(user, public_line), timeout=60)
+            else:
+                user = machine.user
+                keys = f"~{user}/.ssh/authorized_keys"
+                machine.sudo(f"grep -qxF {shlex.quote(public_line)} {keys} 2>/dev/null || "
+                             f"echo {shlex.quote(public_line)} >> {keys}", timeout=30)
             spec = session.lab.machine(name)
             hosts.append(host_block(name, spec.host or spec.ip, spec.port, user, folder / "known_hosts", key_path))
         write_private(folder / "ssh_config", "\n\n".join(hosts) + "\n")
@@ -282,6 +294,20 @@ class Classroom:
                       + "".join(f"{m.name}: {m.ip}\n" for m in session.lab.machines)
                       + f"registry user: {user.name}\nregistry password: {user.password}\n")
         return str(folder)
+
+    def revoke_login_key(self, member: Member, session: Any) -> None:
+        """Take the student's key line out of the login account of given machines, exactly that line:
+        where a class made before student accounts put it (it would outlive the class there)."""
+        public = self.dir / "students" / member.id / "id_ed25519.pub"
+        if session.provider.makes_machines or not public.is_file():
+            return
+        line = shlex.quote(public.read_text().strip())
+        for name in session.provider.names:
+            machine = session.context().machine(name)
+            keys = f"~{machine.user}/.ssh/authorized_keys"
+            machine.sudo(f"f={keys}; test -f \"$f\" || exit 0; grep -qxF {line} \"$f\" || exit 0; "
+                         f"t=$(mktemp) && {{ grep -vxF {line} \"$f\" || true; }} > \"$t\" && cat \"$t\" > \"$f\"; "
+                         f"rc=$?; rm -f \"$t\"; exit $rc", timeout=30)
 
     def bundle(self, member: Member) -> str:
         """What to hand a student: how to reach their machines, and their registry login."""
@@ -363,6 +389,8 @@ class Classroom:
                 return []
             session = self.session(member)
             try:
+                if member.student.machines is not None:
+                    self.revoke_login_key(member, session)
                 return session.down()
             finally:
                 session.close()
@@ -374,6 +402,28 @@ class Classroom:
             for folder in (self.dir / "students", self.dir / "labs"):
                 shutil.rmtree(folder, ignore_errors=True)
         return outcomes
+
+
+def student_account(account: str, public_line: str) -> str:
+    """The root command that makes (or finds again) a student's own account on a given machine, with
+    sudo and their key. An account of that name the school has is refused, never taken over. Pure.
+
+    The key is written as the student (runuser): their home is theirs, and a link planted in it
+    must never make root write elsewhere. The password is `*`, not locked (`!`): sshd without
+    PAM refuses even key logins to a locked account.
+    """
+    a = shlex.quote(account)
+    mark = shlex.quote(account_mark(account))
+    rule = shlex.quote(f"{account} ALL=(ALL) NOPASSWD: ALL")
+    add_key = shlex.quote('umask 077; mkdir -p "$HOME/.ssh" && { grep -qxF "$1" "$HOME/.ssh/authorized_keys" '
+                          '2>/dev/null || printf "%s\\n" "$1" >> "$HOME/.ssh/authorized_keys"; }')
+    return (f"if getent passwd {a} >/dev/null; then getent passwd {a} | cut -d: -f5 | grep -qxF {mark} || "
+            f"{{ echo 'an account {account} exists here and reglab did not make it: it is not given to a student' >&2; "
+            f"exit 3; }}; else useradd -m -s /bin/bash -p '*' -c {mark} {a}; fi && "
+            f"t=$(mktemp) && printf '%s\\n' {rule} > \"$t\" && visudo -cqf \"$t\" && "
+            f"install -m 0440 \"$t\" /etc/sudoers.d/reglab-{account}; rc=$?; rm -f \"$t\"; [ $rc = 0 ] && "
+            f"runuser -u {a} -- env HOME=\"$(getent passwd {a} | cut -d: -f6)\" sh -c {add_key} sh "
+            f"{shlex.quote(public_line)}")
 
 
 def to_row(student: str, result: StepResult, when: str) -> StudentResult:

@@ -187,7 +187,7 @@ def _checked(entries: list[_Entry], source: str) -> list[Student]:
     return students
 
 
-_MACHINE_KEYS = ("ip", "host", "port", "user", "identity_file")
+_MACHINE_KEYS = ("ip", "host", "port", "user", "identity_file", "host_key")
 
 
 def _given_machines(value: Any, source: str, where: str) -> dict[str, dict[str, Any]]:
@@ -198,7 +198,7 @@ def _given_machines(value: Any, source: str, where: str) -> dict[str, dict[str, 
     """
     if not isinstance(value, dict) or not value:
         raise ConfigError(source, f"{where}: machines", f"expected a mapping of machine names to "
-                          f"{{ip, user, identity_file, host, port}}, got {value_kind(value)}")
+                          f"{{ip, user, identity_file, host, port, host_key}}, got {value_kind(value)}")
     folder = Path(source).expanduser().resolve().parent
     machines = {}
     for role, spec in value.items():

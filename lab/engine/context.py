@@ -58,6 +58,8 @@ def template_variables(lab: Lab, images: LabImages, family: Family, user: Any, c
         "ca_anchor": family.ca_path("devdockerCA.crt"),
         "edition": lab.edition,
         "captured": captured,
+        # What reglab's own solve puts on the containers it starts: `reset` on given machines removes those.
+        "label": f"org.reglab.lab={lab.name}",
     }
 
 

@@ -10,11 +10,14 @@ run changes nothing and says so.
 
 from __future__ import annotations
 
+import posixpath
+import re
 import shlex
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lab.common.errors import RemoteError
 from lab.common.parallel import on_each
 from lab.common.progress import Progress
 from lab.machines.images import CACHE_DIR_IN_MACHINE, LabImages
@@ -118,11 +121,19 @@ def start_docker(machine: Machine) -> list[str]:
     return changes
 
 
+# The tags reglab's own loads added to a machine (absent before), one a line: on machines given over
+# SSH, `reglab down` untags only these, never a tag the school had (lab.engine.cleanup).
+LOADED_RECORD = "/var/lib/reglab/loaded-images"
+
+
 def load_images(machine: Machine, images: LabImages, bundle: Path | None, ids: list[str] | None = None) -> list[str]:
     """Load the lab's images from the shared cache (or over SFTP where there is none).
 
     With `ids` (the host's image IDs), images of the same name but another
-    build (a machine booted warm from an older disk) are loaded again.
+    build (a machine booted warm from an older disk) are loaded again. A
+    bundle copied over SFTP goes into a folder `mktemp -d` made for the login
+    user (0700), never a predictable name in /tmp that another user of a
+    shared machine could plant first. The tags the load adds are recorded.
     """
     refs = " ".join(shlex.quote(i) for i in images.all())
     if bundle is None:
@@ -130,13 +141,24 @@ def load_images(machine: Machine, images: LabImages, bundle: Path | None, ids: l
     there = machine.sudo(f"docker image inspect -f '{{{{.Id}}}}' {refs}", warn=True)
     if there.ok and (ids is None or there.stdout.split() == ids):
         return []
+    absent = machine.sudo(f'for i in {refs}; do docker image inspect "$i" >/dev/null 2>&1 || echo "$i"; done',
+                          warn=True).stdout.split()
     shared = f"{CACHE_DIR_IN_MACHINE}/images/{bundle.name}"
+    private = None
     if not machine.sudo(f"test -r {shared}", warn=True).ok:
-        shared = f"/tmp/{bundle.name}"
+        private = machine.run("mktemp -d").stdout.strip()
+        if not re.fullmatch(r"/[A-Za-z0-9._/-]+", private):
+            raise RemoteError(f"{machine.name}: mktemp -d gave {private!r}, not a folder path")
+        shared = f"{private}/{bundle.name}"
         machine.put(str(bundle), shared, timeout=BUNDLE_TIMEOUT)
-    machine.sudo(f"docker load -q -i {shared}", timeout=600)
-    if shared.startswith("/tmp/"):
-        machine.sudo(f"rm -f {shared}")
+    try:
+        machine.sudo(f"docker load -q -i {shlex.quote(shared)}", timeout=600)
+    finally:
+        if private is not None:
+            machine.run(f"rm -rf {shlex.quote(private)}", warn=True)
+    if absent:
+        machine.sudo(f"mkdir -p -m 700 {posixpath.dirname(LOADED_RECORD)} && "
+                     f"printf '%s\\n' {' '.join(shlex.quote(i) for i in absent)} >> {LOADED_RECORD}")
     return [f"loaded {', '.join(images.all())}"]
 
 

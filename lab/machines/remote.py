@@ -294,8 +294,19 @@ class _Local(invoke.Local):
         self.context._ended(self)
 
 
+def fingerprint(key: paramiko.PKey) -> str:
+    """A host key's fingerprint as OpenSSH prints it: SHA256: and unpadded base64. Pure."""
+    return key.fingerprint
+
+
+def known_hosts_name(host: str, port: int) -> str:
+    """How known_hosts (and `ssh-keygen -R`) names a host: `[host]:port` unless the port is 22. Pure."""
+    return host if port == 22 else f"[{host}]:{port}"
+
+
 class TrustFirstUse(paramiko.MissingHostKeyPolicy):
-    """Keep a machine's host key the first time it is met; refuse another key later.
+    """Keep a machine's host key the first time it is met (saying its fingerprint); refuse another
+    key later, and, with `pinned`, any key but that one from the first time on.
 
     NOTE: paramiko's AutoAddPolicy rewrites the whole file from what one
     client loaded, so two machines met at once would each drop the other's
@@ -305,11 +316,17 @@ class TrustFirstUse(paramiko.MissingHostKeyPolicy):
 
     _lock = threading.Lock()
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, pinned: str | None = None, say: Callable[[str], None] | None = None,
+                 name: str = "") -> None:
         self.path = path
+        self.pinned = pinned
+        self.say = say
+        self.name = name
 
     def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
         with self._lock:
+            if self.pinned is not None and fingerprint(key) != self.pinned:
+                raise HostKeyNotPinned(hostname, fingerprint(key), self.pinned)
             kept = paramiko.HostKeys()
             with contextlib.suppress(FileNotFoundError):
                 kept.load(str(self.path))
@@ -320,7 +337,19 @@ class TrustFirstUse(paramiko.MissingHostKeyPolicy):
                 fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
                 with os.fdopen(fd, "a") as handle:
                     handle.write(f"{hostname} {key.get_name()} {key.get_base64()}\n")
+                if self.say is not None:
+                    how = "the pinned one" if self.pinned else "trusted on first use"
+                    self.say(f"{self.name or hostname}: host key {key.get_name()} {fingerprint(key)} ({how}), "
+                             f"kept in {self.path}")
             client.get_host_keys().add(hostname, key.get_name(), key)
+
+
+class HostKeyNotPinned(paramiko.SSHException):
+    """The machine offers a host key other than the one lab.yml pins."""
+
+    def __init__(self, hostname: str, offered: str, pinned: str) -> None:
+        super().__init__(f"{hostname} offers host key {offered}, not the pinned {pinned}")
+        self.hostname, self.offered, self.pinned = hostname, offered, pinned
 
 
 class Machine(_Logged, Connection):
@@ -335,13 +364,18 @@ class Machine(_Logged, Connection):
         timeout: int = DEFAULT_TIMEOUT,
         connect_timeout: int = CONNECT_TIMEOUT,
         known_hosts: Path | None = None,
+        identity: Path | None = None,
+        host_key: str | None = None,
+        say: Callable[[str], None] | None = None,
     ) -> None:
         # Config reads this one ssh_config file and nothing of the user's own.
         config = Config(runtime_ssh_path=str(ssh_config), overrides={"load_ssh_configs": True})
         config.load_ssh_config()
         # Each step of connecting is bounded: TCP, the server's banner, login, opening a session.
-        bounds = {"banner_timeout": connect_timeout, "auth_timeout": connect_timeout,
-                  "channel_timeout": connect_timeout}
+        bounds: dict[str, Any] = {"banner_timeout": connect_timeout, "auth_timeout": connect_timeout,
+                                  "channel_timeout": connect_timeout}
+        if identity is not None:  # handed over as it is: paramiko's ssh_config knows no `%%`
+            bounds["key_filename"] = [str(identity)]
         super().__init__(host=name, config=config, connect_timeout=connect_timeout, connect_kwargs=bounds)
         self.name = name
         self.log = log
@@ -353,11 +387,17 @@ class Machine(_Logged, Connection):
         ssh_log.setLevel(logging.WARNING)
         self.client.set_log_channel(ssh_log.name)
         self.known_hosts = known_hosts
+        self.host_key = host_key
         if known_hosts is not None:
             # Trust on first use: a key that differs from the one kept is refused by paramiko;
-            # a machine met for the first time has its key added to the file.
+            # a machine met for the first time has its key added to the file (or, pinned, only that key).
             self.client.load_host_keys(str(known_hosts))
-            self.client.set_missing_host_key_policy(TrustFirstUse(known_hosts))
+            def announce(text: str) -> None:  # in the machine's log too: `-q` silences `say`
+                log.info("%s", text)
+                if say is not None:
+                    say(text)
+
+            self.client.set_missing_host_key_policy(TrustFirstUse(known_hosts, host_key, announce, name))
 
     def _remote_runner(self) -> Remote:
         return _Remote(context=self, inline_env=self.inline_ssh_env)
@@ -370,14 +410,25 @@ class Machine(_Logged, Connection):
         if self._abandoned:
             raise RemoteError(f"{self.name}: not used any more, reglab was interrupted")
         connected = self.is_connected
+        if not connected:
+            self._check_kept_key_is_pinned()
         try:
             result = super().open()
+        except HostKeyNotPinned as exc:
+            self.log.info("%s: host key not the pinned one: %s", self.name, exc)
+            raise RemoteError(
+                f"{self.name} ({exc.hostname}) offers host key {exc.offered}, but the lab file pins "
+                f"{exc.pinned} (machines.{self.name}.host_key): refused before logging in. If the machine was "
+                f"rebuilt, pin its new key (`ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub` on it)."
+            ) from None
         except paramiko.BadHostKeyException as exc:
             self.log.info("%s: host key changed: %s", self.name, exc)
+            kept_as = known_hosts_name(self.host, self.port)  # paramiko names it without the port
             raise RemoteError(
-                f"{self.name} ({exc.hostname}) offers another host key than the one kept in {self.known_hosts}: "
-                f"refused. If the machine was rebuilt, delete its line there (ssh-keygen -R {exc.hostname} "
-                f"-f {self.known_hosts}) and try again."
+                f"{self.name} ({kept_as}) offers another host key ({fingerprint(exc.key)}) than the one kept "
+                f"in {self.known_hosts} ({fingerprint(exc.expected_key)}): refused. If the machine was rebuilt, "
+                f"delete its line there (ssh-keygen -R {shlex.quote(kept_as)} -f "
+                f"{shlex.quote(str(self.known_hosts))}) and try again."
             ) from None
         except (OSError, paramiko.SSHException, EOFError) as exc:
             self.log.info("%s: no connection: %s", self.name, exc)
@@ -387,6 +438,21 @@ class Machine(_Logged, Connection):
         if not connected and self.transport is not None:
             self.transport.set_keepalive(KEEPALIVE)
         return result
+
+    def _check_kept_key_is_pinned(self) -> None:
+        """With a pinned key, a key kept in known_hosts that is not it is refused before connecting."""
+        if self.host_key is None or self.known_hosts is None:
+            return
+        kept = paramiko.HostKeys()
+        with contextlib.suppress(FileNotFoundError):
+            kept.load(str(self.known_hosts))
+        name = known_hosts_name(self.host, self.port)
+        other = [fingerprint(k) for k in (kept.lookup(name) or {}).values() if fingerprint(k) != self.host_key]
+        if other:
+            raise RemoteError(
+                f"{self.name}: {self.known_hosts} keeps host key {other[0]} for {name}, but the lab file pins "
+                f"{self.host_key} (machines.{self.name}.host_key): refused. Delete the kept line "
+                f"(ssh-keygen -R {shlex.quote(name)} -f {shlex.quote(str(self.known_hosts))}) if the pin is right.")
 
     def abort(self) -> None:
         """Drop the connection now, without a word to the peer, so nothing waits on a frozen machine.

@@ -47,6 +47,7 @@ class MachineSpec:
     port: int = SSH_PORT
     user: str | None = None
     identity_file: Path | None = None
+    host_key: str | None = None  # the SHA256:... fingerprint its host key must have (None: trust on first use)
 
 
 class Ports(Named):

@@ -66,13 +66,16 @@ _HOST = re.compile(r"(?=.{1,253}\Z)[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?")
 _MIRROR = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~%/-]*)?")
 
 
+_HOST_KEY = re.compile(r"SHA256:[A-Za-z0-9+/]{43}")  # as `ssh-keygen -lf` and ssh print a host key
+
+
 _IMAGE_NAME_MAX = 255  # the reference grammar's limit on host and path together
 
 
 HTPASSWD_MAX_BYTES = 255  # htpasswd refuses longer passwords
 
 
-SSH_MACHINE_KEYS = ("host", "port", "user", "identity_file")  # a machine given over SSH (provider: ssh)
+SSH_MACHINE_KEYS = ("host", "port", "user", "identity_file", "host_key")  # a machine given over SSH (provider: ssh)
 
 
 PRIVATE_KEY_MAX_BYTES = 64 * 1024  # an RSA key of 16384 bits is 12 KiB
@@ -277,7 +280,13 @@ class Validator(FieldReader):
         identity = None
         if spec.get("identity_file") is not None:
             identity = self.identity_file(spec["identity_file"], f"{where}.identity_file", folder)
-        return MachineSpec(name=name, ip=ip, host=host, port=port, user=user, identity_file=identity)
+        host_key = None
+        if spec.get("host_key") is not None:
+            host_key = self.match(spec["host_key"], f"{where}.host_key", _HOST_KEY,
+                                  "a host key fingerprint as `ssh-keygen -lf KEY.pub` prints it "
+                                  "(SHA256: and 43 base64 characters)")
+        return MachineSpec(name=name, ip=ip, host=host, port=port, user=user, identity_file=identity,
+                           host_key=host_key)
 
     def identity_file(self, value: Any, path: str, folder: Path) -> Path:
         """A private key only its owner can read, as ssh itself insists (relative to the lab file)."""

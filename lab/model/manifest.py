@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import posixpath
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -213,9 +214,8 @@ def parse(value: Any, path: Path) -> Manifest:
     templates = (folder / v.text(section["templates"], "lab.templates")).resolve()
     if not templates.is_dir():
         raise v.fail("lab.templates", f"expected a folder of templates, got {templates}, not a folder")
-    workdir = v.match(section["workdir"], "lab.workdir", _ABSOLUTE, "an absolute path on the machines")
-    if workdir.rstrip("/").count("/") < 2:
-        raise v.fail("lab.workdir", f"expected a folder of its own (a reset removes it), got {workdir}")
+    workdir = checked_workdir(v.match(section["workdir"], "lab.workdir", _ABSOLUTE, "an absolute path on the machines"),
+                              v)
     reset = v.mapping(section["reset"], "lab.reset")
     v.keys(reset, RESET_KINDS, "lab.reset")
     commands = {}
@@ -237,8 +237,37 @@ def parse(value: Any, path: Path) -> Manifest:
             raise ConfigError(str(causes_path), clash, "the harness knows this cause already (lab/model/diagnosis.py); "
                                                        "give the scenario's own another id")
     return Manifest(path=path, machines=roles, domain=v.text(section["domain"], "lab.domain"), ports=ports,
-                    images=images, templates=templates, workdir=workdir.rstrip("/"), reset=commands,
+                    images=images, templates=templates, workdir=workdir, reset=commands,
                     causes=causes)
+
+
+# Folders a reset's `rm -rf` must never take (a folder of the lab's own inside /root, /home/USER,
+# /opt, /srv, /tmp... is fine), and system trees nothing of a lab's may live in.
+SYSTEM_FOLDERS = ("/", "/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib32", "/lib64", "/libx32",
+                  "/media", "/mnt", "/opt", "/proc", "/root", "/run", "/sbin", "/snap", "/srv", "/sys",
+                  "/tmp", "/usr", "/var", "/var/tmp")
+_SYSTEM_TREES = ("/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/libx32", "/proc", "/run",
+                 "/sbin", "/snap", "/sys", "/usr", "/var")
+
+
+def checked_workdir(workdir: str, v: FieldReader) -> str:
+    """The scenario's folder on the machines, normalised; refused when a reset's `rm -rf` of it would
+    take something not the lab's: `..`, a system folder, or a folder inside one. Pure."""
+    if any(part == ".." for part in workdir.split("/")):
+        raise v.fail("lab.workdir", f"expected a path without '..' (a reset removes it with rm -rf), got {workdir}")
+    normal = posixpath.normpath(workdir)
+    if normal.startswith("//"):
+        normal = "/" + normal.lstrip("/")
+    inside = next((tree for tree in _SYSTEM_TREES if normal == tree or normal.startswith(tree + "/")), None)
+    if normal in SYSTEM_FOLDERS or inside is not None:
+        where = f"a system folder ({normal})" if normal in SYSTEM_FOLDERS else f"inside the system folder {inside}"
+        raise v.fail("lab.workdir", f"expected a folder of the lab's own, e.g. /root/my-lab (a reset removes it "
+                                    f"with rm -rf), got {workdir}: {where}")
+    parent = posixpath.dirname(normal)
+    if normal.count("/") < 2 or (parent == "/home" and normal.count("/") < 3):
+        raise v.fail("lab.workdir", f"expected a folder of its own (a reset removes it), e.g. /root/my-lab, "
+                                    f"got {workdir}")
+    return normal
 
 
 class _Reader(FieldReader):

@@ -121,3 +121,45 @@ def test_images_are_loaded_unless_the_same_builds_are_there(tmp_path, there, loa
     loaded = [c for c in machine.commands if c.startswith("docker load")]
     assert bool(loaded) is loads, machine.commands
     assert bool(changes) is loads
+
+
+class SharedMachine:
+    """A shared machine with no reglab cache folder: the bundle must go over SFTP. `registry:2` is there."""
+
+    name = "registry"
+
+    def __init__(self) -> None:
+        self.commands: list[tuple[str, str]] = []
+        self.puts: list[str] = []
+
+    def sudo(self, command: str, **_kwargs: object) -> SimpleNamespace:
+        self.commands.append(("root", command))
+        if command.startswith("docker image inspect -f"):
+            return SimpleNamespace(ok=False, stdout="")
+        if command.startswith("for i in"):  # the tags not there yet
+            return SimpleNamespace(ok=True, stdout="nginx:1.27\ndebian:bookworm\n")
+        if command.startswith("test -r"):
+            return SimpleNamespace(ok=False, stdout="")
+        return SimpleNamespace(ok=True, stdout="")
+
+    def run(self, command: str, **_kwargs: object) -> SimpleNamespace:
+        self.commands.append(("user", command))
+        return SimpleNamespace(ok=True, stdout="/tmp/tmp.Xq3aZ9kPm\n" if command == "mktemp -d" else "")
+
+    def put(self, local: str, remote: str, **_kwargs: object) -> None:
+        self.puts.append(remote)
+
+
+def test_a_bundle_copied_over_sftp_goes_to_a_private_folder_and_the_tags_it_adds_are_recorded(tmp_path) -> None:
+    """Never a predictable /tmp name another user of a shared machine could plant first; and only
+    the tags the load added (not the school's own registry:2) are recorded for `down` to untag."""
+    from lab.machines.provision import LOADED_RECORD, load_images
+
+    machine = SharedMachine()
+    load_images(machine, IMAGES, tmp_path / "images-abc.tar")  # type: ignore[arg-type]
+    assert machine.puts == ["/tmp/tmp.Xq3aZ9kPm/images-abc.tar"]
+    assert ("user", "mktemp -d") in machine.commands
+    assert ("root", "docker load -q -i /tmp/tmp.Xq3aZ9kPm/images-abc.tar") in machine.commands
+    assert ("user", "rm -rf /tmp/tmp.Xq3aZ9kPm") in machine.commands
+    record = [c for who, c in machine.commands if LOADED_RECORD in c]
+    assert len(record) == 1 and "nginx:1.27 debian:bookworm" in record[0] and "registry:2" not in record[0], record

@@ -80,6 +80,7 @@ def variables(edition: str) -> dict[str, Any]:
         "ca_anchor": DEBIAN.ca_path("devdockerCA.crt"),
         "edition": edition,
         "captured": {"pushed": "sha256:" + "0" * 64},
+        "label": "org.reglab.lab=reglab",
     }
 
 

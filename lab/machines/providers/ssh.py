@@ -28,25 +28,42 @@ from lab.model.lab import Lab
 PROBE_TIMEOUT = 20  # seconds for one machine to answer `reglab status`
 
 
+def config_value(value: object, openssh: bool = True) -> str:
+    """A value as ssh_config reads it whole: in double quotes, so a space does not end it, and for
+    OpenSSH each `%` doubled (OpenSSH reads `%h`, `%d`... in paths as tokens). Pure.
+
+    A `"` or a line break cannot be written so that both OpenSSH and paramiko read it back: refused.
+    """
+    text = str(value)
+    if any(c in text for c in '"\n\r'):
+        raise LabError(f"{text!r}: a path with a double quote or a line break cannot go in an ssh_config; "
+                       "move the lab to a folder without one")
+    return '"' + (text.replace("%", "%%") if openssh else text) + '"'
+
+
 def host_block(name: str, host: str, port: int, user: str | None, known_hosts: Path,
-               identity: Path | None = None) -> str:
-    """One ssh_config Host block: host keys trusted on first use in `known_hosts`. Pure."""
+               identity: Path | None = None, openssh: bool = True) -> str:
+    """One ssh_config Host block: host keys trusted on first use in `known_hosts`. Pure.
+
+    `openssh=False` is the block reglab's own connections (paramiko, through fabric) read: paramiko
+    knows no `%%`, so the key is handed to it directly (lab.machines.remote.Machine) and left out here.
+    """
     lines = [
         f"Host {name}",
         f"  HostName {host}",
         f"  Port {port}",
         f"  User {user}",
-        f"  UserKnownHostsFile {known_hosts}",
+        f"  UserKnownHostsFile {config_value(known_hosts, openssh)}",
         "  StrictHostKeyChecking accept-new",
     ]
     if identity is not None:
-        lines += [f"  IdentityFile {identity}", "  IdentitiesOnly yes"]
+        lines += ([f"  IdentityFile {config_value(identity)}"] if openssh else []) + ["  IdentitiesOnly yes"]
     return "\n".join(lines)
 
 
-def ssh_config_text(lab: Lab, known_hosts: Path) -> str:
+def ssh_config_text(lab: Lab, known_hosts: Path, openssh: bool = True) -> str:
     """One Host block per machine, from the lab file. Pure."""
-    blocks = [host_block(m.name, m.host or m.ip, m.port, m.user, known_hosts, m.identity_file)
+    blocks = [host_block(m.name, m.host or m.ip, m.port, m.user, known_hosts, m.identity_file, openssh)
               for m in lab.machines]
     return "\n\n".join(blocks) + "\n"
 
@@ -71,7 +88,8 @@ class SSHProvider:
         self.redactor = redactor
         self.say = say
         self.log_dir = lab.state_dir / "logs"
-        self.ssh_config_path = lab.state_dir / "ssh_config"
+        self.ssh_config_path = lab.state_dir / "ssh_config"  # for OpenSSH: `reglab ssh`, people
+        self.own_config_path = lab.state_dir / "ssh_config.paramiko"  # for reglab's own connections
         self.known_hosts = lab.state_dir / "known_hosts"
         self.host = Host(machine_logger(self.log_dir, "host"), redactor, lab.timeouts.command)
         self._machines: dict[str, Machine] = {}
@@ -109,12 +127,20 @@ class SSHProvider:
         write_private(self.ssh_config_path, ssh_config_text(self.lab, self.known_hosts))
         return self.ssh_config_path
 
+    def own_config(self) -> Path:
+        """The same machines for paramiko (no `%%`; keys handed over directly); 0600."""
+        self.ssh_config()
+        write_private(self.own_config_path, ssh_config_text(self.lab, self.known_hosts, openssh=False))
+        return self.own_config_path
+
     def connect(self, name: str) -> Machine:
         if name not in self.names:
             raise LabError(f"no machine {name!r} in {self.lab.source}; machines: {', '.join(self.names)}")
         if name not in self._machines:
-            self._machines[name] = Machine(name, self.ssh_config(), machine_logger(self.log_dir, name),
-                                           self.redactor, self.lab.timeouts.command, known_hosts=self.known_hosts)
+            spec = self.lab.machine(name)
+            self._machines[name] = Machine(name, self.own_config(), machine_logger(self.log_dir, name),
+                                           self.redactor, self.lab.timeouts.command, known_hosts=self.known_hosts,
+                                           identity=spec.identity_file, host_key=spec.host_key, say=self.say)
         return self._machines[name]
 
     def forget_connections(self) -> None:
@@ -169,7 +195,7 @@ class SSHProvider:
             machine.close()
         self._machines.clear()
         removed = []
-        for path in (self.ssh_config_path, self.known_hosts):
+        for path in (self.ssh_config_path, self.own_config_path, self.known_hosts):
             if path.exists():
                 path.unlink()
                 removed.append(f"{path.name} in {path.parent}")
