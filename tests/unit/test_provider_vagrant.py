@@ -596,3 +596,65 @@ def test_a_machine_vagrant_started_without_its_private_network_is_connected_to_i
     host.commands.clear()
     assert provider.join_private_network() == []  # both on it: nothing to do
     assert not any("connect" in c.split()[1:3] for c in host.commands if c.startswith("docker network"))
+
+
+# --- isolation that holds on any Docker (issue 17, item 4) -------------------------------------------------
+
+
+def test_the_rules_addresses_are_read_back_only_as_whole_pairs() -> None:
+    tag = "reglab-lab:net101-ada"
+    text = ("-N DOCKER-USER\n"
+            f'-A DOCKER-USER -d 172.17.0.3/32 -i docker0 -o docker0 -m comment --comment "{tag}" -j DROP\n'
+            f'-A DOCKER-USER -s 172.17.0.3/32 -i docker0 -o docker0 -m comment --comment "{tag}" -j DROP\n'
+            f'-A DOCKER-USER -s 172.17.0.4/32 -i docker0 -o docker0 -m comment --comment "{tag}" -j DROP\n'
+            '-A DOCKER-USER -s 172.17.0.5/32 -i docker0 -o docker0 -m comment --comment "reglab-lab:other" -j DROP\n'
+            "-A DOCKER-USER -j RETURN\n")
+    assert machines.rule_addresses(text, tag) == {"172.17.0.3"}
+    assert machines.rule_addresses("-N DOCKER-USER\n", tag) == set()
+
+
+def test_rules_are_made_again_when_the_machines_addresses_changed(provider: VagrantProvider,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Seen after a dockerd restart: the machines came back on other docker0 addresses and the rules
+    named the old ones (another lab's, now), so this lab was open."""
+    said: list[str] = []
+    provider.say = said.append
+    monkeypatch.setattr(machines.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(machines.shutil, "which", lambda name: f"/usr/sbin/{name}")
+    monkeypatch.setattr(provider, "isolation", lambda: None)
+    host = FakeIptables({"reglab-registry": "172.17.0.2", "reglab-client": "172.17.0.3"})
+    provider.host = host  # type: ignore[assignment]
+    provider.isolate()
+    assert provider.keep_apart() == []  # as they were: nothing to do
+    host.ips = {"reglab-registry": "172.17.0.7", "reglab-client": "172.17.0.2"}  # dockerd restarted
+    assert provider.keep_apart() == ["172.17.0.7", "172.17.0.2"]
+    assert machines.rule_addresses("\n".join(host.rules), "reglab-lab:reglab") == {"172.17.0.7", "172.17.0.2"}
+    assert len([r for r in host.rules if "reglab-lab:reglab" in r]) == 4
+    assert "addresses on Docker's bridge changed" in said[-1]
+
+
+@pytest.mark.parametrize(("setting", "problem"), [
+    (None, "br_netfilter module is not loaded"),
+    ("0\n", "bridge-nf-call-iptables is 0"),
+    ("1\n", None),
+])
+def test_rules_that_bridged_traffic_never_meets_do_not_count_as_isolation(
+        provider: VagrantProvider, monkeypatch: pytest.MonkeyPatch, setting: str | None, problem: str | None) -> None:
+    from lab.machines import hostsetup
+
+    said: list[str] = []
+    provider.say = said.append
+    monkeypatch.setattr(machines.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(machines.shutil, "which", lambda name: f"/usr/sbin/{name}")
+    monkeypatch.setattr(hostsetup, "read_bridge_filtering", lambda path=None: setting)
+    provider.host = FakeIptables({"reglab-registry": "172.17.0.2", "reglab-client": "172.17.0.3"})  # type: ignore[assignment]
+    found = provider.isolation()
+    assert (found is None) if problem is None else (problem in found and "modprobe br_netfilter" in found)
+    provider.isolate()
+    assert any("can reach each other" in s for s in said) is (problem is not None)
+    assert (provider.notes() == []) is (problem is None)
+
+
+def test_without_root_a_lab_is_not_called_isolated(provider: VagrantProvider, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(machines.os, "geteuid", lambda: 1000)
+    assert "as root" in (provider.isolation() or "")

@@ -274,6 +274,9 @@ class VagrantProvider:
 
     def notes(self) -> list[str]:
         """What `reglab status` adds under the table."""
+        if self.lab.provider == "docker":
+            problem = self.isolation()
+            return [f"not isolated from other labs on this host: {problem}"] if problem else []
         if self.libvirt_driver is None:
             return []
         how = ("KVM, hardware virtualisation" if self.libvirt_driver == "kvm"
@@ -409,6 +412,33 @@ class VagrantProvider:
     def _rule_tag(self) -> str:
         return f"reglab-lab:{self.lab.name}"
 
+    def isolation(self) -> str | None:
+        """Why this lab's machines are not kept apart from other labs' on this host, or None.
+
+        NOTE: the docker provider's rules (DOCKER-USER) see traffic between
+        containers on docker0 only when bridged traffic goes through iptables
+        (br_netfilter, net.bridge.bridge-nf-call-iptables=1), which Docker 27.3
+        and later no longer turn on; without it a rule that exists proves nothing.
+        """
+        if self.lab.provider != "docker":
+            return None
+        if os.geteuid() != 0 or shutil.which("iptables") is None:
+            return "keeping labs apart on Docker's bridge needs iptables, as root"
+        from lab.machines.hostsetup import BRIDGE_NF_FIX, bridge_filtering_problem, read_bridge_filtering
+
+        problem = bridge_filtering_problem(read_bridge_filtering())
+        return f"{problem}; fix: {BRIDGE_NF_FIX}" if problem else None
+
+    def _bridge_addresses(self) -> list[str]:
+        """Each machine's address on docker0 now (they change when dockerd or the host restarts)."""
+        found = []
+        for name in self.names:
+            ip = self.host.run(f"docker inspect -f '{{{{.NetworkSettings.IPAddress}}}}' "
+                               f"{shlex.quote(f'{self.lab.name}-{name}')}", warn=True).stdout.strip()
+            if ip:
+                found.append(ip)
+        return found
+
     def isolate(self) -> list[str]:
         """Keep other containers (another lab's machines) from this lab's over Docker's default bridge.
 
@@ -416,34 +446,52 @@ class VagrantProvider:
         where every container may talk to every other; labs' own networks are
         apart already. Rules in DOCKER-USER drop forwarded docker0 traffic from
         and to this lab's machines (the machines talk to each other on their
-        own network, and the host reaches them without forwarding). Without
-        iptables rights the lab still runs, and reglab says what is not apart.
+        own network, and the host reaches them without forwarding). Where the
+        rules cannot hold (see `isolation`) the lab still runs, and reglab
+        says plainly that it is not apart.
         """
+        problem = self.isolation()
         if os.geteuid() != 0 or shutil.which("iptables") is None:
-            self.say("note: machines of different labs can reach each other over Docker's default bridge "
-                     "(isolating them needs iptables, as root)")
+            self.say(f"note: machines of different labs can reach each other over Docker's default bridge ({problem})")
             return []
         self.unisolate()
         added = []
-        for name in self.names:
-            ip = self.host.run(f"docker inspect -f '{{{{.NetworkSettings.IPAddress}}}}' {self.lab.name}-{name}",
-                               warn=True).stdout.strip()
-            if not ip:
-                continue
+        for ip in self._bridge_addresses():
             for side in ("-s", "-d"):
-                self.host.run(f"iptables -w 10 -I DOCKER-USER -i docker0 -o docker0 {side} {ip} "
-                              f"-m comment --comment {self._rule_tag} -j DROP")
+                made = self.host.run(f"iptables -w 10 -I DOCKER-USER -i docker0 -o docker0 {side} {ip} "
+                                     f"-m comment --comment {self._rule_tag} -j DROP", warn=True)
+                if not made.ok:
+                    self.say(f"note: machines of different labs can reach each other over Docker's default bridge "
+                             f"(iptables refused the rule: {made.stderr.strip() or made.stdout.strip()})")
+                    return added
             added.append(ip)
+        if problem:
+            self.say(f"note: machines of different labs can reach each other over Docker's default bridge: {problem}")
         return added
+
+    def keep_apart(self) -> list[str]:
+        """Make this lab's rules again when they no longer name its machines' addresses; return those.
+
+        NOTE: after a dockerd or host restart the machines get other docker0
+        addresses: stale rules would drop another lab's machine and leave this
+        one open. Every command that finds the machines running asks this.
+        """
+        if self.lab.provider != "docker" or os.geteuid() != 0 or shutil.which("iptables") is None:
+            return []
+        now = set(self._bridge_addresses())
+        rules = self.host.run("iptables -w 10 -S DOCKER-USER", warn=True).stdout
+        if not now or rule_addresses(rules, self._rule_tag) == now:
+            return []
+        self.say("the machines' addresses on Docker's bridge changed (dockerd or the host restarted): "
+                 "isolation rules made again")
+        return self.isolate()
 
     def unisolate(self) -> int:
         """Remove this lab's rules (by their comment); return how many."""
         if os.geteuid() != 0 or shutil.which("iptables") is None:
             return 0
         rules = self.host.run("iptables -w 10 -S DOCKER-USER", warn=True).stdout.splitlines()
-        # iptables -S prints the comment in quotes when it holds ':' (as the tag does).
-        marks = (f'--comment "{self._rule_tag}" ', f"--comment {self._rule_tag} ")
-        ours = [r for r in rules if r.startswith("-A ") and any(mark in f"{r} " for mark in marks)]
+        ours = [r for r in rules if _ours(r, self._rule_tag)]
         for rule in ours:
             self.host.run("iptables -w 10 -D " + rule[3:], warn=True)
         return len(ours)
@@ -595,3 +643,24 @@ def attached_addresses(networks_json: str) -> set[str]:
     if not isinstance(networks, dict):
         return set()
     return {n["IPAddress"] for n in networks.values() if isinstance(n, dict) and n.get("IPAddress")}
+
+
+def _ours(rule: str, tag: str) -> bool:
+    # iptables -S prints the comment in quotes when it holds ':' (as the tag does).
+    marks = (f'--comment "{tag}" ', f"--comment {tag} ")
+    return rule.startswith("-A ") and any(mark in f"{rule} " for mark in marks)
+
+
+def rule_addresses(iptables_s: str, tag: str) -> set[str]:
+    """The addresses a lab's rules drop, from `iptables -S DOCKER-USER` output; a pair (-s and -d) per
+    address, so an address with only one of them is left out (made again). Pure."""
+    sides: dict[str, set[str]] = {}
+    for rule in iptables_s.splitlines():
+        if not _ours(rule, tag):
+            continue
+        words = rule.split()
+        for side in ("-s", "-d"):
+            if side in words[:-1]:
+                address = words[words.index(side) + 1].removesuffix("/32")
+                sides.setdefault(address, set()).add(side)
+    return {address for address, seen in sides.items() if seen == {"-s", "-d"}}
