@@ -658,3 +658,68 @@ def test_rules_that_bridged_traffic_never_meets_do_not_count_as_isolation(
 def test_without_root_a_lab_is_not_called_isolated(provider: VagrantProvider, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(machines.os, "geteuid", lambda: 1000)
     assert "as root" in (provider.isolation() or "")
+
+
+class FakeVirsh:
+    """The host's shell commands for `virsh net-*`: which networks exist; records what was run."""
+
+    def __init__(self, networks: set[str]) -> None:
+        self.networks = networks
+        self.commands: list[str] = []
+
+    def run(self, command: str, warn: bool = False, **_kw):  # noqa: ANN003
+        from types import SimpleNamespace
+
+        self.commands.append(command)
+        name = command.split()[-1].strip("'")
+        ok = name in self.networks
+        if " net-undefine " in command:
+            self.networks.discard(name)
+        return SimpleNamespace(ok=ok, stdout="", stderr="")
+
+
+def libvirt_lab(folder: Path, name: str, monkeypatch: pytest.MonkeyPatch) -> VagrantProvider:
+    from lab.machines import hostsetup
+
+    monkeypatch.setattr(hostsetup, "host_libvirt_driver", lambda: "qemu")
+    monkeypatch.setenv("REGLAB_CACHE", str(folder.parent / "cache"))
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "lab.yml"
+    path.write_text(f"name: {name}\nprovider: libvirt\n")
+    made = VagrantProvider(load(path, environ=dict(os.environ)), Redactor([]))
+    made.lab.state_dir.mkdir(parents=True, exist_ok=True)
+    return made
+
+
+def test_each_libvirt_lab_gets_a_management_network_of_its_own(tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """vagrant-libvirt puts every VM of every lab on 192.168.121.0/24 unless told otherwise."""
+    from ipaddress import IPv4Network
+
+    monkeypatch.setattr(machines.hostnets, "host_networks", lambda: [IPv4Network("10.79.0.0/24")])
+    monkeypatch.setattr(machines.hostnets, "libvirt_networks", lambda uri: {
+        "vagrant-libvirt": [IPv4Network("192.168.121.0/24")], "other": [IPv4Network("10.79.1.0/24")]})
+    ada, bob = libvirt_lab(tmp_path / "ada", "ada", monkeypatch), libvirt_lab(tmp_path / "bob", "bob", monkeypatch)
+    assert ada.reserve_management_network() == "10.79.2.0/24"
+    assert bob.reserve_management_network() == "10.79.3.0/24"  # not ada's, though no network exists yet
+    assert ada.reserve_management_network() == "10.79.2.0/24"  # the same lab keeps its own
+    assert (ada.vagrant.env["REGLAB_MGMT_NETWORK"], ada.vagrant.env["REGLAB_MGMT_ADDRESS"]) == \
+        ("ada-mgmt", "10.79.2.0/24")
+    again = libvirt_lab(tmp_path / "ada", "ada", monkeypatch)  # a later command (status, ssh-config) uses it too
+    assert again.vagrant.env["REGLAB_MGMT_NETWORK"] == "ada-mgmt"
+
+    monkeypatch.setattr(machines.shutil, "which", lambda name: f"/usr/bin/{name}")
+    virsh = FakeVirsh({"ada-mgmt"})  # Vagrant left it (a machine failed to go)
+    ada.host = virsh  # type: ignore[assignment]
+    assert ada.release_management_network() == ["network ada-mgmt"]
+    assert any(" net-destroy ada-mgmt" in c for c in virsh.commands) and virsh.networks == set()
+    assert ada.release_management_network() == []  # gone already: nothing to say
+    carol = libvirt_lab(tmp_path / "carol", "carol", monkeypatch)
+    assert carol.reserve_management_network() == "10.79.2.0/24"  # ada's /24 is free again
+
+
+def test_the_vagrantfile_gives_libvirt_the_labs_management_network() -> None:
+    text = (PROJECT / "lab/machines/Vagrantfile").read_text()
+    assert 'lv.management_network_name = management_network' in text
+    assert 'lv.management_network_address = management_address' in text
+    assert 'ENV["REGLAB_MGMT_NETWORK"]' in text and 'ENV["REGLAB_MGMT_ADDRESS"]' in text

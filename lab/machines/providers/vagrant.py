@@ -10,6 +10,7 @@ leaves no container or network behind.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import functools
 import ipaddress
 import json
@@ -33,13 +34,14 @@ import vagrant  # noqa: E402
 
 from lab.common.clip import tail  # noqa: E402
 from lab.common.errors import LabError, RemoteError  # noqa: E402
-from lab.common.files import write_private  # noqa: E402
-from lab.machines import boxes, host, hostapt  # noqa: E402
+from lab.common.files import atomic_write, write_private  # noqa: E402
+from lab.machines import boxes, host, hostapt, hostnets  # noqa: E402
 from lab.machines.boxes.cache import boxes_dir  # noqa: E402
 from lab.machines.boxes.store import BOX_LIST_TIMEOUT, VAGRANT_TIMEOUT  # noqa: E402
 from lab.machines.providers.base import MachineStatus, Say, wait_for_ssh  # noqa: E402
 from lab.machines.remote import Host, Machine, machine_logger  # noqa: E402
 from lab.machines.warm import (  # noqa: E402
+    LIBVIRT_URI,
     WARM_BOX_VERSION,
     DockerWarm,
     LibvirtWarm,
@@ -244,6 +246,10 @@ class VagrantProvider:
         else:
             self.libvirt_driver = None
         self.vagrant = TimedVagrant(VAGRANTFILE_DIR, env, self.log_dir / "vagrant.log", lab.timeouts.boot)
+        if lab.provider == "libvirt":
+            held = self._management_reservations().get(str(lab.state_dir))
+            if held:
+                self._use_management_network(held)
         self.host = Host(machine_logger(self.log_dir, "host"), redactor, lab.timeouts.command)
 
     @functools.cached_property
@@ -364,9 +370,89 @@ class VagrantProvider:
             raise LabError(f"the subnet {self.lab.network} is already used by {other!r}; give this lab machines "
                            f"on another /24 in {self.lab.source}")
 
+    # -- each libvirt lab's own management network ---------------------------------
+    @property
+    def management_network_name(self) -> str:
+        return f"{self.lab.name}-mgmt"
+
+    @property
+    def _reservations_path(self) -> Path:
+        return self.lab.cache_dir / "libvirt-management.json"
+
+    def _management_reservations(self) -> dict[str, str]:
+        """Which lab (by its state folder) holds which /24 for its management network, host-wide."""
+        try:
+            held = json.loads(self._reservations_path.read_text())
+        except (OSError, ValueError):
+            return {}
+        return {k: v for k, v in held.items() if isinstance(k, str) and isinstance(v, str)} \
+            if isinstance(held, dict) else {}
+
+    @contextlib.contextmanager
+    def _reservations_locked(self) -> Iterator[dict[str, str]]:
+        """The reservations, read and written back under a host-wide lock (labs of a class boot at once)."""
+        self._reservations_path.parent.mkdir(parents=True, exist_ok=True)
+        lock_path = self._reservations_path.with_suffix(".lock")
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            held = self._management_reservations()
+            before = dict(held)
+            yield held
+            if held != before:
+                atomic_write(self._reservations_path, json.dumps(held, indent=2, sort_keys=True) + "\n", 0o600)
+        finally:
+            os.close(fd)
+
+    def _use_management_network(self, subnet: str) -> None:
+        self.vagrant.env["REGLAB_MGMT_NETWORK"] = self.management_network_name
+        self.vagrant.env["REGLAB_MGMT_ADDRESS"] = subnet
+
+    def reserve_management_network(self) -> str:
+        """This lab's management network (vagrant-libvirt's NAT and DHCP for SSH) on a /24 of its own.
+
+        NOTE: by default every VM of every lab joins vagrant-libvirt's one
+        management network (192.168.121.0/24), where one lab's machines reach
+        another's. Each lab gets its own, on a /24 no libvirt network, host
+        route or other lab's reservation has; Vagrant removes it with the last
+        machine, and `down` makes sure.
+        """
+        with self._reservations_locked() as held:
+            for folder in [k for k in held if k != str(self.lab.state_dir) and not Path(k).is_dir()]:
+                del held[folder]  # a lab folder that is gone holds nothing
+            subnet = held.get(str(self.lab.state_dir))
+            if subnet is None:
+                networks = hostnets.libvirt_networks(LIBVIRT_URI)
+                taken = [*hostnets.host_networks(),
+                         *(net for name, nets in networks.items() if name != self.management_network_name
+                           for net in nets),
+                         *(ipaddress.ip_network(v) for v in held.values())]
+                free = hostnets.free_subnet(hostnets.LIBVIRT_MANAGEMENT_POOL, taken)
+                if free is None:
+                    raise LabError(f"no free /24 left in {hostnets.LIBVIRT_MANAGEMENT_POOL} for this lab's "
+                                   "management network; take down labs no longer in use")
+                subnet = held[str(self.lab.state_dir)] = str(free)
+        self._use_management_network(subnet)
+        return subnet
+
+    def release_management_network(self) -> list[str]:
+        """The lab's management network gone (if Vagrant left it) and its /24 free again; say what."""
+        removed = []
+        name = self.management_network_name
+        if shutil.which("virsh") and self.host.run(f"virsh -c {LIBVIRT_URI} net-info {shlex.quote(name)}",
+                                                   warn=True, timeout=60).ok:
+            self.host.run(f"virsh -c {LIBVIRT_URI} net-destroy {shlex.quote(name)}", warn=True, timeout=60)
+            if self.host.run(f"virsh -c {LIBVIRT_URI} net-undefine {shlex.quote(name)}", warn=True, timeout=60).ok:
+                removed.append(f"network {name}")
+        with self._reservations_locked() as held:
+            held.pop(str(self.lab.state_dir), None)
+        return removed
+
     # -- machines ------------------------------------------------------------------
     def up(self, names: Sequence[str] = ()) -> list[Machine]:
         self.check_host()
+        if self.lab.provider == "libvirt":
+            self.reserve_management_network()
         targets = list(names) or self.names
         if len(targets) == len(self.names):
             self.vagrant.up(provider=self.lab.provider)  # all at once: the docker provider boots in parallel
@@ -560,6 +646,8 @@ class VagrantProvider:
         if self.lab.provider == "docker":
             rules = self.unisolate()
             return self.remove_docker_leftovers() + ([f"{rules} isolation rules"] if rules else [])
+        if self.lab.provider == "libvirt":
+            return self.release_management_network()
         return []
 
     def remove_docker_leftovers(self) -> list[str]:
