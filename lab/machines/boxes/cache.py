@@ -101,7 +101,8 @@ def trusted_folder(path: Path, uid: int | None = None) -> Path:
         mode = stat.S_IMODE(info.st_mode)
         if info.st_uid not in (uid, 0):
             raise LabError(f"{folder} belongs to uid {info.st_uid}, so files in {path} cannot be trusted by root; "
-                           f"build boxes with a cache only root can write (REGLAB_CACHE=/var/cache/reglab)")
+                           f"build boxes with a cache only root can write (`sudo env REGLAB_CACHE=/var/cache/reglab "
+                           f"reglab box build`)")
         if mode & 0o022 and not (folder != real and mode & stat.S_ISVTX):
             raise LabError(f"others can write to {folder} (mode {mode:04o}), so files in {path} cannot be trusted "
                            f"by root; `chmod go-w {folder}` or use a cache only root can write")
