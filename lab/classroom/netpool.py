@@ -11,15 +11,18 @@ clash that all of them missed.
 
 from __future__ import annotations
 
-import ipaddress
-import json
-import subprocess
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable
 from ipaddress import IPv4Network
 from typing import Any
 
-from lab.common.errors import LabError, LabFailure
-from lab.machines.host import Runner
+from lab.common.errors import LabError
+from lab.machines.hostnets import (  # noqa: F401 - the host's networks, read where machines are made
+    LIBVIRT_MANAGEMENT_POOL,
+    host_networks,
+    parse_docker_networks,
+    parse_ip_addr,
+    parse_ip_route,
+)
 
 # The class pool: 10.77.0.0/16 holds 256 /24s, more than a roster's 250 labs (a /22 would hold 4).
 # It is private (RFC 1918) and away from what a lab host usually has already:
@@ -41,11 +44,10 @@ ALWAYS_AVOIDED = (
     IPv4Network("192.168.122.0/24"),  # libvirt's default network
     IPv4Network("172.17.0.0/16"),     # docker0
     IPv4Network("10.0.2.0/24"),       # VirtualBox NAT
+    LIBVIRT_MANAGEMENT_POOL,          # each libvirt lab's own management network
 )
 LINK_LOCAL = IPv4Network("169.254.0.0/16")
 
-COMMAND_TIMEOUT = 10  # seconds any one command may take: each only lists what the host has
-Run = Callable[..., "subprocess.CompletedProcess[str]"]
 
 
 def free_subnets(count: int, pool: IPv4Network = CLASS_POOL, taken: Iterable[IPv4Network] = ()) -> list[IPv4Network]:
@@ -82,80 +84,3 @@ def _checked_pool(pool: Any) -> IPv4Network:
     return pool
 
 
-def host_networks(run: Run | None = None) -> list[IPv4Network]:
-    """The IPv4 networks this host has now: its addresses, its routes, and Docker's networks.
-
-    `run` is a `lab.machines.host.Runner` (without a log) unless a test gives its own.
-    """
-    run = run or Runner()
-    found: list[IPv4Network] = []
-    found += parse_ip_addr(_output(run, ["ip", "-j", "-4", "addr"]))
-    found += parse_ip_route(_output(run, ["ip", "-j", "-4", "route"]))
-    ids = _output(run, ["docker", "network", "ls", "-q"]).split()
-    if ids:
-        found += parse_docker_networks(_output(run, ["docker", "network", "inspect", *ids]))
-    return list(dict.fromkeys(found))
-
-
-def _output(run: Run, args: Sequence[str]) -> str:
-    """A command's standard output, or "" when it is missing, fails or takes too long."""
-    try:
-        result = run(list(args), timeout=COMMAND_TIMEOUT, check=False)
-    except (LabFailure, OSError, subprocess.SubprocessError, ValueError):
-        return ""
-    return (result.stdout or "") if result.returncode == 0 else ""
-
-
-def _json_list(text: str) -> list[Any]:
-    try:
-        data = json.loads(text) if text.strip() else []
-    except ValueError:
-        return []
-    return data if isinstance(data, list) else []
-
-
-def _network(text: Any) -> IPv4Network | None:
-    """An IPv4 network from `a.b.c.d/len` or a bare address (a /32); None for anything else."""
-    if not isinstance(text, str):
-        return None
-    try:
-        return ipaddress.IPv4Interface(text).network
-    except ValueError:
-        return None
-
-
-def parse_ip_addr(text: str) -> list[IPv4Network]:
-    """The networks of the host's IPv4 addresses, from `ip -j -4 addr`."""
-    networks = []
-    for link in _json_list(text):
-        infos = link.get("addr_info") if isinstance(link, dict) else None
-        for info in infos if isinstance(infos, list) else []:
-            if not isinstance(info, dict) or info.get("family", "inet") != "inet":
-                continue
-            net = _network(f"{info.get('local')}/{info.get('prefixlen')}")
-            if net is not None:
-                networks.append(net)
-    return networks
-
-
-def parse_ip_route(text: str) -> list[IPv4Network]:
-    """The destinations of the host's IPv4 routes, from `ip -j -4 route`, but the default route (all of them)."""
-    networks = []
-    for route in _json_list(text):
-        net = _network(route.get("dst")) if isinstance(route, dict) else None
-        if net is not None and net.prefixlen > 0:
-            networks.append(net)
-    return networks
-
-
-def parse_docker_networks(text: str) -> list[IPv4Network]:
-    """The IPv4 subnets of Docker's networks, from `docker network inspect` (IPAM.Config[].Subnet)."""
-    networks = []
-    for network in _json_list(text):
-        ipam = network.get("IPAM") if isinstance(network, dict) else None
-        configs = ipam.get("Config") if isinstance(ipam, dict) else None
-        for config in configs if isinstance(configs, list) else []:
-            net = _network(config.get("Subnet")) if isinstance(config, dict) else None
-            if net is not None:
-                networks.append(net)
-    return networks

@@ -244,7 +244,12 @@ class Classroom:
 
     # -- commands -------------------------------------------------------------------------
     def up(self, members: Sequence[Member], jobs: int = JOBS) -> list[LabOutcome]:
-        """Boot and provision each lab, then give its student their key; `jobs` labs at once."""
+        """Boot and provision each lab, then give its student their key; `jobs` labs at once.
+
+        Refused before anything boots when the labs could not be kept apart
+        on this host: a class promises each student their own lab.
+        """
+        self.refuse_unisolated(members)
         self.progress.say(f"class {self.name}: {len(members)} labs, {jobs} at once "
                           f"(each lab's progress: {self.dir / 'logs'}/ID.log)")
 
@@ -259,6 +264,17 @@ class Classroom:
 
         with self.progress.phase("class up", f"boot and provision {len(members)} labs"):
             return self.each(members, start, jobs, "lab up")
+
+    def refuse_unisolated(self, members: Sequence[Member]) -> None:
+        """LabFailure when the labs reglab boots here would reach each other (a host-wide matter: one asks)."""
+        booted = [m for m in members if m.student.machines is None]
+        if not booted:
+            return
+        session = self.session(booted[0], lock=False)
+        problem = session.provider.isolation()
+        if problem:
+            raise LabFailure(f"class {self.name}: expected each student's lab kept apart from the others on this "
+                             f"host; seen: {problem}. Nothing was booted.")
 
     def grant(self, member: Member, session: Any) -> str:
         """The student's own key on both of their machines, and their bundle: ssh_config, key, credentials.

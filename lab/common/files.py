@@ -88,3 +88,44 @@ def private_dir(path: Path) -> Path:
     if info.st_mode & 0o077:
         os.chmod(path, 0o700)
     return path
+
+
+def write_beneath(root: Path, relative: str, data: str | bytes, mode: int = 0o644) -> Path:
+    """Write a file at `relative` inside `root`, making its folders, never through a link.
+
+    NOTE: for trees unpacked from a tarball (a box's root file system): a
+    symlink planted there (`etc -> /etc`) would make root write on the host.
+    Each folder is opened beneath the last with O_NOFOLLOW, and the file too,
+    so a link anywhere on the way is an error, never followed.
+    """
+    parts = [p for p in Path(relative).parts if p not in ("/", "")]
+    if not parts or any(p in (".", "..") for p in parts):
+        raise ValueError(f"{relative!r}: expected a path inside the tree")
+    raw = data.encode() if isinstance(data, str) else data
+    here = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    try:
+        for part in parts[:-1]:
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(part, 0o755, dir_fd=here)
+            try:
+                below = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=here)
+            except OSError as exc:
+                raise LabError(f"{root}: {relative}: {part} is a link or not a folder ({exc.strerror}); "
+                               "not written through it") from None
+            os.close(here)
+            here = below
+        try:
+            fd = os.open(parts[-1], os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, mode, dir_fd=here)
+        except OSError as exc:
+            raise LabError(f"{root}: {relative} is a link or cannot be written ({exc.strerror}); "
+                           "not written through it") from None
+        with os.fdopen(fd, "wb") as handle:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:  # a hard link is another file's too
+                raise LabError(f"{root}: {relative} is not a plain file of its own; not written through it")
+            os.ftruncate(fd, 0)
+            os.fchmod(fd, mode)
+            handle.write(raw)
+    finally:
+        os.close(here)
+    return Path(root) / Path(*parts)

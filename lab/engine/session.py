@@ -299,6 +299,7 @@ class Session:
         """
         try:
             self.verify_machines()
+            self.provider.keep_apart()
             return
         except RemoteError:
             self.provider.forget_connections()
@@ -307,6 +308,7 @@ class Session:
         if missing:
             raise LabError(f"machine {missing[0]} is not running; start the lab with `reglab up` "
                            f"(and `reglab provision`) first")
+        self.provider.keep_apart()
 
     def refresh_state(self) -> list[str]:
         """Forget results of machines that no longer exist or were made anew; return those not running."""

@@ -218,6 +218,51 @@ def start_docker(log: Path) -> None:
         raise LabFailure(f"the Docker daemon did not answer within {DOCKER_WAIT}s; see {log}")
 
 
+# Docker's default bridge reaches iptables (and so the labs' isolation rules) only through br_netfilter.
+BRIDGE_NF = Path("/proc/sys/net/bridge/bridge-nf-call-iptables")
+BRIDGE_NF_FIX = "modprobe br_netfilter && sysctl -w net.bridge.bridge-nf-call-iptables=1 (or `reglab setup-host`)"
+
+
+def bridge_filtering_problem(setting: str | None) -> str | None:
+    """Why iptables does not see traffic between containers on one bridge, or None when it does.
+
+    Pure: takes the text of /proc/sys/net/bridge/bridge-nf-call-iptables,
+    None when that file is absent (br_netfilter is not loaded). Docker Engine
+    27.3 and later no longer loads it by default (moby/moby#48492).
+    """
+    if setting is None:
+        return ("the br_netfilter module is not loaded, so iptables never sees traffic between containers "
+                "on Docker's bridge")
+    if setting.strip() != "1":
+        return (f"net.bridge.bridge-nf-call-iptables is {setting.strip() or 'empty'}, so iptables never sees "
+                "traffic between containers on Docker's bridge")
+    return None
+
+
+def read_bridge_filtering(path: Path = BRIDGE_NF) -> str | None:
+    try:
+        return path.read_text()
+    except OSError:
+        return None
+
+
+def enable_bridge_filtering(log: Path, say: Callable[[str], None], path: Path = BRIDGE_NF) -> bool:
+    """Load br_netfilter and turn bridge-nf-call-iptables on (as root); True when it is on afterwards."""
+    problem = bridge_filtering_problem(read_bridge_filtering(path))
+    if problem is None:
+        return True
+    say(f"{problem}: turning it on, so one lab's isolation rules hold (modprobe br_netfilter; "
+        "sysctl net.bridge.bridge-nf-call-iptables=1; not kept across a reboot)")
+    try:
+        if read_bridge_filtering(path) is None:
+            run_step(as_root(["modprobe", "br_netfilter"]), "modprobe br_netfilter", 60, log)
+        run_step(as_root(["sysctl", "-w", "net.bridge.bridge-nf-call-iptables=1"]),
+                 "sysctl net.bridge.bridge-nf-call-iptables=1", 60, log)
+    except LabFailure as exc:
+        say(f"could not: {exc}")
+    return bridge_filtering_problem(read_bridge_filtering(path)) is None
+
+
 def setup(provider: str, log_dir: Path, say: Callable[[str], None], browser: bool = False) -> str:
     """Make this host ready for `provider`; return what was done, or raise with what to do."""
     if provider == "auto":
@@ -240,6 +285,8 @@ def setup(provider: str, log_dir: Path, say: Callable[[str], None], browser: boo
     if provider == "docker" and not docker_answers():
         say(f"starting the Docker daemon (log: {log_dir / 'dockerd.log'})")
         start_docker(log_dir / "dockerd.log")
+    if provider == "docker" and (os.geteuid() == 0 or can_install()) and not enable_bridge_filtering(log, say):
+        say(f"note: labs on this host are not isolated from each other on Docker's bridge; fix: {BRIDGE_NF_FIX}")
     if provider == "libvirt":
         prepare_libvirt(log_dir, say)
         driver = host_libvirt_driver()

@@ -10,8 +10,11 @@ from. Any change gives another key, and a machine booted from a key that is
 not there is provisioned from nothing (and saved again).
 
 Nothing of one machine is baked in: SSH host keys, the machine-id, reglab's
-machine identity and the Docker daemon's key are removed before the image is
-tagged (each boot makes its own), Vagrant's per-machine key gives way to its
+machine identity and the Docker daemon's key are set aside in tmpfs before
+the machine is copied (`docker commit`, `virsh blockcopy`) and put back
+after, so they are in no layer of the image; on a VM they are overwritten
+with zeros first and the file system's free blocks are discarded, so no
+freed block of the copied disk holds them (each boot makes its own), Vagrant's per-machine key gives way to its
 insecure key again, and the network Vagrant configured is left out. On the
 docker provider /var/lib/docker (a volume, not part of the image) starts
 empty: the lab's images are loaded from the host cache at each boot; a VM's
@@ -52,6 +55,8 @@ PLAN_CODE = (Path(__file__).parent / "provision.py", Path(__file__).parent / "os
 
 # What one machine made for itself and the next must make anew, on both providers.
 FORGET_MACHINE = "rm -f /etc/ssh/ssh_host_* /etc/docker/key.json /var/lib/reglab/machine-id && : > /etc/machine-id"
+# Part of every warm key: bump when what a saved machine holds changes (2: its identity in no layer).
+SAVE_VERSION = 2
 GENERALIZE = " && ".join([
     FORGET_MACHINE,
     # systemd falls back on D-Bus's copy when /etc/machine-id is empty: a link to it, as Debian makes.
@@ -107,6 +112,7 @@ def warm_key(provider: str, base: str, family: str, plan: Mapping[str, Any], arc
         "plan": plan,
         "archive": archive,
         "code": code if code is not None else code_digest(),
+        "save": SAVE_VERSION,
     }
     text = json.dumps(parts, sort_keys=True, separators=(",", ":"))
     return WarmKey(hashlib.sha256(text.encode()).hexdigest()[:16], family, parts)
@@ -156,7 +162,7 @@ class DockerWarm:
         """The package index the machines installed from: the lists in the host's shared cache."""
         return archive_digest(cache / "apt" / "lists")
 
-    def save(self, container: str, machine: Machine, key: WarmKey, packages: Mapping[str, str],  # noqa: ARG002
+    def save(self, container: str, machine: Machine, key: WarmKey, packages: Mapping[str, str],
              images: list[str]) -> str:
         """Commit a freshly provisioned machine and make it a warm image under the key's tag."""
         partial = f"{WARM_REPO}-partial:{key.value}"
@@ -169,8 +175,14 @@ class DockerWarm:
             "saved_from": container,
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
         }
-        # --pause: the machine is frozen for the moment of the commit, so the copy is consistent.
-        self.host.run(f"docker commit --pause=true {shlex.quote(container)} {partial}", timeout=600)
+        # Its own files out of the way (into /run, a tmpfs no commit copies) for the moment of the commit:
+        # removed only in a later layer, they would stay readable in this one (`docker save`).
+        machine.sudo(set_aside(CONTAINER_OWN_FILES), timeout=120)
+        try:
+            # --pause: the machine is frozen for the moment of the commit, so the copy is consistent.
+            self.host.run(f"docker commit --pause=true {shlex.quote(container)} {partial}", timeout=600)
+        finally:
+            machine.sudo(PUT_BACK, timeout=120)
         try:
             with tempfile.TemporaryDirectory(prefix="warm-") as ctx:
                 (Path(ctx) / "Dockerfile").write_text(dockerfile(partial, key))
@@ -213,10 +225,15 @@ def stale(created: Mapping[str, int], now: float, keep_others: int = KEEP_OTHERS
 
 WARM_BOX_VERSION = "1.0.0"  # one version per box name: the key is in the name
 LIBVIRT_URI = "qemu:///system"
-STASH = "/run/reglab-warm"  # tmpfs: what the VM keeps of its own never reaches the copy
-# The VM's own files, set aside while its disk is copied, then put back.
+STASH = "/run/reglab-warm"  # tmpfs: what the machine keeps of its own never reaches the copy
+# A machine's own files, set aside while it is copied, then put back.
+CONTAINER_OWN_FILES = ("etc/ssh/ssh_host_*", "etc/machine-id", "var/lib/reglab/machine-id", "etc/docker/key.json",
+                       "root/.bash_history", "home/vagrant/.bash_history")
 OWN_FILES = ("etc/ssh/ssh_host_*", "etc/machine-id", "var/lib/reglab/machine-id", "etc/docker/key.json",
              "home/vagrant/.ssh/authorized_keys", "etc/network/interfaces", "var/lib/dhcp")
+# Files whose bytes must not stay in a freed block of a VM's disk: overwritten in place before removal.
+SECRET_FILES = ("/etc/ssh/ssh_host_*_key", "/etc/ssh/ssh_host_*_key.pub", "/etc/machine-id",
+                "/var/lib/reglab/machine-id", "/etc/docker/key.json")
 RELEASE_TIMEOUT = 20
 COPY_TIMEOUT = 1200
 
@@ -244,9 +261,42 @@ RESTORE_UNIT = "reglab-warm-restore"
 RESTORE_AFTER_S = 300
 
 
+def set_aside(own_files: tuple[str, ...]) -> str:
+    """The machine's own files into a tar in tmpfs, then removed, so a copy taken now holds none of them.
+
+    NOTE: until they are put back, the machine accepts no new SSH connection
+    (no host keys): a timer in it puts them back by itself after
+    RESTORE_AFTER_S if reglab cannot (interrupted, connection lost).
+    """
+    own = " ".join(own_files)
+    heal = shlex.quote(f"test -f {STASH}/own.tar && {RESTORE_VM}")
+    return "; ".join([
+        "set -e",
+        f"rm -rf {STASH}",
+        f"mkdir -m 0700 {STASH}",
+        "cd /",
+        f"tar -cpf {STASH}/own.tar $(ls -d {own} 2>/dev/null)",
+        f"systemctl stop {RESTORE_UNIT}.timer 2>/dev/null || true",
+        f"systemd-run --quiet --collect --unit={RESTORE_UNIT} --on-active={RESTORE_AFTER_S} sh -c {heal}",
+        FORGET_MACHINE,
+        "rm -f /root/.bash_history /home/vagrant/.bash_history",
+        "sync",
+    ])
+
+
+def zero_fill(paths: tuple[str, ...]) -> str:
+    """Overwrite each existing file with zeros in place (its blocks, not a new file), as a shell line."""
+    return (f"for f in {' '.join(paths)}; do [ -f \"$f\" ] && [ ! -L \"$f\" ] || continue; "
+            'dd if=/dev/zero of="$f" bs=4096 count=$(( ($(stat -c %s "$f") + 4095) / 4096 )) '
+            "conv=notrunc,fsync status=none; done")
+
+
 def generalize_vm(public_key: str) -> str:
     """Set the VM's own files aside (in tmpfs) and leave what any new machine would have; then sync.
 
+    Their blocks are zeroed before they are removed, and the free blocks
+    discarded (`fstrim`, with the disk attached with discard=unmap), so
+    the copied disk holds none of their bytes.
     NOTE: until they are put back, the VM accepts no new SSH connection (no
     host keys): a timer in the VM puts them back by itself after
     RESTORE_AFTER_S if reglab cannot (interrupted, connection lost).
@@ -261,16 +311,20 @@ def generalize_vm(public_key: str) -> str:
         f"tar -cpf {STASH}/own.tar $(ls -d {own} 2>/dev/null)",
         f"systemctl stop {RESTORE_UNIT}.timer 2>/dev/null || true",
         f"systemd-run --quiet --collect --unit={RESTORE_UNIT} --on-active={RESTORE_AFTER_S} sh -c {heal}",
+        zero_fill(SECRET_FILES),
         FORGET_MACHINE,
         "rm -rf /var/lib/dhcp/*",
         # Vagrant writes the private network between these markers on every boot.
         "sed -i '/^#VAGRANT-BEGIN/,/^#VAGRANT-END/d' /etc/network/interfaces",
         f"printf '%s\\n' {shlex.quote(public_key.strip())} > /home/vagrant/.ssh/authorized_keys",
         "sync",
+        # Freed blocks read back as zeros once discarded (the Vagrantfile attaches the disk with discard).
+        "fstrim -v / || true",
     ])
 
 
-PUT_BACK_VM = f"{RESTORE_VM} && (systemctl stop {RESTORE_UNIT}.timer 2>/dev/null || true)"
+PUT_BACK = f"{RESTORE_VM} && (systemctl stop {RESTORE_UNIT}.timer 2>/dev/null || true)"
+PUT_BACK_VM = PUT_BACK
 
 
 def parse_domblklist(text: str) -> str:

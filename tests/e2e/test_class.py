@@ -90,6 +90,19 @@ def test_a_class_of_four_is_booted_isolated_graded_and_removed(classroom, lab_cl
     bob_bridge = subprocess.run(["docker", "inspect", "-f", "{{.NetworkSettings.IPAddress}}", "net101-bob-registry"],
                                 capture_output=True, text=True, timeout=30).stdout.strip()
     assert bob_bridge and _on(bundles["ada"], "client", probe.format(bob_bridge)) == "closed", bob_bridge
+    # ...because bridged traffic meets iptables here (else `class up` refuses: issue 17, item 4).
+    assert Path("/proc/sys/net/bridge/bridge-nf-call-iptables").read_text().strip() == "1"
+
+    # Rules that name old addresses (as after a dockerd restart) are made again by the next command.
+    ada_bridge = subprocess.run(["docker", "inspect", "-f", "{{.NetworkSettings.IPAddress}}", "net101-ada-registry"],
+                                capture_output=True, text=True, timeout=30).stdout.strip()
+    _stale_rules("reglab-lab:net101-ada", "172.17.255.254")
+    assert _on(bundles["bob"], "client", probe.format(ada_bridge)) == "open", "stale rules still held"
+    lab_cli(room.member("ada").lab_file, "check", "hosts")  # not solved yet (exit 1); the rules are what counts
+    rules = subprocess.run(["iptables", "-w", "10", "-S", "DOCKER-USER"], capture_output=True, text=True,
+                           timeout=30).stdout
+    assert f"-s {ada_bridge}/32" in rules and "172.17.255.254" not in rules, rules
+    assert _on(bundles["bob"], "client", probe.format(ada_bridge)) == "closed", ada_bridge
 
     # Every student does the `hosts` step; the class check passes it for all.
     for student in STUDENTS:
@@ -129,6 +142,19 @@ def test_a_class_of_four_is_booted_isolated_graded_and_removed(classroom, lab_cl
     networks = subprocess.run(["docker", "network", "ls", "--format", "{{.Name}}"], capture_output=True, text=True,
                               timeout=30).stdout
     assert not [n for n in networks.split() if any(str(m.subnet) in n for m in room.members)], networks
+
+
+def _stale_rules(tag: str, old_address: str) -> None:
+    """A lab's DOCKER-USER rules swapped for ones naming an address its machines no longer have."""
+    rules = subprocess.run(["iptables", "-w", "10", "-S", "DOCKER-USER"], capture_output=True, text=True,
+                           timeout=30, check=True).stdout.splitlines()
+    ours = [r for r in rules if r.startswith("-A ") and tag in r]
+    assert ours, rules
+    for rule in ours:
+        subprocess.run(["iptables", "-w", "10", "-D", *shlex.split(rule)[1:]], check=True, timeout=30)
+    for side in ("-s", "-d"):
+        subprocess.run(["iptables", "-w", "10", "-I", "DOCKER-USER", "-i", "docker0", "-o", "docker0", side,
+                        old_address, "-m", "comment", "--comment", tag, "-j", "DROP"], check=True, timeout=30)
 
 
 def _on(bundle: Path, machine: str, command: str, sudo: bool = False) -> str:

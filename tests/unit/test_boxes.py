@@ -9,6 +9,7 @@ import json
 import os
 import re
 import shlex
+import stat
 import subprocess
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -206,12 +207,26 @@ def lab_with(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mirror: str) -> la
     return labfile.load(path, environ={})
 
 
-def test_a_second_build_comes_from_the_cache_whatever_the_mirror(tmp_path, monkeypatch):
-    """Boxes already made for this recipe are returned without root, mmdebstrap or any command."""
+@pytest.fixture(autouse=True)
+def digests(tmp_path, monkeypatch) -> Path:
+    """Where root's builds record their digests: a folder of the test's, never /var/lib."""
+    folder = tmp_path / "digests"
+    monkeypatch.setattr(cache, "DIGESTS", folder)
+    return folder
+
+
+@pytest.mark.parametrize("as_root", [False, True])
+def test_a_second_build_comes_from_the_cache_whatever_the_mirror(tmp_path, monkeypatch, as_root):
+    """Boxes already made for this recipe are returned without root, mmdebstrap or any command
+    (as root: the boxes built here, their digests recorded)."""
+    monkeypatch.setattr(build, "_as_root", lambda: as_root)
     folder = tmp_path / "cache" / "boxes" / build.box_key(rootfs.recipe_key(KEY))
     folder.mkdir(parents=True)
     (folder / "libvirt.box").write_bytes(b"box")
     (folder / "libvirt.json").write_text(json.dumps({"version": "12.20261129.5", "sha256": "cd" * 32}))
+    if as_root:
+        cache.record(folder / "libvirt.box")
+        cache.record(folder / "libvirt.json")
 
     def no_command(*args, **kwargs):
         raise AssertionError(f"ran {args}")
@@ -271,6 +286,8 @@ class FakeHost:
             (root / "etc").mkdir()
             (root / "boot/vmlinuz-6.1.0-9-amd64").write_text("k")
             (root / "boot/initrd.img-6.1.0-9-amd64").write_text("i")
+        if argv[0] == "mount":  # the file system made from that tree
+            (Path(argv[-1]) / "boot/extlinux").mkdir(parents=True)
         if argv[0] == self.fail:
             raise LabFailure(f"{argv[0]} failed")
         out = ""
@@ -316,6 +333,134 @@ def test_a_disk_gets_fstab_and_boot_configuration_for_the_file_system_made(tmp_p
     with open(made.raw, "rb") as raw:
         assert raw.read(440) == b"\xeb" * 440
     assert ["losetup", "-d", "/dev/loop9"] in host.calls
+
+
+# --- a root build trusts nothing another user could have put in the cache (issue 17, item 6) ----------
+
+
+def planted_rootfs(tmp_path: Path) -> tuple[Path, Path]:
+    """A root file system tarball as an attacker would plant it: `etc` a link to a folder outside
+    (standing for the host's /etc), with a kernel and an initrd so the build goes on."""
+    tree, outside = tmp_path / "tree", tmp_path / "host-etc"
+    (tree / "boot").mkdir(parents=True)
+    outside.mkdir()
+    (tree / "boot/vmlinuz-6.1.0-9-amd64").write_text("k")
+    (tree / "boot/initrd.img-6.1.0-9-amd64").write_text("i")
+    (tree / "etc").symlink_to(outside)
+    tarball = tmp_path / "rootfs-planted.tar"
+    subprocess.run(["tar", "-c", "-f", tarball, "-C", tree, "."], check=True)
+    return tarball, outside
+
+
+def only_tar(argv, timeout=0, stdin=None, env=None, check=True):
+    """A stub runner: tar really runs (it unpacks the tarball); every other host tool is refused."""
+    argv = [str(a) for a in argv]
+    if argv[0] != "tar":
+        raise LabFailure(f"stub: {argv[0]} refused")
+    return subprocess.run(argv, capture_output=True, text=True, check=True)
+
+
+def test_a_planted_tarball_does_not_make_root_write_through_its_links(tmp_path):
+    tarball, outside = planted_rootfs(tmp_path)
+    work = tmp_path / "work"
+    work.mkdir()
+    with pytest.raises((LabError, LabFailure), match="link"):
+        disk.assemble_disk(tarball, work, only_tar, {"/etc/reglab-box.json": "{}\n"})
+    assert list(outside.iterdir()) == []  # nothing written through `etc`
+
+
+def test_boot_as_a_link_is_refused_before_anything_is_written(tmp_path):
+    tree, outside = tmp_path / "tree", tmp_path / "host-boot"
+    outside.mkdir()
+    (outside / "vmlinuz-6.1.0-9-amd64").write_text("k")
+    (outside / "initrd.img-6.1.0-9-amd64").write_text("i")
+    (tree / "etc").mkdir(parents=True)
+    (tree / "boot").symlink_to(outside)
+    tarball = tmp_path / "rootfs.tar"
+    subprocess.run(["tar", "-c", "-f", tarball, "-C", tree, "."], check=True)
+    work = tmp_path / "work"
+    work.mkdir()
+    with pytest.raises(LabFailure, match="link"):
+        disk.assemble_disk(tarball, work, only_tar, {})
+    assert sorted(p.name for p in outside.iterdir()) == ["initrd.img-6.1.0-9-amd64", "vmlinuz-6.1.0-9-amd64"]
+
+
+def test_a_cached_rootfs_is_used_only_when_its_digest_was_recorded_here(tmp_path, monkeypatch):
+    lab = lab_with(tmp_path, monkeypatch, "http://deb.example/debian")
+    folder = cache.boxes_dir(lab)
+    folder.mkdir(parents=True)
+    planted, _ = planted_rootfs(tmp_path)
+    target = folder / "rootfs-KEY.tar"
+    os.replace(planted, target)
+    (folder / "rootfs-KEY.json").write_text(json.dumps({"built": "2026-12-01T00:00:00Z"}))
+    monkeypatch.setattr(rootfs.hostapt, "mirror_for", lambda suite, mirror: mirror)
+    monkeypatch.setattr(rootfs.hostapt, "host_proxy", lambda: None)
+
+    def mmdebstrap(argv, **kwargs):
+        raise LabFailure(f"stub: {argv[0]} ran")
+
+    said = []
+    with pytest.raises(LabFailure, match="mmdebstrap ran"):  # planted: built again, not used
+        rootfs.build_rootfs(lab, "KEY", KEY, mmdebstrap, said.append)
+    assert "not the one built here" in said[0]
+    cache.record(target)
+    cache.record(folder / "rootfs-KEY.json")
+    assert rootfs.build_rootfs(lab, "KEY", KEY, mmdebstrap, said.append)[2] is False  # built here: reused
+    with open(target, "ab") as handle:  # changed after it was built: not the one recorded
+        handle.write(b"x")
+    with pytest.raises(LabFailure, match="mmdebstrap ran"):
+        rootfs.build_rootfs(lab, "KEY", KEY, mmdebstrap, said.append)
+
+
+def test_a_cached_box_is_reused_by_root_only_when_its_digest_was_recorded_here(tmp_path):
+    folder = tmp_path / "k"
+    folder.mkdir()
+    (folder / "libvirt.box").write_bytes(b"box")
+    (folder / "libvirt.json").write_text("{}")
+    assert build._made(folder, "libvirt") and not build._made(folder, "libvirt", as_root=True)
+    cache.record(folder / "libvirt.box")
+    cache.record(folder / "libvirt.json")
+    assert build._made(folder, "libvirt", as_root=True)
+
+
+def test_a_cache_others_can_write_is_refused(tmp_path):
+    folder = tmp_path / "cache"
+    folder.mkdir(mode=0o700)
+    assert cache.trusted_folder(folder / "boxes") == folder / "boxes"
+    os.chmod(folder, 0o777)
+    with pytest.raises(LabError, match=r"others can write to .*cache \(mode 0777\)"):
+        cache.trusted_folder(folder / "boxes")
+    os.chmod(folder, 0o1777)  # sticky above the cache: others cannot rename what is ours there
+    assert cache.trusted_folder(folder / "boxes")
+    with pytest.raises(LabError, match="others can write"):  # but the cache itself sticky and open: refused
+        cache.trusted_folder(folder)
+
+
+def test_a_cache_in_another_users_folder_is_refused(tmp_path, monkeypatch):
+    folder = tmp_path / "home"
+    folder.mkdir(mode=0o700)
+    real, home = os.lstat, folder.resolve()
+
+    def owned_by_someone(path, *args, **kwargs):
+        info = real(path, *args, **kwargs)
+        if str(path) == str(home):
+            values = list(info)
+            values[stat.ST_UID] = 4242
+            return os.stat_result(values)
+        return info
+
+    monkeypatch.setattr(cache.os, "lstat", owned_by_someone)
+    with pytest.raises(LabError, match="belongs to uid 4242"):
+        cache.trusted_folder(folder / ".cache" / "reglab" / "boxes")
+
+
+def test_root_builds_only_from_a_trusted_cache(tmp_path, monkeypatch):
+    lab = lab_with(tmp_path, monkeypatch, "http://deb.example/debian")
+    os.chmod(tmp_path, 0o777)
+    monkeypatch.setattr(build, "_as_root", lambda: True)
+    with pytest.raises(LabError, match="others can write"):
+        boxes.build_box(lab, "libvirt", lambda m: None)
+    os.chmod(tmp_path, 0o700)
 
 
 # --- boxes in Vagrant: `vagrant box` through the provider's TimedVagrant -------------------------------

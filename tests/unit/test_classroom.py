@@ -204,3 +204,28 @@ def test_the_class_grades_the_steps_of_its_base_labs_scenario(tmp_path: Path, mo
     room = Classroom(base, "web101", quiet())
     assert room.step_ids() == ["page", "hosts", "serve"]
     assert ClassBoard(room).steps()[0][0] == "page"
+
+
+def test_class_up_refuses_before_booting_labs_that_would_reach_each_other(base: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from types import SimpleNamespace
+
+    from lab.common.errors import LabFailure
+
+    classroom = Classroom(base, "net101", quiet())
+    classroom.enrol([Student("ada"), Student("bob")])
+    problem = "the br_netfilter module is not loaded, so iptables never sees traffic between containers"
+    opened = []
+
+    def session(member, **kwargs):  # noqa: ANN001, ANN003
+        opened.append((member.id, kwargs))
+        return SimpleNamespace(provider=SimpleNamespace(isolation=lambda: problem))
+
+    monkeypatch.setattr(classroom, "session", session)
+    monkeypatch.setattr(classroom, "each", lambda *a, **k: pytest.fail("a lab was booted"))
+    with pytest.raises(LabFailure, match="expected each student's lab kept apart.*br_netfilter.*Nothing was booted"):
+        classroom.up(classroom.members)
+    assert opened == [("ada", {"lock": False})]
+    problem = None
+    monkeypatch.setattr(classroom, "each", lambda members, work, jobs, what: ["booted"])
+    assert classroom.up(classroom.members) == ["booted"]

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from lab.common.errors import LabError
-from lab.common.files import atomic_write, private_dir, write_private
+from lab.common.files import atomic_write, private_dir, write_beneath, write_private
 
 
 def test_atomic_write_sets_the_mode_whatever_the_umask(tmp_path: Path) -> None:
@@ -77,3 +77,34 @@ def test_replaced_whole_swaps_in_what_the_tool_wrote_or_leaves_nothing(tmp_path)
         raise RuntimeError("docker save failed")
     assert target.read_bytes() == b"whole"
     assert [p.name for p in target.parent.iterdir()] == ["bundle.tar"]  # no partial left behind
+
+
+def test_write_beneath_makes_folders_and_the_file_inside_the_tree(tmp_path):
+    made = write_beneath(tmp_path, "/boot/extlinux/extlinux.conf", "x\n", 0o600)
+    assert made == tmp_path / "boot/extlinux/extlinux.conf" and made.read_text() == "x\n"
+    assert stat.S_IMODE(made.stat().st_mode) == 0o600
+    write_beneath(tmp_path, "boot/extlinux/extlinux.conf", "y\n")  # an existing file: replaced
+    assert made.read_text() == "y\n"
+
+
+@pytest.mark.parametrize("how", ["folder-link", "file-link", "hard-link", "dotdot"])
+def test_write_beneath_never_writes_through_a_link_or_out_of_the_tree(tmp_path, how):
+    tree, outside = tmp_path / "tree", tmp_path / "outside"
+    tree.mkdir()
+    outside.mkdir()
+    (outside / "fstab").write_text("host\n")
+    path = "etc/fstab"
+    if how == "folder-link":
+        (tree / "etc").symlink_to(outside)
+    elif how == "file-link":
+        (tree / "etc").mkdir()
+        (tree / "etc/fstab").symlink_to(outside / "fstab")
+    elif how == "hard-link":
+        (tree / "etc").mkdir()
+        os.link(outside / "fstab", tree / "etc/fstab")
+    else:
+        path = "../outside/fstab"
+    with pytest.raises((LabError, ValueError)):
+        write_beneath(tree, path, "planted\n")
+    assert (outside / "fstab").read_text() == "host\n"
+    assert sorted(p.name for p in outside.iterdir()) == ["fstab"]

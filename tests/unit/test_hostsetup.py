@@ -104,3 +104,41 @@ def test_browser_adds_debian_chromium_to_what_the_host_needs() -> None:
 def test_an_unknown_argument_is_exit_2_naming_it(capsys) -> None:
     assert hostsetup.main(["--brwoser"]) == 2
     assert "unknown argument '--brwoser'" in capsys.readouterr().err
+
+
+def test_bridge_filtering_is_read_from_proc_and_named_when_off() -> None:
+    assert "br_netfilter module is not loaded" in hostsetup.bridge_filtering_problem(None)
+    assert "bridge-nf-call-iptables is 0" in hostsetup.bridge_filtering_problem("0\n")
+    assert hostsetup.bridge_filtering_problem("1\n") is None
+
+
+def test_setup_turns_bridge_filtering_on_and_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    setting = tmp_path / "bridge-nf-call-iptables"
+    ran: list[list[str]] = []
+
+    def run_step(command, what, timeout, log):  # noqa: ANN001, ARG001
+        ran.append(command)
+        if command[-1].startswith("net.bridge"):
+            setting.write_text("1\n")
+
+    monkeypatch.setattr(hostsetup, "run_step", run_step)
+    monkeypatch.setattr(hostsetup.os, "geteuid", lambda: 0)
+    said: list[str] = []
+    assert hostsetup.enable_bridge_filtering(tmp_path / "log", said.append, setting) is True
+    assert ran == [["modprobe", "br_netfilter"], ["sysctl", "-w", "net.bridge.bridge-nf-call-iptables=1"]]
+    assert "br_netfilter module is not loaded" in said[0] and "turning it on" in said[0]
+    ran.clear()
+    assert hostsetup.enable_bridge_filtering(tmp_path / "log", said.append, setting) is True and ran == []
+
+
+def test_bridge_filtering_that_stays_off_is_reported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    setting = tmp_path / "bridge-nf-call-iptables"
+    setting.write_text("0\n")
+
+    def refused(command, what, timeout, log):  # noqa: ANN001, ARG001
+        raise LabFailure(f"{what} failed (exit 1)")
+
+    monkeypatch.setattr(hostsetup, "run_step", refused)
+    said: list[str] = []
+    assert hostsetup.enable_bridge_filtering(tmp_path / "log", said.append, setting) is False
+    assert "could not" in said[-1]

@@ -6,17 +6,19 @@ from typing import Any
 
 import pytest
 
-from lab.classroom.netpool import (
-    ALWAYS_AVOIDED,
-    CLASS_POOL,
+from lab.classroom.netpool import ALWAYS_AVOIDED, CLASS_POOL, free_subnets
+from lab.common.errors import LabError
+from lab.machines.hostnets import (
     COMMAND_TIMEOUT,
-    free_subnets,
+    LIBVIRT_MANAGEMENT_POOL,
+    free_subnet,
     host_networks,
+    libvirt_networks,
     parse_docker_networks,
     parse_ip_addr,
     parse_ip_route,
+    parse_libvirt_network,
 )
-from lab.common.errors import LabError
 
 # Real output of `ip -j -4 addr` and `ip -j -4 route` on a lab host (docker0, the single lab's bridge).
 IP_ADDR = (
@@ -213,3 +215,42 @@ def test_no_docker_network_ids_means_no_inspect() -> None:
     fake = FakeRun({"ip -j -4": (0, "[]"), "docker network ls": (0, "\n")})
     host_networks(run=fake)
     assert all(args[:3] != ["docker", "network", "inspect"] for args, _ in fake.calls)
+
+
+# --- each libvirt lab's own management network (issue 17, item 4) --------------------------------------------
+
+LIBVIRT_XML = """<network connections='2'>
+  <name>vagrant-libvirt</name>
+  <forward mode='nat'/>
+  <bridge name='virbr1' stp='on' delay='0'/>
+  <ip address='192.168.121.1' netmask='255.255.255.0'>
+    <dhcp><range start='192.168.121.1' end='192.168.121.254'/></dhcp>
+  </ip>
+  <ip family='ipv6' address='fd00::1' prefix='64'/>
+</network>
+"""
+
+
+def test_libvirt_networks_are_read_from_their_xml() -> None:
+    assert parse_libvirt_network(LIBVIRT_XML) == [IPv4Network("192.168.121.0/24")]
+    assert parse_libvirt_network("<network><ip address='10.79.3.1' prefix='24'/></network>") == \
+        [IPv4Network("10.79.3.0/24")]
+    assert parse_libvirt_network("<network><name>isolated</name></network>") == []
+
+
+def test_libvirt_networks_come_from_virsh_by_name() -> None:
+    def run(args: list[str], **_kwargs: Any) -> subprocess.CompletedProcess[str]:
+        out = "default\nvagrant-libvirt\n" if "net-list" in args else (
+            LIBVIRT_XML if args[-1] == "vagrant-libvirt" else "<network><ip address='192.168.122.1' "
+                                                              "netmask='255.255.255.0'/></network>")
+        return subprocess.CompletedProcess(args, 0, out, "")
+
+    assert libvirt_networks("qemu:///system", run) == {
+        "default": [IPv4Network("192.168.122.0/24")], "vagrant-libvirt": [IPv4Network("192.168.121.0/24")]}
+
+
+def test_a_management_network_is_the_first_free_24_of_its_pool() -> None:
+    taken = [IPv4Network("10.79.0.0/24"), IPv4Network("10.79.1.128/25")]
+    assert free_subnet(LIBVIRT_MANAGEMENT_POOL, taken) == IPv4Network("10.79.2.0/24")
+    assert free_subnet(IPv4Network("10.79.0.0/23"), taken) is None
+    assert LIBVIRT_MANAGEMENT_POOL in ALWAYS_AVOIDED  # never handed to a class's lab

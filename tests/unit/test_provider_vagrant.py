@@ -596,3 +596,130 @@ def test_a_machine_vagrant_started_without_its_private_network_is_connected_to_i
     host.commands.clear()
     assert provider.join_private_network() == []  # both on it: nothing to do
     assert not any("connect" in c.split()[1:3] for c in host.commands if c.startswith("docker network"))
+
+
+# --- isolation that holds on any Docker (issue 17, item 4) -------------------------------------------------
+
+
+def test_the_rules_addresses_are_read_back_only_as_whole_pairs() -> None:
+    tag = "reglab-lab:net101-ada"
+    text = ("-N DOCKER-USER\n"
+            f'-A DOCKER-USER -d 172.17.0.3/32 -i docker0 -o docker0 -m comment --comment "{tag}" -j DROP\n'
+            f'-A DOCKER-USER -s 172.17.0.3/32 -i docker0 -o docker0 -m comment --comment "{tag}" -j DROP\n'
+            f'-A DOCKER-USER -s 172.17.0.4/32 -i docker0 -o docker0 -m comment --comment "{tag}" -j DROP\n'
+            '-A DOCKER-USER -s 172.17.0.5/32 -i docker0 -o docker0 -m comment --comment "reglab-lab:other" -j DROP\n'
+            "-A DOCKER-USER -j RETURN\n")
+    assert machines.rule_addresses(text, tag) == {"172.17.0.3"}
+    assert machines.rule_addresses("-N DOCKER-USER\n", tag) == set()
+
+
+def test_rules_are_made_again_when_the_machines_addresses_changed(provider: VagrantProvider,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Seen after a dockerd restart: the machines came back on other docker0 addresses and the rules
+    named the old ones (another lab's, now), so this lab was open."""
+    said: list[str] = []
+    provider.say = said.append
+    monkeypatch.setattr(machines.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(machines.shutil, "which", lambda name: f"/usr/sbin/{name}")
+    monkeypatch.setattr(provider, "isolation", lambda: None)
+    host = FakeIptables({"reglab-registry": "172.17.0.2", "reglab-client": "172.17.0.3"})
+    provider.host = host  # type: ignore[assignment]
+    provider.isolate()
+    assert provider.keep_apart() == []  # as they were: nothing to do
+    host.ips = {"reglab-registry": "172.17.0.7", "reglab-client": "172.17.0.2"}  # dockerd restarted
+    assert provider.keep_apart() == ["172.17.0.7", "172.17.0.2"]
+    assert machines.rule_addresses("\n".join(host.rules), "reglab-lab:reglab") == {"172.17.0.7", "172.17.0.2"}
+    assert len([r for r in host.rules if "reglab-lab:reglab" in r]) == 4
+    assert "addresses on Docker's bridge changed" in said[-1]
+
+
+@pytest.mark.parametrize(("setting", "problem"), [
+    (None, "br_netfilter module is not loaded"),
+    ("0\n", "bridge-nf-call-iptables is 0"),
+    ("1\n", None),
+])
+def test_rules_that_bridged_traffic_never_meets_do_not_count_as_isolation(
+        provider: VagrantProvider, monkeypatch: pytest.MonkeyPatch, setting: str | None, problem: str | None) -> None:
+    from lab.machines import hostsetup
+
+    said: list[str] = []
+    provider.say = said.append
+    monkeypatch.setattr(machines.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(machines.shutil, "which", lambda name: f"/usr/sbin/{name}")
+    monkeypatch.setattr(hostsetup, "read_bridge_filtering", lambda path=None: setting)
+    provider.host = FakeIptables({"reglab-registry": "172.17.0.2", "reglab-client": "172.17.0.3"})  # type: ignore[assignment]
+    found = provider.isolation()
+    assert (found is None) if problem is None else (problem in found and "modprobe br_netfilter" in found)
+    provider.isolate()
+    assert any("can reach each other" in s for s in said) is (problem is not None)
+    assert (provider.notes() == []) is (problem is None)
+
+
+def test_without_root_a_lab_is_not_called_isolated(provider: VagrantProvider, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(machines.os, "geteuid", lambda: 1000)
+    assert "as root" in (provider.isolation() or "")
+
+
+class FakeVirsh:
+    """The host's shell commands for `virsh net-*`: which networks exist; records what was run."""
+
+    def __init__(self, networks: set[str]) -> None:
+        self.networks = networks
+        self.commands: list[str] = []
+
+    def run(self, command: str, warn: bool = False, **_kw):  # noqa: ANN003
+        from types import SimpleNamespace
+
+        self.commands.append(command)
+        name = command.split()[-1].strip("'")
+        ok = name in self.networks
+        if " net-undefine " in command:
+            self.networks.discard(name)
+        return SimpleNamespace(ok=ok, stdout="", stderr="")
+
+
+def libvirt_lab(folder: Path, name: str, monkeypatch: pytest.MonkeyPatch) -> VagrantProvider:
+    from lab.machines import hostsetup
+
+    monkeypatch.setattr(hostsetup, "host_libvirt_driver", lambda: "qemu")
+    monkeypatch.setenv("REGLAB_CACHE", str(folder.parent / "cache"))
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "lab.yml"
+    path.write_text(f"name: {name}\nprovider: libvirt\n")
+    made = VagrantProvider(load(path, environ=dict(os.environ)), Redactor([]))
+    made.lab.state_dir.mkdir(parents=True, exist_ok=True)
+    return made
+
+
+def test_each_libvirt_lab_gets_a_management_network_of_its_own(tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """vagrant-libvirt puts every VM of every lab on 192.168.121.0/24 unless told otherwise."""
+    from ipaddress import IPv4Network
+
+    monkeypatch.setattr(machines.hostnets, "host_networks", lambda: [IPv4Network("10.79.0.0/24")])
+    monkeypatch.setattr(machines.hostnets, "libvirt_networks", lambda uri: {
+        "vagrant-libvirt": [IPv4Network("192.168.121.0/24")], "other": [IPv4Network("10.79.1.0/24")]})
+    ada, bob = libvirt_lab(tmp_path / "ada", "ada", monkeypatch), libvirt_lab(tmp_path / "bob", "bob", monkeypatch)
+    assert ada.reserve_management_network() == "10.79.2.0/24"
+    assert bob.reserve_management_network() == "10.79.3.0/24"  # not ada's, though no network exists yet
+    assert ada.reserve_management_network() == "10.79.2.0/24"  # the same lab keeps its own
+    assert (ada.vagrant.env["REGLAB_MGMT_NETWORK"], ada.vagrant.env["REGLAB_MGMT_ADDRESS"]) == \
+        ("ada-mgmt", "10.79.2.0/24")
+    again = libvirt_lab(tmp_path / "ada", "ada", monkeypatch)  # a later command (status, ssh-config) uses it too
+    assert again.vagrant.env["REGLAB_MGMT_NETWORK"] == "ada-mgmt"
+
+    monkeypatch.setattr(machines.shutil, "which", lambda name: f"/usr/bin/{name}")
+    virsh = FakeVirsh({"ada-mgmt"})  # Vagrant left it (a machine failed to go)
+    ada.host = virsh  # type: ignore[assignment]
+    assert ada.release_management_network() == ["network ada-mgmt"]
+    assert any(" net-destroy ada-mgmt" in c for c in virsh.commands) and virsh.networks == set()
+    assert ada.release_management_network() == []  # gone already: nothing to say
+    carol = libvirt_lab(tmp_path / "carol", "carol", monkeypatch)
+    assert carol.reserve_management_network() == "10.79.2.0/24"  # ada's /24 is free again
+
+
+def test_the_vagrantfile_gives_libvirt_the_labs_management_network() -> None:
+    text = (PROJECT / "lab/machines/Vagrantfile").read_text()
+    assert 'lv.management_network_name = management_network' in text
+    assert 'lv.management_network_address = management_address' in text
+    assert 'ENV["REGLAB_MGMT_NETWORK"]' in text and 'ENV["REGLAB_MGMT_ADDRESS"]' in text

@@ -142,7 +142,7 @@ def test_a_vm_sets_its_own_files_aside_before_its_disk_is_copied() -> None:
     assert "rm -f /etc/ssh/ssh_host_*" in script and ": > /etc/machine-id" in script
     assert "/^#VAGRANT-BEGIN/,/^#VAGRANT-END/d" in script  # the lab network Vagrant wrote for this machine
     assert "'ssh-ed25519 AAAA vagrant insecure public key' > /home/vagrant/.ssh/authorized_keys" in script
-    assert script.startswith("set -e") and script.endswith("sync")
+    assert script.startswith("set -e") and script.endswith("sync; fstrim -v / || true")
     assert warm.RESTORE_VM.startswith(f"cd / && tar -xpf {warm.STASH}/own.tar")
 
 
@@ -216,6 +216,72 @@ if [ "$1" = build ]; then for last; do :; done; ls "$last" > "$RECORD.context"; 
 """
 
 
+class RecordingMachine:
+    """A machine whose sudo commands go to the fake docker's record, in order with its calls."""
+
+    def __init__(self, record: Path) -> None:
+        self.record = record
+
+    def sudo(self, command: str, **kwargs) -> None:  # noqa: ANN003
+        with self.record.open("a") as handle:
+            handle.write(f"---\nsudo\n{command}\n")
+
+
+def test_the_machine_is_committed_with_its_own_files_set_aside_and_they_are_put_back(tmp_path, monkeypatch) -> None:
+    """Seen in `docker save` of a warm image: the commit held the machine's SSH host private keys,
+    machine-id and Docker key, which the Dockerfile's later RUN only hid. They are gone before the commit."""
+    from lab.machines.remote import Host, machine_logger
+    from lab.model.credentials import Redactor
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "docker").write_text(FAKE_DOCKER)
+    (bin_dir / "docker").chmod(0o755)
+    record = tmp_path / "record"
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    monkeypatch.setenv("RECORD", str(record))
+    log = machine_logger(tmp_path / "logs", "host")
+    try:
+        warm.DockerWarm(Host(log, Redactor([]), timeout=30)).save("lab-registry", RecordingMachine(record),
+                                                                  key(), {}, [])
+    finally:
+        for handler in list(log.handlers):
+            log.removeHandler(handler)
+            handler.close()
+    calls = [c.splitlines() for c in record.read_text().split("---\n") if c]
+    order = [c[0] if c[0] != "sudo" else ("set aside" if "own.tar $(ls" in c[1] else "put back") for c in calls]
+    assert order[:4] == ["set aside", "commit", "put back", "build"], order
+    aside = calls[0][1]
+    for own in ("etc/ssh/ssh_host_*", "etc/machine-id", "var/lib/reglab/machine-id", "etc/docker/key.json"):
+        assert own in aside
+    assert warm.FORGET_MACHINE in aside and f"{warm.STASH}/own.tar" in aside and warm.STASH.startswith("/run/")
+    assert calls[2][1] == warm.PUT_BACK
+
+
+def test_a_vms_own_files_are_zeroed_and_free_blocks_discarded_before_the_copy() -> None:
+    script = warm.generalize_vm("ssh-ed25519 AAAA key")
+    zero, forget = script.index("dd if=/dev/zero"), script.index(warm.FORGET_MACHINE)
+    assert zero < forget < script.index("fstrim")
+    assert "/etc/ssh/ssh_host_*_key" in script[:forget] and "conv=notrunc" in script
+    vagrantfile = (Path(warm.__file__).parent / "Vagrantfile").read_text()
+    assert 'lv.disk_driver :discard => "unmap"' in vagrantfile
+
+
+def test_zero_fill_overwrites_a_file_in_place_and_skips_links(tmp_path: Path) -> None:
+    import subprocess
+
+    secret, target = tmp_path / "ssh_host_ed25519_key", tmp_path / "elsewhere"
+    secret.write_bytes(b"PRIVATE KEY BYTES" * 300)
+    target.write_text("not mine\n")
+    (tmp_path / "link_key").symlink_to(target)
+    inode = secret.stat().st_ino
+    subprocess.run(["sh", "-c", "set -e; " + warm.zero_fill((f"{tmp_path}/*_key", str(tmp_path / "gone")))],
+                   check=True, timeout=30)
+    data = secret.read_bytes()
+    assert secret.stat().st_ino == inode and len(data) >= 5100 and set(data) == {0}
+    assert target.read_text() == "not mine\n"
+
+
 def test_a_warm_image_builds_from_a_tmpdir_with_a_space(tmp_path: Path, monkeypatch) -> None:
     """The build context is a temporary folder: a TMPDIR with a space must stay one argument of `docker build`."""
     import tempfile
@@ -235,7 +301,8 @@ def test_a_warm_image_builds_from_a_tmpdir_with_a_space(tmp_path: Path, monkeypa
     monkeypatch.setattr(tempfile, "tempdir", str(spaced))
     log = machine_logger(tmp_path / "logs", "host")
     try:
-        tag = warm.DockerWarm(Host(log, Redactor([]), timeout=30)).save("lab-registry", None, key(), {}, [])
+        tag = warm.DockerWarm(Host(log, Redactor([]), timeout=30)).save("lab-registry", RecordingMachine(record),
+                                                                         key(), {}, [])
     finally:
         for handler in list(log.handlers):
             log.removeHandler(handler)

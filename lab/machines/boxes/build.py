@@ -29,7 +29,7 @@ from lab.machines.boxes.boxfile import (
     ovf,
     virtualbox_vagrantfile,
 )
-from lab.machines.boxes.cache import boxes_dir, digest, now, workdir
+from lab.machines.boxes.cache import boxes_dir, digest, now, record, recorded, trusted_folder, workdir
 from lab.machines.boxes.disk import (
     DISK_GB,
     MBR_BIN,
@@ -156,8 +156,16 @@ def require_host() -> None:
                        f"apt-get install --no-install-recommends {' '.join(missing)}")
 
 
-def _made(folder: Path, provider: str) -> bool:
-    return (folder / f"{provider}.box").exists() and (folder / f"{provider}.json").exists()
+def _as_root() -> bool:
+    return os.geteuid() == 0
+
+
+def _made(folder: Path, provider: str, as_root: bool = False) -> bool:
+    """A box of this recipe in the cache; as root, only the one built here (its digests recorded)."""
+    box, about = folder / f"{provider}.box", folder / f"{provider}.json"
+    if not (box.exists() and about.exists()):
+        return False
+    return not as_root or (recorded(box) and recorded(about))
 
 
 def build_box(lab: Lab, provider: str, say: Say, os_family: str = "debian") -> BoxResult:
@@ -168,9 +176,12 @@ def build_box(lab: Lab, provider: str, say: Say, os_family: str = "debian") -> B
     rkey = recipe_key(public_key)
     bkey = box_key(rkey)
     cache = boxes_dir(lab)
+    as_root = _as_root()
+    if as_root:  # root writes through what is there: only from a cache nobody else can write
+        trusted_folder(cache)
     folder = cache / bkey
     result = BoxResult(BOX_NAME, "", {p: folder / f"{p}.box" for p in wanted}, folder / "catalog.json", {})
-    missing = [p for p in wanted if not _made(folder, p)]
+    missing = [p for p in wanted if not _made(folder, p, as_root)]
     result.cached = tuple(p for p in wanted if p not in missing)
     if missing:
         require_host()
@@ -198,6 +209,8 @@ def build_box(lab: Lab, provider: str, say: Say, os_family: str = "debian") -> B
                                 fs_uuid=disk.fs_uuid, kernel=disk.kernel, built=now())
                 info["sha256"] = make_box(name, disk, work, result.boxes[name], info, bkey, run)
                 atomic_write(folder / f"{name}.json", json.dumps(info, indent=2) + "\n")
+                record(result.boxes[name])
+                record(folder / f"{name}.json")
                 result.timings[name] = round(time.monotonic() - began, 1)
                 size = result.boxes[name].stat().st_size / 1024**2
                 say(f"{name} box made in {result.timings[name]}s: {result.boxes[name]} ({size:.0f} MiB)")

@@ -1,19 +1,32 @@
 """Where boxes are made and kept: the cache folder, its keys, and work folders that are never
-removed while something is still mounted in them."""
+removed while something is still mounted in them.
+
+NOTE: root builds boxes and writes through what it finds in the cache, so
+as root the cache is used only when nobody else can have put anything there
+(`trusted_folder`), and a cached root file system or box is reused only when
+its sha256 matches the one recorded when it was built, in a folder outside
+the cache that only root can write (`DIGESTS`).
+"""
 
 from __future__ import annotations
 
 import datetime
 import hashlib
+import os
 import re
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from lab.common.errors import LabFailure
+from lab.common.errors import LabError, LabFailure
+from lab.common.files import atomic_write, private_dir
 from lab.model.lab import Lab
+
+# What root built, by digest: outside every user's cache, in a folder only root can write.
+DIGESTS = Path("/var/lib/reglab/box-digests")
 
 
 def boxes_dir(lab: Lab) -> Path:
@@ -65,3 +78,62 @@ def workdir(parent: Path, prefix: str) -> Iterator[Path]:
                              f"unmount it (umount -R), then remove the folder")
         shutil.rmtree(path)
 
+
+
+def trusted_folder(path: Path, uid: int | None = None) -> Path:
+    """`path` (made 0700 if missing) when nobody but `uid` (default: us) and root can change what is in it.
+
+    Every folder from / down to it must belong to `uid` or root and be
+    writable by nobody else; a sticky folder (/tmp) is allowed above it,
+    since others cannot rename what is ours there. Otherwise a LabError says
+    which folder and what to do: root must not build from files another user
+    can plant (a tarball with a symlink makes root write through it).
+    """
+    uid = os.geteuid() if uid is None else uid
+    path = Path(path)
+    try:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        real = path.resolve(strict=True)
+    except OSError as exc:
+        raise LabError(f"{path}: cannot use it as the box cache: {exc.strerror}") from None
+    for folder in [real, *real.parents]:
+        info = os.lstat(folder)
+        mode = stat.S_IMODE(info.st_mode)
+        if info.st_uid not in (uid, 0):
+            raise LabError(f"{folder} belongs to uid {info.st_uid}, so files in {path} cannot be trusted by root; "
+                           f"build boxes with a cache only root can write (`sudo env REGLAB_CACHE=/var/cache/reglab "
+                           f"reglab box build`)")
+        if mode & 0o022 and not (folder != real and mode & stat.S_ISVTX):
+            raise LabError(f"others can write to {folder} (mode {mode:04o}), so files in {path} cannot be trusted "
+                           f"by root; `chmod go-w {folder}` or use a cache only root can write")
+    return path
+
+
+def file_sha256(path: Path) -> str:
+    with open(path, "rb", buffering=0) as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def _record_path(path: Path, digests: Path) -> Path:
+    """One record per cached file, named by the cache folder it is in and its name."""
+    return digests / digest(str(Path(path).parent.resolve())) / f"{Path(path).name}.sha256"
+
+
+def record(path: Path, digests: Path | None = None) -> str:
+    """Remember the sha256 of a file just built, outside the cache; return it."""
+    digests = private_dir(DIGESTS if digests is None else digests)
+    found = file_sha256(path)
+    target = _record_path(path, digests)
+    private_dir(target.parent)
+    atomic_write(target, found + "\n", 0o600)
+    return found
+
+
+def recorded(path: Path, digests: Path | None = None) -> bool:
+    """True when `path` is the file built here: its sha256 is the one recorded when it was made."""
+    digests = DIGESTS if digests is None else digests
+    try:
+        wanted = _record_path(path, digests).read_text().strip()
+        return bool(wanted) and file_sha256(path) == wanted
+    except OSError:
+        return False

@@ -8,13 +8,16 @@ back the loop device and the mount it took.
 
 from __future__ import annotations
 
+import os
 import shutil
+import stat
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from lab.common.errors import LabFailure
+from lab.common.files import write_beneath
 from lab.common.polling import poll
 from lab.machines.host import Runner
 
@@ -56,7 +59,18 @@ def sfdisk_script() -> str:
     return "label: dos\nunit: sectors\n\nstart=2048, type=83, bootable\n"
 
 
+def _real_folder(path: Path) -> None:
+    """A folder root writes into must be one, not a link to somewhere else (the host's /boot)."""
+    try:
+        info = os.lstat(path)
+    except OSError as exc:
+        raise LabFailure(f"{path}: {exc.strerror}") from None
+    if not stat.S_ISDIR(info.st_mode):
+        raise LabFailure(f"{path} is a link or not a folder in the root file system; refusing to write through it")
+
+
 def _find_boot_files(root: Path) -> tuple[str, str]:
+    _real_folder(root / "boot")
     kernels = sorted((root / "boot").glob("vmlinuz-*"))
     if len(kernels) != 1:
         raise LabFailure(f"expected one kernel in the root file system's /boot, found {len(kernels)}")
@@ -86,12 +100,11 @@ def assemble_disk(rootfs: Path, work: Path, run: Runner, extra_files: Mapping[st
         timeout=CONVERT_TIMEOUT)
     kernel, initrd = _find_boot_files(root)
     fs_uuid = str(uuid.uuid4())
-    (root / "etc/fstab").write_text(fstab(fs_uuid))
-    (root / "boot/extlinux").mkdir(parents=True, exist_ok=True)
-    (root / "boot/extlinux/extlinux.conf").write_text(extlinux_conf(fs_uuid, kernel, initrd))
+    # Never through a link the tarball holds: these writes run as root.
+    write_beneath(root, "etc/fstab", fstab(fs_uuid))
+    write_beneath(root, "boot/extlinux/extlinux.conf", extlinux_conf(fs_uuid, kernel, initrd))
     for path, text in extra_files.items():
-        (root / path.lstrip("/")).parent.mkdir(parents=True, exist_ok=True)
-        (root / path.lstrip("/")).write_text(text)
+        write_beneath(root, path, text)
     raw = work / "disk.raw"
     with open(raw, "wb") as handle:
         handle.truncate(DISK_GB * 1024**3)
@@ -111,6 +124,8 @@ def assemble_disk(rootfs: Path, work: Path, run: Runner, extra_files: Mapping[st
         mounted = work / "mnt"
         mounted.mkdir()
         run(["mount", partition, mounted])
+        _real_folder(mounted / "boot")
+        _real_folder(mounted / "boot/extlinux")
         run(["extlinux", "--install", mounted / "boot/extlinux"])
     finally:
         if mounted is not None:

@@ -22,7 +22,7 @@ from typing import Any
 from lab.common.errors import LabFailure
 from lab.common.files import atomic_write
 from lab.machines import hostapt
-from lab.machines.boxes.cache import boxes_dir, digest, now, workdir
+from lab.machines.boxes.cache import boxes_dir, digest, now, record, recorded, workdir
 from lab.machines.host import Runner
 from lab.model.lab import Lab
 
@@ -157,12 +157,19 @@ def recipe_key(public_key: str, suite: str = SUITE, packages: Sequence[str] = PA
 
 def build_rootfs(lab: Lab, key: str, public_key: str, run: Runner, say: Say) -> tuple[Path, dict[str, Any], bool]:
     """The root file system as a tarball in the cache (`rootfs-KEY.tar`) with what it holds beside it;
-    True when it was built now, False when it came from the cache."""
+    True when it was built now, False when it came from the cache.
+
+    One in the cache is used only when it is the one built here (its digest
+    recorded outside the cache, `cache.record`): root writes through it.
+    """
     cache = boxes_dir(lab)
     target = cache / f"rootfs-{key}.tar"
     about = cache / f"rootfs-{key}.json"
     if target.exists() and about.exists():
-        return target, json.loads(about.read_text()), False
+        if recorded(target) and recorded(about):
+            return target, json.loads(about.read_text()), False
+        say(f"{target.name} in {cache} is not the one built here (no digest recorded, or another): "
+            "building it again")
     mirror = hostapt.mirror_for(SUITE, lab.mirror)
     proxy = hostapt.host_proxy()
     say(f"fetching Debian {SUITE} packages from {mirror}" + (f" through {proxy}" if proxy else ""))
@@ -190,5 +197,7 @@ def build_rootfs(lab: Lab, key: str, public_key: str, run: Runner, say: Say) -> 
         info = {"recipe": key, "suite": SUITE, "mirror": mirror, "built": now(), "packages": packages}
         os.replace(partial, target)
         atomic_write(about, json.dumps(info, indent=2) + "\n")
+        record(target)
+        record(about)
     return target, info, True
 

@@ -79,6 +79,12 @@ class Provider(Protocol):
     def down(self) -> list[str]:
         """Take away what reglab made; return what was removed, in words."""
 
+    def isolation(self) -> str | None:
+        """Why this lab's machines are not kept apart from other labs' made on this host, or None."""
+
+    def keep_apart(self) -> list[str]:
+        """Make the lab's isolation hold for the machines as they are now (addresses change); say what."""
+
 
 def wait_for_ssh(machine: Machine, timeout: int) -> None:
     """Poll until the machine runs a command, within a bound."""

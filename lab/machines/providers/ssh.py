@@ -116,6 +116,13 @@ class SSHProvider:
     def boot_from(self, image: str) -> None:
         raise LabError(f"machines given over SSH do not boot from images ({image})")
 
+    def isolation(self) -> None:
+        """Given machines are on the school's network: reglab makes no network to keep apart."""
+        return None
+
+    def keep_apart(self) -> list[str]:
+        return []
+
     def notes(self) -> list[str]:
         return ["machines given over SSH: reglab did not make them and `reglab down` leaves them running"]
 

@@ -10,6 +10,7 @@ leaves no container or network behind.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import functools
 import ipaddress
 import json
@@ -33,13 +34,14 @@ import vagrant  # noqa: E402
 
 from lab.common.clip import tail  # noqa: E402
 from lab.common.errors import LabError, RemoteError  # noqa: E402
-from lab.common.files import write_private  # noqa: E402
-from lab.machines import boxes, host, hostapt  # noqa: E402
+from lab.common.files import atomic_write, write_private  # noqa: E402
+from lab.machines import boxes, host, hostapt, hostnets  # noqa: E402
 from lab.machines.boxes.cache import boxes_dir  # noqa: E402
 from lab.machines.boxes.store import BOX_LIST_TIMEOUT, VAGRANT_TIMEOUT  # noqa: E402
 from lab.machines.providers.base import MachineStatus, Say, wait_for_ssh  # noqa: E402
 from lab.machines.remote import Host, Machine, machine_logger  # noqa: E402
 from lab.machines.warm import (  # noqa: E402
+    LIBVIRT_URI,
     WARM_BOX_VERSION,
     DockerWarm,
     LibvirtWarm,
@@ -244,6 +246,10 @@ class VagrantProvider:
         else:
             self.libvirt_driver = None
         self.vagrant = TimedVagrant(VAGRANTFILE_DIR, env, self.log_dir / "vagrant.log", lab.timeouts.boot)
+        if lab.provider == "libvirt":
+            held = self._management_reservations().get(str(lab.state_dir))
+            if held:
+                self._use_management_network(held)
         self.host = Host(machine_logger(self.log_dir, "host"), redactor, lab.timeouts.command)
 
     @functools.cached_property
@@ -274,6 +280,9 @@ class VagrantProvider:
 
     def notes(self) -> list[str]:
         """What `reglab status` adds under the table."""
+        if self.lab.provider == "docker":
+            problem = self.isolation()
+            return [f"not isolated from other labs on this host: {problem}"] if problem else []
         if self.libvirt_driver is None:
             return []
         how = ("KVM, hardware virtualisation" if self.libvirt_driver == "kvm"
@@ -361,9 +370,89 @@ class VagrantProvider:
             raise LabError(f"the subnet {self.lab.network} is already used by {other!r}; give this lab machines "
                            f"on another /24 in {self.lab.source}")
 
+    # -- each libvirt lab's own management network ---------------------------------
+    @property
+    def management_network_name(self) -> str:
+        return f"{self.lab.name}-mgmt"
+
+    @property
+    def _reservations_path(self) -> Path:
+        return self.lab.cache_dir / "libvirt-management.json"
+
+    def _management_reservations(self) -> dict[str, str]:
+        """Which lab (by its state folder) holds which /24 for its management network, host-wide."""
+        try:
+            held = json.loads(self._reservations_path.read_text())
+        except (OSError, ValueError):
+            return {}
+        return {k: v for k, v in held.items() if isinstance(k, str) and isinstance(v, str)} \
+            if isinstance(held, dict) else {}
+
+    @contextlib.contextmanager
+    def _reservations_locked(self) -> Iterator[dict[str, str]]:
+        """The reservations, read and written back under a host-wide lock (labs of a class boot at once)."""
+        self._reservations_path.parent.mkdir(parents=True, exist_ok=True)
+        lock_path = self._reservations_path.with_suffix(".lock")
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            held = self._management_reservations()
+            before = dict(held)
+            yield held
+            if held != before:
+                atomic_write(self._reservations_path, json.dumps(held, indent=2, sort_keys=True) + "\n", 0o600)
+        finally:
+            os.close(fd)
+
+    def _use_management_network(self, subnet: str) -> None:
+        self.vagrant.env["REGLAB_MGMT_NETWORK"] = self.management_network_name
+        self.vagrant.env["REGLAB_MGMT_ADDRESS"] = subnet
+
+    def reserve_management_network(self) -> str:
+        """This lab's management network (vagrant-libvirt's NAT and DHCP for SSH) on a /24 of its own.
+
+        NOTE: by default every VM of every lab joins vagrant-libvirt's one
+        management network (192.168.121.0/24), where one lab's machines reach
+        another's. Each lab gets its own, on a /24 no libvirt network, host
+        route or other lab's reservation has; Vagrant removes it with the last
+        machine, and `down` makes sure.
+        """
+        with self._reservations_locked() as held:
+            for folder in [k for k in held if k != str(self.lab.state_dir) and not Path(k).is_dir()]:
+                del held[folder]  # a lab folder that is gone holds nothing
+            subnet = held.get(str(self.lab.state_dir))
+            if subnet is None:
+                networks = hostnets.libvirt_networks(LIBVIRT_URI)
+                taken = [*hostnets.host_networks(),
+                         *(net for name, nets in networks.items() if name != self.management_network_name
+                           for net in nets),
+                         *(ipaddress.ip_network(v) for v in held.values())]
+                free = hostnets.free_subnet(hostnets.LIBVIRT_MANAGEMENT_POOL, taken)
+                if free is None:
+                    raise LabError(f"no free /24 left in {hostnets.LIBVIRT_MANAGEMENT_POOL} for this lab's "
+                                   "management network; take down labs no longer in use")
+                subnet = held[str(self.lab.state_dir)] = str(free)
+        self._use_management_network(subnet)
+        return subnet
+
+    def release_management_network(self) -> list[str]:
+        """The lab's management network gone (if Vagrant left it) and its /24 free again; say what."""
+        removed = []
+        name = self.management_network_name
+        if shutil.which("virsh") and self.host.run(f"virsh -c {LIBVIRT_URI} net-info {shlex.quote(name)}",
+                                                   warn=True, timeout=60).ok:
+            self.host.run(f"virsh -c {LIBVIRT_URI} net-destroy {shlex.quote(name)}", warn=True, timeout=60)
+            if self.host.run(f"virsh -c {LIBVIRT_URI} net-undefine {shlex.quote(name)}", warn=True, timeout=60).ok:
+                removed.append(f"network {name}")
+        with self._reservations_locked() as held:
+            held.pop(str(self.lab.state_dir), None)
+        return removed
+
     # -- machines ------------------------------------------------------------------
     def up(self, names: Sequence[str] = ()) -> list[Machine]:
         self.check_host()
+        if self.lab.provider == "libvirt":
+            self.reserve_management_network()
         targets = list(names) or self.names
         if len(targets) == len(self.names):
             self.vagrant.up(provider=self.lab.provider)  # all at once: the docker provider boots in parallel
@@ -409,6 +498,33 @@ class VagrantProvider:
     def _rule_tag(self) -> str:
         return f"reglab-lab:{self.lab.name}"
 
+    def isolation(self) -> str | None:
+        """Why this lab's machines are not kept apart from other labs' on this host, or None.
+
+        NOTE: the docker provider's rules (DOCKER-USER) see traffic between
+        containers on docker0 only when bridged traffic goes through iptables
+        (br_netfilter, net.bridge.bridge-nf-call-iptables=1), which Docker 27.3
+        and later no longer turn on; without it a rule that exists proves nothing.
+        """
+        if self.lab.provider != "docker":
+            return None
+        if os.geteuid() != 0 or shutil.which("iptables") is None:
+            return "keeping labs apart on Docker's bridge needs iptables, as root"
+        from lab.machines.hostsetup import BRIDGE_NF_FIX, bridge_filtering_problem, read_bridge_filtering
+
+        problem = bridge_filtering_problem(read_bridge_filtering())
+        return f"{problem}; fix: {BRIDGE_NF_FIX}" if problem else None
+
+    def _bridge_addresses(self) -> list[str]:
+        """Each machine's address on docker0 now (they change when dockerd or the host restarts)."""
+        found = []
+        for name in self.names:
+            ip = self.host.run(f"docker inspect -f '{{{{.NetworkSettings.IPAddress}}}}' "
+                               f"{shlex.quote(f'{self.lab.name}-{name}')}", warn=True).stdout.strip()
+            if ip:
+                found.append(ip)
+        return found
+
     def isolate(self) -> list[str]:
         """Keep other containers (another lab's machines) from this lab's over Docker's default bridge.
 
@@ -416,34 +532,52 @@ class VagrantProvider:
         where every container may talk to every other; labs' own networks are
         apart already. Rules in DOCKER-USER drop forwarded docker0 traffic from
         and to this lab's machines (the machines talk to each other on their
-        own network, and the host reaches them without forwarding). Without
-        iptables rights the lab still runs, and reglab says what is not apart.
+        own network, and the host reaches them without forwarding). Where the
+        rules cannot hold (see `isolation`) the lab still runs, and reglab
+        says plainly that it is not apart.
         """
+        problem = self.isolation()
         if os.geteuid() != 0 or shutil.which("iptables") is None:
-            self.say("note: machines of different labs can reach each other over Docker's default bridge "
-                     "(isolating them needs iptables, as root)")
+            self.say(f"note: machines of different labs can reach each other over Docker's default bridge ({problem})")
             return []
         self.unisolate()
         added = []
-        for name in self.names:
-            ip = self.host.run(f"docker inspect -f '{{{{.NetworkSettings.IPAddress}}}}' {self.lab.name}-{name}",
-                               warn=True).stdout.strip()
-            if not ip:
-                continue
+        for ip in self._bridge_addresses():
             for side in ("-s", "-d"):
-                self.host.run(f"iptables -w 10 -I DOCKER-USER -i docker0 -o docker0 {side} {ip} "
-                              f"-m comment --comment {self._rule_tag} -j DROP")
+                made = self.host.run(f"iptables -w 10 -I DOCKER-USER -i docker0 -o docker0 {side} {ip} "
+                                     f"-m comment --comment {self._rule_tag} -j DROP", warn=True)
+                if not made.ok:
+                    self.say(f"note: machines of different labs can reach each other over Docker's default bridge "
+                             f"(iptables refused the rule: {made.stderr.strip() or made.stdout.strip()})")
+                    return added
             added.append(ip)
+        if problem:
+            self.say(f"note: machines of different labs can reach each other over Docker's default bridge: {problem}")
         return added
+
+    def keep_apart(self) -> list[str]:
+        """Make this lab's rules again when they no longer name its machines' addresses; return those.
+
+        NOTE: after a dockerd or host restart the machines get other docker0
+        addresses: stale rules would drop another lab's machine and leave this
+        one open. Every command that finds the machines running asks this.
+        """
+        if self.lab.provider != "docker" or os.geteuid() != 0 or shutil.which("iptables") is None:
+            return []
+        now = set(self._bridge_addresses())
+        rules = self.host.run("iptables -w 10 -S DOCKER-USER", warn=True).stdout
+        if not now or rule_addresses(rules, self._rule_tag) == now:
+            return []
+        self.say("the machines' addresses on Docker's bridge changed (dockerd or the host restarted): "
+                 "isolation rules made again")
+        return self.isolate()
 
     def unisolate(self) -> int:
         """Remove this lab's rules (by their comment); return how many."""
         if os.geteuid() != 0 or shutil.which("iptables") is None:
             return 0
         rules = self.host.run("iptables -w 10 -S DOCKER-USER", warn=True).stdout.splitlines()
-        # iptables -S prints the comment in quotes when it holds ':' (as the tag does).
-        marks = (f'--comment "{self._rule_tag}" ', f"--comment {self._rule_tag} ")
-        ours = [r for r in rules if r.startswith("-A ") and any(mark in f"{r} " for mark in marks)]
+        ours = [r for r in rules if _ours(r, self._rule_tag)]
         for rule in ours:
             self.host.run("iptables -w 10 -D " + rule[3:], warn=True)
         return len(ours)
@@ -512,6 +646,8 @@ class VagrantProvider:
         if self.lab.provider == "docker":
             rules = self.unisolate()
             return self.remove_docker_leftovers() + ([f"{rules} isolation rules"] if rules else [])
+        if self.lab.provider == "libvirt":
+            return self.release_management_network()
         return []
 
     def remove_docker_leftovers(self) -> list[str]:
@@ -595,3 +731,24 @@ def attached_addresses(networks_json: str) -> set[str]:
     if not isinstance(networks, dict):
         return set()
     return {n["IPAddress"] for n in networks.values() if isinstance(n, dict) and n.get("IPAddress")}
+
+
+def _ours(rule: str, tag: str) -> bool:
+    # iptables -S prints the comment in quotes when it holds ':' (as the tag does).
+    marks = (f'--comment "{tag}" ', f"--comment {tag} ")
+    return rule.startswith("-A ") and any(mark in f"{rule} " for mark in marks)
+
+
+def rule_addresses(iptables_s: str, tag: str) -> set[str]:
+    """The addresses a lab's rules drop, from `iptables -S DOCKER-USER` output; a pair (-s and -d) per
+    address, so an address with only one of them is left out (made again). Pure."""
+    sides: dict[str, set[str]] = {}
+    for rule in iptables_s.splitlines():
+        if not _ours(rule, tag):
+            continue
+        words = rule.split()
+        for side in ("-s", "-d"):
+            if side in words[:-1]:
+                address = words[words.index(side) + 1].removesuffix("/32")
+                sides.setdefault(address, set()).add(side)
+    return {address for address, seen in sides.items() if seen == {"-s", "-d"}}
