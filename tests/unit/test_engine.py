@@ -394,6 +394,24 @@ def test_without_keep_going_the_steps_after_a_failure_are_not_run(tmp_path: Path
     assert machine.commands == ["make first", "has first", "make middle-as-written"]
 
 
+def test_a_check_only_run_grades_every_step_on_its_own(tmp_path: Path, state: State) -> None:
+    """Issue 19: a student who did the later steps but not the first gets credit for them; a step
+    that fails after a failed one says it depends on a failed step. A solving run still stops."""
+    run, machine = _three_steps(tmp_path, state, broken=set())
+    machine.made = {"middle", "last"}  # done by hand: every step but the first
+    result = run.run(run.scenario.steps, solve=False, phases={})
+    assert [s.status for s in result.steps] == [Status.FAIL, Status.PASS, Status.PASS]
+    assert [s.depends_on for s in result.steps] == ["", "", ""]  # a pass depends on nothing
+    assert machine.commands == ["has first", "has middle", "has middle", "has last"]
+
+    machine.made = {"last"}  # the first two not done: the last fails at the middle's file
+    result = run.run(run.scenario.steps, solve=False, phases={})
+    assert [s.status for s in result.steps] == [Status.FAIL, Status.FAIL, Status.FAIL]
+    assert [s.depends_on for s in result.steps] == ["", "first", "first"]
+    assert result.steps[2].cause_line.startswith("depends on a failed step (first)")
+    assert [state.step_status(s) for s in ("first", "middle", "last")] == ["fail"] * 3
+
+
 def test_a_failed_bridge_is_recorded_and_the_run_still_goes_on(tmp_path: Path, state: State) -> None:
     """The step after a failed bridge is judged anyway, and says which bridge left the lab wrong."""
     run, machine = _three_steps(tmp_path, state, broken={"middle-as-written", "middle"})
