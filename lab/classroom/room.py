@@ -194,15 +194,26 @@ class Classroom:
             overrides = {**(overrides or {}), "provider": "ssh"}
         return Session.from_file(member.lab_file, overrides, Progress(stream), lock=lock)
 
+    def log_error(self, member: Member, exc: BaseException) -> None:
+        """An unexpected error of one lab's work, with its traceback, in that lab's own log."""
+        import traceback
+
+        with contextlib.suppress(OSError):
+            with self._logs_lock:
+                stream = self._logs.get(member.id)
+            if stream is not None:
+                stream.write("".join(traceback.format_exception(exc)))
+                stream.flush()
+
     # -- one job per lab, a bounded number at once ------------------------------------
     def each(self, members: Sequence[Member], work: Callable[[Member], T], jobs: int, what: str,
-             timeout: float | None = None) -> list[LabOutcome]:
+             timeout: float | None = None, give_up: Callable[[Member], None] | None = None) -> list[LabOutcome]:
         """`work(member)` for each lab, `jobs` at once, each in a thread of its own.
 
         One lab's failure is its own row; the others go on. The threads are
         daemons, so a Ctrl-C ends reglab at once (then `reglab class down`
         removes what was booting). With `timeout`, a lab still at work after
-        it is given up on and reported as not answering.
+        it is given up on and reported as not answering, and `give_up(member)` told so (to stop its work).
         """
         slots = threading.Semaphore(max(1, jobs))
         outcomes: dict[str, LabOutcome] = {}
@@ -218,6 +229,10 @@ class Classroom:
                     outcome = LabOutcome(member, True, "", time.monotonic() - began, value)
                 except (LabError, LabFailure, RemoteError, OSError) as exc:
                     outcome = LabOutcome(member, False, str(exc), time.monotonic() - began)
+                except Exception as exc:  # noqa: BLE001 - a bug in one lab's work is that lab's row, never a hang
+                    self.log_error(member, exc)
+                    outcome = LabOutcome(member, False, f"reglab failed on this lab: {type(exc).__name__}: {exc}",
+                                         time.monotonic() - began)
                 with lock:
                     outcomes.setdefault(member.id, outcome)
                     finished = len(outcomes)
@@ -235,11 +250,16 @@ class Classroom:
             if deadline is not None and time.monotonic() > deadline:
                 break
         with lock:
-            for member in members:
-                if member.id not in outcomes:
-                    outcomes[member.id] = LabOutcome(member, False, f"no answer within {timeout or 0:.0f}s",
-                                                  float(timeout or 0))
-            return [outcomes[m.id] for m in members]
+            late = [member for member in members if member.id not in outcomes]
+            for member in late:
+                outcomes[member.id] = LabOutcome(member, False, f"no answer within {timeout or 0:.0f}s",
+                                              float(timeout or 0))
+            result = [outcomes[m.id] for m in members]
+        for member in late:
+            if give_up is not None:
+                with contextlib.suppress(Exception):  # giving up: the row says it already
+                    give_up(member)
+        return result
 
     # -- commands -------------------------------------------------------------------------
     def up(self, members: Sequence[Member], jobs: int = JOBS) -> list[LabOutcome]:
@@ -302,8 +322,17 @@ class Classroom:
     def check(self, members: Sequence[Member], step: str | None, jobs: int = 8,
               timeout: float = CHECK_TIMEOUT) -> list[StudentResult]:
         """Grade each lab, observe-only, `jobs` at once; a lab that does not answer is unreachable at every step."""
+        running: dict[str, Any] = {}  # each lab's session while it is graded
+        given_up: set[str] = set()
+        guard = threading.Lock()
+
         def grade(member: Member) -> list[StepResult]:
-            session = self.session(member)
+            session = self.session(member)  # waits for the lab's lock: one check of a lab at a time
+            with guard:
+                running[member.id] = session
+                late = member.id in given_up
+            if late:
+                session.abandon()
             try:
                 session.step_ids(step)
                 session.require_running()
@@ -314,7 +343,14 @@ class Classroom:
                 session.lock.release()
 
         with self.progress.phase("class check", f"grade {len(members)} labs ({step or 'every step'})"):
-            outcomes = self.each(members, grade, jobs, "check", timeout)
+            def give_up(member: Member) -> None:  # past --timeout: it must not run on beside the next check
+                with guard:
+                    given_up.add(member.id)
+                    session = running.get(member.id)
+                if session is not None:
+                    session.abandon()
+
+            outcomes = self.each(members, grade, jobs, "check", timeout, give_up)
         now = datetime.now(UTC).isoformat(timespec="seconds")
         ids = [step] if step else self.step_ids()
         rows = []

@@ -204,3 +204,23 @@ def test_the_class_grades_the_steps_of_its_base_labs_scenario(tmp_path: Path, mo
     room = Classroom(base, "web101", quiet())
     assert room.step_ids() == ["page", "hosts", "serve"]
     assert ClassBoard(room).steps()[0][0] == "page"
+
+
+def test_an_unexpected_error_in_one_lab_is_its_failed_row_not_a_hang(base: Path) -> None:
+    """Issue 19: `each` waited for ever when a worker raised anything but the four errors it caught."""
+    room = Classroom(base, "net101", quiet())
+    room.enrol([Student("ada"), Student("bob")])
+
+    def work(member):  # noqa: ANN001, ANN202
+        if member.id == "bob":
+            raise KeyError("steps")
+        return "ok"
+
+    got: list = []
+    worker = threading.Thread(target=lambda: got.append(room.each(room.members, work, jobs=2, what="check")),
+                              daemon=True)
+    worker.start()
+    worker.join(10)
+    assert got, "each() did not return"
+    assert [(o.member.id, o.ok) for o in got[0]] == [("ada", True), ("bob", False)]
+    assert got[0][1].message == "reglab failed on this lab: KeyError: 'steps'"

@@ -206,7 +206,7 @@ def test_the_lab_lock_makes_a_second_process_wait_and_then_fail(tmp_path: Path) 
     lock.release()
 
 
-def test_the_lab_lock_is_reentrant_within_a_process(tmp_path: Path) -> None:
+def test_the_lab_lock_is_reentrant_within_a_thread(tmp_path: Path) -> None:
     """The e2e tests run the CLI in-process on their session's lab: it must not wait for itself."""
     from lab.engine.state import LabLock
 
@@ -216,6 +216,36 @@ def test_the_lab_lock_is_reentrant_within_a_process(tmp_path: Path) -> None:
     second.acquire(0.1, lambda message: pytest.fail(message))
     second.release()
     first.release()
+
+
+def test_the_lab_lock_is_not_shared_across_threads(tmp_path: Path) -> None:
+    """Issue 19: two checks of one lab, each in a thread of a class's check, overlapped."""
+    import threading
+
+    from lab.common.errors import LabFailure
+    from lab.engine.state import LabLock
+
+    first = LabLock(tmp_path)
+    first.acquire(1, lambda _: None)
+    seen: list[object] = []
+
+    def other_thread() -> None:
+        try:
+            LabLock(tmp_path).acquire(0.5, lambda _: None)
+            seen.append("acquired")
+        except LabFailure as exc:
+            seen.append(exc)
+
+    thread = threading.Thread(target=other_thread)
+    thread.start()
+    thread.join(10)
+    assert len(seen) == 1 and isinstance(seen[0], LabFailure) and "in use by reglab pid" in str(seen[0])
+    first.release()
+    later = LabLock(tmp_path)
+    waiter = threading.Thread(target=lambda: (later.acquire(5, lambda _: None), later.release()))
+    waiter.start()
+    waiter.join(10)
+    assert not waiter.is_alive()
 
 
 def test_a_broken_template_is_a_lab_error_not_a_traceback() -> None:
