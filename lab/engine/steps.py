@@ -14,6 +14,7 @@ from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from lab.common import clip
 from lab.common.errors import LabError, RemoteError
 from lab.common.parallel import on_each
 from lab.common.polling import poll
@@ -262,6 +263,8 @@ class Engine:
         result.duration = round(time.monotonic() - started, 1)
         if result.status is Status.FAIL:
             result.diagnosis = diagnose(result.seen, self.scenario.causes)
+        # Stored (state, reports, gradebook) clipped by characters too: a line can be any length.
+        result.seen, result.expected = clip.chars(result.seen), clip.chars(result.expected)
         self.state.record(result)
         before = f" (before solving: {result.before.value})" if result.before else ""
         self.progress.say(f"{step.id}: {result.status.value.upper()} in {result.duration:.1f}s{before}")
