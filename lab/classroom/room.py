@@ -44,6 +44,7 @@ from lab.common.sshkeys import new_key
 from lab.engine.session import load_lab
 from lab.machines.providers.ssh import host_block
 from lab.model import labfile
+from lab.model.credentials import Redactor
 from lab.model.results import Status, StepResult, StudentResult
 
 T = TypeVar("T")
@@ -321,7 +322,10 @@ class Classroom:
 
     def check(self, members: Sequence[Member], step: str | None, jobs: int = 8,
               timeout: float = CHECK_TIMEOUT) -> list[StudentResult]:
-        """Grade each lab, observe-only, `jobs` at once; a lab that does not answer is unreachable at every step."""
+        """Grade each lab, observe-only, `jobs` at once; a lab that does not answer is unreachable at every step.
+        An unknown step is a LabError before any lab is touched."""
+        if step is not None and step not in self.step_ids():
+            raise LabError(f"no step {step!r} in the class's scenario; steps: {', '.join(self.step_ids())}")
         running: dict[str, Any] = {}  # each lab's session while it is graded
         given_up: set[str] = set()
         guard = threading.Lock()
@@ -374,6 +378,26 @@ class Classroom:
 
     def step_ids(self) -> list[str]:
         return [step_id for step_id, _ in self.steps]
+
+    def redactor(self) -> Redactor:
+        """Every lab's passwords and every student's key: what the gradebook and the dashboard mask."""
+        redactor = Redactor()
+        for member in self.members:
+            with contextlib.suppress(LabError, OSError):
+                redactor.add_lab(load_lab(member.lab_file))
+            key = self.dir / "students" / member.id / "id_ed25519"
+            with contextlib.suppress(OSError):
+                redactor.add_private_key(key.read_bytes())
+        return redactor
+
+    def record(self, rows: Sequence[StudentResult], redactor: Redactor | None = None,
+               ) -> tuple[dict[str, Path], list[StudentResult]]:
+        """Merge `rows` into the gradebook on disk (other students' and steps' results stay) and write it
+        redacted; its paths and every row it now holds."""
+        merged = {(r.student, r.result.step_id): r for r in read_gradebook(self.dir / "gradebook.csv")}
+        merged.update({(r.student, r.result.step_id): r for r in rows})
+        everything = list(merged.values())
+        return self.write_gradebook(everything, redactor or self.redactor()), everything
 
     def write_gradebook(self, rows: Sequence[StudentResult], redactor: Any = None) -> dict[str, Path]:
         return write_gradebook(rows, self.dir, redactor, students=[m.id for m in self.members],
@@ -435,8 +459,9 @@ class ClassBoard:
         self._rows: dict[tuple[str, str], StudentResult] = {}
         self._busy = threading.Event()
         self._lock = threading.Lock()
+        self.redactor = classroom.redactor()  # what the page, the gradebook and error messages mask
         for row in read_gradebook(classroom.dir / "gradebook.csv"):
-            self._rows[(row.student, row.result.step_id)] = row
+            self._rows[(row.student, row.result.step_id)] = self._redacted(row)
 
     def students(self) -> list[str]:
         return [m.id for m in self.classroom.members]
@@ -456,12 +481,15 @@ class ClassBoard:
             rows = self.classroom.check(members, None, self.jobs, self.timeout)
             with self._lock:
                 for row in rows:
-                    self._rows[(row.student, row.result.step_id)] = row
+                    self._rows[(row.student, row.result.step_id)] = self._redacted(row)
                 everything = list(self._rows.values())
-            self.classroom.write_gradebook(everything)
+            self.classroom.write_gradebook(everything, self.redactor)
         finally:
             self._busy.clear()
 
     def refreshing(self) -> bool:
         return self._busy.is_set()
+
+    def _redacted(self, row: StudentResult) -> StudentResult:
+        return StudentResult(row.student, row.result.redacted(self.redactor.redact), row.checked_at)
 
