@@ -31,6 +31,7 @@ from lab.classroom.gradebook import WORDS, not_checked
 from lab.common import clip
 from lab.common.errors import LabError
 from lab.model.results import Status, StepResult, StudentResult
+from lab.reports.text import plain_text
 
 log = logging.getLogger(__name__)
 
@@ -51,9 +52,9 @@ def cell(step: str, row: StudentResult | None) -> dict[str, str]:
     """One student's result on one step as /api/grid gives it and the page shows it; None: never checked."""
     row = row or not_checked("", step)
     result = row.result
-    return {"step": step, "status": WORDS[result.status], "cause": cause_or_check(result),
-            "fix": " / ".join(cause.fix for cause in result.causes), "expected": result.expected,
-            "seen": result.seen, "checked_at": row.checked_at}
+    return {"step": step, "status": WORDS[result.status], "cause": plain_text(cause_or_check(result)),
+            "fix": " / ".join(cause.fix for cause in result.causes), "expected": plain_text(result.expected),
+            "seen": plain_text(result.seen), "checked_at": row.checked_at}
 
 
 class Board(Protocol):

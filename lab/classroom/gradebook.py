@@ -11,7 +11,10 @@ NOTE: a gradebook is personal data, so its files are written 0600. Every
 string is redacted before rendering (and the rendered text once more, as
 the reports do), then clipped: redact first, clip after. `seen` is what
 the students' machines printed, so a CSV cell that a spreadsheet would take
-for a formula (starting with = + - @) is prefixed with a quote.
+for a formula (starting with = + - @) is prefixed with a quote (and one that
+starts with a quote gets one more), which `read_gradebook` takes off again.
+Texts lose terminal escape codes and control characters, and are clipped by
+lines and characters, before they are written.
 """
 
 from __future__ import annotations
@@ -23,11 +26,12 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from lab.common import clip
 from lab.common.files import atomic_write
 from lab.model.diagnosis import Cause, cause_by_id
 from lab.model.results import Status, StepResult, StudentResult
 from lab.reports.junit import Case, Suite, render_suites
-from lab.reports.text import clean_output
+from lab.reports.text import clean_output, plain_text
 
 if TYPE_CHECKING:
     from lab.model.credentials import Redactor
@@ -83,7 +87,17 @@ def _redacted(row: StudentResult, redactor: Redactor | None) -> StudentResult:
 
 def _cell(text: str) -> str:
     """A CSV cell a spreadsheet shows as text, never runs as a formula."""
-    return "'" + text if text.startswith(_FORMULA_START) else text
+    return "'" + text if text.startswith((*_FORMULA_START, "'")) else text
+
+
+def _uncell(text: str) -> str:
+    """The text `_cell` was given."""
+    return text[1:] if text.startswith("'") else text
+
+
+def _text(text: str) -> str:
+    """A short text (a cause, what was expected) as the gradebook keeps it: plain, clipped."""
+    return clip.chars(plain_text(text))
 
 
 def render_csv(grid: Sequence[Sequence[StudentResult]]) -> str:
@@ -94,7 +108,8 @@ def render_csv(grid: Sequence[Sequence[StudentResult]]) -> str:
         for r in row:
             step = r.result
             writer.writerow([r.student, step.step_id, WORDS[step.status], f"{step.duration:.2f}", r.checked_at,
-                             _cell(step.cause_line), _cell(step.expected), _cell(clean_output(step.seen))])
+                             _cell(_text(step.cause_line)), _cell(_text(step.expected)),
+                             _cell(clean_output(step.seen))])
     return out.getvalue()
 
 
@@ -148,12 +163,15 @@ def read_gradebook(path: Path) -> list[StudentResult]:
     if not path.is_file():
         return []
     rows = []
-    with path.open(newline="", encoding="utf-8") as handle:
+    with path.open(newline="", encoding="utf-8", errors="replace") as handle, \
+            contextlib.suppress(csv.Error):  # a field past csv's limit (an older gradebook): the rows before it
         for row in csv.DictReader(handle):
-            with contextlib.suppress(KeyError, ValueError):
-                cause = _known_cause(row["cause"])
+            with contextlib.suppress(KeyError, ValueError, TypeError):
+                line = _uncell(row["cause"])
+                cause = _known_cause(line)
                 result = StepResult(row["step"], "", status_of(row["result"]), float(row["seconds"] or 0),
-                                    row["expected"], row["seen"], cause, reason="" if cause else row["cause"])
+                                    _uncell(row["expected"]), _uncell(row["seen"]), cause,
+                                    reason="" if cause else line)
                 rows.append(StudentResult(row["student"], result, row["checked_at"]))
     return rows
 

@@ -45,6 +45,7 @@ from lab.engine.cleanup import account_mark
 from lab.engine.session import load_lab
 from lab.machines.providers.ssh import host_block
 from lab.model import labfile
+from lab.model.credentials import Redactor
 from lab.model.results import Status, StepResult, StudentResult
 
 T = TypeVar("T")
@@ -195,15 +196,26 @@ class Classroom:
             overrides = {**(overrides or {}), "provider": "ssh"}
         return Session.from_file(member.lab_file, overrides, Progress(stream), lock=lock)
 
+    def log_error(self, member: Member, exc: BaseException) -> None:
+        """An unexpected error of one lab's work, with its traceback, in that lab's own log."""
+        import traceback
+
+        with contextlib.suppress(OSError):
+            with self._logs_lock:
+                stream = self._logs.get(member.id)
+            if stream is not None:
+                stream.write("".join(traceback.format_exception(exc)))
+                stream.flush()
+
     # -- one job per lab, a bounded number at once ------------------------------------
     def each(self, members: Sequence[Member], work: Callable[[Member], T], jobs: int, what: str,
-             timeout: float | None = None) -> list[LabOutcome]:
+             timeout: float | None = None, give_up: Callable[[Member], None] | None = None) -> list[LabOutcome]:
         """`work(member)` for each lab, `jobs` at once, each in a thread of its own.
 
         One lab's failure is its own row; the others go on. The threads are
         daemons, so a Ctrl-C ends reglab at once (then `reglab class down`
         removes what was booting). With `timeout`, a lab still at work after
-        it is given up on and reported as not answering.
+        it is given up on and reported as not answering, and `give_up(member)` told so (to stop its work).
         """
         slots = threading.Semaphore(max(1, jobs))
         outcomes: dict[str, LabOutcome] = {}
@@ -219,6 +231,10 @@ class Classroom:
                     outcome = LabOutcome(member, True, "", time.monotonic() - began, value)
                 except (LabError, LabFailure, RemoteError, OSError) as exc:
                     outcome = LabOutcome(member, False, str(exc), time.monotonic() - began)
+                except Exception as exc:  # noqa: BLE001 - a bug in one lab's work is that lab's row, never a hang
+                    self.log_error(member, exc)
+                    outcome = LabOutcome(member, False, f"reglab failed on this lab: {type(exc).__name__}: {exc}",
+                                         time.monotonic() - began)
                 with lock:
                     outcomes.setdefault(member.id, outcome)
                     finished = len(outcomes)
@@ -236,11 +252,16 @@ class Classroom:
             if deadline is not None and time.monotonic() > deadline:
                 break
         with lock:
-            for member in members:
-                if member.id not in outcomes:
-                    outcomes[member.id] = LabOutcome(member, False, f"no answer within {timeout or 0:.0f}s",
-                                                  float(timeout or 0))
-            return [outcomes[m.id] for m in members]
+            late = [member for member in members if member.id not in outcomes]
+            for member in late:
+                outcomes[member.id] = LabOutcome(member, False, f"no answer within {timeout or 0:.0f}s",
+                                              float(timeout or 0))
+            result = [outcomes[m.id] for m in members]
+        for member in late:
+            if give_up is not None:
+                with contextlib.suppress(Exception):  # giving up: the row says it already
+                    give_up(member)
+        return result
 
     # -- commands -------------------------------------------------------------------------
     def up(self, members: Sequence[Member], jobs: int = JOBS) -> list[LabOutcome]:
@@ -343,9 +364,21 @@ class Classroom:
 
     def check(self, members: Sequence[Member], step: str | None, jobs: int = 8,
               timeout: float = CHECK_TIMEOUT) -> list[StudentResult]:
-        """Grade each lab, observe-only, `jobs` at once; a lab that does not answer is unreachable at every step."""
+        """Grade each lab, observe-only, `jobs` at once; a lab that does not answer is unreachable at every step.
+        An unknown step is a LabError before any lab is touched."""
+        if step is not None and step not in self.step_ids():
+            raise LabError(f"no step {step!r} in the class's scenario; steps: {', '.join(self.step_ids())}")
+        running: dict[str, Any] = {}  # each lab's session while it is graded
+        given_up: set[str] = set()
+        guard = threading.Lock()
+
         def grade(member: Member) -> list[StepResult]:
-            session = self.session(member)
+            session = self.session(member)  # waits for the lab's lock: one check of a lab at a time
+            with guard:
+                running[member.id] = session
+                late = member.id in given_up
+            if late:
+                session.abandon()
             try:
                 session.step_ids(step)
                 session.require_running()
@@ -356,7 +389,14 @@ class Classroom:
                 session.lock.release()
 
         with self.progress.phase("class check", f"grade {len(members)} labs ({step or 'every step'})"):
-            outcomes = self.each(members, grade, jobs, "check", timeout)
+            def give_up(member: Member) -> None:  # past --timeout: it must not run on beside the next check
+                with guard:
+                    given_up.add(member.id)
+                    session = running.get(member.id)
+                if session is not None:
+                    session.abandon()
+
+            outcomes = self.each(members, grade, jobs, "check", timeout, give_up)
         now = datetime.now(UTC).isoformat(timespec="seconds")
         ids = [step] if step else self.step_ids()
         rows = []
@@ -380,6 +420,26 @@ class Classroom:
 
     def step_ids(self) -> list[str]:
         return [step_id for step_id, _ in self.steps]
+
+    def redactor(self) -> Redactor:
+        """Every lab's passwords and every student's key: what the gradebook and the dashboard mask."""
+        redactor = Redactor()
+        for member in self.members:
+            with contextlib.suppress(LabError, OSError):
+                redactor.add_lab(load_lab(member.lab_file))
+            key = self.dir / "students" / member.id / "id_ed25519"
+            with contextlib.suppress(OSError):
+                redactor.add_private_key(key.read_bytes())
+        return redactor
+
+    def record(self, rows: Sequence[StudentResult], redactor: Redactor | None = None,
+               ) -> tuple[dict[str, Path], list[StudentResult]]:
+        """Merge `rows` into the gradebook on disk (other students' and steps' results stay) and write it
+        redacted; its paths and every row it now holds."""
+        merged = {(r.student, r.result.step_id): r for r in read_gradebook(self.dir / "gradebook.csv")}
+        merged.update({(r.student, r.result.step_id): r for r in rows})
+        everything = list(merged.values())
+        return self.write_gradebook(everything, redactor or self.redactor()), everything
 
     def write_gradebook(self, rows: Sequence[StudentResult], redactor: Any = None) -> dict[str, Path]:
         return write_gradebook(rows, self.dir, redactor, students=[m.id for m in self.members],
@@ -465,8 +525,9 @@ class ClassBoard:
         self._rows: dict[tuple[str, str], StudentResult] = {}
         self._busy = threading.Event()
         self._lock = threading.Lock()
+        self.redactor = classroom.redactor()  # what the page, the gradebook and error messages mask
         for row in read_gradebook(classroom.dir / "gradebook.csv"):
-            self._rows[(row.student, row.result.step_id)] = row
+            self._rows[(row.student, row.result.step_id)] = self._redacted(row)
 
     def students(self) -> list[str]:
         return [m.id for m in self.classroom.members]
@@ -486,12 +547,15 @@ class ClassBoard:
             rows = self.classroom.check(members, None, self.jobs, self.timeout)
             with self._lock:
                 for row in rows:
-                    self._rows[(row.student, row.result.step_id)] = row
+                    self._rows[(row.student, row.result.step_id)] = self._redacted(row)
                 everything = list(self._rows.values())
-            self.classroom.write_gradebook(everything)
+            self.classroom.write_gradebook(everything, self.redactor)
         finally:
             self._busy.clear()
 
     def refreshing(self) -> bool:
         return self._busy.is_set()
+
+    def _redacted(self, row: StudentResult) -> StudentResult:
+        return StudentResult(row.student, row.result.redacted(self.redactor.redact), row.checked_at)
 

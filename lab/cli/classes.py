@@ -49,8 +49,8 @@ def class_command(args: argparse.Namespace, out: TextIO, err: TextIO) -> ExitSta
             return ExitStatus.OK
         if action == "check":
             rows = room.check(room.members, None if args.all else args.step, args.jobs, args.timeout)
-            paths = room.write_gradebook(rows)
-            print(room.summary(rows), file=out)
+            paths, everything = room.record(rows)  # one step's check: the other steps' results stay
+            print(room.summary(everything), file=out)
             print(f"gradebook: {paths['csv']} (also {paths['xml'].name})", file=out)
             return ExitStatus.OK if rows and all(r.result.status is Status.PASS for r in rows) else ExitStatus.FAILED
         if action == "reset":
@@ -68,7 +68,7 @@ def class_command(args: argparse.Namespace, out: TextIO, err: TextIO) -> ExitSta
             from lab.classroom.dashboard import serve
 
             board = ClassBoard(room)
-            serve(board, port=args.port, every=args.every,
+            serve(board, port=args.port, every=args.every, redact=board.redactor.redact,
                   ready=lambda url: print(f"dashboard of class {room.name}: {url} (Ctrl-C stops it)", file=out,
                                           flush=True))
             return ExitStatus.OK

@@ -9,7 +9,7 @@ from lab.common.errors import ExitStatus, LabError
 from lab.engine.session import Session
 from lab.machines.providers.base import MachineStatus
 from lab.model.diagnosis import format_diagnosis
-from lab.model.results import RunResult, Status, StepResult
+from lab.model.results import DEPENDS, RunResult, Status, StepResult
 from lab.reports.files import load_results, write_reports
 from lab.reports.maintainer import check_tutorial_text, write_maintainer_report
 from lab.reports.markdown import render_markdown
@@ -40,7 +40,8 @@ def print_table(rows: list[tuple[str, ...]], out: TextIO) -> None:
 
 def print_step(step: StepResult, out: TextIO) -> None:
     mark = {Status.PASS: "ok  ", Status.FAIL: "FAIL", Status.NOT_RUN: "--  ", Status.UNREACHABLE: "!!  "}[step.status]
-    print(f"{mark} {step.step_id}: {step.title}", file=out)
+    depends = f"  ({DEPENDS}: {step.depends_on})" if step.depends_on else ""
+    print(f"{mark} {step.step_id}: {step.title}{depends}", file=out)
     if step.status is Status.FAIL:
         print(f"     expected: {step.expected}", file=out)
         print("     seen:     " + step.seen.replace("\n", "\n               "), file=out)

@@ -69,6 +69,7 @@ class Session:
         self._provisioned = False  # by this session, since its machines booted
         self._opened: list[Machine] = []  # every machine connection this session made, for `close`
         self._opened_lock = threading.Lock()
+        self._abandoned = False  # `abandon`: every connection refuses, those to come too
 
     @classmethod
     def from_file(cls, path: Path, overrides: dict[str, str | None] | None = None,
@@ -81,7 +82,21 @@ class Session:
         with self._opened_lock:
             if not any(m is machine for m in self._opened):
                 self._opened.append(machine)
+            abandoned = self._abandoned
+        if abandoned:
+            machine.abandon()
         return machine
+
+    def abandon(self) -> None:
+        """Stop this session's work on the machines now, from another thread: every connection is
+        dropped and refuses further commands, those opened later too. A class's check past its
+        `--timeout` ends this way rather than run on beside the next check of the lab."""
+        with self._opened_lock:
+            self._abandoned = True
+            opened = list(self._opened)
+        for machine in opened:
+            with contextlib.suppress(Exception):  # dropping: nothing to do about a connection already gone
+                machine.abandon()
 
     def close(self) -> None:
         """Close every machine connection this session opened: at the end of a command, of a class's

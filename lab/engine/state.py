@@ -112,11 +112,13 @@ class State:
 class LabLock:
     """An exclusive lock on one lab, held for a whole reglab command; released when the process ends.
 
-    NOTE: re-entrant within a process (the e2e tests call the CLI in-process
-    on the lab their session uses); flock alone would make a process wait for itself.
+    NOTE: re-entrant within a thread (the e2e tests call the CLI in-process
+    on the lab their session uses; flock alone would make a process wait for
+    itself), never across threads: a class's check of a lab and the next
+    one, each in its own thread, must not overlap.
     """
 
-    _held: dict[Path, int] = {}
+    _held: dict[Path, int] = {}  # the lab's lock file -> the thread holding it
     _guard = threading.Lock()
 
     def __init__(self, state_dir: Path) -> None:
@@ -126,7 +128,7 @@ class LabLock:
 
     def acquire(self, timeout: float, say: Callable[[str], None]) -> None:
         with LabLock._guard:
-            if self.path in LabLock._held:
+            if LabLock._held.get(self.path) == threading.get_ident():
                 self._shared = True
                 return
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
@@ -150,7 +152,7 @@ class LabLock:
         os.pwrite(fd, f"reglab pid {os.getpid()} ({' '.join(sys.argv[1:3]) or 'python'})".encode(), 0)
         self._fd = fd
         with LabLock._guard:
-            LabLock._held[self.path] = fd
+            LabLock._held[self.path] = threading.get_ident()
 
     def release(self) -> None:
         """Give the lock back; a lock shared with an outer holder in this process stays with it."""

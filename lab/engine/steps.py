@@ -14,6 +14,7 @@ from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from lab.common import clip
 from lab.common.errors import LabError, RemoteError
 from lab.common.parallel import on_each
 from lab.common.polling import poll
@@ -191,8 +192,9 @@ class Engine:
 
     def _explore(self, steps: Sequence[Step], passed: set[str], window: int) -> bool:
         """The check items of `steps` in order, on past a failure while answers are guessed, so that
-        a speculative round learns every command the real run may ask; it ends where the real run
-        would: at a failure that rests on real answers only. True if it left steps for a later round.
+        a speculative round learns every command the real run may ask; a step's items end where the
+        real run's would, at a failure that rests on real answers only, and the next step follows
+        (a check-only run grades every step). True if it left steps for a later round.
 
         Steps that passed when last checked (`passed`) are looked at whole: most likely they pass
         again, and the real run needs all of their commands. Of the others only `window` (doubled
@@ -207,18 +209,24 @@ class Engine:
                 if window <= 0:
                     return True
                 window -= 1
-            for machine_name, items in step.check.items():
-                machine = self.ctx.machine(machine_name)
-                for raw in items:
-                    try:
-                        outcome = checks.run(self.ctx.render(raw, machine_name), machine, self.ctx)
-                    except Exception:  # noqa: BLE001 - a placeholder's answer may break a runner; the real run will tell
-                        outcome = None
-                    if outcome is not None and outcome.ok:
-                        self.ctx.captured.update(outcome.captured)
-                    elif not speculator.guessing:
-                        return False
+            self._explore_step(step)
         return False
+
+    def _explore_step(self, step: Step) -> None:
+        """One step's check items as `_explore` looks at them, to its first failure on real answers."""
+        speculator = self._speculator
+        assert speculator is not None
+        for machine_name, items in step.check.items():
+            machine = self.ctx.machine(machine_name)
+            for raw in items:
+                try:
+                    outcome = checks.run(self.ctx.render(raw, machine_name), machine, self.ctx)
+                except Exception:  # noqa: BLE001 - a placeholder's answer may break a runner; the real run will tell
+                    outcome = None
+                if outcome is not None and outcome.ok:
+                    self.ctx.captured.update(outcome.captured)
+                elif not speculator.guessing:
+                    return
 
     def outcome(self, step: Step, solve: bool) -> tuple[Status, str, str]:
         """Solve (when asked) and check one step: its status, what was expected and what was seen."""
@@ -255,6 +263,8 @@ class Engine:
         result.duration = round(time.monotonic() - started, 1)
         if result.status is Status.FAIL:
             result.diagnosis = diagnose(result.seen, self.scenario.causes)
+        # Stored (state, reports, gradebook) clipped by characters too: a line can be any length.
+        result.seen, result.expected = clip.chars(result.seen), clip.chars(result.expected)
         self.state.record(result)
         before = f" (before solving: {result.before.value})" if result.before else ""
         self.progress.say(f"{step.id}: {result.status.value.upper()} in {result.duration:.1f}s{before}")
@@ -265,7 +275,9 @@ class Engine:
 
     def run(self, steps: Sequence[Step], solve: bool, phases: dict[str, float],
             keep_going: bool = False) -> RunResult:
-        """Steps in order; after a failure the rest are not run (they build on it).
+        """Steps in order. A run that solves stops at a failure (the rest are not run: they build on
+        it); a check-only run grades every step on its own, and a step that fails after an earlier
+        one failed says it depends on a failed step (`depends_on`): it may fail only for that.
 
         With `keep_going`, a failed step is looked at past each known cause
         (`look_past`), then bridged (`bridge`), and the next steps are judged as
@@ -282,15 +294,19 @@ class Engine:
 
     def _run_steps(self, run: RunResult, steps: Sequence[Step], solve: bool, keep_going: bool) -> None:
         failed = False
+        first_failed = ""  # a check-only run's first failed step, which later failures may come from
         broken_bridge = ""  # the first step whose bridge failed: later steps are judged on a lab it left wrong
         for step in steps:
-            if failed and not keep_going:
+            if failed and solve and not keep_going:
                 run.steps.append(StepResult(step.id, step.title, Status.NOT_RUN))
                 continue
             result = self.run_step(step, solve)
             result.bridge_failed = broken_bridge
             run.steps.append(result)
             failed = result.status is Status.FAIL
+            if failed and not solve:
+                result.depends_on = first_failed
+                first_failed = first_failed or step.id
             if failed and keep_going:
                 self.look_past(step, result)
                 result.bridged = True

@@ -135,10 +135,22 @@ class Redactor:
         redactor = cls()
         for user in users:
             if user.password:
-                redactor.add(user.password)
-                # `docker login` stores user:password base64-encoded in config.json.
-                redactor._register(_base64_forms(f"{user.name}:{user.password}"))
+                redactor.add_user(user.name, user.password)
         return redactor
+
+    def add_user(self, name: str, password: str) -> None:
+        """A user's password, and the base64 `user:password` that `docker login` stores in config.json."""
+        self.add(password)
+        self._register(_base64_forms(f"{name}:{password}"))
+
+    def add_lab(self, lab: Lab) -> None:
+        """A lab's passwords, given in its lab file or stored in its secrets file, none generated
+        (a class's gradebook and dashboard redact every lab's)."""
+        stored = _read_secrets(lab.state_dir / "secrets.yml") if lab.state_dir.is_dir() else {}
+        for user in lab.users:
+            password = user.password or stored.get(user.name)
+            if isinstance(password, str) and password:
+                self.add_user(user.name, password)
 
     def add(self, *values: str) -> None:
         """Register secrets, with the base64 and URL-encoded forms they travel in."""

@@ -49,6 +49,8 @@ def _time(d: dict[str, Any], key: str, where: str) -> datetime:
         raise ValueError(f"{where}{key}: not an ISO date and time: {text!r:.60}") from None
 
 
+DEPENDS = "depends on a failed step"  # said beside a failure that may come from an earlier one
+
 class Status(enum.StrEnum):
     """Outcome of one step; the values are what reports print (a class's files have words of their own)."""
 
@@ -140,6 +142,9 @@ class StepResult:
     # Why, in words, when no known cause says it: why its lab did not answer (UNREACHABLE), or a cause
     # read back from a gradebook that this process does not know. "" otherwise.
     reason: str = ""
+    # In a check-only run, which grades every step on its own: the first earlier step that failed,
+    # when this one failed too (its failure may come from that one's). "" otherwise.
+    depends_on: str = ""
 
     @property
     def causes(self) -> list[Cause]:
@@ -149,8 +154,12 @@ class StepResult:
 
     @property
     def cause_line(self) -> str:
-        """Every known cause as `id: cause`, in order; else the reason; "" when neither is known."""
-        return "; ".join(f"{cause.id}: {cause.cause}" for cause in self.causes) or self.reason
+        """Every known cause as `id: cause`, in order; else the reason; "" when neither is known.
+        A failure that may come from an earlier failed step says so first."""
+        line = "; ".join(f"{cause.id}: {cause.cause}" for cause in self.causes) or self.reason
+        if not self.depends_on or line.startswith(DEPENDS):
+            return line
+        return "; ".join(part for part in (f"{DEPENDS} ({self.depends_on})", line) if part)
 
     def redacted(self, redact: Callable[[str], str]) -> StepResult:
         """A copy with every string passed through `redact`, but the causes (the scenario's own words)."""
@@ -184,6 +193,7 @@ class StepResult:
             "bridge_failed": self.bridge_failed,
             "looks": [look.to_dict() for look in self.looks],
             "reason": self.reason,
+            "depends_on": self.depends_on,
         }
 
     @classmethod
@@ -217,6 +227,7 @@ class StepResult:
             bridge_failed=_get(d, "bridge_failed", str, "a string", where, ""),
             looks=[Look.from_dict(look, f"{where}looks[{i}].") for i, look in enumerate(looks)],
             reason=_get(d, "reason", str, "a string", where, ""),
+            depends_on=_get(d, "depends_on", str, "a string", where, ""),
         )
 
 

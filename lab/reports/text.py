@@ -14,6 +14,7 @@ from lab.model.results import Look, RunResult, Status, StepResult
 
 SEEN_LINES = 40  # lines of tool output a report shows: the last ones, where tools print their error
 _ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # a terminal's controls; newline and tab stay
 _XML_INVALID = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
 
 
@@ -29,9 +30,15 @@ def format_seconds(seconds: float) -> str:
     return f"{minutes}m {secs:02d}s"
 
 
+def plain_text(text: str) -> str:
+    """Text with no terminal escape codes or other control characters (newlines and tabs stay)."""
+    return _CONTROL.sub("", _ANSI_ESCAPE.sub("", text.replace("\r\n", "\n")))
+
+
 def clean_output(text: str) -> str:
-    """Output as a reader should see it: no terminal colors, only its last SEEN_LINES lines."""
-    return clip.tail(_ANSI_ESCAPE.sub("", text), SEEN_LINES)
+    """Output as a reader should see it: no terminal colors or controls, only its last SEEN_LINES lines
+    (and at most clip.MAX_CHARS characters)."""
+    return clip.tail(plain_text(text), SEEN_LINES)
 
 
 def xml_text(text: str) -> str:

@@ -32,6 +32,9 @@ def base(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return path
 
 
+AT = "2026-12-01T09:30:00+00:00"
+
+
 def quiet() -> Progress:
     return Progress(io.StringIO())
 
@@ -229,3 +232,94 @@ def test_class_up_refuses_before_booting_labs_that_would_reach_each_other(base: 
     problem = None
     monkeypatch.setattr(classroom, "each", lambda members, work, jobs, what: ["booted"])
     assert classroom.up(classroom.members) == ["booted"]
+
+
+def test_an_unexpected_error_in_one_lab_is_its_failed_row_not_a_hang(base: Path) -> None:
+    """Issue 19: `each` waited for ever when a worker raised anything but the four errors it caught."""
+    room = Classroom(base, "net101", quiet())
+    room.enrol([Student("ada"), Student("bob")])
+
+    def work(member):  # noqa: ANN001, ANN202
+        if member.id == "bob":
+            raise KeyError("steps")
+        return "ok"
+
+    got: list = []
+    worker = threading.Thread(target=lambda: got.append(room.each(room.members, work, jobs=2, what="check")),
+                              daemon=True)
+    worker.start()
+    worker.join(10)
+    assert got, "each() did not return"
+    assert [(o.member.id, o.ok) for o in got[0]] == [("ada", True), ("bob", False)]
+    assert got[0][1].message == "reglab failed on this lab: KeyError: 'steps'"
+
+
+# --- issue 19: class check STEP, an unknown step, redaction -----------------------------------
+
+
+def _graded(monkeypatch: pytest.MonkeyPatch, results: dict[str, StepResult]) -> list[str]:
+    """Every lab's session a fake whose check gives `results` (by student); returns who was checked."""
+    from types import SimpleNamespace
+
+    checked: list[str] = []
+
+    def session(self, member, **_):  # noqa: ANN001, ANN202
+        checked.append(member.id)
+        engine = SimpleNamespace(run=lambda steps, **kw: SimpleNamespace(steps=[results[member.id]]))
+        return SimpleNamespace(lock=SimpleNamespace(release=lambda: None), step_ids=lambda step: [],
+                               require_running=lambda: None, close=lambda: None, abandon=lambda: None,
+                               scenario=SimpleNamespace(step=lambda step_id: step_id, steps=[]), engine=lambda: engine)
+
+    monkeypatch.setattr(Classroom, "session", session)
+    return checked
+
+
+def test_class_check_of_an_unknown_step_is_exit_2_before_any_lab_is_touched(base: Path, monkeypatch) -> None:
+    Classroom(base, "net101", quiet()).enrol([Student("ada"), Student("bob")])
+    checked = _graded(monkeypatch, {})
+    out, err = io.StringIO(), io.StringIO()
+    assert main(["--lab", str(base), "class", "check", "hostz"], stdout=out, stderr=err) == 2
+    assert "no step 'hostz'" in err.getvalue() and err.getvalue().count("\n") == 1, err.getvalue()
+    assert checked == []
+    assert not (base.parent / ".class" / "net101" / "gradebook.csv").exists()
+
+
+def test_class_check_of_one_step_keeps_the_other_steps_results(base: Path, monkeypatch) -> None:
+    room = Classroom(base, "net101", quiet())
+    room.enrol([Student("ada")])
+    earlier = [to_row("ada", StepResult("local-registry", "", Status.PASS, 1.0), AT),
+               to_row("ada", StepResult("hosts", "", Status.FAIL, 1.0, "a name", "none"), AT)]
+    room.write_gradebook(earlier)
+    _graded(monkeypatch, {"ada": StepResult("hosts", "Hosts", Status.PASS, 0.5)})
+    out, err = io.StringIO(), io.StringIO()
+    assert main(["--lab", str(base), "class", "check", "hosts"], stdout=out, stderr=err) == 0, err.getvalue()
+    rows = {r.result.step_id: WORDS[r.result.status] for r in read_gradebook(room.dir / "gradebook.csv")}
+    assert rows["local-registry"] == "pass" and rows["hosts"] == "pass"
+    assert rows["tls"] == "not-checked"
+
+
+def test_the_gradebook_and_the_board_are_redacted_with_every_labs_password(base: Path, monkeypatch) -> None:
+    from lab.engine.session import load_lab
+
+    room = Classroom(base, "net101", quiet())
+    room.enrol([Student("ada")])
+    state = load_lab(room.members[0].lab_file).state_dir  # where `class up` keeps the password it made
+    state.mkdir(parents=True, mode=0o700)
+    (state / "secrets.yml").write_text("ada: Wonderland-42\n")
+    (state / "secrets.yml").chmod(0o600)
+    leak = StepResult("hosts", "Hosts", Status.FAIL, 0.5, "a name", "printed Wonderland-42 by mistake")
+    _graded(monkeypatch, {"ada": leak})
+    out, err = io.StringIO(), io.StringIO()
+    main(["--lab", str(base), "class", "check", "hosts"], stdout=out, stderr=err)
+    assert "Wonderland-42" not in (room.dir / "gradebook.csv").read_text()
+    assert "Wonderland-42" not in (room.dir / "gradebook.xml").read_text()
+    board = ClassBoard(room)
+    board.refresh()
+    assert "Wonderland-42" not in board.cells()[("ada", "hosts")].result.seen
+    assert "Wonderland-42" not in board.redactor.redact("error: Wonderland-42")
+
+
+def test_a_cell_shows_no_terminal_control_characters() -> None:
+    row = StudentResult("ada", StepResult("tls", "", Status.FAIL, 1.0, "a \x1b[2Jcert", "\x1b[31mred\x1b[0m\x07"), AT)
+    shown = cell("tls", row)
+    assert (shown["expected"], shown["seen"]) == ("a cert", "red")

@@ -575,3 +575,12 @@ def test_setup_host_prepares_the_host_for_the_lab_files_provider_unless_told_oth
     monkeypatch.setenv("REGLAB_PROVIDER", "ssh")
     assert main(["setup-host"], stdout=out, stderr=err) == 0
     assert asked == [("docker", False), ("libvirt", True), ("ssh", False)]
+
+
+def test_a_step_that_may_fail_for_an_earlier_one_says_so_beside_it() -> None:
+    from lab.cli.output import print_step
+    from lab.model.results import Status, StepResult
+
+    out = io.StringIO()
+    print_step(StepResult("tls", "TLS", Status.FAIL, expected="a 200", seen="nothing", depends_on="hosts"), out)
+    assert out.getvalue().splitlines()[0] == "FAIL tls: TLS  (depends on a failed step: hosts)"

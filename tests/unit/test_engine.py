@@ -206,7 +206,7 @@ def test_the_lab_lock_makes_a_second_process_wait_and_then_fail(tmp_path: Path) 
     lock.release()
 
 
-def test_the_lab_lock_is_reentrant_within_a_process(tmp_path: Path) -> None:
+def test_the_lab_lock_is_reentrant_within_a_thread(tmp_path: Path) -> None:
     """The e2e tests run the CLI in-process on their session's lab: it must not wait for itself."""
     from lab.engine.state import LabLock
 
@@ -216,6 +216,36 @@ def test_the_lab_lock_is_reentrant_within_a_process(tmp_path: Path) -> None:
     second.acquire(0.1, lambda message: pytest.fail(message))
     second.release()
     first.release()
+
+
+def test_the_lab_lock_is_not_shared_across_threads(tmp_path: Path) -> None:
+    """Issue 19: two checks of one lab, each in a thread of a class's check, overlapped."""
+    import threading
+
+    from lab.common.errors import LabFailure
+    from lab.engine.state import LabLock
+
+    first = LabLock(tmp_path)
+    first.acquire(1, lambda _: None)
+    seen: list[object] = []
+
+    def other_thread() -> None:
+        try:
+            LabLock(tmp_path).acquire(0.5, lambda _: None)
+            seen.append("acquired")
+        except LabFailure as exc:
+            seen.append(exc)
+
+    thread = threading.Thread(target=other_thread)
+    thread.start()
+    thread.join(10)
+    assert len(seen) == 1 and isinstance(seen[0], LabFailure) and "in use by reglab pid" in str(seen[0])
+    first.release()
+    later = LabLock(tmp_path)
+    waiter = threading.Thread(target=lambda: (later.acquire(5, lambda _: None), later.release()))
+    waiter.start()
+    waiter.join(10)
+    assert not waiter.is_alive()
 
 
 def test_a_broken_template_is_a_lab_error_not_a_traceback() -> None:
@@ -392,6 +422,24 @@ def test_without_keep_going_the_steps_after_a_failure_are_not_run(tmp_path: Path
     assert [s.status for s in result.steps] == [Status.PASS, Status.FAIL, Status.NOT_RUN]
     assert not any(s.bridged or s.bridge_failed for s in result.steps)
     assert machine.commands == ["make first", "has first", "make middle-as-written"]
+
+
+def test_a_check_only_run_grades_every_step_on_its_own(tmp_path: Path, state: State) -> None:
+    """Issue 19: a student who did the later steps but not the first gets credit for them; a step
+    that fails after a failed one says it depends on a failed step. A solving run still stops."""
+    run, machine = _three_steps(tmp_path, state, broken=set())
+    machine.made = {"middle", "last"}  # done by hand: every step but the first
+    result = run.run(run.scenario.steps, solve=False, phases={})
+    assert [s.status for s in result.steps] == [Status.FAIL, Status.PASS, Status.PASS]
+    assert [s.depends_on for s in result.steps] == ["", "", ""]  # a pass depends on nothing
+    assert machine.commands == ["has first", "has middle", "has middle", "has last"]
+
+    machine.made = {"last"}  # the first two not done: the last fails at the middle's file
+    result = run.run(run.scenario.steps, solve=False, phases={})
+    assert [s.status for s in result.steps] == [Status.FAIL, Status.FAIL, Status.FAIL]
+    assert [s.depends_on for s in result.steps] == ["", "first", "first"]
+    assert result.steps[2].cause_line.startswith("depends on a failed step (first)")
+    assert [state.step_status(s) for s in ("first", "middle", "last")] == ["fail"] * 3
 
 
 def test_a_failed_bridge_is_recorded_and_the_run_still_goes_on(tmp_path: Path, state: State) -> None:

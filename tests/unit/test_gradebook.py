@@ -134,7 +134,7 @@ def test_terminal_colors_and_control_characters_in_seen_keep_the_xml_well_formed
     assert failure is not None and failure.text is not None
     assert "x509: bad" in failure.text and "\x1b" not in failure.text
     assert failure.get("message") == "expected: a certificate"  # no cause known: what was expected
-    assert read_csv(paths["csv"])[0]["seen"] == "x509: bad\x00\x07"
+    assert read_csv(paths["csv"])[0]["seen"] == "x509: bad"  # no control characters either (issue 19)
 
 
 def test_long_output_is_clipped_to_its_end(tmp_path: Path) -> None:
@@ -228,3 +228,42 @@ def test_a_cause_this_process_knows_is_read_back_as_that_cause(tmp_path: Path) -
     assert back["s01"].diagnosis == known and back["s01"].reason == ""
     assert back["s02"].diagnosis is None
     assert back["s02"].cause_line == "hosts-missing: the registry's name does not resolve"
+
+
+# --- issue 19: what a student's machine prints cannot break or spoof the gradebook --------------
+
+
+def test_a_200000_character_line_is_clipped_and_the_gradebook_reads_back(tmp_path: Path) -> None:
+    line = "x" * 200_000
+    grade = StudentResult("s01", StepResult("tls", "", Status.FAIL, 1.0, "y" * 200_000, line), AT)
+    paths = write_gradebook([grade], tmp_path)
+    (row,) = read_gradebook(paths["csv"])
+    assert len(row.result.seen) < 10_000 and row.result.seen.endswith("x" * 100)
+    assert "characters before" in row.result.seen
+    assert len(row.result.expected) < 10_000
+
+
+def test_a_gradebook_with_a_field_past_csvs_limit_keeps_the_rows_before_it(tmp_path: Path) -> None:
+    """One written before clipping by characters: `class serve` died reading it."""
+    path = tmp_path / "gradebook.csv"
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(CSV_COLUMNS)
+        writer.writerow(["s01", "hosts", "pass", "1.00", AT, "", "", ""])
+        writer.writerow(["s01", "tls", "fail", "1.00", AT, "", "a 200", "z" * 200_000])
+    assert [(r.student, r.result.step_id) for r in read_gradebook(path)] == [("s01", "hosts")]
+
+
+@pytest.mark.parametrize("text", ["=1+1", "-rw-r--r-- root", "'quoted'", "''", "@cmd", "plain"])
+def test_the_protective_quote_is_taken_off_when_read_back(tmp_path: Path, text: str) -> None:
+    grade = StudentResult("s01", StepResult("tls", "", Status.FAIL, 1.0, text, text, reason=text), AT)
+    (row,) = read_gradebook(write_gradebook([grade], tmp_path)["csv"])
+    assert (row.result.expected, row.result.seen, row.result.reason) == (text, text, text)
+
+
+def test_cause_and_expected_lose_terminal_escape_codes(tmp_path: Path) -> None:
+    grade = StudentResult("s01", StepResult("tls", "", Status.FAIL, 1.0, "a \x1b]0;owned\x07title\x1b[2J",
+                                            "seen", reason="lab did not answer: \x1b[31mred\x1b[0m\x08"), AT)
+    row = read_csv(write_gradebook([grade], tmp_path)["csv"])[0]
+    assert row["expected"] == "a ]0;ownedtitle" and row["cause"] == "lab did not answer: red"
+    assert not any(ord(c) < 32 for c in row["expected"] + row["cause"])

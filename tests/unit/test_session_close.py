@@ -35,6 +35,7 @@ class FakeMachine:
     def __init__(self, name: str) -> None:
         self.name = name
         self.closed = 0
+        self.abandoned = False
         self.asked: list[str] = []
 
     def sudo(self, command: str, **_: Any) -> invoke.Result:
@@ -49,7 +50,7 @@ class FakeMachine:
         self.closed += 1
 
     def abandon(self) -> None:
-        pass
+        self.abandoned = True
 
 
 @pytest.fixture(autouse=True)
@@ -136,3 +137,56 @@ def test_a_class_check_closes_each_labs_connections_even_when_it_fails(tmp_path:
     grades = room.check(room.members, "hosts")
     assert sorted((g.student, g.result.status.value) for g in grades) == [("ada", "pass"), ("bob", "unreachable")]
     assert {student: s.closed for student, s in sessions.items()} == {"ada": 1, "bob": 1}
+
+
+def test_a_lab_past_its_timeout_is_stopped_not_left_running_beside_the_next_check(tmp_path: Path, monkeypatch) -> None:
+    """Issue 19: a lab given up on kept running, holding its lock, while the next check of it began."""
+    import threading
+    import time
+
+    monkeypatch.setattr(netpool, "host_networks", lambda: [IPv4Network("10.77.0.0/24")])
+    (tmp_path / "lab.yml").write_text("provider: docker\n")
+    room = Classroom(tmp_path / "lab.yml", "net101", Progress(io.StringIO()))
+    room.enrol([Student("ada")])
+    stopped = threading.Event()
+    released = threading.Event()
+
+    def require_running() -> None:  # a frozen machine: it answers only once its connection is dropped
+        if stopped.wait(30):
+            from lab.common.errors import RemoteError
+
+            raise RemoteError("registry: not used any more")
+
+    made = SimpleNamespace(lock=SimpleNamespace(release=released.set), step_ids=lambda step: ["hosts"],
+                           require_running=require_running, close=lambda: None, abandon=stopped.set)
+    monkeypatch.setattr(room, "session", lambda member, **_: made)
+    started = time.monotonic()
+    grades = room.check(room.members, "hosts", timeout=1)
+    assert [g.result.status.value for g in grades] == ["unreachable"]
+    assert stopped.is_set()  # given up on: its connections dropped
+    assert released.wait(5)  # so its work ended and its lock is free for the next check
+    assert time.monotonic() - started < 5
+
+
+def test_abandon_drops_every_connection_and_those_opened_after(tmp_path: Path, made: list) -> None:
+    (tmp_path / "lab.yml").write_text("provider: docker\n")
+    session = Session.from_file(tmp_path / "lab.yml", progress=Progress(io.StringIO()), lock=False)
+    session.connect("registry")
+    session.abandon()
+    session.connect("client")  # the work still running asks for another machine: refused too
+    assert [(m.name, m.abandoned) for m in made] == [("registry", True), ("client", True)]
+
+
+def test_dashboard_refreshes_leave_no_connection_open(tmp_path: Path, made: list, monkeypatch) -> None:
+    """Issue 19: every refresh opened two SSH connections per lab and closed none."""
+    from lab.classroom.room import ClassBoard
+
+    monkeypatch.setattr(netpool, "host_networks", lambda: [IPv4Network("10.77.0.0/24")])
+    (tmp_path / "lab.yml").write_text("provider: docker\n")
+    room = Classroom(tmp_path / "lab.yml", "net101", Progress(io.StringIO()))
+    room.enrol([Student("ada"), Student("bob")])
+    board = ClassBoard(room)
+    for _ in range(3):
+        board.refresh()
+    assert len(made) == 3 * 2 * 2  # each refresh: two labs, two machines each
+    assert [m.closed for m in made] == [1] * len(made)
