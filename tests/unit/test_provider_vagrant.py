@@ -485,7 +485,10 @@ class FakeIptables:
         from types import SimpleNamespace
 
         if command.startswith("docker inspect"):
-            return SimpleNamespace(ok=True, stdout=self.ips.get(command.split()[-1], "") + "\n")
+            import shlex
+
+            names = shlex.split(command)[4:]
+            return SimpleNamespace(ok=True, stdout="".join(self.ips[n] + "\n" for n in names if n in self.ips))
         if " -S DOCKER-USER" in command:
             return SimpleNamespace(ok=True, stdout="-N DOCKER-USER\n" + "\n".join(self.rules) + "\n")
         words = command.split()

@@ -83,6 +83,7 @@ def made(monkeypatch: pytest.MonkeyPatch) -> list[FakeMachine]:
 
     monkeypatch.setattr(VagrantProvider, "connect", connect)
     monkeypatch.setattr(VagrantProvider, "ssh_config", lambda self: Path("/nonexistent"))
+    monkeypatch.setattr(VagrantProvider, "keep_apart", lambda self: [])  # host iptables: not this test's
     return machines
 
 

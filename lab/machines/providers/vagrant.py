@@ -516,14 +516,13 @@ class VagrantProvider:
         return f"{problem}; fix: {BRIDGE_NF_FIX}" if problem else None
 
     def _bridge_addresses(self) -> list[str]:
-        """Each machine's address on docker0 now (they change when dockerd or the host restarts)."""
-        found = []
-        for name in self.names:
-            ip = self.host.run(f"docker inspect -f '{{{{.NetworkSettings.IPAddress}}}}' "
-                               f"{shlex.quote(f'{self.lab.name}-{name}')}", warn=True).stdout.strip()
-            if ip:
-                found.append(ip)
-        return found
+        """Each machine's address on docker0 now (they change when dockerd or the host restarts).
+
+        One `docker inspect` for all machines: this runs before every check.
+        """
+        names = " ".join(shlex.quote(f"{self.lab.name}-{name}") for name in self.names)
+        out = self.host.run(f"docker inspect -f '{{{{.NetworkSettings.IPAddress}}}}' {names}", warn=True).stdout
+        return [line.strip() for line in out.splitlines() if line.strip()]
 
     def isolate(self) -> list[str]:
         """Keep other containers (another lab's machines) from this lab's over Docker's default bridge.
