@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from lab.common.errors import LabFailure
 from lab.machines.host import Runner
 
@@ -52,6 +54,10 @@ class Incus:
         """What a `list`/`show`-like command returns, parsed; LabFailure when it is not JSON."""
         return parse_json(self(*args, "--format", "json", timeout=timeout), " ".join(args[:2]))
 
+    def yaml(self, *args: str, timeout: float = INCUS_TIMEOUT) -> Any:
+        """What a `show` command prints (YAML: `show` has no --format), parsed safely."""
+        return parse_yaml(self(*args, timeout=timeout), " ".join(args[:2]))
+
     def name(self, name: str) -> str:
         return f"{self.remote}:{name}" if self.remote else name
 
@@ -61,6 +67,13 @@ def parse_json(text: str, what: str) -> Any:
         return json.loads(text or "null")
     except json.JSONDecodeError:
         raise LabFailure(f"`incus {what}` printed no JSON: {text[:200]!r}") from None
+
+
+def parse_yaml(text: str, what: str) -> Any:
+    try:
+        return yaml.safe_load(text or "null")
+    except yaml.YAMLError:
+        raise LabFailure(f"`incus {what}` printed no YAML: {text[:200]!r}") from None
 
 
 # --- what Incus printed ------------------------------------------------------------------
