@@ -84,8 +84,10 @@ def needs(provider: str, browser: bool = False) -> list[Need]:
         found += [Need(package, package, lambda p=package: dpkg_installed(p)) for package in LIBVIRT_PACKAGES]
     if provider == "incus":
         found += [
-            Need("Incus (its daemon and client)", "incus", lambda: INCUSD.exists() and shutil.which("incus") is not None),
-            Need("mmdebstrap (builds the machines' image)", "mmdebstrap", lambda: shutil.which("mmdebstrap") is not None),
+            Need("Incus (its daemon and client)", "incus",
+                 lambda: INCUSD.exists() and shutil.which("incus") is not None),
+            Need("mmdebstrap (builds the machines' image)", "mmdebstrap",
+                 lambda: shutil.which("mmdebstrap") is not None),
             # The lab's images (registry, nginx) are built with the host's Docker, as for every provider.
             Need("Docker Engine (a daemon, not only the client)", "docker.io", docker_usable),
             Need("debootstrap", "debootstrap", lambda: shutil.which("debootstrap") is not None),
