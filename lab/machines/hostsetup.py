@@ -78,6 +78,8 @@ def needs(provider: str, browser: bool = False) -> list[Need]:
     if provider == "docker":
         found += [
             Need("Docker Engine (a daemon, not only the client)", "docker.io", docker_usable),
+            Need("btrfs-progs (machines as snapshots of their image)", "btrfs-progs",
+                 lambda: not btrfs_in_kernel() or shutil.which("mkfs.btrfs") is not None),
             Need("debootstrap", "debootstrap", lambda: shutil.which("debootstrap") is not None),
         ]
     if provider == "libvirt":
@@ -90,6 +92,8 @@ def needs(provider: str, browser: bool = False) -> list[Need]:
                  lambda: shutil.which("mmdebstrap") is not None),
             # The lab's images (registry, nginx) are built with the host's Docker, as for every provider.
             Need("Docker Engine (a daemon, not only the client)", "docker.io", docker_usable),
+            Need("btrfs-progs (machines as snapshots of their image)", "btrfs-progs",
+                 lambda: not btrfs_in_kernel() or shutil.which("mkfs.btrfs") is not None),
             Need("debootstrap", "debootstrap", lambda: shutil.which("debootstrap") is not None),
         ]
     if browser:
@@ -180,6 +184,13 @@ INCUS_WAIT = 60
 BACKPORTS_FILE = Path("/etc/apt/sources.list.d/reglab-backports.sources")
 
 
+def btrfs_in_kernel(filesystems: Path = Path("/proc/filesystems")) -> bool:
+    try:
+        return any(line.split()[-1:] == ["btrfs"] for line in filesystems.read_text().splitlines())
+    except OSError:
+        return False
+
+
 def incus_answers() -> bool:
     return shutil.which("incus") is not None and _ok(["incus", "info"], timeout=30)
 
@@ -253,9 +264,11 @@ def prepare_incus(log_dir: Path, say: Callable[[str], None]) -> None:
             raise LabFailure(f"Incus did not answer within {INCUS_WAIT}s (incus info); see {log}")
     pools = incus.parse_json(probe(["incus", "storage", "list", "--format", "json"], timeout=60) or "", "storage list")
     if not incus.initialised(pools):
-        say("initialising Incus: a `dir` storage pool and a default profile (no network: each lab makes its own)")
+        driver = "btrfs" if btrfs_in_kernel() and shutil.which("mkfs.btrfs") else "dir"
+        say(f"initialising Incus: a `{driver}` storage pool and a default profile (no network: each lab makes "
+            "its own)")
         Runner(log_dir / "hostsetup.log")(as_root(["incus", "admin", "init", "--preseed"]), timeout=120,
-                                          stdin=incus.preseed(), what="incus admin init --preseed")
+                                          stdin=incus.preseed(driver=driver), what="incus admin init --preseed")
 
 
 def usable_provider() -> str:

@@ -197,3 +197,8 @@ def test_a_container_of_the_same_name_that_is_not_this_labs_is_refused_by_name(t
     monkeypatch.setattr(provider.shutil, "which", lambda _n: "/usr/bin/incus")
     with pytest.raises(LabError, match="lab1-registry.*not reglab's.*another `name`"):
         made.leftovers({})
+
+
+def test_a_btrfs_pool_is_a_bounded_loop_file_and_dir_has_no_size():
+    assert "driver: btrfs\n  config:\n    size: 40GiB\n" in incus.preseed(driver="btrfs")
+    assert "size" not in incus.preseed(driver="dir")
