@@ -78,8 +78,6 @@ def needs(provider: str, browser: bool = False) -> list[Need]:
     if provider == "docker":
         found += [
             Need("Docker Engine (a daemon, not only the client)", "docker.io", docker_usable),
-            Need("btrfs-progs (machines as snapshots of their image)", "btrfs-progs",
-                 lambda: not btrfs_in_kernel() or shutil.which("mkfs.btrfs") is not None),
             Need("debootstrap", "debootstrap", lambda: shutil.which("debootstrap") is not None),
         ]
     if provider == "libvirt":
