@@ -400,9 +400,10 @@ class IncusWarm:
     the lab's images stay in the image: that is what makes a warm start fast.
     """
 
-    def __init__(self, client: incus.Incus, say: Callable[[str], None]) -> None:
+    def __init__(self, client: incus.Incus, say: Callable[[str], None], cache: Path) -> None:
         self.incus = client
         self.say = say
+        self.folder = cache / "incus" / "warm"  # what each warm image records, readable without starting it
 
     def _images(self) -> list[incus.Image]:
         return incus.images(self.incus.json("image", "list"))
@@ -440,12 +441,19 @@ class IncusWarm:
                        f"{incus.CREATED_KEY}={int(time.time())}", timeout=INCUS_SAVE_TIMEOUT)
         finally:
             self.incus("delete", "--force", copy, check=False)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        (self.folder / f"{alias}.json").write_text(json.dumps(metadata, indent=2, sort_keys=True) + "\n")
         self.prune(alias)
         return alias
 
     def metadata(self, alias: str) -> dict[str, Any]:
-        found = incus.by_alias(self._images(), alias)
-        return dict(found.properties) if found else {}
+        """What the warm image records (also in it, at METADATA_IN_IMAGE); {} when it is not known here."""
+        if incus.by_alias(self._images(), alias) is None:
+            return {}
+        try:
+            return json.loads((self.folder / f"{alias}.json").read_text())
+        except (OSError, ValueError):
+            return {}
 
     def prune(self, keep: str) -> list[str]:
         """Other warm images (a plan that changed leaves them): as for Docker's, by age and number."""
@@ -461,6 +469,7 @@ class IncusWarm:
         removed = []
         for name in stale(created, time.time()):
             if self.incus.ok("image", "delete", fingerprints[name]):
+                (self.folder / f"{name}.json").unlink(missing_ok=True)
                 removed.append(name)
         return removed
 

@@ -116,7 +116,7 @@ class IncusProvider:
 
     def warm_store(self) -> IncusWarm:
         if self._warm is None:
-            self._warm = IncusWarm(self.incus, self.say)
+            self._warm = IncusWarm(self.incus, self.say, self.lab.cache_dir)
         return self._warm
 
     def archive_now(self) -> str:
