@@ -153,9 +153,11 @@ class DockerWarm:
         except ValueError:
             return {}
 
-    def archive_of(self, machine: Machine, cache: Path) -> str:  # noqa: ARG002 - one interface for both
-        """The package index the machines installed from: the lists in the host's shared cache."""
-        return archive_digest(cache / "apt" / "lists")
+    def archive_of(self, machine: Machine, cache: Path) -> str:  # noqa: ARG002 - one interface for all
+        """The package index this machine installed from: its own copy of the suite's InRelease (the host's
+        cache is read-only in the machines: they keep no shared package lists there)."""
+        out = machine.sudo(f"cat /var/lib/apt/lists/*_dists_{rootfs.SUITE}_InRelease", warn=True, hide=True)
+        return release_digest(out.stdout.encode()) if out.ok else ""
 
     def save(self, container: str, machine: Machine, key: WarmKey, packages: Mapping[str, str],  # noqa: ARG002
              images: list[str]) -> str:

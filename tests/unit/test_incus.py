@@ -202,3 +202,7 @@ def test_a_container_of_the_same_name_that_is_not_this_labs_is_refused_by_name(t
 def test_a_btrfs_pool_is_a_bounded_loop_file_and_dir_has_no_size():
     assert "driver: btrfs\n  config:\n    size: 40GiB\n" in incus.preseed(driver="btrfs")
     assert "size" not in incus.preseed(driver="dir")
+
+
+def test_docker_in_a_machine_uses_overlay2_whatever_the_pool():
+    assert json.loads(container.guest_files()["/etc/docker/daemon.json"][1]) == {"storage-driver": "overlay2"}

@@ -3,7 +3,7 @@
 The same mmdebstrap build as the VM box (`rootfs`), with what a container
 needs instead of a kernel and a boot loader: systemd-networkd on eth0 (DHCP
 from the lab's bridge, which hands each machine its fixed address), udev (or
-networkd leaves eth0 pending), and a unit that unmounts the cgroup v1
+networkd leaves eth0 pending), Docker told to use overlay2, and a unit that unmounts the cgroup v1
 hierarchies the container may not write (on hosts with cgroup v1, LXC
 mounts some without delegating them, and Docker inside then cannot start a
 container). No key and no host key is in it: the lab's key is pushed into
@@ -73,6 +73,10 @@ def guest_files() -> dict[str, tuple[int, str]]:
         "/etc/systemd/system/ssh.service.d/reglab-hostkeys.conf": (0o644, hostkeys_dropin()),
         "/usr/local/sbin/reglab-cgroups": (0o755, CGROUPS_SCRIPT),
         "/etc/systemd/system/reglab-cgroups.service": (0o644, CGROUPS_UNIT),
+        # Docker would pick btrfs on a btrfs pool: its subvolumes cannot be snapshotted unprivileged once a
+        # published image has made them plain folders ("Failed to create btrfs snapshot"). overlay2 works
+        # in an unprivileged container (Linux 5.11 and later) on any pool.
+        "/etc/docker/daemon.json": (0o644, '{\n  "storage-driver": "overlay2"\n}\n'),
     }
 
 
