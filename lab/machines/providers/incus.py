@@ -301,12 +301,15 @@ class IncusProvider:
     def connect(self, name: str) -> Machine:
         if name not in self.names:
             raise LabError(f"no machine {name!r} in {self.lab.source}; machines: {', '.join(self.names)}")
-        if name not in self._machines:
-            self._machines[name] = Machine(name, self.ssh_config(), machine_logger(self.log_dir, name),
-                                           self.redactor, self.lab.timeouts.command, known_hosts=self.known_hosts)
-        return self._machines[name]
+        # A new connection each time (as Vagrant's machines): another reglab may have made the machine
+        # anew since (down, up), with new host keys in known_hosts.
+        machine = Machine(name, self.ssh_config(), machine_logger(self.log_dir, name), self.redactor,
+                          self.lab.timeouts.command, known_hosts=self.known_hosts)
+        self._machines[name] = machine
+        return machine
 
     def forget_connections(self) -> None:
+        """Close the connections this provider handed out."""
         for machine in self._machines.values():
             machine.close()
         self._machines.clear()
