@@ -11,6 +11,7 @@ rule left behind.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -21,6 +22,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from lab.cli.main import main
 from lab.machines import incus
 
 pytestmark = pytest.mark.e2e
@@ -32,6 +34,13 @@ MARK = "31337.25"  # `sleep MARK`: a process a student starts with sudo, found a
 def _incus_json(*args: str):  # noqa: ANN202
     out = subprocess.run(["incus", *args, "--format", "json"], capture_output=True, text=True, timeout=60, check=True)
     return json.loads(out.stdout)
+
+
+def _cli(lab_file: Path, *args: str) -> tuple[int, str, str]:
+    """The reglab CLI in-process on a lab file of this module's own (the module-scoped second lab)."""
+    out, err = io.StringIO(), io.StringIO()
+    status = main(["--lab", str(lab_file), "-q", *args], stdout=out, stderr=err)
+    return status, out.getvalue(), err.getvalue()
 
 
 def _reaches(machine, ip: str, port: int = 22) -> bool:  # noqa: ANN001
@@ -48,7 +57,7 @@ def incus_lab(lab_session):
 
 
 @pytest.fixture(scope="module")
-def other_lab(incus_lab, tmp_path_factory, lab_cli):
+def other_lab(incus_lab, tmp_path_factory):
     """A second lab on Incus, on a /24 of its own; taken down (and checked gone) by the last test."""
     folder = tmp_path_factory.mktemp("other")
     lab_file = folder / "lab.yml"
@@ -57,10 +66,10 @@ def other_lab(incus_lab, tmp_path_factory, lab_cli):
         "machines": {"registry": {"ip": f"{OTHER_SUBNET}.10"}, "client": {"ip": f"{OTHER_SUBNET}.11"}},
     }))
     started = time.monotonic()
-    status, out, err = lab_cli(lab_file, "up")
+    status, out, err = _cli(lab_file, "up")
     assert status == 0, out + err
     yield lab_file, time.monotonic() - started, out
-    lab_cli(lab_file, "down")  # again, in case the down test did not get to it
+    _cli(lab_file, "down")  # again, in case the down test did not get to it
 
 
 def test_machines_are_unprivileged_containers_with_nesting_only(incus_lab):
@@ -95,14 +104,14 @@ def test_a_process_a_student_starts_with_sudo_is_not_root_on_the_host(incus_lab)
         machine.run(f"sudo -n pkill -f 'sleep {MARK}'", warn=True, timeout=30)
 
 
-def test_another_lab_starts_warm_from_a_published_image(incus_lab, other_lab, lab_cli):
+def test_another_lab_starts_warm_from_a_published_image(incus_lab, other_lab):
     lab_file, seconds, out = other_lab
     store = incus_lab.warm_store()
     starts = json.loads((incus_lab.lab.state_dir / "state.json").read_text())["starts"]
     key = incus_lab.warm_key(starts["registry"]["base"])
     found = store.find(key)
     assert found, f"no published warm image for key {key.value}"
-    status, out, err = lab_cli(lab_file, "status")
+    status, out, err = _cli(lab_file, "status")
     assert status == 0 and out.count(f"warm ({found})") == 2, out + err
     print(f"\nincus: a second lab booted warm to SSH in {seconds:.1f}s")
 
@@ -125,7 +134,7 @@ def test_one_labs_machines_cannot_reach_anothers(incus_lab, other_lab):
     other.lock.release()
 
 
-def test_down_leaves_no_container_network_image_or_rule_of_the_lab(incus_lab, other_lab, lab_cli):
+def test_down_leaves_no_container_network_image_or_rule_of_the_lab(incus_lab, other_lab):
     from lab.engine.session import Session
 
     lab_file, _, _ = other_lab
@@ -133,7 +142,7 @@ def test_down_leaves_no_container_network_image_or_rule_of_the_lab(incus_lab, ot
     state = str(other.lab.state_dir)
     bridge = other.provider.bridge
     other.lock.release()
-    status, out, err = lab_cli(lab_file, "down")
+    status, out, err = _cli(lab_file, "down")
     assert status == 0, out + err
     assert not [i["name"] for i in _incus_json("list") if (i.get("config") or {}).get(incus.STATE_KEY) == state]
     assert bridge not in [n["name"] for n in _incus_json("network", "list")]
