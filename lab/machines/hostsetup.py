@@ -237,6 +237,27 @@ def start_daemon(argv: list[str], log: Path, env: dict[str, str] | None = None) 
             raise LabFailure(f"{argv[0]} could not start ({exc.strerror})") from None
 
 
+SYSCTL_FILE = Path("/etc/sysctl.d/60-reglab-incus.conf")
+
+
+def raise_inotify(log_dir: Path, say: Callable[[str], None]) -> None:
+    """inotify limits high enough for many containers (now, and kept in /etc/sysctl.d for the next boot)."""
+    current = {}
+    for key in incus.INOTIFY:
+        try:
+            current[key] = int(Path("/proc/sys", *key.split(".")).read_text())
+        except (OSError, ValueError):
+            current[key] = 0
+    wanted = incus.raised_limits(current)
+    if not wanted:
+        return
+    say(f"raising {', '.join(f'{k}={v}' for k, v in wanted.items())} (every container's root shares them)")
+    Runner(log_dir / "hostsetup.log")(as_root(["sysctl", "-w", *(f"{k}={v}" for k, v in wanted.items())]),
+                                      timeout=30)
+    SYSCTL_FILE.write_text("# reglab: Incus containers share their unprivileged uid's inotify limits\n"
+                           + "".join(f"{k} = {v}\n" for k, v in incus.INOTIFY.items()))
+
+
 def prepare_incus(log_dir: Path, say: Callable[[str], None]) -> None:
     """incusd (and lxcfs) running, started by hand without systemd; an empty Incus given a storage pool.
 
@@ -260,6 +281,7 @@ def prepare_incus(log_dir: Path, say: Callable[[str], None]) -> None:
                  INCUS_WAIT + 10, log_dir / "hostsetup.log")
         if not poll(incus_answers, INCUS_WAIT):
             raise LabFailure(f"Incus did not answer within {INCUS_WAIT}s (incus info); see {log}")
+    raise_inotify(log_dir, say)
     pools = incus.parse_json(probe(["incus", "storage", "list", "--format", "json"], timeout=60) or "", "storage list")
     if not incus.initialised(pools):
         driver = "btrfs" if btrfs_in_kernel() and shutil.which("mkfs.btrfs") else "dir"

@@ -112,6 +112,17 @@ def preseed(pool: str = "default", driver: str = "dir") -> str:
     )
 
 
+# Every container's root is the same unprivileged uid on the host, so they share its per-user inotify
+# limits: at the kernel's default of 128 instances a few labs use them up and systemd-udevd fails in the
+# next machine (eth0 then stays "pending": no address). Incus's production setup raises them.
+INOTIFY = {"fs.inotify.max_user_instances": 8192, "fs.inotify.max_user_watches": 1048576}
+
+
+def raised_limits(current: Mapping[str, int]) -> dict[str, int]:
+    """The sysctls to raise (never lower) for many containers. Pure."""
+    return {key: want for key, want in INOTIFY.items() if current.get(key, 0) < want}
+
+
 def root_pool(profile: Any, pools: Any) -> str | None:
     """The pool the default profile's root disk is on, else the first pool; None when there is none."""
     if isinstance(profile, dict):

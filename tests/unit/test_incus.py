@@ -206,3 +206,9 @@ def test_a_btrfs_pool_is_a_bounded_loop_file_and_dir_has_no_size():
 
 def test_docker_in_a_machine_uses_overlay2_whatever_the_pool():
     assert json.loads(container.guest_files()["/etc/docker/daemon.json"][1]) == {"storage-driver": "overlay2"}
+
+
+def test_inotify_limits_are_raised_never_lowered():
+    assert incus.raised_limits({"fs.inotify.max_user_instances": 128, "fs.inotify.max_user_watches": 2000000}) == \
+        {"fs.inotify.max_user_instances": 8192}
+    assert incus.raised_limits(dict.fromkeys(incus.INOTIFY, 10**7)) == {}
