@@ -212,3 +212,31 @@ def test_inotify_limits_are_raised_never_lowered():
     assert incus.raised_limits({"fs.inotify.max_user_instances": 128, "fs.inotify.max_user_watches": 2000000}) == \
         {"fs.inotify.max_user_instances": 8192}
     assert incus.raised_limits(dict.fromkeys(incus.INOTIFY, 10**7)) == {}
+
+
+def test_a_cached_root_file_system_the_host_did_not_record_is_built_again(tmp_path, monkeypatch):
+    from lab.machines.images import recorded
+
+    monkeypatch.setenv("REGLAB_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    lab = incus_lab(tmp_path)
+    key = container.recipe_key()
+    planted = lab.cache_dir / "incus" / f"rootfs-{key}.tar"
+    planted.parent.mkdir(parents=True)
+    planted.write_bytes(b"planted")
+    (planted.parent / f"rootfs-{key}.json").write_text("{}")
+    builds = []
+
+    def fake_build(lab, key, public_key, run, say, packages, files, units, cache):  # noqa: ANN001, ARG001
+        target = cache / f"rootfs-{key}.tar"
+        if target.exists():
+            return target, {}, False
+        builds.append(key)
+        target.write_bytes(b"built here")
+        return target, {}, True
+
+    monkeypatch.setattr(container, "build_rootfs", fake_build)
+    _, rootfs, _ = container.build(lab, None, lambda _m: None)
+    assert builds == [key] and rootfs.read_bytes() == b"built here" and recorded(rootfs)
+    container.build(lab, None, lambda _m: None)
+    assert builds == [key]  # recorded now: used as it is

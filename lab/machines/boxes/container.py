@@ -22,6 +22,7 @@ from pathlib import Path
 from lab.machines.boxes.cache import digest, workdir
 from lab.machines.boxes.rootfs import BUILD_SCRIPT_VERSION, SUITE, Say, build_rootfs, customize_script, hostkeys_dropin
 from lab.machines.host import Runner
+from lab.machines.images import record, recorded
 from lab.model.lab import Lab
 
 HOSTNAME = "reglab"
@@ -114,8 +115,14 @@ def build(lab: Lab, run: Runner, say: Say) -> tuple[Path, Path, str]:
     """The root file system tarball (built once per recipe, kept in the cache) and its metadata tarball."""
     key = recipe_key()
     folder = lab.cache_dir / "incus"
+    cached = folder / f"rootfs-{key}.tar"
+    if cached.exists() and not recorded(cached):
+        # Not the file the host built (changed since, or built before digests were kept): built again.
+        say(f"{cached.name} is not the one built here (its digest differs): building it again")
+        cached.unlink()
     rootfs, _, fresh = build_rootfs(lab, key, "", run, say, PACKAGES, guest_files(), UNITS, cache=folder)
     if fresh:
+        record(rootfs)
         say(f"built the Incus machine image's root file system ({rootfs.name})")
     meta = folder / f"metadata-{key}.tar"
     if not meta.exists():
