@@ -15,6 +15,12 @@ bridge, not a Docker network). reglab reaches them over SSH like any other
 machine, with a key of the lab's own pushed in through Incus and their host
 keys read through Incus (never trusted on first use). Everything made here
 carries `user.reglab.*` keys, and `down` removes only what carries this lab's.
+
+NOTE: the seam for a remote Incus (issue 21) is `remote`: lab.machines.incus.Incus
+prefixes names with it (`Incus.name`), and only the reaching of machines
+changes (SSH over the host's own bridge here; a route the cluster gives, or
+Incus's exec and file API, there). The rest of this class asks Incus only
+through that one client.
 """
 
 from __future__ import annotations
