@@ -240,3 +240,19 @@ def test_a_cached_root_file_system_the_host_did_not_record_is_built_again(tmp_pa
     assert builds == [key] and rootfs.read_bytes() == b"built here" and recorded(rootfs)
     container.build(lab, None, lambda _m: None)
     assert builds == [key]  # recorded now: used as it is
+
+
+def test_machine_images_of_older_recipes_are_pruned_and_nothing_else(tmp_path):
+    lab = incus_lab(tmp_path)
+    fake = FakeIncus("[]", images=json.dumps([
+        {"fingerprint": "01" * 32, "aliases": [{"name": "reglab-debian12-new"}],
+         "properties": {"user.reglab.kind": "base", "user.reglab.created": "300"}},
+        {"fingerprint": "02" * 32, "aliases": [{"name": "reglab-debian12-older"}],
+         "properties": {"user.reglab.kind": "base", "user.reglab.created": "200"}},
+        {"fingerprint": "03" * 32, "aliases": [{"name": "reglab-debian12-oldest"}],
+         "properties": {"user.reglab.kind": "base", "user.reglab.created": "100"}},
+        {"fingerprint": "04" * 32, "aliases": [{"name": "school-image"}], "properties": {}},
+    ]))
+    made = provider.IncusProvider(lab, Redactor(), say=lambda _m: None)
+    made.incus = fake
+    assert made.prune_bases("reglab-debian12-new") == ["reglab-debian12-older", "reglab-debian12-oldest"]

@@ -29,6 +29,7 @@ import json
 import os
 import shlex
 import shutil
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -43,7 +44,7 @@ from lab.machines.host import Runner, probe
 from lab.machines.providers.base import MachineStatus, Say, wait_for_ssh
 from lab.machines.providers.ssh import host_block
 from lab.machines.remote import Host, Machine, machine_logger
-from lab.machines.warm import IncusWarm, mirror_release, release_digest
+from lab.machines.warm import IncusWarm, mirror_release, release_digest, stale
 from lab.model.credentials import Redactor
 from lab.model.lab import Lab
 
@@ -116,9 +117,22 @@ class IncusProvider:
             if incus.by_alias(incus.images(self.incus.json("image", "list")), alias) is None:
                 meta, rootfs, _ = container.build(self.lab, Runner(self.lab.cache_dir / "incus" / "build.log"), say)
                 self.incus("image", "import", str(meta), str(rootfs), "--alias", alias,
-                           f"{incus.KIND_KEY}=base", timeout=container.IMPORT_TIMEOUT)
+                           f"{incus.KIND_KEY}=base", f"{incus.CREATED_KEY}={int(time.time())}",
+                           timeout=container.IMPORT_TIMEOUT)
+                self.prune_bases(alias)
         self.image = alias
         return alias
+
+    def prune_bases(self, keep: str) -> list[str]:
+        """Machine images of older recipes: as warm images are, the newest other kept for a while."""
+        created, prints = {}, {}
+        for image in incus.images(self.incus.json("image", "list")):
+            if image.properties.get(incus.KIND_KEY) != "base" or keep in image.aliases:
+                continue
+            name = image.aliases[0] if image.aliases else image.fingerprint
+            stamp = image.properties.get(incus.CREATED_KEY, "0")
+            created[name], prints[name] = (int(stamp) if stamp.isdigit() else 0), image.fingerprint
+        return [name for name in stale(created, time.time()) if self.incus.ok("image", "delete", prints[name])]
 
     def warm_store(self) -> IncusWarm:
         if self._warm is None:
