@@ -147,8 +147,10 @@ class Classroom:
                        f"{', '.join(m.id for m in self.members)}")
 
     # -- making the labs ------------------------------------------------------------
-    def enrol(self, roster: Sequence[Student], pool: ipaddress.IPv4Network | None = None) -> list[Member]:
-        """Give each new student of the roster a /24 and a lab file; those enrolled before keep theirs."""
+    def enrol(self, roster: Sequence[Student], pool: ipaddress.IPv4Network | None = None,
+              provider: str | None = None) -> list[Member]:
+        """Give each new student of the roster a /24 and a lab file; those enrolled before keep theirs.
+        `provider`: what the labs boot with when the base lab leaves it open (`auto`), written into each."""
         private_dir(self.dir.parent)
         private_dir(self.dir)
         if pool is not None:
@@ -164,6 +166,8 @@ class Classroom:
         nets = dict(zip((s.id for s in booted), subnets, strict=True))
         self.members += [Member(s, nets.get(s.id), self.dir / "labs" / f"{s.id}.yml") for s in new]
         base = labfile.read_lab_file(self.base_lab)
+        if provider is not None:
+            base["provider"] = provider
         if isinstance(base.get("scenario"), str):  # the labs' files live elsewhere: the base's scenario, absolute
             base["scenario"] = str((self.base_lab.parent / Path(base["scenario"]).expanduser()).resolve())
         private_dir(self.dir / "labs")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import os
+from pathlib import Path
 from typing import TextIO
 
 from lab.classroom.room import ClassBoard, Classroom, roster_name
@@ -12,6 +14,27 @@ from lab.cli.output import print_outcomes, print_table
 from lab.common.errors import ExitStatus, LabError
 from lab.common.progress import Progress
 from lab.model.results import Status
+
+DOCKER_CLASS_REFUSED = (
+    "refusing to start a class on the docker provider: its machines run with every capability, no seccomp or "
+    "AppArmor profile and the host's cgroups writable, and students have sudo in them, so every student would be "
+    "root on this host. Use `provider: incus` (unprivileged system containers; set it up with "
+    "`REGLAB_PROVIDER=incus reglab setup-host`) or libvirt VMs; or, if every student may be root here, say so "
+    "with `reglab class up ROSTER --students-are-root-on-this-host`")
+
+
+def class_provider(base_lab: Path) -> str:
+    """What a class's labs boot with: REGLAB_PROVIDER, else the base lab's `provider`; `auto` is Incus where
+    it answers (a class must not make students root on this host), else what `auto` is for one lab."""
+    from lab.machines import hostsetup
+    from lab.model import labfile
+    from lab.model.labfile import DEFAULTS
+
+    provider = os.environ.get("REGLAB_PROVIDER") or labfile.read_lab_file(base_lab).get("provider") \
+        or DEFAULTS["provider"]
+    if provider != "auto":
+        return str(provider)
+    return "incus" if hostsetup.incus_answers() else hostsetup.usable_provider()
 
 
 def class_command(args: argparse.Namespace, out: TextIO, err: TextIO) -> ExitStatus:
@@ -28,7 +51,11 @@ def class_command(args: argparse.Namespace, out: TextIO, err: TextIO) -> ExitSta
                 except ValueError as exc:
                     raise LabError(f"--pool: expected a private IPv4 network like 10.77.0.0/16 ({exc})") from None
             room = Classroom(args.lab, args.name or roster_name(args.roster), progress)
-            room.enrol(students, pool)
+            provider = class_provider(args.lab)
+            booted = [s for s in students if s.machines is None]  # the others' machines are given over SSH
+            if booted and provider == "docker" and not args.students_are_root_on_this_host:
+                raise LabError(DOCKER_CLASS_REFUSED)
+            room.enrol(students, pool, provider)
             wanted = {s.id for s in students}
             outcomes = room.up([m for m in room.members if m.id in wanted], args.jobs)
             print_outcomes(outcomes, "lab up", out)

@@ -119,6 +119,9 @@ def build_parser(out: TextIO | None = None, err: TextIO | None = None) -> argpar
     class_up.add_argument("--pool", help="the private network the labs' /24s come from (default 10.77.0.0/16)")
     class_up.add_argument("--jobs", type=whole_number(1, MAX_STUDENTS, "a number of labs"), default=JOBS,
                           help=f"labs booted at once, 1 to {MAX_STUDENTS} (default {JOBS})")
+    class_up.add_argument("--students-are-root-on-this-host", action="store_true",
+                          help="start a class on the docker provider anyway: its machines are privileged "
+                               "containers and students have sudo in them, so each student is root on this host")
     class_sub.add_parser("status", help="each student's lab and its machines' state")
     class_check = class_sub.add_parser("check", help="grade every student's lab (observe-only); write the gradebook")
     target = class_check.add_mutually_exclusive_group(required=True)

@@ -34,6 +34,7 @@ name: reglab
 #   docker      containers of reglab's machine image, on this host's Docker
 #   virtualbox  VMs through Vagrant and VirtualBox
 #   libvirt     VMs through Vagrant and libvirt (KVM)
+#   incus       unprivileged Incus system containers (root in a machine is not root here)
 #   auto        VirtualBox or libvirt where this host can run them, else docker
 #   ssh         machines made elsewhere, reached over SSH (see `machines` below)
 # (environment: REGLAB_PROVIDER; command line: --provider)
@@ -132,9 +133,11 @@ CLASS_LAB_YML = """\
 # folder of a lab.yml beside it.
 name: class-base
 
-# docker | virtualbox | libvirt | auto (VirtualBox or libvirt where usable, else
-# docker). Not ssh: a class boots its labs; a student whose machines are given
-# over SSH says so in the roster (its `machines:`). (environment: REGLAB_PROVIDER)
+# incus | docker | virtualbox | libvirt | auto (VirtualBox or libvirt where usable, else
+# docker). A class on docker makes every student root on this host: `class up` refuses it
+# unless told --students-are-root-on-this-host; incus does not. Not ssh: a class boots
+# its labs; a student whose machines are given over SSH says so in the roster (its
+# `machines:`). (environment: REGLAB_PROVIDER)
 provider: docker
 
 # modern | as-written (environment: REGLAB_EDITION)

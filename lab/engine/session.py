@@ -21,7 +21,7 @@ from lab.engine.context import Context
 from lab.engine.state import LabLock, State
 from lab.engine.steps import Engine
 from lab.machines.hostsetup import usable_provider
-from lab.machines.images import Builder, LabImages
+from lab.machines.images import Builder, LabImages, recorded
 from lab.machines.osfamily import DEBIAN
 from lab.machines.providers import for_lab
 from lab.machines.providers.base import Provider
@@ -254,7 +254,9 @@ class Session:
     def provision(self) -> list[Provisioned]:
         images = self.state.images
         bundle = self.state.data.get("bundle")
-        if images is None or (self.builder.source() != "pull" and not (bundle and Path(bundle).exists())):
+        # A bundle is handed to machines only while its digest is the one the host kept when it made it.
+        if images is None or (self.builder.source() != "pull" and not (bundle and Path(bundle).exists()
+                                                                        and recorded(Path(bundle)))):
             images, bundle_path = self.prepare_images()
             bundle = str(bundle_path) if bundle_path else None
         machines = [self.context().machine(name) for name in self.provider.names]

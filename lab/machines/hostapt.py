@@ -24,6 +24,7 @@ class Source:
     uri: str
     suites: tuple[str, ...]
     components: tuple[str, ...]
+    signed_by: str = ""  # deb822 `Signed-By:` (a keyring path), kept for a source made beside it
 
 
 def parse_one_line(text: str) -> list[Source]:
@@ -59,7 +60,8 @@ def parse_deb822(text: str) -> list[Source]:
             continue
         suites = tuple(fields.get("suites", "").split())
         components = tuple(fields.get("components", "").split())
-        found += [Source(uri, suites, components) for uri in fields.get("uris", "").split()]
+        signed_by = fields.get("signed-by", "")
+        found += [Source(uri, suites, components, signed_by) for uri in fields.get("uris", "").split()]
     return found
 
 
@@ -69,6 +71,23 @@ def debian_mirror(sources: list[Source], suite: str) -> str | None:
         if suite in source.suites and "main" in source.components:
             return source.uri.rstrip("/")
     return None
+
+
+def debian_source(sources: list[Source], suite: str) -> Source | None:
+    """The source `debian_mirror` picks, whole (its keyring too)."""
+    for source in sources:
+        if suite in source.suites and "main" in source.components:
+            return source
+    return None
+
+
+def backports_sources(source: Source, codename: str) -> str:
+    """A deb822 file enabling CODENAME-backports from the host's own Debian mirror (and keyring). Pure."""
+    lines = ["# reglab: Incus comes from backports on this release (python -m lab.machines.hostsetup)",
+             "Types: deb", f"URIs: {source.uri}", f"Suites: {codename}-backports", "Components: main"]
+    if source.signed_by:
+        lines.append(f"Signed-By: {source.signed_by}")
+    return "\n".join(lines) + "\n"
 
 
 def parse_proxy(apt_config_dump: str) -> str | None:

@@ -11,6 +11,7 @@ daemon when none answers; elsewhere it says exactly what to install and exits
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -21,6 +22,7 @@ from pathlib import Path
 from lab.common.errors import ExitStatus, LabError, LabFailure
 from lab.common.files import private_dir
 from lab.common.polling import poll
+from lab.machines import hostapt, incus
 from lab.machines.host import Runner, probe
 from lab.machines.osfamily import parse_os_release
 
@@ -80,6 +82,18 @@ def needs(provider: str, browser: bool = False) -> list[Need]:
         ]
     if provider == "libvirt":
         found += [Need(package, package, lambda p=package: dpkg_installed(p)) for package in LIBVIRT_PACKAGES]
+    if provider == "incus":
+        found += [
+            Need("Incus (its daemon and client)", "incus",
+                 lambda: INCUSD.exists() and shutil.which("incus") is not None),
+            Need("mmdebstrap (builds the machines' image)", "mmdebstrap",
+                 lambda: shutil.which("mmdebstrap") is not None),
+            # The lab's images (registry, nginx) are built with the host's Docker, as for every provider.
+            Need("Docker Engine (a daemon, not only the client)", "docker.io", docker_usable),
+            Need("btrfs-progs (machines as snapshots of their image)", "btrfs-progs",
+                 lambda: not btrfs_in_kernel() or shutil.which("mkfs.btrfs") is not None),
+            Need("debootstrap", "debootstrap", lambda: shutil.which("debootstrap") is not None),
+        ]
     if browser:
         found.append(Need("Chromium (for the dashboard's browser tests)", "chromium", CHROMIUM.exists))
     return found
@@ -159,6 +173,122 @@ def prepare_libvirt(log_dir: Path, say: Callable[[str], None]) -> None:
                 run_step(as_root([daemon, "-d"]), f"{daemon} -d", 60, log)
     if not poll(libvirt_answers, LIBVIRT_WAIT):
         raise LabFailure(f"libvirtd did not answer within {LIBVIRT_WAIT}s (virsh -c qemu:///system version)")
+
+
+# --- Incus ---------------------------------------------------------------------------------
+
+INCUSD = Path("/usr/libexec/incus/incusd")
+INCUS_WAIT = 60
+BACKPORTS_FILE = Path("/etc/apt/sources.list.d/reglab-backports.sources")
+
+
+def btrfs_in_kernel(filesystems: Path = Path("/proc/filesystems")) -> bool:
+    try:
+        return any(line.split()[-1:] == ["btrfs"] for line in filesystems.read_text().splitlines())
+    except OSError:
+        return False
+
+
+def incus_answers() -> bool:
+    return shutil.which("incus") is not None and _ok(["incus", "info"], timeout=30)
+
+
+def host_release() -> tuple[str, str]:
+    """(ID, VERSION_CODENAME) of this host."""
+    try:
+        release = parse_os_release(Path("/etc/os-release").read_text(errors="replace"))
+    except OSError:
+        return "", ""
+    return release.id, release.codename
+
+
+def incus_candidate() -> bool:
+    """apt knows a version of incus to install from the sources enabled now."""
+    out = probe(["apt-cache", "policy", "incus"], timeout=60) or ""
+    match = re.search(r"Candidate:\s*(\S+)", out)
+    return bool(match and match.group(1) != "(none)")
+
+
+def install_incus(log: Path, say: Callable[[str], None]) -> None:
+    """Incus from the release itself, else (Debian 12) from its backports on the host's own mirror."""
+    run_step(as_root(["apt-get", "update", "-q"]), "apt-get update", 600, log)
+    target: list[str] = []
+    if not incus_candidate():
+        distro, codename = host_release()
+        source = hostapt.debian_source(hostapt.host_sources(), codename) if distro == "debian" else None
+        if source is None:
+            raise LabError("this host's apt sources offer no incus package; install Incus 6 (LTS) from your "
+                           "distribution (Debian 12: bookworm-backports; Debian 13 and Ubuntu 24.04: main)")
+        say(f"enabling {codename}-backports from this host's Debian mirror ({BACKPORTS_FILE})")
+        BACKPORTS_FILE.write_text(hostapt.backports_sources(source, codename))
+        run_step(as_root(["apt-get", "update", "-q"]), "apt-get update", 600, log)
+        target = ["-t", f"{codename}-backports"]
+    run_step(as_root(["apt-get", "install", "-y", "-q", "--no-install-recommends", *target, "incus", "incus-client"]),
+             "apt-get install incus", APT_TIMEOUT, log)
+
+
+def start_daemon(argv: list[str], log: Path, env: dict[str, str] | None = None) -> None:
+    """A daemon started and left running (it outlives reglab): never waited on or bounded."""
+    with open(log, "ab") as out:
+        try:
+            subprocess.Popen(as_root(argv), stdout=out, stderr=out, stdin=subprocess.DEVNULL,
+                             start_new_session=True, env=dict(os.environ, **(env or {})))
+        except OSError as exc:
+            raise LabFailure(f"{argv[0]} could not start ({exc.strerror})") from None
+
+
+SYSCTL_FILE = Path("/etc/sysctl.d/60-reglab-incus.conf")
+
+
+def raise_inotify(log_dir: Path, say: Callable[[str], None]) -> None:
+    """inotify limits high enough for many containers (now, and kept in /etc/sysctl.d for the next boot)."""
+    current = {}
+    for key in incus.INOTIFY:
+        try:
+            current[key] = int(Path("/proc/sys", *key.split(".")).read_text())
+        except (OSError, ValueError):
+            current[key] = 0
+    wanted = incus.raised_limits(current)
+    if not wanted:
+        return
+    say(f"raising {', '.join(f'{k}={v}' for k, v in wanted.items())} (every container's root shares them)")
+    Runner(log_dir / "hostsetup.log")(as_root(["sysctl", "-w", *(f"{k}={v}" for k, v in wanted.items())]),
+                                      timeout=30)
+    SYSCTL_FILE.write_text("# reglab: Incus containers share their unprivileged uid's inotify limits\n"
+                           + "".join(f"{k} = {v}\n" for k, v in incus.INOTIFY.items()))
+
+
+def prepare_incus(log_dir: Path, say: Callable[[str], None]) -> None:
+    """incusd (and lxcfs) running, started by hand without systemd; an empty Incus given a storage pool.
+
+    NOTE: an Incus that has a storage pool already (a school's own) is left
+    exactly as it is: reglab's machines use its default profile's pool.
+    """
+    log = log_dir / "incusd.log"
+    if not incus_answers():
+        say(f"starting Incus (log: {log})")
+        if Path("/run/systemd/system").exists():
+            run_step(as_root(["systemctl", "start", "incus.socket", "incus.service"]), "systemctl start incus",
+                     120, log_dir / "hostsetup.log")
+        else:
+            lxcfs = Path("/var/lib/lxcfs")
+            if shutil.which("lxcfs") and not _ok(["pgrep", "-x", "lxcfs"]):
+                lxcfs.mkdir(parents=True, exist_ok=True)
+                start_daemon(["lxcfs", str(lxcfs)], log_dir / "lxcfs.log")
+            path = f"{INCUSD.parent}:{os.environ.get('PATH', '')}"
+            start_daemon([str(INCUSD), "--group", "incus-admin"], log, {"PATH": path})
+        run_step(as_root(["incus", "admin", "waitready", f"--timeout={INCUS_WAIT}"]), "incus admin waitready",
+                 INCUS_WAIT + 10, log_dir / "hostsetup.log")
+        if not poll(incus_answers, INCUS_WAIT):
+            raise LabFailure(f"Incus did not answer within {INCUS_WAIT}s (incus info); see {log}")
+    raise_inotify(log_dir, say)
+    pools = incus.parse_json(probe(["incus", "storage", "list", "--format", "json"], timeout=60) or "", "storage list")
+    if not incus.initialised(pools):
+        driver = "btrfs" if btrfs_in_kernel() and shutil.which("mkfs.btrfs") else "dir"
+        say(f"initialising Incus: a `{driver}` storage pool and a default profile (no network: each lab makes "
+            "its own)")
+        Runner(log_dir / "hostsetup.log")(as_root(["incus", "admin", "init", "--preseed"]), timeout=120,
+                                          stdin=incus.preseed(driver=driver), what="incus admin init --preseed")
 
 
 def usable_provider() -> str:
@@ -278,15 +408,21 @@ def setup(provider: str, log_dir: Path, say: Callable[[str], None], browser: boo
                 f"and Docker Engine from their vendors' packages"
             )
         say(f"installing {' '.join(packages)} with apt (log: {log})")
-        install(packages, log)
+        if "incus" in packages:
+            packages.remove("incus")
+            install_incus(log, say)
+        if packages:
+            install(packages, log)
         still = [need.what for need in needs(provider, browser) if not need.usable()]
         if still:
             raise LabFailure(f"after installing {' '.join(packages)}, still not usable: {', '.join(still)}; see {log}")
-    if provider == "docker" and not docker_answers():
+    if provider in ("docker", "incus") and not docker_answers():
         say(f"starting the Docker daemon (log: {log_dir / 'dockerd.log'})")
         start_docker(log_dir / "dockerd.log")
     if provider == "docker" and (os.geteuid() == 0 or can_install()) and not enable_bridge_filtering(log, say):
         say(f"note: labs on this host are not isolated from each other on Docker's bridge; fix: {BRIDGE_NF_FIX}")
+    if provider == "incus":
+        prepare_incus(log_dir, say)
     if provider == "libvirt":
         prepare_libvirt(log_dir, say)
         driver = host_libvirt_driver()

@@ -19,6 +19,7 @@ class OsRelease:
     id_like: tuple[str, ...]
     version_id: str
     pretty_name: str
+    codename: str = ""  # VERSION_CODENAME: bookworm, trixie...
 
 
 def parse_os_release(text: str) -> OsRelease:
@@ -39,6 +40,7 @@ def parse_os_release(text: str) -> OsRelease:
         id_like=tuple(values.get("ID_LIKE", "").lower().split()),
         version_id=values.get("VERSION_ID", ""),
         pretty_name=values.get("PRETTY_NAME", values.get("ID", "unknown")),
+        codename=values.get("VERSION_CODENAME", ""),
     )
 
 

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from lab.common.errors import LabFailure
+from lab.machines import incus
 from lab.machines.boxes import boxfile, rootfs, store
 from lab.machines.host import Runner
 from lab.machines.images import RECIPE_LABEL
@@ -158,9 +159,11 @@ class DockerWarm:
         except ValueError:
             return {}
 
-    def archive_of(self, machine: Machine, cache: Path) -> str:  # noqa: ARG002 - one interface for both
-        """The package index the machines installed from: the lists in the host's shared cache."""
-        return archive_digest(cache / "apt" / "lists")
+    def archive_of(self, machine: Machine, cache: Path) -> str:  # noqa: ARG002 - one interface for all
+        """The package index this machine installed from: its own copy of the suite's InRelease (the host's
+        cache is read-only in the machines: they keep no shared package lists there)."""
+        out = machine.sudo(f"cat /var/lib/apt/lists/*_dists_{rootfs.SUITE}_InRelease", warn=True, hide=True)
+        return release_digest(out.stdout.encode()) if out.ok else ""
 
     def save(self, container: str, machine: Machine, key: WarmKey, packages: Mapping[str, str],
              images: list[str]) -> str:
@@ -431,3 +434,101 @@ class LibvirtWarm:
             shutil.rmtree(self.folder / name.rsplit("-", 1)[-1], ignore_errors=True)
             removed.append(name)
         return removed
+
+
+# --- Incus system containers ------------------------------------------------------------------
+
+INCUS_SAVE_TIMEOUT = 900
+
+
+def warm_alias(key: WarmKey) -> str:
+    """An Incus image alias for a warm machine (aliases are names: no slash)."""
+    return f"reglab-warm-{key.family}-{key.value}"
+
+
+class IncusWarm:
+    """Warm images for Incus machines: `incus publish` of a generalised copy of a provisioned machine.
+
+    NOTE: the machine the lab goes on with is never touched: a copy of it is
+    made without its network device (so it never takes the lab's address),
+    started only to forget what is its own (FORGET_MACHINE and the rest of
+    GENERALIZE, the lab's key), stopped, published and deleted. Docker and
+    the lab's images stay in the image: that is what makes a warm start fast.
+    """
+
+    def __init__(self, client: incus.Incus, say: Callable[[str], None], cache: Path) -> None:
+        self.incus = client
+        self.say = say
+        self.folder = cache / "incus" / "warm"  # what each warm image records, readable without starting it
+
+    def _images(self) -> list[incus.Image]:
+        return incus.images(self.incus.json("image", "list"))
+
+    def archive_of(self, machine: Machine, cache: Path) -> str:  # noqa: ARG002 - one interface for all
+        """The package index this machine installed from: its own copy of the suite's InRelease."""
+        out = machine.sudo(f"cat /var/lib/apt/lists/*_dists_{rootfs.SUITE}_InRelease", warn=True, hide=True)
+        return release_digest(out.stdout.encode()) if out.ok else ""
+
+    def find(self, key: WarmKey) -> str | None:
+        found = incus.by_alias(self._images(), warm_alias(key))
+        return warm_alias(key) if found and found.properties.get(incus.WARM_KEY) == key.value else None
+
+    def save(self, container: str, machine: Machine, key: WarmKey, packages: Mapping[str, str],  # noqa: ARG002
+             images: list[str]) -> str:
+        alias = warm_alias(key)
+        copy = f"{container}-warm"
+        metadata = {
+            "key": key.value, **key.parts, "packages": dict(packages), "lab_images": images,
+            "saved_from": container, "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+        self.incus("delete", "--force", copy, check=False)
+        self.incus("copy", container, copy, "--instance-only", timeout=INCUS_SAVE_TIMEOUT)
+        try:
+            self.incus("config", "device", "remove", copy, "eth0")
+            self.incus("config", "set", copy, f"{incus.KIND_KEY}=warm-copy")
+            self.incus("start", copy)
+            forget = " && ".join([GENERALIZE, "rm -f /home/vagrant/.ssh/authorized_keys /etc/resolv.conf",
+                                  f"mkdir -p {posix_dir(METADATA_IN_IMAGE)}", f"cat > {METADATA_IN_IMAGE}"])
+            self.incus("exec", copy, "--", "sh", "-c", forget,
+                       stdin=json.dumps(metadata, indent=2, sort_keys=True) + "\n", timeout=120)
+            self.incus("stop", copy, timeout=120)
+            self.incus("publish", copy, "--alias", alias, "--compression", "none",
+                       f"{incus.KIND_KEY}=warm", f"{incus.WARM_KEY}={key.value}",
+                       f"{incus.CREATED_KEY}={int(time.time())}", timeout=INCUS_SAVE_TIMEOUT)
+        finally:
+            self.incus("delete", "--force", copy, check=False)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        (self.folder / f"{alias}.json").write_text(json.dumps(metadata, indent=2, sort_keys=True) + "\n")
+        self.prune(alias)
+        return alias
+
+    def metadata(self, alias: str) -> dict[str, Any]:
+        """What the warm image records (also in it, at METADATA_IN_IMAGE); {} when it is not known here."""
+        if incus.by_alias(self._images(), alias) is None:
+            return {}
+        try:
+            return json.loads((self.folder / f"{alias}.json").read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def prune(self, keep: str) -> list[str]:
+        """Other warm images (a plan that changed leaves them): as for Docker's, by age and number."""
+        created = {}
+        fingerprints = {}
+        for image in self._images():
+            if image.properties.get(incus.KIND_KEY) != "warm" or keep in image.aliases:
+                continue
+            name = image.aliases[0] if image.aliases else image.fingerprint
+            stamp = image.properties.get(incus.CREATED_KEY, "0")
+            created[name] = int(stamp) if stamp.isdigit() else 0
+            fingerprints[name] = image.fingerprint
+        removed = []
+        for name in stale(created, time.time()):
+            if self.incus.ok("image", "delete", fingerprints[name]):
+                (self.folder / f"{name}.json").unlink(missing_ok=True)
+                removed.append(name)
+        return removed
+
+
+def posix_dir(path: str) -> str:
+    return path.rsplit("/", 1)[0] or "/"

@@ -13,7 +13,7 @@ from lab.model.manifest import Manifest, Named
 VAGRANT_PROVIDERS = ("docker", "virtualbox", "libvirt")  # machines Vagrant boots
 
 
-PROVIDERS = (*VAGRANT_PROVIDERS, "ssh")  # ssh: machines made elsewhere, reached over SSH
+PROVIDERS = (*VAGRANT_PROVIDERS, "incus", "ssh")  # incus: system containers; ssh: machines made elsewhere
 
 
 BUILT_BOX_NAME = "reglab/debian12"  # the name `reglab box build` adds its Debian box under

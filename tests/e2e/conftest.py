@@ -73,6 +73,7 @@ ORDER = (
     "test_editions.py",
     "test_hardening.py",
     "test_warm_and_fresh_starts.py",
+    "test_incus.py",  # a second lab of its own beside the session's; the session's stays up
     "test_lab_instances.py",
     "test_ssh_provider.py",
     "test_second_tutorial.py",

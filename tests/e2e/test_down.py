@@ -1,5 +1,6 @@
 """Last: `reglab down` leaves no machine and no network behind."""
 
+import json
 import re
 import subprocess
 
@@ -27,6 +28,20 @@ def test_down_leaves_no_machine_and_no_network(lab_session, reglab):
         assert not [d for d in domains if d.startswith(f"{lab.name}-")], domains
         networks = _lines("virsh", "-c", "qemu:///system", "net-list", "--all", "--name")
         assert f"{lab.name}-private" not in networks, networks
+    elif lab.provider == "incus":
+        from lab.machines import incus
+
+        def listing(*args: str) -> list[dict]:
+            return json.loads(subprocess.run(["incus", *args, "--format", "json"], capture_output=True, text=True,
+                                             timeout=60, check=True).stdout)
+
+        state = str(lab.state_dir)
+        assert not [i["name"] for i in listing("list") if (i.get("config") or {}).get(incus.STATE_KEY) == state]
+        bridge = incus.bridge_name(state)
+        assert bridge not in [n["name"] for n in listing("network", "list")]
+        assert not [i for i in listing("image", "list") if (i.get("properties") or {}).get(incus.STATE_KEY) == state]
+        rules = subprocess.run(["iptables", "-S"], capture_output=True, text=True, timeout=60, check=True).stdout
+        assert f"{incus.RULE_TAG}:{bridge}" not in rules
     else:
         pytest.fail(f"no check of what down leaves for the {lab.provider} provider")
     status = reglab("status")

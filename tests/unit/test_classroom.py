@@ -323,3 +323,29 @@ def test_a_cell_shows_no_terminal_control_characters() -> None:
     row = StudentResult("ada", StepResult("tls", "", Status.FAIL, 1.0, "a \x1b[2Jcert", "\x1b[31mred\x1b[0m\x07"), AT)
     shown = cell("tls", row)
     assert (shown["expected"], shown["seen"]) == ("a cert", "red")
+
+
+def test_a_class_on_the_docker_provider_is_refused_unless_the_instructor_says_students_are_root(
+        base: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("REGLAB_PROVIDER", raising=False)
+    out, err = io.StringIO(), io.StringIO()
+    assert main(["--lab", str(base), "class", "up", "2"], stdout=out, stderr=err) == 2
+    said = err.getvalue()
+    assert "root on this host" in said and "provider: incus" in said and "--students-are-root-on-this-host" in said
+    assert "Traceback" not in said and said.count("\n") == 1
+    assert not (base.parent / ".class" / "2" / "labs").exists()  # nothing enrolled, nothing booted
+
+
+def test_a_class_left_to_auto_boots_on_incus_where_incus_answers(base: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from lab.cli import classes
+    from lab.machines import hostsetup
+
+    monkeypatch.delenv("REGLAB_PROVIDER", raising=False)
+    base.write_text("provider: auto\n")
+    monkeypatch.setattr(hostsetup, "incus_answers", lambda: True)
+    assert classes.class_provider(base) == "incus"
+    monkeypatch.setattr(hostsetup, "incus_answers", lambda: False)
+    monkeypatch.setattr(hostsetup, "usable_provider", lambda: "docker")
+    assert classes.class_provider(base) == "docker"
+    monkeypatch.setenv("REGLAB_PROVIDER", "incus")
+    assert classes.class_provider(base) == "incus"

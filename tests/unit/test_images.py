@@ -218,6 +218,7 @@ class SavingDocker:
 
 def test_bundles_use_unique_temporary_names_and_keep_other_labs_bundles(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("REGLAB_CACHE", str(tmp_path / "cache with space"))
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
     lab = _lab(tmp_path, "images:\n  source: build\n")
     other = tmp_path / "cache with space" / "images" / "images-0123456789abcdef.tar"
     other.parent.mkdir(parents=True)
@@ -265,3 +266,22 @@ def test_a_build_context_in_a_tmpdir_with_a_space_stays_one_argument(tmp_path: P
     assert build[build.index("-f") + 1] == f"{build[-1]}/node.Dockerfile"
     assert build[build.index("-t") + 1] == tag and tag.startswith("reglab/building:")
     assert host.context == ["node.Dockerfile", "vagrant.pub"]
+
+
+def test_a_bundle_changed_after_the_host_made_it_is_made_again_never_handed_on(tmp_path: Path, monkeypatch) -> None:
+    from lab.machines.images import digests_dir, recorded
+
+    monkeypatch.setenv("REGLAB_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    lab = _lab(tmp_path, "images:\n  source: build\n")
+    images = LabImages(registry="r:1", proxy="p:1", base="b:1")
+    host = SavingDocker()
+    target = Builder(lab, host).bundle(images)
+    assert recorded(target) and digests_dir().is_relative_to(tmp_path / "state")
+    assert not digests_dir().is_relative_to(lab.cache_dir)  # kept where no machine sees it
+    Builder(lab, host).bundle(images)
+    assert len(host.saved) == 1  # unchanged: used as it is
+    target.write_bytes(b"poisoned by a machine")
+    assert not recorded(target)
+    again = Builder(lab, host).bundle(images)
+    assert len(host.saved) == 2 and again.read_bytes() == b"tar" and recorded(again)

@@ -120,8 +120,10 @@ BUG_REPORT_URL="https://gitlab.alpinelinux.org/alpine/aports/-/issues"
 """
 
 RELEASES = [
-    pytest.param(DEBIAN_12, OsRelease("debian", (), "12", "Debian GNU/Linux 12 (bookworm)"), DEBIAN, id="debian-12"),
-    pytest.param(UBUNTU_2404, OsRelease("ubuntu", ("debian",), "24.04", "Ubuntu 24.04 LTS"), DEBIAN, id="ubuntu-24.04"),
+    pytest.param(DEBIAN_12, OsRelease("debian", (), "12", "Debian GNU/Linux 12 (bookworm)", "bookworm"), DEBIAN,
+                 id="debian-12"),
+    pytest.param(UBUNTU_2404, OsRelease("ubuntu", ("debian",), "24.04", "Ubuntu 24.04 LTS", "noble"), DEBIAN,
+                 id="ubuntu-24.04"),
     pytest.param(
         ROCKY_9,
         OsRelease("rocky", ("rhel", "centos", "fedora"), "9.4", "Rocky Linux 9.4 (Blue Onyx)"),

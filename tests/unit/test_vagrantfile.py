@@ -199,3 +199,9 @@ def test_a_broken_lab_file_fails_validation(runs: dict[str, Run]) -> None:
     assert code != 0, runs["docker-bad-lab"].describe()
     assert "lab.yml: machines.client.ip: expected an IPv4 address" in out  # one line, no Ruby traceback
     assert "Traceback" not in out and ".rb:" not in out
+
+
+def test_no_machine_gets_a_writable_mount_of_the_host_cache() -> None:
+    text = (Path(__file__).resolve().parents[2] / "lab" / "machines" / "Vagrantfile").read_text()
+    assert "synced_folder cache_dir" not in text  # a synced folder is read-write
+    assert '"#{cache_dir}:/var/cache/reglab:ro"' in text

@@ -91,8 +91,11 @@ def guest_files(public_key: str) -> dict[str, tuple[int, str]]:
     }
 
 
-def customize_script(stage: str, files: Mapping[str, tuple[int, str]]) -> str:
-    """The mmdebstrap customize hook: `sh SCRIPT ROOT`. Files come from `stage/files/N`."""
+VM_UNITS = ("ssh.service", "networking.service")
+
+
+def customize_script(stage: str, files: Mapping[str, tuple[int, str]], units: Sequence[str] = VM_UNITS) -> str:
+    """The mmdebstrap customize hook: `sh SCRIPT ROOT`. Files come from `stage/files/N`; `units` are enabled."""
     q = shlex.quote
     lines = [
         "#!/bin/sh",
@@ -107,7 +110,7 @@ def customize_script(stage: str, files: Mapping[str, tuple[int, str]]) -> str:
         lines.append(f'install -D -m {mode:04o} "$stage/files/{number}" "$root"{q(path)}')
     lines += [
         'chroot "$root" chown -R vagrant:vagrant /home/vagrant/.ssh',
-        'chroot "$root" systemctl enable ssh.service networking.service',
+        'chroot "$root" systemctl enable ' + " ".join(q(u) for u in units),
         # Made on first boot, so every machine has its own.
         'rm -f "$root"/etc/ssh/ssh_host_*',
         ': > "$root/etc/machine-id"',
@@ -155,14 +158,17 @@ def recipe_key(public_key: str, suite: str = SUITE, packages: Sequence[str] = PA
     return digest(json.dumps(recipe, sort_keys=True))
 
 
-def build_rootfs(lab: Lab, key: str, public_key: str, run: Runner, say: Say) -> tuple[Path, dict[str, Any], bool]:
+def build_rootfs(lab: Lab, key: str, public_key: str, run: Runner, say: Say,
+                 packages: Sequence[str] = PACKAGES, files: Mapping[str, tuple[int, str]] | None = None,
+                 units: Sequence[str] = VM_UNITS, cache: Path | None = None) -> tuple[Path, dict[str, Any], bool]:
     """The root file system as a tarball in the cache (`rootfs-KEY.tar`) with what it holds beside it;
-    True when it was built now, False when it came from the cache.
+    True when it was built now, False when it came from the cache. The VM box's recipe unless another
+    (`packages`, `files`, `units`: an Incus machine's) and another `cache` folder are given.
 
     One in the cache is used only when it is the one built here (its digest
     recorded outside the cache, `cache.record`): root writes through it.
     """
-    cache = boxes_dir(lab)
+    cache = cache or boxes_dir(lab)
     target = cache / f"rootfs-{key}.tar"
     about = cache / f"rootfs-{key}.json"
     if target.exists() and about.exists():
@@ -174,12 +180,12 @@ def build_rootfs(lab: Lab, key: str, public_key: str, run: Runner, say: Say) -> 
     proxy = hostapt.host_proxy()
     say(f"fetching Debian {SUITE} packages from {mirror}" + (f" through {proxy}" if proxy else ""))
     with workdir(cache, ".rootfs-") as stage:
-        files = guest_files(public_key)
+        files = guest_files(public_key) if files is None else files
         (stage / "files").mkdir()
         for number, (_, (_, text)) in enumerate(sorted(files.items())):
             (stage / "files" / str(number)).write_text(text)
         script = stage / "customize.sh"
-        script.write_text(customize_script(str(stage), files))
+        script.write_text(customize_script(str(stage), files, units))
         partial = stage / "rootfs.tar"
         (stage / "tmp").mkdir()
         env = {"TMPDIR": str(stage / "tmp")}
@@ -187,14 +193,14 @@ def build_rootfs(lab: Lab, key: str, public_key: str, run: Runner, say: Say) -> 
             env["http_proxy"] = proxy
         # Its own mount namespace: what it mounts in the chroot goes away with it, even when killed.
         run(["mmdebstrap", "--mode=unshare", "--variant=minbase", "--format=tar",
-             "--include=" + ",".join(PACKAGES),
+             "--include=" + ",".join(packages),
              "--customize-hook=" + f'sh {shlex.quote(str(script))} "$1"',
              SUITE, partial, mirror], timeout=MMDEBSTRAP_TIMEOUT, env=env)
-        packages = parse_packages((stage / "packages.tsv").read_text())
-        missing = [p for p in PACKAGES if p not in packages]
+        installed = parse_packages((stage / "packages.tsv").read_text())
+        missing = [p for p in packages if p not in installed]
         if missing:
             raise LabFailure(f"mmdebstrap finished but the root file system lacks {', '.join(missing)}")
-        info = {"recipe": key, "suite": SUITE, "mirror": mirror, "built": now(), "packages": packages}
+        info = {"recipe": key, "suite": SUITE, "mirror": mirror, "built": now(), "packages": installed}
         os.replace(partial, target)
         atomic_write(about, json.dumps(info, indent=2) + "\n")
         record(target)

@@ -7,6 +7,8 @@ is in use: they ask for a machine by name and get a fabric Connection.
 
 - `vagrant`: machines Vagrant boots (docker, libvirt, VirtualBox); reglab made
   them, so `down` destroys them, and they can boot warm.
+- `incus`: unprivileged Incus system containers reglab made, on a bridge of
+  the lab's own; `down` removes them, and they boot warm from published images.
 - `ssh`: machines made elsewhere (a school's cloud, lab PCs), reached over
   SSH; `down` removes only what reglab put on them.
 """
@@ -27,6 +29,10 @@ def for_lab(lab: Lab, redactor: Redactor, say: Say = print) -> Provider:
         from lab.machines.providers.ssh import SSHProvider
 
         return SSHProvider(lab, redactor, say)
+    if lab.provider == "incus":
+        from lab.machines.providers.incus import IncusProvider
+
+        return IncusProvider(lab, redactor, say)
     from lab.machines.providers.vagrant import VagrantProvider
 
     return VagrantProvider(lab, redactor, say)

@@ -45,7 +45,6 @@ from lab.machines.warm import (  # noqa: E402
     WARM_BOX_VERSION,
     DockerWarm,
     LibvirtWarm,
-    archive_digest,
     mirror_release,
     release_digest,
 )
@@ -320,9 +319,7 @@ class VagrantProvider:
         return self._warm
 
     def archive_now(self) -> str:
-        if self.lab.provider == "docker":  # the machines' apt lists live in the host's cache
-            return archive_digest(self.lab.cache_dir / "apt" / "lists")
-        # A VM's apt fetches the mirror the box was built from.
+        # A VM's apt fetches the mirror the box was built from; a docker machine's, the mirror its image was.
         mirror = self._box_mirror or hostapt.mirror_for(boxes.SUITE, self.lab.mirror)
         return release_digest(mirror_release(mirror, boxes.SUITE, hostapt.host_proxy()))
 

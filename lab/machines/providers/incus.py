@@ -1,0 +1,376 @@
+"""Machines as unprivileged Incus system containers (`provider: incus`).
+
+Each machine is a system container (systemd, sshd, Docker inside) with
+`security.nesting=true` and nothing privileged: every process in it, a
+student's `sudo` shell and Docker's included, runs as an unmapped uid on the
+host (100000x), so root in a machine is nobody on the host. The image is
+built here from Debian packages (lab.machines.boxes.container); a machine
+provisioned from nothing is published as a warm image (lab.machines.warm.IncusWarm).
+
+The lab's two machines sit on a bridge of the lab's own (its /24, the
+machines at their lab addresses, the host at .1), NATed out to the host's
+uplink for the Debian mirror; firewall rules scoped to that bridge let its
+machines reach each other, the uplink and nothing else (not another lab's
+bridge, not a Docker network). reglab reaches them over SSH like any other
+machine, with a key of the lab's own pushed in through Incus and their host
+keys read through Incus (never trusted on first use). Everything made here
+carries `user.reglab.*` keys, and `down` removes only what carries this lab's.
+
+NOTE: the seam for a remote Incus (issue 21) is `remote`: lab.machines.incus.Incus
+prefixes names with it (`Incus.name`), and only the reaching of machines
+changes (SSH over the host's own bridge here; a route the cluster gives, or
+Incus's exec and file API, there). The rest of this class asks Incus only
+through that one client.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from lab.common.errors import LabError, LabFailure, RemoteError
+from lab.common.files import atomic_write, write_private
+from lab.common.parallel import on_each
+from lab.common.polling import poll
+from lab.common.sshkeys import new_key
+from lab.machines import hostapt, incus
+from lab.machines.boxes import container
+from lab.machines.host import Runner, probe
+from lab.machines.providers.base import MachineStatus, Say, wait_for_ssh
+from lab.machines.providers.ssh import host_block
+from lab.machines.remote import Host, Machine, machine_logger
+from lab.machines.warm import IncusWarm, mirror_release, release_digest, stale
+from lab.model.credentials import Redactor
+from lab.model.lab import Lab
+
+USER = "vagrant"  # the machines' sudo user, as on every provider's image
+USER_ID = 1000  # its uid in the image (the first user made)
+HOST_KEY = "/etc/ssh/ssh_host_ed25519_key.pub"
+HOST_KEY_WAIT = 60
+INCUS_MISSING = ("Incus does not answer here (`incus info`); install and start it with "
+                 "`REGLAB_PROVIDER=incus python -m lab.machines.hostsetup` (as root)")
+
+
+def known_hosts_line(ip: str, public_key: str) -> str:
+    """A known_hosts line for a machine's host key, read through Incus. Pure."""
+    words = public_key.split()
+    if len(words) < 2:
+        raise LabFailure(f"{ip}: no SSH host key in {HOST_KEY}")
+    return f"{ip} {words[0]} {words[1]}"
+
+
+def hosts_file(machine: str) -> str:
+    return f"127.0.0.1\tlocalhost\n127.0.1.1\t{machine}\n\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+
+
+class IncusProvider:
+    """Boot, inspect, reach and remove the lab's machines as Incus system containers."""
+
+    name = "incus"
+    makes_machines = True
+
+    def __init__(self, lab: Lab, redactor: Redactor, say: Say = print, remote: str = "") -> None:
+        self.lab = lab
+        self.say = say
+        self.redactor = redactor
+        self.log_dir = lab.state_dir / "logs"
+        self.ssh_config_path = lab.state_dir / "ssh_config"
+        self.known_hosts = lab.state_dir / "known_hosts"
+        self.key = lab.state_dir / "machine_key"
+        self.host = Host(machine_logger(self.log_dir, "host"), redactor, lab.timeouts.command)
+        self.incus = incus.Incus(self.log_dir / "incus.log", remote)
+        self.run = Runner(self.log_dir / "incus.log")
+        self.bridge = incus.bridge_name(str(lab.state_dir))
+        self.state = str(lab.state_dir)
+        self.image: str | None = None  # what machines created from now on boot from
+        self._warm: IncusWarm | None = None
+        self._machines: dict[str, Machine] = {}
+
+    @property
+    def names(self) -> list[str]:
+        return [m.name for m in self.lab.machines]
+
+    def instance(self, name: str) -> str:
+        return incus.instance_name(self.lab.name, name)
+
+    def labels(self, kind: str) -> list[str]:
+        return [f"{incus.LAB_KEY}={self.lab.name}", f"{incus.STATE_KEY}={self.state}", f"{incus.KIND_KEY}={kind}"]
+
+    def check_host(self) -> None:
+        if shutil.which("incus") is None or not self.incus.ok("info", timeout=30):
+            raise LabError(INCUS_MISSING)
+
+    def notes(self) -> list[str]:
+        return [f"incus: unprivileged system containers on the lab's own bridge {self.bridge}"]
+
+    # -- what the machines boot from ----------------------------------------------
+    def prepare(self, say: Say, phase) -> str | None:  # noqa: ANN001 - Progress.phase
+        """The machine image, built here from Debian packages and imported once; its alias (the warm key's base)."""
+        self.check_host()
+        with phase("machine image", "Incus machine image (Debian packages, mmdebstrap)"):
+            alias = container.alias(container.recipe_key())
+            if incus.by_alias(incus.images(self.incus.json("image", "list")), alias) is None:
+                meta, rootfs, _ = container.build(self.lab, Runner(self.lab.cache_dir / "incus" / "build.log"), say)
+                self.incus("image", "import", str(meta), str(rootfs), "--alias", alias,
+                           f"{incus.KIND_KEY}=base", f"{incus.CREATED_KEY}={int(time.time())}",
+                           timeout=container.IMPORT_TIMEOUT)
+                self.prune_bases(alias)
+        self.image = alias
+        return alias
+
+    def prune_bases(self, keep: str) -> list[str]:
+        """Machine images of older recipes: as warm images are, the newest other kept for a while."""
+        created, prints = {}, {}
+        for image in incus.images(self.incus.json("image", "list")):
+            if image.properties.get(incus.KIND_KEY) != "base" or keep in image.aliases:
+                continue
+            name = image.aliases[0] if image.aliases else image.fingerprint
+            stamp = image.properties.get(incus.CREATED_KEY, "0")
+            created[name], prints[name] = (int(stamp) if stamp.isdigit() else 0), image.fingerprint
+        return [name for name in stale(created, time.time()) if self.incus.ok("image", "delete", prints[name])]
+
+    def warm_store(self) -> IncusWarm:
+        if self._warm is None:
+            self._warm = IncusWarm(self.incus, self.say, self.lab.cache_dir)
+        return self._warm
+
+    def archive_now(self) -> str:
+        """The suite's InRelease as the mirror serves it now: the machines install from the mirror itself."""
+        mirror = hostapt.mirror_for(container.SUITE, self.lab.mirror)
+        return release_digest(mirror_release(mirror, container.SUITE, hostapt.host_proxy()))
+
+    def boot_from(self, image: str) -> None:
+        self.image = image
+
+    # -- what is there -----------------------------------------------------------------
+    def _instances(self) -> dict[str, incus.Instance]:
+        return incus.instances(self.incus.json("list"))
+
+    def leftovers(self, states: dict[str, str]) -> list[str]:  # noqa: ARG002
+        """Refuse, with what to change, a lab name or subnet another lab (or anything else) uses."""
+        self.check_host()
+        found = self._instances()
+        for name in self.names:
+            there = found.get(self.instance(name))
+            if there is not None and not incus.ours(there.config, self.lab.name, self.state):
+                owner = there.config.get(incus.STATE_KEY)
+                raise LabError(f"an Incus container named {there.name!r} exists already"
+                               + (f" (the lab in {Path(owner).parent.parent})" if owner else " (not reglab's)")
+                               + f"; give this lab another `name` in {self.lab.source}")
+        subnet = incus.subnet_of(self.lab.machines[0].ip)
+        routes = json.loads(probe(["ip", "-j", "route"], timeout=30) or "[]")
+        clash = incus.routes_over(routes, subnet, self.bridge)
+        if clash:
+            raise LabError(f"the subnet {subnet} is already routed on this host ({', '.join(clash)}); give this "
+                           f"lab machines on another /24 in {self.lab.source}")
+        return []
+
+    def status(self) -> list[MachineStatus]:
+        found = self._instances()
+        return [MachineStatus(m.name, self.name, incus.state_word(
+                    found[self.instance(m.name)].status if self.instance(m.name) in found else None), m.ip)
+                for m in self.lab.machines]
+
+    def running(self) -> list[str]:
+        return [s.name for s in self.status() if s.state == "running"]
+
+    # -- the lab's network -------------------------------------------------------------
+    def network(self) -> None:
+        """The lab's bridge with the lab's /24 (the host at .1), NAT out, no IPv6; and its firewall rules."""
+        gateway = incus.gateway(self.lab.machines[0].ip)
+        networks = {n.get("name"): n for n in self.incus.json("network", "list") if isinstance(n, dict)}
+        there = networks.get(self.bridge)
+        if there is not None and not incus.ours(there.get("config") or {}, self.lab.name, self.state):
+            raise LabError(f"an Incus network named {self.bridge} exists and is not this lab's; remove it or move "
+                           f"the lab folder ({self.lab.state_dir})")
+        if there is None:
+            self.incus("network", "create", self.bridge, "--type=bridge", f"ipv4.address={gateway}",
+                       "ipv4.nat=true", "ipv6.address=none", "ipv4.firewall=false", "ipv6.firewall=false",
+                       *self.labels("network"))
+        self.allow_forwarding()
+
+    def _iptables(self) -> list[str] | None:
+        if os.geteuid() != 0 or shutil.which("iptables") is None:
+            return None
+        return ["iptables", "-w", "10"]
+
+    def _chain(self, iptables: list[str]) -> str:
+        """DOCKER-USER where Docker runs (its FORWARD policy is DROP), else FORWARD itself."""
+        return "DOCKER-USER" if probe([*iptables, "-S", "DOCKER-USER"], timeout=30) is not None else "FORWARD"
+
+    def allow_forwarding(self) -> None:
+        iptables = self._iptables()
+        if iptables is None:
+            self.say("note: not root or no iptables: the lab's bridge is left to this host's firewall as it is")
+            return
+        self.remove_forwarding()
+        uplink = incus.default_device(json.loads(probe(["ip", "-j", "route", "show", "default"], timeout=30) or "[]"))
+        if uplink is None:
+            raise LabFailure("this host has no default route: the machines could not reach the Debian mirror")
+        chain = self._chain(iptables)
+        for rule in reversed(incus.forward_rules(self.bridge, uplink)):
+            self.run([*iptables, "-I", chain, "1", *rule], timeout=30)
+
+    def remove_forwarding(self) -> int:
+        iptables = self._iptables()
+        if iptables is None:
+            return 0
+        removed = 0
+        for chain in ("DOCKER-USER", "FORWARD"):
+            listing = probe([*iptables, "-S", chain], timeout=30) or ""
+            for rule in incus.tagged_rules(listing, chain, self.bridge):
+                self.run([*iptables, "-D", chain, *_split(rule)], timeout=30, check=False)
+                removed += 1
+        return removed
+
+    # -- machines ------------------------------------------------------------------------
+    def up(self, names: Sequence[str] = ()) -> list[Machine]:
+        self.check_host()
+        targets = list(names) or self.names
+        if not self.key.exists():
+            new_key(self.key, f"reglab {self.lab.name}")
+        self.network()
+        found = self._instances()
+        create = [n for n in targets if self.instance(n) not in found]
+        if create:
+            if self.image is None:
+                self.prepare(self.say, _no_phase)
+            on_each(create, self.create)
+        stopped = [self.instance(n) for n in targets
+                   if self.instance(n) not in found or found[self.instance(n)].status.lower() != "running"]
+        if stopped:
+            self.incus("start", *stopped, timeout=self.lab.timeouts.boot)
+        self.pin_host_keys(targets)
+        self.write_ssh_config()
+        machines = [self.connect(name) for name in targets]
+        on_each(machines, lambda machine: wait_for_ssh(machine, self.lab.timeouts.boot))
+        return machines
+
+    def create(self, name: str) -> None:
+        """One container from the image: nesting only (Docker inside), on the lab's bridge at its address."""
+        spec = self.lab.machine(name)
+        instance = self.instance(name)
+        assert self.image is not None
+        pool = incus.root_pool(self.incus.yaml("profile", "show", "default"), self.incus.json("storage", "list"))
+        if pool is None:
+            raise LabError(f"Incus has no storage pool; {INCUS_MISSING}")
+        config = [f"--config={item}" for item in (*self.labels("machine"), f"user.reglab.machine={name}",
+                                                   "security.nesting=true")]
+        self.incus("init", self.image, instance, "--no-profiles", "--storage", pool, *config,
+                   timeout=self.lab.timeouts.boot)
+        self.incus("config", "device", "add", instance, "eth0", "nic", f"network={self.bridge}", "name=eth0",
+                   f"ipv4.address={spec.ip}")
+        gateway = incus.gateway(spec.ip).split("/")[0]
+        files = {
+            "/etc/hostname": (f"{name}\n", 0, "0644"),
+            "/etc/hosts": (hosts_file(name), 0, "0644"),
+            "/etc/resolv.conf": (f"nameserver {gateway}\n", 0, "0644"),
+            f"/home/{USER}/.ssh/authorized_keys": (Path(f"{self.key}.pub").read_text(), USER_ID, "0600"),
+        }
+        folder = self.lab.state_dir / "incus-files" / name
+        folder.mkdir(parents=True, exist_ok=True)
+        for number, (path, (text, owner, mode)) in enumerate(files.items()):
+            local = folder / str(number)
+            write_private(local, text)
+            self.incus("file", "push", str(local), f"{instance}{path}", f"--uid={owner}", f"--gid={owner}",
+                       f"--mode={mode}")
+        shutil.rmtree(folder, ignore_errors=True)
+
+    def pin_host_keys(self, targets: Sequence[str]) -> None:
+        """Each machine's host key read through Incus (its own channel): SSH never trusts one on first use."""
+        lines: dict[str, str] = {}
+
+        def read(name: str) -> None:
+            spec = self.lab.machine(name)
+            got: list[str] = []
+
+            def present() -> bool:
+                done = self.run(["incus", "exec", self.instance(name), "--", "cat", HOST_KEY], timeout=30,
+                                check=False)
+                got.append(done.stdout)
+                return done.returncode == 0 and bool(done.stdout.strip())
+
+            if not poll(present, HOST_KEY_WAIT):
+                raise RemoteError(f"{name}: no SSH host key within {HOST_KEY_WAIT}s (is sshd starting? see "
+                                  f"`incus console {self.instance(name)} --show-log`)")
+            lines[spec.ip] = known_hosts_line(spec.ip, got[-1])
+
+        for name in targets:
+            read(name)
+        kept = {}
+        if self.known_hosts.exists():
+            for line in self.known_hosts.read_text().splitlines():
+                if line.split(" ", 1)[0] not in lines and line.strip():
+                    kept[line.split(" ", 1)[0]] = line
+        kept.update(lines)
+        atomic_write(self.known_hosts, "".join(f"{line}\n" for line in kept.values()).encode(), mode=0o600)
+
+    def write_ssh_config(self) -> Path:
+        blocks = [host_block(m.name, m.ip, 22, USER, self.known_hosts, self.key) for m in self.lab.machines]
+        write_private(self.ssh_config_path, "\n\n".join(blocks) + "\n")
+        return self.ssh_config_path
+
+    def ssh_config(self) -> Path:
+        return self.write_ssh_config()
+
+    def connect(self, name: str) -> Machine:
+        if name not in self.names:
+            raise LabError(f"no machine {name!r} in {self.lab.source}; machines: {', '.join(self.names)}")
+        # A new connection each time (as Vagrant's machines): another reglab may have made the machine
+        # anew since (down, up), with new host keys in known_hosts.
+        machine = Machine(name, self.ssh_config(), machine_logger(self.log_dir, name), self.redactor,
+                          self.lab.timeouts.command, known_hosts=self.known_hosts)
+        self._machines[name] = machine
+        return machine
+
+    def forget_connections(self) -> None:
+        """Close the connections this provider handed out."""
+        for machine in self._machines.values():
+            machine.close()
+        self._machines.clear()
+
+    def down(self) -> list[str]:
+        """This lab's containers, its bridge and its rules; nothing that does not carry this lab's keys."""
+        self.forget_connections()
+        removed = []
+        if shutil.which("incus") is not None and self.incus.ok("info", timeout=30):
+            for name, there in self._instances().items():
+                if incus.ours(there.config, self.lab.name, self.state):
+                    self.incus("delete", "--force", name, timeout=300)
+                    removed.append(f"container {name}")
+            for network in self.incus.json("network", "list"):
+                if isinstance(network, dict) and network.get("name") == self.bridge and \
+                        incus.ours(network.get("config") or {}, self.lab.name, self.state):
+                    self.incus("network", "delete", self.bridge)
+                    removed.append(f"network {self.bridge}")
+            for image in incus.images(self.incus.json("image", "list")):
+                if incus.ours(image.properties, self.lab.name, self.state):
+                    self.incus("image", "delete", image.fingerprint)
+                    removed.append(f"image {image.fingerprint[:12]}")
+        rules = self.remove_forwarding()
+        if rules:
+            removed.append(f"{rules} firewall rules for {self.bridge}")
+        for path in (self.ssh_config_path, self.known_hosts, self.key, Path(f"{self.key}.pub")):
+            path.unlink(missing_ok=True)
+        return removed
+
+
+def _split(rule: str) -> list[str]:
+    return shlex.split(rule)
+
+
+class _NoPhase:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def _no_phase(*args: object) -> _NoPhase:  # noqa: ARG001
+    return _NoPhase()

@@ -1,0 +1,258 @@
+"""Incus: what reglab reads from Incus's JSON, the rules it writes for a lab's bridge, the image recipe,
+and a provider's `down` that removes only what carries its own lab's keys (a fake `incus`, no Incus here)."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from pathlib import Path
+
+import pytest
+
+from lab.common.errors import LabError
+from lab.machines import hostapt, incus
+from lab.machines.boxes import container
+from lab.machines.providers import incus as provider
+from lab.model.credentials import Redactor
+from lab.model.labfile import load
+
+LIST = json.dumps([
+    {"name": "lab1-registry", "status": "Running",
+     "config": {"user.reglab.lab": "lab1", "user.reglab.state": "/srv/a/.lab/lab1", "security.nesting": "true"}},
+    {"name": "lab1-client", "status": "Stopped",
+     "config": {"user.reglab.lab": "lab1", "user.reglab.state": "/srv/b/.lab/lab1"}},
+    {"name": "school-web", "status": "Running", "config": {}},
+])
+
+IMAGES = json.dumps([
+    {"fingerprint": "aa" * 32, "aliases": [{"name": "reglab-warm-debian-0123"}],
+     "properties": {"user.reglab.kind": "warm", "user.reglab.warm.key": "0123", "user.reglab.created": "5"},
+     "created_at": "2026-12-03T00:00:00Z"},
+    {"fingerprint": "bb" * 32, "aliases": [], "properties": {"os": "debian"}},
+])
+
+
+def test_instances_are_read_with_status_and_keys_and_only_this_labs_are_ours():
+    found = incus.instances(json.loads(LIST))
+    assert set(found) == {"lab1-registry", "lab1-client", "school-web"}
+    assert incus.ours(found["lab1-registry"].config, "lab1", "/srv/a/.lab/lab1")
+    # The same lab name from another folder, and a school's container, are not this lab's.
+    assert not incus.ours(found["lab1-client"].config, "lab1", "/srv/a/.lab/lab1")
+    assert not incus.ours(found["school-web"].config, "lab1", "/srv/a/.lab/lab1")
+    assert incus.state_word("Running") == "running"
+    assert incus.state_word(None) == "not_created"
+    assert incus.instances(None) == {}
+
+
+def test_images_by_alias_with_their_properties():
+    found = incus.images(json.loads(IMAGES))
+    warm = incus.by_alias(found, "reglab-warm-debian-0123")
+    assert warm is not None and warm.properties["user.reglab.warm.key"] == "0123"
+    assert incus.by_alias(found, "nothing") is None
+
+
+def test_an_incus_with_a_pool_is_someone_elses_setup_and_is_never_preseeded():
+    assert incus.initialised([{"name": "school", "driver": "zfs"}])
+    assert not incus.initialised([])
+    text = incus.preseed()
+    assert "driver: dir" in text and "networks" not in text
+
+
+def test_the_root_pool_is_the_default_profiles_else_the_first():
+    profile = {"devices": {"root": {"type": "disk", "path": "/", "pool": "fast"}}}
+    assert incus.root_pool(profile, [{"name": "slow"}]) == "fast"
+    assert incus.root_pool({"devices": {}}, [{"name": "slow"}]) == "slow"
+    assert incus.root_pool({}, []) is None
+
+
+def test_names_fit_linux_and_incus():
+    bridge = incus.bridge_name("/srv/a/.lab/lab1")
+    assert len(bridge) <= 15 and bridge == incus.bridge_name("/srv/a/.lab/lab1")
+    assert bridge != incus.bridge_name("/srv/b/.lab/lab1")
+    assert incus.instance_name("my_lab", "registry") == "my-lab-registry"
+    assert incus.instance_name("7up", "client") == "m-7up-client"
+    assert incus.gateway("10.78.33.11") == "10.78.33.1/24"
+
+
+ROUTES = [
+    {"dst": "default", "gateway": "192.0.2.1", "dev": "eth0"},
+    {"dst": "172.17.0.0/16", "dev": "docker0"},
+    {"dst": "10.78.33.0/24", "dev": "reglab1234abcd"},
+    {"dst": "192.168.33.0/24", "dev": "br-123"},
+]
+
+
+def test_a_subnet_routed_by_another_device_is_a_clash_and_the_labs_own_bridge_is_not():
+    assert incus.routes_over(ROUTES, ipaddress.ip_network("192.168.33.0/24"), "reglabx") == ["br-123"]
+    assert incus.routes_over(ROUTES, ipaddress.ip_network("10.78.33.0/24"), "reglab1234abcd") == []
+    assert incus.routes_over(ROUTES, ipaddress.ip_network("10.78.34.0/24"), "reglabx") == []
+    assert incus.default_device(ROUTES) == "eth0"
+    assert incus.default_device([]) is None
+
+
+def test_the_bridge_rules_allow_the_lab_itself_and_the_uplink_and_drop_everything_else():
+    rules = incus.forward_rules("reglabA", "eth0")
+    verdicts = [(r[r.index("-i") + 1] if "-i" in r else None, r[r.index("-o") + 1] if "-o" in r else None, r[-1])
+                for r in rules]
+    assert verdicts == [("reglabA", "reglabA", "ACCEPT"), (None, "reglabA", "ACCEPT"),
+                        ("reglabA", "eth0", "ACCEPT"), ("reglabA", None, "DROP"), (None, "reglabA", "DROP")]
+    assert "RELATED,ESTABLISHED" in rules[1]
+    assert all("reglab-incus:reglabA" in r for r in rules)
+
+
+def test_only_rules_tagged_for_this_bridge_are_found_for_removal():
+    listing = "\n".join([
+        "-N DOCKER-USER",
+        '-A DOCKER-USER -i reglabA -o reglabA -m comment --comment "reglab-incus:reglabA" -j ACCEPT',
+        '-A DOCKER-USER -i reglabB -m comment --comment "reglab-incus:reglabB" -j DROP',
+        '-A DOCKER-USER -s 172.17.0.3/32 -i docker0 -o docker0 -m comment --comment "reglab-lab:x" -j DROP',
+        "-A DOCKER-USER -j RETURN",
+    ])
+    assert incus.tagged_rules(listing, "DOCKER-USER", "reglabA") == [
+        '-i reglabA -o reglabA -m comment --comment "reglab-incus:reglabA" -j ACCEPT']
+
+
+def test_backports_come_from_the_hosts_own_mirror_and_keyring():
+    sources = hostapt.parse_deb822("Types: deb\nURIs: http://mirror.example/debian\nSuites: bookworm bookworm-updates\n"
+                                   "Components: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n")
+    source = hostapt.debian_source(sources, "bookworm")
+    assert source is not None
+    text = hostapt.backports_sources(source, "bookworm")
+    assert "URIs: http://mirror.example/debian\n" in text and "Suites: bookworm-backports\n" in text
+    assert "Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg" in text
+
+
+def test_the_container_image_has_no_key_no_kernel_and_unmounts_undelegated_cgroups():
+    files = container.guest_files()
+    assert not any("authorized_keys" in path or "ssh_host_" in path for path in files)
+    assert "linux-image-amd64" not in container.PACKAGES and "udev" in container.PACKAGES
+    assert "reglab-cgroups.service" in container.UNITS
+    assert "Before=containerd.service docker.service" in files["/etc/systemd/system/reglab-cgroups.service"][1]
+    assert container.recipe_key() == container.recipe_key()
+    assert container.alias(container.recipe_key()).startswith("reglab-debian12-")
+
+
+def test_a_host_key_read_through_incus_becomes_a_known_hosts_line():
+    assert provider.known_hosts_line("10.78.33.10", "ssh-ed25519 AAAAC3 root@registry\n") == \
+        "10.78.33.10 ssh-ed25519 AAAAC3"
+    with pytest.raises(Exception, match="no SSH host key"):
+        provider.known_hosts_line("10.78.33.10", "")
+
+
+class FakeIncus:
+    """What `incus` answers, from canned JSON; every command recorded, none run."""
+
+    def __init__(self, listing: str, networks: str = "[]", images: str = "[]") -> None:
+        self.answers = {"list": listing, "network list": networks, "image list": images}
+        self.calls: list[tuple[str, ...]] = []
+
+    def __call__(self, *args: str, **kwargs) -> str:
+        self.calls.append(args)
+        return ""
+
+    def ok(self, *args: str, **kwargs) -> bool:
+        return True
+
+    def json(self, *args: str, **kwargs):
+        return json.loads(self.answers[" ".join(args)])
+
+
+def incus_lab(tmp_path: Path, name: str = "lab1"):
+    (tmp_path / "lab.yml").write_text(f"name: {name}\nprovider: incus\nmachines:\n  registry: {{ip: 10.78.33.10}}\n"
+                                      "  client: {ip: 10.78.33.11}\n")
+    return load(tmp_path / "lab.yml", environ={})
+
+
+def test_down_removes_this_labs_containers_network_and_images_and_nothing_else(tmp_path, monkeypatch):
+    lab = incus_lab(tmp_path)
+    state = str(lab.state_dir)
+    mine = {"user.reglab.lab": "lab1", "user.reglab.state": state}
+    bridge = incus.bridge_name(state)
+    fake = FakeIncus(
+        json.dumps([{"name": "lab1-registry", "status": "Running", "config": mine},
+                    {"name": "lab1-client", "status": "Running",
+                     "config": {"user.reglab.lab": "lab1", "user.reglab.state": "/elsewhere/.lab/lab1"}},
+                    {"name": "school-web", "status": "Running", "config": {}}]),
+        json.dumps([{"name": bridge, "config": mine}, {"name": "incusbr0", "config": {}}]),
+        json.dumps([{"fingerprint": "cc" * 32, "aliases": [], "properties": mine},
+                    {"fingerprint": "dd" * 32, "aliases": [], "properties": {"user.reglab.kind": "warm"}}]),
+    )
+    made = provider.IncusProvider(lab, Redactor(), say=lambda _m: None)
+    made.incus = fake
+    monkeypatch.setattr(provider.shutil, "which", lambda _n: "/usr/bin/incus")
+    monkeypatch.setattr(made, "remove_forwarding", lambda: 0)
+    removed = made.down()
+    deletes = [c for c in fake.calls if "delete" in c]
+    assert ("delete", "--force", "lab1-registry") in deletes
+    assert ("network", "delete", bridge) in deletes
+    assert ("image", "delete", "cc" * 32) in deletes
+    assert len(deletes) == 3, deletes  # not the other folder's lab1, the school's container, incusbr0, a warm image
+    assert removed[0] == "container lab1-registry"
+
+
+def test_a_container_of_the_same_name_that_is_not_this_labs_is_refused_by_name(tmp_path, monkeypatch):
+    lab = incus_lab(tmp_path)
+    made = provider.IncusProvider(lab, Redactor(), say=lambda _m: None)
+    made.incus = FakeIncus(json.dumps([{"name": "lab1-registry", "status": "Running", "config": {}}]))
+    monkeypatch.setattr(provider.shutil, "which", lambda _n: "/usr/bin/incus")
+    with pytest.raises(LabError, match="lab1-registry.*not reglab's.*another `name`"):
+        made.leftovers({})
+
+
+def test_a_btrfs_pool_is_a_bounded_loop_file_and_dir_has_no_size():
+    assert "driver: btrfs\n  config:\n    size: 40GiB\n" in incus.preseed(driver="btrfs")
+    assert "size" not in incus.preseed(driver="dir")
+
+
+def test_docker_in_a_machine_uses_overlay2_whatever_the_pool():
+    assert json.loads(container.guest_files()["/etc/docker/daemon.json"][1]) == {"storage-driver": "overlay2"}
+
+
+def test_inotify_limits_are_raised_never_lowered():
+    assert incus.raised_limits({"fs.inotify.max_user_instances": 128, "fs.inotify.max_user_watches": 2000000}) == \
+        {"fs.inotify.max_user_instances": 8192}
+    assert incus.raised_limits(dict.fromkeys(incus.INOTIFY, 10**7)) == {}
+
+
+def test_a_cached_root_file_system_the_host_did_not_record_is_built_again(tmp_path, monkeypatch):
+    from lab.machines.images import recorded
+
+    monkeypatch.setenv("REGLAB_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    lab = incus_lab(tmp_path)
+    key = container.recipe_key()
+    planted = lab.cache_dir / "incus" / f"rootfs-{key}.tar"
+    planted.parent.mkdir(parents=True)
+    planted.write_bytes(b"planted")
+    (planted.parent / f"rootfs-{key}.json").write_text("{}")
+    builds = []
+
+    def fake_build(lab, key, public_key, run, say, packages, files, units, cache):  # noqa: ANN001, ARG001
+        target = cache / f"rootfs-{key}.tar"
+        if target.exists():
+            return target, {}, False
+        builds.append(key)
+        target.write_bytes(b"built here")
+        return target, {}, True
+
+    monkeypatch.setattr(container, "build_rootfs", fake_build)
+    _, rootfs, _ = container.build(lab, None, lambda _m: None)
+    assert builds == [key] and rootfs.read_bytes() == b"built here" and recorded(rootfs)
+    container.build(lab, None, lambda _m: None)
+    assert builds == [key]  # recorded now: used as it is
+
+
+def test_machine_images_of_older_recipes_are_pruned_and_nothing_else(tmp_path):
+    lab = incus_lab(tmp_path)
+    fake = FakeIncus("[]", images=json.dumps([
+        {"fingerprint": "01" * 32, "aliases": [{"name": "reglab-debian12-new"}],
+         "properties": {"user.reglab.kind": "base", "user.reglab.created": "300"}},
+        {"fingerprint": "02" * 32, "aliases": [{"name": "reglab-debian12-older"}],
+         "properties": {"user.reglab.kind": "base", "user.reglab.created": "200"}},
+        {"fingerprint": "03" * 32, "aliases": [{"name": "reglab-debian12-oldest"}],
+         "properties": {"user.reglab.kind": "base", "user.reglab.created": "100"}},
+        {"fingerprint": "04" * 32, "aliases": [{"name": "school-image"}], "properties": {}},
+    ]))
+    made = provider.IncusProvider(lab, Redactor(), say=lambda _m: None)
+    made.incus = fake
+    assert made.prune_bases("reglab-debian12-new") == ["reglab-debian12-older", "reglab-debian12-oldest"]
