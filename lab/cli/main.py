@@ -34,6 +34,7 @@ from lab.machines.boxes import PROVIDERS as BOX_PROVIDERS
 from lab.machines.providers.vagrant import box_vagrant
 from lab.model import labfile
 from lab.model.lab import Lab
+from lab.model.platforms import PLATFORMS
 from lab.model.results import Status
 
 INTERRUPT_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
@@ -110,9 +111,26 @@ def setup_provider(args: argparse.Namespace) -> str:
     return str(chosen or "auto")
 
 
+def platforms_given(value: str | None, command: str) -> list[str]:
+    """`--platform debian12,debian13` as a list of known platforms; several only for `run` (exit 2 else)."""
+    if value is None:
+        return []
+    names = [name.strip() for name in value.split(",")]
+    for name in names:
+        if name not in PLATFORMS:
+            raise LabError(f"--platform: expected {' or '.join(PLATFORMS)} (several comma-separated), got {name!r}")
+    if len(set(names)) != len(names):
+        raise LabError(f"--platform: {value!r} names a platform twice")
+    if len(names) > 1 and command != "run":
+        raise LabError(f"--platform: several platforms only for `run` (a matrix); `{command}` takes one")
+    return names
+
+
 def dispatch(args: argparse.Namespace, out: TextIO, err: TextIO) -> ExitStatus:
+    platforms = platforms_given(args.platform, args.command)
     overrides = {"provider": args.provider, "edition": args.edition, "images.source": args.images,
-                 "start": "fresh" if args.fresh else None, "scenario": str(args.scenario) if args.scenario else None}
+                 "start": "fresh" if args.fresh else None, "scenario": str(args.scenario) if args.scenario else None,
+                 "platform": platforms[0] if len(platforms) == 1 else None}
     if args.command == "init":  # writes the lab file: nothing to load yet
         return init_command(args, out)
     if args.command == "setup-host":  # the host, before any lab can boot

@@ -22,7 +22,7 @@ from lab.machines.osfamily import DEBIAN, Family, family_for
 from lab.machines.remote import Machine
 
 NEEDS = ("docker", "compose", "htpasswd", "curl", "openssl")
-APT_CACHE = f"{CACHE_DIR_IN_MACHINE}/apt"
+APT_CACHE_ROOT = f"{CACHE_DIR_IN_MACHINE}/apt"  # one folder a Debian suite under it: lists of one never serve another
 LISTS_MAX_AGE_MINUTES = 360
 BUNDLE_TIMEOUT = 600  # copying the image bundle over SFTP, where no shared folder has it
 
@@ -38,20 +38,32 @@ def detect_family(machine: Machine) -> Family:
     return family_for(machine.name, machine.run("cat /etc/os-release").stdout)
 
 
+def apt_cache(suite: str) -> str:
+    """The shared apt cache of one Debian suite, in a machine (the host's cache/apt/SUITE)."""
+    return f"{APT_CACHE_ROOT}/{suite}"
+
+
+def debian_suite(machine: Machine) -> str:
+    """The machine's Debian suite (VERSION_CODENAME), which keys its share of the apt cache."""
+    out = machine.run(". /etc/os-release && echo \"$VERSION_CODENAME\"", warn=True).stdout.strip()
+    return out if out.isalnum() else "unknown"
+
+
 def install_packages(machine: Machine, family: Family) -> list[str]:
     missing = machine.sudo(family.missing(NEEDS)).stdout.split()
     if not missing:
         return []
     shared = family is DEBIAN and machine.sudo(f"test -d {CACHE_DIR_IN_MACHINE} -a -w {CACHE_DIR_IN_MACHINE}",
                                                warn=True).ok
+    cache = apt_cache(debian_suite(machine)) if shared else ""
     names = " ".join(shlex.quote(p) for p in missing)
     if shared:
-        apt = f"-o Dir::State::Lists={APT_CACHE}/lists -o Dir::Cache::Archives={APT_CACHE}/archives"
+        apt = f"-o Dir::State::Lists={cache}/lists -o Dir::Cache::Archives={cache}/archives"
         # One machine at a time downloads into the shared cache; the next finds it there.
         machine.sudo(
-            f"mkdir -p {APT_CACHE}/lists/partial {APT_CACHE}/archives/partial && "
-            f"flock {APT_CACHE}/.lock sh -c '"
-            f"if [ -z \"$(find {APT_CACHE}/lists -maxdepth 1 -name \"*_Packages*\" "
+            f"mkdir -p {cache}/lists/partial {cache}/archives/partial && "
+            f"flock {cache}/.lock sh -c '"
+            f"if [ -z \"$(find {cache}/lists -maxdepth 1 -name \"*_Packages*\" "
             f"-mmin -{LISTS_MAX_AGE_MINUTES})\" ]; "
             f"then apt-get {apt} update -q; fi && "
             f"DEBIAN_FRONTEND=noninteractive apt-get {apt} install -y -q --download-only "
@@ -60,8 +72,8 @@ def install_packages(machine: Machine, family: Family) -> list[str]:
         )
         # Installing from a private copy lets both machines run dpkg at once.
         machine.sudo(
-            f"cp -a {APT_CACHE}/lists/. /var/lib/apt/lists/ && "
-            f"cp -a {APT_CACHE}/archives/*.deb /var/cache/apt/archives/ && "
+            f"cp -a {cache}/lists/. /var/lib/apt/lists/ && "
+            f"cp -a {cache}/archives/*.deb /var/cache/apt/archives/ && "
             f"{family.install_command(missing)} && rm -f /var/cache/apt/archives/*.deb",
             timeout=900,
         )

@@ -39,6 +39,7 @@ from lab.common.errors import LabFailure
 from lab.machines.boxes import boxfile, rootfs, store
 from lab.machines.host import Runner
 from lab.machines.images import RECIPE_LABEL
+from lab.machines.provision import debian_suite
 from lab.machines.remote import Host, Machine
 
 WARM_REPO = "reglab/warm"
@@ -152,9 +153,9 @@ class DockerWarm:
         except ValueError:
             return {}
 
-    def archive_of(self, machine: Machine, cache: Path) -> str:  # noqa: ARG002 - one interface for both
-        """The package index the machines installed from: the lists in the host's shared cache."""
-        return archive_digest(cache / "apt" / "lists")
+    def archive_of(self, machine: Machine, cache: Path) -> str:
+        """The package index the machines installed from: their suite's lists in the host's shared cache."""
+        return archive_digest(cache / "apt" / debian_suite(machine) / "lists")
 
     def save(self, container: str, machine: Machine, key: WarmKey, packages: Mapping[str, str],  # noqa: ARG002
              images: list[str]) -> str:
@@ -301,7 +302,7 @@ class LibvirtWarm:
 
     def archive_of(self, machine: Machine, cache: Path) -> str:  # noqa: ARG002 - one interface for both
         """The package index this VM installed from: its own copy of the suite's InRelease."""
-        out = machine.sudo(f"cat /var/lib/apt/lists/*_dists_{rootfs.SUITE}_InRelease", warn=True, hide=True)
+        out = machine.sudo(f"cat /var/lib/apt/lists/*_dists_{debian_suite(machine)}_InRelease", warn=True, hide=True)
         return release_digest(out.stdout.encode()) if out.ok else ""
 
     def find(self, key: WarmKey) -> str | None:

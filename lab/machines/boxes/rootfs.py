@@ -163,9 +163,10 @@ def build_rootfs(lab: Lab, key: str, public_key: str, run: Runner, say: Say) -> 
     about = cache / f"rootfs-{key}.json"
     if target.exists() and about.exists():
         return target, json.loads(about.read_text()), False
-    mirror = hostapt.mirror_for(SUITE, lab.mirror)
+    suite = lab.debian.suite
+    mirror = hostapt.mirror_for(suite, lab.mirror)
     proxy = hostapt.host_proxy()
-    say(f"fetching Debian {SUITE} packages from {mirror}" + (f" through {proxy}" if proxy else ""))
+    say(f"fetching Debian {suite} packages from {mirror}" + (f" through {proxy}" if proxy else ""))
     with workdir(cache, ".rootfs-") as stage:
         files = guest_files(public_key)
         (stage / "files").mkdir()
@@ -182,12 +183,12 @@ def build_rootfs(lab: Lab, key: str, public_key: str, run: Runner, say: Say) -> 
         run(["mmdebstrap", "--mode=unshare", "--variant=minbase", "--format=tar",
              "--include=" + ",".join(PACKAGES),
              "--customize-hook=" + f'sh {shlex.quote(str(script))} "$1"',
-             SUITE, partial, mirror], timeout=MMDEBSTRAP_TIMEOUT, env=env)
+             suite, partial, mirror], timeout=MMDEBSTRAP_TIMEOUT, env=env)
         packages = parse_packages((stage / "packages.tsv").read_text())
         missing = [p for p in PACKAGES if p not in packages]
         if missing:
             raise LabFailure(f"mmdebstrap finished but the root file system lacks {', '.join(missing)}")
-        info = {"recipe": key, "suite": SUITE, "mirror": mirror, "built": now(), "packages": packages}
+        info = {"recipe": key, "suite": suite, "mirror": mirror, "built": now(), "packages": packages}
         os.replace(partial, target)
         atomic_write(about, json.dumps(info, indent=2) + "\n")
     return target, info, True

@@ -312,10 +312,11 @@ class VagrantProvider:
 
     def archive_now(self) -> str:
         if self.lab.provider == "docker":  # the machines' apt lists live in the host's cache
-            return archive_digest(self.lab.cache_dir / "apt" / "lists")
+            return archive_digest(self.lab.cache_dir / "apt" / self.lab.debian.suite / "lists")
         # A VM's apt fetches the mirror the box was built from.
-        mirror = self._box_mirror or hostapt.mirror_for(boxes.SUITE, self.lab.mirror)
-        return release_digest(mirror_release(mirror, boxes.SUITE, hostapt.host_proxy()))
+        suite = self.lab.debian.suite
+        mirror = self._box_mirror or hostapt.mirror_for(suite, self.lab.mirror)
+        return release_digest(mirror_release(mirror, suite, hostapt.host_proxy()))
 
     def boot_from(self, image: str) -> None:
         if self.lab.provider == "docker":
