@@ -7,12 +7,13 @@ from typing import TextIO
 
 from lab.classroom.room import LabOutcome
 from lab.common.errors import ExitStatus, LabError
+from lab.engine.matrix import matrix_results
 from lab.engine.session import Session
 from lab.machines.providers.base import MachineStatus
 from lab.model.diagnosis import format_diagnosis
 from lab.model.results import RunResult, Status, StepResult
 from lab.reports.files import load_results, write_reports
-from lab.reports.maintainer import check_tutorial_text, write_maintainer_report
+from lab.reports.maintainer import check_tutorial_text, platforms_of, write_maintainer_report
 from lab.reports.markdown import render_markdown
 from lab.reports.readme import render_summary_table, update_readme_file
 from lab.reports.text import look_heading
@@ -94,8 +95,11 @@ def show_report(session: Session, readme: Path | None, out: TextIO) -> ExitStatu
         write_reports(result, directory, session.redactor)
         print(render_markdown(result), file=out)
     text = check_tutorial_text(session.scenario)
-    paths = write_maintainer_report(results, text, directory, session.redactor)
-    print(f"both editions side by side: {paths['md']} (also .html); {text.line}", file=out)
+    everything = matrix_results(session.lab)
+    paths = write_maintainer_report(everything, text, directory, session.redactor)
+    platforms = platforms_of(everything)
+    what = f"every edition on {', '.join(platforms)}" if len(platforms) > 1 else "both editions side by side"
+    print(f"{what}: {paths['md']} (also .html); {text.line}", file=out)
     if readme is not None:
         update_readme_file(readme, render_summary_table(results))
         print(f"updated {readme}", file=out)

@@ -217,7 +217,8 @@ class Engine:
         """
         if keep_going and not solve:
             raise ValueError("keep_going bridges by solving; a check-only run never changes a machine")
-        run = RunResult(edition=self.ctx.lab.edition, started=datetime.now(UTC), steps=[], phases=phases)
+        run = RunResult(edition=self.ctx.lab.edition, started=datetime.now(UTC), steps=[], phases=phases,
+                        platform=self.ctx.lab.platform)
         failed = False
         broken_bridge = ""  # the first step whose bridge failed: later steps are judged on a lab it left wrong
         for step in steps:

@@ -20,6 +20,7 @@ from lab.common.progress import Progress
 from lab.machines.images import CACHE_DIR_IN_MACHINE, LabImages
 from lab.machines.osfamily import DEBIAN, Family, family_for
 from lab.machines.remote import Machine
+from lab.model.platforms import for_suite
 
 NEEDS = ("docker", "compose", "htpasswd", "curl", "openssl")
 APT_CACHE_ROOT = f"{CACHE_DIR_IN_MACHINE}/apt"  # one folder a Debian suite under it: lists of one never serve another
@@ -45,12 +46,20 @@ def apt_cache(suite: str) -> str:
 
 def debian_suite(machine: Machine) -> str:
     """The machine's Debian suite (VERSION_CODENAME), which keys its share of the apt cache."""
-    out = machine.run(". /etc/os-release && echo \"$VERSION_CODENAME\"", warn=True).stdout.strip()
+    out = machine.sudo(". /etc/os-release && echo \"$VERSION_CODENAME\"", warn=True).stdout.strip()
     return out if out.isalnum() else "unknown"
 
 
+def extra_packages(machine: Machine, family: Family) -> tuple[str, ...]:
+    """What this machine's platform needs besides the family's packages (Debian 13: docker-cli)."""
+    if family is not DEBIAN:
+        return ()
+    platform = for_suite(debian_suite(machine))
+    return platform.extra_packages if platform else ()
+
+
 def install_packages(machine: Machine, family: Family) -> list[str]:
-    missing = machine.sudo(family.missing(NEEDS)).stdout.split()
+    missing = machine.sudo(family.missing(NEEDS, extra_packages(machine, family))).stdout.split()
     if not missing:
         return []
     shared = family is DEBIAN and machine.sudo(f"test -d {CACHE_DIR_IN_MACHINE} -a -w {CACHE_DIR_IN_MACHINE}",
@@ -88,12 +97,12 @@ RESTART_DROPIN = "/etc/systemd/system/docker.service.d/reglab-restarts.conf"
 RESTART_DROPIN_TEXT = "[Unit]\n# reglab: labs restart docker often; never refuse a start\nStartLimitIntervalSec=0\n"
 
 
-def plan(family: Family) -> dict[str, object]:
-    """What provisioning makes of a machine of this family, as data: a warm image's key is
-    made from it (with this module's code), so a changed plan is never served a stale image."""
+def plan(family: Family, extra: tuple[str, ...] = ()) -> dict[str, object]:
+    """What provisioning makes of a machine of this family (and its platform's `extra` packages), as data:
+    a warm image's key is made from it (with this module's code), so a changed plan is never served a stale image."""
     return {
         "needs": list(NEEDS),
-        "packages": family.package_names(NEEDS),
+        "packages": [*family.package_names(NEEDS), *extra],
         "install": family.install_template,
         "files": {RESTART_DROPIN: RESTART_DROPIN_TEXT},
         "services": ["docker"],
@@ -101,8 +110,8 @@ def plan(family: Family) -> dict[str, object]:
 
 
 def package_versions(machine: Machine, family: Family) -> dict[str, str]:
-    """The versions of the plan's packages on a machine, for a warm image's metadata."""
-    names = " ".join(shlex.quote(p) for p in family.package_names(NEEDS))
+    """The versions of the plan's packages on a machine, for a warm image's metadata and the reports."""
+    names = " ".join(shlex.quote(p) for p in [*family.package_names(NEEDS), *extra_packages(machine, family)])
     query = (f"dpkg-query -W -f '${{Package}} ${{Version}}\\n' {names}" if family is DEBIAN
              else f"rpm -q --qf '%{{NAME}} %{{VERSION}}-%{{RELEASE}}\\n' {names}")
     out = machine.sudo(query, warn=True).stdout

@@ -23,6 +23,9 @@ class Platform:
     tools: dict[str, str] = field(default_factory=dict, hash=False)
     # What `docker-compose` is on this platform, in a sentence (the command name stays `docker-compose`).
     compose: str = ""
+    # Debian packages provisioning installs here besides the family's (lab/machines/osfamily.py), and why.
+    extra_packages: tuple[str, ...] = ()
+    extra_why: str = ""
 
     @property
     def title(self) -> str:
@@ -41,11 +44,19 @@ PLATFORMS: dict[str, Platform] = {
         "Compose v2: Debian's docker-compose 2.26.1 package is the Go plugin (`docker compose`), also "
         "installed as `docker-compose`; `docker-compose up` is Compose v2's `up`, which refuses the "
         "tutorial's file format 1 and warns that `version:` is obsolete",
+        ("docker-cli",),
+        "Debian 13 splits the `docker` command out of docker.io into docker-cli, which docker.io only "
+        "recommends (provisioning installs no recommends)",
     ),
 }
 
 # What a lab file without `platform:` runs.
 DEFAULT_PLATFORM = "debian12"
+
+
+def for_suite(suite: str) -> Platform | None:
+    """The platform a machine of this Debian suite runs (its VERSION_CODENAME), if reglab knows it."""
+    return next((p for p in PLATFORMS.values() if p.suite == suite), None)
 
 
 def platform(name: str) -> Platform:
