@@ -94,7 +94,14 @@ def install_packages(machine: Machine, family: Family) -> list[str]:
 # Steps restart docker (after trusting the CA), and so do resets: on a fast host that
 # runs into the unit's start limit ("start of the service was attempted too often").
 RESTART_DROPIN = "/etc/systemd/system/docker.service.d/reglab-restarts.conf"
-RESTART_DROPIN_TEXT = "[Unit]\n# reglab: labs restart docker often; never refuse a start\nStartLimitIntervalSec=0\n"
+RESTART_DROPIN_TEXT = (
+    "[Unit]\n# reglab: labs restart docker often; never refuse a start\nStartLimitIntervalSec=0\n"
+    # Docker 26 (Debian 13) refuses to start a container where it cannot turn IPv6 off on the container's
+    # interface, as in a docker-provider machine: "failed to disable IPv6 on container's interface eth0, set
+    # env var DOCKER_ALLOW_IPV6_ON_IPV4_INTERFACE=1 to ignore this error". Docker 20.10 ignores the variable.
+    "[Service]\n# reglab: Docker 26 in a machine without IPv6 control\n"
+    "Environment=DOCKER_ALLOW_IPV6_ON_IPV4_INTERFACE=1\n"
+)
 
 
 def plan(family: Family, extra: tuple[str, ...] = ()) -> dict[str, object]:
@@ -123,9 +130,11 @@ def allow_restarts(machine: Machine) -> list[str]:
     text = shlex.quote(RESTART_DROPIN_TEXT)
     if machine.sudo(f"printf %s {text} | cmp -s - {RESTART_DROPIN}", warn=True).ok:
         return []
+    # A running docker takes the drop-in's environment only when restarted.
     machine.sudo(f"mkdir -p {RESTART_DROPIN.rsplit('/', 1)[0]} && printf %s {text} > {RESTART_DROPIN} && "
-                 "systemctl daemon-reload && systemctl reset-failed docker.service docker.socket 2>/dev/null; true")
-    return ["let docker restart without a start limit"]
+                 "systemctl daemon-reload && systemctl reset-failed docker.service docker.socket 2>/dev/null; "
+                 "if systemctl is-active --quiet docker; then systemctl restart docker; fi; true", timeout=120)
+    return ["let docker restart without a start limit, and start containers without IPv6 control"]
 
 
 def start_docker(machine: Machine) -> list[str]:

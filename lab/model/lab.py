@@ -25,7 +25,9 @@ def built_box_name(platform: str) -> str:
 BUILT_BOX_NAME = built_box_name("debian12")  # the Debian 12 box's name, as labs before `platform:` knew it
 
 
-EDITIONS = ("modern", "as-written")
+# modern: the flow that works today; as-written: the tutorial's own 2016 commands; fixed: the commands
+# of the corrected text (tutorial.fixed.md: the as-written ones with each failing one replaced).
+EDITIONS = ("modern", "as-written", "fixed")
 
 
 IMAGE_SOURCES = ("auto", "pull", "preload", "build")

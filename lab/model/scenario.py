@@ -286,7 +286,8 @@ def _for_edition(items: list[dict[str, Any]], where: str, edition: str, table: M
     """The validated items that apply to `edition`, without their `only`."""
     kept = []
     for j, item in enumerate(items):
-        if item.get("only", edition) != edition:
+        only = item.get("only", edition)
+        if edition not in (only if isinstance(only, list) else [only]):
             continue
         item = {key: value for key, value in item.items() if key != "only"}
         kind = table[next(name for name in table if name in item)]

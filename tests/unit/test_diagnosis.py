@@ -22,6 +22,15 @@ def diagnose_all(text: str) -> list[Cause]:
 
 
 EXAMPLES: dict[str, list[str]] = {
+    "docker-ipv6-control": [
+        # Docker 26.1.5 (Debian 13) in a docker-provider machine, seen by `reglab run` (issue 20).
+        "docker: Error response from daemon: failed to create task for container: failed to create shim task: "
+        "OCI runtime create failed: runc create failed: unable to start container process: error during "
+        "container init: error running hook #0: error running hook: exit status 1, stdout: , stderr: failed to "
+        'add interface veth33b4a2e to sandbox: error setting interface "veth33b4a2e" IPv6 to <nil>: failed to '
+        "configure ipv6: failed to disable IPv6 on container's interface eth0, set env var "
+        "DOCKER_ALLOW_IPV6_ON_IPV4_INTERFACE=1 to ignore this error: unknown.",
+    ],
     "legacy-cn": [
         'Error response from daemon: Get "https://myregistrydomain.com/v2/": '
         "x509: certificate relies on legacy Common Name field, use SANs instead",

@@ -465,7 +465,7 @@ def test_missing_scenario_file(tmp_path: Path) -> None:
 
 
 def test_unknown_edition_is_a_config_error() -> None:
-    with pytest.raises(ConfigError, match=r"edition: expected one of modern, as-written, got 'latest'"):
+    with pytest.raises(ConfigError, match=r"edition: expected one of modern, as-written, fixed, got 'latest'"):
         load(default_path(), "latest")
 
 
