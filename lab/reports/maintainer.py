@@ -380,7 +380,8 @@ def write_maintainer_report(results: Sequence[RunResult], text: TextCheck, direc
         text = dataclasses.replace(text, problems=tuple(redactor.redact(p) for p in text.problems),
                                    error=redactor.redact(text.error))
     paths: dict[str, Path] = {}
-    several = len(platforms_of(results)) > 1 or len({r.edition for r in results}) != len(results)
+    several = (len(platforms_of(results)) > 1 or len({r.edition for r in results}) != len(results)
+               or any(r.edition not in (AS_WRITTEN, MODERN) for r in results))
     renderers = ((("md", render_matrix_markdown), ("html", render_matrix_html)) if several else
                  (("md", render_maintainer_markdown), ("html", render_maintainer_html)))
     for kind, render in renderers:
