@@ -29,8 +29,6 @@ from lab.model.lab import Lab
 from lab.model.manifest import Named
 
 RECIPES = Path(__file__).parent / "images"  # the harness's own: the machine image
-SUITE = "bookworm"  # debian12's, for callers without a lab; a lab's is lab.debian.suite
-DEBIAN_MAJOR = "12"
 RECIPE_LABEL = "org.reglab.recipe"
 CACHE_DIR_IN_MACHINE = "/var/cache/reglab"
 
