@@ -110,6 +110,6 @@ def show_report(session: Session, readme: Path | None, out: TextIO) -> ExitStatu
         print(f"the tutorial fixed: {written['fixed']} (and {written['patch'].name}: "
               f"{len(scenario.fixes)} changes)", file=out)
     if readme is not None:
-        update_readme_file(readme, render_summary_table(results))
+        update_readme_file(readme, render_summary_table(everything))
         print(f"updated {readme}", file=out)
     return ExitStatus.OK

@@ -20,7 +20,7 @@ import yaml
 from lab.common.errors import LabError
 from lab.common.files import atomic_write
 from lab.model import labfile
-from lab.model.lab import Lab
+from lab.model.lab import EDITIONS, Lab
 from lab.model.platforms import PLATFORMS
 from lab.model.results import RunResult
 from lab.reports.files import load_results
@@ -84,4 +84,5 @@ def matrix_results(lab: Lab) -> list[RunResult]:
     for platform, reports in platform_reports(lab).items():
         for result in load_results(reports):
             chosen[(result.edition, result.platform or platform)] = result
-    return list(chosen.values())
+    rank = {edition: n for n, edition in enumerate(EDITIONS)}
+    return [chosen[column] for column in sorted(chosen, key=lambda c: (rank.get(c[0], len(rank)), c[1]))]
