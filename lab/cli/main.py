@@ -38,6 +38,7 @@ from lab.model import labfile
 from lab.model.lab import EDITIONS, Lab
 from lab.model.platforms import PLATFORMS
 from lab.model.results import Status
+from lab.reports.fixed import write_fixed_tutorial
 from lab.reports.maintainer import EDITION_ORDER, check_tutorial_text, write_maintainer_report
 
 INTERRUPT_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
@@ -186,6 +187,9 @@ def matrix_run(lab: Lab, platforms: list[str], args: argparse.Namespace, overrid
     text = check_tutorial_text(own.scenario)
     paths = write_maintainer_report(matrix_results(lab), text, lab.state_dir / "reports", own.redactor)
     print(f"every edition on {', '.join(platforms)}: {paths['md']} (also .html)", file=out)
+    if own.scenario.text is not None and own.scenario.fixes:
+        written = write_fixed_tutorial(own.scenario.text, own.scenario.fixes, lab.state_dir / "reports")
+        print(f"the tutorial fixed: {written['fixed']} (and {written['patch'].name})", file=out)
     return ExitStatus.OK if passed else ExitStatus.FAILED
 
 
