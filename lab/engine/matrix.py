@@ -18,7 +18,7 @@ from pathlib import Path
 import yaml
 
 from lab.common.errors import LabError
-from lab.common.files import atomic_write
+from lab.common.files import atomic_write, private_dir
 from lab.model import labfile
 from lab.model.lab import EDITIONS, Lab
 from lab.model.platforms import PLATFORMS
@@ -58,10 +58,12 @@ def write_lab_file(lab: Lab, platform: str) -> Path:
     raw["machines"] = {machine.name: {"ip": shifted(machine.ip, platform)} for machine in lab.machines}
     if lab.manifest is not None and raw.get("scenario") is not None:
         raw["scenario"] = str(lab.manifest.path)  # relative to the lab's own file, which is elsewhere
+    # Private, as the lab's state is: the lab file may hold a user's password.
+    for folder in (lab.state_dir.parent, lab.state_dir, matrix_dir(lab), matrix_dir(lab) / platform):
+        private_dir(folder)
     path = matrix_dir(lab) / platform / "lab.yml"
-    path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, "# Written by `reglab run --platform ...` from " + str(lab.source) + "; edit that one.\n"
-                 + yaml.safe_dump(raw, sort_keys=False))
+                 + yaml.safe_dump(raw, sort_keys=False), mode=0o600)
     return path
 
 

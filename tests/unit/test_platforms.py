@@ -91,6 +91,7 @@ def test_each_platform_lab_has_its_own_name_and_subnet(tmp_path: Path) -> None:
     assert labs["debian13"].machine("registry").ip == "192.168.35.10"
     assert files["debian13"].parent == lab.state_dir / "platforms" / "debian13"
     assert yaml.safe_load(files["debian13"].read_text())["name"] == "demo-debian13"
+    assert files["debian13"].stat().st_mode & 0o777 == 0o600  # it may hold a user's password
 
 
 def test_the_matrix_needs_machines_reglab_makes(tmp_path: Path) -> None:
