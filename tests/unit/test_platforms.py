@@ -146,3 +146,17 @@ def test_the_matrix_report_gives_every_fix_and_the_maintainer_report_picks_it(tm
         write_reports(result, lab.state_dir / "platforms" / result.platform / ".lab" / name / "reports")
     found = matrix.matrix_results(lab)
     assert sorted((r.edition, r.platform) for r in found) == sorted((r.edition, r.platform) for r in RESULTS)
+
+
+def test_the_vagrantfile_defaults_to_the_same_platform_as_reglab() -> None:
+    """Plain `vagrant up` boots what reglab would: its default platform is DEFAULT_PLATFORM."""
+    text = (Path(__file__).resolve().parents[2] / "lab" / "machines" / "Vagrantfile").read_text()
+    assert f'lab.fetch("platform", "{DEFAULT_PLATFORM}")' in text
+    assert '"reglab/node:#{platform}"' in text and '"reglab/#{platform}"' in text
+
+
+def test_the_shipped_lab_file_and_init_name_the_default_platform() -> None:
+    from lab.cli.scaffold import LAB_YML
+
+    shipped = (Path(__file__).resolve().parents[2] / "lab.yml").read_text()
+    assert f"\nplatform: {DEFAULT_PLATFORM}\n" in shipped and f"\nplatform: {DEFAULT_PLATFORM}\n" in LAB_YML
