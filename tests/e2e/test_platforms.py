@@ -9,6 +9,7 @@ text's own commands) passes every step; and the causes new on Debian 13 are matc
 from __future__ import annotations
 
 import io
+import shlex
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -53,7 +54,7 @@ def trixie(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
 def ssh(lab: Lab, capfd: pytest.CaptureFixture[str], machine: str, command: str) -> tuple[int, str]:
     """A command on a machine as root; its output (reglab ssh prints it as it comes)."""
     capfd.readouterr()
-    status, said = lab("ssh", machine, "--", "sudo", "sh", "-c", command)
+    status, said = lab("ssh", machine, "--", "sudo sh -c " + shlex.quote(command))  # one remote command line
     return status, capfd.readouterr().out + said
 
 
