@@ -38,7 +38,8 @@ class Lab:
 
     def __call__(self, *args: str) -> tuple[int, str]:
         out, err = io.StringIO(), io.StringIO()
-        status = main(["--lab", str(self.file), "-q", *args], stdout=out, stderr=err)
+        # --platform: the command line wins over REGLAB_PLATFORM, which tox sets for the session's lab.
+        status = main(["--lab", str(self.file), "--platform", "debian13", "-q", *args], stdout=out, stderr=err)
         return status, out.getvalue() + err.getvalue()
 
 

@@ -25,13 +25,15 @@ from lab.machines import hostapt
 from lab.machines.boxes.cache import boxes_dir, digest, now, workdir
 from lab.machines.host import Runner
 from lab.model.lab import Lab
+from lab.model.platforms import DEFAULT_PLATFORM, PLATFORMS
 
 Say = Callable[[str], None]
 
 # Bump when the build steps change in a way the texts below do not show: it is part of the cache key.
 BUILD_SCRIPT_VERSION = 1
-SUITE = "bookworm"
-DEBIAN_MAJOR = "12"
+# The default platform's (a lab's own is lab.debian: lab/model/platforms.py).
+SUITE = PLATFORMS[DEFAULT_PLATFORM].suite
+DEBIAN_MAJOR = PLATFORMS[DEFAULT_PLATFORM].major
 # What the box is made of. systemd, sshd and sudo are what Vagrant needs; ifupdown and dhclient
 # bring up eth0; dbus lets hostnamectl work; rsync lets Vagrant's rsync synced folders work.
 PACKAGES = (
