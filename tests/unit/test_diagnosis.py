@@ -22,6 +22,11 @@ def diagnose_all(text: str) -> list[Cause]:
 
 
 EXAMPLES: dict[str, list[str]] = {
+    "ca-without-key-usage": [
+        # reglab's TLS check on Debian 13 (issue 20): the tutorial's CA (openssl req -x509), a SAN server certificate.
+        "chain does not verify against the lab CA for myregistrydomain.com: validation failed: candidates "
+        "exhausted: invalid extension: 2.5.29.15: Certificate is missing required extension",
+    ],
     "docker-ipv6-control": [
         # Docker 26.1.5 (Debian 13) in a docker-provider machine, seen by `reglab run` (issue 20).
         "docker: Error response from daemon: failed to create task for container: failed to create shim task: "
