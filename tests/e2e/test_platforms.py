@@ -63,6 +63,7 @@ def test_modern_passes_every_step_on_debian13(trixie: Lab, capfd: pytest.Capture
     status, out = trixie("run")
     assert status == 0, out
     assert "11 passed, 0 failed, 0 not run" in out
+    print(f"\ndebian13 modern, boot to server pull: {out.strip().splitlines()[-2]}")  # the summary, with phases
     report = load_result(trixie.reports / "modern.json")
     assert report.platform == "debian13"
     # Debian 13's own tools: Compose v2 behind the `docker-compose` command, Docker 26, the images' tags.
@@ -116,6 +117,7 @@ def test_fixed_passes_every_step_on_debian13_from_the_fixed_text(trixie: Lab) ->
     status, out = trixie("--edition", "fixed", "run")
     assert status == 0, out
     assert "11 passed, 0 failed, 0 not run" in out
+    print(f"\ndebian13 fixed: {out.strip().splitlines()[-2]}")
     status, out = trixie("report")
     assert status == 0, out
     fixed = (trixie.reports / "tutorial.fixed.md").read_text()
