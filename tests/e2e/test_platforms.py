@@ -104,6 +104,9 @@ def test_as_written_on_debian13_judges_every_step_and_diagnoses_every_failure(tr
     assert len(steps) == 11 and not [s for s in report.steps if s.status is Status.NOT_RUN], report.to_dict()
     failed = [s for s in report.steps if s.status is Status.FAIL]
     assert failed, report.to_dict()
+    print("\ndebian13 as-written: " + "; ".join(
+        f"{s.step_id} {s.status.value}" + (f" ({', '.join(c.id for c in s.causes)})" if s.causes else "")
+        for s in report.steps))
     undiagnosed = [(s.step_id, s.seen[-300:]) for s in failed if s.diagnosis is None]
     assert undiagnosed == [], undiagnosed
     # What Debian 13 changes: Compose v2 refuses the tutorial's file format 1.
