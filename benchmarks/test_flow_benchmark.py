@@ -26,6 +26,7 @@ def _flow(benchmark, pytestconfig, start: str) -> None:  # noqa: ANN001
     lab = labfile.load(Path(pytestconfig.rootpath) / "lab.yml", overrides={"edition": "modern", "start": start})
     benchmark.extra_info["provider"] = lab.provider
     benchmark.extra_info["start"] = start
+    benchmark.extra_info["platform"] = lab.platform  # REGLAB_PLATFORM=debian13 times the Debian 13 machines
     warm = Session(lab, Progress(quiet=True))
     warm.down()  # new machines, outside the timing
     # The host's caches as any second run finds them: images built, bundle saved
@@ -45,7 +46,7 @@ def _flow(benchmark, pytestconfig, start: str) -> None:  # noqa: ANN001
         benchmark.extra_info["steps"] = round(steps, 1)
         benchmark.extra_info["baseline_sequential_s"] = SEQUENTIAL_BASELINE_S
         total = benchmark.stats.stats.max
-        lines = [f"{start} start:"]
+        lines = [f"{start} start, {lab.platform}:"]
         lines += [f"  {name:<30} {secs:6.1f}s" for name, secs in session.progress.phases.items()]
         lines.append(f"  {'steps (solve + check)':<30} {steps:6.1f}s")
         baseline = (f"({total / SEQUENTIAL_BASELINE_S:.2f} of the sequential script's ~{SEQUENTIAL_BASELINE_S}s)"

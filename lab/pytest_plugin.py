@@ -91,7 +91,7 @@ class LabRun:
             self.results.clear()
         for edition, steps in self.results.items():
             result = RunResult(edition, self.started, steps, dict(self._session.progress.phases),
-                               datetime.now(UTC))
+                               datetime.now(UTC), self._session.lab.platform)
             self._session.write_report(result)
         if self.config.getoption("--keep"):
             print("\nreglab: machines kept (--keep); `reglab down` removes them")

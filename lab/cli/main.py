@@ -26,14 +26,19 @@ from lab.cli.output import print_status, print_step, print_summary, show_report
 from lab.cli.parser import build_parser
 from lab.common.errors import ExitStatus, LabError, LabFailure
 from lab.common.progress import Progress
+from lab.engine import matrix
+from lab.engine.matrix import matrix_results
 from lab.engine.session import Session, load_lab
 from lab.engine.teaching import instructions
 from lab.machines import boxes, hostsetup
 from lab.machines.boxes import PROVIDERS as BOX_PROVIDERS
 from lab.machines.providers.vagrant import box_vagrant
 from lab.model import labfile
-from lab.model.lab import Lab
+from lab.model.lab import EDITIONS, Lab
+from lab.model.platforms import PLATFORMS
 from lab.model.results import Status
+from lab.reports.fixed import write_fixed_tutorial
+from lab.reports.maintainer import EDITION_ORDER, check_tutorial_text, write_maintainer_report
 
 INTERRUPT_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
@@ -109,9 +114,26 @@ def setup_provider(args: argparse.Namespace) -> str:
     return str(chosen or "auto")
 
 
+def platforms_given(value: str | None, command: str) -> list[str]:
+    """`--platform debian12,debian13` as a list of known platforms; several only for `run` (exit 2 else)."""
+    if value is None:
+        return []
+    names = [name.strip() for name in value.split(",")]
+    for name in names:
+        if name not in PLATFORMS:
+            raise LabError(f"--platform: expected {' or '.join(PLATFORMS)} (several comma-separated), got {name!r}")
+    if len(set(names)) != len(names):
+        raise LabError(f"--platform: {value!r} names a platform twice")
+    if len(names) > 1 and command != "run":
+        raise LabError(f"--platform: several platforms only for `run` (a matrix); `{command}` takes one")
+    return names
+
+
 def dispatch(args: argparse.Namespace, out: TextIO, err: TextIO) -> ExitStatus:
+    platforms = platforms_given(args.platform, args.command)
     overrides = {"provider": args.provider, "edition": args.edition, "images.source": args.images,
-                 "start": "fresh" if args.fresh else None, "scenario": str(args.scenario) if args.scenario else None}
+                 "start": "fresh" if args.fresh else None, "scenario": str(args.scenario) if args.scenario else None,
+                 "platform": platforms[0] if len(platforms) == 1 else None}
     if args.command == "init":  # writes the lab file: nothing to load yet
         return init_command(args, out)
     if args.command == "setup-host":  # the host, before any lab can boot
@@ -122,6 +144,8 @@ def dispatch(args: argparse.Namespace, out: TextIO, err: TextIO) -> ExitStatus:
         return class_command(args, out, err)
     if args.command == "box":  # the host's cache only: no machine, no lab state, no lock
         return box_build(load_lab(args.lab, overrides), args, out, Progress(err, quiet=args.quiet))
+    if len(platforms) > 1:  # `run` on several platforms: a lab each
+        return matrix_run(load_lab(args.lab, overrides), platforms, args, overrides, out, err)
     # Commands that only read, or hand the terminal over (ssh), do not wait for the lab's lock.
     lock = args.command not in ("status", "show", "report", "ssh")
     session = Session.from_file(args.lab, overrides, Progress(err, quiet=args.quiet), lock=lock)
@@ -132,6 +156,43 @@ def dispatch(args: argparse.Namespace, out: TextIO, err: TextIO) -> ExitStatus:
     finally:
         session.close()  # the machines' connections stayed open for the whole command
         session.lock.release()  # main() may be called again in this process (the tests do)
+
+
+def matrix_run(lab: Lab, platforms: list[str], args: argparse.Namespace, overrides: dict[str, str | None],
+               out: TextIO, err: TextIO) -> ExitStatus:
+    """Every edition (or --edition's) on each platform, one lab per platform, one after another (two labs
+    of two machines each at once outgrow a small host), then the maintainer's report as a matrix.
+
+    The as-written edition runs with --keep-going, so every step of it is judged on every platform.
+    """
+    editions = [args.edition] if args.edition else [e for e in EDITION_ORDER if e in EDITIONS]
+    progress = Progress(err, quiet=args.quiet)
+    passed = True
+    for platform in platforms:
+        lab_file = matrix.write_lab_file(lab, platform)
+        for edition in editions:
+            progress.say(f"{platform}: the {edition} edition ({lab_file})")
+            session = Session.from_file(lab_file, {**overrides, "platform": None, "edition": edition}, progress)
+            try:
+                session.start()
+                if session.state.data.get("steps"):
+                    session.reset()
+                result = session.run(keep_going=edition != "modern" or args.keep_going)
+            except KeyboardInterrupt:
+                raise Interrupted(note_interrupted(session, "run")) from None
+            finally:
+                session.lock.release()
+            print(f"{edition} on {platform}: ", end="", file=out)
+            print_summary(result, out, session.lab.state_dir / "reports")
+            passed &= result.passed
+    own = Session(lab, progress, lock=False)
+    text = check_tutorial_text(own.scenario)
+    paths = write_maintainer_report(matrix_results(lab), text, lab.state_dir / "reports", own.redactor)
+    print(f"every edition on {', '.join(platforms)}: {paths['md']} (also .html)", file=out)
+    if own.scenario.text is not None and own.scenario.fixes:
+        written = write_fixed_tutorial(own.scenario.text, own.scenario.fixes, lab.state_dir / "reports")
+        print(f"the tutorial fixed: {written['fixed']} (and {written['patch'].name})", file=out)
+    return ExitStatus.OK if passed else ExitStatus.FAILED
 
 
 def init_command(args: argparse.Namespace, out: TextIO) -> ExitStatus:

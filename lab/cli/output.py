@@ -6,12 +6,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from lab.common.errors import ExitStatus, LabError
+from lab.engine.matrix import matrix_results
 from lab.engine.session import Session
 from lab.machines.providers.base import MachineStatus
 from lab.model.diagnosis import format_diagnosis
 from lab.model.results import DEPENDS, RunResult, Status, StepResult
 from lab.reports.files import load_results, write_reports
-from lab.reports.maintainer import check_tutorial_text, write_maintainer_report
+from lab.reports.fixed import write_fixed_tutorial
+from lab.reports.maintainer import check_tutorial_text, platforms_of, write_maintainer_report
 from lab.reports.markdown import render_markdown
 from lab.reports.readme import render_summary_table, update_readme_file
 from lab.reports.text import look_heading
@@ -97,9 +99,20 @@ def show_report(session: Session, readme: Path | None, out: TextIO) -> ExitStatu
         write_reports(result, directory, session.redactor)
         print(render_markdown(result), file=out)
     text = check_tutorial_text(session.scenario)
-    paths = write_maintainer_report(results, text, directory, session.redactor)
-    print(f"both editions side by side: {paths['md']} (also .html); {text.line}", file=out)
+    everything = matrix_results(session.lab)
+    paths = write_maintainer_report(everything, text, directory, session.redactor)
+    platforms = platforms_of(everything)
+    what = f"every edition on {', '.join(platforms)}" if len(platforms) > 1 else "both editions side by side"
+    print(f"{what}: {paths['md']} (also .html); {text.line}", file=out)
+    scenario = session.scenario
+    if scenario.text is not None and scenario.fixes:
+        try:
+            written = write_fixed_tutorial(scenario.text, scenario.fixes, directory)
+        except ValueError as exc:  # a stale fix: the text moved under it
+            raise LabError(f"{scenario.path}: fixes: {exc}") from None
+        print(f"the tutorial fixed: {written['fixed']} (and {written['patch'].name}: "
+              f"{len(scenario.fixes)} changes)", file=out)
     if readme is not None:
-        update_readme_file(readme, render_summary_table(results))
+        update_readme_file(readme, render_summary_table(everything))
         print(f"updated {readme}", file=out)
     return ExitStatus.OK

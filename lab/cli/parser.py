@@ -13,6 +13,7 @@ from lab.classroom import CHECK_TIMEOUT, JOBS
 from lab.classroom.roster import MAX_STUDENTS
 from lab.machines.boxes import PROVIDERS as BOX_PROVIDERS
 from lab.model.lab import EDITIONS, IMAGE_SOURCES, OS_FAMILIES, PROVIDERS
+from lab.model.platforms import PLATFORMS
 
 
 class _Parser(argparse.ArgumentParser):
@@ -68,6 +69,9 @@ def build_parser(out: TextIO | None = None, err: TextIO | None = None) -> argpar
                         "scenario.yaml (default: the lab file's `scenario:`, else the tutorial)")
     parser.add_argument("--provider", choices=(*PROVIDERS, "auto"), help="override the lab's provider")
     parser.add_argument("--edition", choices=EDITIONS, help="override the lab's edition")
+    parser.add_argument("--platform", metavar="PLATFORM[,PLATFORM]",
+                        help=f"override the lab's platform ({', '.join(PLATFORMS)}); `run` takes several, "
+                             "comma-separated: one lab per platform, and a matrix in the maintainer's report")
     parser.add_argument("--images", choices=IMAGE_SOURCES, help="where the lab's images come from")
     parser.add_argument("--fresh", action="store_true",
                         help="provision new machines from nothing, not from a warm image (REGLAB_START=fresh)")
@@ -148,11 +152,11 @@ def build_parser(out: TextIO | None = None, err: TextIO | None = None) -> argpar
     build = image_sub.add_parser("build", help="build an image: node (the machine image) or lab")
     build.add_argument("what", choices=("node", "lab"))
     build.add_argument("--from", dest="base_from", choices=("auto", "hub", "debootstrap"), default="auto",
-                       help="node only: debian:bookworm from Docker Hub, or debootstrap from the Debian mirror")
+                       help="node only: debian:SUITE from Docker Hub, or debootstrap from the Debian mirror")
     box = sub.add_parser("box", help="build Vagrant boxes on the host")
     box_sub = box.add_subparsers(dest="box_command", required=True, metavar="ACTION")
     box_build = box_sub.add_parser(
-        "build", help="build the Debian 12 box from Debian packages (as root) and add it to Vagrant")
+        "build", help="build the lab platform's Debian box from Debian packages (as root) and add it to Vagrant")
     box_build.add_argument("--provider", dest="box_provider", choices=(*BOX_PROVIDERS, "all"),
                            help="the box's provider (default: the lab's, when libvirt or virtualbox; else all)")
     box_build.add_argument("--os", dest="box_os", choices=OS_FAMILIES, help="default: the lab's `os`")

@@ -47,6 +47,11 @@ edition: modern
 # The box family the VM providers boot: debian | rhel (the tutorial's yum world).
 os: debian
 
+# The Debian release the machines run and the lab's images are built from:
+# debian12 (bookworm: Docker 20.10, Compose v1, nginx 1.22) | debian13 (trixie:
+# Docker 26.1, Compose v2, nginx 1.26). (environment: REGLAB_PLATFORM)
+platform: debian13
+
 # The scenario to run: its steps file, or a folder holding scenario.yaml, relative
 # to this file. Left out: the tutorial shipped with reglab. The scenario declares
 # the machines, ports and images below; another one may name others.

@@ -18,6 +18,7 @@ from lab.common.parallel import on_each
 from lab.common.progress import Progress
 from lab.engine import cleanup
 from lab.engine.context import Context
+from lab.engine.matrix import matrix_results
 from lab.engine.state import LabLock, State
 from lab.engine.steps import Engine
 from lab.machines.hostsetup import usable_provider
@@ -32,7 +33,7 @@ from lab.model import labfile, scenario
 from lab.model.credentials import Redactor, resolve_passwords
 from lab.model.lab import Lab
 from lab.model.results import RunResult
-from lab.reports.files import load_results, write_reports
+from lab.reports.files import write_reports
 from lab.reports.maintainer import check_tutorial_text, write_maintainer_report
 
 
@@ -177,7 +178,7 @@ class Session:
         with the package index a fresh provision would install from now (unless given)."""
         if archive is None:
             archive = self.provider.archive_now()
-        return warm_key(self.provider.name, base, DEBIAN.name, plan(DEBIAN), archive)
+        return warm_key(self.provider.name, base, DEBIAN.name, plan(DEBIAN, self.lab.debian.extra_packages), archive)
 
     def choose_start(self, base: str, creating: list[str]) -> list[str]:
         """Boot from the warm machine when its key matches (and the lab does not ask for fresh)."""
@@ -358,6 +359,6 @@ class Session:
         directory = self.lab.state_dir / "reports"
         paths = write_reports(result, directory, self.redactor)
         with contextlib.suppress(LabError):  # an unreadable older report must not spoil this run's
-            write_maintainer_report(load_results(directory), check_tutorial_text(self.scenario), directory,
+            write_maintainer_report(matrix_results(self.lab), check_tutorial_text(self.scenario), directory,
                                     self.redactor)
         return paths

@@ -285,7 +285,8 @@ class Engine:
         """
         if keep_going and not solve:
             raise ValueError("keep_going bridges by solving; a check-only run never changes a machine")
-        run = RunResult(edition=self.ctx.lab.edition, started=datetime.now(UTC), steps=[], phases=phases)
+        run = RunResult(edition=self.ctx.lab.edition, started=datetime.now(UTC), steps=[], phases=phases,
+                        platform=self.ctx.lab.platform)
         # A check-only run changes nothing between its steps: their checks are batched together.
         with contextlib.nullcontext() if solve else self.batched(steps):
             self._run_steps(run, steps, solve, keep_going)

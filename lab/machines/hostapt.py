@@ -15,6 +15,7 @@ from pathlib import Path
 
 from lab.common.errors import LabError
 from lab.machines.host import probe
+from lab.model.platforms import PLATFORMS
 
 APT_DIR = Path("/etc/apt")
 
@@ -66,9 +67,15 @@ def parse_deb822(text: str) -> list[Source]:
 
 
 def debian_mirror(sources: list[Source], suite: str) -> str | None:
-    """The first source that serves `suite` itself (not -security, -updates) with `main`."""
+    """The first source that serves `suite` itself (not -security, -updates) with `main`; else
+    the first that serves another release reglab knows (a Debian 12 host building Debian 13
+    machines): one Debian archive serves every release."""
     for source in sources:
         if suite in source.suites and "main" in source.components:
+            return source.uri.rstrip("/")
+    releases = {platform.suite for platform in PLATFORMS.values()}
+    for source in sources if suite in releases else ():
+        if releases & set(source.suites) and "main" in source.components:
             return source.uri.rstrip("/")
     return None
 

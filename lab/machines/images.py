@@ -3,7 +3,7 @@ harness's own recipe, here in `lab/machines/images/`), and the images a scenario
 declares (`lab.images` of its file: lab/model/manifest.py), built from Debian
 packages by the recipes in the scenario's folder.
 
-Every image is tagged with what it really is (`reglab/nginx:1.22.1-debian12`,
+Every image is tagged with what it really is (`reglab/nginx:1.26.3-debian13`,
 never `nginx:1.9`) and labelled with a hash of its recipe, so a recipe that
 did not change is never built twice. Images for the machines are saved once
 into the host cache (`~/.cache/reglab/machines/images/`) and loaded from there by every machine.
@@ -29,10 +29,6 @@ from lab.model.lab import Lab
 from lab.model.manifest import Named
 
 RECIPES = Path(__file__).parent / "images"  # the harness's own: the machine image
-SUITE = "bookworm"
-DEBIAN_MAJOR = "12"
-BASE_TAG = f"reglab/debian:{SUITE}-debootstrap"
-NODE_TAG = f"reglab/node:{SUITE}"
 RECIPE_LABEL = "org.reglab.recipe"
 CACHE_DIR_IN_MACHINE = "/var/cache/reglab"
 
@@ -88,6 +84,16 @@ class LabImages(Named):
         return list(self.values())
 
 
+def base_tag(suite: str) -> str:
+    """The debootstrapped Debian of a suite, as the host's daemon holds it."""
+    return f"reglab/debian:{suite}-debootstrap"
+
+
+def node_tag(platform: str) -> str:
+    """The docker provider's machine image of a platform (the Vagrantfile's default agrees)."""
+    return f"reglab/node:{platform}"
+
+
 def upstream_version(debian_version: str) -> str:
     """'1:2.8.2+ds1-1+b5' -> '2.8.2': the upstream part, as a tag-safe string."""
     version = debian_version.split(":", 1)[-1]
@@ -122,29 +128,31 @@ class Builder:
         return tags[0] if tags else None
 
     def base(self, source: str = "auto") -> str:
-        """A minimal Debian: `debian:bookworm` when asked for, else debootstrap.
+        """A minimal Debian of the lab's platform: `debian:SUITE` when asked for, else debootstrap.
 
-        `auto` uses a local `debian:bookworm` when the daemon has it and
+        `auto` uses a local `debian:SUITE` when the daemon has it and
         otherwise debootstraps from the Debian mirror of the lab file or of
         the host's apt configuration: it never probes Docker Hub.
         """
-        if source == "hub" or (source == "auto" and self.exists(f"debian:{SUITE}")):
+        suite = self.lab.debian.suite
+        base_ref = base_tag(suite)
+        if source == "hub" or (source == "auto" and self.exists(f"debian:{suite}")):
             if source == "hub":
-                self.host.run(f"docker pull debian:{SUITE}", timeout=600)
-            return f"debian:{SUITE}"
-        if self.exists(BASE_TAG):
-            return BASE_TAG
+                self.host.run(f"docker pull debian:{suite}", timeout=600)
+            return f"debian:{suite}"
+        if self.exists(base_ref):
+            return base_ref
         if shutil.which("debootstrap") is None:
             raise LabError("debootstrap is not installed; on Debian or Ubuntu: apt-get install debootstrap")
-        mirror = hostapt.mirror_for(SUITE, self.lab.mirror)
+        mirror = hostapt.mirror_for(suite, self.lab.mirror)
         proxy = hostapt.host_proxy()
         env = {"http_proxy": proxy} if proxy else {}
         self.cache.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix="rootfs-", dir=self.cache) as tmp:
-            rootfs = Path(tmp) / SUITE
+            rootfs = Path(tmp) / suite
             q = shlex.quote
             self.host.run(
-                f"debootstrap --variant=minbase --include=ca-certificates {SUITE} {q(str(rootfs))} {q(mirror)}",
+                f"debootstrap --variant=minbase --include=ca-certificates {suite} {q(str(rootfs))} {q(mirror)}",
                 timeout=900, env=env,
             )
             # What Docker's own Debian images do: no daemons started by package
@@ -157,12 +165,12 @@ class Builder:
                         shutil.rmtree(path)
                     else:
                         path.unlink()
-            message = q(f"debootstrap --variant=minbase {SUITE} {mirror}")
+            message = q(f"debootstrap --variant=minbase {suite} {mirror}")
             self.host.run(
-                f"tar -C {q(str(rootfs))} -c . | docker import -c 'CMD [\"/bin/bash\"]' -m {message} - {BASE_TAG}",
+                f"tar -C {q(str(rootfs))} -c . | docker import -c 'CMD [\"/bin/bash\"]' -m {message} - {base_ref}",
                 timeout=600,
             )
-        return BASE_TAG
+        return base_ref
 
     def build(self, dockerfile: Path, base: str, tag: str | None, context_files: Sequence[Path] = ()) -> str:
         """Build a recipe FROM base unless an image of the same recipe exists.
@@ -191,12 +199,13 @@ class Builder:
 
     def node(self, source: str = "auto") -> str:
         """The machine image that Vagrant's docker provider boots."""
+        tag = node_tag(self.lab.platform)
         built = self.build(RECIPES / "node.Dockerfile", self.base(source), None, [RECIPES / "vagrant.pub"])
-        if built != NODE_TAG:
-            self.host.run(f"docker tag {built} {NODE_TAG}")
+        if built != tag:
+            self.host.run(f"docker tag {built} {tag}")
             if built.startswith("reglab/building:"):
                 self.host.run(f"docker rmi {built}")
-        return NODE_TAG
+        return tag
 
     def packaged(self, role: str) -> str:
         """A scenario's image from one Debian package, tagged with that package's version."""
@@ -209,7 +218,7 @@ class Builder:
         if not built.startswith("reglab/building:"):
             return built
         version = self.host.run(f"docker run --rm --entrypoint /bin/cat {built} {VERSION_FILE}").stdout.strip()
-        tag = f"{name}:{upstream_version(version)}-debian{DEBIAN_MAJOR}"
+        tag = f"{name}:{upstream_version(version)}-debian{self.lab.debian.major}"
         self.host.run(f"docker tag {built} {tag}")
         self.host.run(f"docker rmi {built}")
         return tag

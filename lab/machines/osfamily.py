@@ -64,9 +64,9 @@ class Family:
     def install_command(self, packages: list[str]) -> str:
         return self.install_template.format(packages=" ".join(shlex.quote(p) for p in packages))
 
-    def missing(self, needs: tuple[str, ...]) -> str:
-        """A command that prints the packages not installed yet, one a line."""
-        names = " ".join(self.package_names(needs))
+    def missing(self, needs: tuple[str, ...], extra: tuple[str, ...] = ()) -> str:
+        """A command that prints the packages not installed yet (the needs', then `extra`), one a line."""
+        names = " ".join([*self.package_names(needs), *extra])
         return f"for p in {names}; do {self.installed_check} || echo \"$p\"; done"
 
     def ca_path(self, name: str) -> str:

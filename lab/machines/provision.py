@@ -23,9 +23,10 @@ from lab.common.progress import Progress
 from lab.machines.images import CACHE_DIR_IN_MACHINE, LabImages
 from lab.machines.osfamily import DEBIAN, Family, family_for
 from lab.machines.remote import Machine
+from lab.model.platforms import for_suite
 
 NEEDS = ("docker", "compose", "htpasswd", "curl", "openssl")
-APT_CACHE = f"{CACHE_DIR_IN_MACHINE}/apt"
+APT_CACHE_ROOT = f"{CACHE_DIR_IN_MACHINE}/apt"  # one folder a Debian suite under it: lists of one never serve another
 LISTS_MAX_AGE_MINUTES = 360
 BUNDLE_TIMEOUT = 600  # copying the image bundle over SFTP, where no shared folder has it
 
@@ -41,20 +42,40 @@ def detect_family(machine: Machine) -> Family:
     return family_for(machine.name, machine.run("cat /etc/os-release").stdout)
 
 
+def apt_cache(suite: str) -> str:
+    """The shared apt cache of one Debian suite, in a machine (the host's cache/apt/SUITE)."""
+    return f"{APT_CACHE_ROOT}/{suite}"
+
+
+def debian_suite(machine: Machine) -> str:
+    """The machine's Debian suite (VERSION_CODENAME), which keys its share of the apt cache."""
+    out = machine.sudo(". /etc/os-release && echo \"$VERSION_CODENAME\"", warn=True).stdout.strip()
+    return out if out.isalnum() else "unknown"
+
+
+def extra_packages(machine: Machine, family: Family) -> tuple[str, ...]:
+    """What this machine's platform needs besides the family's packages (Debian 13: docker-cli)."""
+    if family is not DEBIAN:
+        return ()
+    platform = for_suite(debian_suite(machine))
+    return platform.extra_packages if platform else ()
+
+
 def install_packages(machine: Machine, family: Family) -> list[str]:
-    missing = machine.sudo(family.missing(NEEDS)).stdout.split()
+    missing = machine.sudo(family.missing(NEEDS, extra_packages(machine, family))).stdout.split()
     if not missing:
         return []
     shared = family is DEBIAN and machine.sudo(f"test -d {CACHE_DIR_IN_MACHINE} -a -w {CACHE_DIR_IN_MACHINE}",
                                                warn=True).ok
+    cache = apt_cache(debian_suite(machine)) if shared else ""
     names = " ".join(shlex.quote(p) for p in missing)
     if shared:
-        apt = f"-o Dir::State::Lists={APT_CACHE}/lists -o Dir::Cache::Archives={APT_CACHE}/archives"
+        apt = f"-o Dir::State::Lists={cache}/lists -o Dir::Cache::Archives={cache}/archives"
         # One machine at a time downloads into the shared cache; the next finds it there.
         machine.sudo(
-            f"mkdir -p {APT_CACHE}/lists/partial {APT_CACHE}/archives/partial && "
-            f"flock {APT_CACHE}/.lock sh -c '"
-            f"if [ -z \"$(find {APT_CACHE}/lists -maxdepth 1 -name \"*_Packages*\" "
+            f"mkdir -p {cache}/lists/partial {cache}/archives/partial && "
+            f"flock {cache}/.lock sh -c '"
+            f"if [ -z \"$(find {cache}/lists -maxdepth 1 -name \"*_Packages*\" "
             f"-mmin -{LISTS_MAX_AGE_MINUTES})\" ]; "
             f"then apt-get {apt} update -q; fi && "
             f"DEBIAN_FRONTEND=noninteractive apt-get {apt} install -y -q --download-only "
@@ -63,8 +84,8 @@ def install_packages(machine: Machine, family: Family) -> list[str]:
         )
         # Installing from a private copy lets both machines run dpkg at once.
         machine.sudo(
-            f"cp -a {APT_CACHE}/lists/. /var/lib/apt/lists/ && "
-            f"cp -a {APT_CACHE}/archives/*.deb /var/cache/apt/archives/ && "
+            f"cp -a {cache}/lists/. /var/lib/apt/lists/ && "
+            f"cp -a {cache}/archives/*.deb /var/cache/apt/archives/ && "
             f"{family.install_command(missing)} && rm -f /var/cache/apt/archives/*.deb",
             timeout=900,
         )
@@ -76,15 +97,22 @@ def install_packages(machine: Machine, family: Family) -> list[str]:
 # Steps restart docker (after trusting the CA), and so do resets: on a fast host that
 # runs into the unit's start limit ("start of the service was attempted too often").
 RESTART_DROPIN = "/etc/systemd/system/docker.service.d/reglab-restarts.conf"
-RESTART_DROPIN_TEXT = "[Unit]\n# reglab: labs restart docker often; never refuse a start\nStartLimitIntervalSec=0\n"
+RESTART_DROPIN_TEXT = (
+    "[Unit]\n# reglab: labs restart docker often; never refuse a start\nStartLimitIntervalSec=0\n"
+    # Docker 26 (Debian 13) refuses to start a container where it cannot turn IPv6 off on the container's
+    # interface, as in a docker-provider machine: "failed to disable IPv6 on container's interface eth0, set
+    # env var DOCKER_ALLOW_IPV6_ON_IPV4_INTERFACE=1 to ignore this error". Docker 20.10 ignores the variable.
+    "[Service]\n# reglab: Docker 26 in a machine without IPv6 control\n"
+    "Environment=DOCKER_ALLOW_IPV6_ON_IPV4_INTERFACE=1\n"
+)
 
 
-def plan(family: Family) -> dict[str, object]:
-    """What provisioning makes of a machine of this family, as data: a warm image's key is
-    made from it (with this module's code), so a changed plan is never served a stale image."""
+def plan(family: Family, extra: tuple[str, ...] = ()) -> dict[str, object]:
+    """What provisioning makes of a machine of this family (and its platform's `extra` packages), as data:
+    a warm image's key is made from it (with this module's code), so a changed plan is never served a stale image."""
     return {
         "needs": list(NEEDS),
-        "packages": family.package_names(NEEDS),
+        "packages": [*family.package_names(NEEDS), *extra],
         "install": family.install_template,
         "files": {RESTART_DROPIN: RESTART_DROPIN_TEXT},
         "services": ["docker"],
@@ -92,8 +120,8 @@ def plan(family: Family) -> dict[str, object]:
 
 
 def package_versions(machine: Machine, family: Family) -> dict[str, str]:
-    """The versions of the plan's packages on a machine, for a warm image's metadata."""
-    names = " ".join(shlex.quote(p) for p in family.package_names(NEEDS))
+    """The versions of the plan's packages on a machine, for a warm image's metadata and the reports."""
+    names = " ".join(shlex.quote(p) for p in [*family.package_names(NEEDS), *extra_packages(machine, family)])
     query = (f"dpkg-query -W -f '${{Package}} ${{Version}}\\n' {names}" if family is DEBIAN
              else f"rpm -q --qf '%{{NAME}} %{{VERSION}}-%{{RELEASE}}\\n' {names}")
     out = machine.sudo(query, warn=True).stdout
@@ -105,9 +133,11 @@ def allow_restarts(machine: Machine) -> list[str]:
     text = shlex.quote(RESTART_DROPIN_TEXT)
     if machine.sudo(f"printf %s {text} | cmp -s - {RESTART_DROPIN}", warn=True).ok:
         return []
+    # A running docker takes the drop-in's environment only when restarted.
     machine.sudo(f"mkdir -p {RESTART_DROPIN.rsplit('/', 1)[0]} && printf %s {text} > {RESTART_DROPIN} && "
-                 "systemctl daemon-reload && systemctl reset-failed docker.service docker.socket 2>/dev/null; true")
-    return ["let docker restart without a start limit"]
+                 "systemctl daemon-reload && systemctl reset-failed docker.service docker.socket 2>/dev/null; "
+                 "if systemctl is-active --quiet docker; then systemctl restart docker; fi; true", timeout=120)
+    return ["let docker restart without a start limit, and start containers without IPv6 control"]
 
 
 def start_docker(machine: Machine) -> list[str]:

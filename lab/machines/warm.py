@@ -43,6 +43,7 @@ from lab.machines import incus
 from lab.machines.boxes import boxfile, rootfs, store
 from lab.machines.host import Runner
 from lab.machines.images import RECIPE_LABEL
+from lab.machines.provision import debian_suite
 from lab.machines.remote import Host, Machine
 
 WARM_REPO = "reglab/warm"
@@ -162,7 +163,7 @@ class DockerWarm:
     def archive_of(self, machine: Machine, cache: Path) -> str:  # noqa: ARG002 - one interface for all
         """The package index this machine installed from: its own copy of the suite's InRelease (the host's
         cache is read-only in the machines: they keep no shared package lists there)."""
-        out = machine.sudo(f"cat /var/lib/apt/lists/*_dists_{rootfs.SUITE}_InRelease", warn=True, hide=True)
+        out = machine.sudo(f"cat /var/lib/apt/lists/*_dists_{debian_suite(machine)}_InRelease", warn=True, hide=True)
         return release_digest(out.stdout.encode()) if out.ok else ""
 
     def save(self, container: str, machine: Machine, key: WarmKey, packages: Mapping[str, str],
@@ -358,7 +359,7 @@ class LibvirtWarm:
 
     def archive_of(self, machine: Machine, cache: Path) -> str:  # noqa: ARG002 - one interface for both
         """The package index this VM installed from: its own copy of the suite's InRelease."""
-        out = machine.sudo(f"cat /var/lib/apt/lists/*_dists_{rootfs.SUITE}_InRelease", warn=True, hide=True)
+        out = machine.sudo(f"cat /var/lib/apt/lists/*_dists_{debian_suite(machine)}_InRelease", warn=True, hide=True)
         return release_digest(out.stdout.encode()) if out.ok else ""
 
     def find(self, key: WarmKey) -> str | None:
@@ -466,7 +467,7 @@ class IncusWarm:
 
     def archive_of(self, machine: Machine, cache: Path) -> str:  # noqa: ARG002 - one interface for all
         """The package index this machine installed from: its own copy of the suite's InRelease."""
-        out = machine.sudo(f"cat /var/lib/apt/lists/*_dists_{rootfs.SUITE}_InRelease", warn=True, hide=True)
+        out = machine.sudo(f"cat /var/lib/apt/lists/*_dists_{debian_suite(machine)}_InRelease", warn=True, hide=True)
         return release_digest(out.stdout.encode()) if out.ok else ""
 
     def find(self, key: WarmKey) -> str | None:

@@ -87,6 +87,16 @@ GENERAL: tuple[Cause, ...] = (
         "limit with a drop-in (reglab provision applies it).",
     ),
     Cause(
+        "docker-ipv6-control",
+        _match(r"failed to disable IPv6 on container's interface",
+               r"DOCKER_ALLOW_IPV6_ON_IPV4_INTERFACE"),
+        "Docker 26 (Debian 13's) turns IPv6 off on each IPv4-only container's interface and refuses to start "
+        "the container where it cannot, as inside a container-based machine without IPv6 control.",
+        "Start dockerd with DOCKER_ALLOW_IPV6_ON_IPV4_INTERFACE=1 (a systemd drop-in: "
+        "`[Service]` `Environment=DOCKER_ALLOW_IPV6_ON_IPV4_INTERFACE=1`, then restart docker); reglab's "
+        "provisioning writes it.",
+    ),
+    Cause(
         "unresolved-name",
         _match(
             r"Could not resolve host",

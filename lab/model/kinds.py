@@ -85,6 +85,19 @@ class Choice:
 
 
 @dataclass(frozen=True)
+class Choices:
+    """One of `values`, or a list of them (`only: [as-written, fixed]`)."""
+
+    values: tuple[str, ...]
+
+    def problem(self, value: Any) -> str | None:
+        items = value if isinstance(value, list) else [value]
+        if items and all(isinstance(v, str) and v in self.values for v in items) and len(set(items)) == len(items):
+            return None
+        return f"expected one of {', '.join(self.values)}, or a list of them, {_got(value)}"
+
+
+@dataclass(frozen=True)
 class Int:
     low: int
     high: int
@@ -231,7 +244,7 @@ class Key:
 
 
 # Allowed on every item: the edition it belongs to, and what it proves in a sentence.
-SHARED = {"only": Key(Choice(EDITIONS)), "why": Key(Text())}
+SHARED = {"only": Key(Choices(EDITIONS)), "why": Key(Text())}
 
 # What output or content is expected to be; shared by `run`, `command` and `file`.
 TEXT_KEYS = {

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lab.model.manifest import Manifest, Named
+from lab.model.platforms import DEFAULT_PLATFORM, PLATFORMS, Platform
 
 VAGRANT_PROVIDERS = ("docker", "virtualbox", "libvirt")  # machines Vagrant boots
 
@@ -16,10 +17,17 @@ VAGRANT_PROVIDERS = ("docker", "virtualbox", "libvirt")  # machines Vagrant boot
 PROVIDERS = (*VAGRANT_PROVIDERS, "incus", "ssh")  # incus: system containers; ssh: machines made elsewhere
 
 
-BUILT_BOX_NAME = "reglab/debian12"  # the name `reglab box build` adds its Debian box under
+def built_box_name(platform: str) -> str:
+    """The name `reglab box build` adds its Debian box under: one per platform (reglab/debian13)."""
+    return f"reglab/{platform}"
 
 
-EDITIONS = ("modern", "as-written")
+BUILT_BOX_NAME = built_box_name("debian12")  # the Debian 12 box's name, as labs before `platform:` knew it
+
+
+# modern: the flow that works today; as-written: the tutorial's own 2016 commands; fixed: the commands
+# of the corrected text (tutorial.fixed.md: the as-written ones with each failing one replaced).
+EDITIONS = ("modern", "as-written", "fixed")
 
 
 IMAGE_SOURCES = ("auto", "pull", "preload", "build")
@@ -102,8 +110,14 @@ class Lab:
     boxes: dict[str, Box] = field(hash=False)
     timeouts: Timeouts
     mirror: str | None = None  # None: take it from the host's apt configuration
+    platform: str = DEFAULT_PLATFORM  # the Debian release of the machines and images (lab/model/platforms.py)
     start: str = "warm"  # warm: a saved provisioned image when its key matches; fresh: provision from nothing
     manifest: Manifest | None = field(default=None, hash=False)  # what the lab's scenario declares; set by load
+
+    @property
+    def debian(self) -> Platform:
+        """What the lab's platform is: suite, major version, its tools."""
+        return PLATFORMS[self.platform]
 
     @property
     def root(self) -> Path:

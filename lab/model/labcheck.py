@@ -13,7 +13,6 @@ from lab.common.errors import ConfigError
 from lab.common.fields import FieldReader, value_kind
 from lab.model import manifest as manifests
 from lab.model.lab import (
-    BUILT_BOX_NAME,
     EDITIONS,
     IMAGE_SOURCES,
     OS_FAMILIES,
@@ -27,9 +26,11 @@ from lab.model.lab import (
     Ports,
     Timeouts,
     User,
+    built_box_name,
     default_scenario,
 )
 from lab.model.manifest import Manifest
+from lab.model.platforms import DEFAULT_PLATFORM, PLATFORMS
 
 # Every pattern is used with `fullmatch`: `$` alone lets a trailing newline through.
 # None may start with '-': each value ends up as an argument of some command.
@@ -97,6 +98,7 @@ def validate(data: Mapping[str, Any], path: Path, source: str, declared: Manifes
     ports = v.mapping(data["ports"], "ports")
     timeouts = v.mapping(data["timeouts"], "timeouts")
     boxes = v.mapping(data["boxes"], "boxes")
+    platform = v.choice(data["platform"], "platform", tuple(PLATFORMS))
     return Lab(
         source=path,
         name=v.match(data["name"], "name", _NAME, "a lower-case name like 'reglab'"),
@@ -111,13 +113,14 @@ def validate(data: Mapping[str, Any], path: Path, source: str, declared: Manifes
             source=v.choice(images["source"], "images.source", IMAGE_SOURCES),
             **{k: v.image(images[k], f"images.{k}") for k in declared.images},
         ),
-        boxes={family: v.box(boxes, family) for family in OS_FAMILIES},
+        boxes={family: v.box(boxes, family, platform) for family in OS_FAMILIES},
         timeouts=Timeouts(
             command=v.positive(timeouts["command"], "timeouts.command"),
             boot=v.positive(timeouts["boot"], "timeouts.boot"),
         ),
         mirror=v.mirror(data["mirror"]),
         start=v.choice(data["start"], "start", STARTS),
+        platform=platform,
         manifest=declared,
     )
 
@@ -190,7 +193,7 @@ class Validator(FieldReader):
             raise self.fail(path, f"expected a positive number of seconds, got {value!r}")
         return value
 
-    def box(self, boxes: Mapping[str, Any], family: str) -> Box:
+    def box(self, boxes: Mapping[str, Any], family: str, platform: str = DEFAULT_PLATFORM) -> Box:
         unknown = [name for name in boxes if name not in OS_FAMILIES]
         if unknown:
             raise self.fail(f"boxes.{unknown[0]}", f"unknown OS family; expected {', '.join(OS_FAMILIES)}")
@@ -200,7 +203,7 @@ class Validator(FieldReader):
             if family != "debian":
                 raise self.fail(where, "only Debian boxes can be built here (no RHEL-family packages are "
                                 "reachable); give a box name and version, or a url")
-            return Box(name=BUILT_BOX_NAME, build=True)
+            return Box(name=built_box_name(platform), build=True)
         spec = self.mapping(spec, where) if not isinstance(spec, str) else self._not_build(spec, where)
         check_keys(spec, {"name": None, "version": None, "url": None}, where, self.source)
         name = self.string(spec.get("name"), f"{where}.name")

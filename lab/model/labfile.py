@@ -21,12 +21,15 @@ from lab.model import manifest as manifests
 from lab.model.lab import EDITIONS, IMAGE_SOURCES, PROVIDERS, STARTS, Lab, default_scenario
 from lab.model.labcheck import Validator, check_keys, validate
 from lab.model.manifest import Manifest
+from lab.model.platforms import DEFAULT_PLATFORM, PLATFORMS
 
 DEFAULTS: dict[str, Any] = {
     "name": "reglab",
     "provider": "docker",
     "edition": "modern",
     "os": "debian",
+    # The Debian release the machines run and the lab's images are built from (lab/model/platforms.py).
+    "platform": DEFAULT_PLATFORM,
     # The scenario (its steps file) the lab runs, relative to the lab file; None: the tutorial shipped
     # with reglab. What it declares (lab/model/manifest.py) gives the defaults of domain, machines, ports, images.
     "scenario": None,
@@ -45,14 +48,15 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
-CHOICES = {"provider": (*PROVIDERS, "auto"), "edition": EDITIONS, "images.source": IMAGE_SOURCES, "mirror": None,
-           "start": STARTS}
+CHOICES = {"provider": (*PROVIDERS, "auto"), "edition": EDITIONS, "platform": tuple(PLATFORMS),
+           "images.source": IMAGE_SOURCES, "mirror": None, "start": STARTS}
 
 
 # Environment layer: variable -> key in the lab file.
 ENVIRONMENT = {
     "REGLAB_PROVIDER": "provider",
     "REGLAB_EDITION": "edition",
+    "REGLAB_PLATFORM": "platform",
     "REGLAB_IMAGES": "images.source",
     "REGLAB_MIRROR": "mirror",
     "REGLAB_START": "start",

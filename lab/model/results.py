@@ -250,6 +250,7 @@ class RunResult:
     steps: list[StepResult]
     phases: dict[str, float] = field(default_factory=dict)
     finished: datetime | None = None
+    platform: str = ""  # the machines' platform (debian13); "" in a run written before platforms were kept
 
     @property
     def passed(self) -> bool:
@@ -275,6 +276,7 @@ class RunResult:
         """Return a JSON-safe dict that from_dict turns back into an equal RunResult."""
         return {
             "edition": self.edition,
+            "platform": self.platform,
             "started": self.started.isoformat(),
             "finished": self.finished.isoformat() if self.finished else None,
             "phases": dict(self.phases),
@@ -298,4 +300,5 @@ class RunResult:
             ],
             phases={name: float(secs) for name, secs in phases.items()},
             finished=_time(d, "finished", "") if d.get("finished") is not None else None,
+            platform=_get(d, "platform", str, "a string", "", ""),
         )

@@ -26,7 +26,7 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,7 @@ from lab.model.kinds import ACTIONS, CHECKS, Kind
 from lab.model.lab import EDITIONS, default_scenario
 from lab.model.manifest import Manifest
 from lab.tutorial import commands
+from lab.tutorial.fixes import Fix
 from lab.tutorial.text import DIGEST_LENGTH, Cite
 
 ACTION_KINDS = tuple(ACTIONS)
@@ -84,6 +85,9 @@ class Scenario:
     left_out: tuple[Cite, ...] = ()
     # What the scenario declares of its lab (its `lab:` section, or the lab's for a file without one).
     manifest: Manifest | None = field(default=None, hash=False, compare=False)
+    # The lines its fixed text replaces (`fixes:`, lab/tutorial/fixes.py), and that text's file.
+    fixes: tuple[Fix, ...] = ()
+    text: Path | None = None
 
     @property
     def causes(self) -> tuple[Cause, ...]:
@@ -137,13 +141,32 @@ def parse(data: Any, path: Path, edition: str, declared: Manifest | None = None)
     seen: set[str] = set()
     try:
         text = commands.load(data, path)
+        if text is not None and edition == "fixed":
+            text = replace(text, use_fixes=True)  # from_text runs the fixed text's lines
         for i, raw in enumerate(data["steps"]):
             steps.append(_step(raw, f"steps[{i}]", seen, edition, text, declared))
         left_out = _cites(data.get("left_out", []), "left_out", need_why=True)
+        _check_fixes(text.fixes if text else (), steps, declared)
     except Invalid as exc:
         raise ConfigError(source, exc.path, exc.problem) from None
     return Scenario(id=str(data.get("id", path.stem)), title=str(data.get("title", path.stem)), path=path,
-                    steps=tuple(steps), left_out=left_out, manifest=declared)
+                    steps=tuple(steps), left_out=left_out, manifest=declared,
+                    fixes=text.fixes if text else (), text=text.path if text else None)
+
+
+def _check_fixes(fixes: tuple[Fix, ...], steps: list[Step], declared: Manifest) -> None:
+    """Each fix belongs to a step that cites its block, and names causes the diagnosis table knows."""
+    known = {cause.id for cause in declared.table}
+    by_id = {step.id: step for step in steps}
+    for i, fix in enumerate(fixes):
+        step = by_id.get(fix.step)
+        if step is None:
+            raise Invalid(f"fixes[{i}].step", f"no step {fix.step!r}")
+        if fix.block not in {cite.block for cite in step.tutorial}:
+            raise Invalid(f"fixes[{i}].block", f"step {fix.step!r} does not cite block {fix.block} in `tutorial:`")
+        unknown = [cause for cause in fix.causes if cause not in known]
+        if unknown:
+            raise Invalid(f"fixes[{i}].causes", f"{unknown[0]!r} is not a cause the diagnosis table knows")
 
 
 def _step(raw: Any, where: str, seen: set[str], edition: str, text: commands.TutorialText | None,
@@ -302,7 +325,8 @@ def _for_edition(items: list[dict[str, Any]], where: str, edition: str, table: M
     """The validated items that apply to `edition`, without their `only`."""
     kept = []
     for j, item in enumerate(items):
-        if item.get("only", edition) != edition:
+        only = item.get("only", edition)
+        if edition not in (only if isinstance(only, list) else [only]):
             continue
         item = {key: value for key, value in item.items() if key != "only"}
         kind = table[next(name for name in table if name in item)]

@@ -1,4 +1,5 @@
-"""The maintainer's report (`maintainer.md`, `.html`): both editions side by side per step, and the
+"""The maintainer's report (`maintainer.md`, `.html`): both editions side by side per step (or, with runs
+on several platforms, every (edition, platform) per step and what changed between platforms), and the
 check of the tutorial's text against the scenario's citations.
 
 Built from the per-edition JSON files, so it always shows each edition's last run.
@@ -237,6 +238,136 @@ def render_maintainer_html(results: Sequence[RunResult], text: TextCheck) -> str
     return "\n".join(parts) + "\n"
 
 
+# -- several platforms: step x (edition, platform) ----------------------------------------------
+EDITION_ORDER = (MODERN, AS_WRITTEN, "fixed")
+_MATRIX_TITLE = "reglab: the tutorial as written and today, per platform"
+_MATRIX_INTRO = ("Each step of the tutorial, run on each platform (one lab per platform) as written (its own 2016 "
+                 "commands), modern (the flow that works on today's tools) and fixed (the corrected text's commands, "
+                 "where run). A failed step names its causes in the cell; every cause's fix follows the table.")
+
+
+def platforms_of(results: Sequence[RunResult]) -> list[str]:
+    return sorted({r.platform or "unknown" for r in results})
+
+
+def _columns(results: Sequence[RunResult]) -> list[tuple[str, str]]:
+    """(edition, platform) of every run, editions in their usual order, platforms in name order."""
+    found = {(r.edition, r.platform or "unknown") for r in results}
+    rank = {edition: n for n, edition in enumerate(EDITION_ORDER)}
+    return sorted(found, key=lambda column: (rank.get(column[0], 9), column[0], column[1]))
+
+
+def _by_column(results: Sequence[RunResult]) -> dict[tuple[str, str], RunResult]:
+    by: dict[tuple[str, str], RunResult] = {}
+    for result in results:
+        column = (result.edition, result.platform or "unknown")
+        if column in by:
+            raise ValueError(f"two runs of {column[0]} on {column[1]}")
+        by[column] = result
+    return by
+
+
+def _cell(step: StepResult | None, result: RunResult) -> str:
+    verdict = _verdict(step, result)
+    if step is not None and step.status is Status.FAIL:
+        verdict += f" ({'; '.join(_cause_names(step))})"
+    return verdict
+
+
+def matrix_rows(results: Sequence[RunResult]) -> tuple[list[str], list[list[str]]]:
+    """The header and, per step, its verdict in each (edition, platform) column."""
+    by = _by_column(results)
+    columns = _columns(results)
+    steps = {column: {s.step_id: s for s in by[column].steps} for column in columns}
+    header = ["step", *(f"{edition} on {platform}" for edition, platform in columns)]
+    rows = [[step_id, *(_cell(steps[c].get(step_id), by[c]) for c in columns)]
+            for step_id in _step_ids([by[c] for c in columns])]
+    return header, rows
+
+
+def changed_between_platforms(results: Sequence[RunResult]) -> list[str]:
+    """Per edition, each step whose verdict is not the same on every platform that ran it."""
+    by = _by_column(results)
+    lines = []
+    for edition in dict.fromkeys(edition for edition, _ in _columns(results)):
+        runs = {platform: by[(e, platform)] for e, platform in by if e == edition}
+        if len(runs) < 2:
+            continue
+        for step_id in _step_ids(list(runs.values())):
+            cells = {platform: _cell(next((s for s in run.steps if s.step_id == step_id), None), run)
+                     for platform, run in sorted(runs.items())}
+            if len(set(cells.values())) > 1:
+                lines.append(f"{step_id} ({edition}): " + "; ".join(f"{p} {v}" for p, v in cells.items()))
+    return lines
+
+
+def _matrix_failures(results: Sequence[RunResult]) -> list[tuple[str, StepResult, list[str]]]:
+    by = _by_column(results)
+    return [(f"{edition} on {platform}", step, _why_lines(step))
+            for edition, platform in _columns(results) for step in failed_steps(by[(edition, platform)])]
+
+
+def render_matrix_markdown(results: Sequence[RunResult], text: TextCheck) -> str:
+    """Every (edition, platform) per step as Markdown, what changed between platforms, every cause's fix."""
+    by = _by_column(results)
+    lines = [f"# {_MATRIX_TITLE}", "", _MATRIX_INTRO, ""]
+    lines += [f"- {edition} on {platform}, {run_date(by[(edition, platform)])}: {summary_line(by[(edition, platform)])}"
+              for edition, platform in _columns(results)]
+    lines += [f"- {text.line}", "", "## Steps", ""]
+    header, rows = matrix_rows(results)
+    lines += md_table(header, rows)
+    lines += ["", "## Changed between platforms", ""]
+    changed = changed_between_platforms(results)
+    lines += [f"- {line}" for line in changed] or ["No step changed its verdict between platforms."]
+    lines.append("")
+    failures = _matrix_failures(results)
+    if failures:
+        lines += ["## Causes and fixes", ""]
+        for where, step, why in failures:
+            lines += [f"### {step.step_id} ({where}): {step.title}", ""]
+            lines += [f"{n}. {line}" for n, line in enumerate(why, 1)]
+            lines.append("")
+    lines += ["## Tutorial text", "", text.line, ""]
+    lines += [f"- {problem}" for problem in text.problems]
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def render_matrix_html(results: Sequence[RunResult], text: TextCheck) -> str:
+    """The same as render_matrix_markdown, as one self-contained HTML page; every value escaped."""
+    e = html.escape
+    by = _by_column(results)
+    parts = ["<!DOCTYPE html>", '<html lang="en">', '<head><meta charset="utf-8">',
+             f"<title>{e(_MATRIX_TITLE)}</title>", f"<style>{CSS}</style>", "</head>", "<body>",
+             f"<h1>{e(_MATRIX_TITLE)}</h1>", f"<p>{e(_MATRIX_INTRO)}</p>", "<ul>"]
+    parts += [f"<li>{e(edition)} on {e(platform)}, {e(run_date(by[(edition, platform)]))}: "
+              f"{e(summary_line(by[(edition, platform)]))}</li>" for edition, platform in _columns(results)]
+    parts += [f"<li>{e(text.line)}</li>", "</ul>", "<h2>Steps</h2>", "<table>"]
+    header, rows = matrix_rows(results)
+    parts.append("<tr>" + "".join(f"<th>{e(h)}</th>" for h in header) + "</tr>")
+    for row in rows:
+        cells = [f"<td>{e(row[0])}</td>"]
+        for cell in row[1:]:
+            kind = "fail" if cell.startswith("FAIL") else "pass" if cell == "pass" else "not-run"
+            cells.append(f'<td class="{kind}">{e(cell)}</td>')
+        parts.append("<tr>" + "".join(cells) + "</tr>")
+    parts += ["</table>", "<h2>Changed between platforms</h2>"]
+    changed = changed_between_platforms(results)
+    parts += (["<ul>", *(f"<li>{e(line)}</li>" for line in changed), "</ul>"] if changed
+              else ["<p>No step changed its verdict between platforms.</p>"])
+    failures = _matrix_failures(results)
+    if failures:
+        parts.append("<h2>Causes and fixes</h2>")
+        for where, step, why in failures:
+            parts += [f"<h3>{e(step.step_id)} ({e(where)}): {e(step.title)}</h3>", "<ol>"]
+            parts += [f"<li>{e(line)}</li>" for line in why]
+            parts.append("</ol>")
+    parts += ["<h2>Tutorial text</h2>", f"<p>{e(text.line)}</p>"]
+    if text.problems:
+        parts += ["<ul>", *(f"<li>{e(problem)}</li>" for problem in text.problems), "</ul>"]
+    parts += ["</body>", "</html>"]
+    return "\n".join(parts) + "\n"
+
+
 def write_maintainer_report(results: Sequence[RunResult], text: TextCheck, directory: Path,
                             redactor: Redactor | None = None) -> dict[str, Path]:
     """Write maintainer.md and .html beside the per-edition reports, each atomically; their paths by kind.
@@ -249,7 +380,11 @@ def write_maintainer_report(results: Sequence[RunResult], text: TextCheck, direc
         text = dataclasses.replace(text, problems=tuple(redactor.redact(p) for p in text.problems),
                                    error=redactor.redact(text.error))
     paths: dict[str, Path] = {}
-    for kind, render in (("md", render_maintainer_markdown), ("html", render_maintainer_html)):
+    several = (len(platforms_of(results)) > 1 or len({r.edition for r in results}) != len(results)
+               or any(r.edition not in (AS_WRITTEN, MODERN) for r in results))
+    renderers = ((("md", render_matrix_markdown), ("html", render_matrix_html)) if several else
+                 (("md", render_maintainer_markdown), ("html", render_maintainer_html)))
+    for kind, render in renderers:
         rendered = render(results, text)
         if redactor is not None:
             rendered = redactor.redact(rendered)

@@ -27,17 +27,20 @@ def _status_label(step: StepResult) -> str:
 
 
 def render_summary_table(results: Sequence[RunResult]) -> str:
-    """Render the README table: one row per step, one column per edition."""
+    """Render the README table: one row per step, one column per edition (per edition and platform when the
+    runs were on several platforms)."""
     if not results:
         raise ValueError("no results to summarize")
-    editions = [r.edition for r in results]
-    if len(set(editions)) != len(editions):
-        raise ValueError(f"duplicate editions in results: {editions}")
+    columns = [(r.edition, r.platform) for r in results]
+    if len(set(columns)) != len(columns):
+        raise ValueError(f"duplicate editions in results: {[r.edition for r in results]}")
+    several = len({r.platform for r in results}) > 1
     step_ids: list[str] = []
     for result in results:
         step_ids += [s.step_id for s in result.steps if s.step_id not in step_ids]
     by_edition = [{s.step_id: s for s in r.steps} for r in results]
-    header = ["step", *(f"{r.edition} ({r.started:%Y-%m-%d})" for r in results)]
+    header = ["step", *(f"{r.edition}{f' on {r.platform}' if several else ''} ({r.started:%Y-%m-%d})"
+                        for r in results)]
     rows = [
         [
             step_id,

@@ -39,6 +39,7 @@ from typing import Any
 
 from lab.common.errors import Invalid
 from lab.common.templates import check_syntax
+from lab.tutorial.fixes import Fix, parse_fixes
 from lab.tutorial.text import Block, Cite, Command, code_blocks, placeholders_in, substitute, waits_for_input
 
 EQUIVALENT_KEYS = ("block", "lines", "run", "stdin", "prompts", "why")
@@ -95,6 +96,8 @@ class TutorialText:
     values: dict[str, str] = field(default_factory=dict)  # placeholder -> template, secrets included
     secrets: frozenset[str] = frozenset()
     equivalents: tuple[Equivalent, ...] = ()
+    fixes: tuple[Fix, ...] = ()  # lines the fixed text replaces (lab.tutorial.fixes)
+    use_fixes: bool = False  # the `fixed` edition: from_text runs the fixed lines where there are some
 
     def block(self, number: Any, where: str) -> Block:
         """Block `number`, which must exist and be a shell block."""
@@ -159,6 +162,15 @@ class TutorialText:
         number = first
         while number <= last:
             line = lines[number - 1]
+            fix = next((f for f in self.fixes if f.block == block.number and f.first <= number <= f.last),
+                       None) if self.use_fixes else None
+            if fix is not None:
+                if fix.first != number or fix.last > last:
+                    raise Invalid(where, f"{fix.where()} are replaced as one in the fixed text (fixes); "
+                                         f"select all of them")
+                parts += self._fixed_parts(fix, where)
+                number = fix.last + 1
+                continue
             equivalent = next((e for e in self.equivalents
                                if e.block == block.number and e.first <= number <= e.last), None)
             if equivalent is not None:
@@ -180,6 +192,37 @@ class TutorialText:
                 parts.append(Part(block.number, number, number, line, command))
             number += 1
         return parts
+
+
+    def _fixed_parts(self, fix: Fix, where: str) -> list[Part]:
+        """The fixed text's lines for `fix`, as the lab runs them: its `run` (an equivalent), else each line."""
+        if fix.run is not None:
+            command = self.command(fix.run, where, f"the fixed form of {fix.where()}")
+            instead = Equivalent(fix.block, fix.first, fix.last, fix.run, fix.why, fix.stdin)
+            return [Part(fix.block, fix.first, fix.last, fix.text, command, instead)]
+        what = f"the fixed form of {fix.where()}"
+        return [Part(fix.block, fix.first, fix.last, line, self.command(line, where, what))
+                for line in fix.text.splitlines() if line.strip()]
+
+    def check_fixes(self) -> None:
+        """Each fix of a shell block runs as the lab would run it: no password on a command line, nothing
+        waiting for a person without a `run`."""
+        for i, fix in enumerate(self.fixes):
+            where = f"fixes[{i}]"
+            if self.blocks[fix.block - 1].kind != "shell":
+                if fix.run is not None:
+                    raise Invalid(f"{where}.run", f"block {fix.block} is not a shell block: nothing in it runs")
+                continue
+            if fix.run is not None:
+                if reason := waits_for_input(fix.run):
+                    raise Invalid(f"{where}.run", f"still waits for input: {reason}")
+                self.command(fix.run, f"{where}.run", "the fix")
+                continue
+            for line in fix.text.splitlines():
+                if line.strip() and (reason := waits_for_input(line)):
+                    raise Invalid(f"{where}.text", f"{line!r} waits for input: {reason}; give the fix a `run` "
+                                                   "(and `stdin`) the lab types instead")
+                self.command(line, f"{where}.text", "the fix")
 
 
 def parse_ref(ref: Any, where: str) -> tuple[int, int | None, int | None]:
@@ -207,7 +250,7 @@ def _in_block(block: Block, first: int | None, last: int | None, where: str) -> 
 def load(data: dict[str, Any], path: Path) -> TutorialText | None:
     """The text a scenario names (`text:`) with its `placeholders:` and `equivalents:`; None without `text:`."""
     if "text" not in data:
-        for key in ("placeholders", "equivalents"):
+        for key in ("placeholders", "equivalents", "fixes"):
             if key in data:
                 raise Invalid(key, "needs `text:`, the file name of the tutorial's text beside the scenario")
         return None
@@ -232,7 +275,9 @@ def load(data: dict[str, Any], path: Path) -> TutorialText | None:
                 raise Invalid(f"equivalents[{i}].lines", f"overlaps another equivalent of block {other.block} "
                                                         f"(lines {other.first}-{other.last})")
         equivalents.append(equivalent)
-    return replace(text, equivalents=tuple(equivalents))
+    text = replace(text, equivalents=tuple(equivalents), fixes=parse_fixes(data.get("fixes"), blocks))
+    text.check_fixes()
+    return text
 
 
 def _placeholders(raw: Any) -> tuple[dict[str, str], frozenset[str]]:

@@ -129,11 +129,49 @@ class _CitingStep(Protocol):
     tutorial: tuple[Cite, ...]
 
 
+class Replacement(Protocol):
+    """A fix of the text (lab.tutorial.fixes.Fix), as drift sees it: which lines it replaced, what they were."""
+
+    block: int
+    first: int
+    last: int
+    was: str
+    step: str
+
+    def where(self) -> str: ...
+
+
 class Citations(Protocol):
-    """What drift needs of a scenario (lab.model.scenario.Scenario): which blocks each step cites."""
+    """What drift needs of a scenario (lab.model.scenario.Scenario): which blocks each step cites, and the
+    lines its fixed text replaces."""
 
     steps: tuple[_CitingStep, ...]
     left_out: tuple[Cite, ...]
+    fixes: tuple[Replacement, ...]
+
+
+def stale_fix(fix: Replacement, blocks: list[Block]) -> str:
+    """Why a fix no longer fits the text ("" when it does): its lines are not what it replaced."""
+    if fix.block > len(blocks):
+        return f"the tutorial has {len(blocks)} code blocks"
+    lines = blocks[fix.block - 1].text.splitlines()
+    if fix.last > len(lines):
+        return f"block {fix.block} has lines 1-{len(lines)}"
+    now = "\n".join(lines[fix.first - 1:fix.last])
+    if now != fix.was:
+        return f"the text now reads {now!r} where the fix replaced {fix.was!r}"
+    return ""
+
+
+def fix_drift(fixes: tuple[Replacement, ...], blocks: list[Block]) -> list[str]:
+    """Each fix that no longer fits the text, named with its step: the fixed text would be wrong."""
+    problems = []
+    for fix in fixes:
+        reason = stale_fix(fix, blocks)
+        if reason:
+            problems.append(f"step {fix.step!r}: the fix of {fix.where()} is stale: {reason}; read the block "
+                            "again and update its entry in `fixes:`")
+    return problems
 
 
 def drift(scenario: Citations, text: str) -> list[str]:
@@ -161,7 +199,7 @@ def drift(scenario: Citations, text: str) -> list[str]:
         if block.kind == "shell" and block.number not in covered | left_out:
             problems.append(f"block {block.number} (line {block.line}, {block.section!r}: {block.first!r}) "
                             f"is a shell block that no step cites and left_out does not list")
-    return problems
+    return problems + fix_drift(getattr(scenario, "fixes", ()), blocks)
 
 
 def _compare(cite: Cite, blocks: list[Block], by_digest: dict[str, list[Block]], who: str) -> str:

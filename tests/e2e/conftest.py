@@ -77,6 +77,7 @@ ORDER = (
     "test_lab_instances.py",
     "test_ssh_provider.py",
     "test_second_tutorial.py",
+    "test_platforms.py",  # a Debian 13 lab of its own
     "test_class.py",
     "test_dashboard_browser.py",
     "test_machines_change.py",  # takes machines away

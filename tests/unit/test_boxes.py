@@ -129,7 +129,8 @@ def test_version_is_a_valid_vagrant_version_that_names_the_day():
     day = datetime.datetime(2026, 11, 29, 6, 16, 47)
     version = build.box_version(day, "984a207219b82ab7", "2026-11-29T06:16:47Z")
     assert GEM_VERSION.match(version)
-    assert re.fullmatch(r"12\.20261129\.\d+", version)
+    assert re.fullmatch(r"13\.20261129\.\d+", version)  # the default platform's Debian major
+    assert re.fullmatch(r"12\.20261129\.\d+", build.box_version(day, "984a207219b82ab7", "2026-11-29T06:16:47Z", "12"))
 
 
 def test_a_rebuilt_root_file_system_is_a_new_version_and_the_same_one_is_not():
@@ -187,7 +188,7 @@ def test_the_cache_key_changes_with_the_recipe(monkeypatch):
     key = rootfs.recipe_key(KEY)
     assert key == rootfs.recipe_key(KEY)
     assert key != rootfs.recipe_key(KEY, packages=(*rootfs.PACKAGES, "curl"))
-    assert key != rootfs.recipe_key(KEY, suite="trixie")
+    assert key != rootfs.recipe_key(KEY, suite="bookworm" if rootfs.SUITE == "trixie" else "trixie")
     assert key != rootfs.recipe_key(KEY.replace("insecure", "other"))
     monkeypatch.setattr(rootfs, "BUILD_SCRIPT_VERSION", rootfs.BUILD_SCRIPT_VERSION + 1)
     assert key != rootfs.recipe_key(KEY)

@@ -52,7 +52,7 @@ def test_shipped_lab_file_has_the_tutorials_values() -> None:
     assert lab.images.source == "auto"
     assert lab.images.registry == "registry:2"
     assert lab.images.proxy == "nginx:1.27"
-    assert lab.boxes["debian"].build and lab.boxes["debian"].name == "reglab/debian12"
+    assert lab.boxes["debian"].build and lab.boxes["debian"].name == "reglab/debian13"
     assert lab.boxes["rhel"].name == "generic/rocky9"
     assert lab.timeouts.command > 0 and lab.timeouts.boot > 0
 
@@ -70,7 +70,7 @@ def test_empty_file_gives_the_defaults(tmp_path: Path, text: str) -> None:
     assert lab.users == (User(name="student", password=None),)
     assert lab.images.source == "auto"
     assert lab.images.base == "debian:bookworm"
-    assert lab.boxes["debian"].build and lab.boxes["debian"].name == "reglab/debian12"
+    assert lab.boxes["debian"].build and lab.boxes["debian"].name == "reglab/debian13"
     assert lab.boxes["rhel"].version == "4.3.12"
     assert (lab.timeouts.command, lab.timeouts.boot) == (300, 300)
 
@@ -559,8 +559,8 @@ def test_bad_mirror_from_environment_names_the_variable(tmp_path: Path, value: s
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("", ("reglab/debian12", None, None, True)),
-        ("boxes:\n  debian: build\n", ("reglab/debian12", None, None, True)),
+        ("", ("reglab/debian13", None, None, True)),
+        ("boxes:\n  debian: build\n", ("reglab/debian13", None, None, True)),
         ("boxes:\n  debian: {name: generic/debian12, version: 4.3.12}\n", ("generic/debian12", "4.3.12", None, False)),
         ("boxes:\n  debian: {name: mine/debian, url: /srv/boxes/debian.box}\n",
          ("mine/debian", None, "file:///srv/boxes/debian.box", False)),

@@ -22,6 +22,20 @@ def diagnose_all(text: str) -> list[Cause]:
 
 
 EXAMPLES: dict[str, list[str]] = {
+    "ca-without-key-usage": [
+        # reglab's TLS check on Debian 13 (issue 20): the tutorial's CA (openssl req -x509), a SAN server certificate.
+        "chain does not verify against the lab CA for myregistrydomain.com: validation failed: candidates "
+        "exhausted: invalid extension: 2.5.29.15: Certificate is missing required extension",
+    ],
+    "docker-ipv6-control": [
+        # Docker 26.1.5 (Debian 13) in a docker-provider machine, seen by `reglab run` (issue 20).
+        "docker: Error response from daemon: failed to create task for container: failed to create shim task: "
+        "OCI runtime create failed: runc create failed: unable to start container process: error during "
+        "container init: error running hook #0: error running hook: exit status 1, stdout: , stderr: failed to "
+        'add interface veth33b4a2e to sandbox: error setting interface "veth33b4a2e" IPv6 to <nil>: failed to '
+        "configure ipv6: failed to disable IPv6 on container's interface eth0, set env var "
+        "DOCKER_ALLOW_IPV6_ON_IPV4_INTERFACE=1 to ignore this error: unknown.",
+    ],
     "legacy-cn": [
         'Error response from daemon: Get "https://myregistrydomain.com/v2/": '
         "x509: certificate relies on legacy Common Name field, use SANs instead",

@@ -12,6 +12,7 @@ import pytest
 from lab.common.errors import LabError
 from lab.machines import hostapt, incus
 from lab.machines.boxes import container
+from lab.model.platforms import PLATFORMS
 from lab.machines.providers import incus as provider
 from lab.model.credentials import Redactor
 from lab.model.labfile import load
@@ -129,7 +130,8 @@ def test_the_container_image_has_no_key_no_kernel_and_unmounts_undelegated_cgrou
     assert "reglab-cgroups.service" in container.UNITS
     assert "Before=containerd.service docker.service" in files["/etc/systemd/system/reglab-cgroups.service"][1]
     assert container.recipe_key() == container.recipe_key()
-    assert container.alias(container.recipe_key()).startswith("reglab-debian12-")
+    assert container.alias(container.recipe_key()).startswith("reglab-debian13-")
+    assert container.recipe_key(PLATFORMS["debian12"]) != container.recipe_key(PLATFORMS["debian13"])
 
 
 def test_a_host_key_read_through_incus_becomes_a_known_hosts_line():

@@ -677,9 +677,11 @@ def test_the_drift_line_names_the_step_whose_block_changed() -> None:
     assert text.count("/test-images") == 2
     check = check_text(scenario, text.replace("docker pull [YOUR-DOMAIN]/test-images",
                                               "docker pull [YOUR-DOMAIN]/test-image"))
-    assert check.line == "tutorial text changed: 1 difference from the scenario's citations"
-    (problem,) = check.problems
+    # The citation, and the fix of that line (the fixed text replaced it): both name the step.
+    assert check.line == "tutorial text changed: 2 differences from the scenario's citations"
+    problem, fix = check.problems
     assert problem.startswith("step 'server-pull' cites block 61: the block changed")
+    assert fix.startswith("step 'server-pull': the fix of block 61, line 1 is stale")
     markdown = render_maintainer_markdown([_written()], check)
     assert f"## Tutorial text\n\n{check.line}\n\n- {problem}" in markdown
 

@@ -173,7 +173,7 @@ def test_its_steps_validate_against_its_own_machines_and_causes(tmp_path, second
 
 def test_the_engine_renders_its_steps_and_its_own_template(tmp_path, second) -> None:
     lab = labfile.load(lab_file(tmp_path), environ={})
-    ctx = Context(lab, lambda name: None, LabImages(server="reglab/second-server:1-debian12"), Redactor())
+    ctx = Context(lab, lambda name: None, LabImages(server="reglab/second-server:1-debian13"), Redactor())
     variables = template_variables(lab, ctx.images, DEBIAN, lab.users[0], {})
     assert variables["workdir"] == "/root/second-lab"
     page = render_template(ctx.jinja, "index.html.j2", variables)
@@ -181,7 +181,7 @@ def test_the_engine_renders_its_steps_and_its_own_template(tmp_path, second) -> 
     loaded = scenario.load(lab.manifest.path, "modern", lab.manifest)
     (run, _wait) = render_value(ctx.jinja, loaded.step("serve").solve["web"], variables)
     assert "-p 8080:80 -v /root/second-lab/www:/www:ro" in run["run"]
-    assert run["run"].endswith("/etc/nginx/conf.d/site.conf:ro reglab/second-server:1-debian12")
+    assert run["run"].endswith("/etc/nginx/conf.d/site.conf:ro reglab/second-server:1-debian13")
     assert "server_name shop.example;" in render_template(ctx.jinja, "site.conf.j2", variables)
     (resolve,) = render_value(ctx.jinja, loaded.step("hosts").check["db"], variables)
     assert re.search(resolve["regex"], "192.168.78.10   shop.example")
@@ -224,7 +224,7 @@ def test_its_image_is_built_from_its_own_recipe(tmp_path, second) -> None:
 
     builder = Builder(lab, Host())
     builder.base = lambda source="auto": "reglab/debian:bookworm-debootstrap"  # no debootstrap here
-    assert builder.lab_images() == LabImages(server="reglab/second-server:1-debian12")
+    assert builder.lab_images() == LabImages(server="reglab/second-server:1-debian13")
     assert any("docker build" in c and "server.Dockerfile" in c for c in built), built
 
 

@@ -260,3 +260,61 @@ def test_bad_citations_are_config_errors(tmp_path: Path, where: str, value: Any,
     message = str(info.value)
     assert message.startswith(f"{path}: {key_path}:"), message
     assert words in message
+
+
+# --- the fixed text (issue 20): drift both ways --------------------------------------------------
+
+
+def test_a_change_that_makes_a_fixed_command_stale_is_named_with_its_step() -> None:
+    scenario = load(default_path(), "fixed")
+    old = ("openssl x509 -req -in dev-docker-registry.com.csr -CA devdockerCA.crt -CAkey devdockerCA.key "
+           "-CAcreateserial -out domain.crt -days 10000")
+    assert TEXT.count(old) == 1
+    problems = drift(scenario, TEXT.replace(old, old + " -sha256"))
+    stale = [p for p in problems if "is stale" in p]
+    assert len(stale) == 1, problems
+    assert stale[0].startswith("step 'tls': the fix of block 41, line 1 is stale: the text now reads")
+
+
+def test_a_fix_whose_lines_moved_inside_an_unchanged_step_is_stale_too() -> None:
+    """A fix checked on its own (no citation in the way): its `was` against the text's lines."""
+    from lab.tutorial.fixes import drift as fix_drift
+
+    scenario = load(default_path(), "fixed")
+    assert fix_drift(scenario.fixes, TEXT) == []
+    moved = TEXT.replace("docker pull [YOUR-DOMAIN]/test-images\n",
+                         "echo pulling\ndocker pull [YOUR-DOMAIN]/test-images\n")
+    problems = fix_drift(scenario.fixes, moved)
+    assert [p.split(":")[0] for p in problems] == ["step 'server-pull'", "step 'server-pull'"], problems
+
+
+def test_the_fixed_text_is_the_tutorial_with_each_fix_and_its_note_and_what_the_fixed_edition_runs() -> None:
+    from lab.reports.fixed import note, render_fixed, render_patch
+
+    scenario = load(default_path(), "fixed")
+    fixed = render_fixed(TEXT, scenario.fixes)
+    before, after = code_blocks(TEXT), code_blocks(fixed)
+    assert len(after) == len(before)  # the blocks keep their numbers: from_text's refs hold
+    for fix in scenario.fixes:
+        assert fix.text in after[fix.block - 1].text
+        assert fix.was in before[fix.block - 1].text and after[fix.block - 1].text != before[fix.block - 1].text
+        assert f"> {note(fix)}" in fixed
+    changed = {fix.block for fix in scenario.fixes}
+    assert [b.text for b in after if b.number not in changed] == [b.text for b in before if b.number not in changed]
+    # What the fixed edition's from_text runs for a fixed block is the fixed text's lines.
+    parts = [part for step in scenario.steps for items in step.solve.values() for item in items
+             if "from_text" in item for part in item["from_text"].parts]
+    for part in parts:
+        assert part.written in after[part.block - 1].text, part
+    assert any(part.written.startswith('echo "subjectAltName=DNS:YOUR-DOMAIN"') for part in parts)
+    patch = render_patch(TEXT, fixed)
+    assert patch.startswith("--- a/tutorial.md\n+++ b/tutorial.md\n")
+    assert "-docker pull [YOUR-DOMAIN]/test-images\n" in patch and "+docker pull [YOUR-DOMAIN]/test-image\n" in patch
+
+
+def test_the_as_written_edition_runs_the_text_as_written() -> None:
+    scenario = load(default_path(), "as-written")
+    parts = [part for step in scenario.steps for items in step.solve.values() for item in items
+             if "from_text" in item for part in item["from_text"].parts]
+    assert any("test-images" in part.written for part in parts)
+    assert not any("subjectAltName" in part.written for part in parts)

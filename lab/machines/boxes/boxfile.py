@@ -257,7 +257,9 @@ def make_box(provider: str, disk: Disk, work: Path, target: Path, info: dict[str
             "metadata.json": json.dumps(virtualbox_metadata()) + "\n",
             "Vagrantfile": virtualbox_vagrantfile(mac),
             "reglab.json": about,
-            "box.ovf": ovf(f"reglab-debian{DEBIAN_MAJOR}", virtual_size(vmdk, run), mac,
+            # The VM's name: the box's own (reglab/debian13 -> reglab-debian13).
+            "box.ovf": ovf(str(info.get("name", f"reglab/debian{DEBIAN_MAJOR}")).replace("/", "-"),
+                           virtual_size(vmdk, run), mac,
                            str(uuid.uuid4()), str(uuid.uuid4())),
             VMDK_NAME: vmdk,
         }

@@ -48,11 +48,12 @@ from lab.machines.boxes.rootfs import (
     recipe_key,
 )
 from lab.machines.host import Runner
-from lab.model.lab import BUILT_BOX_NAME, Lab
+from lab.model.lab import BUILT_BOX_NAME, Lab, built_box_name
+from lab.model.platforms import Platform
 
 Say = Callable[[str], None]
 
-BOX_NAME = BUILT_BOX_NAME  # what `boxes.debian: build` in the lab file boots
+BOX_NAME = BUILT_BOX_NAME  # what `boxes.debian: build` boots on debian12; built_box_name() for the others
 # Host tools the build runs, and the Debian package each comes from.
 TOOLS = {
     "mmdebstrap": "mmdebstrap", "sfdisk": "fdisk", "losetup": "mount", "partx": "util-linux",
@@ -99,22 +100,22 @@ def box_key(rootfs_key: str) -> str:
     return digest(json.dumps(layout, sort_keys=True))
 
 
-def box_version(built: datetime.datetime, key: str, rootfs_built: str) -> str:
+def box_version(built: datetime.datetime, key: str, rootfs_built: str, major: str = DEBIAN_MAJOR) -> str:
     """`12.YYYYMMDD.N`: Debian's major, the day the packages were fetched, then a number
     from the recipe and that build, so a rebuilt root file system is a new version.
 
     Digits and dots only: a valid Vagrant (RubyGems) version.
     """
     number = int(digest(f"{key}/{rootfs_built}")[:7], 16)
-    return f"{DEBIAN_MAJOR}.{built:%Y%m%d}.{number}"
+    return f"{major}.{built:%Y%m%d}.{number}"
 
 
 def box_info(*, provider: str, version: str, key: str, rootfs: Mapping[str, Any], fs_uuid: str,
-             kernel: str, built: str) -> dict[str, Any]:
+             kernel: str, built: str, name: str = BOX_NAME) -> dict[str, Any]:
     """reglab.json: what a box is and what it was made from, like the lab images' tags."""
     packages = rootfs.get("packages", {})
     return {
-        "name": BOX_NAME,
+        "name": name,
         "version": version,
         "provider": provider,
         "recipe": key,
@@ -173,14 +174,16 @@ def build_box(lab: Lab, provider: str, say: Say, os_family: str = "debian") -> B
     check_os(os_family)
     wanted = providers_for(provider)
     public_key = VAGRANT_PUB.read_text()
-    rkey = recipe_key(public_key)
+    debian = lab.debian
+    name = built_box_name(debian.name)
+    rkey = recipe_key(public_key, debian.suite)
     bkey = box_key(rkey)
     cache = boxes_dir(lab)
     as_root = _as_root()
     if as_root:  # root writes through what is there: only from a cache nobody else can write
         trusted_folder(cache)
     folder = cache / bkey
-    result = BoxResult(BOX_NAME, "", {p: folder / f"{p}.box" for p in wanted}, folder / "catalog.json", {})
+    result = BoxResult(name, "", {p: folder / f"{p}.box" for p in wanted}, folder / "catalog.json", {})
     missing = [p for p in wanted if not _made(folder, p, as_root)]
     result.cached = tuple(p for p in wanted if p not in missing)
     if missing:
@@ -194,37 +197,37 @@ def build_box(lab: Lab, provider: str, say: Say, os_family: str = "debian") -> B
         else:
             result.cached += ("rootfs",)
         built = datetime.datetime.strptime(rootfs_info["built"], "%Y-%m-%dT%H:%M:%SZ")
-        version = box_version(built, bkey, rootfs_info["built"])
+        version = box_version(built, bkey, rootfs_info["built"], debian.major)
         with workdir(cache, ".disk-") as work:
             began = time.monotonic()
             say("assembling the disk: partition, ext4, EXTLINUX")
-            in_guest = {"name": BOX_NAME, "version": version, "recipe": bkey, "mirror": rootfs_info["mirror"],
+            in_guest = {"name": name, "version": version, "recipe": bkey, "mirror": rootfs_info["mirror"],
                         "rootfs_built": rootfs_info["built"]}
             disk = assemble_disk(rootfs, work, run, {"/etc/reglab-box.json": json.dumps(in_guest, indent=2) + "\n"})
             result.timings["disk"] = round(time.monotonic() - began, 1)
             say(f"disk assembled in {result.timings['disk']}s (file system {disk.fs_uuid}, kernel {disk.kernel})")
-            for name in missing:
+            for made in missing:
                 began = time.monotonic()
-                info = box_info(provider=name, version=version, key=bkey, rootfs=rootfs_info,
-                                fs_uuid=disk.fs_uuid, kernel=disk.kernel, built=now())
-                info["sha256"] = make_box(name, disk, work, result.boxes[name], info, bkey, run)
-                atomic_write(folder / f"{name}.json", json.dumps(info, indent=2) + "\n")
-                record(result.boxes[name])
-                record(folder / f"{name}.json")
-                result.timings[name] = round(time.monotonic() - began, 1)
-                size = result.boxes[name].stat().st_size / 1024**2
-                say(f"{name} box made in {result.timings[name]}s: {result.boxes[name]} ({size:.0f} MiB)")
+                info = box_info(provider=made, version=version, key=bkey, rootfs=rootfs_info,
+                                fs_uuid=disk.fs_uuid, kernel=disk.kernel, built=now(), name=name)
+                info["sha256"] = make_box(made, disk, work, result.boxes[made], info, bkey, run)
+                atomic_write(folder / f"{made}.json", json.dumps(info, indent=2) + "\n")
+                record(result.boxes[made])
+                record(folder / f"{made}.json")
+                result.timings[made] = round(time.monotonic() - began, 1)
+                size = result.boxes[made].stat().st_size / 1024**2
+                say(f"{made} box made in {result.timings[made]}s: {result.boxes[made]} ({size:.0f} MiB)")
     result.info = {p: json.loads((folder / f"{p}.json").read_text()) for p in wanted}
     versions = {info["version"] for info in result.info.values()}
     if len(versions) != 1:
         raise LabFailure(f"the cached boxes in {folder} disagree on their version ({', '.join(sorted(versions))}); "
                          f"remove that folder and build again")
     result.version = versions.pop()
-    write_catalog(folder, result.version)
+    write_catalog(folder, result.version, debian)
     return result
 
 
-def write_catalog(folder: Path, version: str) -> Path:
+def write_catalog(folder: Path, version: str, debian: Platform | None = None) -> Path:
     """catalog.json lists every provider's box made for this recipe (added by later builds too)."""
     found = {}
     for about in sorted(folder.glob("*.json")):
@@ -233,7 +236,8 @@ def write_catalog(folder: Path, version: str) -> Path:
             if info.get("version") == version:
                 found[about.stem] = (folder / f"{about.stem}.box", info["sha256"])
     path = folder / "catalog.json"
-    text = json.dumps(catalog(BOX_NAME, version, found, f"Debian {DEBIAN_MAJOR} made by reglab from Debian packages"),
+    name, major = (built_box_name(debian.name), debian.major) if debian else (BOX_NAME, DEBIAN_MAJOR)
+    text = json.dumps(catalog(name, version, found, f"Debian {major} made by reglab from Debian packages"),
                       indent=2) + "\n"
     atomic_write(path, text)
     return path

@@ -20,10 +20,11 @@ import time
 from pathlib import Path
 
 from lab.machines.boxes.cache import digest, workdir
-from lab.machines.boxes.rootfs import BUILD_SCRIPT_VERSION, SUITE, Say, build_rootfs, customize_script, hostkeys_dropin
+from lab.machines.boxes.rootfs import BUILD_SCRIPT_VERSION, Say, build_rootfs, customize_script, hostkeys_dropin
 from lab.machines.host import Runner
 from lab.machines.images import record, recorded
 from lab.model.lab import Lab
+from lab.model.platforms import DEFAULT_PLATFORM, PLATFORMS, Platform
 
 HOSTNAME = "reglab"
 PACKAGES = (
@@ -81,13 +82,13 @@ def guest_files() -> dict[str, tuple[int, str]]:
     }
 
 
-def recipe_key() -> str:
+def recipe_key(platform: Platform = PLATFORMS[DEFAULT_PLATFORM]) -> str:
     """The image's key: suite, packages, files and build steps. Not the mirror, not the date. Pure."""
     files = guest_files()
     recipe = {
         "script": BUILD_SCRIPT_VERSION,
         "kind": "incus-container",
-        "suite": SUITE,
+        "suite": platform.suite,
         "packages": sorted(PACKAGES),
         "customize": customize_script("STAGE", files, UNITS),
         "files": {path: [mode, text] for path, (mode, text) in sorted(files.items())},
@@ -95,25 +96,25 @@ def recipe_key() -> str:
     return digest(json.dumps(recipe, sort_keys=True))
 
 
-def alias(key: str) -> str:
-    return f"reglab-debian12-{key}"
+def alias(key: str, platform: Platform = PLATFORMS[DEFAULT_PLATFORM]) -> str:
+    return f"reglab-{platform.name}-{key}"
 
 
-def metadata_yaml(key: str, created: int) -> str:
+def metadata_yaml(key: str, created: int, platform: Platform = PLATFORMS[DEFAULT_PLATFORM]) -> str:
     """Incus's image metadata (a split image: this and the root file system). Pure."""
     return (
         "architecture: x86_64\n"
         f"creation_date: {created}\n"
         "properties:\n"
-        f"  description: reglab Debian 12 machine ({key}), built from Debian packages\n"
+        f"  description: reglab Debian {platform.major} machine ({key}), built from Debian packages\n"
         "  os: debian\n"
-        f"  release: {SUITE}\n"
+        f"  release: {platform.suite}\n"
     )
 
 
 def build(lab: Lab, run: Runner, say: Say) -> tuple[Path, Path, str]:
     """The root file system tarball (built once per recipe, kept in the cache) and its metadata tarball."""
-    key = recipe_key()
+    key = recipe_key(lab.debian)
     folder = lab.cache_dir / "incus"
     cached = folder / f"rootfs-{key}.tar"
     if cached.exists() and not recorded(cached):
@@ -127,7 +128,7 @@ def build(lab: Lab, run: Runner, say: Say) -> tuple[Path, Path, str]:
     meta = folder / f"metadata-{key}.tar"
     if not meta.exists():
         with workdir(folder, ".meta-") as stage:
-            (stage / "metadata.yaml").write_text(metadata_yaml(key, int(time.time())))
+            (stage / "metadata.yaml").write_text(metadata_yaml(key, int(time.time()), lab.debian))
             partial = stage / "metadata.tar"
             with tarfile.open(partial, "w") as tar:
                 tar.add(stage / "metadata.yaml", arcname="metadata.yaml")

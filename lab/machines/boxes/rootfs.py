@@ -25,13 +25,15 @@ from lab.machines import hostapt
 from lab.machines.boxes.cache import boxes_dir, digest, now, record, recorded, workdir
 from lab.machines.host import Runner
 from lab.model.lab import Lab
+from lab.model.platforms import DEFAULT_PLATFORM, PLATFORMS
 
 Say = Callable[[str], None]
 
 # Bump when the build steps change in a way the texts below do not show: it is part of the cache key.
 BUILD_SCRIPT_VERSION = 1
-SUITE = "bookworm"
-DEBIAN_MAJOR = "12"
+# The default platform's (a lab's own is lab.debian: lab/model/platforms.py).
+SUITE = PLATFORMS[DEFAULT_PLATFORM].suite
+DEBIAN_MAJOR = PLATFORMS[DEFAULT_PLATFORM].major
 # What the box is made of. systemd, sshd and sudo are what Vagrant needs; ifupdown and dhclient
 # bring up eth0; dbus lets hostnamectl work; rsync lets Vagrant's rsync synced folders work.
 PACKAGES = (
@@ -176,9 +178,10 @@ def build_rootfs(lab: Lab, key: str, public_key: str, run: Runner, say: Say,
             return target, json.loads(about.read_text()), False
         say(f"{target.name} in {cache} is not the one built here (no digest recorded, or another): "
             "building it again")
-    mirror = hostapt.mirror_for(SUITE, lab.mirror)
+    suite = lab.debian.suite
+    mirror = hostapt.mirror_for(suite, lab.mirror)
     proxy = hostapt.host_proxy()
-    say(f"fetching Debian {SUITE} packages from {mirror}" + (f" through {proxy}" if proxy else ""))
+    say(f"fetching Debian {suite} packages from {mirror}" + (f" through {proxy}" if proxy else ""))
     with workdir(cache, ".rootfs-") as stage:
         files = guest_files(public_key) if files is None else files
         (stage / "files").mkdir()
@@ -195,12 +198,12 @@ def build_rootfs(lab: Lab, key: str, public_key: str, run: Runner, say: Say,
         run(["mmdebstrap", "--mode=unshare", "--variant=minbase", "--format=tar",
              "--include=" + ",".join(packages),
              "--customize-hook=" + f'sh {shlex.quote(str(script))} "$1"',
-             SUITE, partial, mirror], timeout=MMDEBSTRAP_TIMEOUT, env=env)
+             suite, partial, mirror], timeout=MMDEBSTRAP_TIMEOUT, env=env)
         installed = parse_packages((stage / "packages.tsv").read_text())
         missing = [p for p in packages if p not in installed]
         if missing:
             raise LabFailure(f"mmdebstrap finished but the root file system lacks {', '.join(missing)}")
-        info = {"recipe": key, "suite": SUITE, "mirror": mirror, "built": now(), "packages": installed}
+        info = {"recipe": key, "suite": suite, "mirror": mirror, "built": now(), "packages": installed}
         os.replace(partial, target)
         atomic_write(about, json.dumps(info, indent=2) + "\n")
         record(target)

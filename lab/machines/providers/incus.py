@@ -113,7 +113,7 @@ class IncusProvider:
         """The machine image, built here from Debian packages and imported once; its alias (the warm key's base)."""
         self.check_host()
         with phase("machine image", "Incus machine image (Debian packages, mmdebstrap)"):
-            alias = container.alias(container.recipe_key())
+            alias = container.alias(container.recipe_key(self.lab.debian), self.lab.debian)
             if incus.by_alias(incus.images(self.incus.json("image", "list")), alias) is None:
                 meta, rootfs, _ = container.build(self.lab, Runner(self.lab.cache_dir / "incus" / "build.log"), say)
                 self.incus("image", "import", str(meta), str(rootfs), "--alias", alias,
@@ -141,8 +141,9 @@ class IncusProvider:
 
     def archive_now(self) -> str:
         """The suite's InRelease as the mirror serves it now: the machines install from the mirror itself."""
-        mirror = hostapt.mirror_for(container.SUITE, self.lab.mirror)
-        return release_digest(mirror_release(mirror, container.SUITE, hostapt.host_proxy()))
+        suite = self.lab.debian.suite
+        mirror = hostapt.mirror_for(suite, self.lab.mirror)
+        return release_digest(mirror_release(mirror, suite, hostapt.host_proxy()))
 
     def boot_from(self, image: str) -> None:
         self.image = image

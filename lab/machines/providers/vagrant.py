@@ -320,8 +320,9 @@ class VagrantProvider:
 
     def archive_now(self) -> str:
         # A VM's apt fetches the mirror the box was built from; a docker machine's, the mirror its image was.
-        mirror = self._box_mirror or hostapt.mirror_for(boxes.SUITE, self.lab.mirror)
-        return release_digest(mirror_release(mirror, boxes.SUITE, hostapt.host_proxy()))
+        suite = self.lab.debian.suite
+        mirror = self._box_mirror or hostapt.mirror_for(suite, self.lab.mirror)
+        return release_digest(mirror_release(mirror, suite, hostapt.host_proxy()))
 
     def boot_from(self, image: str) -> None:
         if self.lab.provider == "docker":
