@@ -78,7 +78,8 @@ def class_command(args: argparse.Namespace, out: TextIO, err: TextIO) -> ExitSta
             from lab.portal.serve import parse_listen
 
             portal.run(room, parse_listen(args.listen), cert=args.cert, key=args.key, every=args.every,
-                       stuck_after=args.stuck_after * 60, say=lambda line: print(line, file=out, flush=True))
+                       stuck_after=args.stuck_after * 60, ssh_port=args.ssh_port,
+                       say=lambda line: print(line, file=out, flush=True))
             return ExitStatus.OK
         if action == "serve":
             if args.cert or args.key:

@@ -149,6 +149,9 @@ def build_parser(out: TextIO | None = None, err: TextIO | None = None) -> argpar
     class_serve.add_argument("--cert", type=Path, help="with --listen: your own certificate (PEM) instead of one "
                                                        "from the class's CA")
     class_serve.add_argument("--key", type=Path, help="with --cert: its private key (PEM)")
+    class_serve.add_argument("--ssh-port", type=whole_number(1, PORT_MAX, "a TCP port"),
+                             help="with --listen: also run the class's SSH gateway (OpenSSH) on this port of the same "
+                                  "address; the bundles' ssh_config then reach the machines through it")
     class_serve.add_argument("--stuck-after", type=whole_number(1, 24 * 60, "a whole number of minutes"), default=15,
                              help="with --listen: minutes on one step before a student is shown stuck (default 15)")
     image = sub.add_parser("image", help="build images on the host")

@@ -22,6 +22,7 @@ from lab.common.files import atomic_write, private_dir, write_private
 from lab.portal.access import Access
 from lab.portal.app import STUCK_AFTER, Settings, create_app
 from lab.portal.backend import ClassPortal
+from lab.portal.gateway import Entry, Gateway, known_hosts_line, parse_ssh_config, student_ssh_config
 from lab.portal.progress import Progress, progress_csv
 from lab.portal.serve import Listen, class_certificate, serve, tls_context
 
@@ -69,9 +70,47 @@ def _give_links(classroom: Classroom, access: Access, ca_cert: Path | None) -> N
             shutil.copyfile(ca_cert, folder / "ca.crt")
 
 
+def gateway_entries(classroom: Classroom) -> list[Entry]:
+    """Each student with a bundle: their public key and their machines' SSH addresses."""
+    entries = []
+    for member in classroom.members:
+        folder = classroom.dir / "students" / member.id
+        if not (folder / "id_ed25519.pub").is_file():
+            continue
+        machines = parse_ssh_config(_direct_config(folder).read_text())
+        entries.append(Entry(member.id, (folder / "id_ed25519.pub").read_text(),
+                             tuple(f"{m.host}:{m.port}" for m in machines)))
+    return entries
+
+
+def _direct_config(folder: Path) -> Path:
+    """The bundle's ssh_config as `class up` wrote it (straight to the machines), kept aside once."""
+    direct = folder / "ssh_config.direct"
+    current = folder / "ssh_config"
+    if current.is_file() and "ProxyJump" not in current.read_text():
+        write_private(direct, current.read_text())
+    return direct
+
+
+def give_gateway(classroom: Classroom, gateway: Gateway, address: str) -> None:
+    """Each bundle's ssh_config through the gateway, and the gateway's host key in its known_hosts."""
+    host_key = gateway.public_host_key()
+    for member in classroom.members:
+        folder = classroom.dir / "students" / member.id
+        if not (folder / "id_ed25519.pub").is_file():
+            continue
+        machines = parse_ssh_config(_direct_config(folder).read_text())
+        known = folder / "known_hosts"
+        lines = [line for line in (known.read_text().splitlines(keepends=True) if known.is_file() else [])
+                 if "reglab-gateway" not in line and not line.startswith(f"[{address}]:{gateway.port} ")]
+        write_private(known, "".join(lines) + known_hosts_line(address, gateway.port, host_key))
+        write_private(folder / "ssh_config", student_ssh_config(machines, address, gateway.port, gateway.user,
+                                                                folder / "id_ed25519", known))
+
+
 def run(classroom: Classroom, listen: Listen, *, cert: Path | None = None, key: Path | None = None,
         every: int | None = None, stuck_after: int = STUCK_AFTER, say: Callable[[str], None] = print,
-        stop: threading.Event | None = None) -> None:
+        stop: threading.Event | None = None, ssh_port: int | None = None) -> None:
     """Serve the class's portal until Ctrl-C; print the instructor's one-time link first."""
     stop = stop or threading.Event()
     folder = portal_dir(classroom)
@@ -121,10 +160,25 @@ def run(classroom: Classroom, listen: Listen, *, cert: Path | None = None, key: 
 
         threading.Thread(target=periodic, name="reglab-every", daemon=True).start()
 
+    gateway = None
+    if ssh_port is not None:
+        if listen.loopback or listen.unspecified:
+            raise LabError("--ssh-port: the gateway listens on the portal's --listen address, which must be one "
+                           "address of the class network (not loopback, not 0.0.0.0)")
+        gateway = Gateway(folder / "gateway", listen.host, ssh_port, classroom.name)
+        gateway.start(gateway_entries(classroom))
+        give_gateway(classroom, gateway, listen.host)
+        say(f"SSH gateway: {listen.host}:{ssh_port} (account {gateway.user}); bundles reach the machines through "
+            "it (ProxyJump)")
+
     def ready(url: str) -> None:
         say(f"portal of class {classroom.name}: {url}/ (Ctrl-C stops it)")
         say(f"instructor's link, shown only now: {url}/login#{secret}")
         if ca_cert is not None:
             say(f"students' links are in their bundles (`reglab class bundle ID`), with the class CA {ca_cert}")
 
-    serve(app, listen, tls, stop, ready, url_name)
+    try:
+        serve(app, listen, tls, stop, ready, url_name)
+    finally:
+        if gateway is not None:
+            gateway.stop()
