@@ -21,16 +21,21 @@ id, and everything else stays on the server (`access.Access`).
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import ipaddress
 import logging
+import queue
+import secrets
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 from urllib.parse import urlsplit
 
 import flask
+from flask_sock import ConnectionClosed, Sock
 
 from lab.classroom.dashboard import WORDS, cause_or_check
 from lab.common import clip
@@ -38,13 +43,17 @@ from lab.model.results import Status, StepResult, StudentResult
 from lab.portal.access import Access, Identity, RateLimit, Session
 from lab.portal.hints import hints
 from lab.portal.progress import Progress
+from lab.portal.terminal import SESSION_NAME, Bridge, Hub, Recording, Terminals, new_recording_path
 
 log = logging.getLogger(__name__)
 
 COOKIE = "reglab"
 SECURE_COOKIE = "__Host-reglab"  # the browser keeps it only if Secure, Path=/ and without Domain
-CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
-       "font-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+# xterm.js adds <style> elements of its own: the page's script gives each this response's nonce (portal.js),
+# so no inline style is allowed that the page's own code did not make.
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'nonce-{nonce}'; img-src 'self'; "
+       "connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
+       "frame-ancestors 'none'")
 LOGIN_ATTEMPTS = (10, 60.0)  # per client address: attempts, seconds
 CHECKS = (1, 5.0)  # per student: checks, seconds
 STUCK_AFTER = 15 * 60  # seconds on one step without progress before the instructor sees "stuck"
@@ -84,6 +93,8 @@ class Settings:
     stuck_after: int = STUCK_AFTER
     every: int | None = None
     on_progress: Callable[[], None] | None = None  # after each change of progress (the progress CSV)
+    terminals: Terminals | None = None  # None: no terminals in the browser
+    sessions: Path | None = None  # where terminal sessions are recorded (a folder per student)
 
 
 def _host_name(host: str) -> str:
@@ -130,6 +141,7 @@ def create_app(backend: Backend, access: Access, progress: Progress, settings: S
     # -- every request -------------------------------------------------------------
     @app.before_request
     def guard() -> flask.Response | None:
+        flask.g.nonce = secrets.token_urlsafe(16)
         host = _host_name(flask.request.host)
         if settings.allowed_hosts is not None and host not in settings.allowed_hosts:
             return _plain("this portal does not answer to that host name\n", 400)
@@ -161,7 +173,7 @@ def create_app(backend: Backend, access: Access, progress: Progress, settings: S
 
     @app.after_request
     def headers(response: flask.Response) -> flask.Response:
-        response.headers["Content-Security-Policy"] = CSP
+        response.headers["Content-Security-Policy"] = CSP.format(nonce=flask.g.get("nonce", "none"))
         response.headers["X-Content-Type-Options"] = "nosniff"
         response.headers["X-Frame-Options"] = "DENY"
         response.headers["Referrer-Policy"] = "no-referrer"
@@ -213,8 +225,11 @@ def create_app(backend: Backend, access: Access, progress: Progress, settings: S
         if identity is None:
             return flask.make_response(flask.render_template("nologin.html"), 401)
         if identity.instructor:
-            return flask.render_template("instructor.html", data=class_view(), csrf=csrf())
-        return flask.render_template("student.html", data=student_view(identity.student), csrf=csrf())
+            return flask.render_template("instructor.html", data=class_view(), csrf=csrf(), nonce=flask.g.nonce,
+                                         sessions=sessions_list())
+        machines = settings.terminals.machines(identity.student) if settings.terminals else []
+        return flask.render_template("student.html", data=student_view(identity.student), csrf=csrf(),
+                                     nonce=flask.g.nonce, machines=machines)
 
     @app.get("/api/me")
     def api_me() -> flask.Response:
@@ -312,6 +327,125 @@ def create_app(backend: Backend, access: Access, progress: Progress, settings: S
                          "passed": sum(c["status"] == WORDS[Status.PASS] for c in statuses)})
         return {"steps": [{"id": s, "title": t} for s, t in backend.steps()], "rows": rows,
                 "stuck_after": _minutes(settings.stuck_after), "every": settings.every}
+
+    # -- terminals ---------------------------------------------------------------------------
+    hub = Hub()
+    app.extensions["reglab_hub"] = hub
+    app.config["SOCK_SERVER_OPTIONS"] = {"ping_interval": 25, "max_message_size": 64 * 1024}
+    sock = Sock(app)
+
+    def ws_allowed(instructor: bool) -> Identity | None:
+        """A websocket's handshake: this site's own page (Origin), a session of the right kind, its CSRF token."""
+        identity = who()
+        if identity is None or identity.instructor != instructor or not _same_origin():
+            return None
+        sent = flask.request.args.get("csrf", "")
+        if not sent or not hmac.compare_digest(sent, csrf()):
+            return None
+        return identity
+
+    def _size(name: str, default: int, most: int) -> int:
+        value = flask.request.args.get(name, "")
+        return min(int(value), most) if value.isdigit() and int(value) > 0 else default
+
+    @sock.route("/ws/terminal/<machine>")
+    def ws_terminal(ws, machine: str) -> None:  # noqa: ANN001
+        identity = ws_allowed(instructor=False)
+        if identity is None or settings.terminals is None or settings.sessions is None:
+            ws.close(reason=1008, message="refused")
+            return
+        student = identity.student
+        if machine not in settings.terminals.machines(student):
+            ws.close(reason=1008, message="no such machine in your lab")
+            return
+        cols, rows = _size("cols", 80, 500), _size("rows", 24, 200)
+        try:
+            channel = settings.terminals.open(student, machine, cols, rows)
+        except Exception as exc:  # noqa: BLE001  said to the student in their terminal, never a traceback
+            log.error("terminal %s/%s: %s", student, machine, exc)
+            ws.send(f"\r\n[reglab: could not reach {machine}: {settings.terminals.redact(student, str(exc))}]\r\n")
+            ws.close(reason=1011, message="could not reach the machine")
+            return
+        key = (student, machine)
+        recording = Recording(new_recording_path(settings.sessions, student, machine), cols, rows,
+                              f"{student} on {machine}")
+        bridge = Bridge(channel, recording, hub, key, lambda text: settings.terminals.redact(student, text))
+        closed = threading.Event()
+        hub.started(key)
+        pump = threading.Thread(target=bridge.pump_output, args=(ws.send, closed), daemon=True,
+                                name=f"terminal-{student}-{machine}")
+        pump.start()
+        try:
+            while not closed.is_set():
+                message = ws.receive(timeout=1)
+                if message is not None:
+                    bridge.handle(message if isinstance(message, str) else message.decode("utf-8", "replace"))
+        except ConnectionClosed:
+            pass
+        finally:
+            closed.set()
+            channel.close()
+            pump.join(5)
+            recording.close()
+            hub.ended(key)
+            with contextlib.suppress(Exception):
+                ws.close()
+
+    @sock.route("/ws/watch/<student>/<machine>")
+    def ws_watch(ws, student: str, machine: str) -> None:  # noqa: ANN001
+        if ws_allowed(instructor=True) is None or student not in backend.students():
+            ws.close(reason=1008, message="refused")
+            return
+        key = (student, machine)
+        watcher = hub.watch(key)
+        try:
+            while ws.connected:
+                try:
+                    ws.send(watcher.get(timeout=1))
+                except queue.Empty:
+                    if key not in hub.live():
+                        ws.send("\r\n[reglab: the session ended]\r\n")
+                        break
+        except ConnectionClosed:
+            pass
+        finally:
+            hub.unwatch(key, watcher)
+            with contextlib.suppress(Exception):
+                ws.close()
+
+    def sessions_list() -> list[dict]:
+        if settings.sessions is None or not settings.sessions.is_dir():
+            return []
+        found = []
+        live = set(hub.live())
+        for student in backend.students():
+            folder = settings.sessions / student
+            for path in sorted(folder.glob("*.cast")) if folder.is_dir() else []:
+                machine = path.stem.split("-", 1)[1].rsplit("-", 1)[0] if path.stem.count("-") > 1 \
+                    else path.stem.split("-", 1)[1]
+                found.append({"student": student, "name": path.name, "machine": machine,
+                              "bytes": path.stat().st_size})
+        return found + [{"student": s, "name": "", "machine": m, "live": True} for s, m in sorted(live)]
+
+    @app.get("/api/sessions")
+    def api_sessions() -> flask.Response:
+        identity = who()
+        if identity is None or not identity.instructor:
+            return _plain("the instructor's view\n", 404 if identity else 401)
+        return flask.jsonify(sessions_list())
+
+    @app.get("/api/sessions/<student>/<name>")
+    def api_session(student: str, name: str) -> flask.Response:
+        identity = who()
+        if identity is None or not identity.instructor:
+            return _plain("the instructor's view\n", 404 if identity else 401)
+        if student not in backend.students() or not SESSION_NAME.fullmatch(name) or settings.sessions is None:
+            return _plain("no such session\n", 404)
+        path = settings.sessions / student / name
+        if not path.is_file():
+            return _plain("no such session\n", 404)
+        return flask.Response(path.read_text(encoding="utf-8", errors="replace"), 200,
+                              mimetype="application/x-asciicast")
 
     app.extensions["reglab_observe"] = observe
     return app

@@ -5,6 +5,8 @@ Everything the portal keeps is under the class's folder, `portal/`:
   progress.json    each student's position, failed checks and hints shown (0600)
   progress.csv     the gradebook's companion: minutes and hints per student and step
   pki/             the class's CA and the portal's certificate (keys 0600)
+  sessions/ID/     each student's terminal sessions, asciicast v2 (0600)
+  gateway/         the SSH gateway's sshd_config, host key and log
   url              where the portal was last served (for the links `bundle --new-link` prints)
 and in each student's bundle folder (`students/ID/`, 0600): `portal-link`, and `ca.crt` to trust.
 """
@@ -21,7 +23,7 @@ from lab.common.errors import LabError
 from lab.common.files import atomic_write, private_dir, write_private
 from lab.portal.access import Access
 from lab.portal.app import STUCK_AFTER, Settings, create_app
-from lab.portal.backend import ClassPortal
+from lab.portal.backend import ClassPortal, ClassTerminals
 from lab.portal.gateway import Entry, Gateway, known_hosts_line, parse_ssh_config, student_ssh_config
 from lab.portal.progress import Progress, progress_csv
 from lab.portal.serve import Listen, class_certificate, serve, tls_context
@@ -143,9 +145,10 @@ def run(classroom: Classroom, listen: Listen, *, cert: Path | None = None, key: 
         atomic_write(folder / "progress.csv", progress_csv(progress, board.students(), steps), 0o600)
 
     allowed = None if names is None else names | {"localhost", "127.0.0.1"}
-    app = create_app(backend, access, progress, Settings(secure=tls is not None, allowed_hosts=allowed,
-                                                         stuck_after=stuck_after, every=every,
-                                                         on_progress=write_progress))
+    settings = Settings(secure=tls is not None, allowed_hosts=allowed, stuck_after=stuck_after, every=every,
+                        on_progress=write_progress, terminals=ClassTerminals(classroom),
+                        sessions=private_dir(folder / "sessions"))
+    app = create_app(backend, access, progress, settings)
     if every is not None:
         observe = app.extensions["reglab_observe"]
 

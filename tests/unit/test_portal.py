@@ -206,9 +206,14 @@ def test_a_cross_site_form_post_is_refused(setup: dict) -> None:
 # -- headers -------------------------------------------------------------------------------
 @pytest.mark.parametrize("url", ["/", "/login", "/api/me", "/static/portal.js"])
 def test_every_answer_has_a_strict_csp(setup: dict, url: str) -> None:
-    response = client_for(setup, "alice").get(url, base_url=BASE)
-    assert response.headers["Content-Security-Policy"] == CSP
-    assert "default-src 'self'" in CSP and "unsafe-inline" not in CSP and "unsafe-eval" not in CSP
+    client = client_for(setup, "alice")
+    response = client.get(url, base_url=BASE)
+    policy = response.headers["Content-Security-Policy"]
+    nonce = re.search(r"'nonce-([A-Za-z0-9_-]{16,})'", policy).group(1)
+    assert policy == CSP.format(nonce=nonce)
+    assert nonce not in client.get(url, base_url=BASE).headers["Content-Security-Policy"]  # a new one each time
+    assert "default-src 'self'; script-src 'self';" in policy
+    assert "unsafe-inline" not in policy and "unsafe-eval" not in policy
     assert response.headers["X-Frame-Options"] == "DENY"
     assert response.headers["Strict-Transport-Security"].startswith("max-age=")
 
