@@ -141,15 +141,21 @@ class RateLimit:
         self._lock = threading.Lock()
         self._seen: dict[str, list[float]] = {}
 
-    def allow(self, key: str) -> bool:
+    def allow(self, key: str, count: bool = True) -> bool:
+        """Whether one more event of `key` is within the limit; `count=False` only asks, not counting it."""
         now = self._clock()
         with self._lock:
             recent = [t for t in self._seen.get(key, []) if now - t < self.seconds]
             if len(recent) >= self.count:
                 self._seen[key] = recent
                 return False
-            recent.append(now)
+            if count:
+                recent.append(now)
             self._seen[key] = recent
             if len(self._seen) > 10_000:  # many addresses: forget those with nothing recent
                 self._seen = {k: v for k, v in self._seen.items() if v and now - v[-1] < self.seconds}
             return True
+
+    def hit(self, key: str) -> None:
+        """Count one event of `key` (a failed login)."""
+        self.allow(key)

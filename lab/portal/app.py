@@ -54,7 +54,9 @@ SECURE_COOKIE = "__Host-reglab"  # the browser keeps it only if Secure, Path=/ a
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'nonce-{nonce}'; img-src 'self'; "
        "connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
        "frame-ancestors 'none'")
-LOGIN_ATTEMPTS = (10, 60.0)  # per client address: attempts, seconds
+# Failed logins per client address: attempts, seconds. Only failures count: a class behind one NAT address
+# opens thirty good links at once.
+LOGIN_ATTEMPTS = (10, 60.0)
 CHECKS = (1, 5.0)  # per student: checks, seconds
 STUCK_AFTER = 15 * 60  # seconds on one step without progress before the instructor sees "stuck"
 SEEN_CHARS = 4000
@@ -198,12 +200,14 @@ def create_app(backend: Backend, access: Access, progress: Progress, settings: S
 
     @app.post("/login")
     def login_post() -> flask.Response:
-        if not logins.allow(flask.request.remote_addr or "?"):
-            return _plain("too many login attempts; wait a minute\n", 429)
+        address = flask.request.remote_addr or "?"
+        if not logins.allow(address, count=False):
+            return _plain("too many failed login attempts; wait a minute\n", 429)
         data = flask.request.get_json(silent=True) or {}
         token = data.get("token") if isinstance(data, dict) else None
         found = access.login(token) if isinstance(token, str) else None
         if found is None:
+            logins.hit(address)
             return _plain("this link is not valid (or was renewed); ask your instructor for yours\n", 403)
         session_id, _ = found
         response = flask.Response(status=204)

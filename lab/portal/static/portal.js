@@ -31,5 +31,10 @@
   const check = document.getElementById("check");
   if (check) { check.addEventListener("click", () => post("/api/check", check, "checking your lab…")); }
   const all = document.getElementById("check-all");
-  if (all) { all.addEventListener("click", () => post("/api/refresh", all, "checking every lab…")); }
+  if (all) {
+    all.addEventListener("click", () => post("/api/refresh", all, "checking every lab…"));
+    // the instructor's view stays live: current steps, times on step, new sessions
+    setInterval(() => { if (!all.disabled) { refreshProgress().catch(error => { note.textContent = error.message; }); } },
+                10000);
+  }
 })();
