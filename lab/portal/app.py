@@ -223,6 +223,10 @@ def create_app(backend: Backend, access: Access, progress: Progress, settings: S
         return response
 
     # -- pages ---------------------------------------------------------------------------
+    @app.get("/favicon.ico")
+    def favicon() -> flask.Response:
+        return flask.Response(status=204)  # browsers ask; a 404 would be an error in every page's console
+
     @app.get("/")
     def home() -> flask.Response | str:
         identity = who()
@@ -325,7 +329,8 @@ def create_app(backend: Backend, access: Access, progress: Progress, settings: S
                 row = cells.get((student, step))
                 statuses.append({"step": step, "status": WORDS[row.result.status] if row else
                                  WORDS[Status.NOT_RUN], "cause": cause_or_check(row.result) if row else ""})
-            rows.append({"student": student, "current": current, "time_on_step": _minutes(on_it),
+            rows.append({"student": student, "current": current if progress.seen(student) else None,
+                         "time_on_step": _minutes(on_it) if progress.seen(student) else "",
                          "seconds_on_step": round(on_it), "stuck": bool(current) and on_it >= settings.stuck_after,
                          "hints": progress.hints_used(student), "cells": statuses,
                          "passed": sum(c["status"] == WORDS[Status.PASS] for c in statuses)})

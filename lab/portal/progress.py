@@ -114,6 +114,11 @@ class Progress:
             since = datetime.fromisoformat(record["since"])
             return record["current"], max(0.0, (self._clock() - since).total_seconds())
 
+    def seen(self, student: str) -> bool:
+        """Whether any check of this student was taken in yet."""
+        with self._lock:
+            return bool(self._data.get(student, {}).get("since"))
+
     def seconds_on(self, student: str, step: str) -> float:
         """Time spent on `step` so far, the running stretch included."""
         current, running = self.position(student)

@@ -348,6 +348,7 @@ def test_instructor_sees_current_step_time_stuck_and_hints(setup: dict) -> None:
     alice = data["rows"][0]
     assert (alice["current"], alice["time_on_step"], alice["stuck"], alice["hints"]) == ("hosts", "11 min", True, 1)
     assert data["rows"][1]["stuck"] is False
+    assert data["rows"][1]["current"] is None  # bob: never checked, not "done"
     page = client.get("/", base_url=BASE).text
     assert "stuck" in page and "11 min" in page
 
