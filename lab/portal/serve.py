@@ -135,14 +135,19 @@ class _Server(ThreadedWSGIServer):
     tls: ssl.SSLContext | None = None
 
     def finish_request(self, request, client_address) -> None:  # noqa: ANN001
-        if self.tls is not None:
-            request.settimeout(HANDSHAKE_SECONDS)
-            try:
-                request = self.tls.wrap_socket(request, server_side=True)
-            except (OSError, ssl.SSLError):
-                return
-            request.settimeout(None)
-        super().finish_request(request, client_address)
+        if self.tls is None:
+            super().finish_request(request, client_address)
+            return
+        request.settimeout(HANDSHAKE_SECONDS)
+        try:
+            wrapped = self.tls.wrap_socket(request, server_side=True)
+        except (OSError, ssl.SSLError):
+            return
+        try:
+            wrapped.settimeout(None)
+            super().finish_request(wrapped, client_address)
+        finally:
+            wrapped.close()  # the plain socket handed over its descriptor: this is the one to close
 
 
 def serve(app, listen: Listen, tls: ssl.SSLContext | None, stop: threading.Event,  # noqa: ANN001

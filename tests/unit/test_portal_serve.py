@@ -132,6 +132,9 @@ def test_serves_https_with_ones_own_certificate_and_gives_every_student_a_link(r
         secret = next(line for line in said if "instructor's link" in line).split("#", 1)[1]
         context = ssl.create_default_context(cafile=str(tmp_path / "ca.pem"))
         base = f"https://127.0.0.1:{port}"
+        import socket
+
+        silent = socket.create_connection(("127.0.0.1", port))  # connects, never says hello: holds up no one
         with pytest.raises(urllib.error.HTTPError) as refused:
             urllib.request.urlopen(f"{base}/api/class", context=context, timeout=5)
         assert refused.value.code == 401
@@ -148,6 +151,7 @@ def test_serves_https_with_ones_own_certificate_and_gives_every_student_a_link(r
             assert "max-age" in answer.headers["Strict-Transport-Security"]
         with pytest.raises(OSError):  # plain HTTP on the TLS port gets nothing: the connection is dropped
             urllib.request.urlopen(f"http://127.0.0.1:{port}/api/class", timeout=5).read()
+        silent.close()
     finally:
         stop.set()
         server.join(5)
