@@ -170,7 +170,11 @@ def run(classroom: Classroom, listen: Listen, *, cert: Path | None = None, key: 
                            "address of the class network (not loopback, not 0.0.0.0)")
         gateway = Gateway(folder / "gateway", listen.host, ssh_port, classroom.name)
         gateway.start(gateway_entries(classroom))
-        give_gateway(classroom, gateway, listen.host)
+        try:
+            give_gateway(classroom, gateway, listen.host)
+        except BaseException:
+            gateway.stop()
+            raise
         say(f"SSH gateway: {listen.host}:{ssh_port} (account {gateway.user}); bundles reach the machines through "
             "it (ProxyJump)")
 
