@@ -116,9 +116,12 @@ def test_students_work_from_their_laptops_through_the_portal_and_the_gateway(cla
         assert direct.returncode == 255, "the laptop reaches the labs' network without the gateway"
         other = laptop_ssh(config, "-o", f"HostName={bob_registry}", "registry", "true")
         assert other.returncode == 255 and "prohibited" in other.stderr, other.stderr
-        bob_via_ada_key = laptop_ssh(bundles["bob"] / "ssh_config", "-o", f"IdentityFile={bundles['ada']}/id_ed25519",
-                                     "registry", "true")
-        assert bob_via_ada_key.returncode == 255, bob_via_ada_key.stderr
+        # bob's own ssh_config, with ada's key in place of his (ssh adds -o IdentityFile to the config's own)
+        borrowed = tmp_path / "bob_config_with_ada_key"
+        borrowed.write_text((bundles["bob"] / "ssh_config").read_text().replace(
+            str(bundles["bob"] / "id_ed25519"), str(bundles["ada"] / "id_ed25519")))
+        bob_via_ada_key = laptop_ssh(borrowed, "registry", "true")
+        assert bob_via_ada_key.returncode == 255 and "prohibited" in bob_via_ada_key.stderr, bob_via_ada_key.stderr
         other_port = laptop_ssh(config, "-W", f"{ada_registry}:443", "reglab-gateway")
         assert other_port.returncode == 255 and "prohibited" in other_port.stderr, other_port.stderr
         shell = laptop_ssh(config, "reglab-gateway", "id")
