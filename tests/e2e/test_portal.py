@@ -151,24 +151,27 @@ def test_students_work_from_their_laptops_through_the_portal_and_the_gateway(cla
         stop.set()
         server.join(30)
 
+    print(json.dumps(seen, indent=1))  # shown by pytest when an assertion below fails
     assert seen["elsewhere"] == [], seen["elsewhere"]
     assert seen["stranger_status"] == 401 and seen["stranger_api"] == 401
     assert "ada" not in seen["stranger_text"] and lab.domain not in seen["stranger_text"]
     assert "#" not in seen["address_bar"], "the link's token stays in the address bar"
     assert lab.domain in seen["client_screen"], seen["client_screen"]
-    assert seen["hosts_status"] == "pass"
     assert seen["cross_site_statuses"] == [403], seen["cross_site_statuses"]
     assert seen["hint_levels"] == [["1"], ["1", "2"], ["1", "2", "3"]], seen["hint_levels"]
-    assert [level for level, _ in seen["hints"]] == ["1", "2", "3"], seen["hints"]
     assert [re.sub(r"\s+", " ", text) for _, text in seen["hints"]] == [
         "Hint 1 (cause)", "Hint 2 (fix)", "Hint 3 (commands)"]
-    assert seen["current_step"] != "hosts"
-    assert seen["grid_hosts"] == "pass"
     assert seen["grid_current"].startswith(seen["current_step"])
     assert re.fullmatch(r"\d+ min", seen["grid_time"]), seen["grid_time"]
     assert int(seen["grid_hints"]) >= 3
     assert lab.domain in seen["replay_screen"], seen["replay_screen"]
     assert not seen["errors"], seen["errors"]
+    # The hosts step, typed in the terminals, passes on the student's page and in the instructor's grid.
+    # NOTE: needs every step graded on its own (issue 19 item 6): a check-only run that stops at the
+    # first failed step (local-registry, not done here) leaves `hosts` "not-checked".
+    assert seen["hosts_status"] == "pass"
+    assert seen["current_step"] != "hosts"
+    assert seen["grid_hosts"] == "pass"
     progress = (room.dir / "portal" / "progress.csv").read_text()
     assert "ada,hosts," in progress
     recordings = list((room.dir / "portal" / "sessions" / "ada").glob("*-client.cast"))
