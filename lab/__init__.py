@@ -13,7 +13,9 @@ from one after it, and no module imports back into one that imports it
   OS families, provisioning, images, boxes, warm starts, the host's own setup.
 - `engine`: solving and checking steps on the machines, a lab's state, the session that ties it together.
 - `classroom`: a class: roster, networks, students' labs, gradebook, dashboard.
+- `portal`: the class portal over TLS: logins, each student's page with checks and hints, the instructor's
+  live view, the SSH gateway to the students' machines.
 - `cli`: the `reglab` command.
 
-Layers, lowest first: common, pki, tutorial, model, reports, machines, engine, classroom, cli.
+Layers, lowest first: common, pki, tutorial, model, reports, machines, engine, classroom, portal, cli.
 """

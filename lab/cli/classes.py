@@ -89,9 +89,28 @@ def class_command(args: argparse.Namespace, out: TextIO, err: TextIO) -> ExitSta
             print_outcomes(outcomes, "lab down", out)
             return ExitStatus.OK if all(o.ok for o in outcomes) else ExitStatus.FAILED
         if action == "bundle":
-            print(room.bundle(room.member(args.student)), file=out)
+            member = room.member(args.student)
+            text = room.bundle(member)
+            from lab.portal.run import LINK_FILE, new_link
+
+            if args.new_link:
+                new_link(room, member.id)
+            link_file = room.dir / "students" / member.id / LINK_FILE
+            if link_file.is_file():
+                text += f"\nportal: {link_file.read_text().strip()}\n"
+            print(text, file=out)
+            return ExitStatus.OK
+        if action == "serve" and args.listen:
+            from lab.portal import run as portal
+            from lab.portal.serve import parse_listen
+
+            portal.run(room, parse_listen(args.listen), cert=args.cert, key=args.key, every=args.every,
+                       stuck_after=args.stuck_after * 60, ssh_port=args.ssh_port,
+                       say=lambda line: print(line, file=out, flush=True))
             return ExitStatus.OK
         if action == "serve":
+            if args.cert or args.key:
+                raise LabError("--cert and --key go with --listen ADDR:PORT (the portal over HTTPS)")
             from lab.classroom.dashboard import serve
 
             board = ClassBoard(room)

@@ -142,11 +142,25 @@ def build_parser(out: TextIO | None = None, err: TextIO | None = None) -> argpar
     class_sub.add_parser("down", help="destroy every lab of the class and the students' keys (the gradebook stays)")
     class_bundle = class_sub.add_parser("bundle", help="what to hand a student: ssh_config, key, registry login")
     class_bundle.add_argument("student")
-    class_serve = class_sub.add_parser("serve", help="the instructor's dashboard on localhost")
+    class_bundle.add_argument("--new-link", action="store_true",
+                              help="give the student a new portal link (the old one stops working at once)")
+    class_serve = class_sub.add_parser("serve", help="the class portal: the instructor's view and each student's "
+                                                     "page (HTTPS off loopback)")
     class_serve.add_argument("--port", type=whole_number(0, PORT_MAX, "a TCP port"), default=8765,
                              help="the TCP port on 127.0.0.1, 0 for any free one (default 8765)")
     class_serve.add_argument("--every", type=whole_number(1, EVERY_MAX, "a whole number of seconds"),
                              help=f"re-check every N seconds, 1 to {EVERY_MAX} (default: on demand only)")
+    class_serve.add_argument("--listen", metavar="ADDR:PORT",
+                             help="serve the portal on this address, over HTTPS unless it is loopback (students "
+                                  "log in with their links); without it, the dashboard on 127.0.0.1:--port")
+    class_serve.add_argument("--cert", type=Path, help="with --listen: your own certificate (PEM) instead of one "
+                                                       "from the class's CA")
+    class_serve.add_argument("--key", type=Path, help="with --cert: its private key (PEM)")
+    class_serve.add_argument("--ssh-port", type=whole_number(1, PORT_MAX, "a TCP port"),
+                             help="with --listen: also run the class's SSH gateway (OpenSSH) on this port of the same "
+                                  "address; the bundles' ssh_config then reach the machines through it")
+    class_serve.add_argument("--stuck-after", type=whole_number(1, 24 * 60, "a whole number of minutes"), default=15,
+                             help="with --listen: minutes on one step before a student is shown stuck (default 15)")
     image = sub.add_parser("image", help="build images on the host")
     image_sub = image.add_subparsers(dest="image_command", required=True, metavar="ACTION")
     build = image_sub.add_parser("build", help="build an image: node (the machine image) or lab")

@@ -38,6 +38,39 @@ def instructions(session: Session, step_id: str) -> str:
     return "\n".join(lines)
 
 
+def tutorial_text(session: Session, step_id: str) -> str:
+    """The tutorial's own text of a step (the code blocks it cites), with this lab's values in place of the
+    text's placeholders. The text is data: only the scenario's values are rendered, never the text, and a
+    secret placeholder stays a word the student knows (their password is in their bundle)."""
+    from lab.common.yamlfile import read_yaml
+    from lab.tutorial import commands
+    from lab.tutorial.text import substitute
+
+    step = session.scenario.step(step_id)
+    lab = session.lab
+    text = commands.load(read_yaml(session.scenario.path, "scenario file"), session.scenario.path)
+    if text is None or not step.tutorial:
+        return step.why or step.title
+    ctx = session.context()
+    family = _family(session, next(iter(step.solve), lab.machines[0].name))
+    variables = template_variables(lab, ctx.images, family, _Shown(lab.users[0].name), _Placeholders())
+    values = {name: ("YOUR-REGISTRY-PASSWORD" if name in text.secrets else template)
+              for name, template in text.values.items()}
+    # The text writes the scenario's own domain where this lab (a class's) may have another: it is a value too.
+    if lab.manifest.domain != lab.domain:
+        values.setdefault(lab.manifest.domain, "{{ domain }}")
+    by_number = {block.number: block for block in text.blocks}
+    parts = []
+    for cite in step.tutorial:
+        block = by_number.get(cite.block)
+        if block is None:
+            continue
+        shown = substitute(block.text, values).render(lambda template: str(render_value(ctx.jinja, template,
+                                                                                         variables)))
+        parts.append(f"# {block.section}\n{shown}" + (f"\n# ({cite.why})" if cite.why else ""))
+    return "\n\n".join(parts) or step.title
+
+
 def _describe(action: dict[str, Any], jinja, variables: dict[str, Any], family) -> list[str]:  # noqa: ANN001
     kind = kind_of(action, ACTION_KINDS)
 

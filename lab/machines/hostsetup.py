@@ -96,6 +96,10 @@ def needs(provider: str, browser: bool = False) -> list[Need]:
         ]
     if browser:
         found.append(Need("Chromium (for the dashboard's browser tests)", "chromium", CHROMIUM.exists))
+        # the portal's e2e: Chromium trusts the class CA through an NSS database; the SSH gateway is OpenSSH's sshd
+        found.append(Need("certutil (the portal's browser test)", "libnss3-tools",
+                          lambda: shutil.which("certutil") is not None))
+        found.append(Need("sshd (the class's SSH gateway)", "openssh-server", Path("/usr/sbin/sshd").exists))
     return found
 
 

@@ -80,6 +80,7 @@ ORDER = (
     "test_platforms.py",  # a Debian 13 lab of its own
     "test_class.py",
     "test_dashboard_browser.py",
+    "test_portal.py",  # its own class, pool and laptop namespace
     "test_machines_change.py",  # takes machines away
     "test_down.py",  # last: nothing of the lab is left
 )
