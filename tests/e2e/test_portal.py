@@ -78,7 +78,8 @@ def classroom(tmp_path, lab_cli, laptop):
     roster = tmp_path / f"{CLASS}.csv"
     roster.write_text("id\n" + "".join(f"{s}\n" for s in STUDENTS))
     try:
-        status, out, err = lab_cli(base, "class", "--name", CLASS, "up", str(roster), "--pool", POOL, "--jobs", "2")
+        status, out, err = lab_cli(base, "class", "--name", CLASS, "up", str(roster), "--pool", POOL, "--jobs", "2",
+                                      "--students-are-root-on-this-host")
         assert status == 0, out + err
         yield Classroom.open(base, CLASS, Progress(quiet=True))
     finally:

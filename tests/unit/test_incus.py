@@ -12,10 +12,10 @@ import pytest
 from lab.common.errors import LabError
 from lab.machines import hostapt, incus
 from lab.machines.boxes import container
-from lab.model.platforms import PLATFORMS
 from lab.machines.providers import incus as provider
 from lab.model.credentials import Redactor
 from lab.model.labfile import load
+from lab.model.platforms import PLATFORMS
 
 LIST = json.dumps([
     {"name": "lab1-registry", "status": "Running",
