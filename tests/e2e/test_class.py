@@ -95,15 +95,21 @@ def test_a_class_of_four_is_booted_isolated_graded_and_removed(classroom, lab_cl
     assert Path("/proc/sys/net/bridge/bridge-nf-call-iptables").read_text().strip() == "1"
 
     # Rules that name old addresses (as after a dockerd restart) are made again by the next command.
+    # Both labs' rules go stale (each lab's rules drop its machines' traffic both ways), so the two meet...
     ada_bridge = subprocess.run(["docker", "inspect", "-f", "{{.NetworkSettings.IPAddress}}", "net101-ada-registry"],
                                 capture_output=True, text=True, timeout=30).stdout.strip()
     _stale_rules("reglab-lab:net101-ada", "172.17.255.254")
-    assert _on(bundles["bob"], "client", probe.format(ada_bridge)) == "open", "stale rules still held"
+    _stale_rules("reglab-lab:net101-bob", "172.17.255.253")
+    assert _on(bundles["ada"], "client", probe.format(bob_bridge)) == "open", "stale rules still held"
+    # ...until ada runs a command: her lab's rules are made for her machines' addresses now.
     lab_cli(room.member("ada").lab_file, "check", "hosts")  # not solved yet (exit 1); the rules are what counts
     rules = subprocess.run(["iptables", "-w", "10", "-S", "DOCKER-USER"], capture_output=True, text=True,
                            timeout=30).stdout
     assert f"-s {ada_bridge}/32" in rules and "172.17.255.254" not in rules, rules
-    assert _on(bundles["bob"], "client", probe.format(ada_bridge)) == "closed", ada_bridge
+    assert _on(bundles["ada"], "client", probe.format(bob_bridge)) == "closed", bob_bridge
+    lab_cli(room.member("bob").lab_file, "check", "hosts")
+    assert "172.17.255.253" not in subprocess.run(["iptables", "-w", "10", "-S", "DOCKER-USER"], capture_output=True,
+                                                  text=True, timeout=30).stdout
 
     # Every student does the `hosts` step; the class check passes it for all.
     for student in STUDENTS:
