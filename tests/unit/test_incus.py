@@ -208,10 +208,11 @@ def test_docker_in_a_machine_uses_overlay2_whatever_the_pool():
     assert json.loads(container.guest_files()["/etc/docker/daemon.json"][1]) == {"storage-driver": "overlay2"}
 
 
-def test_inotify_limits_are_raised_never_lowered():
-    assert incus.raised_limits({"fs.inotify.max_user_instances": 128, "fs.inotify.max_user_watches": 2000000}) == \
-        {"fs.inotify.max_user_instances": 8192}
-    assert incus.raised_limits(dict.fromkeys(incus.INOTIFY, 10**7)) == {}
+def test_inotify_and_keyring_limits_are_raised_never_lowered():
+    assert incus.raised_limits({"fs.inotify.max_user_instances": 128, "fs.inotify.max_user_watches": 2000000,
+                                "kernel.keys.maxkeys": 200, "kernel.keys.maxbytes": 10**7}) == \
+        {"fs.inotify.max_user_instances": 8192, "kernel.keys.maxkeys": 2000}
+    assert incus.raised_limits(dict.fromkeys(incus.HOST_LIMITS, 10**7)) == {}
 
 
 def test_a_cached_root_file_system_the_host_did_not_record_is_built_again(tmp_path, monkeypatch):
