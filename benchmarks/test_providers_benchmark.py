@@ -9,8 +9,9 @@ case on each provider, through the real CLI as an instructor types it:
 - boot: `reglab class up ROSTER --jobs J` from start to exit (every lab up,
   provisioned and its student's key granted; warm images as the host has them);
 - memory per lab: the resident memory of every process in the lab's two
-  machines (`ps` inside each, the same count on both providers), and on Incus
-  also the containers' memory cgroups (page cache included), as Incus reports;
+  machines (the sum of their RSS, the same count on both providers), and on
+  Incus also the containers' memory cgroups (page cache included), as Incus
+  reports;
 - a student's wait: `reglab check --all` in the first lab, the real command
   (Python's start included), best of 2, while all the labs run.
 """
@@ -46,7 +47,7 @@ def _reglab(lab_file: Path, *args: str, timeout: float = 3600) -> tuple[int, flo
 
 
 def _rss_mib(command: list[str]) -> float:
-    """The summed RSS of the processes `command` (a `ps -eo rss=` inside a machine) lists."""
+    """The summed RSS of the processes `command` (a `ps` of a machine's processes) lists."""
     out = subprocess.run(command, capture_output=True, text=True, timeout=60).stdout
     return sum(int(v) for v in out.split() if v.isdigit()) / 1024
 
@@ -54,7 +55,7 @@ def _rss_mib(command: list[str]) -> float:
 def _machine_memory(lab: str, machine: str) -> tuple[float, float | None]:
     """(processes' RSS, cgroup memory or None) of one machine, in MiB."""
     if PROVIDER == "docker":
-        return _rss_mib(["docker", "exec", f"{lab}-{machine}", "ps", "-eo", "rss="]), None
+        return _rss_mib(["docker", "top", f"{lab}-{machine}", "-o", "rss"]), None  # the host's ps, header "RSS"
     from lab.machines import incus
 
     name = incus.instance_name(lab, machine)
