@@ -49,13 +49,14 @@ def _reglab(lab_file: Path, *args: str, timeout: float = 3600) -> tuple[int, flo
 def _rss_mib(command: list[str]) -> float:
     """The summed RSS of the processes `command` (a `ps` of a machine's processes) lists."""
     out = subprocess.run(command, capture_output=True, text=True, timeout=60).stdout
-    return sum(int(v) for v in out.split() if v.isdigit()) / 1024
+    rss = [line.split()[-1] for line in out.splitlines() if line.split()]
+    return sum(int(v) for v in rss if v.isdigit()) / 1024  # the last column; a header ("RSS") is skipped
 
 
 def _machine_memory(lab: str, machine: str) -> tuple[float, float | None]:
     """(processes' RSS, cgroup memory or None) of one machine, in MiB."""
     if PROVIDER == "docker":
-        return _rss_mib(["docker", "top", f"{lab}-{machine}", "-o", "rss"]), None  # the host's ps, header "RSS"
+        return _rss_mib(["docker", "top", f"{lab}-{machine}", "-o", "pid,rss"]), None  # docker top needs the pid
     from lab.machines import incus
 
     name = incus.instance_name(lab, machine)
@@ -90,6 +91,7 @@ def test_labs_per_host(benchmark, tmp_path):
             rss.append(sum(r for r, _ in both))
             if all(c is not None for _, c in both):
                 cgroups.append(sum(c for _, c in both))
+        assert all(r > 0 for r in rss), f"no memory counted for a lab's machines: {rss}"
         info["memory_per_lab_rss_mib"] = round(sum(rss) / LABS)
         if cgroups:
             info["memory_per_lab_cgroup_mib"] = round(sum(cgroups) / len(cgroups))
