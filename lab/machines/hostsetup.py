@@ -244,10 +244,10 @@ def start_daemon(argv: list[str], log: Path, env: dict[str, str] | None = None) 
 SYSCTL_FILE = Path("/etc/sysctl.d/60-reglab-incus.conf")
 
 
-def raise_inotify(log_dir: Path, say: Callable[[str], None]) -> None:
-    """inotify limits high enough for many containers (now, and kept in /etc/sysctl.d for the next boot)."""
+def raise_limits(log_dir: Path, say: Callable[[str], None]) -> None:
+    """inotify and keyring limits high enough for many containers (now, and kept in /etc/sysctl.d for the next boot)."""
     current = {}
-    for key in incus.INOTIFY:
+    for key in incus.HOST_LIMITS:
         try:
             current[key] = int(Path("/proc/sys", *key.split(".")).read_text())
         except (OSError, ValueError):
@@ -258,8 +258,8 @@ def raise_inotify(log_dir: Path, say: Callable[[str], None]) -> None:
     say(f"raising {', '.join(f'{k}={v}' for k, v in wanted.items())} (every container's root shares them)")
     Runner(log_dir / "hostsetup.log")(as_root(["sysctl", "-w", *(f"{k}={v}" for k, v in wanted.items())]),
                                       timeout=30)
-    SYSCTL_FILE.write_text("# reglab: Incus containers share their unprivileged uid's inotify limits\n"
-                           + "".join(f"{k} = {v}\n" for k, v in incus.INOTIFY.items()))
+    SYSCTL_FILE.write_text("# reglab: Incus containers share their unprivileged uid's inotify and keyring limits\n"
+                           + "".join(f"{k} = {v}\n" for k, v in incus.HOST_LIMITS.items()))
 
 
 def prepare_incus(log_dir: Path, say: Callable[[str], None]) -> None:
@@ -285,7 +285,7 @@ def prepare_incus(log_dir: Path, say: Callable[[str], None]) -> None:
                  INCUS_WAIT + 10, log_dir / "hostsetup.log")
         if not poll(incus_answers, INCUS_WAIT):
             raise LabFailure(f"Incus did not answer within {INCUS_WAIT}s (incus info); see {log}")
-    raise_inotify(log_dir, say)
+    raise_limits(log_dir, say)
     pools = incus.parse_json(probe(["incus", "storage", "list", "--format", "json"], timeout=60) or "", "storage list")
     if not incus.initialised(pools):
         driver = "btrfs" if btrfs_in_kernel() and shutil.which("mkfs.btrfs") else "dir"

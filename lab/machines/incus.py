@@ -112,15 +112,19 @@ def preseed(pool: str = "default", driver: str = "dir") -> str:
     )
 
 
-# Every container's root is the same unprivileged uid on the host, so they share its per-user inotify
-# limits: at the kernel's default of 128 instances a few labs use them up and systemd-udevd fails in the
-# next machine (eth0 then stays "pending": no address). Incus's production setup raises them.
-INOTIFY = {"fs.inotify.max_user_instances": 8192, "fs.inotify.max_user_watches": 1048576}
+# Every container's root is the same unprivileged uid on the host, so they share its per-user limits
+# (Incus's production setup raises them):
+# - inotify: at the kernel's default of 128 instances a few labs use them up and systemd-udevd fails in
+#   the next machine (eth0 then stays "pending": no address);
+# - keys: each container Docker starts inside a machine takes a session keyring; at the default 200 keys
+#   and 20000 bytes, 8 labs' `docker run` failed with "unable to create session key: disk quota exceeded".
+HOST_LIMITS = {"fs.inotify.max_user_instances": 8192, "fs.inotify.max_user_watches": 1048576,
+               "kernel.keys.maxkeys": 2000, "kernel.keys.maxbytes": 2000000}
 
 
 def raised_limits(current: Mapping[str, int]) -> dict[str, int]:
     """The sysctls to raise (never lower) for many containers. Pure."""
-    return {key: want for key, want in INOTIFY.items() if current.get(key, 0) < want}
+    return {key: want for key, want in HOST_LIMITS.items() if current.get(key, 0) < want}
 
 
 def root_pool(profile: Any, pools: Any) -> str | None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from lab.common.errors import LabError
+from lab.common.errors import LabError, LabFailure
 from lab.machines import hostapt, incus
 from lab.machines.boxes import container
 from lab.machines.providers import incus as provider
@@ -144,16 +144,25 @@ def test_a_host_key_read_through_incus_becomes_a_known_hosts_line():
 class FakeIncus:
     """What `incus` answers, from canned JSON; every command recorded, none run."""
 
-    def __init__(self, listing: str, networks: str = "[]", images: str = "[]") -> None:
+    def __init__(self, listing: str, networks: str = "[]", images: str = "[]", failing: int = 0) -> None:
         self.answers = {"list": listing, "network list": networks, "image list": images}
         self.calls: list[tuple[str, ...]] = []
+        self.failing = failing  # how many `network delete`s fail (as when another lab's bridge goes meanwhile)
+
+    def _fails(self, args: tuple[str, ...]) -> bool:
+        self.calls.append(args)
+        if args[:2] == ("network", "delete") and self.failing > 0:
+            self.failing -= 1
+            return True
+        return False
 
     def __call__(self, *args: str, **kwargs) -> str:
-        self.calls.append(args)
+        if self._fails(args):
+            raise LabFailure(f"`incus {' '.join(args)}` failed (exit 1)")
         return ""
 
     def ok(self, *args: str, **kwargs) -> bool:
-        return True
+        return not self._fails(args)
 
     def json(self, *args: str, **kwargs):
         return json.loads(self.answers[" ".join(args)])
@@ -192,6 +201,27 @@ def test_down_removes_this_labs_containers_network_and_images_and_nothing_else(t
     assert removed[0] == "container lab1-registry"
 
 
+@pytest.mark.parametrize("failing", [2, 9])
+def test_a_bridge_delete_that_fails_while_the_bridge_is_there_is_tried_again(tmp_path, monkeypatch, failing):
+    lab = incus_lab(tmp_path)
+    state = str(lab.state_dir)
+    bridge = incus.bridge_name(state)
+    fake = FakeIncus("[]", json.dumps([{"name": bridge, "config": {"user.reglab.lab": "lab1",
+                                                                   "user.reglab.state": state}}]), failing=failing)
+    made = provider.IncusProvider(lab, Redactor(), say=lambda _m: None)
+    made.incus = fake
+    monkeypatch.setattr(provider.shutil, "which", lambda _n: "/usr/bin/incus")
+    monkeypatch.setattr(provider.time, "sleep", lambda _s: None)
+    monkeypatch.setattr(made, "remove_forwarding", lambda: 0)
+    if failing < provider.BRIDGE_DELETE_TRIES:
+        assert made.down() == [f"network {bridge}"]
+        assert fake.calls.count(("network", "delete", bridge)) == failing + 1
+    else:  # still failing at the last try: the error is Incus's, not swallowed
+        with pytest.raises(LabFailure, match="network delete"):
+            made.down()
+        assert fake.calls.count(("network", "delete", bridge)) == provider.BRIDGE_DELETE_TRIES
+
+
 def test_a_container_of_the_same_name_that_is_not_this_labs_is_refused_by_name(tmp_path, monkeypatch):
     lab = incus_lab(tmp_path)
     made = provider.IncusProvider(lab, Redactor(), say=lambda _m: None)
@@ -210,10 +240,11 @@ def test_docker_in_a_machine_uses_overlay2_whatever_the_pool():
     assert json.loads(container.guest_files()["/etc/docker/daemon.json"][1]) == {"storage-driver": "overlay2"}
 
 
-def test_inotify_limits_are_raised_never_lowered():
-    assert incus.raised_limits({"fs.inotify.max_user_instances": 128, "fs.inotify.max_user_watches": 2000000}) == \
-        {"fs.inotify.max_user_instances": 8192}
-    assert incus.raised_limits(dict.fromkeys(incus.INOTIFY, 10**7)) == {}
+def test_inotify_and_keyring_limits_are_raised_never_lowered():
+    assert incus.raised_limits({"fs.inotify.max_user_instances": 128, "fs.inotify.max_user_watches": 2000000,
+                                "kernel.keys.maxkeys": 200, "kernel.keys.maxbytes": 10**7}) == \
+        {"fs.inotify.max_user_instances": 8192, "kernel.keys.maxkeys": 2000}
+    assert incus.raised_limits(dict.fromkeys(incus.HOST_LIMITS, 10**7)) == {}
 
 
 def test_a_cached_root_file_system_the_host_did_not_record_is_built_again(tmp_path, monkeypatch):

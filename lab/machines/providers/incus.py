@@ -52,6 +52,7 @@ USER = "vagrant"  # the machines' sudo user, as on every provider's image
 USER_ID = 1000  # its uid in the image (the first user made)
 HOST_KEY = "/etc/ssh/ssh_host_ed25519_key.pub"
 HOST_KEY_WAIT = 60
+BRIDGE_DELETE_TRIES = 5  # another lab's bridge deleted at the same moment fails Incus's delete of ours
 INCUS_MISSING = ("Incus does not answer here (`incus info`); install and start it with "
                  "`REGLAB_PROVIDER=incus python -m lab.machines.hostsetup` (as root)")
 
@@ -347,7 +348,7 @@ class IncusProvider:
             for network in self.incus.json("network", "list"):
                 if isinstance(network, dict) and network.get("name") == self.bridge and \
                         incus.ours(network.get("config") or {}, self.lab.name, self.state):
-                    self.incus("network", "delete", self.bridge)
+                    self._delete_bridge()
                     removed.append(f"network {self.bridge}")
             for image in incus.images(self.incus.json("image", "list")):
                 if incus.ours(image.properties, self.lab.name, self.state):
@@ -359,6 +360,19 @@ class IncusProvider:
         for path in (self.ssh_config_path, self.known_hosts, self.key, Path(f"{self.key}.pub")):
             path.unlink(missing_ok=True)
         return removed
+
+
+    def _delete_bridge(self) -> None:
+        """The lab's bridge, tried again while it is still there.
+
+        NOTE: Incus 6.0 lists every bridge's children to delete one, and fails when another lab's
+        bridge goes in between ("Device ... does not exist"): 2 of 8 labs' `class down` did.
+        """
+        for attempt in range(BRIDGE_DELETE_TRIES - 1):
+            if self.incus.ok("network", "delete", self.bridge) or not self.incus.ok("network", "show", self.bridge):
+                return
+            time.sleep(0.5 * (attempt + 1))
+        self.incus("network", "delete", self.bridge)  # the last try: its failure is the error
 
 
 def _split(rule: str) -> list[str]:
