@@ -33,7 +33,7 @@ pytestmark = pytest.mark.e2e
 PROVIDER = os.environ.get("REGLAB_BENCH_PROVIDER", "incus")
 LABS = int(os.environ.get("REGLAB_BENCH_LABS", "8"))
 JOBS = int(os.environ.get("REGLAB_BENCH_JOBS", str(LABS)))
-# Class names and pools of their own: clear of the class tests (net101 on 10.77/16, incus101 on 10.79/16).
+# Class names and pools of their own: clear of the class tests (net101 on 10.77/16, incus101 on 10.82/16).
 CLASS = {"incus": "benchincus", "docker": "benchdocker"}
 POOL = {"incus": "10.80.0.0/16", "docker": "10.81.0.0/16"}
 REGLAB = str(Path(sys.executable).parent / "reglab")

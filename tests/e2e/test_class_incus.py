@@ -9,7 +9,7 @@ student only; root in a student's machine is an unmapped uid on the host;
 `class down` leaves no container, network, image or firewall rule of the
 class (the shared base and warm images stay: other labs start from them).
 
-Its pool (10.79.0.0/16) and class name keep it apart from the docker class
+Its pool (10.82.0.0/16) and class name keep it apart from the docker class
 (net101 on 10.77.0.0/16) and from the e2e-incus labs (10.78.33/34.0/24).
 """
 
@@ -33,7 +33,7 @@ pytestmark = pytest.mark.e2e
 
 STUDENTS = ["ada", "bob", "cyd", "dee"]
 CLASS = "incus101"
-POOL = "10.79.0.0/16"
+POOL = "10.82.0.0/16"
 MARK = "31337.26"  # `sleep MARK`: started with sudo in bob's client, found again on the host
 
 
@@ -104,7 +104,7 @@ def test_a_class_of_four_on_incus_is_booted_isolated_graded_and_removed(classroo
     room = Classroom.open(base, None, Progress(quiet=True))
     assert [m.id for m in room.members] == STUDENTS
     subnets = {m.id: m.subnet for m in room.members}
-    assert len(set(subnets.values())) == 4 and all(str(s).startswith("10.79.") for s in subnets.values()), subnets
+    assert len(set(subnets.values())) == 4 and all(str(s).startswith("10.82.") for s in subnets.values()), subnets
     bundles = {s: room.dir / "students" / s for s in STUDENTS}
     assert all((b / "id_ed25519").stat().st_mode & 0o777 == 0o600 for b in bundles.values())
     registry = {s: str(subnets[s].network_address + 10) for s in STUDENTS}
@@ -182,5 +182,5 @@ def test_a_class_of_four_on_incus_is_booted_isolated_graded_and_removed(classroo
     assert not images, images
     rules = subprocess.run(["iptables", "-S"], capture_output=True, text=True, timeout=60, check=True).stdout
     left_rules = [line for line in rules.splitlines()
-                  if "10.79." in line or any(f"{incus.RULE_TAG}:{b}" in line for b in bridges)]
+                  if "10.82." in line or any(f"{incus.RULE_TAG}:{b}" in line for b in bridges)]
     assert not left_rules, left_rules

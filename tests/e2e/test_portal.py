@@ -39,7 +39,7 @@ CLASS = "portalgw"
 POOL = "10.77.236.0/23"
 NETNS = "rgl-laptop"
 HOST_IF, LAPTOP_IF = "rglp-h", "rglp-n"
-HOST_IP, LAPTOP_IP = "10.79.236.1", "10.79.236.2"
+HOST_IP, LAPTOP_IP = "10.83.236.1", "10.83.236.2"
 PORTAL_PORT, SSH_PORT, OTHER_SITE_PORT = 8443, 2222, 8999
 STUDENTS = ["ada", "bob"]
 
