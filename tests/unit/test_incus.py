@@ -289,3 +289,21 @@ def test_machine_images_of_older_recipes_are_pruned_and_nothing_else(tmp_path):
     made = provider.IncusProvider(lab, Redactor(), say=lambda _m: None)
     made.incus = fake
     assert made.prune_bases("reglab-debian12-new") == ["reglab-debian12-older", "reglab-debian12-oldest"]
+
+
+def test_a_labs_bridge_rules_that_are_gone_are_made_again_and_present_ones_are_left(tmp_path, monkeypatch):
+    """Issue 17 item 4: a host restart or firewall reload flushes the rules; the next command makes them again."""
+    lab = incus_lab(tmp_path)
+    made = provider.IncusProvider(lab, Redactor(), say=lambda _m: None)
+    remade: list[str] = []
+    listing = {"now": "-N DOCKER-USER\n-A DOCKER-USER -j RETURN\n"}
+    monkeypatch.setattr(made, "_iptables", lambda: ["iptables", "-w", "10"])
+    monkeypatch.setattr(made, "_chain", lambda _ipt: "DOCKER-USER")
+    monkeypatch.setattr(provider, "probe", lambda argv, timeout: listing["now"])
+    monkeypatch.setattr(made, "allow_forwarding", lambda: remade.append("rules"))
+    assert made.keep_apart() == [made.bridge] and remade == ["rules"]
+    listing["now"] += f'-A DOCKER-USER -i {made.bridge} -m comment --comment "{incus.RULE_TAG}:{made.bridge}" -j DROP\n'
+    assert made.keep_apart() == [] and remade == ["rules"]
+    assert made.isolation() is None
+    monkeypatch.setattr(made, "_iptables", lambda: None)
+    assert "as root" in made.isolation() and made.keep_apart() == []

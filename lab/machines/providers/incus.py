@@ -218,6 +218,29 @@ class IncusProvider:
         for rule in reversed(incus.forward_rules(self.bridge, uplink)):
             self.run([*iptables, "-I", chain, "1", *rule], timeout=30)
 
+    def isolation(self) -> str | None:
+        """Why this lab's machines would not be kept apart from other labs', or None.
+
+        NOTE: labs on Incus are bridges of their own; traffic between them is
+        routed through the host's FORWARD chain, where reglab's rules for each
+        bridge let only the lab's own traffic through (br_netfilter is not needed).
+        """
+        if self._iptables() is None:
+            return "keeping Incus labs apart needs iptables rules for each lab's bridge, made as root"
+        return None
+
+    def keep_apart(self) -> list[str]:
+        """The bridge's rules made again when they are gone (a host restart or a firewall reload flushes them)."""
+        iptables = self._iptables()
+        if iptables is None:
+            return []
+        chain = self._chain(iptables)
+        if incus.tagged_rules(probe([*iptables, "-S", chain], timeout=30) or "", chain, self.bridge):
+            return []
+        self.say(f"the firewall rules of this lab's bridge {self.bridge} were gone: made again")
+        self.allow_forwarding()
+        return [self.bridge]
+
     def remove_forwarding(self) -> int:
         iptables = self._iptables()
         if iptables is None:
