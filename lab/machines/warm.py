@@ -265,16 +265,11 @@ RESTORE_UNIT = "reglab-warm-restore"
 RESTORE_AFTER_S = 300
 
 
-def set_aside(own_files: tuple[str, ...]) -> str:
-    """The machine's own files into a tar in tmpfs, then removed, so a copy taken now holds none of them.
-
-    NOTE: until they are put back, the machine accepts no new SSH connection
-    (no host keys): a timer in it puts them back by itself after
-    RESTORE_AFTER_S if reglab cannot (interrupted, connection lost).
-    """
+def _stash(own_files: tuple[str, ...]) -> list[str]:
+    """Shell lines that tar the machine's own files into tmpfs and arm the timer that puts them back."""
     own = " ".join(own_files)
     heal = shlex.quote(f"test -f {STASH}/own.tar && {RESTORE_VM}")
-    return "; ".join([
+    return [
         "set -e",
         f"rm -rf {STASH}",
         f"mkdir -m 0700 {STASH}",
@@ -282,6 +277,18 @@ def set_aside(own_files: tuple[str, ...]) -> str:
         f"tar -cpf {STASH}/own.tar $(ls -d {own} 2>/dev/null)",
         f"systemctl stop {RESTORE_UNIT}.timer 2>/dev/null || true",
         f"systemd-run --quiet --collect --unit={RESTORE_UNIT} --on-active={RESTORE_AFTER_S} sh -c {heal}",
+    ]
+
+
+def set_aside(own_files: tuple[str, ...]) -> str:
+    """The machine's own files into a tar in tmpfs, then removed, so a copy taken now holds none of them.
+
+    NOTE: until they are put back, the machine accepts no new SSH connection
+    (no host keys): a timer in it puts them back by itself after
+    RESTORE_AFTER_S if reglab cannot (interrupted, connection lost).
+    """
+    return "; ".join([
+        *_stash(own_files),
         FORGET_MACHINE,
         "rm -f /root/.bash_history /home/vagrant/.bash_history",
         "sync",
@@ -305,16 +312,8 @@ def generalize_vm(public_key: str) -> str:
     host keys): a timer in the VM puts them back by itself after
     RESTORE_AFTER_S if reglab cannot (interrupted, connection lost).
     """
-    own = " ".join(OWN_FILES)
-    heal = shlex.quote(f"test -f {STASH}/own.tar && {RESTORE_VM}")
     return "; ".join([
-        "set -e",
-        f"rm -rf {STASH}",
-        f"mkdir -m 0700 {STASH}",
-        "cd /",
-        f"tar -cpf {STASH}/own.tar $(ls -d {own} 2>/dev/null)",
-        f"systemctl stop {RESTORE_UNIT}.timer 2>/dev/null || true",
-        f"systemd-run --quiet --collect --unit={RESTORE_UNIT} --on-active={RESTORE_AFTER_S} sh -c {heal}",
+        *_stash(OWN_FILES),
         zero_fill(SECRET_FILES),
         FORGET_MACHINE,
         "rm -rf /var/lib/dhcp/*",
