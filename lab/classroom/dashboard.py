@@ -309,21 +309,32 @@ def serve(
     bind = "127.0.0.1" if host.lower() == "localhost" else host.strip("[]")
     stop = stop if stop is not None else threading.Event()
     app = create_app(board, every, stop=stop, redact=redact)
-    # NOTE: the socket is bound here, not by make_server, which prints and calls sys.exit on a busy port.
-    family = socket.AF_INET6 if ":" in bind else socket.AF_INET
-    try:
-        listener = socket.create_server((bind, port), family=family)
-    except OSError as exc:
-        stop.set()
-        raise LabError(f"cannot listen on {bind}:{port}: {exc.strerror or exc}") from exc
-    with listener:
+    with listening_socket(bind, port, stop) as listener:
         bound = listener.getsockname()[1]
         server = make_server(bind, bound, app, threaded=True, request_handler=_QuietHandler, fd=listener.fileno())
+    shown = f"[{bind}]" if ":" in bind else bind
+    serve_until(server, stop, None if ready is None else lambda: ready(f"http://{shown}:{bound}/"))
+
+
+def listening_socket(host: str, port: int, stop: threading.Event) -> socket.socket:
+    """A socket bound and listening on host:port; a clear LabError (and `stop` set) when it cannot be.
+
+    NOTE: bound here, not by werkzeug's make_server, which prints and calls sys.exit on a busy port.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        return socket.create_server((host, port), family=family)
+    except OSError as exc:
+        stop.set()
+        raise LabError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+
+
+def serve_until(server, stop: threading.Event, announce: Callable[[], None] | None = None) -> None:  # noqa: ANN001
+    """Handle requests until `stop` is set or Ctrl-C; `announce()` once serving; the server closed either way."""
     server.timeout = 0.2  # how often the loop below looks at `stop`
     try:
-        shown = f"[{bind}]" if ":" in bind else bind
-        if ready is not None:
-            ready(f"http://{shown}:{bound}/")
+        if announce is not None:
+            announce()
         while not stop.is_set():
             server.handle_request()
     except KeyboardInterrupt:

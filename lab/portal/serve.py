@@ -26,6 +26,7 @@ from pathlib import Path
 
 from werkzeug.serving import ThreadedWSGIServer, WSGIRequestHandler
 
+from lab.classroom.dashboard import listening_socket, serve_until
 from lab.common.errors import LabError
 from lab.pki.make import PkiFiles, ensure_pki
 
@@ -156,24 +157,9 @@ def serve(app, listen: Listen, tls: ssl.SSLContext | None, stop: threading.Event
     if tls is None and not listen.loopback:
         raise LabError("the portal serves students' data: off loopback it needs TLS (the class's certificate "
                        "or --cert/--key)")
-    family = socket.AF_INET6 if ":" in listen.host else socket.AF_INET
-    try:
-        listener = socket.create_server((listen.host, listen.port), family=family)
-    except OSError as exc:
-        stop.set()
-        raise LabError(f"cannot listen on {listen.host}:{listen.port}: {exc.strerror or exc}") from exc
-    with listener:
+    with listening_socket(listen.host, listen.port, stop) as listener:
         server = _Server(listen.host, listener.getsockname()[1], app, _Handler, fd=listener.fileno())
     server.tls = tls
     server.ssl_context = tls  # what werkzeug reads for wsgi.url_scheme
-    server.timeout = 0.2
-    try:
-        if ready is not None:
-            ready(Listen(listen.host, server.server_address[1]).url(url_name, tls is not None))
-        while not stop.is_set():
-            server.handle_request()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        stop.set()
-        server.server_close()
+    url = Listen(listen.host, server.server_address[1]).url(url_name, tls is not None)
+    serve_until(server, stop, None if ready is None else lambda: ready(url))
