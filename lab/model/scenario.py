@@ -263,13 +263,18 @@ def _cites(value: Any, where: str, need_why: bool) -> tuple[Cite, ...]:
             raise Invalid(f"{here}.block", "expected the block's number (1 or more)")
         if not isinstance(item.get("first"), str) or not item["first"].strip():
             raise Invalid(f"{here}.first", "expected the block's first line, as a non-empty string")
-        if not isinstance(item.get("sha256"), str) or not _DIGEST.fullmatch(item["sha256"]):
+        sha256 = item.get("sha256")
+        if isinstance(sha256, int) and not isinstance(sha256, bool):
+            # A digest of decimal digits only (about 1 in 2000), written unquoted, reads as a YAML int: it is
+            # still that digest when its digits are all there (str() gives them back, then the pattern decides).
+            sha256 = str(sha256)
+        if not isinstance(sha256, str) or not _DIGEST.fullmatch(sha256):
             raise Invalid(f"{here}.sha256", f"expected the first {DIGEST_LENGTH} hex digits of the sha256 "
                                             "of the block's text")
         why = item.get("why", "")
         if (need_why or "why" in item) and (not isinstance(why, str) or not why.strip()):
             raise Invalid(f"{here}.why", "expected a non-empty string (the reason)")
-        cites.append(Cite(block=block, first=item["first"], sha256=item["sha256"], why=why))
+        cites.append(Cite(block=block, first=item["first"], sha256=sha256, why=why))
     return tuple(cites)
 
 

@@ -775,3 +775,19 @@ def test_a_scenario_is_read_once_per_version_of_its_file(tmp_path: Path) -> None
     assert load(path, "as-written") is not first
     path.write_text("steps:\n" + STEP.format(id="second") + "    check:\n      client:\n        - {command: 'true'}\n")
     assert [s.id for s in load(path, "modern").steps] == ["second"]
+
+
+def test_a_citation_digest_of_decimal_digits_only_is_that_digest_though_yaml_reads_an_int() -> None:
+    """Seen in CI: a tutorial edit whose digest came out 2479593405910431, unquoted, was refused."""
+    import yaml
+
+    from lab.common.errors import Invalid
+    from lab.model.scenario import _cites
+
+    item = yaml.safe_load("- {block: 1, first: docker run, sha256: 2479593405910431}")
+    assert isinstance(item[0]["sha256"], int)
+    assert _cites(item, "tutorial", need_why=False)[0].sha256 == "2479593405910431"
+    for wrong in ("- {block: 1, first: x, sha256: 247959340591043}", "- {block: 1, first: x, sha256: true}",
+                  "- {block: 1, first: x, sha256: 02479593405910431}"):
+        with pytest.raises(Invalid, match="sha256"):
+            _cites(yaml.safe_load(wrong), "tutorial", need_why=False)
