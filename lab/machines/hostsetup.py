@@ -10,6 +10,7 @@ daemon when none answers; elsewhere it says exactly what to install and exits
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import shutil
@@ -262,6 +263,15 @@ def raise_limits(log_dir: Path, say: Callable[[str], None]) -> None:
                            + "".join(f"{k} = {v}\n" for k, v in incus.HOST_LIMITS.items()))
 
 
+def stale_mount(path: Path, stat: Callable[[Path], object] = os.stat) -> bool:
+    """A mount point whose FUSE daemon is gone: stat fails with ENOTCONN ("transport endpoint is not connected")."""
+    try:
+        stat(path)
+    except OSError as exc:
+        return exc.errno == errno.ENOTCONN
+    return False
+
+
 def prepare_incus(log_dir: Path, say: Callable[[str], None]) -> None:
     """incusd (and lxcfs) running, started by hand without systemd; an empty Incus given a storage pool.
 
@@ -277,6 +287,12 @@ def prepare_incus(log_dir: Path, say: Callable[[str], None]) -> None:
         else:
             lxcfs = Path("/var/lib/lxcfs")
             if shutil.which("lxcfs") and not _ok(["pgrep", "-x", "lxcfs"]):
+                if stale_mount(lxcfs):
+                    # An lxcfs that died (a host restored or restarted without its processes) leaves its FUSE
+                    # mount behind, and every stat of it fails: detach it before mounting afresh.
+                    say(f"detaching {lxcfs}, left mounted by an lxcfs that is no longer running")
+                    run_step(as_root(["umount", "-l", str(lxcfs)]), f"umount -l {lxcfs}", 30,
+                             log_dir / "hostsetup.log")
                 lxcfs.mkdir(parents=True, exist_ok=True)
                 start_daemon(["lxcfs", str(lxcfs)], log_dir / "lxcfs.log")
             path = f"{INCUSD.parent}:{os.environ.get('PATH', '')}"
@@ -462,6 +478,11 @@ def main(argv: Sequence[str] | None = None, provider: str | None = None) -> int:
     except KeyboardInterrupt:
         print("reglab: interrupted", file=sys.stderr)
         return ExitStatus.INTERRUPTED
+    except OSError as exc:
+        # The host's own state (a path it cannot stat, a file it cannot write): one line, not a traceback.
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(f"reglab: failed: {exc.strerror or exc}{where}", file=sys.stderr)
+        return ExitStatus.FAILED
     say(f"host ready for the {provider} provider")
     return ExitStatus.OK
 

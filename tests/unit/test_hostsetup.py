@@ -142,3 +142,31 @@ def test_bridge_filtering_that_stays_off_is_reported(tmp_path: Path, monkeypatch
     said: list[str] = []
     assert hostsetup.enable_bridge_filtering(tmp_path / "log", said.append, setting) is False
     assert "could not" in said[-1]
+
+
+def test_a_fuse_mount_whose_daemon_died_is_stale_and_other_paths_are_not(tmp_path: Path) -> None:
+    import errno
+
+    def gone(path: Path) -> object:
+        raise OSError(errno.ENOTCONN, "Transport endpoint is not connected", str(path))
+
+    def missing(path: Path) -> object:
+        raise FileNotFoundError(errno.ENOENT, "No such file or directory", str(path))
+
+    assert hostsetup.stale_mount(Path("/var/lib/lxcfs"), stat=gone)
+    assert not hostsetup.stale_mount(Path("/var/lib/lxcfs"), stat=missing)
+    assert not hostsetup.stale_mount(tmp_path)
+
+
+def test_a_host_path_that_fails_is_one_line_exit_1(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    import errno
+    monkeypatch.chdir(tmp_path)
+
+    def broken(*_args: object) -> str:
+        raise OSError(errno.ENOTCONN, "Transport endpoint is not connected", "/var/lib/lxcfs")
+
+    monkeypatch.setattr(hostsetup, "setup", broken)
+    assert hostsetup.main([]) == 1
+    err = capsys.readouterr().err
+    assert err.strip() == "reglab: failed: Transport endpoint is not connected (/var/lib/lxcfs)"
