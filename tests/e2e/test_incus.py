@@ -72,6 +72,13 @@ def other_lab(incus_lab, tmp_path_factory):
     _cli(lab_file, "down")  # again, in case the down test did not get to it
 
 
+def _host_root_uid(instance: str) -> int:
+    """The host uid a container's root maps to, from Incus's own record of its idmap."""
+    value = subprocess.run(["incus", "config", "get", instance, "volatile.idmap.current"], capture_output=True,
+                           text=True, timeout=60, check=True).stdout
+    return next(m["Hostid"] for m in json.loads(value) if m["Isuid"] and m["Nsid"] == 0)
+
+
 def test_machines_are_unprivileged_containers_with_nesting_only(incus_lab):
     for name in incus_lab.provider.names:
         instance = incus_lab.provider.instance(name)
@@ -81,6 +88,17 @@ def test_machines_are_unprivileged_containers_with_nesting_only(incus_lab):
         assert settings.get("security.nesting") == "true", settings
         assert settings.get("security.privileged", "false") == "false", settings
         assert settings.get(incus.LAB_KEY) == incus_lab.lab.name, settings
+        assert settings.get("security.idmap.isolated") == "true", settings
+
+
+def test_no_two_machines_share_a_host_uid_for_their_root(incus_lab, other_lab):
+    from lab.engine.session import Session
+
+    other = Session.from_file(other_lab[0], lock=False)
+    instances = [p.instance(n) for p in (incus_lab.provider, other.provider) for n in p.names]
+    roots = {instance: _host_root_uid(instance) for instance in instances}
+    assert all(uid >= 100000 for uid in roots.values()), roots
+    assert len(set(roots.values())) == len(instances), f"machines share a root uid on the host: {roots}"
 
 
 def test_a_process_a_student_starts_with_sudo_is_not_root_on_the_host(incus_lab):

@@ -3,7 +3,9 @@
 Each machine is a system container (systemd, sshd, Docker inside) with
 `security.nesting=true` and nothing privileged: every process in it, a
 student's `sudo` shell and Docker's included, runs as an unmapped uid on the
-host (100000x), so root in a machine is nobody on the host. The image is
+host, so root in a machine is nobody on the host. `security.idmap.isolated`
+gives each machine a uid range of its own, so a student who escaped their
+container would still not own another lab's files or processes. The image is
 built here from Debian packages (lab.machines.boxes.container); a machine
 provisioned from nothing is published as a warm image (lab.machines.warm.IncusWarm).
 
@@ -67,6 +69,10 @@ def known_hosts_line(ip: str, public_key: str) -> str:
 
 def hosts_file(machine: str) -> str:
     return f"127.0.0.1\tlocalhost\n127.0.1.1\t{machine}\n\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+
+
+# Docker inside needs nesting; an isolated idmap keeps each machine's root a host uid no other machine shares.
+MACHINE_SECURITY = ("security.nesting=true", "security.idmap.isolated=true")
 
 
 class IncusProvider:
@@ -277,7 +283,7 @@ class IncusProvider:
         return machines
 
     def create(self, name: str) -> None:
-        """One container from the image: nesting only (Docker inside), on the lab's bridge at its address."""
+        """One container from the image: nesting (Docker inside) and a uid range of its own, on the lab's bridge."""
         spec = self.lab.machine(name)
         instance = self.instance(name)
         assert self.image is not None
@@ -285,7 +291,7 @@ class IncusProvider:
         if pool is None:
             raise LabError(f"Incus has no storage pool; {INCUS_MISSING}")
         config = [f"--config={item}" for item in (*self.labels("machine"), f"user.reglab.machine={name}",
-                                                   "security.nesting=true")]
+                                                   *MACHINE_SECURITY)]
         self.incus("init", self.image, instance, "--no-profiles", "--storage", pool, *config,
                    timeout=self.lab.timeouts.boot)
         self.incus("config", "device", "add", instance, "eth0", "nic", f"network={self.bridge}", "name=eth0",
