@@ -21,8 +21,9 @@ from lab.engine.context import Context
 from lab.engine.matrix import matrix_results
 from lab.engine.state import LabLock, State
 from lab.engine.steps import Engine
+from lab.machines import digests
 from lab.machines.hostsetup import usable_provider
-from lab.machines.images import Builder, LabImages, recorded
+from lab.machines.images import Builder, LabImages
 from lab.machines.osfamily import DEBIAN
 from lab.machines.providers import for_lab
 from lab.machines.providers.base import Provider
@@ -256,8 +257,8 @@ class Session:
         images = self.state.images
         bundle = self.state.data.get("bundle")
         # A bundle is handed to machines only while its digest is the one the host kept when it made it.
-        if images is None or (self.builder.source() != "pull" and not (bundle and Path(bundle).exists()
-                                                                        and recorded(Path(bundle)))):
+        kept = bool(bundle) and Path(bundle).exists() and digests.recorded(Path(bundle), digests.user_store())
+        if images is None or (self.builder.source() != "pull" and not kept):
             images, bundle_path = self.prepare_images()
             bundle = str(bundle_path) if bundle_path else None
         machines = [self.context().machine(name) for name in self.provider.names]

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from lab.common.errors import LabError, RemoteError
 from lab.common.files import replaced_whole
-from lab.machines import hostapt
+from lab.machines import digests, hostapt
 from lab.machines.remote import Host
 from lab.model.lab import Lab
 from lab.model.manifest import Named
@@ -45,36 +45,6 @@ MACHINE_ARGS = (
 )
 # Bundles not used for this long are removed when a new one is made (other labs may use the rest).
 BUNDLE_KEEP_DAYS = 14
-
-
-def digests_dir(environ: os._Environ[str] | dict[str, str] = os.environ) -> Path:
-    """Where the host keeps the digests of what it hands machines: $XDG_STATE_HOME/reglab/digests (else
-    ~/.local/state/...), never in the cache, which machines may see."""
-    base = environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return Path(base) / "reglab" / "digests"
-
-
-def file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def recorded(path: Path, folder: Path | None = None) -> bool:
-    """The file is what the host made: its digest is the one kept outside the cache when it was made."""
-    kept = (folder or digests_dir()) / f"{path.name}.sha256"
-    try:
-        return kept.read_text().strip() == file_digest(path)
-    except OSError:
-        return False
-
-
-def record(path: Path, folder: Path | None = None) -> None:
-    folder = folder or digests_dir()
-    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-    (folder / f"{path.name}.sha256").write_text(file_digest(path) + "\n")
 
 
 class LabImages(Named):
@@ -273,14 +243,14 @@ class Builder:
         ids = self.image_ids(images)
         name = f"images-{self.recipe_hash(*sorted(ids), *images.all())}.tar"
         target = self.cache / "images" / name
-        if target.exists() and recorded(target):
+        if target.exists() and digests.recorded(target, digests.user_store()):
             os.utime(target)  # in use: keeps it from being cleaned up by another lab
             return target
         # NOTE: one whose digest is not the one kept when it was made (changed since, or made before digests
         # were kept, when machines could write the cache) is made again, never handed to a machine.
         with replaced_whole(target) as partial:
             self.host.run(f"docker save -o {shlex.quote(str(partial))} {refs}", timeout=600)
-        record(target)
+        digests.record(target, digests.user_store())
         cutoff = time.time() - BUNDLE_KEEP_DAYS * 86400
         for old in target.parent.glob("images-*.tar"):
             if old != target and old.stat().st_mtime < cutoff:

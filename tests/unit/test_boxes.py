@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from lab.common.errors import LabError, LabFailure
-from lab.machines import boxes
+from lab.machines import boxes, digests
 from lab.machines.boxes import boxfile, build, cache, disk, rootfs, store
 from lab.model import labfile
 
@@ -209,7 +209,7 @@ def lab_with(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mirror: str) -> la
 
 
 @pytest.fixture(autouse=True)
-def digests(tmp_path, monkeypatch) -> Path:
+def digest_store(tmp_path, monkeypatch) -> Path:
     """Where root's builds record their digests: a folder of the test's, never /var/lib."""
     folder = tmp_path / "digests"
     monkeypatch.setattr(cache, "DIGESTS", folder)
@@ -226,8 +226,8 @@ def test_a_second_build_comes_from_the_cache_whatever_the_mirror(tmp_path, monke
     (folder / "libvirt.box").write_bytes(b"box")
     (folder / "libvirt.json").write_text(json.dumps({"version": "12.20261129.5", "sha256": "cd" * 32}))
     if as_root:
-        cache.record(folder / "libvirt.box")
-        cache.record(folder / "libvirt.json")
+        digests.record(folder / "libvirt.box", cache.DIGESTS)
+        digests.record(folder / "libvirt.json", cache.DIGESTS)
 
     def no_command(*args, **kwargs):
         raise AssertionError(f"ran {args}")
@@ -404,8 +404,8 @@ def test_a_cached_rootfs_is_used_only_when_its_digest_was_recorded_here(tmp_path
     with pytest.raises(LabFailure, match="mmdebstrap ran"):  # planted: built again, not used
         rootfs.build_rootfs(lab, "KEY", KEY, mmdebstrap, said.append)
     assert "not the one built here" in said[0]
-    cache.record(target)
-    cache.record(folder / "rootfs-KEY.json")
+    digests.record(target, cache.DIGESTS)
+    digests.record(folder / "rootfs-KEY.json", cache.DIGESTS)
     assert rootfs.build_rootfs(lab, "KEY", KEY, mmdebstrap, said.append)[2] is False  # built here: reused
     with open(target, "ab") as handle:  # changed after it was built: not the one recorded
         handle.write(b"x")
@@ -419,8 +419,8 @@ def test_a_cached_box_is_reused_by_root_only_when_its_digest_was_recorded_here(t
     (folder / "libvirt.box").write_bytes(b"box")
     (folder / "libvirt.json").write_text("{}")
     assert build._made(folder, "libvirt") and not build._made(folder, "libvirt", as_root=True)
-    cache.record(folder / "libvirt.box")
-    cache.record(folder / "libvirt.json")
+    digests.record(folder / "libvirt.box", cache.DIGESTS)
+    digests.record(folder / "libvirt.json", cache.DIGESTS)
     assert build._made(folder, "libvirt", as_root=True)
 
 

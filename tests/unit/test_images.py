@@ -269,7 +269,7 @@ def test_a_build_context_in_a_tmpdir_with_a_space_stays_one_argument(tmp_path: P
 
 
 def test_a_bundle_changed_after_the_host_made_it_is_made_again_never_handed_on(tmp_path: Path, monkeypatch) -> None:
-    from lab.machines.images import digests_dir, recorded
+    from lab.machines import digests
 
     monkeypatch.setenv("REGLAB_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
@@ -277,11 +277,11 @@ def test_a_bundle_changed_after_the_host_made_it_is_made_again_never_handed_on(t
     images = LabImages(registry="r:1", proxy="p:1", base="b:1")
     host = SavingDocker()
     target = Builder(lab, host).bundle(images)
-    assert recorded(target) and digests_dir().is_relative_to(tmp_path / "state")
-    assert not digests_dir().is_relative_to(lab.cache_dir)  # kept where no machine sees it
+    assert digests.recorded(target, digests.user_store()) and digests.user_store().is_relative_to(tmp_path / "state")
+    assert not digests.user_store().is_relative_to(lab.cache_dir)  # kept where no machine sees it
     Builder(lab, host).bundle(images)
     assert len(host.saved) == 1  # unchanged: used as it is
     target.write_bytes(b"poisoned by a machine")
-    assert not recorded(target)
+    assert not digests.recorded(target, digests.user_store())
     again = Builder(lab, host).bundle(images)
-    assert len(host.saved) == 2 and again.read_bytes() == b"tar" and recorded(again)
+    assert len(host.saved) == 2 and again.read_bytes() == b"tar" and digests.recorded(again, digests.user_store())

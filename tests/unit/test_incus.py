@@ -248,7 +248,7 @@ def test_inotify_and_keyring_limits_are_raised_never_lowered():
 
 
 def test_a_cached_root_file_system_the_host_did_not_record_is_built_again(tmp_path, monkeypatch):
-    from lab.machines.images import recorded
+    from lab.machines import digests
 
     monkeypatch.setenv("REGLAB_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
@@ -270,7 +270,7 @@ def test_a_cached_root_file_system_the_host_did_not_record_is_built_again(tmp_pa
 
     monkeypatch.setattr(container, "build_rootfs", fake_build)
     _, rootfs, _ = container.build(lab, None, lambda _m: None)
-    assert builds == [key] and rootfs.read_bytes() == b"built here" and recorded(rootfs)
+    assert builds == [key] and rootfs.read_bytes() == b"built here" and digests.recorded(rootfs, digests.user_store())
     container.build(lab, None, lambda _m: None)
     assert builds == [key]  # recorded now: used as it is
 

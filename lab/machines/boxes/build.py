@@ -20,6 +20,8 @@ from typing import Any
 
 from lab.common.errors import LabError, LabFailure
 from lab.common.files import atomic_write
+from lab.machines import digests
+from lab.machines.boxes import cache
 from lab.machines.boxes.boxfile import (
     PROVIDERS,
     catalog,
@@ -29,7 +31,7 @@ from lab.machines.boxes.boxfile import (
     ovf,
     virtualbox_vagrantfile,
 )
-from lab.machines.boxes.cache import boxes_dir, digest, now, record, recorded, trusted_folder, workdir
+from lab.machines.boxes.cache import boxes_dir, digest, now, trusted_folder, workdir
 from lab.machines.boxes.disk import (
     DISK_GB,
     MBR_BIN,
@@ -166,7 +168,7 @@ def _made(folder: Path, provider: str, as_root: bool = False) -> bool:
     box, about = folder / f"{provider}.box", folder / f"{provider}.json"
     if not (box.exists() and about.exists()):
         return False
-    return not as_root or (recorded(box) and recorded(about))
+    return not as_root or (digests.recorded(box, cache.DIGESTS) and digests.recorded(about, cache.DIGESTS))
 
 
 def build_box(lab: Lab, provider: str, say: Say, os_family: str = "debian") -> BoxResult:
@@ -212,8 +214,8 @@ def build_box(lab: Lab, provider: str, say: Say, os_family: str = "debian") -> B
                                 fs_uuid=disk.fs_uuid, kernel=disk.kernel, built=now(), name=name)
                 info["sha256"] = make_box(made, disk, work, result.boxes[made], info, bkey, run)
                 atomic_write(folder / f"{made}.json", json.dumps(info, indent=2) + "\n")
-                record(result.boxes[made])
-                record(folder / f"{made}.json")
+                digests.record(result.boxes[made], cache.DIGESTS)
+                digests.record(folder / f"{made}.json", cache.DIGESTS)
                 result.timings[made] = round(time.monotonic() - began, 1)
                 size = result.boxes[made].stat().st_size / 1024**2
                 say(f"{made} box made in {result.timings[made]}s: {result.boxes[made]} ({size:.0f} MiB)")

@@ -22,11 +22,11 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from lab.common.errors import LabError, LabFailure
-from lab.common.files import atomic_write, private_dir
+from lab.machines import digests
 from lab.model.lab import Lab
 
 # What root built, by digest: outside every user's cache, in a folder only root can write.
-DIGESTS = Path("/var/lib/reglab/box-digests")
+DIGESTS = digests.ROOT_STORE
 
 
 def boxes_dir(lab: Lab) -> Path:
@@ -109,31 +109,3 @@ def trusted_folder(path: Path, uid: int | None = None) -> Path:
     return path
 
 
-def file_sha256(path: Path) -> str:
-    with open(path, "rb", buffering=0) as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
-
-
-def _record_path(path: Path, digests: Path) -> Path:
-    """One record per cached file, named by the cache folder it is in and its name."""
-    return digests / digest(str(Path(path).parent.resolve())) / f"{Path(path).name}.sha256"
-
-
-def record(path: Path, digests: Path | None = None) -> str:
-    """Remember the sha256 of a file just built, outside the cache; return it."""
-    digests = private_dir(DIGESTS if digests is None else digests)
-    found = file_sha256(path)
-    target = _record_path(path, digests)
-    private_dir(target.parent)
-    atomic_write(target, found + "\n", 0o600)
-    return found
-
-
-def recorded(path: Path, digests: Path | None = None) -> bool:
-    """True when `path` is the file built here: its sha256 is the one recorded when it was made."""
-    digests = DIGESTS if digests is None else digests
-    try:
-        wanted = _record_path(path, digests).read_text().strip()
-        return bool(wanted) and file_sha256(path) == wanted
-    except OSError:
-        return False

@@ -19,10 +19,10 @@ import tarfile
 import time
 from pathlib import Path
 
+from lab.machines import digests
 from lab.machines.boxes.cache import digest, workdir
 from lab.machines.boxes.rootfs import BUILD_SCRIPT_VERSION, Say, build_rootfs, customize_script, hostkeys_dropin
 from lab.machines.host import Runner
-from lab.machines.images import record, recorded
 from lab.model.lab import Lab
 from lab.model.platforms import DEFAULT_PLATFORM, PLATFORMS, Platform
 
@@ -117,13 +117,13 @@ def build(lab: Lab, run: Runner, say: Say) -> tuple[Path, Path, str]:
     key = recipe_key(lab.debian)
     folder = lab.cache_dir / "incus"
     cached = folder / f"rootfs-{key}.tar"
-    if cached.exists() and not recorded(cached):
+    if cached.exists() and not digests.recorded(cached, digests.user_store()):
         # Not the file the host built (changed since, or built before digests were kept): built again.
         say(f"{cached.name} is not the one built here (its digest differs): building it again")
         cached.unlink()
     rootfs, _, fresh = build_rootfs(lab, key, "", run, say, PACKAGES, guest_files(), UNITS, cache=folder)
     if fresh:
-        record(rootfs)
+        digests.record(rootfs, digests.user_store())
         say(f"built the Incus machine image's root file system ({rootfs.name})")
     meta = folder / f"metadata-{key}.tar"
     if not meta.exists():

@@ -21,8 +21,9 @@ from typing import Any
 
 from lab.common.errors import LabFailure
 from lab.common.files import atomic_write
-from lab.machines import hostapt
-from lab.machines.boxes.cache import boxes_dir, digest, now, record, recorded, workdir
+from lab.machines import digests, hostapt
+from lab.machines.boxes import cache as box_cache
+from lab.machines.boxes.cache import boxes_dir, digest, now, workdir
 from lab.machines.host import Runner
 from lab.model.lab import Lab
 from lab.model.platforms import DEFAULT_PLATFORM, PLATFORMS
@@ -168,13 +169,13 @@ def build_rootfs(lab: Lab, key: str, public_key: str, run: Runner, say: Say,
     (`packages`, `files`, `units`: an Incus machine's) and another `cache` folder are given.
 
     One in the cache is used only when it is the one built here (its digest
-    recorded outside the cache, `cache.record`): root writes through it.
+    recorded outside the cache, `digests.record`): root writes through it.
     """
     cache = cache or boxes_dir(lab)
     target = cache / f"rootfs-{key}.tar"
     about = cache / f"rootfs-{key}.json"
     if target.exists() and about.exists():
-        if recorded(target) and recorded(about):
+        if digests.recorded(target, box_cache.DIGESTS) and digests.recorded(about, box_cache.DIGESTS):
             return target, json.loads(about.read_text()), False
         say(f"{target.name} in {cache} is not the one built here (no digest recorded, or another): "
             "building it again")
@@ -206,7 +207,7 @@ def build_rootfs(lab: Lab, key: str, public_key: str, run: Runner, say: Say,
         info = {"recipe": key, "suite": suite, "mirror": mirror, "built": now(), "packages": installed}
         os.replace(partial, target)
         atomic_write(about, json.dumps(info, indent=2) + "\n")
-        record(target)
-        record(about)
+        digests.record(target, box_cache.DIGESTS)
+        digests.record(about, box_cache.DIGESTS)
     return target, info, True
 
