@@ -10,8 +10,10 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import tarfile
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -48,6 +50,13 @@ def test_the_other_start_passes_every_step_and_machines_are_their_own(lab_sessio
         own = [_own(source, "cat /etc/ssh/ssh_host_ed25519_key").encode()] if session_start == "fresh" else []
         own += [u.password.encode() for u in lab.users if u.password]
         _no_identity_in_any_layer(found, own, lab.state_dir.parent / "warm-save")
+    elif lab.provider == "incus":
+        # Incus: the published image, exported as Incus keeps it, holds no identity file with content and,
+        # while the session's machines are the ones saved, none of the source's host key (issue 17).
+        source = lab_session.provider.connect(_saved_from(lab, metadata))
+        own = [_own(source, "cat /etc/ssh/ssh_host_ed25519_key").encode()] if session_start == "fresh" else []
+        own += [u.password.encode() for u in lab.users if u.password]
+        _no_identity_in_incus_image(found, own, lab.state_dir.parent / "warm-save")
     elif lab.provider == "libvirt" and session_start == "fresh":
         # libvirt: the box's disk, block by block, holds none of the source VM's host key (zeroed, trimmed).
         source = lab_session.provider.connect(_saved_from(lab, metadata))
@@ -94,6 +103,22 @@ IDENTITY = re.compile(r"(^|/)(etc/ssh/ssh_host_[a-z0-9]+_key(\.pub)?|etc/docker/
                       r"|home/vagrant/\.bash_history)$")
 
 
+def _identity_in(archive: tarfile.TarFile, where: str, needles: list[bytes]) -> list[str]:
+    """Members of a tar (an image layer, an Incus image) that are identity files with content, an htpasswd,
+    or hold any of `needles`."""
+    found = []
+    for member in archive:
+        if not member.isfile():
+            continue
+        data = archive.extractfile(member).read() if member.size < (64 << 20) else b""
+        name = member.name.removeprefix("rootfs/")
+        htpasswd = "htpasswd" in name.rsplit("/", 1)[-1] and not name.startswith("usr/")
+        if (IDENTITY.search(name) or htpasswd) and data.strip():
+            found.append(f"{where}: {member.name} ({member.size} bytes)")
+        found += [f"{where}: {member.name} holds a source secret" for n in needles if n and n in data]
+    return found
+
+
 def _no_identity_in_any_layer(image: str, needles: list[bytes], work: Path) -> None:
     """`docker save` the image and read every layer: no host key, machine-id, Docker key, htpasswd or
     history with content, and none of `needles` (a source key's bytes, the lab's passwords) anywhere."""
@@ -108,19 +133,31 @@ def _no_identity_in_any_layer(image: str, needles: list[bytes], work: Path) -> N
                     continue
                 layers += 1
                 with tarfile.open(fileobj=outer.extractfile(entry)) as layer:
-                    for member in layer:
-                        if not member.isfile():
-                            continue
-                        data = layer.extractfile(member).read() if member.size < (64 << 20) else b""
-                        htpasswd = "htpasswd" in member.name.rsplit("/", 1)[-1] and not member.name.startswith("usr/")
-                        if (IDENTITY.search(member.name) or htpasswd) and data.strip():
-                            found.append(f"{entry.name}: {member.name} ({member.size} bytes)")
-                        for needle in needles:
-                            if needle and needle in data:
-                                found.append(f"{entry.name}: {member.name} holds a source secret")
+                    found += _identity_in(layer, entry.name, needles)
     finally:
         saved.unlink(missing_ok=True)
     assert layers > 1, f"{image}: docker save held {layers} layers"
+    assert not found, "\n".join(found)
+
+
+def _no_identity_in_incus_image(alias: str, needles: list[bytes], work: Path) -> None:
+    """`incus image export` the warm image and read its root file system as the tar Incus keeps."""
+    work.mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(dir=work))
+    try:
+        subprocess.run(["incus", "image", "export", alias, f"{folder}/"], check=True, timeout=600,
+                       capture_output=True)
+        exported = sorted(folder.iterdir())
+        assert exported, f"incus image export {alias} wrote nothing"
+        found, files = [], 0
+        for path in exported:
+            with tarfile.open(path) as archive:
+                members = archive.getmembers()
+                files += sum(m.isfile() for m in members)
+                found += _identity_in(archive, path.name, needles)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    assert files > 1000, f"{alias}: the exported image held {files} files; not a machine's root"
     assert not found, "\n".join(found)
 
 
