@@ -71,6 +71,8 @@ def matrix(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Matrix]:
         lab.status, lab.out = reglab("--lab", str(lab.file), "--platform", ",".join(PLATFORMS), "-q", "run")
         lab.seconds = time.monotonic() - started
         print(f"\nthe matrix, one command, {lab.seconds / 60:.1f} min:\n{lab.out}")
+        if (lab.reports / "maintainer.md").is_file():  # the table, in the test's log
+            print((lab.reports / "maintainer.md").read_text().split("## Causes and fixes")[0])
         yield lab
     finally:
         for platform in PLATFORMS:
