@@ -1,5 +1,6 @@
 """The whole fixed flow, from booting machines to the server's pull, timed: a fresh
-start (provisioned from nothing) and a warm start (booted from the saved image).
+start (provisioned from nothing) and a warm start (booted from the saved image), on
+each platform (Debian 12 and Debian 13 machines: their own packages, images and tools).
 
 Run with `tox -e bench`. The baseline to beat is the same work typed as a plain
 sequential script on two docker-provider machines here: about 190 s (install
@@ -16,17 +17,20 @@ import pytest
 from lab.common.progress import Progress
 from lab.engine.session import Session
 from lab.model import labfile
+from lab.model.platforms import PLATFORMS
 
 SEQUENTIAL_BASELINE_S = 190
 
 pytestmark = pytest.mark.e2e
 
 
-def _flow(benchmark, pytestconfig, start: str) -> None:  # noqa: ANN001
-    lab = labfile.load(Path(pytestconfig.rootpath) / "lab.yml", overrides={"edition": "modern", "start": start})
+def _flow(benchmark, pytestconfig, start: str, platform: str) -> None:  # noqa: ANN001
+    overrides = {"edition": "modern", "start": start, "platform": platform}
+    lab = labfile.load(Path(pytestconfig.rootpath) / "lab.yml", overrides=overrides)
+    assert lab.platform == platform
     benchmark.extra_info["provider"] = lab.provider
     benchmark.extra_info["start"] = start
-    benchmark.extra_info["platform"] = lab.platform  # REGLAB_PLATFORM=debian13 times the Debian 13 machines
+    benchmark.extra_info["platform"] = platform
     warm = Session(lab, Progress(quiet=True))
     warm.down()  # new machines, outside the timing
     # The host's caches as any second run finds them: images built, bundle saved
@@ -57,11 +61,13 @@ def _flow(benchmark, pytestconfig, start: str) -> None:  # noqa: ANN001
         session.down()
 
 
-def test_fresh_start_boot_to_server_pull(benchmark, pytestconfig):
+@pytest.mark.parametrize("platform", list(PLATFORMS))
+def test_fresh_start_boot_to_server_pull(benchmark, pytestconfig, platform):
     """Machines provisioned from nothing (and saved as a warm image where there was none)."""
-    _flow(benchmark, pytestconfig, "fresh")
+    _flow(benchmark, pytestconfig, "fresh", platform)
 
 
-def test_warm_start_boot_to_server_pull(benchmark, pytestconfig):
+@pytest.mark.parametrize("platform", list(PLATFORMS))
+def test_warm_start_boot_to_server_pull(benchmark, pytestconfig, platform):
     """Machines booted from the warm image the fresh run left: provisioned already."""
-    _flow(benchmark, pytestconfig, "warm")
+    _flow(benchmark, pytestconfig, "warm", platform)

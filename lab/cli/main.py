@@ -172,7 +172,9 @@ def matrix_run(lab: Lab, platforms: list[str], args: argparse.Namespace, overrid
         lab_file = matrix.write_lab_file(lab, platform)
         for edition in editions:
             progress.say(f"{platform}: the {edition} edition ({lab_file})")
-            session = Session.from_file(lab_file, {**overrides, "platform": None, "edition": edition}, progress)
+            # A Progress of its own per run: its phases (boot, provision, ...) are that run's, not summed.
+            session = Session.from_file(lab_file, {**overrides, "platform": None, "edition": edition},
+                                        Progress(err, quiet=args.quiet))
             try:
                 session.start()
                 if session.state.data.get("steps"):

@@ -97,6 +97,8 @@ class Engine:
         variables = self.ctx.variables(machine.name) | (item.get("vars") or {})
         if "template" in item:
             text = render_template(self.ctx.jinja, item["template"], variables)
+        elif "from_block" in item:  # the tutorial's own block: only its placeholders' values render
+            text = self.ctx.render(item["from_block"].content, machine.name)
         else:
             text = str(item["content"])
         self.ctx.upload(machine, text.encode(), item["file"], str(item.get("mode", "0644")))

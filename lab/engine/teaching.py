@@ -89,6 +89,10 @@ def _describe(action: dict[str, Any], jinja, variables: dict[str, Any], family) 
         if "template" in action:
             values = {k: render(v) if isinstance(v, str) else v for k, v in action.get("vars", {}).items()}
             body = render_template(jinja, action["template"], variables | values)
+        elif "from_block" in action:  # the text's own block: only its values render
+            source = action["from_block"]
+            body = render_value(jinja, source.content, variables)
+            return [f"# tutorial {source.where()}:", f"cat > {render(action['file'])} <<'EOF'", body.rstrip(), "EOF"]
         else:
             body = render(action.get("content", ""))
         return [f"cat > {render(action['file'])} <<'EOF'", body.rstrip(), "EOF"]

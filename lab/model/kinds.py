@@ -218,6 +218,24 @@ class TextRefs:
 
 
 @dataclass(frozen=True)
+class BlockEdits:
+    """The text's own edits of a file: a non-empty list of `{replace: BLOCK, with: BLOCK}`.
+
+    Only the shape is checked here; the loader applies them to the text (`lab.tutorial.commands`).
+    """
+
+    def problem(self, value: Any) -> str | None:
+        shape = "expected a non-empty list of {replace: BLOCK, with: BLOCK} mappings"
+        if not isinstance(value, list) or not value:
+            return f"{shape}, {_got(value)}"
+        for edit in value:
+            if not isinstance(edit, dict) or set(edit) != {"replace", "with"} or not all(
+                    isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in edit.values()):
+                return f"{shape}, {_got(edit)}"
+        return None
+
+
+@dataclass(frozen=True)
 class Nested:
     """Checks inside an item: one (`wait`, `check`) or a non-empty list (`any`).
 
@@ -345,9 +363,13 @@ ACTIONS: dict[str, Kind] = {
             "file": Key(Text(), required=True),
             "template": Key(Text()),
             "content": Key(Text(empty=True)),
+            # The text's own block as the file (lab.tutorial.commands.TutorialText.file): data, never a template.
+            "from_block": Key(Int(1, 10_000, "a block number")),
+            "edits": Key(BlockEdits()),
             "vars": Key(Names()),
             "mode": Key(Mode()),
-        }, rules=(one_of("template", "content"), needs("vars", "template"))),
+        }, rules=(one_of("template", "content", "from_block"), needs("vars", "template"),
+                  needs("edits", "from_block"))),
         Kind("htpasswd", "action", {"htpasswd": Key(Text(), required=True)}),
         Kind("pki", "action", {"pki": Key(Text(), required=True)}),
         Kind("ca_trust", "action", {"ca_trust": Key(Text(), required=True), "name": Key(Text())}),

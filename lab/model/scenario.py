@@ -144,7 +144,8 @@ def parse(data: Any, path: Path, edition: str, declared: Manifest | None = None)
         if text is not None and edition == "fixed":
             text = replace(text, use_fixes=True)  # from_text runs the fixed text's lines
         for i, raw in enumerate(data["steps"]):
-            steps.append(_step(raw, f"steps[{i}]", seen, edition, text, declared))
+            earlier = tuple(cite for step in steps for cite in step.tutorial)
+            steps.append(_step(raw, f"steps[{i}]", seen, edition, text, declared, earlier))
         left_out = _cites(data.get("left_out", []), "left_out", need_why=True)
         _check_fixes(text.fixes if text else (), steps, declared)
     except Invalid as exc:
@@ -170,7 +171,7 @@ def _check_fixes(fixes: tuple[Fix, ...], steps: list[Step], declared: Manifest) 
 
 
 def _step(raw: Any, where: str, seen: set[str], edition: str, text: commands.TutorialText | None,
-          declared: Manifest) -> Step:
+          declared: Manifest, earlier: tuple[Cite, ...] = ()) -> Step:
     if not isinstance(raw, dict):
         raise Invalid(where, "expected a mapping")
     if not isinstance(raw.get("id"), str) or not raw["id"]:
@@ -198,8 +199,7 @@ def _step(raw: Any, where: str, seen: set[str], edition: str, text: commands.Tut
         _validate_part(value, f"{where}.{part}", table, declared.roles)
         _compile_strings(value, f"{where}.{part}")
         if part == "solve":
-            cited = tutorial
-            value = {machine: [_from_text(item, f"{where}.solve.{machine}[{j}]", text, cited)
+            value = {machine: [_from_text(item, f"{where}.solve.{machine}[{j}]", text, tutorial, earlier)
                                for j, item in enumerate(items)] for machine, items in value.items()}
         parts[part] = {machine: _for_edition(items, f"{where}.{part}.{machine}", edition, table)
                        for machine, items in value.items()}
@@ -237,12 +237,16 @@ def _look_past(value: Any, where: str, declared: Manifest) -> dict[str, dict[str
 
 
 def _from_text(item: dict[str, Any], where: str, text: commands.TutorialText | None,
-               cited: tuple[Cite, ...]) -> dict[str, Any]:
-    """A `from_text` action with its command taken from the text; any other item as it is."""
-    if "from_text" not in item:
+               cited: tuple[Cite, ...], earlier: tuple[Cite, ...]) -> dict[str, Any]:
+    """A `from_text` action with its command taken from the text, a `file` with `from_block` with its
+    content taken from it (blocks this step or an earlier one cites); any other item as it is."""
+    key = "from_text" if "from_text" in item else "from_block" if "file" in item and "from_block" in item else ""
+    if not key:
         return item
     if text is None:
-        raise Invalid(f"{where}.from_text", "needs the tutorial's text: set `text:` at the top of the scenario")
+        raise Invalid(f"{where}.{key}", "needs the tutorial's text: set `text:` at the top of the scenario")
+    if key == "from_block":
+        return text.file(item, where, earlier + cited)
     return text.expand(item, where, cited)
 
 

@@ -175,6 +175,30 @@ def _why_lines(step: StepResult) -> list[str]:
     return lines
 
 
+def _markdown_end(lines: list[str], text: TextCheck) -> str:
+    """The tutorial text's drift check, last in both reports; the Markdown as one string."""
+    lines += ["## Tutorial text", "", text.line, ""]
+    lines += [f"- {problem}" for problem in text.problems]
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def _html_start(title: str, intro: str) -> list[str]:
+    """A self-contained page's head, its title and intro, and the opening of the runs' list."""
+    e = html.escape
+    return ["<!DOCTYPE html>", '<html lang="en">', '<head><meta charset="utf-8">', f"<title>{e(title)}</title>",
+            f"<style>{CSS}</style>", "</head>", "<body>", f"<h1>{e(title)}</h1>", f"<p>{e(intro)}</p>", "<ul>"]
+
+
+def _html_end(parts: list[str], text: TextCheck) -> str:
+    """The tutorial text's drift check, last in both reports; the page as one string."""
+    e = html.escape
+    parts += ["<h2>Tutorial text</h2>", f"<p>{e(text.line)}</p>"]
+    if text.problems:
+        parts += ["<ul>", *(f"<li>{e(problem)}</li>" for problem in text.problems), "</ul>"]
+    parts += ["</body>", "</html>"]
+    return "\n".join(parts) + "\n"
+
+
 _MAINTAINER_HEADER = ("step", "as written", "cause(s)", "fix", "bridged", "modern")
 _MAINTAINER_TITLE = "reglab: the tutorial as written and today"
 _MAINTAINER_INTRO = ("Each step of the tutorial, run two ways: as written (its own 2016 commands) and modern "
@@ -199,20 +223,14 @@ def render_maintainer_markdown(results: Sequence[RunResult], text: TextCheck) ->
             lines += [f"### {step.step_id}: {step.title}", ""]
             lines += [f"{n}. {line}" for n, line in enumerate(_why_lines(step), 1)]
             lines.append("")
-    lines += ["## Tutorial text", "", text.line, ""]
-    lines += [f"- {problem}" for problem in text.problems]
-    return "\n".join(lines).rstrip("\n") + "\n"
+    return _markdown_end(lines, text)
 
 
 def render_maintainer_html(results: Sequence[RunResult], text: TextCheck) -> str:
     """The same as render_maintainer_markdown, as one self-contained HTML page; every value escaped."""
     e = html.escape
     by_edition = _by_edition(results)
-    parts = [
-        "<!DOCTYPE html>", '<html lang="en">', '<head><meta charset="utf-8">',
-        f"<title>{e(_MAINTAINER_TITLE)}</title>", f"<style>{CSS}</style>", "</head>", "<body>",
-        f"<h1>{e(_MAINTAINER_TITLE)}</h1>", f"<p>{e(_MAINTAINER_INTRO)}</p>", "<ul>",
-    ]
+    parts = _html_start(_MAINTAINER_TITLE, _MAINTAINER_INTRO)
     parts += [f"<li>{e(_run_line(edition, by_edition.get(edition)))}</li>" for edition in (AS_WRITTEN, MODERN)]
     parts += [f"<li>{e(text.line)}</li>", "</ul>", "<h2>Steps</h2>", "<table>",
               "<tr>" + "".join(f"<th>{e(h)}</th>" for h in _MAINTAINER_HEADER) + "</tr>"]
@@ -231,11 +249,7 @@ def render_maintainer_html(results: Sequence[RunResult], text: TextCheck) -> str
             parts += [f"<h3>{e(step.step_id)}: {e(step.title)}</h3>", "<ol>"]
             parts += [f"<li>{e(line)}</li>" for line in _why_lines(step)]
             parts.append("</ol>")
-    parts += ["<h2>Tutorial text</h2>", f"<p>{e(text.line)}</p>"]
-    if text.problems:
-        parts += ["<ul>", *(f"<li>{e(problem)}</li>" for problem in text.problems), "</ul>"]
-    parts += ["</body>", "</html>"]
-    return "\n".join(parts) + "\n"
+    return _html_end(parts, text)
 
 
 # -- several platforms: step x (edition, platform) ----------------------------------------------
@@ -327,18 +341,14 @@ def render_matrix_markdown(results: Sequence[RunResult], text: TextCheck) -> str
             lines += [f"### {step.step_id} ({where}): {step.title}", ""]
             lines += [f"{n}. {line}" for n, line in enumerate(why, 1)]
             lines.append("")
-    lines += ["## Tutorial text", "", text.line, ""]
-    lines += [f"- {problem}" for problem in text.problems]
-    return "\n".join(lines).rstrip("\n") + "\n"
+    return _markdown_end(lines, text)
 
 
 def render_matrix_html(results: Sequence[RunResult], text: TextCheck) -> str:
     """The same as render_matrix_markdown, as one self-contained HTML page; every value escaped."""
     e = html.escape
     by = _by_column(results)
-    parts = ["<!DOCTYPE html>", '<html lang="en">', '<head><meta charset="utf-8">',
-             f"<title>{e(_MATRIX_TITLE)}</title>", f"<style>{CSS}</style>", "</head>", "<body>",
-             f"<h1>{e(_MATRIX_TITLE)}</h1>", f"<p>{e(_MATRIX_INTRO)}</p>", "<ul>"]
+    parts = _html_start(_MATRIX_TITLE, _MATRIX_INTRO)
     parts += [f"<li>{e(edition)} on {e(platform)}, {e(run_date(by[(edition, platform)]))}: "
               f"{e(summary_line(by[(edition, platform)]))}</li>" for edition, platform in _columns(results)]
     parts += [f"<li>{e(text.line)}</li>", "</ul>", "<h2>Steps</h2>", "<table>"]
@@ -361,11 +371,7 @@ def render_matrix_html(results: Sequence[RunResult], text: TextCheck) -> str:
             parts += [f"<h3>{e(step.step_id)} ({e(where)}): {e(step.title)}</h3>", "<ol>"]
             parts += [f"<li>{e(line)}</li>" for line in why]
             parts.append("</ol>")
-    parts += ["<h2>Tutorial text</h2>", f"<p>{e(text.line)}</p>"]
-    if text.problems:
-        parts += ["<ul>", *(f"<li>{e(problem)}</li>" for problem in text.problems), "</ul>"]
-    parts += ["</body>", "</html>"]
-    return "\n".join(parts) + "\n"
+    return _html_end(parts, text)
 
 
 def write_maintainer_report(results: Sequence[RunResult], text: TextCheck, directory: Path,

@@ -40,7 +40,16 @@ from typing import Any
 from lab.common.errors import Invalid
 from lab.common.templates import check_syntax
 from lab.tutorial.fixes import Fix, parse_fixes
-from lab.tutorial.text import Block, Cite, Command, code_blocks, placeholders_in, substitute, waits_for_input
+from lab.tutorial.text import (
+    Block,
+    Cite,
+    Command,
+    code_blocks,
+    placeholders_in,
+    replace_lines,
+    substitute,
+    waits_for_input,
+)
 
 EQUIVALENT_KEYS = ("block", "lines", "run", "stdin", "prompts", "why")
 REF = re.compile(r"^(\d+)(?::(\d+)(?:-(\d+))?)?$")
@@ -85,6 +94,20 @@ class FromText:
     parts: tuple[Part, ...]
     # The templates of the secret placeholders: what they render to must never be on the command line.
     secrets: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class TextFile:
+    """What a `file` action with `from_block` writes: a block of the text, then the text's own edits of it
+    ("delete these lines and add these"), placeholders substituted, never rendered as a template."""
+
+    block: int
+    edits: tuple[tuple[int, int], ...]  # (block whose lines go, block whose lines come), in order
+    content: Command
+
+    def where(self) -> str:
+        edits = "".join(f", block {old} replaced by block {new}" for old, new in self.edits)
+        return f"block {self.block}{edits}"
 
 
 @dataclass(frozen=True)
@@ -155,6 +178,55 @@ class TutorialText:
         secrets = tuple(dict.fromkeys(self.values[name] for name in sorted(self.secrets)))
         expanded["from_text"] = FromText(tuple(refs), tuple(parts), secrets)
         return expanded
+
+    def block_lines(self, number: int) -> list[str]:
+        """Block `number`'s lines as this edition's text has them: the fixed text's, where a fix applies."""
+        lines = self.blocks[number - 1].text.splitlines()
+        if self.use_fixes:
+            for fix in sorted((f for f in self.fixes if f.block == number), key=lambda f: f.first, reverse=True):
+                lines[fix.first - 1:fix.last] = fix.text.splitlines()
+        return lines
+
+    def file(self, item: dict[str, Any], where: str, cited: tuple[Cite, ...]) -> dict[str, Any]:
+        """A `file` action whose content comes from the text: block `from_block`, then each of `edits`
+        (`{replace: OLD, with: NEW}`: OLD's lines in the file give way to NEW's), in the fixed text's
+        words for the `fixed` edition.
+
+        Each block is one that this step or an earlier one cites, with the text cited there: a file
+        is written as it stands at this step. The edits are applied here, when the scenario loads,
+        so an edit whose lines are not in the file is a load error naming the step.
+        """
+        number = item["from_block"]
+        edits = tuple((edit["replace"], edit["with"]) for edit in item.get("edits", []))
+        for i, block in enumerate([number, *(n for edit in edits for n in edit)]):
+            here = f"{where}.from_block" if i == 0 else f"{where}.edits[{(i - 1) // 2}]"
+            self._cited(block, here, cited)
+        lines = self.block_lines(number)
+        for i, (old, new) in enumerate(edits):
+            edited = replace_lines(lines, self.block_lines(old), self.block_lines(new))
+            if edited is None:
+                text = "the fixed text's" if self.use_fixes else "the text's"
+                raise Invalid(f"{where}.edits[{i}]", f"the lines of block {old} ({self.blocks[old - 1].first!r}) "
+                                                     f"are not in the file as it stands ({text} block {number} "
+                                                     "and the edits before this one)")
+            lines = edited
+        content = "\n".join(lines) + "\n"
+        expanded = {key: value for key, value in item.items() if key not in ("from_block", "edits")}
+        expanded["from_block"] = TextFile(number, edits, self.command(content, f"{where}.from_block", "the file"))
+        return expanded
+
+    def _cited(self, number: Any, where: str, cited: tuple[Cite, ...]) -> None:
+        if isinstance(number, bool) or not isinstance(number, int) or not 1 <= number <= len(self.blocks):
+            raise Invalid(where, f"expected a block number 1-{len(self.blocks)}, got {number!r}")
+        block = self.blocks[number - 1]
+        cites = [cite for cite in cited if cite.block == number]
+        if not cites:
+            raise Invalid(where, f"block {number} ({block.first!r}) is not one this step or an earlier one "
+                                 "cites in `tutorial:`")
+        if all(cite.sha256 != block.digest for cite in cites):
+            raise Invalid(where, f"block {number} ({cites[0].first!r}) changed since it was cited: sha256 "
+                                 f"{cites[0].sha256} cited, {block.digest} now; what is written must be what was "
+                                 "reviewed: read the block, then update its citation in `tutorial:`")
 
     def _parts(self, block: Block, first: int, last: int, where: str) -> list[Part]:
         lines = block.text.splitlines()

@@ -336,3 +336,41 @@ def waits_for_input(line: str) -> str:
     if (command == "docker-compose" and rest == ["rm"]) or words[:3] == ["docker", "compose", "rm"]:
         return "" if "f" in short or "--force" in options else "it asks to confirm the removal"
     return ""
+
+
+# --- files the text writes: a block, then lines of it replaced as the text says ----------------
+
+
+def replace_lines(lines: list[str], old: list[str], new: list[str]) -> list[str] | None:
+    """`lines` with the run of `old` in it replaced by `new`, or None when `old` is not there.
+
+    The tutorial says "delete the following lines and add these": `old` is found by its non-blank
+    lines, compared without their indentation (the text quotes them flush left, the file has
+    them indented), with blank lines of the file between them allowed. `new` is indented as the
+    file's first matched line is, relative to `old`'s first line.
+    """
+    wanted = [line.strip() for line in old if line.strip()]
+    if not wanted:
+        return None
+    for start, line in enumerate(lines):
+        if line.strip() != wanted[0]:
+            continue
+        index, matched = start, 0
+        while index < len(lines) and matched < len(wanted):
+            if lines[index].strip() == wanted[matched]:
+                matched += 1
+            elif lines[index].strip():
+                break
+            index += 1
+        if matched < len(wanted):
+            continue
+        first_old = next(line for line in old if line.strip())
+        shift = _indent(line) - _indent(first_old)
+        pad = " " * max(shift, 0)
+        indented = [pad + item if item.strip() else item for item in new]
+        return lines[:start] + indented + lines[index:]
+    return None
+
+
+def _indent(line: str) -> int:
+    return len(line) - len(line.lstrip(" "))

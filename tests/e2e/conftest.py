@@ -78,7 +78,7 @@ ORDER = (
     "test_lab_instances.py",
     "test_ssh_provider.py",
     "test_second_tutorial.py",
-    "test_platforms.py",  # a Debian 13 lab of its own
+    "test_platforms.py",  # the platform matrix: a lab of its own per platform
     "test_class.py",
     "test_dashboard_browser.py",
     "test_portal.py",  # its own class, pool and laptop namespace

@@ -160,3 +160,46 @@ def test_the_shipped_lab_file_and_init_name_the_default_platform() -> None:
 
     shipped = (Path(__file__).resolve().parents[2] / "lab.yml").read_text()
     assert f"\nplatform: {DEFAULT_PLATFORM}\n" in shipped and f"\nplatform: {DEFAULT_PLATFORM}\n" in LAB_YML
+
+
+def test_each_run_of_the_matrix_reports_its_own_phases(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`run --platform A,B` runs six sessions in one command; each run's summary gives its own boot and
+    provision times, not those of every run before it added up (seen in the matrix e2e run)."""
+    import lab.cli.main as cli
+
+    runs: list[dict[str, float]] = []
+
+    class FakeSession:
+        def __init__(self, lab: object = None, progress: object = None, lock: bool = True) -> None:
+            self.progress = progress
+            self.scenario = type("S", (), {"text": None, "fixes": ()})()
+            self.redactor = None
+
+        @classmethod
+        def from_file(cls, path: Path, overrides: dict, progress: object) -> FakeSession:
+            session = cls(progress=progress)
+            session.edition = overrides["edition"]
+            session.lab = type("L", (), {"state_dir": tmp_path})()
+            session.state = type("St", (), {"data": {}})()
+            session.lock = type("K", (), {"release": lambda self: None})()
+            return session
+
+        def start(self) -> None:
+            self.progress.phases["boot"] = self.progress.phases.get("boot", 0.0) + 10.0
+
+        def run(self, keep_going: bool) -> RunResult:
+            runs.append(dict(self.progress.phases))
+            return RunResult(self.edition, STARTED, [StepResult("s", "s", Status.PASS)], dict(self.progress.phases))
+
+    monkeypatch.setattr(cli, "Session", FakeSession)
+    monkeypatch.setattr(cli.matrix, "write_lab_file", lambda lab, platform: tmp_path / platform / "lab.yml")
+    monkeypatch.setattr(cli, "matrix_results", lambda lab: [])
+    monkeypatch.setattr(cli, "check_tutorial_text", lambda scenario: TextCheck())
+    monkeypatch.setattr(cli, "write_maintainer_report", lambda *args: {"md": tmp_path / "maintainer.md"})
+    args = type("A", (), {"edition": None, "quiet": True, "keep_going": False})()
+    out = io.StringIO()
+    lab = type("Lab", (), {"state_dir": tmp_path})()
+    status = cli.matrix_run(lab, ["debian12", "debian13"], args, {}, out, io.StringIO())
+    assert status == ExitStatus.OK, out.getvalue()
+    assert runs == [{"boot": 10.0}] * 6
+    assert out.getvalue().count("(boot 10.0s)") == 6
