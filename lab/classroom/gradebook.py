@@ -15,18 +15,29 @@ for a formula (starting with = + - @) is prefixed with a quote (and one that
 starts with a quote gets one more), which `read_gradebook` takes off again.
 Texts lose terminal escape codes and control characters, and are clipped by
 lines and characters, before they are written.
+
+NOTE: a class's gradebook has several writers at once: the portal's periodic
+refresh and its students' checks (threads), and `class check` (another
+process). Each write swaps a whole file in (atomic_write: a temporary file,
+0600, then os.replace), and every read-merge-write holds the one
+`gradebook_lock` (flock on `gradebook.lock` beside it), so no writer's rows
+are lost to another's.
 """
 
 from __future__ import annotations
 
 import contextlib
 import csv
+import fcntl
 import io
-from collections.abc import Iterable, Sequence
+import os
+import time
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lab.common import clip
+from lab.common.errors import LabError
 from lab.common.files import atomic_write
 from lab.model.diagnosis import Cause, cause_by_id
 from lab.model.results import Status, StepResult, StudentResult
@@ -40,6 +51,7 @@ WORDS = {Status.PASS: "pass", Status.FAIL: "fail", Status.NOT_RUN: "not-checked"
 CSV_COLUMNS = ("student", "step", "result", "seconds", "checked_at", "cause", "expected", "seen")
 SYMBOLS = {Status.PASS: "P", Status.FAIL: "F", Status.NOT_RUN: "-", Status.UNREACHABLE: "!"}
 GRADEBOOK_MODE = 0o600
+LOCK_SECONDS = 60.0  # a merge takes milliseconds; a writer holding the lock this long is stuck
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
@@ -142,6 +154,46 @@ def write_gradebook(
             text = redactor.redact(text)
         paths[kind] = atomic_write(Path(folder) / f"gradebook.{kind}", text, GRADEBOOK_MODE)
     return paths
+
+
+@contextlib.contextmanager
+def gradebook_lock(folder: Path, timeout: float = LOCK_SECONDS) -> Iterator[None]:
+    """The class's one gradebook lock, across threads and processes (flock on a file of its own: each
+    holder opens it anew, so two threads of one process exclude each other too)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    fd = os.open(folder / "gradebook.lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, GRADEBOOK_MODE)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise LabError(f"{folder / 'gradebook.csv'}: another reglab has been writing the gradebook for "
+                                   f"more than {timeout:.0f}s; try again when it has finished") from None
+                time.sleep(0.02)
+        yield
+    finally:
+        os.close(fd)
+
+
+def merge_gradebook(
+    rows: Iterable[StudentResult],
+    folder: Path,
+    redactor: Redactor | None = None,
+    *,
+    students: Sequence[str] | None = None,
+    steps: Sequence[str] | None = None,
+) -> tuple[dict[str, Path], list[StudentResult]]:
+    """Merge `rows` into the gradebook on disk (other students' and steps' results stay) under the
+    gradebook's lock, and write it; its paths and every row it now holds."""
+    with gradebook_lock(folder):
+        merged = {(r.student, r.result.step_id): r for r in read_gradebook(Path(folder) / "gradebook.csv")}
+        merged.update({(r.student, r.result.step_id): r for r in rows})
+        everything = list(merged.values())
+        return write_gradebook(everything, folder, redactor, students=students, steps=steps), everything
 
 
 def _known_cause(line: str) -> Cause | None:

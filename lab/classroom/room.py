@@ -34,7 +34,7 @@ from typing import Any, TypeVar
 import yaml
 
 from lab.classroom import CHECK_TIMEOUT, JOBS, netpool
-from lab.classroom.gradebook import read_gradebook, summary, write_gradebook
+from lab.classroom.gradebook import gradebook_lock, merge_gradebook, read_gradebook, summary, write_gradebook
 from lab.classroom.labs import check_class_name, student_lab
 from lab.classroom.roster import Student
 from lab.common.errors import ConfigError, LabError, LabFailure, RemoteError
@@ -439,15 +439,15 @@ class Classroom:
     def record(self, rows: Sequence[StudentResult], redactor: Redactor | None = None,
                ) -> tuple[dict[str, Path], list[StudentResult]]:
         """Merge `rows` into the gradebook on disk (other students' and steps' results stay) and write it
-        redacted; its paths and every row it now holds."""
-        merged = {(r.student, r.result.step_id): r for r in read_gradebook(self.dir / "gradebook.csv")}
-        merged.update({(r.student, r.result.step_id): r for r in rows})
-        everything = list(merged.values())
-        return self.write_gradebook(everything, redactor or self.redactor()), everything
+        redacted; its paths and every row it now holds. One writer at a time, in any process."""
+        return merge_gradebook(rows, self.dir, redactor or self.redactor(), students=[m.id for m in self.members],
+                               steps=self.step_ids())
 
     def write_gradebook(self, rows: Sequence[StudentResult], redactor: Any = None) -> dict[str, Path]:
-        return write_gradebook(rows, self.dir, redactor, students=[m.id for m in self.members],
-                               steps=self.step_ids())
+        """Write exactly `rows` as the gradebook (under its lock)."""
+        with gradebook_lock(self.dir):
+            return write_gradebook(rows, self.dir, redactor, students=[m.id for m in self.members],
+                                   steps=self.step_ids())
 
     def summary(self, rows: Sequence[StudentResult]) -> str:
         return summary(rows, students=[m.id for m in self.members], steps=self.step_ids())
@@ -548,12 +548,17 @@ class ClassBoard:
         members = [self.classroom.member(student)] if student else list(self.classroom.members)
         self._busy.set()
         try:
-            rows = self.classroom.check(members, None, self.jobs, self.timeout)
+            rows = [self._redacted(row) for row in self.classroom.check(members, None, self.jobs, self.timeout)]
+            # merged with what is on disk: another writer's rows (`class check`, a concurrent refresh) stay
+            _, everything = self.classroom.record(rows, self.redactor)
             with self._lock:
+                for row in everything:
+                    key = (row.student, row.result.step_id)
+                    held = self._rows.get(key)
+                    if held is None or row.checked_at > held.checked_at:
+                        self._rows[key] = self._redacted(row)
                 for row in rows:
-                    self._rows[(row.student, row.result.step_id)] = self._redacted(row)
-                everything = list(self._rows.values())
-            self.classroom.write_gradebook(everything, self.redactor)
+                    self._rows[(row.student, row.result.step_id)] = row
         finally:
             self._busy.clear()
 
