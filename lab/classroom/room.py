@@ -34,7 +34,7 @@ from typing import Any, TypeVar
 import yaml
 
 from lab.classroom import CHECK_TIMEOUT, JOBS, netpool
-from lab.classroom.gradebook import gradebook_lock, merge_gradebook, read_gradebook, summary, write_gradebook
+from lab.classroom.gradebook import Efforts, gradebook_lock, merge_gradebook, read_gradebook, summary, write_gradebook
 from lab.classroom.labs import check_class_name, student_lab
 from lab.classroom.roster import Student
 from lab.common.errors import ConfigError, LabError, LabFailure, RemoteError
@@ -436,12 +436,12 @@ class Classroom:
                 redactor.add_private_key(key.read_bytes())
         return redactor
 
-    def record(self, rows: Sequence[StudentResult], redactor: Redactor | None = None,
+    def record(self, rows: Sequence[StudentResult], redactor: Redactor | None = None, effort: Efforts | None = None,
                ) -> tuple[dict[str, Path], list[StudentResult]]:
         """Merge `rows` into the gradebook on disk (other students' and steps' results stay) and write it
         redacted; its paths and every row it now holds. One writer at a time, in any process."""
         return merge_gradebook(rows, self.dir, redactor or self.redactor(), students=[m.id for m in self.members],
-                               steps=self.step_ids())
+                               steps=self.step_ids(), effort=effort)
 
     def write_gradebook(self, rows: Sequence[StudentResult], redactor: Any = None) -> dict[str, Path]:
         """Write exactly `rows` as the gradebook (under its lock)."""
@@ -530,6 +530,7 @@ class ClassBoard:
         self._busy = threading.Event()
         self._lock = threading.Lock()
         self.redactor = classroom.redactor()  # what the page, the gradebook and error messages mask
+        self.effort: Callable[[], Efforts] | None = None  # the portal's count of time on step and hints
         for row in read_gradebook(classroom.dir / "gradebook.csv"):
             self._rows[(row.student, row.result.step_id)] = self._redacted(row)
 
@@ -550,7 +551,7 @@ class ClassBoard:
         try:
             rows = [self._redacted(row) for row in self.classroom.check(members, None, self.jobs, self.timeout)]
             # merged with what is on disk: another writer's rows (`class check`, a concurrent refresh) stay
-            _, everything = self.classroom.record(rows, self.redactor)
+            _, everything = self.classroom.record(rows, self.redactor, self.effort() if self.effort else None)
             with self._lock:
                 for row in everything:
                     key = (row.student, row.result.step_id)
@@ -564,6 +565,11 @@ class ClassBoard:
 
     def refreshing(self) -> bool:
         return self._busy.is_set()
+
+    def save_effort(self) -> None:
+        """Write the portal's latest time on step and hints used into the gradebook (its results stay)."""
+        if self.effort is not None:
+            self.classroom.record([], self.redactor, self.effort())
 
     def _redacted(self, row: StudentResult) -> StudentResult:
         return StudentResult(row.student, row.result.redacted(self.redactor.redact), row.checked_at)

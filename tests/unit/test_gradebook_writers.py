@@ -104,3 +104,68 @@ def test_a_writer_that_keeps_the_lock_too_long_is_a_clear_error(classroom: Class
     with gradebook.gradebook_lock(classroom.dir), pytest.raises(LabError, match="gradebook"):
         with gradebook.gradebook_lock(classroom.dir, timeout=0.3):
             pass
+
+
+# -- time on each step and hints used (issue 19, item 5) ------------------------------------------------
+
+
+def test_the_gradebook_has_each_students_time_on_each_step_and_hints_used(classroom: Classroom) -> None:
+    import xml.etree.ElementTree as ET
+
+    from lab.classroom.gradebook import Effort, read_effort
+
+    effort = {("ada", "hosts"): Effort(seconds=750.0, hints=2), ("ada", "tls"): Effort(0.0, 0)}
+    classroom.record([to_row("ada", StepResult("hosts", "", Status.PASS, 1.0), AT)], effort=effort)
+    csv_text = (classroom.dir / "gradebook.csv").read_text()
+    assert csv_text.splitlines()[0].endswith(",minutes_on_step,hints_used")
+    assert "ada,hosts,pass,1.00," in csv_text and csv_text.count(",12.5,2\n") == 1
+    assert read_effort(classroom.dir / "gradebook.csv") == effort
+    assert ",bob,hosts," not in csv_text and "bob,hosts,not-checked,0.00,,,,,,\n" in csv_text, "bob: not counted"
+    cases = {(c.get("classname"), c.get("name")): c for c in ET.parse(classroom.dir / "gradebook.xml").iter("testcase")}
+    found = {p.get("name"): p.get("value") for p in cases[("ada", "hosts")].iter("property")}
+    assert found["minutes_on_step"] == "12.5" and found["hints_used"] == "2"
+    assert not [p for p in cases[("bob", "hosts")].iter("property") if p.get("name") == "hints_used"]
+
+
+def test_class_check_without_the_portal_keeps_the_time_and_hints_the_portal_wrote(classroom: Classroom) -> None:
+    from lab.classroom.gradebook import Effort, read_effort
+
+    classroom.record([], effort={("ada", "hosts"): Effort(120.0, 3)})
+    classroom.record([to_row("ada", StepResult("hosts", "", Status.FAIL, 1.0, "x", "y"), AT)])  # `class check`
+    assert read_effort(classroom.dir / "gradebook.csv") == {("ada", "hosts"): Effort(120.0, 3)}
+    assert grades(classroom)[("ada", "hosts")] == "fail"
+
+
+def test_the_boards_refresh_and_the_portals_end_write_the_portals_count(classroom: Classroom,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from lab.classroom.gradebook import Effort, read_effort
+
+    board = ClassBoard(classroom)
+    counted = {("bob", "tls"): Effort(60.0, 1)}
+    board.effort = lambda: counted
+    monkeypatch.setattr(classroom, "check", lambda *a: [to_row("bob", StepResult("tls", "", Status.PASS, 1.0), AT)])
+    board.refresh("bob")
+    assert read_effort(classroom.dir / "gradebook.csv") == counted
+    counted = {("bob", "tls"): Effort(90.0, 3)}  # hints shown after the last check
+    board.save_effort()
+    assert read_effort(classroom.dir / "gradebook.csv") == counted
+    assert grades(classroom)[("bob", "tls")] == "pass", "saving the effort keeps the results"
+
+
+def test_the_portal_counts_time_on_step_and_hints_for_the_gradebook() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from lab.classroom.gradebook import Effort
+    from lab.portal.progress import Progress as Positions
+    from lab.portal.run import class_effort
+
+    now = [datetime(2026, 12, 4, 9, 0, tzinfo=UTC)]
+    positions = Positions(None, clock=lambda: now[0])
+    order = ["hosts", "tls"]
+    positions.observe("ada", {}, order)
+    now[0] += timedelta(minutes=5)
+    positions.shown("ada", "hosts", 1)
+    positions.observe("ada", {"hosts": True}, order)
+    now[0] += timedelta(minutes=2)
+    assert class_effort(positions, ["ada", "bob"], order) == {
+        ("ada", "hosts"): Effort(300.0, 1), ("ada", "tls"): Effort(120.0, 0)}  # bob never seen: not counted
