@@ -529,6 +529,7 @@ class ClassBoard:
         self._rows: dict[tuple[str, str], StudentResult] = {}
         self._busy = threading.Event()
         self._lock = threading.Lock()
+        self._checked: dict[str, float] = {}  # student -> when their lab's last check ended (monotonic)
         self.redactor = classroom.redactor()  # what the page, the gradebook and error messages mask
         self.effort: Callable[[], Efforts] | None = None  # the portal's count of time on step and hints
         for row in read_gradebook(classroom.dir / "gradebook.csv"):
@@ -544,12 +545,25 @@ class ClassBoard:
         with self._lock:
             return dict(self._rows)
 
-    def refresh(self, student: str | None = None) -> None:
-        """Check every lab (or one student's), observe-only, and keep the gradebook up to date."""
+    def refresh(self, student: str | None = None, *, fresher_than: float | None = None) -> None:
+        """Check every lab (or one student's), observe-only, and keep the gradebook up to date.
+
+        With `fresher_than` (a periodic round's seconds), a lab checked that recently (by its student's
+        Check) is left out: its results are as fresh as the round's, and a check of it now would only
+        make its student's next Check wait for the lab."""
         members = [self.classroom.member(student)] if student else list(self.classroom.members)
+        if fresher_than is not None:
+            now = time.monotonic()
+            with self._lock:
+                members = [m for m in members if now - self._checked.get(m.id, -fresher_than) >= fresher_than]
+            if not members:
+                return
         self._busy.set()
         try:
             rows = [self._redacted(row) for row in self.classroom.check(members, None, self.jobs, self.timeout)]
+            done = time.monotonic()
+            with self._lock:
+                self._checked.update({m.id: done for m in members})
             # merged with what is on disk: another writer's rows (`class check`, a concurrent refresh) stay
             _, everything = self.classroom.record(rows, self.redactor, self.effort() if self.effort else None)
             with self._lock:

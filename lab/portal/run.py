@@ -165,7 +165,7 @@ def run(classroom: Classroom, listen: Listen, *, cert: Path | None = None, key: 
         def periodic() -> None:
             while not stop.wait(every):
                 try:
-                    backend.check(None)
+                    board.refresh(fresher_than=every)  # a lab its student just checked is fresh already
                     for student in board.students():
                         observe(student, by_student=False)
                 except Exception as exc:  # noqa: BLE001  a failed round must not end the portal

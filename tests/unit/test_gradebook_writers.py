@@ -169,3 +169,21 @@ def test_the_portal_counts_time_on_step_and_hints_for_the_gradebook() -> None:
     now[0] += timedelta(minutes=2)
     assert class_effort(positions, ["ada", "bob"], order) == {
         ("ada", "hosts"): Effort(300.0, 1), ("ada", "tls"): Effort(120.0, 0)}  # bob never seen: not counted
+
+
+def test_a_periodic_round_leaves_out_labs_their_students_just_checked(classroom: Classroom,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    board = ClassBoard(classroom)
+    checked: list[list[str]] = []
+
+    def check(members, step, jobs, timeout):  # noqa: ANN001, ANN202
+        checked.append([m.id for m in members])
+        return [to_row(m.id, StepResult("hosts", "", Status.PASS, 1.0), AT) for m in members]
+
+    monkeypatch.setattr(classroom, "check", check)
+    board.refresh("ada")  # ada presses Check
+    board.refresh(fresher_than=10)  # the round a moment later: bob only
+    board.refresh(fresher_than=10)  # and again: both fresh, nothing to do
+    board.refresh(fresher_than=0)  # the round when both have aged
+    board.refresh()  # the instructor's "Check now": every lab
+    assert checked == [["ada"], ["bob"], ["ada", "bob"], ["ada", "bob"]]
