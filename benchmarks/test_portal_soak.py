@@ -307,9 +307,9 @@ def test_the_portal_stays_flat_and_quick_under_a_class(tmp_path):
     }
     (OUT / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     print(f"\nportal soak ({OUT}):")
-    for key in ("labs", "seconds", "case", "class_up_s", "checks", "checks_ok", "check_statuses", "check_p50_s",
-                "check_p95_s", "check_max_s", "commands_typed", "commands_answered", "load1_mean", "load1_max", "serve",
-                "machines_flat", "errors", "down_ok"):
+    for key in ("labs", "seconds", "check_every", "case", "class_up_s", "checks", "checks_ok", "check_statuses",
+                "check_p50_s", "check_p95_s", "check_max_s", "commands_typed", "commands_answered", "load1_mean",
+                "load1_max", "serve", "machines_flat", "errors", "down_ok"):
         print(f"  {key:<16} {summary[key]}")
     not_flat = {k: v for k, v in flat.items() if not v["flat"]}
     assert not errors, errors
