@@ -51,6 +51,7 @@ pytestmark = pytest.mark.e2e
 CLASS = "soak"
 POOL = "10.84.0.0/16"
 LABS = int(os.environ.get("REGLAB_SOAK_LABS", "8"))
+JOBS = int(os.environ.get("REGLAB_SOAK_JOBS", "4"))  # labs booted at once by `class up`
 SECONDS = int(os.environ.get("REGLAB_SOAK_SECONDS", "600"))
 EVERY = int(os.environ.get("REGLAB_SOAK_EVERY", "10"))
 CHECK_EVERY = max(5.2, float(os.environ.get("REGLAB_SOAK_CHECK_EVERY", "15")))  # the portal allows one per 5 s
@@ -158,7 +159,7 @@ def test_the_portal_stays_flat_and_quick_under_a_class(tmp_path):
     roster.write_text("id\n" + "".join(f"s{i:02d}\n" for i in range(1, LABS + 1)))
     started_up = time.monotonic()
     done = subprocess.run(reglab("--lab", str(base), "-q", "class", "--name", CLASS, "up", str(roster), "--pool",
-                                 POOL, "--jobs", str(LABS), "--students-are-root-on-this-host"),
+                                 POOL, "--jobs", str(JOBS), "--students-are-root-on-this-host"),
                           capture_output=True, text=True, timeout=1800)
     up_seconds = time.monotonic() - started_up
     serve = None
