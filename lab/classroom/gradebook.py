@@ -15,18 +15,30 @@ for a formula (starting with = + - @) is prefixed with a quote (and one that
 starts with a quote gets one more), which `read_gradebook` takes off again.
 Texts lose terminal escape codes and control characters, and are clipped by
 lines and characters, before they are written.
+
+NOTE: a class's gradebook has several writers at once: the portal's periodic
+refresh and its students' checks (threads), and `class check` (another
+process). Each write swaps a whole file in (atomic_write: a temporary file,
+0600, then os.replace), and every read-merge-write holds the one
+`gradebook_lock` (flock on `gradebook.lock` beside it), so no writer's rows
+are lost to another's.
 """
 
 from __future__ import annotations
 
 import contextlib
 import csv
+import fcntl
 import io
-from collections.abc import Iterable, Sequence
+import os
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lab.common import clip
+from lab.common.errors import LabError
 from lab.common.files import atomic_write
 from lab.model.diagnosis import Cause, cause_by_id
 from lab.model.results import Status, StepResult, StudentResult
@@ -37,10 +49,24 @@ if TYPE_CHECKING:
     from lab.model.credentials import Redactor
 
 WORDS = {Status.PASS: "pass", Status.FAIL: "fail", Status.NOT_RUN: "not-checked", Status.UNREACHABLE: "unreachable"}
-CSV_COLUMNS = ("student", "step", "result", "seconds", "checked_at", "cause", "expected", "seen")
+CSV_COLUMNS = ("student", "step", "result", "seconds", "checked_at", "cause", "expected", "seen", "minutes_on_step",
+               "hints_used")
 SYMBOLS = {Status.PASS: "P", Status.FAIL: "F", Status.NOT_RUN: "-", Status.UNREACHABLE: "!"}
 GRADEBOOK_MODE = 0o600
+LOCK_SECONDS = 60.0  # a merge takes milliseconds; a writer holding the lock this long is stuck
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+@dataclass(frozen=True)
+class Effort:
+    """What a student spent on a step, as the portal counted it: time while it was their current step
+    (seconds), and the hints they were shown for it."""
+
+    seconds: float = 0.0
+    hints: int = 0
+
+
+Efforts = Mapping[tuple[str, str], Effort]  # (student, step) -> effort; a pair not in it: not counted
 
 
 def status_of(word: str) -> Status:
@@ -100,7 +126,12 @@ def _text(text: str) -> str:
     return clip.chars(plain_text(text))
 
 
-def render_csv(grid: Sequence[Sequence[StudentResult]]) -> str:
+def _effort_cells(effort: Effort | None) -> list[str]:
+    """Minutes on the step (to the tenth) and hints used; empty where the portal counted nothing."""
+    return ["", ""] if effort is None else [f"{effort.seconds / 60:.1f}", str(effort.hints)]
+
+
+def render_csv(grid: Sequence[Sequence[StudentResult]], effort: Efforts | None = None) -> str:
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(CSV_COLUMNS)
@@ -109,13 +140,20 @@ def render_csv(grid: Sequence[Sequence[StudentResult]]) -> str:
             step = r.result
             writer.writerow([r.student, step.step_id, WORDS[step.status], f"{step.duration:.2f}", r.checked_at,
                              _cell(_text(step.cause_line)), _cell(_text(step.expected)),
-                             _cell(clean_output(step.seen))])
+                             _cell(clean_output(step.seen)),
+                             *_effort_cells((effort or {}).get((r.student, step.step_id)))])
     return out.getvalue()
 
 
-def render_junit(grid: Sequence[Sequence[StudentResult]]) -> str:
-    """JUnit XML: one testsuite per student, one testcase per step (classname = the student)."""
-    suites = [Suite(row[0].student, [Case(r.result, r.checked_at) for r in row], sum(r.result.duration for r in row))
+def render_junit(grid: Sequence[Sequence[StudentResult]], effort: Efforts | None = None) -> str:
+    """JUnit XML: one testsuite per student, one testcase per step (classname = the student); the time
+    on the step and the hints used are the testcase's properties `minutes_on_step` and `hints_used`."""
+    def case(r: StudentResult) -> Case:
+        spent = (effort or {}).get((r.student, r.result.step_id))
+        return Case(r.result, r.checked_at, tuple(zip(("minutes_on_step", "hints_used"), _effort_cells(spent),
+                                                      strict=True)) if spent else ())
+
+    suites = [Suite(row[0].student, [case(r) for r in row], sum(r.result.duration for r in row))
               for row in grid if row]
     return render_suites("reglab-class", suites, skipped="not checked")
 
@@ -127,21 +165,81 @@ def write_gradebook(
     *,
     students: Sequence[str] | None = None,
     steps: Sequence[str] | None = None,
+    effort: Efforts | None = None,
 ) -> dict[str, Path]:
     """Write gradebook.csv and gradebook.xml into `folder`, atomically and 0600; return their paths by kind.
 
     Rows: students in roster order, steps in scenario order (`students`,
     `steps`; by default the order the results come in), one per student and
-    step, a missing one as not-checked.
+    step, a missing one as not-checked; with each one's `effort` where the portal counted it.
     """
     grid = [[_redacted(r, redactor) for r in row] for row in _grid(rows, students, steps)]
     paths: dict[str, Path] = {}
     for kind, render in (("csv", render_csv), ("xml", render_junit)):
-        text = render(grid)
+        text = render(grid, effort)
         if redactor is not None:
             text = redactor.redact(text)
         paths[kind] = atomic_write(Path(folder) / f"gradebook.{kind}", text, GRADEBOOK_MODE)
     return paths
+
+
+@contextlib.contextmanager
+def gradebook_lock(folder: Path, timeout: float = LOCK_SECONDS) -> Iterator[None]:
+    """The class's one gradebook lock, across threads and processes (flock on a file of its own: each
+    holder opens it anew, so two threads of one process exclude each other too)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    fd = os.open(folder / "gradebook.lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, GRADEBOOK_MODE)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise LabError(f"{folder / 'gradebook.csv'}: another reglab has been writing the gradebook for "
+                                   f"more than {timeout:.0f}s; try again when it has finished") from None
+                time.sleep(0.02)
+        yield
+    finally:
+        os.close(fd)
+
+
+def merge_gradebook(
+    rows: Iterable[StudentResult],
+    folder: Path,
+    redactor: Redactor | None = None,
+    *,
+    students: Sequence[str] | None = None,
+    steps: Sequence[str] | None = None,
+    effort: Efforts | None = None,
+) -> tuple[dict[str, Path], list[StudentResult]]:
+    """Merge `rows` (and `effort`) into the gradebook on disk (other students' and steps' results, and
+    the effort a writer without it does not know, stay) under the gradebook's lock, and write it; its
+    paths and every row it now holds."""
+    with gradebook_lock(folder):
+        path = Path(folder) / "gradebook.csv"
+        merged = {(r.student, r.result.step_id): r for r in read_gradebook(path)}
+        merged.update({(r.student, r.result.step_id): r for r in rows})
+        everything = list(merged.values())
+        spent = {**read_effort(path), **(effort or {})}
+        return write_gradebook(everything, folder, redactor, students=students, steps=steps,
+                               effort=spent), everything
+
+
+def read_effort(path: Path) -> dict[tuple[str, str], Effort]:
+    """The time on step and hints used of a gradebook.csv reglab wrote, where it has them."""
+    if not path.is_file():
+        return {}
+    found = {}
+    with path.open(newline="", encoding="utf-8", errors="replace") as handle, contextlib.suppress(csv.Error):
+        for row in csv.DictReader(handle):
+            with contextlib.suppress(KeyError, ValueError, TypeError):
+                if row["minutes_on_step"] and row["hints_used"]:
+                    found[(row["student"], row["step"])] = Effort(float(row["minutes_on_step"]) * 60,
+                                                                  int(row["hints_used"]))
+    return found
 
 
 def _known_cause(line: str) -> Cause | None:

@@ -34,7 +34,7 @@ from typing import Any, TypeVar
 import yaml
 
 from lab.classroom import CHECK_TIMEOUT, JOBS, netpool
-from lab.classroom.gradebook import read_gradebook, summary, write_gradebook
+from lab.classroom.gradebook import Efforts, gradebook_lock, merge_gradebook, read_gradebook, summary, write_gradebook
 from lab.classroom.labs import check_class_name, student_lab
 from lab.classroom.roster import Student
 from lab.common.errors import ConfigError, LabError, LabFailure, RemoteError
@@ -436,18 +436,18 @@ class Classroom:
                 redactor.add_private_key(key.read_bytes())
         return redactor
 
-    def record(self, rows: Sequence[StudentResult], redactor: Redactor | None = None,
+    def record(self, rows: Sequence[StudentResult], redactor: Redactor | None = None, effort: Efforts | None = None,
                ) -> tuple[dict[str, Path], list[StudentResult]]:
         """Merge `rows` into the gradebook on disk (other students' and steps' results stay) and write it
-        redacted; its paths and every row it now holds."""
-        merged = {(r.student, r.result.step_id): r for r in read_gradebook(self.dir / "gradebook.csv")}
-        merged.update({(r.student, r.result.step_id): r for r in rows})
-        everything = list(merged.values())
-        return self.write_gradebook(everything, redactor or self.redactor()), everything
+        redacted; its paths and every row it now holds. One writer at a time, in any process."""
+        return merge_gradebook(rows, self.dir, redactor or self.redactor(), students=[m.id for m in self.members],
+                               steps=self.step_ids(), effort=effort)
 
     def write_gradebook(self, rows: Sequence[StudentResult], redactor: Any = None) -> dict[str, Path]:
-        return write_gradebook(rows, self.dir, redactor, students=[m.id for m in self.members],
-                               steps=self.step_ids())
+        """Write exactly `rows` as the gradebook (under its lock)."""
+        with gradebook_lock(self.dir):
+            return write_gradebook(rows, self.dir, redactor, students=[m.id for m in self.members],
+                                   steps=self.step_ids())
 
     def summary(self, rows: Sequence[StudentResult]) -> str:
         return summary(rows, students=[m.id for m in self.members], steps=self.step_ids())
@@ -529,7 +529,9 @@ class ClassBoard:
         self._rows: dict[tuple[str, str], StudentResult] = {}
         self._busy = threading.Event()
         self._lock = threading.Lock()
+        self._checked: dict[str, float] = {}  # student -> when their lab's last check ended (monotonic)
         self.redactor = classroom.redactor()  # what the page, the gradebook and error messages mask
+        self.effort: Callable[[], Efforts] | None = None  # the portal's count of time on step and hints
         for row in read_gradebook(classroom.dir / "gradebook.csv"):
             self._rows[(row.student, row.result.step_id)] = self._redacted(row)
 
@@ -543,22 +545,45 @@ class ClassBoard:
         with self._lock:
             return dict(self._rows)
 
-    def refresh(self, student: str | None = None) -> None:
-        """Check every lab (or one student's), observe-only, and keep the gradebook up to date."""
+    def refresh(self, student: str | None = None, *, fresher_than: float | None = None) -> None:
+        """Check every lab (or one student's), observe-only, and keep the gradebook up to date.
+
+        With `fresher_than` (a periodic round's seconds), a lab checked that recently (by its student's
+        Check) is left out: its results are as fresh as the round's, and a check of it now would only
+        make its student's next Check wait for the lab."""
         members = [self.classroom.member(student)] if student else list(self.classroom.members)
+        if fresher_than is not None:
+            now = time.monotonic()
+            with self._lock:
+                members = [m for m in members if now - self._checked.get(m.id, -fresher_than) >= fresher_than]
+            if not members:
+                return
         self._busy.set()
         try:
-            rows = self.classroom.check(members, None, self.jobs, self.timeout)
+            rows = [self._redacted(row) for row in self.classroom.check(members, None, self.jobs, self.timeout)]
+            done = time.monotonic()
             with self._lock:
+                self._checked.update({m.id: done for m in members})
+            # merged with what is on disk: another writer's rows (`class check`, a concurrent refresh) stay
+            _, everything = self.classroom.record(rows, self.redactor, self.effort() if self.effort else None)
+            with self._lock:
+                for row in everything:
+                    key = (row.student, row.result.step_id)
+                    held = self._rows.get(key)
+                    if held is None or row.checked_at > held.checked_at:
+                        self._rows[key] = self._redacted(row)
                 for row in rows:
-                    self._rows[(row.student, row.result.step_id)] = self._redacted(row)
-                everything = list(self._rows.values())
-            self.classroom.write_gradebook(everything, self.redactor)
+                    self._rows[(row.student, row.result.step_id)] = row
         finally:
             self._busy.clear()
 
     def refreshing(self) -> bool:
         return self._busy.is_set()
+
+    def save_effort(self) -> None:
+        """Write the portal's latest time on step and hints used into the gradebook (its results stay)."""
+        if self.effort is not None:
+            self.classroom.record([], self.redactor, self.effort())
 
     def _redacted(self, row: StudentResult) -> StudentResult:
         return StudentResult(row.student, row.result.redacted(self.redactor.redact), row.checked_at)

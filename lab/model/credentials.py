@@ -179,6 +179,17 @@ class Redactor:
                 ordered = self._ordered = tuple(sorted(self._secrets, key=len, reverse=True))
         return ordered
 
+    def unfinished(self, text: str) -> int:
+        """How many of `text`'s last characters are the beginning of a secret (0: none): output to hold
+        back until more comes, when a stream is redacted piece by piece."""
+        longest = 0
+        for secret in self._longest_first():
+            for n in range(min(len(secret) - 1, len(text)), longest, -1):
+                if text.endswith(secret[:n]):
+                    longest = n
+                    break
+        return longest
+
     def redact(self, text: str) -> str:
         if not text:
             return text

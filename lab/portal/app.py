@@ -378,7 +378,8 @@ def create_app(backend: Backend, access: Access, progress: Progress, settings: S
         key = (student, machine)
         recording = Recording(new_recording_path(settings.sessions, student, machine), cols, rows,
                               f"{student} on {machine}")
-        bridge = Bridge(channel, recording, hub, key, lambda text: settings.terminals.redact(student, text))
+        bridge = Bridge(channel, recording, hub, key, lambda text: settings.terminals.redact(student, text),
+                        lambda text: settings.terminals.unfinished(student, text))
         closed = threading.Event()
         hub.started(key)
         pump = threading.Thread(target=bridge.pump_output, args=(ws.send, closed), daemon=True,

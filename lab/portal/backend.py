@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from lab.classroom.room import ClassBoard, Classroom
 from lab.common.errors import LabError
 from lab.engine.teaching import instructions, tutorial_text
 from lab.model.results import StudentResult
+
+if TYPE_CHECKING:
+    from lab.model.credentials import Redactor
 
 
 class ClassPortal:
@@ -69,7 +73,7 @@ class ClassTerminals:
 
     def __init__(self, classroom: Classroom) -> None:
         self.classroom = classroom
-        self._redactors: dict[str, Callable[[str], str]] = {}
+        self._redactors: dict[str, Redactor] = {}
 
     def _folder(self, student: str):  # noqa: ANN202
         return self.classroom.dir / "students" / self.classroom.member(student).id
@@ -121,12 +125,18 @@ class ClassTerminals:
             raise
         return _Shell(client, channel)
 
-    def redact(self, student: str, text: str) -> str:
-        redact = self._redactors.get(student)
-        if redact is None:
+    def _redactor(self, student: str) -> Redactor:
+        redactor = self._redactors.get(student)
+        if redactor is None:
             session = self.classroom.session(self.classroom.member(student), lock=False)
-            redact = self._redactors[student] = session.redactor.redact
-        return redact(text)
+            redactor = self._redactors[student] = session.redactor
+        return redactor
+
+    def redact(self, student: str, text: str) -> str:
+        return self._redactor(student).redact(text)
+
+    def unfinished(self, student: str, text: str) -> int:
+        return self._redactor(student).unfinished(text)
 
 
 class _Shell:

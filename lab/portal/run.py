@@ -3,7 +3,8 @@
 Everything the portal keeps is under the class's folder, `portal/`:
   access.json      the SHA-256 of every link's token (0600)
   progress.json    each student's position, failed checks and hints shown (0600)
-  progress.csv     the gradebook's companion: minutes and hints per student and step
+  progress.csv     minutes, hints and failed checks per student and step (the gradebook has the
+                   minutes and hints too, as of its last write)
   pki/             the class's CA and the portal's certificate (keys 0600)
   sessions/ID/     each student's terminal sessions, asciicast v2 (0600)
   gateway/         the SSH gateway's sshd_config, host key and log
@@ -18,6 +19,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+from lab.classroom.gradebook import Effort
 from lab.classroom.room import ClassBoard, Classroom
 from lab.common.errors import LabError
 from lab.common.files import atomic_write, private_dir, write_private
@@ -110,6 +112,12 @@ def give_gateway(classroom: Classroom, gateway: Gateway, address: str) -> None:
                                                                 folder / "id_ed25519", known))
 
 
+def class_effort(progress: Progress, students: list[str], steps: list[str]) -> dict[tuple[str, str], Effort]:
+    """The gradebook's time on each step and hints used, for every student the portal has seen."""
+    return {(student, step): Effort(progress.seconds_on(student, step), progress.hints_used(student, step))
+            for student in students if progress.seen(student) for step in steps}
+
+
 def run(classroom: Classroom, listen: Listen, *, cert: Path | None = None, key: Path | None = None,
         every: int | None = None, stuck_after: int = STUCK_AFTER, say: Callable[[str], None] = print,
         stop: threading.Event | None = None, ssh_port: int | None = None) -> None:
@@ -144,6 +152,8 @@ def run(classroom: Classroom, listen: Listen, *, cert: Path | None = None, key: 
     def write_progress() -> None:
         atomic_write(folder / "progress.csv", progress_csv(progress, board.students(), steps), 0o600)
 
+    board.effort = lambda: class_effort(progress, board.students(), steps)
+
     allowed = None if names is None else names | {"localhost", "127.0.0.1"}
     settings = Settings(secure=tls is not None, allowed_hosts=allowed, stuck_after=stuck_after, every=every,
                         on_progress=write_progress, terminals=ClassTerminals(classroom),
@@ -155,7 +165,7 @@ def run(classroom: Classroom, listen: Listen, *, cert: Path | None = None, key: 
         def periodic() -> None:
             while not stop.wait(every):
                 try:
-                    backend.check(None)
+                    board.refresh(fresher_than=every)  # a lab its student just checked is fresh already
                     for student in board.students():
                         observe(student, by_student=False)
                 except Exception as exc:  # noqa: BLE001  a failed round must not end the portal
@@ -187,5 +197,10 @@ def run(classroom: Classroom, listen: Listen, *, cert: Path | None = None, key: 
     try:
         serve(app, listen, tls, stop, ready, url_name)
     finally:
-        if gateway is not None:
-            gateway.stop()
+        try:
+            board.save_effort()  # the hints shown since the last check count too
+        except LabError as exc:
+            say(f"the gradebook's time on step and hints were not saved: {exc}")
+        finally:
+            if gateway is not None:
+                gateway.stop()

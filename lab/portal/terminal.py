@@ -14,6 +14,7 @@ output, no way to type) and replay a recorded one.
 from __future__ import annotations
 
 import codecs
+import contextlib
 import json
 import os
 import queue
@@ -30,6 +31,7 @@ from lab.common.files import private_dir
 
 CONNECT_SECONDS = 15
 MAX_SIZE = (500, 200)  # columns, rows a browser may ask for
+CARRY = 1024  # characters of output held back until the next chunk: longer than any secret's form
 SESSION_NAME = re.compile(r"[0-9]{8}T[0-9]{6}Z-[a-z][a-z0-9-]{0,30}(-[0-9]+)?\.cast")
 
 
@@ -55,6 +57,54 @@ class Terminals(Protocol):
         ...
 
     def redact(self, student: str, text: str) -> str: ...
+
+    def unfinished(self, student: str, text: str) -> int:
+        """How many of the last characters of `text` could begin one of the student's secrets."""
+        ...
+
+
+class StreamRedactor:
+    """Redacts a stream that comes in chunks, so that a secret cut across two chunks is still masked.
+
+    Each chunk is redacted together with the last `carry` characters of the stream before it
+    (held back, not yet given out), and only the part before a cut that no match crosses is
+    given out: `redact(head) + redact(tail) == redact(head + tail)`. A pause in the output
+    (`flush`) gives out what is held, except its end while that could begin a secret (`unfinished`:
+    how many of the last characters are a secret's beginning), so an echo typed key by key is
+    masked once it is whole. `end` gives out everything.
+    """
+
+    def __init__(self, redact: Callable[[str], str], unfinished: Callable[[str], int] | None = None,
+                 carry: int = CARRY) -> None:
+        self._redact = redact
+        self._unfinished = unfinished
+        self._carry = carry
+        self._held = ""
+
+    def feed(self, text: str) -> str:
+        text = self._held + text
+        whole = self._redact(text)
+        cut = len(text) - self._carry
+        while cut > 0:
+            head = self._redact(text[:cut])
+            if head + self._redact(text[cut:]) == whole:
+                self._held = text[cut:]
+                return head
+            cut -= self._carry
+        if len(text) > 32 * self._carry:  # no clean cut in a long stretch: give it out whole, redacted
+            self._held = ""
+            return whole
+        self._held = text
+        return ""
+
+    def flush(self) -> str:
+        keep = min(self._unfinished(self._held), len(self._held)) if self._unfinished and self._held else 0
+        out, self._held = self._held[:len(self._held) - keep], self._held[len(self._held) - keep:]
+        return self._redact(out) if out else ""
+
+    def end(self) -> str:
+        out, self._held = self._held, ""
+        return self._redact(out) if out else ""
 
 
 class Recording:
@@ -171,28 +221,38 @@ class Bridge:
     hub: Hub
     key: tuple[str, str]
     redact: Callable[[str], str]
+    unfinished: Callable[[str], int] | None = None
+
+    def _show(self, shown: str) -> None:
+        """Redacted output to the recording and the instructor's live view."""
+        if shown:
+            self.recording.output(shown)
+            self.hub.publish(self.key, shown)
 
     def pump_output(self, send: Callable[[str], None], closed: threading.Event) -> None:
-        """Channel -> browser (and the recording, and the watchers), until the channel ends."""
+        """Channel -> browser (and the recording, and the watchers, redacted across chunks), until the
+        channel ends. The student's own browser gets their output at once, as it comes."""
         decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        stream = StreamRedactor(self.redact, self.unfinished)
         try:
             while not closed.is_set():
                 try:
                     data = self.channel.recv(32768)
                 except TimeoutError:
+                    self._show(stream.flush())
                     continue
                 if not data:
                     break
                 text = decoder.decode(data)
                 if not text:
                     continue
-                shown = self.redact(text)
-                self.recording.output(shown)
-                self.hub.publish(self.key, shown)
+                self._show(stream.feed(text))
                 send(text)
         except Exception:  # noqa: BLE001  the browser went away: the session ends
             pass
         finally:
+            with contextlib.suppress(Exception):
+                self._show(stream.end())
             closed.set()
 
     def handle(self, message: str) -> None:

@@ -23,6 +23,7 @@ class Case:
 
     result: StepResult
     checked_at: str = ""
+    properties: tuple[tuple[str, str], ...] = ()  # more of the case's facts (a gradebook's time on step, hints)
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,7 @@ def _totals(steps: Sequence[StepResult], seconds: float) -> dict[str, str]:
 def _properties(case: Case) -> list[tuple[str, str]]:
     step = case.result
     found = [("checked_at", case.checked_at)] if case.checked_at else []
+    found += case.properties
     if step.bridged or step.bridge_failed:
         found += [("bridged", str(step.bridged).lower()), ("bridge_error", step.bridge_error),
                   ("bridge_failed", step.bridge_failed)]

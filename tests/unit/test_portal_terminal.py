@@ -68,6 +68,9 @@ class FakeTerminals:
     def redact(self, student: str, text: str) -> str:
         return text.replace("secret-pw", "********")
 
+    def unfinished(self, student: str, text: str) -> int:
+        return next((n for n in range(len("secret-pw") - 1, 0, -1) if text.endswith("secret-pw"[:n])), 0)
+
 
 @pytest.fixture
 def portal(tmp_path: Path):  # noqa: ANN201
@@ -151,7 +154,9 @@ def test_a_students_terminal_bridges_keys_resizes_and_is_recorded(portal: dict) 
     assert poll(lambda: "echo:echo hi" in cast.read_text(), 5, 0.1)
     header, events = parse_cast(cast.read_text())
     assert (header["version"], header["width"], header["height"]) == (2, 100, 30)
-    assert [kind for _, kind, _ in events][:1] == ["o"] and ("r" in [kind for _, kind, _ in events])
+    # output is recorded a moment late (held until a pause, so a secret across chunks is masked whole):
+    # a resize may come first
+    assert {kind for _, kind, _ in events} == {"o", "r"}
     assert all(a <= b for (a, _, _), (b, _, _) in zip(events, events[1:], strict=False))
     assert "secret-pw" not in cast.read_text() and "********" in cast.read_text()
 
