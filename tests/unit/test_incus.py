@@ -148,6 +148,10 @@ class FakeIncus:
         self.answers = {"list": listing, "network list": networks, "image list": images}
         self.calls: list[tuple[str, ...]] = []
         self.failing = failing  # how many `network delete`s fail (as when another lab's bridge goes meanwhile)
+        self.remote = ""
+
+    def name(self, name: str) -> str:
+        return incus.Incus.name(self, name)  # type: ignore[arg-type]
 
     def _fails(self, args: tuple[str, ...]) -> bool:
         self.calls.append(args)
