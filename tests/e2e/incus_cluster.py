@@ -30,6 +30,7 @@ from pathlib import Path
 from lab.machines import hostapt, incus
 from lab.machines.boxes import container
 from lab.model.lab import cache_dir
+from lab.model.platforms import PLATFORMS
 
 PREFIX = "reglab-cltest"
 NETWORK = f"{PREFIX}0"  # 14 characters: a Linux interface name
@@ -95,8 +96,12 @@ def member_exec(member: str, script: str, timeout: float = TIMEOUT) -> str:
     return host_incus("exec", member_name(member), "--", "sh", "-c", script, timeout=timeout)
 
 
+MEMBER_OS = PLATFORMS["debian12"]  # Incus 6.0 from bookworm-backports, as hostsetup installs it here
+
+
 def base_alias() -> str:
-    return container.alias(container.recipe_key())
+    """The machines' Debian 12 image, which the member image starts from."""
+    return container.alias(container.recipe_key(MEMBER_OS), MEMBER_OS)
 
 
 def recipe_key() -> str:

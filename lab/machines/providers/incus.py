@@ -25,12 +25,14 @@ through that one client.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import shlex
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from lab.common.errors import LabError, LabFailure, RemoteError
@@ -52,6 +54,7 @@ USER = "vagrant"  # the machines' sudo user, as on every provider's image
 USER_ID = 1000  # its uid in the image (the first user made)
 HOST_KEY = "/etc/ssh/ssh_host_ed25519_key.pub"
 HOST_KEY_WAIT = 60
+IMAGE_LOCK_WAIT = 2 * container.IMPORT_TIMEOUT + 600  # another lab's build and import of the image
 BRIDGE_DELETE_TRIES = 5  # another lab's bridge deleted at the same moment fails Incus's delete of ours
 INCUS_MISSING = ("Incus does not answer here (`incus info`); install and start it with "
                  "`REGLAB_PROVIDER=incus python -m lab.machines.hostsetup` (as root)")
@@ -140,11 +143,33 @@ class IncusProvider:
         self.check_host()
         with phase("machine image", "Incus machine image (Debian packages, mmdebstrap)"):
             alias = container.alias(container.recipe_key(self.lab.debian), self.lab.debian)
-            if incus.by_alias(incus.images(self.incus.json("image", "list", *self.server())), alias) is None:
-                self.upload_image(alias, say)
-                self.prune_bases(alias)
+            with self.image_lock():  # a class's labs start at once: one of them imports or uploads, once
+                if incus.by_alias(incus.images(self.incus.json("image", "list", *self.server())), alias) is None:
+                    self.upload_image(alias, say)
+                    self.prune_bases(alias)
         self.image = alias
         return alias
+
+    @contextlib.contextmanager
+    def image_lock(self) -> Iterator[None]:
+        """A host-wide lock per Incus server on the machine image's import, waited for at most IMAGE_LOCK_WAIT."""
+        folder = self.lab.cache_dir / "incus"
+        folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(folder / f"image-{self.remote or 'local'}.lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        try:
+            def taken() -> bool:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    return True
+                except BlockingIOError:
+                    return False
+
+            if not poll(taken, IMAGE_LOCK_WAIT):
+                raise LabFailure(f"another reglab held the Incus image import for {IMAGE_LOCK_WAIT}s "
+                                 f"({folder}/image-{self.remote or 'local'}.lock)")
+            yield
+        finally:
+            os.close(fd)
 
     def upload_image(self, alias: str, say: Say) -> None:
         """The machine image into the Incus reglab uses: built here (once per recipe) and imported; on a remote,
@@ -345,13 +370,7 @@ class IncusProvider:
         if create:
             if self.image is None:
                 self.prepare(self.say, _no_phase)
-            # A lab's machines on one member: the first placed by the cluster, the others `--target` there.
-            member = incus.member_of(found, [self.instance(n) for n in self.names]) if self.remote else None
-            if self.remote and member is None and self.clustered():
-                self.create(create[0])
-                member = incus.member_of(self._instances(), [self.instance(create[0])])
-                create = create[1:]
-            on_each(create, lambda name: self.create(name, member))
+            self.place(create, found)
         stopped = [self.at(self.instance(n)) for n in targets
                    if self.instance(n) not in found or found[self.instance(n)].status.lower() != "running"]
         if stopped:
@@ -361,6 +380,17 @@ class IncusProvider:
         machines = [self.connect(name) for name in targets]
         on_each(machines, lambda machine: wait_for_ssh(machine, self.lab.timeouts.boot))
         return machines
+
+    def place(self, create: Sequence[str], found: dict[str, incus.Instance]) -> None:
+        """The machines made; on a cluster all of a lab's on one member: where one of them already runs, else
+        the first placed by the cluster's scheduler and the others `--target` that member (labs spread)."""
+        member = incus.member_of(found, [self.instance(n) for n in self.names]) if self.remote else None
+        create = list(create)
+        if self.remote and member is None and self.clustered():
+            self.create(create[0])
+            member = incus.member_of(self._instances(), [self.instance(create[0])])
+            create = create[1:]
+        on_each(create, lambda name: self.create(name, member))
 
     def create(self, name: str, member: str | None = None) -> None:
         """One container from the image: nesting only (Docker inside), on the lab's bridge at its address;
