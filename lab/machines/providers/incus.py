@@ -16,11 +16,13 @@ machine, with a key of the lab's own pushed in through Incus and their host
 keys read through Incus (never trusted on first use). Everything made here
 carries `user.reglab.*` keys, and `down` removes only what carries this lab's.
 
-NOTE: the seam for a remote Incus (issue 21) is `remote`: lab.machines.incus.Incus
-prefixes names with it (`Incus.name`), and only the reaching of machines
-changes (SSH over the host's own bridge here; a route the cluster gives, or
-Incus's exec and file API, there). The rest of this class asks Incus only
-through that one client.
+On an Incus remote (`incus.remote` in lab.yml, issue 21; often a cluster)
+every name is `REMOTE:NAME` (`at`), the image is copied there once, a lab's
+machines share one member (the first placed by the cluster, the others
+`--target` there), its bridge is kept apart by an Incus network ACL instead
+of this host's firewall, and SSH reaches each machine through Incus's exec
+API (`ProxyCommand incus exec REMOTE:INSTANCE -- sshd -i`): no route to the
+member's bridge is needed, and the rest of reglab does not change.
 """
 
 from __future__ import annotations
