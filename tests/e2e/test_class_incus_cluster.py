@@ -5,7 +5,9 @@ incusd members on the host's Incus, reached as the remote `reglab-cltest`).
 The class's base lab names it (`incus: {remote: reglab-cltest}`); reglab
 copies its machine image to the cluster once, each lab's two machines go to
 one member (the first placed by the cluster, the second `--target` there),
-and reglab reaches them by SSH through Incus's exec API. Its pool
+and reglab reaches them by SSH through Incus's exec API; each lab's network
+ACL keeps it from the other labs (on its member and the other) and from the
+members. Its pool
 (10.76.64.0/18) is clear of the cluster's own bridge (10.76.0.0/24) and of
 every other test's.
 """
@@ -82,6 +84,21 @@ def test_a_class_of_four_runs_on_a_two_member_cluster_survives_a_members_loss_an
     assert all(len(places) == 1 for places in where.values()), where
     member_of = {student: next(iter(places)) for student, places in where.items()}
     assert set(member_of.values()) == set(made.MEMBERS), member_of
+
+    # Each lab kept to itself by its network ACL: its own registry answers; another lab's machines (on the
+    # same member or not), another lab's gateway and the members do not.
+    subnets = {m.id: m.subnet for m in room.members}
+
+    def probe(ip: str) -> str:
+        return _remote("exec", f"{made.REMOTE}:{incus.instance_name(f'{CLASS}-ada', 'client')}", "--", "bash", "-c",
+                       f"timeout 5 bash -c '</dev/tcp/{ip}/22' 2>/dev/null && echo open || echo closed").strip()
+    assert probe(str(subnets["ada"].network_address + 10)) == "open"
+    for other in STUDENTS[1:]:  # on ada's member and on the other
+        for ip in (subnets[other].network_address + 10, subnets[other].network_address + 1):
+            assert probe(str(ip)) == "closed", f"ada's client reaches {ip} ({other}'s lab, on {member_of[other]})"
+    for number in (11, 12):
+        assert probe(f"{made.SUBNET}.{number}") == "closed", "ada's client reaches a cluster member"
+    assert probe(str(subnets["ada"].network_address + 1)) == "closed", "ada's client reaches its member's sshd"
 
     # `class status` says where each lab runs.
     status, out, err = lab_cli(base, "class", "status")
