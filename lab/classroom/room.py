@@ -360,9 +360,10 @@ class Classroom:
                 + (folder / "ssh_config").read_text() + "\n" + (folder / "credentials.txt").read_text())
 
     def status(self, jobs: int = 8) -> list[LabOutcome]:
-        def states(member: Member) -> dict[str, str]:
+        """Each lab's machines: {machine: (state, where)}, `where` the cluster member it runs on or ""."""
+        def states(member: Member) -> dict[str, tuple[str, str]]:
             session = self.session(member, lock=False)
-            return {s.name: s.state for s in session.provider.status()}
+            return {s.name: (s.state, s.where) for s in session.provider.status()}
 
         return self.each(self.members, states, jobs, "status")
 

@@ -66,12 +66,16 @@ def class_command(args: argparse.Namespace, out: TextIO, err: TextIO) -> ExitSta
             return ExitStatus.OK if all(o.ok for o in outcomes) else ExitStatus.FAILED
         room = Classroom.open(args.lab, args.name, progress)
         if action == "status":
-            rows = [("STUDENT", "LAB", "SUBNET", "REGISTRY", "CLIENT")]
+            rows = [("STUDENT", "LAB", "SUBNET", "REGISTRY", "CLIENT", "MEMBER")]
             for outcome in room.status():
                 states = outcome.value or {}
                 member = outcome.member
+                where = sorted({w for _, w in states.values() if w})  # the cluster member(s) of its machines
                 rows.append((member.id, f"{room.name}-{member.id}", str(member.subnet or "given (ssh)"),
-                             states.get("registry", outcome.first_line or "?"), states.get("client", "?")))
+                             states.get("registry", (outcome.first_line or "?", ""))[0],
+                             states.get("client", ("?", ""))[0], ",".join(where) or "-"))
+            if all(row[-1] == "-" for row in rows[1:]):
+                rows = [row[:-1] for row in rows]  # no cluster: no member column
             print_table(rows, out)
             return ExitStatus.OK
         if action == "check":

@@ -123,6 +123,11 @@ timeouts:
 # index) still matches | fresh: always provision from nothing.
 # (environment: REGLAB_START; command line: --fresh)
 start: warm
+
+# provider: incus only: the Incus remote (a school's cluster) the machines run on,
+# by its name in `incus remote list`. Left out: this host's own Incus.
+# incus:
+#   remote: school
 """
 
 CLASS_LAB_YML = """\

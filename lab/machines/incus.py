@@ -143,6 +143,7 @@ class Instance:
     name: str
     status: str  # Running, Stopped... as Incus says
     config: Mapping[str, str]
+    location: str = ""  # the cluster member it runs on ("none" or "" outside a cluster)
 
 
 def instances(listing: Any) -> dict[str, Instance]:
@@ -150,8 +151,65 @@ def instances(listing: Any) -> dict[str, Instance]:
     found = {}
     for item in listing if isinstance(listing, list) else []:
         if isinstance(item, dict) and item.get("name"):
-            found[item["name"]] = Instance(item["name"], str(item.get("status", "")), item.get("config") or {})
+            found[item["name"]] = Instance(item["name"], str(item.get("status", "")), item.get("config") or {},
+                                           str(item.get("location") or ""))
     return found
+
+
+def members(listing: Any) -> dict[str, str]:
+    """`incus cluster list --format json` -> {member: status} (Online, Offline...); {} for a lone server."""
+    found = {}
+    for item in listing if isinstance(listing, list) else []:
+        if isinstance(item, dict) and item.get("server_name"):
+            found[str(item["server_name"])] = str(item.get("status", ""))
+    return found
+
+
+def member_of(found: Mapping[str, Instance], names: Sequence[str]) -> str | None:
+    """The member the first of `names` already placed runs on: where the lab's other machines go. Pure."""
+    for name in names:
+        there = found.get(name)
+        if there is not None and there.location not in ("", "none"):
+            return there.location
+    return None
+
+
+SSHD_INETD = "/usr/sbin/sshd -i"  # sshd serving one connection on its stdin and stdout (inetd mode)
+
+
+def proxy_command(remote: str, instance: str) -> str:
+    """An ssh_config ProxyCommand reaching a machine's own sshd through Incus's exec API, wherever the
+    cluster placed it: no route to its bridge is needed, and SSH (keys, pinned host keys) is unchanged. Pure."""
+    return f"incus exec {remote}:{instance} -- {SSHD_INETD}"
+
+
+PRIVATE = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16", "100.64.0.0/10")
+
+
+def acl_rules(ip: str) -> list[list[str]]:
+    """`incus network acl rule add ACL egress ...` arguments keeping a lab on a remote to itself. Pure.
+
+    NOTE: Incus orders an ACL's rules by action (reject before allow), not as written, so the lab's own /24
+    is left out of the rejected ranges rather than allowed before them; and its gateway (the member itself)
+    answers DNS and DHCP only. The Debian mirror, outside private ranges, stays reachable through NAT.
+    """
+    own = subnet_of(ip)
+    ranges = []
+    for text in PRIVATE:
+        net = ipaddress.ip_network(text)
+        ranges += [str(n) for n in sorted(net.address_exclude(own))] if own.subnet_of(net) else [text]
+    gw = f"{own.network_address + 1}/32"
+    return [
+        ["egress", "action=reject", f"destination={','.join(ranges)}"],
+        ["egress", "action=reject", f"destination={gw}", "protocol=tcp", "destination_port=1-52,54-65535"],
+        ["egress", "action=reject", f"destination={gw}", "protocol=udp", "destination_port=1-52,54-66,68-65535"],
+    ]
+
+
+def cluster_network_args(member_names: Sequence[str], network: str) -> list[list[str]]:
+    """`incus network create` for a cluster: once per member with `--target` (pending), then the network
+    itself with its config (Incus's order for a managed network on a cluster). Pure."""
+    return [["network", "create", network, f"--target={member}"] for member in member_names]
 
 
 def state_word(status: str | None) -> str:

@@ -111,6 +111,7 @@ class Lab:
     timeouts: Timeouts
     mirror: str | None = None  # None: take it from the host's apt configuration
     platform: str = DEFAULT_PLATFORM  # the Debian release of the machines and images (lab/model/platforms.py)
+    incus_remote: str | None = None  # provider: incus on an Incus remote (a cluster) by that name; None: this host
     start: str = "warm"  # warm: a saved provisioned image when its key matches; fresh: provision from nothing
     manifest: Manifest | None = field(default=None, hash=False)  # what the lab's scenario declares; set by load
 

@@ -67,6 +67,9 @@ _HOST = re.compile(r"(?=.{1,253}\Z)[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?")
 _MIRROR = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~%/-]*)?")
 
 
+_REMOTE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")  # an Incus remote's name: no ':' nor '/'
+
+
 _HOST_KEY = re.compile(r"SHA256:[A-Za-z0-9+/]{43}")  # as `ssh-keygen -lf` and ssh print a host key
 
 
@@ -120,6 +123,7 @@ def validate(data: Mapping[str, Any], path: Path, source: str, declared: Manifes
         ),
         mirror=v.mirror(data["mirror"]),
         start=v.choice(data["start"], "start", STARTS),
+        incus_remote=v.incus_remote(data["incus"], provider),
         platform=platform,
         manifest=declared,
     )
@@ -164,6 +168,17 @@ class Validator(FieldReader):
                                             f"name one of {', '.join(PROVIDERS)}")
             return auto_provider()
         return self.choice(value, "provider", (*PROVIDERS, "auto"))
+
+    def incus_remote(self, section: Any, provider: str) -> str | None:
+        """`incus.remote`: the name of an Incus remote (`incus remote add NAME ...`), only for `provider: incus`."""
+        value = self.mapping(section, "incus").get("remote")
+        if value is None or value == "local":
+            return None
+        text = self.match(value, "incus.remote", _REMOTE, "the name of an Incus remote as `incus remote list` "
+                                                          "shows it (letters, digits, '.', '_', '-')")
+        if provider != "incus":
+            raise self.fail("incus.remote", f"an Incus remote is for `provider: incus`, not {provider!r}")
+        return text
 
     def mirror(self, value: Any, path: str = "mirror") -> str | None:
         """An http(s) URL of a Debian mirror or apt proxy, or nothing (the host's own)."""

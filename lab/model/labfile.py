@@ -45,6 +45,8 @@ DEFAULTS: dict[str, Any] = {
     "mirror": None,
     # warm: boot from a saved, already-provisioned machine image when its plan still matches; fresh: never.
     "start": "warm",
+    # provider: incus: the Incus remote the machines run on (`incus remote list`); None: this host's own Incus.
+    "incus": {"remote": None},
 }
 
 

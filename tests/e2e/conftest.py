@@ -75,6 +75,7 @@ ORDER = (
     "test_warm_and_fresh_starts.py",
     "test_incus.py",  # a second lab of its own beside the session's; the session's stays up
     "test_class_incus.py",  # a class of four on Incus, beside the session's lab
+    "test_class_incus_cluster.py",  # a class of four on a two-member Incus cluster the test makes (10.76/16)
     "test_lab_instances.py",
     "test_ssh_provider.py",
     "test_second_tutorial.py",

@@ -349,3 +349,32 @@ def test_a_class_left_to_auto_boots_on_incus_where_incus_answers(base: Path, mon
     assert classes.class_provider(base) == "docker"
     monkeypatch.setenv("REGLAB_PROVIDER", "incus")
     assert classes.class_provider(base) == "incus"
+
+
+# --- issue 21: a class on an Incus cluster -----------------------------------------------------
+
+
+def test_class_status_shows_each_labs_cluster_member_and_no_member_column_on_one_host(base: Path, monkeypatch) -> None:
+    from types import SimpleNamespace
+
+    from lab.machines.providers.base import MachineStatus
+
+    room = Classroom(base, "net101", quiet())
+    room.enrol([Student("ada"), Student("bob")])
+    where = {"ada": "m1", "bob": "m2"}
+
+    def session(self, member, **_):  # noqa: ANN001, ANN202
+        return SimpleNamespace(provider=SimpleNamespace(status=lambda: [
+            MachineStatus(name, "incus", "running", "10.0.0.1", where[member.id]) for name in ("registry", "client")]))
+
+    monkeypatch.setattr(Classroom, "session", session)
+    out, err = io.StringIO(), io.StringIO()
+    assert main(["--lab", str(base), "class", "status"], stdout=out, stderr=err) == 0, err.getvalue()
+    lines = out.getvalue().splitlines()
+    assert lines[0].split()[-1] == "MEMBER"
+    assert next(line for line in lines if line.startswith("ada ")).split()[-1] == "m1"
+    assert next(line for line in lines if line.startswith("bob ")).split()[-1] == "m2"
+    where.update(ada="", bob="")  # one host: no member column
+    out = io.StringIO()
+    assert main(["--lab", str(base), "class", "status"], stdout=out, stderr=io.StringIO()) == 0
+    assert "MEMBER" not in out.getvalue() and out.getvalue().count("running") == 4

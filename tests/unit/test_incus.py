@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
+import re
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,7 @@ from lab.common.errors import LabError, LabFailure
 from lab.machines import hostapt, incus
 from lab.machines.boxes import container
 from lab.machines.providers import incus as provider
+from lab.machines.providers.ssh import host_block
 from lab.model.credentials import Redactor
 from lab.model.labfile import load
 from lab.model.platforms import PLATFORMS
@@ -148,6 +151,10 @@ class FakeIncus:
         self.answers = {"list": listing, "network list": networks, "image list": images}
         self.calls: list[tuple[str, ...]] = []
         self.failing = failing  # how many `network delete`s fail (as when another lab's bridge goes meanwhile)
+        self.remote = ""
+
+    def name(self, name: str) -> str:
+        return incus.Incus.name(self, name)  # type: ignore[arg-type]
 
     def _fails(self, args: tuple[str, ...]) -> bool:
         self.calls.append(args)
@@ -307,3 +314,131 @@ def test_a_labs_bridge_rules_that_are_gone_are_made_again_and_present_ones_are_l
     assert made.isolation() is None
     monkeypatch.setattr(made, "_iptables", lambda: None)
     assert "as root" in made.isolation() and made.keep_apart() == []
+
+
+# --- issue 21: an Incus remote (a cluster) ------------------------------------------------
+
+
+def test_an_incus_remote_is_a_name_for_provider_incus_only(tmp_path):
+    from lab.common.errors import ConfigError
+
+    base = "name: lab1\nprovider: {provider}\nincus: {{remote: {remote}}}\n"
+    (tmp_path / "lab.yml").write_text(base.format(provider="incus", remote="school-cluster"))
+    assert load(tmp_path / "lab.yml", environ={}).incus_remote == "school-cluster"
+    (tmp_path / "lab.yml").write_text(base.format(provider="incus", remote="local"))
+    assert load(tmp_path / "lab.yml", environ={}).incus_remote is None  # the local socket, as by default
+    for provider_name, remote, said in (("incus", '"a:b"', "incus.remote: expected the name of an Incus remote"),
+                                        ("incus", '"-x"', "incus.remote"),
+                                        ("docker", "school", "incus.remote: an Incus remote is for `provider: incus`")):
+        (tmp_path / "lab.yml").write_text(base.format(provider=provider_name, remote=remote))
+        with pytest.raises(ConfigError, match=re.escape(said)):
+            load(tmp_path / "lab.yml", environ={})
+
+
+def test_machines_on_a_remote_are_reached_by_ssh_through_incus_exec_to_their_own_sshd(tmp_path):
+    assert incus.proxy_command("school", "lab1-client") == "incus exec school:lab1-client -- /usr/sbin/sshd -i"
+    block = host_block("client", "10.78.33.11", 22, "vagrant", tmp_path / "kh", tmp_path / "key",
+                       proxy=incus.proxy_command("school", "lab1-client"))
+    assert block.splitlines()[-1] == "  ProxyCommand incus exec school:lab1-client -- /usr/sbin/sshd -i"
+    assert "ProxyCommand" not in host_block("client", "10.78.33.11", 22, "vagrant", tmp_path / "kh")
+
+
+def test_a_labs_acl_rejects_every_private_range_but_its_own_and_its_gateway_but_dns_and_dhcp():
+    rules = incus.acl_rules("10.76.65.10")
+    rejected = [ipaddress.ip_network(n) for n in rules[0][2].removeprefix("destination=").split(",")]
+    def hit(ip: str) -> bool:
+        return any(ipaddress.ip_address(ip) in net for net in rejected)
+    assert not hit("10.76.65.11") and not hit("10.76.65.1")  # its own machines; its gateway by the next rules
+    assert hit("10.76.66.10") and hit("10.76.0.11") and hit("192.168.33.10") and hit("172.17.0.1")
+    assert not hit("203.0.113.80")  # a mirror outside private ranges, through NAT
+    assert rules[1][1:] == ["action=reject", "destination=10.76.65.1/32", "protocol=tcp",
+                            "destination_port=1-52,54-65535"]
+    assert rules[2][-1] == "destination_port=1-52,54-66,68-65535"  # DNS (53) and DHCP (67) stay open
+
+
+def test_cluster_listings_are_read_for_members_and_each_instances_member():
+    assert incus.members([{"server_name": "m1", "status": "Online"}, {"server_name": "m2", "status": "Offline"},
+                          {"status": "?"}]) == {"m1": "Online", "m2": "Offline"}
+    assert incus.members(None) == {}
+    found = incus.instances([{"name": "a-registry", "status": "Running", "location": "m2"},
+                             {"name": "b-registry", "status": "Running", "location": "none"}])
+    assert found["a-registry"].location == "m2"
+    assert incus.member_of(found, ["a-client", "a-registry"]) == "m2"
+    assert incus.member_of(found, ["b-registry"]) is None  # "none": not on a cluster
+    assert incus.cluster_network_args(["m1", "m2"], "cl:br0") == [
+        ["network", "create", "cl:br0", "--target=m1"], ["network", "create", "cl:br0", "--target=m2"]]
+
+
+FAKE_INCUS = r'''#!/usr/bin/env python3
+"""A fake `incus` for unit tests: records its argv, answers from the JSON map in $FAKE_INCUS_ANSWERS."""
+import json, os, sys
+args = sys.argv[1:]
+with open(os.environ["FAKE_INCUS_LOG"], "a") as log:
+    log.write(json.dumps(args) + "\n")
+answers = json.load(open(os.environ["FAKE_INCUS_ANSWERS"]))
+key = " ".join(a for a in args if a not in ("--format", "json"))
+if key == "list school:" and os.path.exists(os.environ["FAKE_INCUS_LOG"]):
+    made = [json.loads(l) for l in open(os.environ["FAKE_INCUS_LOG"]) if json.loads(l)[:1] == ["init"]]
+    print(json.dumps([{"name": a[2].split(":")[1], "status": "Stopped", "location": "m2", "config": {}}
+                      for a in made]))
+    sys.exit(0)
+print(answers.get(key, "[]" if "json" in args else ""))
+'''
+
+
+def fake_incus_cli(tmp_path: Path, monkeypatch, answers: dict[str, str]) -> Path:
+    """The `incus` command on PATH replaced by a script: the real client (lab.machines.incus.Incus) runs it."""
+    folder = tmp_path / "bin"
+    folder.mkdir()
+    script = folder / "incus"
+    script.write_text(FAKE_INCUS)
+    script.chmod(0o755)
+    (tmp_path / "answers.json").write_text(json.dumps(answers))
+    log = tmp_path / "incus-calls.jsonl"
+    monkeypatch.setenv("PATH", f"{folder}:{os.environ['PATH']}")
+    monkeypatch.setenv("FAKE_INCUS_ANSWERS", str(tmp_path / "answers.json"))
+    monkeypatch.setenv("FAKE_INCUS_LOG", str(log))
+    return log
+
+
+def test_a_labs_machines_on_a_cluster_go_to_the_member_the_first_was_placed_on(tmp_path, monkeypatch):
+    (tmp_path / "lab.yml").write_text("name: lab1\nprovider: incus\nincus: {remote: school}\nmachines:\n"
+                                      "  registry: {ip: 10.78.33.10}\n  client: {ip: 10.78.33.11}\n")
+    lab = load(tmp_path / "lab.yml", environ={})
+    log = fake_incus_cli(tmp_path, monkeypatch, {
+        "info school:": "environment:\n  server_clustered: true\n",
+        "profile show school:default": "devices:\n  root: {type: disk, path: /, pool: default}\n",
+    })
+    made = provider.IncusProvider(lab, Redactor(), say=lambda _m: None)
+    (tmp_path / "key.pub").write_text("ssh-ed25519 AAAA lab\n")
+    made.key = tmp_path / "key"
+    made.image = "reglab-debian12-x"
+    made.place(["registry", "client"], {})
+    calls = [json.loads(line) for line in log.read_text().splitlines()]
+    inits = [c for c in calls if c[0] == "init"]
+    assert inits[0][:3] == ["init", "school:reglab-debian12-x", "school:lab1-registry"]
+    assert not [a for a in inits[0] if a.startswith("--target")]  # the first: the cluster's scheduler places it
+    assert inits[1][2] == "school:lab1-client" and "--target=m2" in inits[1]  # the second: beside it
+    devices = [c for c in calls if c[:3] == ["config", "device", "add"]]
+    assert [c[3] for c in devices] == ["school:lab1-registry", "school:lab1-client"], calls
+    pushes = [c for c in calls if c[:2] == ["file", "push"]]
+    assert pushes and all(c[3].startswith("school:lab1-") for c in pushes)
+
+
+def test_a_remote_that_is_not_added_here_is_refused_with_how_to_add_it(tmp_path, monkeypatch):
+    (tmp_path / "lab.yml").write_text("name: lab1\nprovider: incus\nincus: {remote: school}\n")
+    lab = load(tmp_path / "lab.yml", environ={})
+    fake_incus_cli(tmp_path, monkeypatch, {"remote list": json.dumps({"local": {"Addr": "unix://"}})})
+    with pytest.raises(LabError, match=r"no Incus remote named 'school'.*incus remote add school ADDRESS --token"):
+        provider.IncusProvider(lab, Redactor(), say=lambda _m: None).check_host()
+
+
+def test_a_remote_lab_has_no_host_firewall_rules_and_ssh_config_goes_through_incus(tmp_path):
+    (tmp_path / "lab.yml").write_text("name: lab1\nprovider: incus\nincus: {remote: school}\nmachines:\n"
+                                      "  registry: {ip: 10.78.33.10}\n  client: {ip: 10.78.33.11}\n")
+    made = provider.IncusProvider(load(tmp_path / "lab.yml", environ={}), Redactor(), say=lambda _m: None)
+    assert made.isolation() is None and made.keep_apart() == [] and made.remove_forwarding() == 0
+    assert made.warm_store() is None
+    text = made.write_ssh_config().read_text()
+    assert "ProxyCommand incus exec school:lab1-registry -- /usr/sbin/sshd -i" in text
+    assert "ProxyCommand incus exec school:lab1-client -- /usr/sbin/sshd -i" in text

@@ -28,6 +28,7 @@ class MachineStatus:
     provider: str
     state: str  # running, not_created, stopped... as the provider says; `running` is the one that counts
     ip: str
+    where: str = ""  # the cluster member it runs on, where the provider has members (incus on a cluster)
 
 
 class Provider(Protocol):

@@ -42,7 +42,7 @@ def config_value(value: object, openssh: bool = True) -> str:
 
 
 def host_block(name: str, host: str, port: int, user: str | None, known_hosts: Path,
-               identity: Path | None = None, openssh: bool = True) -> str:
+               identity: Path | None = None, openssh: bool = True, proxy: str | None = None) -> str:
     """One ssh_config Host block: host keys trusted on first use in `known_hosts`. Pure.
 
     `openssh=False` is the block reglab's own connections (paramiko, through fabric) read: paramiko
@@ -58,6 +58,8 @@ def host_block(name: str, host: str, port: int, user: str | None, known_hosts: P
     ]
     if identity is not None:
         lines += ([f"  IdentityFile {config_value(identity)}"] if openssh else []) + ["  IdentitiesOnly yes"]
+    if proxy is not None:
+        lines.append(f"  ProxyCommand {proxy}")
     return "\n".join(lines)
 
 
