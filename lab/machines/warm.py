@@ -56,9 +56,12 @@ KEEP_OTHERS = 1  # ...and all but this many of the newest others
 PLAN_CODE = (Path(__file__).parent / "provision.py", Path(__file__).parent / "osfamily.py")
 
 # What one machine made for itself and the next must make anew, on both providers.
-FORGET_MACHINE = "rm -f /etc/ssh/ssh_host_* /etc/docker/key.json /var/lib/reglab/machine-id && : > /etc/machine-id"
+# Docker's own ID: /etc/docker/key.json up to Docker 20.10 (Debian 12), /var/lib/docker/engine-id from Docker 23
+# (Debian 13's 26.1): two machines from one warm image must not share it (e2e-libvirt on Debian 13 saw they did).
+FORGET_MACHINE = ("rm -f /etc/ssh/ssh_host_* /etc/docker/key.json /var/lib/docker/engine-id /var/lib/reglab/machine-id"
+                  " && : > /etc/machine-id")
 # Part of every warm key: bump when what a saved machine holds changes (2: its identity in no layer).
-SAVE_VERSION = 2
+SAVE_VERSION = 3  # 3: Docker's engine-id forgotten too
 GENERALIZE = " && ".join([
     FORGET_MACHINE,
     # systemd falls back on D-Bus's copy when /etc/machine-id is empty: a link to it, as Debian makes.
@@ -232,12 +235,12 @@ LIBVIRT_URI = "qemu:///system"
 STASH = "/run/reglab-warm"  # tmpfs: what the machine keeps of its own never reaches the copy
 # A machine's own files, set aside while it is copied, then put back.
 CONTAINER_OWN_FILES = ("etc/ssh/ssh_host_*", "etc/machine-id", "var/lib/reglab/machine-id", "etc/docker/key.json",
-                       "root/.bash_history", "home/vagrant/.bash_history")
+                       "var/lib/docker/engine-id", "root/.bash_history", "home/vagrant/.bash_history")
 OWN_FILES = ("etc/ssh/ssh_host_*", "etc/machine-id", "var/lib/reglab/machine-id", "etc/docker/key.json",
-             "home/vagrant/.ssh/authorized_keys", "etc/network/interfaces", "var/lib/dhcp")
+             "var/lib/docker/engine-id", "home/vagrant/.ssh/authorized_keys", "etc/network/interfaces", "var/lib/dhcp")
 # Files whose bytes must not stay in a freed block of a VM's disk: overwritten in place before removal.
 SECRET_FILES = ("/etc/ssh/ssh_host_*_key", "/etc/ssh/ssh_host_*_key.pub", "/etc/machine-id",
-                "/var/lib/reglab/machine-id", "/etc/docker/key.json")
+                "/var/lib/reglab/machine-id", "/etc/docker/key.json", "/var/lib/docker/engine-id")
 RELEASE_TIMEOUT = 20
 COPY_TIMEOUT = 1200
 

@@ -26,6 +26,9 @@ class Platform:
     # Debian packages provisioning installs here besides the family's (lab/machines/osfamily.py), and why.
     extra_packages: tuple[str, ...] = ()
     extra_why: str = ""
+    # Debian packages the VM box adds here to its own list (lab/machines/boxes/rootfs.py), and why.
+    box_packages: tuple[str, ...] = ()
+    box_why: str = ""
 
     @property
     def title(self) -> str:
@@ -47,6 +50,10 @@ PLATFORMS: dict[str, Platform] = {
         ("docker-cli",),
         "Debian 13 splits the `docker` command out of docker.io into docker-cli, which docker.io only "
         "recommends (provisioning installs no recommends)",
+        ("linux-sysctl-defaults",),
+        "Debian 13's ping has no cap_net_raw of its own: it relies on net.ipv4.ping_group_range from "
+        "linux-sysctl-defaults, which iputils-ping only recommends (the box installs no recommends); without "
+        "it `ping` as a user fails with `missing cap_net_raw+p capability or setuid?` (e2e-libvirt)",
     ),
 }
 

@@ -20,6 +20,7 @@ from lab.common.errors import LabError, LabFailure
 from lab.machines import boxes, digests
 from lab.machines.boxes import boxfile, build, cache, disk, rootfs, store
 from lab.model import labfile
+from lab.model.platforms import DEFAULT_PLATFORM, PLATFORMS
 
 ROOT = Path(__file__).resolve().parents[2]
 KEY = (ROOT / "lab/machines/images/vagrant.pub").read_text()
@@ -221,7 +222,9 @@ def test_a_second_build_comes_from_the_cache_whatever_the_mirror(tmp_path, monke
     """Boxes already made for this recipe are returned without root, mmdebstrap or any command
     (as root: the boxes built here, their digests recorded)."""
     monkeypatch.setattr(build, "_as_root", lambda: as_root)
-    folder = tmp_path / "cache" / "boxes" / build.box_key(rootfs.recipe_key(KEY))
+    platform = PLATFORMS[DEFAULT_PLATFORM]
+    folder = tmp_path / "cache" / "boxes" / build.box_key(rootfs.recipe_key(KEY, platform.suite,
+                                                                            rootfs.box_packages(platform)))
     folder.mkdir(parents=True)
     (folder / "libvirt.box").write_bytes(b"box")
     (folder / "libvirt.json").write_text(json.dumps({"version": "12.20261129.5", "sha256": "cd" * 32}))
@@ -734,3 +737,11 @@ def test_without_virsh_older_boxes_still_leave_vagrant_and_virsh_is_not_run(tmp_
     removed = [c for c in vagrant.calls() if c[1:3] == ["box", "remove"]]
     assert [c[c.index("--box-version") + 1] for c in removed] == ["12.2.2"]
     assert virsh_calls == []
+
+
+def test_the_debian13_box_has_the_sysctl_defaults_its_ping_relies_on():
+    """Debian 13's ping has no cap_net_raw: it needs net.ipv4.ping_group_range from linux-sysctl-defaults,
+    which it only recommends (e2e-libvirt's ping between the VMs failed without it)."""
+    assert "linux-sysctl-defaults" in rootfs.box_packages(PLATFORMS["debian13"])
+    assert "linux-sysctl-defaults" not in rootfs.box_packages(PLATFORMS["debian12"])  # not in bookworm
+    assert set(rootfs.PACKAGES) <= set(rootfs.box_packages(PLATFORMS["debian12"]))

@@ -97,7 +97,7 @@ def test_the_warm_recipe_removes_what_each_machine_makes_for_itself() -> None:
     text = dockerfile("reglab/warm-partial:abc", key())
     assert text.startswith("FROM reglab/warm-partial:abc\n")
     for made_per_machine in ("/etc/ssh/ssh_host_*", ": > /etc/machine-id", "/var/lib/reglab/machine-id",
-                             "/etc/docker/key.json", "/var/lib/apt/lists/*"):
+                             "/etc/docker/key.json", "/var/lib/docker/engine-id", "/var/lib/apt/lists/*"):
         assert made_per_machine in text
     # Seen: two warm machines had one machine-id, taken from D-Bus's copy of it at boot.
     assert "rm -f /var/lib/dbus/machine-id && ln -s /etc/machine-id /var/lib/dbus/machine-id" in text
@@ -252,7 +252,8 @@ def test_the_machine_is_committed_with_its_own_files_set_aside_and_they_are_put_
     order = [c[0] if c[0] != "sudo" else ("set aside" if "own.tar $(ls" in c[1] else "put back") for c in calls]
     assert order[:4] == ["set aside", "commit", "put back", "build"], order
     aside = calls[0][1]
-    for own in ("etc/ssh/ssh_host_*", "etc/machine-id", "var/lib/reglab/machine-id", "etc/docker/key.json"):
+    for own in ("etc/ssh/ssh_host_*", "etc/machine-id", "var/lib/reglab/machine-id", "etc/docker/key.json",
+                "var/lib/docker/engine-id"):
         assert own in aside
     assert warm.FORGET_MACHINE in aside and f"{warm.STASH}/own.tar" in aside and warm.STASH.startswith("/run/")
     assert calls[2][1] == warm.PUT_BACK
@@ -263,6 +264,8 @@ def test_a_vms_own_files_are_zeroed_and_free_blocks_discarded_before_the_copy() 
     zero, forget = script.index("dd if=/dev/zero"), script.index(warm.FORGET_MACHINE)
     assert zero < forget < script.index("fstrim")
     assert "/etc/ssh/ssh_host_*_key" in script[:forget] and "conv=notrunc" in script
+    # Docker 23 and later (Debian 13) keep the daemon's ID here; two VMs from one warm box shared it.
+    assert "/var/lib/docker/engine-id" in script[:forget] and "/var/lib/docker/engine-id" in warm.FORGET_MACHINE
     vagrantfile = (Path(warm.__file__).parent / "Vagrantfile").read_text()
     assert 'lv.disk_driver :discard => "unmap"' in vagrantfile
 

@@ -45,6 +45,7 @@ from lab.machines.boxes.rootfs import (
     BUILD_SCRIPT_VERSION,
     DEBIAN_MAJOR,
     VAGRANT_PUB,
+    box_packages,
     build_rootfs,
     key_versions,
     recipe_key,
@@ -178,7 +179,8 @@ def build_box(lab: Lab, provider: str, say: Say, os_family: str = "debian") -> B
     public_key = VAGRANT_PUB.read_text()
     debian = lab.debian
     name = built_box_name(debian.name)
-    rkey = recipe_key(public_key, debian.suite)
+    packages = box_packages(debian)
+    rkey = recipe_key(public_key, debian.suite, packages)
     bkey = box_key(rkey)
     cache = boxes_dir(lab)
     as_root = _as_root()
@@ -192,7 +194,7 @@ def build_box(lab: Lab, provider: str, say: Say, os_family: str = "debian") -> B
         require_host()
         run = Runner(cache / "logs" / f"build-{bkey}.log")
         began = time.monotonic()
-        rootfs, rootfs_info, fresh = build_rootfs(lab, rkey, public_key, run, say)
+        rootfs, rootfs_info, fresh = build_rootfs(lab, rkey, public_key, run, say, packages)
         if fresh:
             result.timings["rootfs"] = round(time.monotonic() - began, 1)
             say(f"root file system built in {result.timings['rootfs']}s: {rootfs}")

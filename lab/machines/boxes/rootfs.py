@@ -26,7 +26,7 @@ from lab.machines.boxes import cache as box_cache
 from lab.machines.boxes.cache import boxes_dir, digest, now, workdir
 from lab.machines.host import Runner
 from lab.model.lab import Lab
-from lab.model.platforms import DEFAULT_PLATFORM, PLATFORMS
+from lab.model.platforms import DEFAULT_PLATFORM, PLATFORMS, Platform
 
 Say = Callable[[str], None]
 
@@ -44,6 +44,13 @@ PACKAGES = (
     # Debian's kernel turns AppArmor on; Docker then refuses to start containers without apparmor_parser.
     "apparmor",
 )
+
+
+def box_packages(platform: Platform) -> tuple[str, ...]:
+    """The box's packages on `platform`: the list above and what that Debian release needs besides."""
+    return PACKAGES + platform.box_packages
+
+
 # The package versions reglab.json names first; all the others are listed too.
 KEY_PACKAGES = ("linux-image-amd64", "systemd", "openssh-server", "sudo", "ifupdown", "isc-dhcp-client")
 HOSTNAME = "reglab"
