@@ -22,6 +22,10 @@ MAX_BYTES = 1024 * 1024  # far above any lab file, scenario or roster; far below
 MAX_DEPTH = 64  # the shipped scenario nests 9 deep; PyYAML itself overflows the stack near 500
 MAX_VALUES = 100_000  # values once aliases are expanded; the shipped scenario has 1,606
 
+# libyaml's parser where PyYAML was built with it: the scenario (1,606 values) parses in 0.03 s
+# instead of 0.3 s, which every `reglab check` pays. Both refuse control characters and bound nesting.
+_SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
 
 class MissingFileError(ConfigError):
     """The file is not there: a caller may say how to make one."""
@@ -48,7 +52,7 @@ class ShapeError(yaml.YAMLError):
         self.line = mark.line + 1
 
 
-class StrictLoader(yaml.SafeLoader):
+class StrictLoader(_SAFE_LOADER):  # type: ignore[misc,valid-type]
     """SafeLoader that refuses a mapping key given twice, naming its key path and lines, and a shape
     nothing downstream should meet (ShapeError).
 
@@ -163,6 +167,8 @@ def parse(text: str, source: str) -> tuple[Any, yaml.Node | None]:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        if "maximum nesting depth" in problem:  # libyaml's own bound, met before ours
+            raise ConfigError(source, where, f"nested too deeply (more than {MAX_DEPTH} levels)") from None
         raise ConfigError(source, where, f"invalid YAML: {problem}") from None
     finally:
         if loader is not None:
