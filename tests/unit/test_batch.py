@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from lab.machines import batch
-from lab.machines.batch import COMMAND, KILL_GRACE, Item, Reply, build_script, parse_output
+from lab.machines.batch import COMMAND, KILL_GRACE, Item, Reply, build_script, parse_output, start_order
 
 TAG = "reglab-batch-0123abcd"
 SECRET = "s3cret-Passw0rd"
@@ -206,3 +206,13 @@ def test_parse_ignores_what_is_not_a_frame_of_this_batch() -> None:
 def test_parse_a_timeout_mark_counts_only_with_timeouts_exit() -> None:
     assert parse_output(frame(0, 1, "1"), TAG, 1)[0].timed_out is False
     assert parse_output(frame(0, 137, "1"), TAG, 1)[0].timed_out is True
+
+
+def test_dockers_commands_start_first_and_answer_in_their_order() -> None:
+    """A check's `docker run` (the slowest item) starts first, other docker commands next, so the rest
+    run beside them; each answer still comes back under its own index."""
+    items = [Item("stat /x", None, 1), Item("docker image inspect a", None, 1), Item("curl -sS b", None, 1),
+             Item("docker run --rm a ls /", None, 1), Item("cat /y", None, 1)]
+    assert start_order(items) == [3, 1, 0, 2, 4]
+    script = build_script(items, TAG)
+    assert [line.split()[1] for line in script.splitlines() if line.startswith("_go ")] == ["3", "1", "0", "2", "4"]
