@@ -317,8 +317,7 @@ class Session:
         does not answer is the provider asked why (and its SSH details again).
         """
         try:
-            self.verify_machines()
-            self.provider.keep_apart()
+            self.verify_keeping_apart()
             return
         except RemoteError:
             self.provider.forget_connections()
@@ -328,6 +327,26 @@ class Session:
             raise LabError(f"machine {missing[0]} is not running; start the lab with `reglab up` "
                            f"(and `reglab provision`) first")
         self.provider.keep_apart()
+
+    def verify_keeping_apart(self) -> None:
+        """`verify_machines`, and meanwhile the provider's `keep_apart` (host commands only): neither waits
+        on the other. keep_apart's error is raised once the machines have answered; theirs comes first."""
+        errors: list[BaseException] = []
+
+        def keep_apart() -> None:
+            try:
+                self.provider.keep_apart()
+            except BaseException as exc:  # noqa: BLE001 - raised below, in the caller's thread
+                errors.append(exc)
+
+        worker = threading.Thread(target=keep_apart, name="keep-apart", daemon=True)
+        worker.start()
+        try:
+            self.verify_machines()
+        finally:
+            worker.join()
+        if errors:
+            raise errors[0]
 
     def refresh_state(self) -> list[str]:
         """Forget results of machines that no longer exist or were made anew; return those not running."""
