@@ -12,13 +12,14 @@ wait for each other instead of interleaving their writes.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,8 @@ class State:
         self.data: dict[str, Any] = self._fresh()
         self.warning: str | None = None
         self._lock = threading.Lock()
+        self._held = 0  # inside `saved_once`: saves wait for its end
+        self._pending = False
         if path.exists():
             text = path.read_bytes()  # unreadable (a folder, no permission): the CLI names the path, exit 2
             try:
@@ -58,7 +61,26 @@ class State:
 
     def save(self) -> None:
         with self._lock:
+            if self._held:
+                self._pending = True
+                return
+            self._pending = False
             atomic_write(self.path, json.dumps(self.data, indent=2, sort_keys=True), 0o600)
+
+    @contextlib.contextmanager
+    def saved_once(self) -> Iterator[None]:
+        """Meanwhile the file is written once, at the end (also on an error), not at each change: a
+        check of every step recorded eleven results, each written and synced to disk on its own."""
+        with self._lock:
+            self._held += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._held -= 1
+                write = self._held == 0 and self._pending
+            if write:
+                self.save()
 
     def has_results(self) -> bool:
         """Whether any step has a result (which a machine made anew would make stale)."""

@@ -287,8 +287,10 @@ class Engine:
             raise ValueError("keep_going bridges by solving; a check-only run never changes a machine")
         run = RunResult(edition=self.ctx.lab.edition, started=datetime.now(UTC), steps=[], phases=phases,
                         platform=self.ctx.lab.platform)
-        # A check-only run changes nothing between its steps: their checks are batched together.
-        with contextlib.nullcontext() if solve else self.batched(steps):
+        # A check-only run changes nothing between its steps: their checks are batched together,
+        # and their results written to the state file once.
+        with (contextlib.nullcontext() if solve else self.batched(steps),
+              contextlib.nullcontext() if solve else self.state.saved_once()):
             self._run_steps(run, steps, solve, keep_going)
         run.finished = datetime.now(UTC)
         return run

@@ -94,6 +94,24 @@ def test_new_state_has_no_results(state: State) -> None:
     assert state.images is None
 
 
+def test_a_check_only_runs_results_are_written_once_at_its_end_also_on_an_error(state: State, monkeypatch) -> None:
+    writes: list[str] = []
+    monkeypatch.setattr("lab.engine.state.atomic_write", lambda path, text, mode: writes.append(text))
+    with state.saved_once():
+        mark(state, Status.PASS, "hosts", "tls")
+        with state.saved_once():  # nested: still the outer's end
+            mark(state, Status.FAIL, "client-push")
+        assert writes == []
+    assert len(writes) == 1 and json.loads(writes[0])["steps"]["client-push"]["status"] == "fail"
+    with state.saved_once():
+        pass
+    assert len(writes) == 1  # nothing changed, nothing written
+    with pytest.raises(RuntimeError), state.saved_once():
+        mark(state, Status.PASS, "client-push")
+        raise RuntimeError("a check broke")
+    assert len(writes) == 2 and json.loads(writes[1])["steps"]["client-push"]["status"] == "pass"
+
+
 def test_state_round_trips(state: State) -> None:
     mark(state, Status.PASS, "hosts")
     mark(state, Status.FAIL, "tls")
