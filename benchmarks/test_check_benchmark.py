@@ -2,7 +2,8 @@
 of its own (Python's start, the scenario's load, SSH, every check), wall time, the median of several.
 
 `tox -e bench -- benchmarks/test_check_benchmark.py` (REGLAB_BENCH_LABS: the class's size, default 8;
-REGLAB_BENCH_RUNS: runs per measurement, default 5). Two cases each time:
+REGLAB_BENCH_RUNS: runs per measurement, default 5; REGLAB_BENCH_POOL: the labs' /24s, beside other labs;
+REGLAB_BENCH_SETTLE: the longest wait, in seconds, for the host's load to fall, default 180). Two cases each time:
 
 - every step passing (right after `reglab run`): the common case, every check asks everything;
 - every step failing at its first item (right after `reglab reset`): the fast case, a check stops there.
@@ -18,6 +19,7 @@ Other work on the host shows in the numbers: the load average before each measur
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import shutil
 import statistics
@@ -39,6 +41,8 @@ pytestmark = pytest.mark.e2e
 LABS = int(os.environ.get("REGLAB_BENCH_LABS", "8"))
 RUNS = int(os.environ.get("REGLAB_BENCH_RUNS", "5"))
 NAME = os.environ.get("REGLAB_BENCH_CLASS", "chkbench")  # labs NAME-sNN; another name beside others' benchmarks
+POOL = os.environ.get("REGLAB_BENCH_POOL")  # the labs' /24s: another pool beside others' labs (default the class's)
+SETTLE = float(os.environ.get("REGLAB_BENCH_SETTLE", "180"))  # longest wait for the host's load to fall
 
 # The issue's targets on a 2-core host, every step passing (seconds).
 TARGETS = {"idle check STEP": 1.0, "idle check --all": 2.0, "busy check STEP": 1.5, "busy check --all": 3.0,
@@ -59,9 +63,9 @@ def timed(argv: Sequence[str], expect: int | None = None) -> float:
     return elapsed
 
 
-def settle(limit: float = 3.0, longest: float = 180) -> None:
-    """Wait (at most `longest` s) for the load a boot or a solve left to fall below `limit`."""
-    deadline = time.monotonic() + longest
+def settle(limit: float = 3.0, longest: float | None = None) -> None:
+    """Wait (at most `longest` s, default SETTLE) for the load a boot or a solve left to fall below `limit`."""
+    deadline = time.monotonic() + (SETTLE if longest is None else longest)
     while os.getloadavg()[0] > limit and time.monotonic() < deadline:
         time.sleep(5)
 
@@ -103,7 +107,8 @@ def class_of(tmp_path: Path, name: str, size: int) -> Classroom:
     base.write_text(yaml.safe_dump({"provider": "docker",
                                     "images": {"source": os.environ.get("REGLAB_IMAGES", "build")}}))
     room = Classroom(base, name, Progress())
-    room.enrol([Student(f"s{i:02d}") for i in range(1, size + 1)])
+    room.enrol([Student(f"s{i:02d}") for i in range(1, size + 1)],
+               pool=ipaddress.IPv4Network(POOL) if POOL else None)
     return room
 
 
