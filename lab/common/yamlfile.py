@@ -22,8 +22,8 @@ MAX_BYTES = 1024 * 1024  # far above any lab file, scenario or roster; far below
 MAX_DEPTH = 64  # the shipped scenario nests 9 deep; PyYAML itself overflows the stack near 500
 MAX_VALUES = 100_000  # values once aliases are expanded; the shipped scenario has 1,606
 
-# libyaml's parser where PyYAML was built with it: the scenario (1,606 values) parses in 0.03 s
-# instead of 0.3 s, which every `reglab check` pays. Both refuse control characters and bound nesting.
+# libyaml's parser where PyYAML was built with it: the scenario (1,606 values) parses in 0.02 s of CPU
+# instead of 0.06 s, which every `reglab check` pays. Both refuse control characters and bound nesting.
 _SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 

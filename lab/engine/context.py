@@ -97,7 +97,7 @@ def _plain(jinja: jinja2.Environment, text: str) -> bool:
 def scenario_environment(templates: Path) -> jinja2.Environment:
     """The one environment of the scenarios whose templates are in `templates`, shared by every lab's
     context: a class's check (and each dashboard refresh) compiles a scenario's strings once, not once
-    per lab (about 60 ms of CPU each). Nothing changes it once made.
+    per lab (10 to 20 ms of CPU each). Nothing changes it once made.
 
     Sandboxed: the scenario's templates are trusted, but what they render may not be (defence in depth).
     """
