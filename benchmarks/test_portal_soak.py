@@ -117,7 +117,7 @@ def container_pids(names: list[str]) -> dict[str, int]:
 def sshd_count(container: str) -> int:
     out = subprocess.run(["docker", "top", container, "-o", "pid,comm"], capture_output=True, text=True,
                          timeout=60, check=True).stdout.splitlines()[1:]
-    return sum(line.split()[-1] == "sshd" for line in out if line.split())
+    return sum(line.split()[-1].startswith("sshd") for line in out if line.split())  # sshd-session since 9.8
 
 
 def ssh_connections_of(pid: int) -> int:
