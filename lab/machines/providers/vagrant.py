@@ -61,8 +61,10 @@ _ERROR_LINES = 15
 
 # What Vagrant says when another Vagrant process got in its way, in its own words: a host-wide
 # lock it does not wait for (MachineActionLockedError), and its machine index's lock files, which
-# two processes may both try to delete (a Ruby ENOENT "unexpected error" in machine_index.rb).
-LOCKED = re.compile(r"because it is locked|No such file or directory @ \S+ - \S*/machine-index/\S+\.lock")
+# two processes may both try to delete (a Ruby ENOENT "unexpected error" in machine_index.rb), or
+# fail to take for a machine it adds ("Failed to lock new machine", machine_index.rb:217).
+LOCKED = re.compile(r"because it is locked|No such file or directory @ \S+ - \S*/machine-index/\S+\.lock"
+                    r"|Failed to lock new machine: ")
 LOCK_PAUSE = (1.0, 4.0)  # seconds, at random, before running a command another Vagrant's lock stopped
 
 
