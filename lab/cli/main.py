@@ -173,7 +173,7 @@ def matrix_run(lab: Lab, platforms: list[str], args: argparse.Namespace, overrid
         for edition in editions:
             progress.say(f"{platform}: the {edition} edition ({lab_file})")
             # A Progress of its own per run: its phases (boot, provision, ...) are that run's, not summed.
-            session = Session.from_file(lab_file, {**overrides, "platform": None, "edition": edition},
+            session = Session.from_file(lab_file, {**overrides, "platform": platform, "edition": edition},
                                         Progress(err, quiet=args.quiet))
             try:
                 session.start()

@@ -168,6 +168,7 @@ def test_each_run_of_the_matrix_reports_its_own_phases(tmp_path: Path, monkeypat
     import lab.cli.main as cli
 
     runs: list[dict[str, float]] = []
+    platforms: list[str | None] = []
 
     class FakeSession:
         def __init__(self, lab: object = None, progress: object = None, lock: bool = True) -> None:
@@ -179,6 +180,7 @@ def test_each_run_of_the_matrix_reports_its_own_phases(tmp_path: Path, monkeypat
         def from_file(cls, path: Path, overrides: dict, progress: object) -> FakeSession:
             session = cls(progress=progress)
             session.edition = overrides["edition"]
+            platforms.append(overrides["platform"])
             session.lab = type("L", (), {"state_dir": tmp_path})()
             session.state = type("St", (), {"data": {}})()
             session.lock = type("K", (), {"release": lambda self: None})()
@@ -202,4 +204,7 @@ def test_each_run_of_the_matrix_reports_its_own_phases(tmp_path: Path, monkeypat
     status = cli.matrix_run(lab, ["debian12", "debian13"], args, {}, out, io.StringIO())
     assert status == ExitStatus.OK, out.getvalue()
     assert runs == [{"boot": 10.0}] * 6
+    # Each run on its own platform, whatever $REGLAB_PLATFORM says (tox pins it; the e2e matrix ran
+    # Debian 12 machines as "debian13" while the override was None).
+    assert platforms == ["debian12"] * 3 + ["debian13"] * 3
     assert out.getvalue().count("(boot 10.0s)") == 6

@@ -737,3 +737,15 @@ def test_the_vagrantfile_gives_libvirt_the_labs_management_network() -> None:
     assert 'lv.management_network_name = management_network' in text
     assert 'lv.management_network_address = management_address' in text
     assert 'ENV["REGLAB_MGMT_NETWORK"]' in text and 'ENV["REGLAB_MGMT_ADDRESS"]' in text
+
+
+def test_vagrant_runs_with_the_labs_own_platform_not_the_environments(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Vagrantfile reads $REGLAB_PLATFORM: it must be the lab's resolved platform (a matrix's lab file
+    said debian13 while tox's environment said debian12, and Vagrant booted Debian 12)."""
+    from lab.machines.providers.vagrant import vagrant_env
+
+    monkeypatch.setenv("REGLAB_PLATFORM", "debian12")
+    lab = type("Lab", (), {"source": tmp_path / "lab.yml", "state_dir": tmp_path, "provider": "docker",
+                           "platform": "debian13"})()
+    assert vagrant_env(lab)["REGLAB_PLATFORM"] == "debian13"

@@ -209,6 +209,8 @@ def vagrant_env(lab: Lab) -> dict[str, str]:
         VAGRANT_CWD=str(VAGRANTFILE_DIR),
         VAGRANT_DOTFILE_PATH=str(lab.state_dir / "vagrant"),
         REGLAB_PROVIDER=lab.provider,
+        # The lab's platform as reglab resolved it (a matrix's lab file and --platform beat $REGLAB_PLATFORM).
+        REGLAB_PLATFORM=lab.platform,
         VAGRANT_DEFAULT_PROVIDER=lab.provider,
         VAGRANT_CHECKPOINT_DISABLE="1",
         VAGRANT_NO_COLOR="1",
