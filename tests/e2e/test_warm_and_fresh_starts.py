@@ -46,15 +46,13 @@ def test_the_other_start_passes_every_step_and_machines_are_their_own(lab_sessio
     if lab.provider == "docker":
         # Nothing of the machine it was saved from, in any layer (issue 17, item 5). While the session's
         # machines are the ones saved (a fresh start), their own host key is looked for byte for byte too.
-        source = lab_session.provider.connect(_saved_from(lab, metadata))
-        own = [_own(source, "cat /etc/ssh/ssh_host_ed25519_key").encode()] if session_start == "fresh" else []
+        own = _source_host_key(lab_session, metadata) if session_start == "fresh" else []
         own += [u.password.encode() for u in lab.users if u.password]
         _no_identity_in_any_layer(found, own, lab.state_dir.parent / "warm-save")
     elif lab.provider == "incus":
         # Incus: the published image, exported as Incus keeps it, holds no identity file with content and,
         # while the session's machines are the ones saved, none of the source's host key (issue 17).
-        source = lab_session.provider.connect(_saved_from(lab, metadata))
-        own = [_own(source, "cat /etc/ssh/ssh_host_ed25519_key").encode()] if session_start == "fresh" else []
+        own = _source_host_key(lab_session, metadata) if session_start == "fresh" else []
         own += [u.password.encode() for u in lab.users if u.password]
         _no_identity_in_incus_image(found, own, lab.state_dir.parent / "warm-save")
     elif lab.provider == "libvirt" and session_start == "fresh":
@@ -159,6 +157,13 @@ def _no_identity_in_incus_image(alias: str, needles: list[bytes], work: Path) ->
         shutil.rmtree(folder, ignore_errors=True)
     assert files > 1000, f"{alias}: the exported image held {files} files; not a machine's root"
     assert not found, "\n".join(found)
+
+
+def _source_host_key(lab_session, metadata: dict) -> list[bytes]:  # noqa: ANN001
+    """The host key of the session's machine the warm image was saved from (a fresh start saves its own;
+    a warm start may have found one another lab saved, whose machines are gone)."""
+    source = lab_session.provider.connect(_saved_from(lab_session.lab, metadata))
+    return [_own(source, "cat /etc/ssh/ssh_host_ed25519_key").encode()]
 
 
 def _saved_from(lab, metadata: dict) -> str:  # noqa: ANN001
