@@ -28,10 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import fcntl
 import io
-import os
-import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,7 +36,7 @@ from typing import TYPE_CHECKING
 
 from lab.common import clip
 from lab.common.errors import LabError
-from lab.common.files import atomic_write
+from lab.common.files import atomic_write, locked
 from lab.model.diagnosis import Cause, cause_by_id
 from lab.model.results import Status, StepResult, StudentResult
 from lab.reports.junit import Case, Suite, render_suites
@@ -189,21 +186,11 @@ def gradebook_lock(folder: Path, timeout: float = LOCK_SECONDS) -> Iterator[None
     holder opens it anew, so two threads of one process exclude each other too)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    fd = os.open(folder / "gradebook.lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, GRADEBOOK_MODE)
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise LabError(f"{folder / 'gradebook.csv'}: another reglab has been writing the gradebook for "
-                                   f"more than {timeout:.0f}s; try again when it has finished") from None
-                time.sleep(0.02)
+    with locked(folder / "gradebook.lock", timeout) as held:
+        if not held:
+            raise LabError(f"{folder / 'gradebook.csv'}: another reglab has been writing the gradebook for "
+                           f"more than {timeout:.0f}s; try again when it has finished")
         yield
-    finally:
-        os.close(fd)
 
 
 def merge_gradebook(

@@ -10,9 +10,11 @@ lab's state directory (`.lab`), which holds secrets and keys.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import stat
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -129,3 +131,27 @@ def write_beneath(root: Path, relative: str, data: str | bytes, mode: int = 0o64
     finally:
         os.close(here)
     return Path(root) / Path(*parts)
+
+
+@contextlib.contextmanager
+def locked(path: Path, timeout: float) -> Iterator[bool]:
+    """An exclusive flock on `path` (made 0600 if missing, never through a link), held while the block runs.
+
+    Yields False when the lock was not had within `timeout`, for the caller to say whose work it waited
+    on. Each holder opens the file anew, so two threads of one process exclude each other too.
+    """
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    yield False
+                    return
+                time.sleep(0.02)
+        yield True
+    finally:
+        os.close(fd)

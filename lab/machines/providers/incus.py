@@ -30,7 +30,6 @@ member's bridge is needed, and the rest of reglab does not change.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import shlex
@@ -40,7 +39,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from lab.common.errors import LabError, LabFailure, RemoteError
-from lab.common.files import atomic_write, write_private
+from lab.common.files import atomic_write, locked, write_private
 from lab.common.parallel import on_each
 from lab.common.polling import poll
 from lab.common.sshkeys import new_key
@@ -163,21 +162,11 @@ class IncusProvider:
         """A host-wide lock per Incus server on the machine image's import, waited for at most IMAGE_LOCK_WAIT."""
         folder = self.lab.cache_dir / "incus"
         folder.mkdir(parents=True, exist_ok=True)
-        fd = os.open(folder / f"image-{self.remote or 'local'}.lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
-        try:
-            def taken() -> bool:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    return True
-                except BlockingIOError:
-                    return False
-
-            if not poll(taken, IMAGE_LOCK_WAIT):
+        with locked(folder / f"image-{self.remote or 'local'}.lock", IMAGE_LOCK_WAIT) as held:
+            if not held:
                 raise LabFailure(f"another reglab held the Incus image import for {IMAGE_LOCK_WAIT}s "
                                  f"({folder}/image-{self.remote or 'local'}.lock)")
             yield
-        finally:
-            os.close(fd)
 
     def upload_image(self, alias: str, say: Say) -> None:
         """The machine image into the Incus reglab uses: built here (once per recipe) and imported; on a remote,
