@@ -41,6 +41,7 @@ from lab.common.errors import ConfigError, LabError, LabFailure, RemoteError
 from lab.common.files import private_dir, write_private
 from lab.common.progress import Progress
 from lab.common.sshkeys import new_key
+from lab.common.yamlfile import read_yaml
 from lab.engine.cleanup import account_mark
 from lab.engine.session import load_lab
 from lab.machines.providers.ssh import host_block
@@ -115,8 +116,8 @@ class Classroom:
     # -- the record ---------------------------------------------------------------
     def _load(self) -> None:
         source = str(self.dir / "class.yml")
+        data = read_yaml(source, "class file")  # bounded and strict, as every file a user could edit
         try:
-            data = yaml.safe_load((self.dir / "class.yml").read_text())
             self.pool = ipaddress.IPv4Network(data["pool"])
             self.members = [
                 Member(Student(s["id"], s.get("name", ""), machines=s.get("machines")),
@@ -124,7 +125,7 @@ class Classroom:
                        self.dir / "labs" / f"{s['id']}.yml")
                 for s in data["students"]
             ]
-        except (OSError, yaml.YAMLError, KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError) as exc:
             raise ConfigError(source, "", f"not a class file reglab wrote ({type(exc).__name__}: {exc}); "
                               "remove the class folder, after `reglab class down` if its labs run") from None
 

@@ -24,6 +24,7 @@ from lab.model.lab import EDITIONS
 Rule = Callable[[Mapping[str, Any]], tuple[str, str] | None]
 
 _TEMPLATE_PART = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", re.DOTALL)
+MAX_WAIT = 24 * 3600  # the longest wait a lab file or scenario may set, in seconds: a day
 _MODE = re.compile(r"^0?[0-7]{3,4}$")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -122,8 +123,11 @@ class Exit:
 @dataclass(frozen=True)
 class Seconds:
     def problem(self, value: Any) -> str | None:
-        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        # `not value > 0` refuses NaN too (`.nan` in YAML), which `value <= 0` lets through
+        if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
             return f"expected a positive number of seconds, {_got(value)}"
+        if value > MAX_WAIT:  # .inf too
+            return f"expected at most {MAX_WAIT} seconds (a day), {_got(value)}"
         return None
 
 

@@ -12,6 +12,7 @@ from typing import Any
 from lab.common.errors import ConfigError
 from lab.common.fields import FieldReader, value_kind
 from lab.model import manifest as manifests
+from lab.model.kinds import MAX_WAIT
 from lab.model.lab import (
     EDITIONS,
     IMAGE_SOURCES,
@@ -204,8 +205,12 @@ class Validator(FieldReader):
         return Ports(**{name: numbers[name] for name in declared.ports})
 
     def positive(self, value: Any, path: str) -> int:
+        """Seconds for a wait: positive, and at most a day (a wait no one means, and one the clock's
+        own bounds refuse: `Event.wait(1e20)` raises OverflowError)."""
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
             raise self.fail(path, f"expected a positive number of seconds, got {value!r}")
+        if value > MAX_WAIT:
+            raise self.fail(path, f"expected at most {MAX_WAIT} seconds (a day), got {value!r}")
         return value
 
     def box(self, boxes: Mapping[str, Any], family: str, platform: str = DEFAULT_PLATFORM) -> Box:

@@ -52,6 +52,22 @@ def test_enrol_gives_each_student_a_free_24_and_a_lab_file_and_keeps_them(base: 
         ("ada", "10.77.1.0/24"), ("bob", "10.77.2.0/24"), ("cyd", "10.77.3.0/24")]
 
 
+@pytest.mark.parametrize("text, words", [
+    ("pool: 10.77.0.0/16\npool: 10.78.0.0/16\nstudents: []\n", ["'pool' again"]),  # YAML would keep the last
+    ("a: &a [x, x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\n"
+     "c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]\n"
+     "e: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d, *d]\nf: [*e, *e, *e, *e, *e, *e, *e, *e, *e, *e]\n", ["aliases"]),
+    ("students: 3\n", ["not a class file"]),
+])
+def test_a_class_file_edited_by_hand_is_one_clear_error(base: Path, text: str, words: list[str]) -> None:
+    """class.yml is reglab's own, but a user may edit it: it is read as strictly as a lab file."""
+    Classroom(base, "net101", quiet()).enrol([Student("ada")])
+    (base.parent / ".class" / "net101" / "class.yml").write_text(text)
+    with pytest.raises(LabError) as caught:
+        Classroom(base, "net101", quiet())
+    assert "class.yml" in str(caught.value) and all(w in str(caught.value) for w in words), str(caught.value)
+
+
 def test_a_second_class_never_gets_the_first_ones_subnets(base: Path) -> None:
     Classroom(base, "net101", quiet()).enrol([Student("ada")])
     other = Classroom(base, "net102", quiet())

@@ -233,6 +233,9 @@ BAD = [
     pytest.param("domain: My_Registry\n", "domain", ["DNS name", "'My_Registry'"], id="bad-domain"),
     pytest.param("name: Reglab\n", "name", ["lower-case name", "'Reglab'"], id="bad-name"),
     pytest.param("timeouts:\n  boot: 0\n", "timeouts.boot", ["positive", "got 0"], id="timeout-zero"),
+    # Event.wait(10**20) raises OverflowError: bounded here, not deep in a thread
+    pytest.param("timeouts:\n  command: 100000000000000000000\n", "timeouts.command", ["at most 86400"],
+                 id="timeout-huge"),
     pytest.param("boxes:\n  debian: generic\n", "boxes.debian", ["expected `build` or a mapping", "'generic'"],
                  id="box-string"),
 ]

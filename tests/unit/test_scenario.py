@@ -603,6 +603,8 @@ BAD_ITEMS = [
     pytest.param("solve", {"run": "x", "exit": True}, "exit", ["exit code 0-255"], id="run-exit-bool"),
     pytest.param("solve", {"run": "x", "timeout": 0}, "timeout", ["positive number"], id="run-timeout-zero"),
     pytest.param("solve", {"run": "x", "timeout": "5"}, "timeout", ["positive number"], id="run-timeout-str"),
+    pytest.param("solve", {"run": "x", "timeout": float("nan")}, "timeout", ["positive number"], id="run-timeout-nan"),
+    pytest.param("solve", {"run": "x", "timeout": float("inf")}, "timeout", ["at most 86400"], id="run-timeout-inf"),
     pytest.param("solve", {"run": "x", "capture": {"a": "b"}}, "capture", ["unknown key"], id="run-capture"),
     pytest.param("solve", {"run": ""}, "run", ["non-empty string"], id="run-empty"),
     # file (action)
