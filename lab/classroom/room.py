@@ -378,7 +378,8 @@ class Classroom:
     def check(self, members: Sequence[Member], step: str | None, jobs: int = 8,
               timeout: float = CHECK_TIMEOUT) -> list[StudentResult]:
         """Grade each lab, observe-only, `jobs` at once; a lab that does not answer is unreachable at every step.
-        An unknown step is a LabError before any lab is touched."""
+        Each lab's rows are `checked_at` when its check began (its lock held). An unknown step is a LabError
+        before any lab is touched."""
         if step is not None and step not in self.step_ids():
             raise LabError(f"no step {step!r} in the class's scenario; steps: {', '.join(self.step_ids())}")
         running: dict[str, Any] = {}  # each lab's session while it is graded

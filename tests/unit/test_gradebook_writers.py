@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import stat
 import threading
+import time
 from ipaddress import IPv4Network
 from pathlib import Path
 
@@ -231,8 +232,6 @@ def test_a_slow_round_keeps_a_students_check_that_started_after_it(classroom: Cl
     round_thread = threading.Thread(target=the_round)
     round_thread.start()
     assert ada_graded.wait(10) and bob_started.wait(10)
-    import time
-
     time.sleep(0.01)  # the times are to the millisecond: ada's Check starts visibly later
     board.refresh("ada")  # ada's own Check, while the round still waits for bob
     assert grades(classroom)[("ada", "hosts")] == "pass"
