@@ -2,7 +2,8 @@
 
 A benchmark, not a timed test (issue 19): `flock /tmp/reglab-e2e.lock pytest -s -p no:logging -o testpaths=
 benchmarks/test_portal_soak.py`. It boots a class of REGLAB_SOAK_LABS labs (default 8) on the docker
-provider from its own pool (10.84.0.0/16), serves its portal (`reglab class serve --listen 127.0.0.1:PORT
+provider from its own pool (REGLAB_SOAK_POOL, default 10.84.0.0/16; the class REGLAB_SOAK_CLASS, default
+`soak`), serves its portal (`reglab class serve --listen 127.0.0.1:PORT
 --every 10`, the real command in its own process), and for REGLAB_SOAK_SECONDS (default 600) keeps one
 terminal open per student (a websocket to their client machine, typing a command every 5 s) while each
 student presses Check every REGLAB_SOAK_CHECK_EVERY seconds (default 15, the students spread over it; the
@@ -48,8 +49,8 @@ from lab.engine.session import load_lab
 
 pytestmark = pytest.mark.e2e
 
-CLASS = "soak"
-POOL = "10.84.0.0/16"
+CLASS = os.environ.get("REGLAB_SOAK_CLASS", "soak")
+POOL = os.environ.get("REGLAB_SOAK_POOL", "10.84.0.0/16")  # helpers sharing a host each take their own
 LABS = int(os.environ.get("REGLAB_SOAK_LABS", "8"))
 JOBS = int(os.environ.get("REGLAB_SOAK_JOBS", "4"))  # labs booted at once by `class up`
 SECONDS = int(os.environ.get("REGLAB_SOAK_SECONDS", "600"))

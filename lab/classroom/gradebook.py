@@ -22,6 +22,12 @@ process). Each write swaps a whole file in (atomic_write: a temporary file,
 0600, then os.replace), and every read-merge-write holds the one
 `gradebook_lock` (flock on `gradebook.lock` beside it), so no writer's rows
 are lost to another's.
+
+NOTE: `checked_at` is when a lab's check started (to the millisecond, UTC),
+not when its writer wrote: a slow round (the portal's periodic refresh,
+`class check`) may write after a student's own Check of one lab that
+started later, and must not put its older look back. A merge replaces a
+row only with one checked at the same time or later (`checked_later`).
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ import csv
 import io
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -72,6 +79,32 @@ def status_of(word: str) -> Status:
         if word == known:
             return status
     raise ValueError(f"{word!r} is not one of {', '.join(WORDS.values())}: a status must be one of these")
+
+
+def checked_now() -> str:
+    """The moment a check starts, as `checked_at` holds it: ISO 8601, UTC, to the millisecond."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def _instant(checked_at: str) -> datetime | None:
+    """A `checked_at` as a time to compare (a time without a zone taken as UTC); None when it is none."""
+    try:
+        when = datetime.fromisoformat(checked_at)
+    except ValueError:
+        return None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def checked_later(row: StudentResult, held: StudentResult | None) -> bool:
+    """Whether `row` may replace `held`, the same student's and step's row: when nothing is held, or `row`
+    was checked at the same moment or later (a re-check). Times are compared as times (any precision, any
+    offset); a row without a time (never checked) replaces only another without one."""
+    if held is None:
+        return True
+    new, old = _instant(row.checked_at), _instant(held.checked_at)
+    if new is None or old is None:
+        return old is None
+    return new >= old
 
 
 def not_checked(student: str, step: str) -> StudentResult:
@@ -204,11 +237,14 @@ def merge_gradebook(
 ) -> tuple[dict[str, Path], list[StudentResult]]:
     """Merge `rows` (and `effort`) into the gradebook on disk (other students' and steps' results, and
     the effort a writer without it does not know, stay) under the gradebook's lock, and write it; its
-    paths and every row it now holds."""
+    paths and every row it now holds. A row on disk checked later than the one given stays."""
     with gradebook_lock(folder):
         path = Path(folder) / "gradebook.csv"
         merged = {(r.student, r.result.step_id): r for r in read_gradebook(path)}
-        merged.update({(r.student, r.result.step_id): r for r in rows})
+        for row in rows:  # a row checked before the one on disk (a slow round's) is left out
+            key = (row.student, row.result.step_id)
+            if checked_later(row, merged.get(key)):
+                merged[key] = row
         everything = list(merged.values())
         spent = {**read_effort(path), **(effort or {})}
         return write_gradebook(everything, folder, redactor, students=students, steps=steps,

@@ -27,14 +27,22 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
 
 from lab.classroom import CHECK_TIMEOUT, JOBS, netpool
-from lab.classroom.gradebook import Efforts, gradebook_lock, merge_gradebook, read_gradebook, summary, write_gradebook
+from lab.classroom.gradebook import (
+    Efforts,
+    checked_later,
+    checked_now,
+    gradebook_lock,
+    merge_gradebook,
+    read_gradebook,
+    summary,
+    write_gradebook,
+)
 from lab.classroom.labs import check_class_name, student_lab
 from lab.classroom.roster import Student
 from lab.common.errors import ConfigError, LabError, LabFailure, RemoteError
@@ -371,16 +379,20 @@ class Classroom:
     def check(self, members: Sequence[Member], step: str | None, jobs: int = 8,
               timeout: float = CHECK_TIMEOUT) -> list[StudentResult]:
         """Grade each lab, observe-only, `jobs` at once; a lab that does not answer is unreachable at every step.
-        An unknown step is a LabError before any lab is touched."""
+        Each lab's rows are `checked_at` when its check began (its lock held). An unknown step is a LabError
+        before any lab is touched."""
         if step is not None and step not in self.step_ids():
             raise LabError(f"no step {step!r} in the class's scenario; steps: {', '.join(self.step_ids())}")
         running: dict[str, Any] = {}  # each lab's session while it is graded
+        started: dict[str, str] = {}  # each lab's checked_at: when its check began, its lock held
         given_up: set[str] = set()
         guard = threading.Lock()
+        round_started = checked_now()
 
         def grade(member: Member) -> list[StepResult]:
             session = self.session(member)  # waits for the lab's lock: one check of a lab at a time
             with guard:
+                started[member.id] = checked_now()
                 running[member.id] = session
                 late = member.id in given_up
             if late:
@@ -403,17 +415,20 @@ class Classroom:
                     session.abandon()
 
             outcomes = self.each(members, grade, jobs, "check", timeout, give_up)
-        now = datetime.now(UTC).isoformat(timespec="seconds")
         ids = [step] if step else self.step_ids()
         rows = []
         for outcome in outcomes:
+            # when this lab's check began (what it saw is at least that fresh), not when the round ended: a
+            # student's Check of it that began later, while the round went on, must stay the newer row
+            with guard:
+                when = started.get(outcome.member.id, round_started)
             if not outcome.ok:
                 reason = f"lab did not answer: {outcome.first_line}"
                 rows += [StudentResult(outcome.member.id, StepResult(s, "", Status.UNREACHABLE, outcome.seconds,
-                                                                     seen=outcome.message, reason=reason), now)
+                                                                     seen=outcome.message, reason=reason), when)
                          for s in ids]
                 continue
-            rows += [to_row(outcome.member.id, result, now) for result in outcome.value]
+            rows += [to_row(outcome.member.id, result, when) for result in outcome.value]
         return rows
 
     @functools.cached_property
@@ -568,14 +583,11 @@ class ClassBoard:
                 self._checked.update({m.id: done for m in members})
             # merged with what is on disk: another writer's rows (`class check`, a concurrent refresh) stay
             _, everything = self.classroom.record(rows, self.redactor, self.effort() if self.effort else None)
-            with self._lock:
+            with self._lock:  # the gradebook's rows, each the latest checked: the merge kept no older one
                 for row in everything:
                     key = (row.student, row.result.step_id)
-                    held = self._rows.get(key)
-                    if held is None or row.checked_at > held.checked_at:
+                    if checked_later(row, self._rows.get(key)):
                         self._rows[key] = self._redacted(row)
-                for row in rows:
-                    self._rows[(row.student, row.result.step_id)] = row
         finally:
             self._busy.clear()
 

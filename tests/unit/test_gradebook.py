@@ -268,3 +268,26 @@ def test_cause_and_expected_lose_terminal_escape_codes(tmp_path: Path) -> None:
     row = read_csv(write_gradebook([grade], tmp_path)["csv"])[0]
     assert row["expected"] == "a ]0;ownedtitle" and row["cause"] == "lab did not answer: red"
     assert not any(ord(c) < 32 for c in row["expected"] + row["cause"])
+
+
+def test_a_merge_replaces_a_row_only_with_one_checked_later(tmp_path: Path) -> None:
+    """`checked_at` is when a check started: a writer that started earlier (a slow round) keeps the newer row
+    on disk; one that started later, or at the same moment (a re-check), replaces it. Times are compared as
+    times, not strings, whatever their precision."""
+    from lab.classroom.gradebook import merge_gradebook
+
+    def hosts(status: Status, when: str) -> StudentResult:
+        return StudentResult("s01", StepResult("hosts", "", status, 1.0), when)
+
+    def merged(status: Status, when: str) -> tuple[str, str]:
+        merge_gradebook([hosts(status, when)], tmp_path, students=STUDENTS, steps=STEPS)
+        row = {(r.student, r.result.step_id): r for r in read_gradebook(tmp_path / "gradebook.csv")}[("s01", "hosts")]
+        return row.result.status.name, row.checked_at
+
+    assert merged(Status.PASS, "2026-12-01T09:30:00.500+00:00") == ("PASS", "2026-12-01T09:30:00.500+00:00")
+    assert merged(Status.FAIL, "2026-12-01T09:30:00+00:00") == ("PASS", "2026-12-01T09:30:00.500+00:00")
+    assert merged(Status.FAIL, "2026-12-01T09:29:59.999+00:00") == ("PASS", "2026-12-01T09:30:00.500+00:00")
+    assert merged(Status.FAIL, "2026-12-01T09:30:00.500+00:00") == ("FAIL", "2026-12-01T09:30:00.500+00:00")
+    assert merged(Status.PASS, "2026-12-01T10:29:00+01:00") == ("FAIL", "2026-12-01T09:30:00.500+00:00")
+    assert merged(Status.PASS, "2026-12-01T09:31:00+00:00") == ("PASS", "2026-12-01T09:31:00+00:00")
+    assert merged(Status.FAIL, "") == ("PASS", "2026-12-01T09:31:00+00:00"), "a row never checked replaces nothing"

@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import stat
 import threading
+import time
 from ipaddress import IPv4Network
 from pathlib import Path
 
@@ -187,3 +188,56 @@ def test_a_periodic_round_leaves_out_labs_their_students_just_checked(classroom:
     board.refresh(fresher_than=0)  # the round when both have aged
     board.refresh()  # the instructor's "Check now": every lab
     assert checked == [["ada"], ["bob"], ["ada", "bob"], ["ada", "bob"]]
+
+
+# -- a slow round must not put back an older result (issue 19) ------------------------------------------
+
+
+def test_a_slow_round_keeps_a_students_check_that_started_after_it(classroom: Classroom,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """The portal's round grades ada (her step still failing), then waits on bob's slow lab; meanwhile ada
+    fixes her step and presses Check (pass). When the round ends, its older look at ada must not replace
+    the newer pass: in the gradebook or on the board. Before, the round stamped every row with the time it
+    ended and its rows replaced whatever was there."""
+    from types import SimpleNamespace
+
+    results = {"ada": iter([Status.FAIL, Status.PASS]), "bob": iter([Status.FAIL])}
+    ada_graded, bob_started, bob_may_end = threading.Event(), threading.Event(), threading.Event()
+
+    def session(self, member, **_):  # noqa: ANN001, ANN202
+        def run(steps, **kw):  # noqa: ANN001, ANN202, ARG001
+            status = next(results[member.id])
+            if member.id == "bob":
+                bob_started.set()
+                assert bob_may_end.wait(10)
+            else:
+                ada_graded.set()
+            return SimpleNamespace(steps=[StepResult("hosts", "", status, 0.5)])
+
+        return SimpleNamespace(lock=SimpleNamespace(release=lambda: None), step_ids=lambda step: [],
+                               require_running=lambda: None, close=lambda: None, abandon=lambda: None,
+                               scenario=SimpleNamespace(step=lambda step_id: step_id, steps=[]),
+                               engine=lambda: SimpleNamespace(run=run))
+
+    monkeypatch.setattr(Classroom, "session", session)
+    board = ClassBoard(classroom, jobs=2)
+    errors: list[BaseException] = []
+
+    def the_round() -> None:
+        try:
+            board.refresh()
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    round_thread = threading.Thread(target=the_round)
+    round_thread.start()
+    assert ada_graded.wait(10) and bob_started.wait(10)
+    time.sleep(0.01)  # the times are to the millisecond: ada's Check starts visibly later
+    board.refresh("ada")  # ada's own Check, while the round still waits for bob
+    assert grades(classroom)[("ada", "hosts")] == "pass"
+    bob_may_end.set()
+    round_thread.join(30)
+    assert not errors, errors
+    seen = grades(classroom)
+    assert seen[("ada", "hosts")] == "pass" and seen[("bob", "hosts")] == "fail", seen
+    assert board.cells()[("ada", "hosts")].result.status is Status.PASS, "the board shows the newer result too"
