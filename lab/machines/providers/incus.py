@@ -77,11 +77,11 @@ def hosts_file(machine: str) -> str:
 
 # Docker inside needs nesting; an isolated idmap keeps each machine's root a host uid no other machine shares.
 MACHINE_SECURITY = ("security.nesting=true", "security.idmap.isolated=true")
-# Any group may open ICMP echo sockets (ping without cap_net_raw), as Docker gives its containers: Debian 13's ping
-# has no file capability and relies on this range, which an Incus container's own network namespace starts without
-# ("1 0"), and linux-sysctl-defaults' setting is never applied there (systemd-sysctl skips a container whose
-# /proc/sys is read-only), so `ping` as the vagrant user failed with "missing cap_net_raw+p capability".
-PING_GROUPS = "linux.sysctl.net.ipv4.ping_group_range=0 2147483647"
+# The container's groups may open ICMP echo sockets (ping without cap_net_raw): Debian 13's ping has no file
+# capability and relies on this range, which an Incus container's own network namespace starts without ("1 0").
+# linux-sysctl-defaults' "0 2147483647" cannot be set there (EINVAL: the range must be groups the container maps,
+# 65536 with security.idmap.isolated), so `ping` as the vagrant user failed with "missing cap_net_raw+p capability".
+PING_GROUPS = "linux.sysctl.net.ipv4.ping_group_range=0 65535"
 
 
 class IncusProvider:
