@@ -34,8 +34,9 @@ PACKAGES = (
 
 
 def image_packages(platform: Platform) -> tuple[str, ...]:
-    """The image's packages on `platform`: the list above and what that Debian release adds to any machine
-    of its own (the box's: Debian 13's ping needs linux-sysctl-defaults, lab/model/platforms.py)."""
+    """The image's packages on `platform`: the list above and what that Debian release adds to the box too
+    (lab/model/platforms.py), so both are the same Debian. NOTE: Debian 13's linux-sysctl-defaults cannot set its
+    ping range in a container; the Incus provider sets one itself (providers/incus.py, PING_GROUPS)."""
     return PACKAGES + platform.box_packages
 
 
