@@ -7,26 +7,21 @@ what it accepts, lab.cli.parser's."""
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import shlex
 import shutil
-import signal
 import subprocess
 import sys
-import threading
-from collections.abc import Iterator, Sequence
-from datetime import UTC, datetime
+from collections.abc import Sequence
 from pathlib import Path
-from types import FrameType
 from typing import TextIO
 
-from lab.cli import scaffold
+from lab.cli import matrixrun, scaffold
+from lab.cli.guard import Interrupted, guarded, note_interrupted, signals_as_interrupt
 from lab.cli.output import print_status, print_step, print_summary, show_report
 from lab.cli.parser import build_parser
-from lab.common.errors import ExitStatus, LabError, LabFailure
+from lab.common.errors import ExitStatus, LabError
 from lab.common.progress import Progress
-from lab.engine import matrix
 from lab.engine.matrix import matrix_results
 from lab.engine.session import Session, load_lab
 from lab.engine.teaching import instructions
@@ -40,41 +35,6 @@ from lab.model.results import Status
 from lab.reports.fixed import write_fixed_tutorial
 from lab.reports.maintainer import EDITION_ORDER, check_tutorial_text, write_maintainer_report
 
-INTERRUPT_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
-
-
-class Interrupted(KeyboardInterrupt):
-    """A Ctrl-C (or SIGTERM, SIGHUP) that stopped a command, with the phase it stopped."""
-
-    def __init__(self, phase: str | None) -> None:
-        super().__init__(phase)
-        self.phase = phase
-
-
-def _interrupt(signum: int, _frame: FrameType | None) -> None:
-    raise KeyboardInterrupt(signal.Signals(signum).name)
-
-
-@contextlib.contextmanager
-def signals_as_interrupt() -> Iterator[None]:
-    """SIGTERM and SIGHUP end reglab as a Ctrl-C does: Vagrant stopped, connections closed, exit 130.
-
-    Python raises KeyboardInterrupt in the main thread for SIGINT only; the
-    previous handlers come back afterwards (main() is also called in-process).
-    A signal reglab was started with ignored stays ignored, as Python leaves
-    SIGINT: `nohup reglab up &` must outlive its terminal.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = {sig: signal.signal(sig, _interrupt) for sig in INTERRUPT_SIGNALS
-                if signal.getsignal(sig) != signal.SIG_IGN}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
-
 
 def main(argv: Sequence[str] | None = None, stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
     out = stdout or sys.stdout
@@ -85,25 +45,7 @@ def main(argv: Sequence[str] | None = None, stdout: TextIO | None = None, stderr
             args = parser.parse_args(argv)
         except SystemExit as exc:  # argparse has printed its usage message
             return int(exc.code or 0)
-        try:
-            return int(dispatch(args, out, err))
-        except LabError as exc:
-            print(f"reglab: error: {exc}", file=err)
-            return ExitStatus.USAGE
-        except LabFailure as exc:
-            print(f"reglab: failed: {exc}", file=err)
-            return ExitStatus.FAILED
-        except OSError as exc:  # a file of the user's or of .lab that cannot be read or written
-            if exc.filename is not None:
-                print(f"reglab: error: {exc.filename}: {exc.strerror or exc}", file=err)
-                return ExitStatus.USAGE
-            print(f"reglab: failed: {exc.strerror or exc}", file=err)
-            return ExitStatus.FAILED
-        except KeyboardInterrupt as exc:
-            phase = getattr(exc, "phase", None)
-            print(f"reglab: interrupted{f' during {phase}' if phase else ''}. Machines may still be running: "
-                  "`reglab status` shows them, `reglab down` removes them.", file=err)
-            return ExitStatus.INTERRUPTED
+        return guarded(lambda: dispatch(args, out, err), err)
 
 
 def setup_provider(args: argparse.Namespace) -> str:
@@ -144,6 +86,8 @@ def dispatch(args: argparse.Namespace, out: TextIO, err: TextIO) -> ExitStatus:
         return class_command(args, out, err)
     if args.command == "box":  # the host's cache only: no machine, no lab state, no lock
         return box_build(load_lab(args.lab, overrides), args, out, Progress(err, quiet=args.quiet))
+    if getattr(args, "jobs", None) is not None and len(platforms) < 2:
+        raise LabError("--jobs: only with several platforms (`run --platform debian12,debian13 --jobs N`)")
     if len(platforms) > 1:  # `run` on several platforms: a lab each
         return matrix_run(load_lab(args.lab, overrides), platforms, args, overrides, out, err)
     # Commands that only read, or hand the terminal over (ssh), do not wait for the lab's lock.
@@ -160,41 +104,24 @@ def dispatch(args: argparse.Namespace, out: TextIO, err: TextIO) -> ExitStatus:
 
 def matrix_run(lab: Lab, platforms: list[str], args: argparse.Namespace, overrides: dict[str, str | None],
                out: TextIO, err: TextIO) -> ExitStatus:
-    """Every edition (or --edition's) on each platform, one lab per platform, one after another (two labs
-    of two machines each at once outgrow a small host), then the maintainer's report as a matrix.
+    """Every edition (or --edition's) on each platform, a lab per platform, `--jobs` of them at once
+    (lab.cli.matrixrun), then the maintainer's report as a matrix.
 
     The as-written edition runs with --keep-going, so every step of it is judged on every platform.
     """
     editions = [args.edition] if args.edition else [e for e in EDITION_ORDER if e in EDITIONS]
-    progress = Progress(err, quiet=args.quiet)
-    passed = True
-    for platform in platforms:
-        lab_file = matrix.write_lab_file(lab, platform)
-        for edition in editions:
-            progress.say(f"{platform}: the {edition} edition ({lab_file})")
-            # A Progress of its own per run: its phases (boot, provision, ...) are that run's, not summed.
-            session = Session.from_file(lab_file, {**overrides, "platform": platform, "edition": edition},
-                                        Progress(err, quiet=args.quiet))
-            try:
-                session.start()
-                if session.state.data.get("steps"):
-                    session.reset()
-                result = session.run(keep_going=edition != "modern" or args.keep_going)
-            except KeyboardInterrupt:
-                raise Interrupted(note_interrupted(session, "run")) from None
-            finally:
-                session.lock.release()
-            print(f"{edition} on {platform}: ", end="", file=out)
-            print_summary(result, out, session.lab.state_dir / "reports")
-            passed &= result.passed
-    own = Session(lab, progress, lock=False)
+    status, outcomes = matrixrun.matrix_run(lab, platforms, editions, args.jobs, overrides, args.keep_going,
+                                            args.quiet, out, err)
+    if not all(outcome.completed for outcome in outcomes):  # no report from another run's results
+        return status
+    own = Session(lab, Progress(err, quiet=args.quiet), lock=False)
     text = check_tutorial_text(own.scenario)
     paths = write_maintainer_report(matrix_results(lab), text, lab.state_dir / "reports", own.redactor)
     print(f"every edition on {', '.join(platforms)}: {paths['md']} (also .html)", file=out)
     if own.scenario.text is not None and own.scenario.fixes:
         written = write_fixed_tutorial(own.scenario.text, own.scenario.fixes, lab.state_dir / "reports")
         print(f"the tutorial fixed: {written['fixed']} (and {written['patch'].name})", file=out)
-    return ExitStatus.OK if passed else ExitStatus.FAILED
+    return status
 
 
 def init_command(args: argparse.Namespace, out: TextIO) -> ExitStatus:
@@ -210,20 +137,6 @@ def init_command(args: argparse.Namespace, out: TextIO) -> ExitStatus:
         base, roster = (shlex.quote(str(p if not here else p.name)) for p in written[1:])
         print(f"a class: edit {roster}, then `reglab --lab {base} class up {roster}`", file=out)
     return ExitStatus.OK
-
-
-def note_interrupted(session: Session, command: str) -> str | None:
-    """Record in the state file what an interrupt stopped; the phase, for the message."""
-    progress = session.progress
-    phase = progress.interrupted or ", ".join(progress.running) or None
-    session.state.data["interrupted"] = {
-        "phase": phase,
-        "command": command,
-        "at": datetime.now(UTC).isoformat(timespec="seconds"),
-    }
-    with contextlib.suppress(OSError):  # already on the way out: the message matters more
-        session.state.save()
-    return phase
 
 
 def run_command(session: Session, args: argparse.Namespace, out: TextIO, err: TextIO) -> ExitStatus:

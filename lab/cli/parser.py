@@ -110,6 +110,9 @@ def build_parser(out: TextIO | None = None, err: TextIO | None = None) -> argpar
     run = sub.add_parser("run", help="up, provision, solve and check every step; write the report")
     run.add_argument("--keep-going", action="store_true",
                      help="after a failed step, apply its modern solution (a bridge) and judge the next steps")
+    run.add_argument("--jobs", type=whole_number(1, len(PLATFORMS), "a number of platform labs"),
+                     help="with --platform A,B: how many platform labs run at once (default: every platform, "
+                          "at most one per CPU and per free 1.5 GiB of memory on the docker provider)")
     sub.add_parser("reset", help="bring the machines back to the state after provisioning")
     rep = sub.add_parser("report", help="print the last run's report per edition, write the maintainer's report "
                                         "(both editions side by side); --readme updates README.md")

@@ -26,7 +26,8 @@ class Platform:
     # Debian packages provisioning installs here besides the family's (lab/machines/osfamily.py), and why.
     extra_packages: tuple[str, ...] = ()
     extra_why: str = ""
-    # Debian packages the VM box adds here to its own list (lab/machines/boxes/rootfs.py), and why.
+    # Debian packages the VM box and the Incus machine image add here to their own lists
+    # (lab/machines/boxes/rootfs.py, container.py), and why.
     box_packages: tuple[str, ...] = ()
     box_why: str = ""
 
@@ -52,8 +53,9 @@ PLATFORMS: dict[str, Platform] = {
         "recommends (provisioning installs no recommends)",
         ("linux-sysctl-defaults",),
         "Debian 13's ping has no cap_net_raw of its own: it relies on net.ipv4.ping_group_range from "
-        "linux-sysctl-defaults, which iputils-ping only recommends (the box installs no recommends); without "
-        "it `ping` as a user fails with `missing cap_net_raw+p capability or setuid?` (e2e-libvirt)",
+        "linux-sysctl-defaults, which iputils-ping only recommends (the box and the Incus image install no "
+        "recommends); without it `ping` as a user fails with `missing cap_net_raw+p capability or setuid?` "
+        "(e2e-libvirt)",
     ),
 }
 

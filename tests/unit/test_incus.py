@@ -282,6 +282,33 @@ def test_a_cached_root_file_system_the_host_did_not_record_is_built_again(tmp_pa
     assert builds == [key]  # recorded now: used as it is
 
 
+def test_the_debian13_incus_image_has_the_sysctl_defaults_its_ping_relies_on(tmp_path, monkeypatch):
+    """As the Debian 13 box: trixie's ping has no cap_net_raw and needs net.ipv4.ping_group_range from
+    linux-sysctl-defaults, which it only recommends; an Incus container's own network namespace starts with
+    the kernel's "1 0" (no group may ping), so `ping` as the vagrant user failed there too."""
+    assert "linux-sysctl-defaults" in container.image_packages(PLATFORMS["debian13"])
+    assert "linux-sysctl-defaults" not in container.image_packages(PLATFORMS["debian12"])  # not in bookworm
+    assert set(container.PACKAGES) <= set(container.image_packages(PLATFORMS["debian12"]))
+    monkeypatch.setenv("REGLAB_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    asked: dict[str, tuple[str, ...]] = {}
+
+    def fake_build(lab, key, public_key, run, say, packages, files, units, cache):  # noqa: ANN001, ARG001
+        asked[lab.platform] = tuple(packages)
+        cache.mkdir(parents=True, exist_ok=True)
+        target = cache / f"rootfs-{key}.tar"
+        target.write_bytes(b"built here")
+        return target, {}, True
+
+    monkeypatch.setattr(container, "build_rootfs", fake_build)
+    for platform in ("debian12", "debian13"):
+        folder = tmp_path / platform
+        folder.mkdir()
+        (folder / "lab.yml").write_text(f"name: lab1\nprovider: incus\nplatform: {platform}\n")
+        container.build(load(folder / "lab.yml", environ={}), None, lambda _m: None)
+    assert "linux-sysctl-defaults" in asked["debian13"] and "linux-sysctl-defaults" not in asked["debian12"]
+
+
 def test_machine_images_of_older_recipes_are_pruned_and_nothing_else(tmp_path):
     lab = incus_lab(tmp_path)
     fake = FakeIncus("[]", images=json.dumps([
@@ -418,6 +445,9 @@ def test_a_labs_machines_on_a_cluster_go_to_the_member_the_first_was_placed_on(t
     inits = [c for c in calls if c[0] == "init"]
     assert inits[0][:3] == ["init", "school:reglab-debian12-x", "school:lab1-registry"]
     assert not [a for a in inits[0] if a.startswith("--target")]  # the first: the cluster's scheduler places it
+    # Debian 13's ping needs a ping_group_range the container's network namespace does not start with.
+    # Only groups the container maps (65536 of them, isolated): a wider range fails the start (EINVAL).
+    assert all("--config=linux.sysctl.net.ipv4.ping_group_range=0 65535" in init for init in inits)
     assert inits[1][2] == "school:lab1-client" and "--target=m2" in inits[1]  # the second: beside it
     devices = [c for c in calls if c[:3] == ["config", "device", "add"]]
     assert [c[3] for c in devices] == ["school:lab1-registry", "school:lab1-client"], calls

@@ -31,6 +31,15 @@ PACKAGES = (
     "systemd", "systemd-sysv", "udev", "dbus", "openssh-server", "sudo", "iproute2", "iputils-ping",
     "netbase", "ca-certificates", "procps", "less", "kmod",
 )
+
+
+def image_packages(platform: Platform) -> tuple[str, ...]:
+    """The image's packages on `platform`: the list above and what that Debian release adds to the box too
+    (lab/model/platforms.py), so both are the same Debian. NOTE: Debian 13's linux-sysctl-defaults cannot set its
+    ping range in a container; the Incus provider sets one itself (providers/incus.py, PING_GROUPS)."""
+    return PACKAGES + platform.box_packages
+
+
 UNITS = ("ssh.service", "systemd-networkd.service", "reglab-cgroups.service")
 IMPORT_TIMEOUT = 600
 
@@ -89,7 +98,7 @@ def recipe_key(platform: Platform = PLATFORMS[DEFAULT_PLATFORM]) -> str:
         "script": BUILD_SCRIPT_VERSION,
         "kind": "incus-container",
         "suite": platform.suite,
-        "packages": sorted(PACKAGES),
+        "packages": sorted(image_packages(platform)),
         "customize": customize_script("STAGE", files, UNITS),
         "files": {path: [mode, text] for path, (mode, text) in sorted(files.items())},
     }
@@ -121,7 +130,8 @@ def build(lab: Lab, run: Runner, say: Say) -> tuple[Path, Path, str]:
         # Not the file the host built (changed since, or built before digests were kept): built again.
         say(f"{cached.name} is not the one built here (its digest differs): building it again")
         cached.unlink()
-    rootfs, _, fresh = build_rootfs(lab, key, "", run, say, PACKAGES, guest_files(), UNITS, cache=folder)
+    rootfs, _, fresh = build_rootfs(lab, key, "", run, say, image_packages(lab.debian), guest_files(), UNITS,
+                                    cache=folder)
     if fresh:
         digests.record(rootfs, digests.user_store())
         say(f"built the Incus machine image's root file system ({rootfs.name})")

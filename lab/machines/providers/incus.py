@@ -77,6 +77,11 @@ def hosts_file(machine: str) -> str:
 
 # Docker inside needs nesting; an isolated idmap keeps each machine's root a host uid no other machine shares.
 MACHINE_SECURITY = ("security.nesting=true", "security.idmap.isolated=true")
+# The container's groups may open ICMP echo sockets (ping without cap_net_raw): Debian 13's ping has no file
+# capability and relies on this range, which an Incus container's own network namespace starts without ("1 0").
+# linux-sysctl-defaults' "0 2147483647" cannot be set there (EINVAL: the range must be groups the container maps,
+# 65536 with security.idmap.isolated), so `ping` as the vagrant user failed with "missing cap_net_raw+p capability".
+PING_GROUPS = "linux.sysctl.net.ipv4.ping_group_range=0 65535"
 
 
 class IncusProvider:
@@ -400,7 +405,7 @@ class IncusProvider:
         if pool is None:
             raise LabError(f"Incus has no storage pool; {INCUS_MISSING}")
         config = [f"--config={item}" for item in (*self.labels("machine"), f"user.reglab.machine={name}",
-                                                   *MACHINE_SECURITY)]
+                                                   *MACHINE_SECURITY, PING_GROUPS)]
         target = [f"--target={member}"] if member else []
         self.incus("init", self.at(self.image), instance, "--no-profiles", "--storage", pool, *config, *target,
                    timeout=self.lab.timeouts.boot)
