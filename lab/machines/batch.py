@@ -1,4 +1,4 @@
-"""Several root commands in one remote session: the script that runs them, and what it prints back.
+r"""Several root commands in one remote session: the script that runs them, and what it prints back.
 
 A check asks a machine ten small questions; one SSH session each costs more
 than the questions (opening a channel, starting sudo, invoke's polling). A
@@ -8,9 +8,15 @@ root), each with its own stdin, its own time bound and its output captured,
 PARALLEL of them at once, and prints one framed line per command.
 
 Nothing secret reaches a command line: a command's stdin (curl's `-K -`
-credentials) is in the script as base64, handed to `base64 -d` by bash's
-builtin `printf`, so `ps` shows only `bash -s`, `base64 -d`, `timeout ...
-bash -c COMMAND` and the command itself, as it would without a batch.
+credentials) is in the script as `\xHH` escapes, written by bash's builtin
+`printf` into a pipe, so `ps` shows only `bash -s`, `timeout ...` and the
+command itself, as it would without a batch.
+
+What the batch adds to each command is kept small, since a class's machines pay
+for it on every check: a command that is plain words (`curl -sS -i URL`, no
+quoting bash would read otherwise, `$`, pipes or redirections; see `argv`) runs
+under `timeout` as those words, without a `bash -c` of its own; stdin is
+written without a `base64` process; the answers are printed by one `cat`.
 
 Pure: building the script and parsing its output need no machine
 (tests/unit/test_batch.py runs the script with a local bash).
@@ -20,6 +26,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -43,29 +50,41 @@ _d=$(mktemp -d) || exit 97
 trap 'rm -rf "$_d"' EXIT
 _now() { _t=${EPOCHREALTIME/[.,]/}; [ -n "$_t" ] || _t=$(date +%s%6N); }
 _r() {
-  local rc t=0 s e o="$_d/$1.o" x="$_d/$1.e"
-  _now; s=$_t
-  if [ "$4" = - ]; then
-    timeout -k KILL "$2" bash -c "$5" </dev/null >"$o" 2>"$x"
+  local rc t=0 s e i=$1 b=$2 m=$3 in=$4 o="$_d/$1.o" x="$_d/$1.e"
+  shift 4
+  if [ "$1" = c ]; then
+    set -- bash -c "$2"
   else
-    printf '%s' "$4" | base64 -d | timeout -k KILL "$2" bash -c "$5" >"$o" 2>"$x"
+    shift
+    hash "$1" 2>/dev/null || set -- bash -c "${*@Q}"
+  fi
+  _now; s=$_t
+  if [ "$in" = - ]; then
+    timeout -k KILL "$b" "$@" </dev/null >"$o" 2>"$x"
+  else
+    timeout -k KILL "$b" "$@" < <(printf "${in#=}") >"$o" 2>"$x"
   fi
   rc=$?
   _now; e=$((_t - s))
-  if { [ "$rc" = 124 ] || [ "$rc" = 137 ]; } && [ "$e" -ge "$3" ]; then t=1; fi
+  if { [ "$rc" = 124 ] || [ "$rc" = 137 ]; } && [ "$e" -ge "$m" ]; then t=1; fi
   {
-    printf '%s %s %s %s %s ' TAG "$1" "$rc" "$t" "$e"
+    printf '%s %s %s %s %s ' TAG "$i" "$rc" "$t" "$e"
     if [ -s "$o" ]; then base64 -w0 <"$o"; fi
     printf ' '
     if [ -s "$x" ]; then base64 -w0 <"$x"; fi
     printf '\n'
-  } >"$_d/$1.f"
+  } >"$_d/$i.f"
 }
 _n=0
 _go() {
   _r "$@" &
   _n=$((_n + 1))
   if [ "$_n" -ge PARALLEL ]; then wait -n; _n=$((_n - 1)); fi
+}
+_out() {
+  local f=() i
+  for ((i = 0; i < $1; i++)); do [ -f "$_d/$i.f" ] && f+=("$_d/$i.f"); done
+  if [ ${#f[@]} -gt 0 ]; then cat "${f[@]}"; fi
 }
 """
 
@@ -106,12 +125,46 @@ def build_script(items: Sequence[Item], tag: str) -> str:
         item = items[index]
         if item.timeout <= 0:
             raise ValueError(f"item {index}: a time bound must be positive, got {item.timeout}")
-        stdin = "-" if item.stdin is None else (base64.b64encode(item.stdin).decode() or "''")
+        stdin = "-" if item.stdin is None else "'=" + "".join(f"\\x{byte:02x}" for byte in item.stdin) + "'"
+        words = argv(item.command)
+        how = f"c {shlex.quote(item.command)}" if words is None else f"x {item.command}"
         micros = int(item.timeout * 1_000_000)
-        lines.append(f"_go {index} {_seconds(item.timeout)} {micros} {stdin} {shlex.quote(item.command)}")
+        lines.append(f"_go {index} {_seconds(item.timeout)} {micros} {stdin} {how}")
     lines.append("wait")
-    lines.append(f'for ((_i = 0; _i < {len(items)}; _i++)); do [ -f "$_d/$_i.f" ] && cat "$_d/$_i.f"; done')
+    lines.append(f"_out {len(items)}")
     return "\n".join(lines) + "\n"
+
+
+# Names bash runs itself (builtins, keywords), which `timeout` could not run as a program, or would run
+# as another program than bash does (`test`, `echo`, `[`): such a command keeps its `bash -c`.
+_SHELL_WORDS = frozenset("""
+! [[ ]] { } alias bg bind break builtin caller case cd command compgen complete compopt continue coproc declare
+dirs disown do done echo elif else enable esac eval exec exit export false fc fg fi for function getopts hash help
+history if in jobs kill let local logout mapfile popd printf pushd pwd read readarray readonly return select set
+shift shopt source suspend test then time times trap true type typeset ulimit umask unalias unset until wait while
+""".split()) | {".", ":", "["}
+
+_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
+
+
+def argv(command: str) -> list[str] | None:
+    """The words of `command` when bash would run it as exactly those words: one program, plain words or
+    single-quoted ones (as `shlex.quote` writes them), nothing bash expands, redirects or joins; else None.
+
+    Such a command runs under `timeout` directly: bash's `bash -c` would only have looked up and exec'd
+    the same program with the same arguments. Anything else (`~`, `$`, `*`, pipes, `;`, an assignment,
+    a builtin) keeps its own `bash -c`.
+    """
+    try:
+        words = shlex.split(command)
+    except ValueError:
+        return None
+    if not words or shlex.join(words) != command:
+        return None
+    first = words[0]
+    if first in _SHELL_WORDS or not _SAFE_NAME.fullmatch(first):
+        return None
+    return words
 
 
 def start_order(items: Sequence[Item]) -> list[int]:
