@@ -16,7 +16,9 @@ What the batch adds to each command is kept small, since a class's machines pay
 for it on every check: a command that is plain words (`curl -sS -i URL`, no
 quoting bash would read otherwise, `$`, pipes or redirections; see `argv`) runs
 under `timeout` as those words, without a `bash -c` of its own; stdin is
-written without a `base64` process; the answers are printed by one `cat`.
+written without a `base64` process; the answers are printed by one `cat`;
+a check's curl requests share one curl process (`_curls`), each answering
+exactly as alone.
 
 Pure: building the script and parsing its output need no machine
 (tests/unit/test_batch.py runs the script with a local bash).
@@ -67,17 +69,49 @@ _r() {
   rc=$?
   _now; e=$((_t - s))
   if { [ "$rc" = 124 ] || [ "$rc" = 137 ]; } && [ "$e" -ge "$m" ]; then t=1; fi
+  _frame "$i" "$rc" "$t" "$e"
+}
+_frame() {
   {
-    printf '%s %s %s %s %s ' TAG "$i" "$rc" "$t" "$e"
-    if [ -s "$o" ]; then base64 -w0 <"$o"; fi
+    printf '%s %s %s %s %s ' TAG "$1" "$2" "$3" "$4"
+    if [ -s "$_d/$1.o" ]; then base64 -w0 <"$_d/$1.o"; fi
     printf ' '
-    if [ -s "$x" ]; then base64 -w0 <"$x"; fi
+    if [ -s "$_d/$1.e" ]; then base64 -w0 <"$_d/$1.e"; fi
     printf '\n'
-  } >"$_d/$i.f"
+  } >"$_d/$1.f"
+}
+_gc() {
+  local rc s e t=0 line pre rest i buf="" b=$1 m=$2 ids=$3 g="$_d/curls"
+  shift 3
+  _now; s=$_t
+  timeout -k KILL "$b" "$@" </dev/null >"$g" 2>&1
+  rc=$?
+  _now; e=$((_t - s))
+  while IFS= read -r line || [ -n "$line" ]; do
+    case $line in
+      *"TAG-c "*)
+        pre=${line%%TAG-c *}
+        rest=${line#"$pre"TAG-c }
+        i=${rest%% *}
+        printf '%s' "$buf$pre" >"$_d/$i.e"
+        buf=""
+        _frame "$i" "${rest#* }" 0 "$e" ;;
+      *) buf+=$line$'\n' ;;
+    esac
+  done <"$g"
+  if { [ "$rc" = 124 ] || [ "$rc" = 137 ]; } && [ "$e" -ge "$m" ]; then t=1; fi
+  for i in ${ids//,/ }; do
+    if [ ! -f "$_d/$i.f" ] && [ "$t" = 1 ]; then : >"$_d/$i.e"; _frame "$i" "$rc" 1 "$e"; fi
+  done
 }
 _n=0
 _go() {
   _r "$@" &
+  _n=$((_n + 1))
+  if [ "$_n" -ge PARALLEL ]; then wait -n; _n=$((_n - 1)); fi
+}
+_goc() {
+  _gc "$@" &
   _n=$((_n + 1))
   if [ "$_n" -ge PARALLEL ]; then wait -n; _n=$((_n - 1)); fi
 }
@@ -121,11 +155,21 @@ def build_script(items: Sequence[Item], tag: str) -> str:
         raise ValueError(f"tag {tag!r}: letters, digits and dashes only")
     prelude = _PRELUDE.replace("KILL", str(KILL_GRACE)).replace("TAG", tag).replace("PARALLEL", str(PARALLEL))
     lines = [prelude]
-    for index in start_order(items):
-        item = items[index]
+    for index, item in enumerate(items):
         if item.timeout <= 0:
             raise ValueError(f"item {index}: a time bound must be positive, got {item.timeout}")
-        stdin = "-" if item.stdin is None else "'=" + "".join(f"\\x{byte:02x}" for byte in item.stdin) + "'"
+    requests = {index: words for index, item in enumerate(items) if (words := curl_words(item)) is not None}
+    if len(requests) < 2:
+        requests = {}
+    started_curls = False
+    for index in start_order(items):
+        item = items[index]
+        if index in requests:
+            if not started_curls:
+                lines += _curls(items, requests, tag)
+                started_curls = True
+            continue
+        stdin = "-" if item.stdin is None else "'=" + _escaped(item.stdin)[1:]
         words = argv(item.command)
         how = f"c {shlex.quote(item.command)}" if words is None else f"x {item.command}"
         micros = int(item.timeout * 1_000_000)
@@ -165,6 +209,69 @@ def argv(command: str) -> list[str] | None:
     if first in _SHELL_WORDS or not _SAFE_NAME.fullmatch(first):
         return None
     return words
+
+
+# curl's options a check's `http` item uses (lab.engine.checks.http_request): with values, and without.
+_CURL_VALUED = frozenset({"--max-time", "-A", "-H", "--cacert", "-K"})
+_CURL_FLAGS = frozenset({"-sS", "-i", "-I"})
+
+
+def curl_words(item: Item) -> list[str] | None:
+    """The words of a curl request that can share one curl process with others (`_curls`): plain words,
+    `-sS`, options from the short list above, one URL last, and stdin only as curl's config (`-K -`)."""
+    words = argv(item.command)
+    if not words or words[0] != "curl" or "-sS" not in words or "://" not in words[-1]:
+        return None
+    position = 1
+    while position < len(words) - 1:
+        word = words[position]
+        if word in _CURL_FLAGS:
+            position += 1
+        elif word in _CURL_VALUED and position + 1 < len(words) - 1:
+            if word == "-K" and words[position + 1] != "-":
+                return None
+            position += 2
+        else:
+            return None
+    if words[-1].startswith("-") or ("-K" in words) != (item.stdin is not None):
+        return None
+    return words
+
+
+def _curls(items: Sequence[Item], requests: dict[int, list[str]], tag: str) -> list[str]:
+    """Script lines that run several curl requests as one curl process (`curl -Z`, in parallel, each
+    request its own `--next` section) instead of one process each, which a machine pays mostly for
+    starting curl and for reading the system's CA bundle, once a request.
+
+    Each request answers exactly as alone: its output goes to its own file (`-o`), its exit status comes
+    from `-w %{exitcode}`, and what curl says of it on stderr (`curl: (7) Failed to connect...`) is
+    what curl printed just before that line (`--stderr -`: in the order curl writes them). Its
+    credentials (`-K -`) are a file in the batch's own folder (root's, mode 0700), written by bash's
+    printf. The process is bound by the longest of their bounds; each request by its own --max-time.
+    """
+    lines = []
+    command = ["curl", "-Z", "--no-progress-meter", "--stderr", "-"]
+    for index, words in requests.items():
+        stdin = items[index].stdin
+        if stdin is not None:
+            lines.append(f"printf {_escaped(stdin)} >\"$_d/{index}.k\"")
+        section = [shlex.quote(word) for word in words[1:-1]]
+        section = [f'"$_d/{index}.k"' if word == "-" and section[n - 1] == "-K" else word
+                   for n, word in enumerate(section)]
+        section += ["-o", f'"$_d/{index}.o"', "-w", shlex.quote(f"{tag}-c {index} %{{exitcode}}\\n"),
+                    shlex.quote(words[-1])]
+        if len(command) > 5:
+            command.append("--next")
+        command += section
+    bound = max(items[index].timeout for index in requests)
+    ids = ",".join(str(index) for index in requests)
+    lines.append(f"_goc {_seconds(bound)} {int(bound * 1_000_000)} {ids} {' '.join(command)}")
+    return lines
+
+
+def _escaped(data: bytes) -> str:
+    """Bytes as a printf format of `\\xHH` escapes, single-quoted: any byte, and no secret in clear."""
+    return "'" + "".join(f"\\x{byte:02x}" for byte in data) + "'"
 
 
 def start_order(items: Sequence[Item]) -> list[int]:

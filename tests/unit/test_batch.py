@@ -253,3 +253,53 @@ def test_dockers_commands_start_first_and_answer_in_their_order() -> None:
     assert start_order(items) == [3, 1, 0, 2, 4]
     script = build_script(items, TAG)
     assert [line.split()[1] for line in script.splitlines() if line.startswith("_go ")] == ["3", "1", "0", "2", "4"]
+
+
+def _curl_can_share() -> bool:
+    """curl 7.75 or later (-Z, --stderr, -w %{exitcode}), as Debian 12 and 13 and RHEL 9 have."""
+    if shutil.which("curl") is None:
+        return False
+    done = subprocess.run(["curl", "-sS", "-Z", "-o", "/dev/null", "-w", "%{exitcode}", "file:///dev/null"],
+                          capture_output=True, text=True)
+    return done.returncode == 0 and done.stdout == "0"
+
+
+@pytest.mark.skipif(not _curl_can_share(), reason="needs curl 7.75 or later")
+def test_curl_requests_share_one_curl_and_each_answers_exactly_as_alone(tmp_path: Path) -> None:
+    """Refused, missing, read: each request's exit status, output and curl's own words on stderr are
+    what the same command gives alone; its credentials come from its own stdin."""
+    page = tmp_path / "page"
+    page.write_text("hello\n")
+    commands = [
+        ("curl -sS -i --max-time 10 http://127.0.0.1:1/v2/", None),  # refused: exit 7
+        (f"curl -sS -i --max-time 10 file://{page}", None),
+        (f"curl -sS -i --max-time 10 file://{tmp_path}/missing", None),  # exit 37
+        (f"curl -sS -i --max-time 10 -K - file://{page}", b'user = "student:s3cret"\n'),
+        (f"curl -sS -i --max-time 10 -A docker/1.5.0 -H 'Accept: text/plain' -I file://{page}", None),
+        ("echo not curl", None),
+    ]
+    items = [Item(command, stdin, 10) for command, stdin in commands]
+    script = build_script(items, TAG)
+    assert script.count("curl -Z --no-progress-meter --stderr -") == 1 and script.count("--next") == 4
+    assert "s3cret" not in script
+    replies, _ = run(items, tmp_path / "tmp" if (tmp_path / "tmp").mkdir() is None else None)
+    for index, (command, stdin) in enumerate(commands):
+        alone = subprocess.run(["bash", "-c", command], input=stdin or b"", capture_output=True, timeout=30)
+        assert replies[index].exited == alone.returncode, command
+        assert (replies[index].stdout, replies[index].stderr) == (alone.stdout, alone.stderr), command
+    assert list((tmp_path / "tmp").iterdir()) == []  # the credentials' file went with the batch's folder
+
+
+@pytest.mark.parametrize(("command", "stdin", "shares"), [
+    ("curl -sS -i --max-time 10 https://example.test/v2/", None, True),
+    ("curl -sS -i --max-time 10 -K - https://example.test/v2/", b"user = x\n", True),
+    ("curl -sS -i --max-time 10 -K - https://example.test/v2/", None, False),  # -K - with no stdin
+    ("curl -sS -i --max-time 10 https://example.test/v2/", b"x", False),  # stdin it would not read
+    ("curl -sS -i --max-time 10 -K /root/x https://example.test/v2/", None, False),
+    ("curl -i --max-time 10 https://example.test/v2/", None, False),  # no -sS
+    ("curl -sS -o /tmp/x https://example.test/v2/", None, False),  # an option not on the list
+    ("curl -sS -i https://example.test/v2/ | head -1", None, False),
+    ("curl -sS -i --max-time 10", None, False),  # no URL
+])
+def test_only_a_checks_own_curl_requests_share_a_curl(command: str, stdin: bytes | None, shares: bool) -> None:
+    assert (batch.curl_words(Item(command, stdin, 10)) is not None) is shares
