@@ -280,7 +280,7 @@ def test_curl_requests_share_one_curl_and_each_answers_exactly_as_alone(tmp_path
     ]
     items = [Item(command, stdin, 10) for command, stdin in commands]
     script = build_script(items, TAG)
-    assert script.count("curl -Z --no-progress-meter --stderr -") == 1 and script.count("--next") == 4
+    assert script.count("curl -Z --no-progress-meter --stderr -") == 1 and script.count("_cc+=(--next)") == 5
     assert "s3cret" not in script
     replies, _ = run(items, tmp_path / "tmp" if (tmp_path / "tmp").mkdir() is None else None)
     for index, (command, stdin) in enumerate(commands):
@@ -303,3 +303,17 @@ def test_curl_requests_share_one_curl_and_each_answers_exactly_as_alone(tmp_path
 ])
 def test_only_a_checks_own_curl_requests_share_a_curl(command: str, stdin: bytes | None, shares: bool) -> None:
     assert (batch.curl_words(Item(command, stdin, 10)) is not None) is shares
+
+
+def test_only_requests_that_need_no_dns_share_a_curl() -> None:
+    """A name the DNS does not answer takes one curl alone 5 s to give up on (exit 6) and a shared curl
+    its --max-time (exit 28): such a request runs alone. An address, localhost or a name in
+    /etc/hosts needs no DNS."""
+    name = next(line.split()[1] for line in Path("/etc/hosts").read_text().splitlines()
+                if line.strip() and not line.startswith("#") and len(line.split()) > 1)
+    script = batch._PRELUDE.replace("TAG", TAG).replace("KILL", "5").replace("PARALLEL", "8") + (
+        f"_hosts_read\nfor h in localhost 10.1.2.3 {shlex.quote(name)} no-such-name.invalid 10.1.2; do\n"
+        '  if _here "$h"; then echo "$h: here"; else echo "$h: dns"; fi\ndone\n')
+    done = subprocess.run(["bash", "-s"], input=script.encode(), capture_output=True, timeout=30)
+    assert done.stdout.decode().splitlines() == [
+        "localhost: here", "10.1.2.3: here", f"{name}: here", "no-such-name.invalid: dns", "10.1.2: dns"]
