@@ -67,6 +67,7 @@ class Speculator:
         self.pending: dict[str, dict[Key, Item]] = {}
         self.machines: dict[str, Machine] = {}
         self.guessing = False  # a placeholder was handed out this round: what follows may rest on it
+        self.foreseeing = True  # whether `foresee` asks: for steps likely to pass (lab.engine.steps)
         self.speculating = False
         self.batches = 0  # how many batches ran, for tests and logs
         self.live = 0  # commands that ran alone (unknown after the last round, or not batchable)
@@ -107,7 +108,7 @@ class Speculator:
         when the check does ask it. Outside a speculative round, nothing: the check asks as ever."""
         bound = machine.default_timeout if timeout is None else timeout
         key: Key = (machine.name, command, stdin, bound)
-        if self.speculating and key not in self.known:
+        if self.speculating and self.foreseeing and key not in self.known:
             encoded = None if stdin is None else stdin.encode(machine.encoding)
             self.pending.setdefault(machine.name, {})[key] = Item(command, encoded, bound)
 

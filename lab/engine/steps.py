@@ -211,6 +211,10 @@ class Engine:
                 if window <= 0:
                     return True
                 window -= 1
+            # What a check asks once an answer is in is foreseen only where the step passed last time: a
+            # step likely to fail stops at its first failure, and foreseen commands would be asked for
+            # nothing (a handshake or a probe to a name the DNS does not answer can take seconds).
+            speculator.foreseeing = step.id in passed
             self._explore_step(step)
         return False
 
