@@ -67,6 +67,7 @@ class Speculator:
         self.pending: dict[str, dict[Key, Item]] = {}
         self.machines: dict[str, Machine] = {}
         self.guessing = False  # a placeholder was handed out this round: what follows may rest on it
+        self.foreseeing = True  # whether `foresee` asks: for steps likely to pass (lab.engine.steps)
         self.speculating = False
         self.batches = 0  # how many batches ran, for tests and logs
         self.live = 0  # commands that ran alone (unknown after the last round, or not batchable)
@@ -100,6 +101,16 @@ class Speculator:
         self.live += 1
         return machine.sudo(command, warn=warn, in_stream=io.StringIO(stdin) if stdin is not None else False,
                             timeout=timeout)
+
+    def foresee(self, machine: Machine, command: str, stdin: str | None, timeout: float | None) -> None:
+        """A command a check will likely ask once an answer it waits for is in (a guess: the answer it
+        waits for is a placeholder meanwhile): asked in this round's batch too, its answer kept for
+        when the check does ask it. Outside a speculative round, nothing: the check asks as ever."""
+        bound = machine.default_timeout if timeout is None else timeout
+        key: Key = (machine.name, command, stdin, bound)
+        if self.speculating and self.foreseeing and key not in self.known:
+            encoded = None if stdin is None else stdin.encode(machine.encoding)
+            self.pending.setdefault(machine.name, {})[key] = Item(command, encoded, bound)
 
     # -- rounds ----------------------------------------------------------------------------
     def prefetch(self, explore: Callable[[int], bool]) -> None:
@@ -162,6 +173,10 @@ class StandIn:
             return self.machine.sudo(command, warn=warn, in_stream=in_stream, timeout=timeout, **other)
         stdin = None if in_stream in (None, False) else in_stream.read()
         return self.speculator.sudo(self.machine, command, warn, stdin, timeout)
+
+    def foresee(self, command: Command, stdin: str | None = None, timeout: float | None = None) -> None:
+        """Ask `command` in this round's batch if the round is speculative (`Speculator.foresee`)."""
+        self.speculator.foresee(self.machine, shell_text(command), stdin, timeout)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.machine, name)

@@ -140,6 +140,13 @@ def carries_secret(command: str, secrets: Sequence[str]) -> bool:
     return any(len(secret) >= _SHORTEST_SECRET and secret in command for secret in secrets)
 
 
+class _Placeholders(dict):
+    """Captured values, and a placeholder for any other name."""
+
+    def __missing__(self, name: str) -> str:
+        return f"reglab-not-captured-{name}"
+
+
 class Context:
     """Everything a step's actions and checks may use, for one run."""
 
@@ -184,6 +191,17 @@ class Context:
             for mapping, content in saved:
                 mapping.clear()
                 mapping.update(content)
+
+    @contextlib.contextmanager
+    def captured_or_placeholders(self) -> Iterator[None]:
+        """Meanwhile a value not captured renders as a placeholder (a speculative round's guess,
+        lab.engine.steps), not as the failure a real run's rendering is."""
+        kept = self.captured
+        self.captured = _Placeholders(kept)
+        try:
+            yield
+        finally:
+            self.captured = kept
 
     def close(self) -> None:
         """Close every machine's connection (a command after it opens it again)."""

@@ -211,6 +211,10 @@ class Engine:
                 if window <= 0:
                     return True
                 window -= 1
+            # What a check asks once an answer is in is foreseen only where the step passed last time: a
+            # step likely to fail stops at its first failure, and foreseen commands would be asked for
+            # nothing (a handshake or a probe to a name the DNS does not answer can take seconds).
+            speculator.foreseeing = step.id in passed
             self._explore_step(step)
         return False
 
@@ -222,13 +226,28 @@ class Engine:
             machine = self.ctx.machine(machine_name)
             for raw in items:
                 try:
-                    outcome = checks.run(self.ctx.render(raw, machine_name), machine, self.ctx)
+                    outcome = checks.run(self._render_guessing(raw, machine_name), machine, self.ctx)
                 except Exception:  # noqa: BLE001 - a placeholder's answer may break a runner; the real run will tell
                     outcome = None
                 if outcome is not None and outcome.ok:
                     self.ctx.captured.update(outcome.captured)
                 elif not speculator.guessing:
                     return
+
+    def _render_guessing(self, raw: dict[str, Any], machine_name: str) -> dict[str, Any]:
+        """An item rendered for a speculative round. A value an earlier item captures from a placeholder
+        answer is not there yet: rendered with a stand-in for it, so that the item's command is asked in
+        this round (server-pull's `docker image inspect` does not depend on the digest it compares). A
+        command that does hold the value is asked again, with the real one, in a later round; the real
+        run renders with the captured values only."""
+        try:
+            return self.ctx.render(raw, machine_name)
+        except StepFailed:
+            assert self._speculator is not None
+            if not self._speculator.guessing:
+                raise
+            with self.ctx.captured_or_placeholders():
+                return self.ctx.render(raw, machine_name)
 
     def outcome(self, step: Step, solve: bool) -> tuple[Status, str, str]:
         """Solve (when asked) and check one step: its status, what was expected and what was seen."""
