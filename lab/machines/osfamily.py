@@ -101,7 +101,11 @@ DEBIAN = Family(
     ),
     installed_check="dpkg-query -W -f='${Status}' \"$p\" 2>/dev/null | grep -q 'ok installed'",
     compose="docker-compose",
-    prepare="apt-get -o DPkg::Lock::Timeout=120 update -q",
+    # DPkg::Lock::Timeout waits for dpkg's lock, not for the package lists' lock that `update` takes: an
+    # apt-get left running on the machine (provisioning interrupted by Ctrl-C) made the next `update`
+    # fail at once ("Could not get lock /var/lib/apt/lists/lock"), so it is tried again for 2 minutes.
+    prepare=("n=0; until apt-get -o DPkg::Lock::Timeout=120 update -q; do n=$((n+1)); "
+             "[ $n -lt 24 ] || exit 100; sleep 5; done"),
 )
 
 RHEL = Family(
